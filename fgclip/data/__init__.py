@@ -1,0 +1,1 @@
+"""Data: the record schema, readers (JSONL, FineHARD, webdataset), datasets, collation, synthetic scenes."""

@@ -1,0 +1,90 @@
+"""CLIP BPE tokenisation that works offline, with FG-CLIP's two lengths (77 short, 248 long).
+
+The vocabulary comes from the BPE file that `open_clip` ships inside its package; from it we build a
+transformers `CLIPTokenizer` once (transformers 5 takes the vocabulary as a dict and the merges as pairs;
+file names would be silently ignored). It matches open_clip's tokenizer id for id and saves as a normal
+tokenizer folder, which model folders carry so that stock transformers code can use them.
+"""
+
+from __future__ import annotations
+
+import gzip
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from open_clip.tokenizer import bytes_to_unicode, default_bpe
+from transformers import CLIPTokenizer
+
+SHORT_LENGTH = 77
+LONG_LENGTH = 248
+BOS_TOKEN, EOS_TOKEN = "<|startoftext|>", "<|endoftext|>"
+# open_clip uses the first 49152 - 256 - 2 merges of the file (the first line is a header).
+_NUM_MERGES = 49152 - 256 - 2
+
+
+@lru_cache(maxsize=1)
+def _clip_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
+    with gzip.open(default_bpe(), "rt", encoding="utf-8") as handle:
+        lines = handle.read().split("\n")[1 : _NUM_MERGES + 1]
+    merges = [tuple(line.split()) for line in lines]
+    symbols = list(bytes_to_unicode().values())
+    tokens = symbols + [symbol + "</w>" for symbol in symbols] + ["".join(pair) for pair in merges]
+    tokens += [BOS_TOKEN, EOS_TOKEN]
+    return {token: index for index, token in enumerate(tokens)}, merges
+
+
+def build_clip_tokenizer(model_max_length: int = SHORT_LENGTH) -> CLIPTokenizer:
+    """A transformers `CLIPTokenizer` with OpenAI CLIP's 49,408-token vocabulary, built offline."""
+    vocab, merges = _clip_vocab_and_merges()
+    return CLIPTokenizer(
+        vocab=dict(vocab),
+        merges=list(merges),
+        unk_token=EOS_TOKEN,
+        bos_token=BOS_TOKEN,
+        eos_token=EOS_TOKEN,
+        pad_token=EOS_TOKEN,
+        model_max_length=model_max_length,
+    )
+
+
+class FGCLIPTokenizer:
+    """Tokenises captions for `FGCLIPModel.encode_text`.
+
+    Short texts are truncated to 77 tokens, long texts to 248; a truncated text keeps its final EOS.
+    Padding is to the longest text of the call by default, which is exact under CLIP's causal mask
+    and first-EOS pooling; pass `padding="max_length"` for fixed shapes.
+    """
+
+    def __init__(self, tokenizer: CLIPTokenizer | None = None):
+        self.tokenizer = tokenizer if tokenizer is not None else build_clip_tokenizer()
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path | None = None) -> "FGCLIPTokenizer":
+        """Load the tokenizer a model folder carries; build the default one when it carries none."""
+        if directory is not None and (Path(directory) / "tokenizer_config.json").is_file():
+            return cls(CLIPTokenizer.from_pretrained(str(directory)))
+        return cls()
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        self.tokenizer.save_pretrained(str(directory))
+
+    @property
+    def eos_token_id(self) -> int:
+        return self.tokenizer.eos_token_id
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.tokenizer)
+
+    def __call__(
+        self, texts: str | list[str], long: bool = False, padding: str = "longest"
+    ) -> dict[str, torch.Tensor]:
+        """`{"input_ids", "attention_mask"}` as `(N, L)` tensors; `L <= 248` if long else `<= 77`."""
+        if isinstance(texts, str):
+            texts = [texts]
+        max_length = LONG_LENGTH if long else SHORT_LENGTH
+        encoded = self.tokenizer(
+            list(texts), max_length=max_length, truncation=True, padding=padding, return_tensors="pt"
+        )
+        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
