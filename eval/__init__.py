@@ -1,0 +1,1 @@
+"""Evaluation commands: encoder benchmarks and LMM runs, each `python -m eval.<name>`."""

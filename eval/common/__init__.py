@@ -1,0 +1,1 @@
+"""What every evaluation shares: result files (JSON + markdown + PNG) and run metadata."""
