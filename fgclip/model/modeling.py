@@ -209,10 +209,13 @@ class FGCLIPModel(CLIPPreTrainedModel):
             attention_mask = attention_mask[:, :limit]
         return input_ids, attention_mask
 
-    def _text_pooled(
+    def _text_hidden(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, long: bool
-    ) -> torch.Tensor:
-        """Run the text transformer with the short or long position table; pool at the first EOS."""
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the text transformer with the short or long position table.
+
+        Returns the final-layer-normed states `(N, L, C)` and the (possibly truncated) ids `(N, L)`.
+        """
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must have shape (N, L), got {tuple(input_ids.shape)}")
         input_ids, attention_mask = self._fit_text_length(input_ids, attention_mask, self.text_max_length(long))
@@ -233,7 +236,13 @@ class FGCLIPModel(CLIPPreTrainedModel):
             config=text_model.config, inputs_embeds=hidden, attention_mask=attention_mask, past_key_values=None
         )
         hidden = text_model.encoder(inputs_embeds=hidden, attention_mask=mask, is_causal=True).last_hidden_state
-        hidden = text_model.final_layer_norm(hidden)
+        return text_model.final_layer_norm(hidden), input_ids
+
+    def _text_pooled(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, long: bool
+    ) -> torch.Tensor:
+        """The text transformer's state at the first EOS token, `(N, C)`."""
+        hidden, input_ids = self._text_hidden(input_ids, attention_mask, long)
         first_eos = (input_ids == self.eos_token_id).int().argmax(dim=-1)
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), first_eos]
 
@@ -251,6 +260,23 @@ class FGCLIPModel(CLIPPreTrainedModel):
         pooled = self._text_pooled(input_ids, attention_mask, long)
         projection = self.long_text_projection if long else self.text_projection
         return _maybe_normalize(projection(pooled), normalize)
+
+    def encode_text_tokens(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        long: bool = False,
+        normalize: bool = True,
+    ) -> torch.Tensor:
+        """Per-token text embeddings `(N, L, D)`: every token's final state through the path's projection.
+
+        The token at the first EOS is `encode_text`'s embedding. Every position is returned, padding
+        included (`L` is the input length, truncated to the path's limit): mask with `attention_mask`.
+        Used for token-level pooling such as Fashion-FINE's local text vector.
+        """
+        hidden, _ = self._text_hidden(input_ids, attention_mask, long)
+        projection = self.long_text_projection if long else self.text_projection
+        return _maybe_normalize(projection(hidden), normalize)
 
     # ------------------------------------------------------------------ image
     def _check_pixels(self, pixel_values: torch.Tensor) -> None:
