@@ -21,15 +21,16 @@ def stretched_length(short_length: int, keep: int) -> int:
 def stretch_position_table(table: torch.Tensor, keep: int = 20) -> torch.Tensor:
     """Stretch a ``(L, D)`` position table to ``(4L - 3keep, D)`` slots.
 
-    Computed in float32 and returned in the input dtype.
+    Computed in at least float32 (so bf16 tables interpolate exactly) and returned in the input dtype.
     """
     if table.dim() != 2:
         raise ValueError(f"position table must be 2-D (slots, dim), got shape {tuple(table.shape)}")
     length = table.shape[0]
     if not 0 < keep < length - 1:
         raise ValueError(f"keep={keep} must lie in (0, {length - 1}) for a table of {length} slots")
-    original = table.float()
-    weights = torch.arange(STRETCH, dtype=torch.float32, device=table.device) / STRETCH  # 0, 1/4, 1/2, 3/4
+    compute_dtype = torch.promote_types(table.dtype, torch.float32)
+    original = table.to(compute_dtype)
+    weights = torch.arange(STRETCH, dtype=compute_dtype, device=table.device) / STRETCH  # 0, 1/4, 1/2, 3/4
     left, right = original[keep:-1], original[keep + 1 :]
     middle = left[:, None] * (1 - weights)[None, :, None] + right[:, None] * weights[None, :, None]
     step = original[-1] - original[-2]

@@ -1,0 +1,35 @@
+"""Shared fixtures: tiny real models built from configs (no network), the offline tokenizer."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from fgclip import FGCLIPConfig, FGCLIPModel, FGCLIPTokenizer  # noqa: E402
+
+TINY_TEXT = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
+TINY_VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                   image_size=32, patch_size=8)
+
+
+def tiny_config(**overrides) -> FGCLIPConfig:
+    """A tiny FG-CLIP config: real CLIP vocabulary (49,408) so the real tokenizer works, 4x4 patch grid."""
+    values = dict(text_config=dict(TINY_TEXT), vision_config=dict(TINY_VISION), projection_dim=16)
+    values.update(overrides)
+    return FGCLIPConfig(**values)
+
+
+@pytest.fixture
+def tiny_model() -> FGCLIPModel:
+    torch.manual_seed(0)
+    return FGCLIPModel(tiny_config()).eval()
+
+
+@pytest.fixture(scope="session")
+def tokenizer() -> FGCLIPTokenizer:
+    return FGCLIPTokenizer()

@@ -1,0 +1,200 @@
+"""Checkpoints the Hugging Face way: round trip, stock CLIP init, official import, vision-tower export."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoConfig, AutoModel, CLIPConfig, CLIPModel, LlamaConfig, LlamaForCausalLM
+
+from fgclip import FGCLIPModel
+from fgclip.convert import main as convert_main
+from fgclip.model.conversion import (
+    OFFICIAL_KEY_MAP,
+    CheckpointError,
+    detect_checkpoint_kind,
+    save_with_processors,
+)
+from fgclip.model.positions import stretch_position_table
+from tests.conftest import TINY_TEXT, TINY_VISION, tiny_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _trained_looking(model: FGCLIPModel) -> FGCLIPModel:
+    """Give the FG-CLIP-only weights values no rule would re-derive (as after stage 2)."""
+    with torch.no_grad():
+        model.long_text_positions.residual.add_(torch.randn_like(model.long_text_positions.residual))
+        model.long_text_projection.weight.add_(1.0)
+        model.logit_scale_region.fill_(3.3)
+        model.logit_scale_hard.fill_(4.4)
+    return model
+
+
+def test_save_load_round_trip_is_bitwise_equal(tiny_model, tmp_path):
+    _trained_looking(tiny_model).save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").is_file()
+    loaded = FGCLIPModel.from_pretrained(tmp_path)
+    original, reloaded = tiny_model.state_dict(), loaded.state_dict()
+    assert original.keys() == reloaded.keys()
+    for name in original:
+        assert torch.equal(original[name], reloaded[name]), name
+
+
+def test_auto_classes_load_without_remote_code(tiny_model, tmp_path):
+    tiny_model.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "fgclip"
+    assert type(AutoConfig.from_pretrained(tmp_path)).__name__ == "FGCLIPConfig"
+    assert isinstance(AutoModel.from_pretrained(tmp_path), FGCLIPModel)
+
+
+def test_stock_clip_folder_loads_with_long_parts_created(tmp_path):
+    torch.manual_seed(0)
+    clip = CLIPModel(CLIPConfig(text_config=TINY_TEXT, vision_config=TINY_VISION, projection_dim=16)).eval()
+    clip.save_pretrained(tmp_path)
+    assert detect_checkpoint_kind(tmp_path) == "clip"
+    model = FGCLIPModel.from_pretrained(tmp_path).eval()
+    short_table = clip.text_model.embeddings.position_embedding.weight
+    positions = model.long_text_positions
+    assert torch.equal(positions.original, stretch_position_table(short_table.detach()))
+    assert torch.equal(positions.residual, positions.original)
+    assert torch.equal(model.long_text_projection.weight, clip.text_projection.weight)
+    assert model.logit_scale_region.item() == model.logit_scale_hard.item() == clip.logit_scale.item()
+    pixels = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_image(pixels, normalize=False),
+                                   clip.get_image_features(pixels).pooler_output, rtol=0, atol=1e-5)
+
+
+def write_official_release(model: FGCLIPModel, folder: Path) -> None:
+    """The v1.0 release layout in miniature: a CLIP config naming FGCLIPModel, official weight names."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ours_to_official = {ours: official for official, ours in OFFICIAL_KEY_MAP.items()}
+    state = {ours_to_official.get(name, name): tensor.contiguous() for name, tensor in model.state_dict().items()}
+    save_file(state, str(folder / "model.safetensors"))
+    config = CLIPConfig(text_config=TINY_TEXT, vision_config=TINY_VISION, projection_dim=16).to_dict()
+    config["architectures"] = ["FGCLIPModel"]
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def test_official_release_imports_its_trained_weights_as_they_are(tiny_model, tmp_path):
+    release = tmp_path / "fg-clip-base"
+    write_official_release(_trained_looking(tiny_model), release)
+    names = set(load_file(str(release / "model.safetensors")))
+    assert {"text_model.embeddings.position_embedding_res.weight", "text_filip_projection.weight",
+            "logit_scale_finegraind", "logit_scale_hardneg"} <= names
+    assert detect_checkpoint_kind(release) == "official-fgclip"
+    imported = FGCLIPModel.from_pretrained(release)
+    for name, tensor in tiny_model.state_dict().items():
+        assert torch.equal(imported.state_dict()[name], tensor), name
+    # The CLI writes it in this project's format, which then loads as an FG-CLIP folder.
+    assert convert_main(["from-official", str(release), str(tmp_path / "ours")]) == 0
+    assert detect_checkpoint_kind(tmp_path / "ours") == "fgclip"
+    assert (tmp_path / "ours" / "tokenizer_config.json").is_file()
+    assert (tmp_path / "ours" / "preprocessor_config.json").is_file()
+
+
+def test_folder_of_another_model_type_is_a_clear_error(tmp_path, capsys):
+    LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                 num_attention_heads=2, num_key_value_heads=2)).save_pretrained(tmp_path)
+    with pytest.raises(CheckpointError, match="'llama' model"):
+        FGCLIPModel.from_pretrained(tmp_path)
+    assert convert_main(["export-vision", str(tmp_path), str(tmp_path / "out")]) == 2
+    assert "llama" in capsys.readouterr().err
+
+
+def test_cli_from_clip_and_missing_folder(tmp_path, capsys):
+    CLIPModel(CLIPConfig(text_config=TINY_TEXT, vision_config=TINY_VISION, projection_dim=16)).save_pretrained(
+        tmp_path / "clip")
+    assert convert_main(["from-clip", str(tmp_path / "clip"), str(tmp_path / "fg")]) == 0
+    assert isinstance(FGCLIPModel.from_pretrained(tmp_path / "fg"), FGCLIPModel)
+    assert convert_main(["from-clip", str(tmp_path / "missing"), str(tmp_path / "x")]) == 2
+    assert "not a folder" in capsys.readouterr().err
+
+
+FRESH_LOAD = textwrap.dedent("""
+    import sys, torch
+    from transformers import CLIPImageProcessor, CLIPVisionModel
+    folder, pixels_file, out_file = sys.argv[1:4]
+    model = CLIPVisionModel.from_pretrained(folder).eval()
+    processor = CLIPImageProcessor.from_pretrained(folder)
+    assert processor.crop_size["height"] == 32 and processor.image_mean
+    assert "fgclip" not in sys.modules, "the export must load without the project"
+    with torch.no_grad():
+        out = model(torch.load(pixels_file), output_hidden_states=True)
+    torch.save({"last": out.last_hidden_state, "penultimate": out.hidden_states[-2]}, out_file)
+""")
+
+
+def _export_and_expected(tiny_model, tmp_path):
+    folder = tiny_model.export_vision_tower(tmp_path / "tower")
+    pixels = torch.randn(2, 3, 32, 32)
+    torch.save(pixels, tmp_path / "pixels.pt")
+    with torch.no_grad():
+        expected = tiny_model.vision_model(pixels, output_hidden_states=True)
+    return folder, expected
+
+
+def _load_in_fresh_interpreter(python: str, folder: Path, tmp_path: Path) -> dict:
+    script = tmp_path / "fresh_load.py"
+    script.write_text(FRESH_LOAD)
+    out = tmp_path / "features.pt"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([python, str(script), str(folder), str(tmp_path / "pixels.pt"), str(out)],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return torch.load(out)
+
+
+def test_exported_tower_loads_in_stock_transformers_without_fgclip(tiny_model, tmp_path):
+    folder, expected = _export_and_expected(_trained_looking(tiny_model), tmp_path)
+    names = set(load_file(str(folder / "model.safetensors")))
+    assert names and all(name.startswith("vision_model.") for name in names)
+    got = _load_in_fresh_interpreter(sys.executable, folder, tmp_path)
+    torch.testing.assert_close(got["last"], expected.last_hidden_state, rtol=0, atol=1e-6)
+    torch.testing.assert_close(got["penultimate"], expected.hidden_states[-2], rtol=0, atol=1e-6)
+
+
+def _transformers_437_python() -> str:
+    """A virtual environment with transformers 4.37.2 (the original LLaVA's pin) over this torch, cached."""
+    venv = Path(os.environ.get("FGCLIP_TF437_VENV", Path.home() / ".cache" / "fgclip" / "tf437-venv"))
+    python = venv / "bin" / "python"
+    marker = venv / ".ready"
+    if not marker.is_file():
+        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+        install = subprocess.run([str(python), "-m", "pip", "install", "-q", "transformers==4.37.2"],
+                                 capture_output=True, text=True, timeout=900)
+        if install.returncode != 0:
+            pytest.skip(f"could not install transformers 4.37.2: {install.stderr.strip().splitlines()[-1:]}")
+        marker.touch()
+    return str(python)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_exported_tower_loads_every_weight_in_transformers_4_37(tiny_model, tmp_path):
+    python = _transformers_437_python()
+    version = subprocess.run([python, "-c", "import transformers; print(transformers.__version__)"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    assert version == "4.37.2"
+    folder, expected = _export_and_expected(_trained_looking(tiny_model), tmp_path)
+    got = _load_in_fresh_interpreter(python, folder, tmp_path)
+    torch.testing.assert_close(got["last"], expected.last_hidden_state, rtol=0, atol=1e-6)
+
+
+def test_save_with_processors_makes_a_self_contained_folder(tiny_model, tmp_path):
+    save_with_processors(tiny_model, tmp_path)
+    from transformers import CLIPImageProcessor, CLIPTokenizer
+
+    assert CLIPTokenizer.from_pretrained(tmp_path)("a cat")["input_ids"] == [49406, 320, 2368, 49407]
+    processor = CLIPImageProcessor.from_pretrained(tmp_path)
+    assert processor.size == {"height": 32, "width": 32} and not processor.do_center_crop
+
+
+def test_tiny_config_helper_is_small():
+    assert sum(p.numel() for p in FGCLIPModel(tiny_config()).parameters()) < 3_000_000
