@@ -1,0 +1,115 @@
+"""Command-line plumbing shared by the encoder benchmarks: common options and the error contract.
+
+Every benchmark's `main(argv)` raises `EvalError` for a problem with the user's input (a missing file,
+a malformed annotation file, an empty class list); `run_main` turns it into one line on stderr and
+exit code 2, so users see the reason, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+
+class EvalError(Exception):
+    """A usage or data error: reported as one line, exit code 2."""
+
+
+def default_cache_dir() -> Path:
+    """`$FGCLIP_EVAL_CACHE`, else `~/.cache/fgclip/eval`."""
+    env = os.environ.get("FGCLIP_EVAL_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "fgclip" / "eval"
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    """--model and the options of `eval.common.encoder.EncoderConfig`."""
+    group = parser.add_argument_group("model and compute")
+    group.add_argument(
+        "--model", required=True, type=Path,
+        help="model folder: this project's FG-CLIP folder, a stock Hugging Face CLIP folder (baseline) or an "
+        "official FG-CLIP release folder; the kind is detected",
+    )
+    group.add_argument("--batch-size", type=positive_int, default=64, help="images or texts per forward pass (default 64)")
+    group.add_argument(
+        "--device", default="auto",
+        help="'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N' (default auto)",
+    )
+    group.add_argument(
+        "--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+        help="autocast precision: 'auto' is bf16 on a GPU that supports it (else fp16) and fp32 on CPU; "
+        "fp16 needs a GPU (default auto)",
+    )
+    group.add_argument(
+        "--num-workers", type=non_negative_int, default=min(4, os.cpu_count() or 1),
+        help="image-decoding worker processes; 0 decodes in the main process (default min(4, cores))",
+    )
+
+
+def add_cache_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("embedding cache")
+    group.add_argument(
+        "--cache-dir", type=Path, default=None,
+        help="where embeddings are cached, keyed by model weights, inputs (file stats) and encoding options, so "
+        "re-running another metric does not re-encode (default $FGCLIP_EVAL_CACHE or ~/.cache/fgclip/eval)",
+    )
+    group.add_argument("--no-cache", action="store_true", help="neither read nor write cached embeddings")
+
+
+def add_output_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--out", required=True, type=Path,
+        help="output folder: results.json (metrics, model, data, counts, time), results.md (a table) and PNG plots",
+    )
+
+
+def cache_dir_from_args(args: argparse.Namespace) -> Path | None:
+    """The cache folder the options ask for, or None with --no-cache."""
+    if args.no_cache:
+        return None
+    return args.cache_dir if args.cache_dir is not None else default_cache_dir()
+
+
+def require_file(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise EvalError(f"{what} {path} does not exist")
+    if not path.is_file():
+        raise EvalError(f"{what} {path} is not a file")
+    return path
+
+
+def require_dir(path: Path, what: str) -> Path:
+    if not path.is_dir():
+        raise EvalError(f"{what} {path} is not a folder")
+    return path
+
+
+def run_main(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None = None) -> int:
+    """Run a benchmark's `main`; data and usage errors become one stderr line and exit code 2."""
+    from fgclip.model.conversion import CheckpointError
+
+    try:
+        main(argv)
+    except (EvalError, CheckpointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,49 @@
+"""Fixtures for the encoder benchmarks: a tiny saved model folder and small images made on the fly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fgclip import FGCLIPModel
+from fgclip.model.conversion import save_with_processors
+from tests.conftest import tiny_config
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 30)}
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random FG-CLIP saved with tokenizer and image processor (what users point --model at)."""
+    torch.manual_seed(0)
+    directory = tmp_path_factory.mktemp("tiny_fgclip")
+    save_with_processors(FGCLIPModel(tiny_config()).eval(), directory)
+    return directory
+
+
+def make_image(path: Path, colour=(128, 128, 128), size=(48, 40), seed: int | None = None) -> Path:
+    """A small RGB image: a flat colour, or noise when `seed` is given."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if seed is None:
+        array = np.zeros((size[1], size[0], 3), dtype=np.uint8) + np.array(colour, dtype=np.uint8)
+    else:
+        array = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(array).save(path)
+    return path
+
+
+def write_jsonl(path: Path, items) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(item) + "\n" for item in items))
+    return path
+
+
+def common_args(model_dir: Path, out: Path, cache: Path | None = None) -> list[str]:
+    """Options every benchmark takes: the model, no worker processes, the output and cache folders."""
+    args = ["--model", str(model_dir), "--num-workers", "0", "--batch-size", "4", "--out", str(out)]
+    return args + (["--cache-dir", str(cache)] if cache else ["--no-cache"])
