@@ -1,0 +1,120 @@
+"""Readers for the fashion retrieval files: FashionGen-style product items and FashionIQ-style triplets.
+
+FashionGen-style JSON-lines (one image per line; a product may have several images):
+    {"image": "images/123_0.jpg", "text": "slim-fit jeans in washed blue denim ...",
+     "product_id": "123", "subcategory": "JEANS", "category": "PANTS"}
+(`caption` is accepted for `text`; `subcategory` and `category` are optional.)
+
+FashionIQ-style triplets, the public caption files as they are (a JSON list) or JSON-lines:
+    {"candidate": "B00006M009", "target": "B00006M00B", "captions": ["is darker", "has long sleeves"],
+     "category": "dress"}
+The category comes from `category` or from a `cap.<category>.<split>.json` file name. Gallery files are the
+public `split.<category>.<split>.json` lists of image names, or JSON-lines `{"image": ..., "category": ...}`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from eval.common.cli import EvalError
+from eval.common.jsonfiles import iter_items
+
+_CATEGORY_IN_NAME = re.compile(r"^(?:cap|split)\.([^.]+)\.")
+
+
+@dataclass
+class ProductItem:
+    image: str
+    text: str
+    product: str
+    subcategory: str
+
+
+@dataclass
+class Triplet:
+    candidate: str
+    target: str
+    text: str  # the modification captions joined with " and "
+    category: str
+
+
+@dataclass
+class Loaded:
+    items: list = field(default_factory=list)
+    counts: Counter = field(default_factory=Counter)
+
+
+def category_from_name(path: Path) -> str | None:
+    match = _CATEGORY_IN_NAME.match(Path(path).name)
+    return match.group(1) if match else None
+
+
+def load_products(path: Path) -> Loaded:
+    loaded = Loaded()
+    for item in iter_items(path):
+        loaded.counts["items"] += 1
+        value = item.value if item.error is None else None
+        if not isinstance(value, dict):
+            loaded.counts["skipped_malformed"] += 1
+            continue
+        text = value.get("text", value.get("caption"))
+        image, product = value.get("image"), value.get("product_id")
+        if not isinstance(image, str) or not isinstance(text, str) or product is None or not str(product).strip():
+            loaded.counts["skipped_malformed"] += 1
+            continue
+        if not text.strip():
+            loaded.counts["skipped_empty_text"] += 1
+            continue
+        loaded.items.append(ProductItem(image, text.strip(), str(product), str(value.get("subcategory") or "")))
+    if not loaded.items:
+        raise EvalError(f"{path} holds no usable product item ({dict(loaded.counts)}); each line needs image, text "
+                        "and product_id")
+    return loaded
+
+
+def load_triplets(paths: list[Path]) -> Loaded:
+    loaded = Loaded()
+    for path in paths:
+        file_category = category_from_name(path)
+        for item in iter_items(path):
+            loaded.counts["triplets"] += 1
+            value = item.value if item.error is None else None
+            if not isinstance(value, dict):
+                loaded.counts["skipped_malformed"] += 1
+                continue
+            captions = value.get("captions", value.get("caption"))
+            captions = [captions] if isinstance(captions, str) else captions
+            candidate, target = value.get("candidate"), value.get("target")
+            category = value.get("category") or file_category or "all"
+            if not isinstance(candidate, str) or not isinstance(target, str) or not isinstance(captions, list):
+                loaded.counts["skipped_malformed"] += 1
+                continue
+            text = " and ".join(c.strip() for c in captions if isinstance(c, str) and c.strip())
+            if not text:
+                loaded.counts["skipped_empty_text"] += 1
+                continue
+            loaded.items.append(Triplet(candidate, target, text, str(category)))
+    if not loaded.items:
+        raise EvalError(f"no usable triplet in {[str(p) for p in paths]} ({dict(loaded.counts)}); each needs "
+                        "candidate, target and captions")
+    return loaded
+
+
+def load_gallery(paths: list[Path]) -> dict[str, list[str]]:
+    """Category -> image names, from FashionIQ split lists or JSON-lines {"image", "category"}."""
+    gallery: dict[str, list[str]] = {}
+    for path in paths:
+        file_category = category_from_name(path)
+        for item in iter_items(path):
+            value = item.value
+            if isinstance(value, str):
+                name, category = value, file_category or "all"
+            elif isinstance(value, dict) and isinstance(value.get("image"), str):
+                name, category = value["image"], str(value.get("category") or file_category or "all")
+            else:
+                raise EvalError(f"{item.source}: a gallery entry must be an image name or {{\"image\", \"category\"}}")
+            gallery.setdefault(category, []).append(name)
+    return {category: list(dict.fromkeys(names)) for category, names in gallery.items()}

@@ -1,0 +1,367 @@
+"""Fine-grained fashion retrieval with the Fashion-FINE protocols, and Fashion-FINE's global+local fusion.
+
+    python -m eval.fashion --task fashiongen --data items.jsonl --out DIR [--mode both] [--embedding both]
+    python -m eval.fashion --task fashioniq --data cap.dress.val.json cap.shirt.val.json cap.toptee.val.json \\
+        --gallery split.dress.val.json split.shirt.val.json split.toptee.val.json --images DIR --out DIR
+
+fashiongen: image <-> product-description retrieval, R@1/5/10 both ways, in two modes.
+  full:      every image and every description is a candidate; a hit if any image of the product
+             (image -> text: the product's description) ranks in the top K.
+  sample100: up to --num-queries items, each ranked against its own pair plus --num-negatives other
+             products, drawn from the same subcategory first, then from the rest (seeded, shared by
+             both directions and both embeddings).
+fashioniq: text-guided image retrieval, R@10/R@50 per category: the query is the normalised sum of the
+  reference image's and the modification text's embeddings (zero-shot: Fashion-FINE trains a fusion
+  module for this task, FG-CLIP has none); the gallery excludes the reference image (--keep-reference
+  keeps it). Without --gallery the gallery is every reference and target image of the category in the
+  data (smaller than the official gallery, so recalls come out higher; results.json says which).
+
+--embedding fusion uses Fashion-FINE's global+local embedding, normalize(g*(1-r) + l*r) with r = 0.05
+for images and 0.25 for texts, where l is an attention pooling over the patch tokens (encode_dense) or
+the word tokens (encode_text_tokens). Fashion-FINE trains that pooling layer; no such weights exist for
+FG-CLIP, so here it is parameter-free (query = the global embedding, keys/values = normalised tokens,
+softmax with --fusion-temperature). --embedding both scores the two on the same data and samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from eval.common.cli import EvalError, add_cache_args, add_model_args, add_output_args, positive_int, run_main
+from eval.common.coverage import coverage
+from eval.common.encoder import Encoder, model_label
+from eval.common.fashion_data import Triplet, load_gallery, load_products, load_triplets
+from eval.common.fusion import FusionSettings
+from eval.common.images import resolve_image_path
+from eval.common.metrics import rank_of_best_positive, recall_at_k, recall_keys, retrieval_ranks
+from eval.common.reporting import grouped_bar_plot, markdown_table, write_results
+
+GEN_KS = (1, 5, 10)
+IQ_KS = (10, 50)
+
+
+@dataclass
+class ProductIndex:
+    """The distinct images and description strings of a FashionGen-style file, linked by product."""
+
+    images: list[Path] = field(default_factory=list)
+    image_product: list[str] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    text_products: list[set[str]] = field(default_factory=list)  # identical strings are one candidate
+    product_texts: dict[str, list[int]] = field(default_factory=dict)
+    product_images: dict[str, list[int]] = field(default_factory=dict)
+    product_subcategory: dict[str, str] = field(default_factory=dict)
+    pairs: list[tuple[int, int, str]] = field(default_factory=list)  # (image, text, product) per usable line
+
+
+def build_product_index(items, paths: list[Path], image_ok: dict[Path, bool], counts: Counter) -> ProductIndex:
+    index = ProductIndex()
+    image_row: dict[Path, int] = {}
+    text_row: dict[str, int] = {}
+    for item, path in zip(items, paths):
+        if not image_ok[path]:
+            counts["skipped_image_failed"] += 1
+            continue
+        if path not in image_row:
+            image_row[path] = len(index.images)
+            index.images.append(path)
+            index.image_product.append(item.product)
+            index.product_images.setdefault(item.product, []).append(image_row[path])
+        elif index.image_product[image_row[path]] != item.product:
+            counts["skipped_image_in_two_products"] += 1
+            continue
+        if item.text not in text_row:
+            text_row[item.text] = len(index.texts)
+            index.texts.append(item.text)
+            index.text_products.append(set())
+        text = text_row[item.text]
+        if item.product not in index.text_products[text]:
+            index.text_products[text].add(item.product)
+            index.product_texts.setdefault(item.product, []).append(text)
+        index.product_subcategory.setdefault(item.product, item.subcategory)
+        index.pairs.append((image_row[path], text, item.product))
+    return index
+
+
+def full_mode(index: ProductIndex, image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> dict[str, float]:
+    """All images vs all descriptions; positives are every image / description of the product."""
+    image_positives = [index.product_texts[product] for product in index.image_product]
+    text_positives = [sorted({i for p in products for i in index.product_images[p]}) for products in index.text_products]
+    return {**recall_keys("full_i2t", recall_at_k(retrieval_ranks(image_embeds, text_embeds, image_positives), GEN_KS)),
+            **recall_keys("full_t2i", recall_at_k(retrieval_ranks(text_embeds, image_embeds, text_positives), GEN_KS))}
+
+
+@dataclass
+class SampledQuery:
+    image: int
+    text: int
+    negative_texts: list[int]
+    negative_images: list[int]
+
+
+def sample_queries(index: ProductIndex, num_queries: int, num_negatives: int, seed: int) -> list[SampledQuery]:
+    """The sample-100 protocol's queries and negatives (negatives: same subcategory first, then the rest).
+
+    Products that share the query's description string are never negatives (they would be
+    indistinguishable from the positive).
+    """
+    rng = random.Random(seed)
+    chosen = rng.sample(index.pairs, min(num_queries, len(index.pairs)))
+    products = sorted(index.product_images)
+    by_subcategory: dict[str, list[str]] = {}
+    for product in products:
+        by_subcategory.setdefault(index.product_subcategory[product], []).append(product)
+    queries = []
+    for image, text, product in chosen:
+        excluded = index.text_products[text] | {product}
+        same = [p for p in by_subcategory[index.product_subcategory[product]] if p not in excluded]
+        rest = [p for p in products if p not in excluded and index.product_subcategory[p] != index.product_subcategory[product]]
+        rng.shuffle(same)
+        rng.shuffle(rest)
+        negatives = (same + rest)[:num_negatives]
+        queries.append(SampledQuery(
+            image, text,
+            negative_texts=[next(t for t in index.product_texts[p] if t != text) for p in negatives],
+            negative_images=[rng.choice(index.product_images[p]) for p in negatives],
+        ))
+    return queries
+
+
+def _ranks_against(queries: torch.Tensor, candidates: torch.Tensor, columns: list[list[int]]) -> torch.Tensor:
+    """Ranks of column 0 among each query's own candidate list (lists may differ in length)."""
+    width = max(len(c) for c in columns)
+    index = torch.full((len(columns), width), -1, dtype=torch.long)
+    for row, ids in enumerate(columns):
+        index[row, : len(ids)] = torch.tensor(ids)
+    scores = torch.einsum("qd,qkd->qk", queries, candidates[index.clamp(min=0)]).masked_fill(index < 0, float("-inf"))
+    positives = torch.zeros_like(scores, dtype=torch.bool)
+    positives[:, 0] = True
+    return rank_of_best_positive(scores, positives)
+
+
+def sample100_mode(queries: list[SampledQuery], image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> dict[str, float]:
+    i2t = _ranks_against(image_embeds[[q.image for q in queries]], text_embeds,
+                         [[q.text] + q.negative_texts for q in queries])
+    t2i = _ranks_against(text_embeds[[q.text for q in queries]], image_embeds,
+                         [[q.image] + q.negative_images for q in queries])
+    return {**recall_keys("s100_i2t", recall_at_k(i2t, GEN_KS)), **recall_keys("s100_t2i", recall_at_k(t2i, GEN_KS))}
+
+
+def run_fashiongen(args, encoder: Encoder, embeddings: dict[str, FusionSettings | None]):
+    loaded = load_products(args.data[0])
+    counts = loaded.counts
+    images_root = args.images or args.data[0].parent
+    paths = [resolve_image_path(images_root, item.image) for item in loaded.items]
+    unique_paths = list(dict.fromkeys(paths))
+    first = encoder.images(unique_paths, embeddings[next(iter(embeddings))])
+    image_ok = {path: bool(ok) for path, ok in zip(unique_paths, first.ok)}
+    for reason, count in first.failures.items():
+        counts[f"images_{reason}"] = count
+    index = build_product_index(loaded.items, paths, image_ok, counts)
+    cover = coverage(counts["items"], len(index.pairs),
+                     {k.removeprefix("skipped_"): v for k, v in counts.items() if k.startswith("skipped_")}, "items")
+    queries = sample_queries(index, args.num_queries, args.num_negatives, args.seed) if args.mode != "full" else []
+    metrics: dict[str, float] = {}
+    series: dict[str, dict[str, float]] = {}
+    row = {path: i for i, path in enumerate(unique_paths)}
+    for position, (name, fusion) in enumerate(embeddings.items()):
+        encoded = first if position == 0 else encoder.images(unique_paths, fusion)
+        image_embeds = encoded.embeddings[[row[path] for path in index.images]]
+        text_embeds = encoder.texts(index.texts, fusion=fusion)
+        scores = {}
+        if args.mode in ("full", "both"):
+            scores.update(full_mode(index, image_embeds, text_embeds))
+        if args.mode in ("sample100", "both"):
+            scores.update(sample100_mode(queries, image_embeds, text_embeds))
+        series[name] = scores
+        metrics.update({(f"{name}_{k}" if name == "fusion" else k): v for k, v in scores.items()})
+    metrics.update(num_images=len(index.images), num_texts=len(index.texts), num_products=len(index.product_images))
+    if queries:
+        negatives = [len(q.negative_texts) for q in queries]
+        metrics.update(s100_queries=len(queries), s100_mean_negatives=sum(negatives) / len(negatives))
+        if min(negatives) < args.num_negatives:
+            print(f"warning: sample100: some queries have fewer than {args.num_negatives} negatives "
+                  f"(min {min(negatives)}): the data has too few products", file=sys.stderr)
+    keys = list(next(iter(series.values())))
+    table = markdown_table(["embedding", *keys], [[name, *values.values()] for name, values in series.items()])
+    return metrics, series, counts, cover, table
+
+
+def iq_scores(triplets: list[Triplet], gallery: list[Path], gallery_embeds: torch.Tensor, query_embeds: torch.Tensor,
+              paths: dict[str, Path], keep_reference: bool, counts: Counter) -> dict[str, float] | None:
+    """R@10/R@50 of one category; `query_embeds` has one row per triplet."""
+    row = {path: i for i, path in enumerate(gallery)}
+    scored, targets, excluded = [], [], []
+    for i, triplet in enumerate(triplets):
+        target, reference = paths[triplet.target], paths[triplet.candidate]
+        if target not in row:
+            counts["skipped_target_not_in_gallery"] += 1
+            continue
+        if not keep_reference and target == reference:
+            counts["skipped_reference_is_target"] += 1
+            continue
+        scored.append(i)
+        targets.append(row[target])
+        excluded.append(row.get(reference, -1) if not keep_reference else -1)
+    if not scored:
+        return None
+    scores = query_embeds[scored] @ gallery_embeds.T
+    drop = torch.tensor(excluded)
+    has = drop >= 0
+    scores[torch.arange(len(scored))[has], drop[has]] = float("-inf")
+    positives = torch.zeros_like(scores, dtype=torch.bool)
+    positives[torch.arange(len(scored)), torch.tensor(targets)] = True
+    recalls = recall_at_k(rank_of_best_positive(scores, positives), IQ_KS)
+    return {"r10": recalls[10], "r50": recalls[50], "queries": len(scored), "gallery": len(gallery)}
+
+
+def run_fashioniq(args, encoder: Encoder, embeddings: dict[str, FusionSettings | None]):
+    loaded = load_triplets(args.data)
+    counts = loaded.counts
+    images_root = args.images or args.data[0].parent
+    categories = list(dict.fromkeys(t.category for t in loaded.items))
+    if args.gallery:
+        gallery_names = load_gallery(args.gallery)
+        missing = [c for c in categories if c not in gallery_names]
+        if missing:
+            raise EvalError(f"--gallery has no images for category {missing[0]!r} (categories: {sorted(gallery_names)})")
+    else:
+        gallery_names = {c: [n for t in loaded.items if t.category == c for n in (t.candidate, t.target)]
+                         for c in categories}
+    names = [n for c in categories for n in gallery_names[c]] + [n for t in loaded.items for n in (t.candidate, t.target)]
+    paths = {name: resolve_image_path(images_root, name, try_suffixes=True) for name in dict.fromkeys(names)}
+    unique = list(dict.fromkeys(paths.values()))
+    row = {path: i for i, path in enumerate(unique)}
+    first = encoder.images(unique, next(iter(embeddings.values())))
+    for reason, count in first.failures.items():
+        counts[f"images_{reason}"] = count
+    usable = [t for t in loaded.items if first.ok[row[paths[t.candidate]]] and first.ok[row[paths[t.target]]]]
+    counts["skipped_image_failed"] = len(loaded.items) - len(usable)
+    galleries = {}
+    for category in categories:
+        wanted = list(dict.fromkeys(paths[n] for n in gallery_names[category]))
+        galleries[category] = [p for p in wanted if first.ok[row[p]]]
+        counts["gallery_images_failed"] += len(wanted) - len(galleries[category])
+
+    series: dict[str, dict[str, float]] = {}
+    per_category: dict[str, dict[str, dict]] = {}
+    for position, (name, fusion) in enumerate(embeddings.items()):
+        image_embeds = (first if position == 0 else encoder.images(unique, fusion)).embeddings
+        text_embeds = encoder.texts([t.text for t in usable], fusion=fusion)
+        run_counts = counts if position == 0 else Counter()  # the same skips for every embedding: count once
+        found = per_category.setdefault(name, {})
+        for category in categories:
+            rows = [i for i, t in enumerate(usable) if t.category == category]
+            gallery = galleries[category]
+            if not rows or not gallery:
+                continue
+            references = image_embeds[[row[paths[usable[i].candidate]] for i in rows]]
+            queries = F.normalize(references + text_embeds[rows], dim=-1)
+            result = iq_scores([usable[i] for i in rows], gallery, image_embeds[[row[p] for p in gallery]], queries,
+                               paths, args.keep_reference, run_counts)
+            if result is not None:
+                found[category] = result
+        if not found:
+            raise EvalError(f"no FashionIQ query could be scored ({dict(counts)})")
+        values = {f"{category}_r{k}": r[f"r{k}"] for category, r in found.items() for k in IQ_KS}
+        values.update({f"avg_r{k}": sum(r[f"r{k}"] for r in found.values()) / len(found) for k in IQ_KS})
+        series[name] = values
+    metrics = {(f"{name}_{k}" if name == "fusion" else k): v for name, values in series.items() for k, v in values.items()}
+    scored = sum(r["queries"] for r in next(iter(per_category.values())).values())
+    metrics["num_queries"] = scored
+    cover = coverage(counts["triplets"], scored,
+                     {k.removeprefix("skipped_"): v for k, v in counts.items() if k.startswith("skipped_")}, "triplets")
+    rows = [[name, category, r["queries"], r["gallery"], r["r10"], r["r50"]]
+            for name, found in per_category.items() for category, r in found.items()]
+    table = markdown_table(["embedding", "category", "queries", "gallery", "R@10", "R@50"], rows)
+    gallery_note = "--gallery files" if args.gallery else "references and targets of the data (not the official gallery)"
+    reference_note = "kept in" if args.keep_reference else "excluded from"
+    table += f"\ngallery: {gallery_note}; reference image {reference_note} its query's gallery\n"
+    return metrics, series, counts, cover, table
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m eval.fashion", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="File formats: see eval/common/fashion_data.py. Ties count as misses.")
+    add_model_args(parser)
+    parser.add_argument("--task", required=True, choices=("fashiongen", "fashioniq"), help="which protocol")
+    parser.add_argument("--data", required=True, nargs="+", type=Path,
+                        help="fashiongen: one JSON-lines file of product items; fashioniq: one or more caption files "
+                        "(cap.<category>.<split>.json or JSON-lines triplets)")
+    parser.add_argument("--images", type=Path, default=None,
+                        help="root folder for image paths (default: the first data file's folder); FashionIQ names "
+                        "without a suffix are looked up as .jpg/.png/...")
+    parser.add_argument("--embedding", choices=("global", "fusion", "both"), default="global",
+                        help="global: the model's own embeddings; fusion: Fashion-FINE's global+local mix; both: "
+                        "compare them (default global)")
+    group = parser.add_argument_group("fashiongen")
+    group.add_argument("--mode", choices=("full", "sample100", "both"), default="both", help="protocol (default both)")
+    group.add_argument("--num-queries", type=positive_int, default=1000, help="sample100 queries (default 1000)")
+    group.add_argument("--num-negatives", type=positive_int, default=100, help="sample100 negatives per query "
+                       "(default 100)")
+    group.add_argument("--seed", type=int, default=0, help="sample100 sampling seed (default 0)")
+    group = parser.add_argument_group("fashioniq")
+    group.add_argument("--gallery", nargs="+", type=Path, default=None,
+                       help="gallery files (split.<category>.<split>.json lists or JSON-lines {image, category}); "
+                       "default: the references and targets of the data")
+    group.add_argument("--keep-reference", action="store_true",
+                       help="keep the reference image in its own query's gallery (excluded by default)")
+    group = parser.add_argument_group("fusion")
+    group.add_argument("--fusion-image-ratio", type=float, default=0.05, help="r for images (default 0.05)")
+    group.add_argument("--fusion-text-ratio", type=float, default=0.25, help="r for texts (default 0.25)")
+    group.add_argument("--fusion-temperature", type=float, default=0.1,
+                       help="softmax temperature of the parameter-free attention pooling (default 0.1)")
+    add_cache_args(parser)
+    add_output_args(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    started = time.time()
+    for path in args.data + (args.gallery or []):
+        if not path.is_file():
+            raise EvalError(f"{path} does not exist")
+    if args.task == "fashiongen" and len(args.data) != 1:
+        raise EvalError("--task fashiongen takes one --data file")
+    try:
+        fusion = FusionSettings(args.fusion_image_ratio, args.fusion_text_ratio, args.fusion_temperature)
+    except ValueError as error:
+        raise EvalError(f"fusion option: {error}") from error
+    embeddings = {"global": None, "fusion": fusion}
+    if args.embedding != "both":
+        embeddings = {args.embedding: embeddings[args.embedding]}
+    encoder = Encoder.from_args(args)
+    run = run_fashiongen if args.task == "fashiongen" else run_fashioniq
+    metrics, series, counts, cover, table = run(args, encoder, embeddings)
+    args.out.mkdir(parents=True, exist_ok=True)
+    plot = f"{args.task}.png"
+    grouped_bar_plot(args.out / plot, series, f"{args.task} ({model_label(args.model)})", "recall")
+    extra = {**cover, "task": args.task, "embeddings": list(embeddings), "encoder": encoder.describe(),
+             "cache": encoder.cache.summary(), "plots": [plot], "details": {"series": series}}
+    if "fusion" in embeddings:
+        extra["fusion"] = {**fusion.as_dict(), "pooling": "parameter-free attention (query: global embedding)"}
+    if args.task == "fashiongen":
+        extra.update(mode=args.mode, seed=args.seed, num_negatives=args.num_negatives)
+    else:
+        extra.update(gallery=[str(p) for p in args.gallery] if args.gallery else "references and targets of the data",
+                     keep_reference=args.keep_reference)
+    result = write_results(args.out, args.task, metrics, model=args.model, data=[str(p) for p in args.data],
+                           counts=dict(counts), started=started, table=table + f"\n{cover['note']}\n", extra=extra)
+    print(f"{args.task}: " + ", ".join(f"{k} {v:.4f}" for k, v in list(metrics.items())[:4]) + f" -> {args.out / 'results.json'}")
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
