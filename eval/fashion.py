@@ -39,12 +39,12 @@ import torch.nn.functional as F
 
 from eval.common.cli import EvalError, add_cache_args, add_model_args, add_output_args, positive_int, run_main
 from eval.common.coverage import coverage
-from eval.common.encoder import Encoder, model_label
+from eval.common.encoder import Encoder
 from eval.common.fashion_data import Triplet, load_gallery, load_products, load_triplets
 from eval.common.fusion import FusionSettings
 from eval.common.images import resolve_image_path
 from eval.common.metrics import rank_of_best_positive, recall_at_k, recall_keys, retrieval_ranks
-from eval.common.reporting import grouped_bar_plot, markdown_table, write_results
+from eval.common.reporting import grouped_bar_plot, markdown_table, model_label, write_results
 
 GEN_KS = (1, 5, 10)
 IQ_KS = (10, 50)

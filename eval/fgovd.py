@@ -25,11 +25,11 @@ from eval.common.boxes import xywh_pixels_to_normalized
 from eval.common.cli import (EvalError, add_cache_args, add_model_args, add_output_args, non_negative_int,
                              require_file, run_main)
 from eval.common.coverage import coverage
-from eval.common.encoder import Encoder, model_label
+from eval.common.encoder import Encoder
 from eval.common.images import failure_reason, image_size_of
 from eval.common.jsonfiles import iter_items
 from eval.common.metrics import rank_of_best_positive
-from eval.common.reporting import bar_plot, markdown_table, write_results
+from eval.common.reporting import bar_plot, markdown_table, model_label, write_results
 from fgclip.data.schema import RecordError, record_from_json
 
 # File names of the public FG-OVD benchmark and the difficulty each one is.

@@ -29,11 +29,11 @@ from pathlib import Path
 from eval.common.cli import (EvalError, add_cache_args, add_model_args, add_output_args, non_negative_int,
                              run_main)
 from eval.common.coverage import coverage
-from eval.common.encoder import Encoder, model_label
+from eval.common.encoder import Encoder
 from eval.common.images import resolve_image_path
 from eval.common.jsonfiles import iter_items, load_json
 from eval.common.metrics import curve_ks, recall_at_k, recall_keys, retrieval_ranks
-from eval.common.reporting import line_plot, markdown_table, write_results
+from eval.common.reporting import line_plot, markdown_table, model_label, write_results
 
 IMAGE_KEYS = ("image", "img_path", "f_path", "file_name", "filename")
 SHORT_CAPTION_KEYS = ("short_caption", "captions", "caption", "sentences", "conversations")

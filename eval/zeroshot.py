@@ -21,10 +21,10 @@ from torchvision.datasets import ImageFolder
 from eval.common.cli import (EvalError, add_cache_args, add_model_args, add_output_args, non_negative_int,
                              require_dir, run_main)
 from eval.common.coverage import coverage
-from eval.common.encoder import Encoder, model_label
+from eval.common.encoder import Encoder
 from eval.common.metrics import classification_report
 from eval.common.prompts import TEMPLATES_HELP, class_text_embeddings, load_classnames, load_templates
-from eval.common.reporting import bar_plot, markdown_table, write_results
+from eval.common.reporting import bar_plot, markdown_table, model_label, write_results
 
 
 def read_image_folder(root: Path) -> tuple[list[str], list[tuple[str, int]]]:

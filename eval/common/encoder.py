@@ -99,14 +99,6 @@ def load_model(directory: Path, device: torch.device) -> tuple[FGCLIPModel, str]
     return model.eval().to(device), kind
 
 
-def model_label(directory: Path) -> str:
-    """A short name for plots: the folder name, with its parent when the name alone says little
-    (training runs end in `.../final` or `.../checkpoint-N`)."""
-    directory = Path(directory)
-    generic = directory.name in {"final", "model", "best", "last"} or directory.name.startswith("checkpoint")
-    return f"{directory.parent.name}/{directory.name}" if generic and directory.parent.name else directory.name
-
-
 def _check_finite(embeddings: torch.Tensor, what: str) -> None:
     if not torch.isfinite(embeddings).all():
         raise EvalError(f"the model produced non-finite {what} embeddings (try --precision fp32)")

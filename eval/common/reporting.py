@@ -26,6 +26,14 @@ def device_description() -> str:
     return f"CPU ({platform.processor() or platform.machine()})"
 
 
+def model_label(directory: str | Path) -> str:
+    """A short name for plots: the folder name, with its parent when the name alone says little
+    (training runs end in `.../final` or `.../checkpoint-N`)."""
+    directory = Path(directory)
+    generic = directory.name in {"final", "model", "best", "last"} or directory.name.startswith("checkpoint")
+    return f"{directory.parent.name}/{directory.name}" if generic and directory.parent.name else directory.name
+
+
 def format_value(value) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"

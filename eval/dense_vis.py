@@ -1,0 +1,245 @@
+"""Pictures of FG-CLIP's dense alignment: patch-text similarity heatmaps, and boxes with their best captions.
+
+    python -m eval.dense_vis --model DIR --image photo.jpg --text "a red car" --text "a tree" --out DIR
+    python -m eval.dense_vis --model DIR --record data.jsonl --index 3 --out DIR      # boxes of a record
+
+heatmap.png: the image, then for each text the cosine similarity between every patch embedding
+(`model.encode_dense`) and the text embedding (`model.encode_text`), upsampled over the image.
+regions.png (with --boxes or --record): each box's region embedding (`model.encode_regions`) against the
+candidate captions, labelled with the best match (green when it is the box's own caption).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.patches as patches  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from eval.common.cli import EvalError, add_model_args, add_output_args, non_negative_int, run_main  # noqa: E402
+from eval.common.encoder import Encoder, EncoderConfig  # noqa: E402
+from eval.common.jsonfiles import iter_items  # noqa: E402
+from eval.common.reporting import markdown_table, write_results  # noqa: E402
+from fgclip.data.schema import RecordError, check_bbox, record_from_json  # noqa: E402
+
+WHY_MAPS_LOOK_INVERTED = """\
+Why similarity maps can look "inverted" (objects cold, background hot):
+  * Path. CLIP's ordinary last block mixes every patch with global context through attention, so its patch
+    tokens align poorly with text, and maps made from them often light up the background. FG-CLIP (like
+    MaskCLIP/CLIPSelf) reads patches from the value path of the last block (encode_dense), which keeps
+    each patch local; this tool always uses that path.
+  * Normalisation. --normalize minmax stretches each map to [0, 1] on its own: when a text matches nothing
+    in the image, or everything about equally, the "hot" patches are only the least dissimilar ones and
+    the picture can look inverted. --normalize raw shows the cosine values on one colour scale shared by
+    all texts, so weak maps look weak.
+  * One text alone. Cosine similarity to a single text has a large component shared by all patches;
+    --normalize softmax compares several texts per patch (softmax over texts, at the model's temperature),
+    which shows which text wins where. Give a background text too (e.g. "background").
+"""
+
+
+def parse_box(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.replace(" ", "").split(",")]
+        return check_bbox(values if len(values) == 4 else None)
+    except (ValueError, RecordError) as error:
+        raise argparse.ArgumentTypeError(f"a box is x1,y1,x2,y2 normalised to [0, 1] with x1<x2, y1<y2: {error}")
+
+
+def similarity_maps(dense: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
+    """`(T, H, W)` cosine similarity of `(H, W, D)` normalised patches to `(T, D)` normalised texts."""
+    return torch.einsum("hwd,td->thw", dense, text_embeds)
+
+
+def normalize_maps(cosine: torch.Tensor, mode: str, temperature: float) -> torch.Tensor:
+    """raw: unchanged; minmax: each map scaled to [0, 1]; softmax: per patch over the T texts."""
+    if mode == "raw":
+        return cosine
+    if mode == "softmax":
+        return (cosine * temperature).softmax(dim=0)
+    low = cosine.flatten(1).min(dim=1).values[:, None, None]
+    high = cosine.flatten(1).max(dim=1).values[:, None, None]
+    return (cosine - low) / (high - low).clamp(min=1e-12)
+
+
+def _display_image(path: Path, max_side: int = 512) -> Image.Image:
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+    scale = max_side / max(image.size)
+    if scale < 1:
+        image = image.resize((round(image.width * scale), round(image.height * scale)), Image.BICUBIC)
+    return image
+
+
+def draw_heatmaps(path: Path, image: Image.Image, maps: torch.Tensor, texts: list[str], mode: str, alpha: float) -> None:
+    # The model squashes the whole image to a square, so the patch grid spans the full image: stretch it back.
+    upsampled = F.interpolate(maps[:, None].float(), size=(image.height, image.width), mode="bilinear",
+                              align_corners=False)[:, 0]
+    vmin, vmax = (float(maps.min()), float(maps.max())) if mode == "raw" else (0.0, 1.0)
+    columns = len(texts) + 1
+    figure, axes = plt.subplots(1, columns, figsize=(3.2 * columns, 3.6))
+    axes[0].imshow(image)
+    axes[0].set_title("image", fontsize=9)
+    for axis, heat, text in zip(axes[1:], upsampled, texts):
+        axis.imshow(image)
+        shown = axis.imshow(heat.numpy(), cmap="jet", alpha=alpha, vmin=vmin, vmax=vmax)
+        axis.set_title("\n".join(textwrap.wrap(text, 28)[:3]), fontsize=8)
+    for axis in axes:
+        axis.axis("off")
+    label = {"raw": "cosine similarity", "minmax": "similarity, min-max per map", "softmax": "softmax over texts"}[mode]
+    figure.colorbar(shown, ax=list(axes[1:]), fraction=0.025, pad=0.02, label=label)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(figure)
+
+
+def draw_regions(path: Path, image: Image.Image, boxes: list[list[float]], labels: list[str], correct: list[bool | None]):
+    figure, axis = plt.subplots(figsize=(6, 6 * image.height / image.width))
+    axis.imshow(image)
+    for box, label, right in zip(boxes, labels, correct):
+        x1, y1, x2, y2 = box[0] * image.width, box[1] * image.height, box[2] * image.width, box[3] * image.height
+        colour = "yellow" if right is None else ("lime" if right else "red")
+        axis.add_patch(patches.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colour, linewidth=2))
+        axis.text(x1, y1, "\n".join(textwrap.wrap(label, 32)[:2]), fontsize=7, color="black", va="bottom",
+                  bbox={"facecolor": colour, "alpha": 0.8, "pad": 1, "edgecolor": "none"})
+    axis.axis("off")
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(figure)
+
+
+def load_record_regions(path: Path, index: int, images_root: Path | None):
+    """(image path, boxes, own captions, candidate captions) of the index-th record of a JSONL file."""
+    for position, item in enumerate(iter_items(path)):
+        if position != index:
+            continue
+        if item.error is not None:
+            raise EvalError(f"{item.source}: {item.error}")
+        try:
+            record = record_from_json(item.value, require_captions=False)
+        except RecordError as error:
+            raise EvalError(f"{item.source}: {error}") from error
+        if not record.regions:
+            raise EvalError(f"{item.source} has no regions to draw")
+        candidates = [text for region in record.regions for text in [region.caption, *region.hard_negatives]]
+        return (record.resolve_image(images_root or path.parent), [r.bbox for r in record.regions],
+                [r.caption for r in record.regions], list(dict.fromkeys(candidates)))
+    raise EvalError(f"{path} has fewer than {index + 1} records")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m eval.dense_vis", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=WHY_MAPS_LOOK_INVERTED)
+    add_model_args(parser)
+    parser.add_argument("--image", type=Path, default=None, help="the image (not needed with --record)")
+    parser.add_argument("--text", action="append", default=[], help="a text to map; repeat for several")
+    parser.add_argument("--normalize", choices=("minmax", "raw", "softmax"), default="minmax",
+                        help="minmax: each map scaled to [0, 1]; raw: cosine on one shared scale; softmax: per patch "
+                        "over the texts (needs two or more) (default minmax)")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="softmax scale (logit multiplier); default: the model's own exp(logit_scale)")
+    parser.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity over the image (default 0.5)")
+    parser.add_argument("--boxes", nargs="+", type=parse_box, default=None,
+                        help="boxes x1,y1,x2,y2 (normalised) to label with their best-matching text among --text "
+                        "(or --captions)")
+    parser.add_argument("--captions", nargs="+", default=None, help="candidate captions for --boxes (default: --text)")
+    parser.add_argument("--record", type=Path, default=None,
+                        help="a record JSONL (data-format.md): draw the boxes of record --index, candidates = its "
+                        "region captions and hard negatives; --text defaults to its region captions")
+    parser.add_argument("--index", type=non_negative_int, default=0, help="which record of --record (default 0)")
+    parser.add_argument("--images", type=Path, default=None, help="root for the record's image path "
+                        "(default: the record file's folder)")
+    add_output_args(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    started = time.time()
+    own_captions: list[str] | None = None
+    boxes, candidates = args.boxes, args.captions
+    if args.record is not None:
+        image_path, boxes, own_captions, record_candidates = load_record_regions(args.record, args.index, args.images)
+        candidates = candidates or record_candidates
+        texts = args.text or list(dict.fromkeys(own_captions))
+    else:
+        if args.image is None:
+            raise EvalError("give --image (with --text) or --record")
+        image_path, texts = args.image, args.text
+        candidates = candidates or texts
+    if not texts:
+        raise EvalError("give at least one --text to map")
+    if args.normalize == "softmax" and len(texts) < 2:
+        raise EvalError("--normalize softmax compares texts: give two or more --text (e.g. add 'background')")
+    if not image_path.is_file():
+        raise EvalError(f"image {image_path} does not exist")
+    if not 0 <= args.alpha <= 1:
+        raise EvalError("--alpha must be in [0, 1]")
+
+    encoder = Encoder.load(args.model, EncoderConfig(batch_size=args.batch_size, device=args.device,
+                                                     precision=args.precision, num_workers=args.num_workers))
+    temperature = args.temperature or float(encoder.model.logit_scale.exp())
+    dense = encoder.dense(image_path)
+    text_embeds = encoder.texts(texts)
+    cosine = similarity_maps(dense, text_embeds)
+    maps = normalize_maps(cosine, args.normalize, temperature)
+    try:
+        image = _display_image(image_path)
+    except OSError as error:
+        raise EvalError(f"cannot read image {image_path}: {error}") from error
+    args.out.mkdir(parents=True, exist_ok=True)
+    draw_heatmaps(args.out / "heatmap.png", image, maps, texts, args.normalize, args.alpha)
+    grid_h, grid_w = cosine.shape[1:]
+    per_text = []
+    for text, values in zip(texts, cosine):
+        peak = int(values.flatten().argmax())
+        per_text.append({"text": text, "min": float(values.min()), "max": float(values.max()),
+                         "mean": float(values.mean()),
+                         "peak_xy": [((peak % grid_w) + 0.5) / grid_w, ((peak // grid_w) + 0.5) / grid_h]})
+    metrics, plots = {"num_texts": len(texts)}, ["heatmap.png"]
+    table = markdown_table(["text", "min cos", "mean cos", "max cos", "peak (x, y)"],
+                           [[t["text"], t["min"], t["mean"], t["max"], f"({t['peak_xy'][0]:.2f}, {t['peak_xy'][1]:.2f})"]
+                            for t in per_text])
+    regions = []
+    if boxes:
+        encoded = encoder.regions([image_path], [torch.tensor(boxes, dtype=torch.float32)])
+        if not encoded.ok.all():
+            raise EvalError(f"image {image_path} could not be read")
+        scores = encoded.embeddings @ encoder.texts(candidates).T
+        best = scores.argmax(dim=1)
+        for i, box in enumerate(boxes):
+            caption = candidates[int(best[i])]
+            right = None if own_captions is None else caption == own_captions[i]
+            regions.append({"box": box, "best_caption": caption, "score": float(scores[i, best[i]]), "correct": right,
+                            **({"caption": own_captions[i]} if own_captions else {})})
+        draw_regions(args.out / "regions.png", image, boxes, [f"{r['best_caption']} ({r['score']:.2f})" for r in regions],
+                     [r["correct"] for r in regions])
+        plots.append("regions.png")
+        metrics["num_regions"] = len(regions)
+        if own_captions is not None:
+            metrics["region_top1"] = sum(bool(r["correct"]) for r in regions) / len(regions)
+        table += "\n" + markdown_table(["box", "best caption", "score", "correct"],
+                                       [[", ".join(f"{v:.2f}" for v in r["box"]), r["best_caption"], r["score"],
+                                         "" if r["correct"] is None else r["correct"]] for r in regions])
+    result = write_results(
+        args.out, "dense_vis", metrics, model=args.model, data=str(args.record or image_path),
+        counts={"texts": len(texts), "regions": len(regions)}, started=started, table=table,
+        extra={"normalize": args.normalize, "temperature": temperature, "grid": [int(grid_h), int(grid_w)],
+               "encoder": encoder.describe(), "plots": plots, "details": {"texts": per_text, "regions": regions}},
+    )
+    print(f"dense similarity maps for {len(texts)} text(s) -> {args.out / 'heatmap.png'}")
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

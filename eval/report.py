@@ -1,0 +1,169 @@
+"""Compare evaluation runs: gather results.json files into one markdown table and a bar chart per benchmark.
+
+    python -m eval.report runs/eval/clip runs/eval/stage1 runs/eval/stage2 --out runs/eval/report
+
+Each RUN is a results.json file or a folder searched (recursively) for results.json files, so a folder
+per model holding one sub-folder per benchmark works as it is. Any results.json written through
+eval.common.reporting.write_results is understood, the encoder benchmarks' and the LMM evaluations'
+alike. Results are grouped by benchmark and data file; each group gets a table of the metrics every run
+in it shares (numbers, nested objects flattened as `a/b`), and a grouped bar PNG of those that are
+fractions in [0, 1] (counts such as num_regions are tabled, not plotted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from eval.common.cli import EvalError, run_main
+from eval.common.reporting import grouped_bar_plot, markdown_table, model_label
+
+# Keys of results.json that describe the run rather than measure it.
+METADATA_KEYS = {"benchmark", "model", "data", "counts", "seconds", "device", "date", "details", "encoder", "cache",
+                 "plots", "note", "complete", "fusion", "seed", "templates", "num_templates", "gallery", "format"}
+
+
+@dataclass
+class Run:
+    label: str
+    path: Path
+    result: dict
+
+    @property
+    def benchmark(self) -> str:
+        return str(self.result.get("benchmark") or self.path.parent.name)
+
+    @property
+    def data_names(self) -> str:
+        data = self.result.get("data", "")
+        names = [Path(str(d)).name for d in (data if isinstance(data, list) else [data])]
+        return ", ".join(n for n in names if n)
+
+
+def flatten_metrics(result: dict, prefix: str = "", depth: int = 0) -> dict[str, float]:
+    """Numeric leaves of a results object (booleans and metadata left out); nested keys as `a/b`."""
+    metrics: dict[str, float] = {}
+    for key, value in result.items():
+        if depth == 0 and key in METADATA_KEYS:
+            continue
+        name = f"{prefix}{key}"
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, (int, float)):
+            metrics[name] = value
+        elif isinstance(value, dict) and depth < 2:
+            metrics.update(flatten_metrics(value, f"{name}/", depth + 1))
+    return metrics
+
+
+def find_results(argument: Path) -> list[Path]:
+    if argument.is_file():
+        return [argument]
+    if argument.is_dir():
+        found = sorted(argument.rglob("results.json"))
+        if not found:
+            raise EvalError(f"{argument} holds no results.json")
+        return found
+    raise EvalError(f"{argument} does not exist")
+
+
+def load_runs(arguments: list[Path], names: list[str] | None) -> list[Run]:
+    if names is not None and len(names) != len(arguments):
+        raise EvalError(f"--names has {len(names)} labels for {len(arguments)} runs")
+    runs = []
+    for position, argument in enumerate(arguments):
+        label = names[position] if names else (argument.parent.name if argument.is_file() else argument.name)
+        for path in find_results(argument):
+            try:
+                result = json.loads(path.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as error:
+                raise EvalError(f"{path} is not valid JSON: {error}") from error
+            if not isinstance(result, dict):
+                raise EvalError(f"{path} does not hold a results object")
+            runs.append(Run(label, path, result))
+    return runs
+
+
+def group_runs(runs: list[Run]) -> dict[tuple[str, str], list[Run]]:
+    """Runs by (benchmark, data file names); two results of one run in one group get their folder as suffix."""
+    groups: dict[tuple[str, str], list[Run]] = {}
+    for run in runs:
+        groups.setdefault((run.benchmark, run.data_names), []).append(run)
+    for members in groups.values():
+        labels = [run.label for run in members]
+        for run in members:
+            if labels.count(run.label) > 1:
+                run.label = f"{run.label}/{run.path.parent.name}"
+    return groups
+
+
+def shared_metrics(members: list[Run]) -> tuple[list[str], list[str]]:
+    """(metric keys every run has, in first-run order; keys only some runs have)."""
+    flat = [flatten_metrics(run.result) for run in members]
+    shared = [key for key in flat[0] if all(key in f for f in flat[1:])]
+    partial = sorted({key for f in flat for key in f} - set(shared))
+    return shared, partial
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:80] or "benchmark"
+
+
+def build_report(runs: list[Run], out: Path) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    sections, summary = ["# Evaluation comparison\n"], {}
+    for (benchmark, data), members in group_runs(runs).items():
+        shared, partial = shared_metrics(members)
+        flat = [flatten_metrics(run.result) for run in members]
+        title = f"{benchmark}" + (f" ({data})" if data else "")
+        rows = [[run.label, f"`{model_label(str(run.result.get('model', '?')))}`", *[f[key] for key in shared]]
+                for run, f in zip(members, flat)]
+        section = f"## {title}\n\n" + markdown_table(["run", "model", *shared], rows)
+        if partial:
+            section += f"\nnot in every run (left out): {', '.join(partial)}\n"
+        incomplete = [run.label for run in members if run.result.get("complete") is False]
+        if incomplete:
+            section += f"\npartial coverage (see each results.json note): {', '.join(incomplete)}\n"
+        plot_keys = [key for key in shared if not key.split("/")[-1].startswith("num_")
+                     and all(0.0 <= f[key] <= 1.0 for f in flat)]
+        plot = None
+        if plot_keys:
+            plot = f"report_{_slug(benchmark + '_' + data)}.png"
+            grouped_bar_plot(out / plot, {run.label: {k: f[k] for k in plot_keys} for run, f in zip(members, flat)},
+                             title, "value")
+            section += f"\n![{title}]({plot})\n"
+        sections.append(section)
+        summary[title] = {"benchmark": benchmark, "data": data, "metrics": shared, "plot": plot,
+                          "runs": {run.label: {"path": str(run.path), **{k: f[k] for k in shared}}
+                                   for run, f in zip(members, flat)}}
+    (out / "report.md").write_text("\n".join(sections))
+    (out / "report.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m eval.report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", type=Path, metavar="RUN",
+                        help="results.json files or folders holding them (searched recursively)")
+    parser.add_argument("--names", nargs="+", default=None,
+                        help="a label per RUN for the tables and plots (default: the folder names)")
+    parser.add_argument("--out", required=True, type=Path,
+                        help="output folder: report.md (tables), report.json (the same numbers) and report_*.png")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    summary = build_report(load_runs(args.runs, args.names), args.out)
+    print(f"compared {len(args.runs)} run(s) over {len(summary)} benchmark group(s) -> {args.out / 'report.md'}")
+    return summary
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
