@@ -1,0 +1,196 @@
+"""Attribute analysis of a LLaVA model: yes/no and multiple-choice questions built from region records.
+
+    python -m eval.attributes --data regions.jsonl --model LLAVA_DIR --out runs/attributes
+    python -m eval.attributes --data regions.jsonl --answers answers.jsonl --out runs/attributes
+
+The data are records of data-format.md section 1 whose regions carry `hard_negatives` (FineHARD JSON
+lists are read too). Questions are built deterministically (eval.lmm.attribute_questions, --question-seed) and
+written to OUT/questions.jsonl; yes/no answers are read with the POPE rule, multiple-choice answers by
+their letter. Accuracy per attribute type (colour, material, size, count, pattern, state) and overall;
+a missing or unreadable answer is scored as wrong and counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+from eval.common.reporting import grouped_bar_plot, markdown_table, write_results
+from eval.lmm.answers_file import question_key, read_answers
+from eval.lmm.attribute_questions import AttributeQuestion, parse_choice, region_questions
+from eval.lmm.errors import LMMEvalError, run_cli
+from eval.lmm.options import add_generation_args, positive_int, settings_from_args
+from eval.lmm.pope_rule import pope_answer
+from fgclip.data.schema import BadRecord, iter_record_file
+
+KINDS = ("yes_no", "multiple_choice")
+KIND_LABELS = {"yes_no": "yes/no", "multiple_choice": "multiple choice"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m eval.attributes",
+        description="Attribute analysis: ask a LLaVA model yes/no and multiple-choice questions built from region "
+        "captions and their hard negatives, or score an existing answers file; accuracy per attribute type.",
+    )
+    parser.add_argument(
+        "--data", type=Path, required=True,
+        help="region records (JSONL of data-format.md section 1, or a FineHARD .json list) with hard_negatives",
+    )
+    parser.add_argument("--images", type=Path, help="root for relative image paths (default: the folder holding --data)")
+    parser.add_argument("--model", type=Path, help="LLaVA folder to run (stock LlavaForConditionalGeneration + processor)")
+    parser.add_argument("--answers", type=Path, help="score this answers file (question_id + text) instead of running a model")
+    parser.add_argument(
+        "--out", type=Path, required=True,
+        help="output folder: questions.jsonl, answers.jsonl (with --model; re-running resumes from it), "
+        "results.json, results.md, attributes.png",
+    )
+    parser.add_argument(
+        "--kinds", nargs="+", choices=KINDS, default=list(KINDS),
+        help="question kinds: yes_no (a true and a false question per region) and multiple_choice (the caption "
+        "among 3 negatives, A-D; needs 3 negatives) (default both)",
+    )
+    parser.add_argument("--question-seed", type=int, default=0, help="seed of the negative choice and the option order (default 0)")
+    parser.add_argument("--limit", type=positive_int, help="only the first N records (smoke runs)")
+    add_generation_args(parser, max_new_tokens=16)
+    return parser
+
+
+def build_questions(args, counts: dict) -> list[AttributeQuestion]:
+    if not args.data.is_file():
+        raise LMMEvalError(f"data file {args.data} does not exist")
+    questions: list[AttributeQuestion] = []
+    for index, record in enumerate(iter_record_file(args.data, require_captions=False)):
+        if args.limit is not None and index >= args.limit:
+            break
+        counts["records"] += 1
+        if isinstance(record, BadRecord):
+            counts["skipped_bad_records"] += 1
+            continue
+        for region_index, region in enumerate(record.regions):
+            counts["regions"] += 1
+            built = region_questions(f"{index}:{region_index}", record.image, region.caption, region.hard_negatives,
+                                     args.question_seed, tuple(args.kinds))
+            if not built:
+                counts["regions_without_negatives"] += 1
+            elif "multiple_choice" in args.kinds and not any(q.kind == "multiple_choice" for q in built):
+                counts["regions_with_fewer_than_3_negatives"] += 1
+            questions += built
+    if not questions:
+        raise LMMEvalError(f"{args.data} gives no questions: no region has hard_negatives ({counts})")
+    return questions
+
+
+def write_questions(path: Path, questions: list[AttributeQuestion]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        for question in questions:
+            handle.write(json.dumps(asdict(question), ensure_ascii=False) + "\n")
+
+
+def run_model(args, questions: list[AttributeQuestion], counts: dict) -> tuple[dict[str, str], dict]:
+    from eval.lmm.generation import PromptItem, answer_all, load_lmm
+
+    settings = settings_from_args(args)
+    lmm = load_lmm(args.model, settings)
+    root = args.images or args.data.parent
+    items = [PromptItem(q.question_id, Path(q.image) if Path(q.image).is_absolute() else root / q.image, q.prompt)
+             for q in questions]
+    summary = answer_all(lmm, items, args.out / "answers.jsonl", settings, description="attributes")
+    counts.update({key: value for key, value in summary.counts().items() if key != "questions"})
+    return summary.answers, asdict(settings)
+
+
+def is_correct(question: AttributeQuestion, text: str) -> bool:
+    if question.kind == "yes_no":
+        return pope_answer(text) == question.answer
+    return parse_choice(text, question.options) == question.answer
+
+
+def score(questions: list[AttributeQuestion], answers: dict[str, str], counts: dict) -> dict:
+    """Accuracy overall, per kind and per (type, kind); missing/unparsed answers are wrong."""
+    totals: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])  # (type, kind) -> [correct, total]
+    for question in questions:
+        text = answers.get(question_key(question.question_id))
+        if text is None:
+            counts["missing_answers"] += 1
+            correct = False
+        else:
+            if question.kind == "multiple_choice" and parse_choice(text, question.options) is None:
+                counts["unparsed_choices"] += 1
+            correct = is_correct(question, text)
+        cell = totals[(question.attribute_type, question.kind)]
+        cell[0] += correct
+        cell[1] += 1
+
+    def accuracy(cells) -> float:
+        correct, total = sum(c[0] for c in cells), sum(c[1] for c in cells)
+        return correct / total if total else 0.0
+
+    per_type = {}
+    for kind_type in sorted({t for t, _ in totals}):
+        entry = {"accuracy": accuracy([v for (t, _), v in totals.items() if t == kind_type])}
+        for kind in KINDS:
+            if (kind_type, kind) in totals:
+                entry[kind] = accuracy([totals[(kind_type, kind)]])
+                entry[f"{kind}_questions"] = totals[(kind_type, kind)][1]
+        per_type[kind_type] = entry
+    metrics = {"accuracy": accuracy(totals.values()), "num_questions": len(questions)}
+    for kind in KINDS:
+        cells = [v for (_, k), v in totals.items() if k == kind]
+        if cells:
+            metrics[f"{kind}_accuracy"] = accuracy(cells)
+            metrics[f"num_{kind}"] = sum(c[1] for c in cells)
+    metrics["num_missing"] = counts["missing_answers"]
+    metrics["per_type"] = per_type
+    return metrics
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    started = time.time()
+    if (args.answers is None) == (args.model is None):
+        raise LMMEvalError("give exactly one of --answers (score a file) or --model (run a model)")
+    counts = dict.fromkeys(("records", "skipped_bad_records", "regions", "regions_without_negatives",
+                            "regions_with_fewer_than_3_negatives", "missing_answers", "unparsed_choices"), 0)
+    questions = build_questions(args, counts)
+    write_questions(args.out / "questions.jsonl", questions)
+    counts["questions"] = len(questions)
+    generation = None
+    if args.answers is not None:
+        if not args.answers.is_file():
+            raise LMMEvalError(f"answers file {args.answers} does not exist")
+        contents = read_answers(args.answers)
+        counts["bad_answer_lines"] = contents.bad_lines
+        answers = contents.answers
+    else:
+        answers, generation = run_model(args, questions, counts)
+    if counts["skipped_bad_records"]:
+        print(f"warning: {counts['skipped_bad_records']} records skipped as invalid")
+    metrics = score(questions, answers, counts)
+    if counts["missing_answers"]:
+        print(f"warning: {counts['missing_answers']} questions have no answer; they are scored as wrong")
+    per_type = metrics["per_type"]
+    rows = [[name, entry["accuracy"], entry.get("yes_no", "-"), entry.get("yes_no_questions", 0),
+             entry.get("multiple_choice", "-"), entry.get("multiple_choice_questions", 0)] for name, entry in per_type.items()]
+    rows.append(["overall", metrics["accuracy"], metrics.get("yes_no_accuracy", "-"), metrics.get("num_yes_no", 0),
+                 metrics.get("multiple_choice_accuracy", "-"), metrics.get("num_multiple_choice", 0)])
+    table = markdown_table(["attribute", "accuracy", "yes/no", "yes/no questions", "multiple choice", "mc questions"], rows)
+    model = str(args.model) if args.model else str(args.answers)
+    result = write_results(args.out, "attributes", metrics, model=model, data=str(args.data), counts=counts,
+                           started=started, table=table,
+                           extra={"generation": generation, "question_seed": args.question_seed, "missing_answers_scored_as": "wrong"})
+    groups = {KIND_LABELS[kind]: {name: entry[kind] for name, entry in per_type.items() if kind in entry}
+              for kind in KINDS if f"{kind}_accuracy" in metrics}
+    grouped_bar_plot(args.out / "attributes.png", groups, "Accuracy per attribute type", "accuracy")
+    print(table)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))

@@ -1,0 +1,23 @@
+"""The error contract of the LMM runs: a usage or data problem is one stderr line and exit code 2."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+
+
+class LMMEvalError(Exception):
+    """A problem with the user's input (missing file, malformed data, not a LLaVA folder)."""
+
+
+def run_cli(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None = None) -> int:
+    """Run a command's `main`; `LMMEvalError` becomes `error: ...` on stderr and exit code 2."""
+    try:
+        main(argv)
+    except LMMEvalError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted (answers written so far are kept; run again to resume)", file=sys.stderr)
+        return 130
+    return 0

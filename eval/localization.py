@@ -1,0 +1,202 @@
+"""Referring-expression localisation of a LLaVA model (RefCOCO/+/g-style data): Acc@IoU>=0.5 and mean IoU.
+
+    python -m eval.localization --data refcoco_testA.jsonl --images train2014/ --model LLAVA_DIR --out runs/loc
+    python -m eval.localization --data refcoco_testA.jsonl --images train2014/ --answers answers.jsonl --out runs/loc
+
+Data: data-format.md section 4, one `{"id", "image", "expression", "bbox"}` per line, the box normalised to
+the original image (`python -m eval.lmm.refer` converts the public RefCOCO annotations). The model is asked
+LLaVA-1.5's question; its `[x1, y1, x2, y2]` answer is parsed (eval.lmm.boxes.parse_box) and, when images
+were padded to a square (the default, as LLaVA-1.5), mapped back from the square before IoU. An answer
+without a readable box, or no answer, is a miss with IoU 0 and is counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from eval.common.reporting import line_plot, markdown_table, write_results
+from eval.lmm.answers_file import question_key, read_answers
+from eval.lmm.boxes import box_iou, parse_box
+from eval.lmm.errors import LMMEvalError, run_cli
+from eval.lmm.options import add_generation_args, positive_int, settings_from_args
+from fgclip.data.schema import RecordError, check_bbox
+
+PROMPT = "Please provide the bounding box coordinate of the region this sentence describes: {expression}"
+IOU_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+@dataclass
+class Referral:
+    """One referring expression and its ground-truth box (normalised to the original image)."""
+
+    id: str
+    image: str
+    expression: str
+    bbox: list[float]
+    size: tuple[int, int] | None = None  # (width, height) when the data line gives it
+
+
+def read_referrals(path: Path, counts: Counter) -> list[Referral]:
+    """Items of a localisation JSONL; malformed lines are skipped and counted (`skipped_bad_lines`)."""
+    if not path.is_file():
+        raise LMMEvalError(f"data file {path} does not exist")
+    items, seen = [], set()
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+                if not isinstance(data, dict):
+                    raise RecordError("a line must be a JSON object")
+                expression = data.get("expression")
+                if not isinstance(expression, str) or not expression.strip():
+                    raise RecordError("expression is missing or empty")
+                if not isinstance(data.get("image"), str) or not data["image"]:
+                    raise RecordError("image is missing")
+                bbox = check_bbox(data.get("bbox"))
+                item_id = str(data.get("id", f"line{number}"))
+                if item_id in seen:
+                    raise RecordError(f"id {item_id} repeats")
+            except (json.JSONDecodeError, RecordError) as error:
+                counts["skipped_bad_lines"] += 1
+                if counts["skipped_bad_lines"] <= 3:
+                    print(f"warning: {path}:{number} skipped: {error}")
+                continue
+            seen.add(item_id)
+            size = (int(data["width"]), int(data["height"])) if data.get("width") and data.get("height") else None
+            items.append(Referral(item_id, data["image"], expression.strip(), bbox, size))
+    if not items:
+        raise LMMEvalError(f"{path} holds no usable localisation items")
+    return items
+
+
+def image_path(root: Path, name: str) -> Path:
+    return Path(name) if Path(name).is_absolute() else root / name
+
+
+def image_size(item: Referral, root: Path) -> tuple[int, int] | None:
+    if item.size is not None:
+        return item.size
+    try:
+        with Image.open(image_path(root, item.image)) as image:
+            return image.size
+    except (OSError, UnidentifiedImageError):
+        return None
+
+
+def score(items: list[Referral], answers: dict[str, str], root: Path, padded_square: bool, counts: Counter) -> tuple[dict, list[dict]]:
+    """Metrics and one prediction row per item; failures and missing answers count as IoU 0."""
+    ious, rows = [], []
+    for item in items:
+        text = answers.get(question_key(item.id))
+        size = image_size(item, root)
+        parsed = None
+        if text is None:
+            counts["missing_answers"] += 1
+        elif size is None:
+            counts["missing_image_at_scoring"] += 1
+        else:
+            parsed = parse_box(text, size[0], size[1], padded_square)
+            if parsed is None:
+                counts["parse_failures"] += 1
+            else:
+                counts[f"scale_{parsed.scale}"] += 1
+        iou = box_iou(parsed.box, item.bbox) if parsed else 0.0
+        ious.append(iou)
+        rows.append({"id": item.id, "expression": item.expression, "answer": text, "bbox": item.bbox,
+                     "predicted": list(parsed.box) if parsed else None, "scale": parsed.scale if parsed else None,
+                     "iou": iou})
+    total = len(items)
+    acc_at = {f"{t:.1f}": sum(i >= t for i in ious) / total for t in IOU_THRESHOLDS}
+    metrics = {
+        "accuracy": acc_at["0.5"],
+        "mean_iou": sum(ious) / total,
+        "num_items": total,
+        "num_parse_failures": counts["parse_failures"],
+        "num_missing": counts["missing_answers"] + counts["missing_image_at_scoring"],
+        "acc_at_iou": acc_at,
+    }
+    return metrics, rows
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m eval.localization",
+        description="Referring-expression localisation: ask a LLaVA model for the box of each expression (or score "
+        "an answers file), parse [x1, y1, x2, y2], undo LLaVA-1.5's pad-to-square, report Acc@IoU>=0.5 and mean IoU.",
+    )
+    parser.add_argument("--data", type=Path, required=True,
+                        help="JSONL: {id, image, expression, bbox [x1, y1, x2, y2] normalised to the image}")
+    parser.add_argument("--images", type=Path, help="root for relative image paths (default: the folder holding --data)")
+    parser.add_argument("--model", type=Path, help="LLaVA folder to run (stock LlavaForConditionalGeneration + processor)")
+    parser.add_argument("--answers", type=Path, help="score this answers file (question_id = item id, text) instead")
+    parser.add_argument(
+        "--out", type=Path, required=True,
+        help="output folder: answers.jsonl (with --model; re-running resumes), predictions.jsonl (parsed box and "
+        "IoU per item), results.json, results.md, localization.png",
+    )
+    parser.add_argument("--limit", type=positive_int, help="only the first N items (smoke runs)")
+    add_generation_args(parser, max_new_tokens=48)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    started = time.time()
+    if (args.answers is None) == (args.model is None):
+        raise LMMEvalError("give exactly one of --answers (score a file) or --model (run a model)")
+    counts: Counter = Counter(skipped_bad_lines=0, missing_answers=0, parse_failures=0, missing_image_at_scoring=0)
+    items = read_referrals(args.data, counts)[: args.limit]
+    root = args.images or args.data.parent
+    generation = None
+    if args.model is not None:
+        from eval.lmm.generation import PromptItem, answer_all, load_lmm
+
+        settings = settings_from_args(args)
+        lmm = load_lmm(args.model, settings)
+        prompts = [PromptItem(item.id, image_path(root, item.image), PROMPT.format(expression=item.expression)) for item in items]
+        summary = answer_all(lmm, prompts, args.out / "answers.jsonl", settings, description="localisation")
+        counts.update({key: value for key, value in summary.counts().items() if key != "questions"})
+        answers, generation = summary.answers, asdict(settings)
+    else:
+        if not args.answers.is_file():
+            raise LMMEvalError(f"answers file {args.answers} does not exist")
+        contents = read_answers(args.answers)
+        counts["bad_answer_lines"] = contents.bad_lines
+        answers = contents.answers
+    padded = not args.no_pad_to_square
+    counts["items"] = len(items)
+    metrics, rows = score(items, answers, root, padded, counts)
+    if metrics["num_missing"] or metrics["num_parse_failures"]:
+        print(f"warning: {metrics['num_missing']} items without an answer and {metrics['num_parse_failures']} answers "
+              "without a readable box; all are scored as misses")
+    args.out.mkdir(parents=True, exist_ok=True)
+    with (args.out / "predictions.jsonl").open("w", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    table = markdown_table(
+        ["Acc@0.5", "mean IoU", *[f"Acc@{t}" for t in metrics["acc_at_iou"]], "items", "parse failures", "missing"],
+        [[metrics["accuracy"], metrics["mean_iou"], *metrics["acc_at_iou"].values(), metrics["num_items"],
+          metrics["num_parse_failures"], metrics["num_missing"]]],
+    )
+    model = str(args.model) if args.model else str(args.answers)
+    result = write_results(args.out, "localization", metrics, model=model, data=str(args.data), counts=dict(counts),
+                           started=started, table=table,
+                           extra={"generation": generation, "boxes_in_padded_square": padded,
+                                  "failures_scored_as": "miss (IoU 0)"})
+    line_plot(args.out / "localization.png", {"accuracy": {float(t): v for t, v in metrics["acc_at_iou"].items()}},
+              "Localisation accuracy by IoU threshold", "IoU threshold", "accuracy")
+    print(table)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))

@@ -1,0 +1,69 @@
+"""A tiny random LLaVA folder built from configs (no download): CLIP tower, Llama LM, word-level tokenizer.
+
+It answers nonsense, but it exercises the real loading, prompting, batching and decoding paths that a
+full-size LLaVA folder goes through.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+WORDS = (
+    "yes no not there is are a an the in of image ? . , : [ ] ( ) 0 1 2 3 4 5 6 7 8 9 "
+    "dog cat car red blue green brown black white wooden metal small large two three "
+    "answer question using single word or phrase with option letter from given choices directly "
+    "please provide bounding box coordinate region this sentence describes which description matches object "
+    "A B C D user assistant"
+).split()
+
+# the llava-hf chat template shape: "USER: <image>\n<text> ASSISTANT:"
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] == 'user' %}USER: "
+    "{% for part in message['content'] %}{% if part['type'] == 'image' %}<image>\n{% else %}{{ part['text'] }}"
+    "{% endif %}{% endfor %} {% else %}ASSISTANT: {{ message['content'][0]['text'] }}</s>{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+
+
+def build_tiny_llava(folder: Path, chat_template: bool = True, seed: int = 0, image_size: int = 32) -> Path:
+    """Write a LLaVA folder that `LlavaForConditionalGeneration`/`AutoProcessor.from_pretrained` load."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+        PreTrainedTokenizerFast,
+    )
+
+    vocab = {word: index for index, word in enumerate(["<unk>", "<pad>", "<s>", "</s>", *WORDS])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.decoder = decoders.WordPiece()  # joins words with spaces
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>"
+    )
+    # the image token must be special so that its expanded run splits into single tokens
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    patch = 8
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                              image_size=image_size, patch_size=patch)
+    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                       pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                       eos_token_id=tokenizer.eos_token_id)
+    config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+                         vision_feature_layer=-2, vision_feature_select_strategy="default", projector_hidden_act="gelu")
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config).eval()
+    image_processor = CLIPImageProcessor(size={"height": image_size, "width": image_size},
+                                         crop_size={"height": image_size, "width": image_size}, do_center_crop=False)
+    processor = LlavaProcessor(image_processor, tokenizer, patch_size=patch, vision_feature_select_strategy="default",
+                               num_additional_image_tokens=1, chat_template=CHAT_TEMPLATE if chat_template else None)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
