@@ -184,7 +184,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     model = str(args.model) if args.model else str(args.answers)
     result = write_results(args.out, "attributes", metrics, model=model, data=str(args.data), counts=counts,
                            started=started, table=table,
-                           extra={"generation": generation, "question_seed": args.question_seed, "missing_answers_scored_as": "wrong"})
+                           extra={"details": {"generation": generation, "question_seed": args.question_seed,
+                                              "missing_answers_scored_as": "wrong"}})
     groups = {KIND_LABELS[kind]: {name: entry[kind] for name, entry in per_type.items() if kind in entry}
               for kind in KINDS if f"{kind}_accuracy" in metrics}
     grouped_bar_plot(args.out / "attributes.png", groups, "Accuracy per attribute type", "accuracy")

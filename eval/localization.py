@@ -190,8 +190,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     model = str(args.model) if args.model else str(args.answers)
     result = write_results(args.out, "localization", metrics, model=model, data=str(args.data), counts=dict(counts),
                            started=started, table=table,
-                           extra={"generation": generation, "boxes_in_padded_square": padded,
-                                  "failures_scored_as": "miss (IoU 0)"})
+                           extra={"details": {"generation": generation, "boxes_in_padded_square": padded,
+                                              "failures_scored_as": "miss (IoU 0)"}})
     line_plot(args.out / "localization.png", {"accuracy": {float(t): v for t, v in metrics["acc_at_iou"].items()}},
               "Localisation accuracy by IoU threshold", "IoU threshold", "accuracy")
     print(table)

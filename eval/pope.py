@@ -195,7 +195,14 @@ def main(argv: Sequence[str] | None = None) -> dict | None:
     result = write_results(
         args.out, "pope", metrics, model=model, data=[str(p) for p in args.questions], counts=counts,
         started=started, table=table,
-        extra={"splits": per_split, "generation": generation, "missing_answers_scored_as": "wrong"},
+        extra={
+            "splits": {name: {key: split[key] for key in (*METRICS, "num_questions", "num_missing")}
+                       for name, split in per_split.items()},
+            # run settings and raw counts: kept out of the metrics that eval.report compares
+            "details": {"generation": generation, "missing_answers_scored_as": "wrong",
+                        "confusion": {name: {key: split[key] for key in ("tp", "fp", "tn", "fn", "num_empty", "num_yes_answers")}
+                                      for name, split in per_split.items()}},
+        },
     )
     grouped_bar_plot(args.out / "pope.png", {name: {m: split[m] for m in METRICS} for name, split in per_split.items()},
                      "POPE per split", "fraction")

@@ -5,16 +5,21 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 
+from eval.common.cli import EvalError
 
-class LMMEvalError(Exception):
-    """A problem with the user's input (missing file, malformed data, not a LLaVA folder)."""
+
+class LMMEvalError(EvalError):
+    """A problem with the user's input (missing file, malformed data, not a LLaVA folder).
+
+    A kind of the evaluations' shared `EvalError`, so `eval.common.cli.run_main` reports it the same way.
+    """
 
 
 def run_cli(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None = None) -> int:
     """Run a command's `main`; `LMMEvalError` becomes `error: ...` on stderr and exit code 2."""
     try:
         main(argv)
-    except LMMEvalError as error:
+    except EvalError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -19,6 +19,7 @@ import pickle
 from collections.abc import Sequence
 from pathlib import Path
 
+from eval.common.boxes import xywh_pixels_to_normalized
 from eval.lmm.errors import LMMEvalError, run_cli
 
 
@@ -52,9 +53,8 @@ def convert(refs: list[dict], instances: dict, split: str) -> tuple[list[dict], 
             skipped += 1
             continue
         width, height = image["width"], image["height"]
-        x, y, w, h = box
-        bbox = [max(0.0, x / width), max(0.0, y / height), min(1.0, (x + w) / width), min(1.0, (y + h) / height)]
-        if not (bbox[0] < bbox[2] and bbox[1] < bbox[3]):
+        bbox = xywh_pixels_to_normalized(box, width, height)
+        if bbox is None:
             skipped += 1
             continue
         for number, sentence in enumerate(ref.get("sentences", [])):

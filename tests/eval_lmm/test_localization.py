@@ -57,7 +57,7 @@ def test_scores_hand_made_answers(data, tmp_path):
 
     unpadded = localization.main(["--data", str(data), "--answers", str(path), "--out", str(tmp_path / "o2"),
                                   "--no-pad-to-square"])
-    assert unpadded["boxes_in_padded_square"] is False
+    assert unpadded["details"]["boxes_in_padded_square"] is False
     rows = {json.loads(l)["id"]: json.loads(l) for l in (tmp_path / "o2" / "predictions.jsonl").read_text().splitlines()}
     assert rows["b"]["iou"] == pytest.approx(1.0)  # read as it is written
     assert rows["a"]["iou"] == pytest.approx(0.45 / 0.6, abs=0.03)  # the square's y range is no longer undone

@@ -47,13 +47,13 @@ def test_scores_answer_files_per_split_and_averaged(tmp_path):
     ]
     out = tmp_path / "out"
     result = pope.main(["--questions", *map(str, files), "--answers", *map(str, answers), "--out", str(out)])
-    splits = result["splits"]
+    splits, confusion = result["splits"], result["details"]["confusion"]
     assert splits["random"]["accuracy"] == 1.0 and splits["random"]["f1"] == 1.0
     assert splits["popular"]["accuracy"] == 0.75 and splits["popular"]["precision"] == pytest.approx(2 / 3)
-    assert splits["popular"]["yes_ratio"] == 0.75 and splits["popular"]["num_empty"] == 1
-    adversarial = splits["adversarial"]
+    assert splits["popular"]["yes_ratio"] == 0.75 and confusion["popular"]["num_empty"] == 1
+    adversarial = confusion["adversarial"]
     assert (adversarial["tp"], adversarial["fn"], adversarial["tn"], adversarial["fp"]) == (1, 1, 1, 1)
-    assert adversarial["num_missing"] == 1 and adversarial["yes_ratio"] == 0.25
+    assert splits["adversarial"]["num_missing"] == 1 and splits["adversarial"]["yes_ratio"] == 0.25
     assert result["accuracy"] == pytest.approx((1 + 0.75 + 0.5) / 3)
     assert result["f1"] == pytest.approx((1 + 0.8 + 0.5) / 3)
     assert result["num_questions"] == 12 and result["num_missing"] == 1
@@ -123,7 +123,7 @@ def test_runs_a_tiny_llava_end_to_end_and_resumes(tiny_llava, tmp_path):
             "--out", str(out), "--batch-size", "3", "--max-new-tokens", "4"]
     first = pope.main(argv)
     assert first["num_questions"] == 8 and first["num_missing"] == 0
-    assert first["counts"]["generated_now"] == 8 and first["generation"]["batch_size"] == 3
+    assert first["counts"]["generated_now"] == 8 and first["details"]["generation"]["batch_size"] == 3
     rows = [json.loads(line) for line in (out / "answers" / "random.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and rows[0]["prompt"].endswith("\nAnswer the question using a single word or phrase.")
     again = pope.main(argv)  # everything answered: nothing is generated, same scores
@@ -163,3 +163,17 @@ def test_killed_run_resumes_to_the_same_answers(tiny_llava, tmp_path):
     read = lambda path: {json.loads(l)["question_id"]: json.loads(l)["text"] for l in path.read_text().splitlines()}  # noqa: E731
     assert read(answers) == read(tmp_path / "clean" / "answers" / "random.jsonl")
     assert resumed["splits"] == clean["splits"]
+
+
+def test_two_models_compare_side_by_side_in_eval_report(tmp_path):
+    from eval import report
+
+    split = write_jsonl(tmp_path / "coco_pope_random.json", questions("random", ["yes", "no", "yes", "no"]))
+    for name, texts in (("model_a", ["Yes", "No", "Yes", "No"]), ("model_b", ["Yes", "Yes", "Yes", "Yes"])):
+        answers = write_jsonl(tmp_path / f"{name}.jsonl", [{"question_id": i, "text": t} for i, t in enumerate(texts)])
+        pope.main(["--questions", str(split), "--answers", str(answers), "--out", str(tmp_path / "runs" / name / "pope")])
+    summary = report.main([str(tmp_path / "runs" / "model_a"), str(tmp_path / "runs" / "model_b"), "--out", str(tmp_path / "report")])
+    (group,) = summary.values()
+    assert {"accuracy", "f1", "yes_ratio", "splits/random/f1"} <= set(group["metrics"])
+    assert not any(key.startswith("details") for key in group["metrics"])
+    assert group["runs"]["model_a"]["accuracy"] == 1.0 and group["runs"]["model_b"]["accuracy"] == 0.5

@@ -46,4 +46,4 @@ def test_pope_script_end_to_end(tiny_llava, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     saved = json.loads((out / "results.json").read_text())
     assert set(saved["splits"]) == {"random", "popular", "adversarial"} and saved["num_questions"] == 6
-    assert saved["generation"]["batch_size"] == 2
+    assert saved["details"]["generation"]["batch_size"] == 2
