@@ -2,6 +2,8 @@
 
 Tie rule (one rule everywhere): a negative that scores *equal to* the best positive ranks ahead of it,
 so ties count as misses. A model that maps everything to one vector therefore scores 0, not 1/N or 1.
+"Equal" means within `TIE_TOLERANCE`: identical vectors can get scores that differ in the last bit
+depending on where they sit in a matrix product, and a tie must not depend on that.
 Positives never compete with each other: with several correct candidates (several captions of an
 image, duplicated captions, several images of a product) a query is a hit at K if any positive ranks
 within the top K.
@@ -12,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import torch
+
+TIE_TOLERANCE = 1e-6  # cosine similarities; float32 rounding of a dot product of unit vectors is ~1e-7
 
 
 def rank_of_best_positive(scores: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
@@ -28,14 +32,14 @@ def rank_of_best_positive(scores: torch.Tensor, positives: torch.Tensor) -> torc
         raise ValueError("scores hold NaN")
     scores = scores.float()
     best_positive = scores.masked_fill(~positives, float("-inf")).max(dim=1, keepdim=True).values
-    return ((scores >= best_positive) & ~positives).sum(dim=1)
+    return ((scores >= best_positive - TIE_TOLERANCE) & ~positives).sum(dim=1)
 
 
 def recall_at_k(ranks: torch.Tensor, ks: Iterable[int]) -> dict[int, float]:
     """Share of queries whose best positive has rank < k, for each k."""
     if ranks.numel() == 0:
         raise ValueError("no queries to score")
-    return {int(k): float((ranks < k).float().mean()) for k in ks}
+    return {int(k): int((ranks < k).sum()) / ranks.numel() for k in ks}  # exact fractions, not fp32 means
 
 
 def topk_accuracy(scores: torch.Tensor, targets: torch.Tensor, ks: Iterable[int] = (1, 5)) -> dict[int, float]:
