@@ -1,0 +1,302 @@
+"""Build a LLaVA-1.5-style `LlavaForConditionalGeneration` whose vision tower is FG-CLIP.
+
+    python -m lmm_integration.build --vision FGCLIP_OR_CLIP_DIR --llm LLM_DIR --out DIR
+    python -m lmm_integration.build --from-llava LLAVA_DIR --vision FGCLIP_DIR --out DIR   # swap the tower
+
+The folder written loads with stock `LlavaForConditionalGeneration.from_pretrained` and
+`AutoProcessor.from_pretrained` (for `--vision-features dense`, after `import lmm_integration`; see
+`lmm_integration.dense_tower`). It also holds `lmm_build.json`: where the parts came from and whether the
+projector fits the tower (a new tower with another hidden size or patch count gets a fresh projector,
+which stage A of `lmm_integration.train` must train before stage B).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tokenizers import AddedToken
+from transformers import (
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoProcessor,
+    AutoTokenizer,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+)
+from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
+
+from lmm_integration.conversation import DEFAULT_SYSTEM_PROMPT, IMAGE_TOKEN, chat_template
+from lmm_integration.dense import FEATURE_SOURCES
+from lmm_integration.vision import VisionSourceError, VisionTower, load_vision_tower
+
+BUILD_NOTE = "lmm_build.json"
+PAD_TOKEN = "<pad>"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class BuildError(ValueError):
+    """A build that cannot go on, with a one-line reason."""
+
+
+@dataclass
+class BuildOptions:
+    """How the LLaVA model is assembled (saved in `lmm_build.json`)."""
+
+    vision_features: str = "hidden"  # hidden: hidden_states[vision_feature_layer]; dense: FG-CLIP value path
+    vision_feature_layer: int | None = None  # None: -2 for hidden (LLaVA-1.5), -1 (the dense block) for dense
+    vision_feature_select_strategy: str = "default"  # default drops CLS, full keeps it
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    dtype: str = "auto"  # auto: the LLM folder's dtype
+    seed: int = 0  # projector initialisation
+
+    def feature_layer(self) -> int:
+        if self.vision_features == "dense":
+            return -1  # the dense tower puts its value-path features last
+        return -2 if self.vision_feature_layer is None else self.vision_feature_layer
+
+
+def _check_options(options: BuildOptions) -> None:
+    if options.vision_features not in FEATURE_SOURCES:
+        raise BuildError(f"--vision-features must be one of {FEATURE_SOURCES}")
+    if options.vision_features == "dense" and options.vision_feature_layer not in (None, -1):
+        raise BuildError("--vision-feature-layer does not apply to dense features (they come from the last block)")
+    if options.vision_feature_select_strategy not in ("default", "full"):
+        raise BuildError("--select-strategy must be 'default' or 'full'")
+    if options.dtype != "auto" and options.dtype not in DTYPES:
+        raise BuildError(f"--dtype must be auto or one of {sorted(DTYPES)}")
+
+
+def _require_folder(path: str | Path | None, what: str) -> Path:
+    if path is None:
+        raise BuildError(f"{what} folder is required")
+    directory = Path(path)
+    if not (directory / "config.json").is_file():
+        raise BuildError(f"{what} folder not found or has no config.json: {directory}")
+    return directory
+
+
+def prepare_tokenizer(tokenizer, system_prompt: str) -> int:
+    """Add `<image>` (and a pad token if missing) as special tokens and set the chat template.
+
+    `<image>` must be an added special token so that the run of image tokens the processor writes
+    splits into single tokens. Returns the id of `<image>`.
+    """
+    if IMAGE_TOKEN not in tokenizer.get_vocab():
+        tokenizer.add_tokens([AddedToken(IMAGE_TOKEN, special=True, normalized=False)], special_tokens=True)
+    if tokenizer.pad_token is None:
+        tokenizer.add_special_tokens({"pad_token": AddedToken(PAD_TOKEN, special=True, normalized=False)})
+    tokenizer.chat_template = chat_template(system_prompt)
+    image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    if tokenizer(IMAGE_TOKEN * 3, add_special_tokens=False)["input_ids"] != [image_token_id] * 3:
+        raise BuildError("the tokenizer does not split a run of <image> tokens into single tokens")
+    return image_token_id
+
+
+def make_processor(tower: VisionTower, tokenizer, strategy: str, template: str) -> LlavaProcessor:
+    """`LlavaProcessor` for a CLIP tower: one CLS token, hence `num_additional_image_tokens=1`."""
+    return LlavaProcessor(
+        image_processor=tower.image_processor, tokenizer=tokenizer, patch_size=tower.patch_size,
+        vision_feature_select_strategy=strategy, num_additional_image_tokens=1, chat_template=template,
+    )
+
+
+def _image_seq_length(tower: VisionTower, strategy: str) -> int:
+    return tower.num_patches + (1 if strategy == "full" else 0)
+
+
+def _fresh_projector(config: LlavaConfig, dtype: torch.dtype, seed: int) -> LlavaMultiModalProjector:
+    """A randomly initialised 2-layer GELU MLP (PyTorch's default Linear init, as LLaVA's `mlp2x_gelu`)."""
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    projector = LlavaMultiModalProjector(config).to(dtype)
+    torch.random.set_rng_state(generator_state)
+    return projector
+
+
+def _decoder_of(language_model, llm_dir: Path) -> torch.nn.Module:
+    """The LM without its head, checked to be the class `LlavaModel` rebuilds from the text config
+    (`AutoModel`), so that the saved folder loads back."""
+    decoder = language_model.base_model
+    try:
+        expected = AutoModel._model_mapping[type(language_model.config)]
+    except KeyError as error:
+        raise BuildError(f"{llm_dir}: transformers has no base model for {type(language_model.config).__name__}") from error
+    if decoder is language_model or not isinstance(decoder, expected):
+        raise BuildError(f"{llm_dir}: the causal LM's body is not a {expected.__name__}; LLaVA cannot hold it")
+    return decoder
+
+
+def _assert_materialised(model: torch.nn.Module) -> None:
+    on_meta = [name for name, tensor in list(model.named_parameters()) + list(model.named_buffers()) if tensor.is_meta]
+    if on_meta:
+        raise BuildError(f"internal: {len(on_meta)} tensors were not filled (e.g. {on_meta[0]})")
+
+
+def _save(model: LlavaForConditionalGeneration, processor: LlavaProcessor, out: Path, note: dict) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    model.config.fgclip_build = note
+    model.save_pretrained(str(out))
+    processor.save_pretrained(str(out))
+    (out / BUILD_NOTE).write_text(json.dumps(note, indent=2) + "\n")
+    return out
+
+
+def build_llava(vision: str | Path, llm: str | Path, out: str | Path, options: BuildOptions | None = None) -> Path:
+    """Assemble tower + fresh projector + LM into a LLaVA folder at `out`; returns `out`."""
+    options = options or BuildOptions()
+    _check_options(options)
+    llm_dir = _require_folder(llm, "LLM")
+    tokenizer = AutoTokenizer.from_pretrained(str(llm_dir))
+    language_model = AutoModelForCausalLM.from_pretrained(
+        str(llm_dir), dtype=DTYPES.get(options.dtype, "auto")
+    )
+    dtype = language_model.dtype
+    tower = load_vision_tower(vision, options.vision_features, dtype)
+    image_token_id = prepare_tokenizer(tokenizer, options.system_prompt)
+    if len(tokenizer) > language_model.get_input_embeddings().weight.shape[0]:
+        language_model.resize_token_embeddings(len(tokenizer))  # new rows start at the mean embedding
+    text_config = language_model.config
+    text_config.pad_token_id = tokenizer.pad_token_id
+    decoder = _decoder_of(language_model, llm_dir)
+    config = LlavaConfig(
+        vision_config=tower.config, text_config=text_config, image_token_index=image_token_id,
+        vision_feature_layer=options.feature_layer(),
+        vision_feature_select_strategy=options.vision_feature_select_strategy,
+        projector_hidden_act="gelu", image_seq_length=_image_seq_length(tower, options.vision_feature_select_strategy),
+        tie_word_embeddings=bool(getattr(text_config, "tie_word_embeddings", False)),
+    )
+    with torch.device("meta"):
+        model = LlavaForConditionalGeneration(config)  # skeleton only: every part is replaced below
+    model.model.vision_tower = tower.model
+    model.model.language_model = decoder
+    model.lm_head = language_model.get_output_embeddings()
+    model.model.multi_modal_projector = _fresh_projector(config, dtype, options.seed)
+    model.generation_config = language_model.generation_config
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    _assert_materialised(model)
+    processor = make_processor(tower, tokenizer, options.vision_feature_select_strategy, tokenizer.chat_template)
+    note = {
+        "vision": str(vision), "vision_kind": tower.kind, "llm": str(llm_dir), "from_llava": None,
+        "projector": "new (random): train stage A first",
+        "image_tokens_per_image": _image_seq_length(tower, options.vision_feature_select_strategy),
+        **asdict(options), "vision_feature_layer": options.feature_layer(),
+    }
+    return _save(model.eval(), processor, Path(out), note)
+
+
+def _projector_fit(old_vision, tower: VisionTower) -> str | None:
+    """Why the old projector no longer fits the new tower, or None when it does."""
+    reasons = []
+    if old_vision.hidden_size != tower.hidden_size:
+        reasons.append(f"hidden size {old_vision.hidden_size} -> {tower.hidden_size}")
+    old_patches = (old_vision.image_size // old_vision.patch_size) ** 2
+    if old_patches != tower.num_patches:
+        reasons.append(f"patches per image {old_patches} -> {tower.num_patches}")
+    return ", ".join(reasons) or None
+
+
+def swap_vision_tower(from_llava: str | Path, vision: str | Path, out: str | Path,
+                      options: BuildOptions | None = None) -> Path:
+    """Replace the tower of a LLaVA folder, keeping LM and projector (a fresh projector if it no longer fits).
+
+    The checkpoint's chat template is kept when it marks the assistant's answers with `{% generation %}`
+    (needed for training labels); otherwise this project's LLaVA-1.5 (Vicuna-v1) template is installed.
+    """
+    options = options or BuildOptions()
+    _check_options(options)
+    llava_dir = _require_folder(from_llava, "LLaVA")
+    if json.loads((llava_dir / "config.json").read_text()).get("model_type") != "llava":
+        raise BuildError(f"{llava_dir} is not a LLaVA (model_type 'llava') folder")
+    model = LlavaForConditionalGeneration.from_pretrained(str(llava_dir), dtype=DTYPES.get(options.dtype, "auto"))
+    old_processor = AutoProcessor.from_pretrained(str(llava_dir))
+    tokenizer = old_processor.tokenizer
+    template = getattr(old_processor, "chat_template", None) or ""
+    if "generation" not in template:
+        template = chat_template(options.system_prompt)
+    tokenizer.chat_template = template
+    tower = load_vision_tower(vision, options.vision_features, model.dtype)
+    misfit = _projector_fit(model.config.vision_config, tower)
+    if options.vision_feature_layer is None and options.vision_features == "hidden":
+        options.vision_feature_layer = model.config.vision_feature_layer
+    model.model.vision_tower = tower.model
+    model.config.vision_config = tower.config
+    model.config.vision_feature_layer = options.feature_layer()
+    model.config.vision_feature_select_strategy = options.vision_feature_select_strategy
+    model.config.image_seq_length = _image_seq_length(tower, options.vision_feature_select_strategy)
+    if misfit:
+        warnings.warn(
+            f"the projector of {llava_dir} does not fit the new tower ({misfit}); it is re-initialised and must "
+            "be re-trained (stage A) before the model is useful", stacklevel=2,
+        )
+        model.model.multi_modal_projector = _fresh_projector(model.config, model.dtype, options.seed)
+    processor = make_processor(tower, tokenizer, options.vision_feature_select_strategy, template)
+    note = {
+        "vision": str(vision), "vision_kind": tower.kind, "llm": None, "from_llava": str(llava_dir),
+        "projector": f"re-initialised ({misfit}): re-train it with stage A" if misfit
+        else "kept from the LLaVA checkpoint (same hidden size and patch count)",
+        "image_tokens_per_image": model.config.image_seq_length,
+        **asdict(options), "vision_feature_layer": options.feature_layer(),
+    }
+    return _save(model.eval(), processor, Path(out), note)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m lmm_integration.build", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--vision", required=True,
+                        help="FG-CLIP folder (this project's or an official release), stock CLIP folder, "
+                             "or exported CLIPVisionModel folder")
+    parser.add_argument("--llm", help="causal LM folder (e.g. a local vicuna-7b-v1.5); not used with --from-llava")
+    parser.add_argument("--from-llava", help="existing LLaVA folder whose tower is swapped (LM and projector kept)")
+    parser.add_argument("--out", required=True, help="output folder (created; files in it are overwritten)")
+    parser.add_argument("--vision-features", choices=FEATURE_SOURCES, default="hidden",
+                        help="projector input: 'hidden' = hidden_states[--vision-feature-layer] (LLaVA-1.5); "
+                             "'dense' = FG-CLIP's value-path patch features (needs `import lmm_integration` to load)")
+    parser.add_argument("--vision-feature-layer", type=int, default=None,
+                        help="tower layer feeding the projector for hidden features (default -2; with "
+                             "--from-llava the checkpoint's)")
+    parser.add_argument("--select-strategy", choices=("default", "full"), default="default",
+                        help="'default' drops the CLS token (LLaVA-1.5), 'full' keeps it")
+    parser.add_argument("--system-prompt", default=DEFAULT_SYSTEM_PROMPT,
+                        help="system prompt of the chat template ('' for none); default: LLaVA-1.5's")
+    parser.add_argument("--dtype", default="auto", choices=("auto", *DTYPES),
+                        help="weights dtype of the saved model (auto: the LLM's / the LLaVA checkpoint's)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the projector initialisation")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    options = BuildOptions(
+        vision_features=args.vision_features, vision_feature_layer=args.vision_feature_layer,
+        vision_feature_select_strategy=args.select_strategy, system_prompt=args.system_prompt,
+        dtype=args.dtype, seed=args.seed,
+    )
+    try:
+        if args.from_llava:
+            if args.llm:
+                raise BuildError("give either --llm (new model) or --from-llava (tower swap), not both")
+            out = swap_vision_tower(args.from_llava, args.vision, args.out, options)
+        else:
+            if not args.llm:
+                raise BuildError("--llm is required (or --from-llava to swap the tower of a LLaVA folder)")
+            out = build_llava(args.vision, args.llm, args.out, options)
+    except (BuildError, VisionSourceError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    note = json.loads((out / BUILD_NOTE).read_text())
+    print(f"LLaVA model written to {out} ({note['vision_kind']} tower, {note['vision_features']} features, "
+          f"{note['image_tokens_per_image']} image tokens); projector: {note['projector']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

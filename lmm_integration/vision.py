@@ -1,0 +1,143 @@
+"""Load a vision tower for LLaVA from any folder a user is likely to hold.
+
+Accepted: this project's FG-CLIP folders and official FG-CLIP releases (the image tower is taken out of
+the dual encoder, which is what `FGCLIPModel.export_vision_tower` writes), stock Hugging Face CLIP
+folders, and plain `CLIPVisionModel` folders (an exported tower, or the tower of a LLaVA checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+
+from lmm_integration.dense import check_feature_source
+from lmm_integration.dense_tower import DENSE_MODEL_TYPE, FGCLIPDenseVisionModel, to_dense_tower
+
+TOWER_MODEL_TYPES = ("clip_vision_model", DENSE_MODEL_TYPE)
+
+
+class VisionSourceError(ValueError):
+    """A `--vision` folder that cannot serve as a LLaVA tower, with a one-line reason."""
+
+
+@dataclass
+class VisionTower:
+    """A loaded tower and its preprocessing. `kind` says what the source folder was."""
+
+    model: CLIPVisionModel
+    image_processor: CLIPImageProcessor
+    kind: str  # fgclip | official-fgclip | clip | clip_vision_model | fgclip_dense_vision
+    source: str
+    features: str  # hidden | dense
+
+    @property
+    def config(self) -> CLIPVisionConfig:
+        return self.model.config
+
+    @property
+    def hidden_size(self) -> int:
+        return self.config.hidden_size
+
+    @property
+    def patch_size(self) -> int:
+        return self.config.patch_size
+
+    @property
+    def image_size(self) -> int:
+        return self.config.image_size
+
+    @property
+    def num_patches(self) -> int:
+        """Patch tokens per image (CLS not counted)."""
+        return (self.image_size // self.patch_size) ** 2
+
+
+def _model_type(directory: Path) -> str | None:
+    config_file = directory / "config.json"
+    if not config_file.is_file():
+        raise VisionSourceError(f"{directory} has no config.json: not a Hugging Face model folder")
+    try:
+        return json.loads(config_file.read_text()).get("model_type")
+    except json.JSONDecodeError as error:
+        raise VisionSourceError(f"{config_file} is not valid JSON: {error}") from error
+
+
+def _load_plain_tower(directory: Path, model_type: str, dtype: torch.dtype) -> CLIPVisionModel:
+    """A `CLIPVisionModel` (or dense) folder, refusing one whose weights would be left random."""
+    model_class = FGCLIPDenseVisionModel if model_type == DENSE_MODEL_TYPE else CLIPVisionModel
+    model, info = model_class.from_pretrained(str(directory), dtype=dtype, output_loading_info=True)
+    missing = [name for name in info["missing_keys"] if not name.endswith("position_ids")]
+    if missing:
+        raise VisionSourceError(
+            f"{directory}: {len(missing)} tower weights are missing (e.g. {sorted(missing)[0]}); "
+            "the tower would be random"
+        )
+    return model
+
+
+def _folder_image_processor(directory: Path, image_size: int) -> CLIPImageProcessor:
+    """The folder's own `CLIPImageProcessor`, or FG-CLIP's square resize when it carries none."""
+    from fgclip.transforms import image_processor
+
+    if (directory / "preprocessor_config.json").is_file():
+        try:
+            return CLIPImageProcessor.from_pretrained(str(directory))
+        except (OSError, ValueError, TypeError):
+            pass
+    return image_processor(image_size)
+
+
+def load_vision_tower(source: str | Path, features: str = "hidden", dtype: torch.dtype = torch.float32) -> VisionTower:
+    """The image tower of `source` as a stock `CLIPVisionModel` (or the dense tower for `features="dense"`).
+
+    FG-CLIP sources always get FG-CLIP's preprocessing (square resize, no crop); CLIP and plain tower
+    folders keep the image processor they carry.
+    """
+    from fgclip.model.conversion import CheckpointError, detect_checkpoint_kind
+    from fgclip.transforms import image_processor
+
+    check_feature_source(features)
+    directory = Path(source)
+    if not directory.is_dir():
+        raise VisionSourceError(f"vision folder not found: {directory}")
+    model_type = _model_type(directory)
+    if model_type in TOWER_MODEL_TYPES:
+        kind = model_type
+        model = _load_plain_tower(directory, model_type, dtype)
+        processor = _folder_image_processor(directory, model.config.image_size)
+    else:
+        try:
+            kind = detect_checkpoint_kind(directory)
+        except CheckpointError as error:
+            raise VisionSourceError(str(error)) from error
+        if kind == "clip":
+            model = _load_plain_tower(directory, "clip_vision_model", dtype)
+            processor = _folder_image_processor(directory, model.config.image_size)
+        else:
+            from fgclip.model import FGCLIPModel
+
+            encoder = FGCLIPModel.from_pretrained(str(directory), dtype=dtype)
+            model = _standalone_tower(encoder)
+            processor = image_processor(encoder.image_size)
+    if features == "dense" and not isinstance(model, FGCLIPDenseVisionModel):
+        model = to_dense_tower(model)
+    if features == "hidden" and isinstance(model, FGCLIPDenseVisionModel):
+        raise VisionSourceError(f"{directory} is a dense tower; build with --vision-features dense")
+    return VisionTower(model=model.eval(), image_processor=processor, kind=kind, source=str(directory), features=features)
+
+
+def _standalone_tower(encoder) -> CLIPVisionModel:
+    """The dual encoder's image tower as a stock `CLIPVisionModel` with a plain `CLIPVisionConfig`
+    (what `export_vision_tower` writes, without the round trip through disk)."""
+    values = encoder.config.vision_config.to_dict()
+    for key in ("model_type", "architectures", "transformers_version"):
+        values.pop(key, None)
+    config = CLIPVisionConfig(**values)
+    config.architectures = ["CLIPVisionModel"]
+    tower = CLIPVisionModel(config).to(encoder.dtype)
+    tower.load_state_dict(encoder.vision_model.state_dict(), strict=True)
+    return tower

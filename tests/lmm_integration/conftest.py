@@ -1,0 +1,69 @@
+"""Fixtures for lmm_integration: tiny real encoders, a tiny Llama with a word-level tokenizer, built
+LLaVA folders and small conversation sets, all made inside the test session (no network)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from tests.conftest import TINY_VISION, tiny_config
+
+COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 230), "yellow": (240, 215, 40)}
+QUESTION = "What colour is the picture ?"
+WORDS = ["Describe the image briefly .", QUESTION, "Is there a red square in the image ?", "Yes", "No",
+         "It is", "[0.12, 0.30, 0.55, 0.91]", *COLOURS]
+
+
+def save_fgclip(folder: Path, seed: int = 0, **vision) -> Path:
+    """A random tiny FG-CLIP folder (4x4 patch grid unless `vision` overrides the tower)."""
+    from fgclip import FGCLIPModel
+    from fgclip.model.conversion import save_with_processors
+
+    config = tiny_config(vision_config={**TINY_VISION, **vision})
+    torch.manual_seed(seed)
+    save_with_processors(FGCLIPModel(config).eval(), folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def fgclip_dir(tmp_path_factory) -> Path:
+    return save_fgclip(tmp_path_factory.mktemp("fgclip"))
+
+
+@pytest.fixture(scope="session")
+def llm_dir(tmp_path_factory) -> Path:
+    from lmm_integration.miniature.tiny_lm import build_tiny_llm
+
+    return build_tiny_llm(tmp_path_factory.mktemp("llm"), WORDS, hidden_size=32, num_layers=1)
+
+
+@pytest.fixture(scope="session")
+def llava_dir(tmp_path_factory, fgclip_dir, llm_dir) -> Path:
+    from lmm_integration.build import BuildOptions, build_llava
+
+    return build_llava(fgclip_dir, llm_dir, tmp_path_factory.mktemp("llava") / "model", BuildOptions(system_prompt=""))
+
+
+def write_colour_set(folder: Path, count: int = 8, extra: list[dict] | None = None) -> Path:
+    """Images of one colour each (not square, so padding matters) and one question per image."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names = list(COLOURS)
+    records = []
+    for index in range(count):
+        colour = names[index % len(names)]
+        Image.new("RGB", (40 + 4 * index, 28), COLOURS[colour]).save(folder / f"{index}.png")
+        records.append({"id": str(index), "image": f"{index}.png", "conversations": [
+            {"from": "human", "value": f"<image>\n{QUESTION}"}, {"from": "gpt", "value": f"It is {colour}"}]})
+    records += extra or []
+    path = folder / "data.json"
+    path.write_text(json.dumps(records))
+    return path
+
+
+@pytest.fixture(scope="session")
+def colour_data(tmp_path_factory) -> Path:
+    return write_colour_set(tmp_path_factory.mktemp("colours"))

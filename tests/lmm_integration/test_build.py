@@ -1,0 +1,140 @@
+"""Building and tower-swapping LLaVA models with an FG-CLIP tower; loading them with stock transformers."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from PIL import Image
+from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+from fgclip import FGCLIPModel
+from lmm_integration.build import BuildOptions, build_llava, main, swap_vision_tower
+from lmm_integration.dense import value_path_features
+from tests.lmm_integration.conftest import save_fgclip
+
+STOCK_LOAD = """
+import sys, torch
+from PIL import Image
+from transformers import AutoProcessor, LlavaForConditionalGeneration
+model = LlavaForConditionalGeneration.from_pretrained(sys.argv[1]).eval()
+processor = AutoProcessor.from_pretrained(sys.argv[1])
+assert "lmm_integration" not in sys.modules and "fgclip" not in sys.modules
+messages = [{"role": "user", "content": [{"type": "image", "image": Image.new("RGB", (32, 32), (200, 0, 0))},
+                                         {"type": "text", "text": "Is there a red square ?"}]}]
+inputs = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt")
+output = model.generate(**inputs, max_new_tokens=4, do_sample=False)
+print(output.shape[1] - inputs["input_ids"].shape[1])
+"""
+
+
+def _inputs(processor, answer: str | None = None):
+    image = Image.new("RGB", (32, 32), (0, 0, 200))
+    messages = [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": "Is there a red square ?"}]}]
+    if answer:
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+    return processor.apply_chat_template(messages, add_generation_prompt=answer is None, tokenize=True,
+                                         return_dict=True, return_tensors="pt")
+
+
+def test_built_folder_loads_and_generates_with_plain_transformers(llava_dir):
+    result = subprocess.run([sys.executable, "-c", STOCK_LOAD, str(llava_dir)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert int(result.stdout.strip().splitlines()[-1]) >= 1
+
+
+def test_config_and_tower_come_from_the_encoder(llava_dir, fgclip_dir):
+    model = LlavaForConditionalGeneration.from_pretrained(llava_dir)
+    processor = AutoProcessor.from_pretrained(llava_dir)
+    config = model.config
+    assert (config.vision_feature_layer, config.vision_feature_select_strategy, config.projector_hidden_act) == (-2, "default", "gelu")
+    assert config.image_token_index == processor.tokenizer.convert_tokens_to_ids("<image>") and config.image_seq_length == 16
+    assert processor.num_additional_image_tokens == 1 and processor.patch_size == 8
+    encoder = FGCLIPModel.from_pretrained(fgclip_dir)
+    for name, tensor in encoder.vision_model.state_dict().items():
+        torch.testing.assert_close(model.model.vision_tower.state_dict()[name], tensor)
+    note = json.loads((llava_dir / "lmm_build.json").read_text())
+    assert note["vision_kind"] == "fgclip" and note["projector"].startswith("new")
+    assert config.fgclip_build["vision_features"] == "hidden"
+
+
+def test_forward_backward_with_the_processor(llava_dir):
+    model = LlavaForConditionalGeneration.from_pretrained(llava_dir)
+    processor = AutoProcessor.from_pretrained(llava_dir)
+    inputs = _inputs(processor, answer="No")
+    assert (inputs["input_ids"] == model.config.image_token_index).sum() == 16
+    output = model(**inputs, labels=inputs["input_ids"])
+    output.loss.backward()
+    assert torch.isfinite(output.loss)
+    assert model.model.multi_modal_projector.linear_1.weight.grad.abs().sum() > 0
+    image_features = model.model.get_image_features(inputs["pixel_values"]).pooler_output[0]
+    with torch.no_grad():
+        hidden = model.model.vision_tower(inputs["pixel_values"], output_hidden_states=True).hidden_states[-2][:, 1:]
+        torch.testing.assert_close(image_features, model.model.multi_modal_projector(hidden)[0])
+
+
+def test_dense_features_build_loads_after_import_and_feeds_the_value_path(fgclip_dir, llm_dir, tmp_path):
+    out = build_llava(fgclip_dir, llm_dir, tmp_path / "dense", BuildOptions(vision_features="dense", system_prompt=""))
+    model = LlavaForConditionalGeneration.from_pretrained(out).eval()
+    processor = AutoProcessor.from_pretrained(out)
+    assert model.config.vision_feature_layer == -1 and model.config.vision_config.model_type == "fgclip_dense_vision"
+    pixels = _inputs(processor)["pixel_values"]
+    encoder = FGCLIPModel.from_pretrained(fgclip_dir)
+    with torch.no_grad():
+        trunk = encoder.vision_model(pixels, output_hidden_states=True).hidden_states[-2]
+        expected = model.model.multi_modal_projector(value_path_features(encoder.vision_model, trunk)[:, 1:])
+        features = model.model.get_image_features(pixels).pooler_output[0]
+    torch.testing.assert_close(features, expected[0], rtol=1e-4, atol=1e-5)
+    assert model.generate(**_inputs(processor), max_new_tokens=2, do_sample=False).shape[1] > 0
+
+
+def test_swap_with_a_same_size_tower_keeps_lm_and_projector(llava_dir, tmp_path):
+    other = save_fgclip(tmp_path / "other", seed=7)
+    out = swap_vision_tower(llava_dir, other, tmp_path / "swapped")
+    old = LlavaForConditionalGeneration.from_pretrained(llava_dir)
+    new = LlavaForConditionalGeneration.from_pretrained(out)
+    torch.testing.assert_close(new.model.multi_modal_projector.linear_1.weight, old.model.multi_modal_projector.linear_1.weight)
+    torch.testing.assert_close(new.lm_head.weight, old.lm_head.weight)
+    encoder = FGCLIPModel.from_pretrained(other)
+    torch.testing.assert_close(new.model.vision_tower.embeddings.patch_embedding.weight,
+                               encoder.vision_model.embeddings.patch_embedding.weight)
+    assert "kept" in json.loads((out / "lmm_build.json").read_text())["projector"]
+
+
+def test_swap_with_another_hidden_size_reinitialises_the_projector_and_says_so(llava_dir, tmp_path):
+    wider = save_fgclip(tmp_path / "wider", hidden_size=48, intermediate_size=96, image_size=48)
+    with pytest.warns(UserWarning, match="re-initialised"):
+        out = swap_vision_tower(llava_dir, wider, tmp_path / "swapped")
+    note = json.loads((out / "lmm_build.json").read_text())
+    assert "hidden size 32 -> 48" in note["projector"] and "patches per image 16 -> 36" in note["projector"]
+    model = LlavaForConditionalGeneration.from_pretrained(out)
+    processor = AutoProcessor.from_pretrained(out)
+    assert model.model.multi_modal_projector.linear_1.in_features == 48 and model.config.image_seq_length == 36
+    inputs = _inputs(processor, answer="Yes")
+    assert torch.isfinite(model(**inputs, labels=inputs["input_ids"]).loss)
+
+
+def test_swap_installs_a_trainable_template_when_the_checkpoint_has_none(llava_dir, fgclip_dir, tmp_path):
+    processor = AutoProcessor.from_pretrained(llava_dir)
+    processor.chat_template = "{% for m in messages %}{{ m['role'] }}{% endfor %}"  # no {% generation %} blocks
+    plain = tmp_path / "plain"
+    LlavaForConditionalGeneration.from_pretrained(llava_dir).save_pretrained(plain)
+    processor.save_pretrained(plain)
+    out = swap_vision_tower(plain, fgclip_dir, tmp_path / "swapped", BuildOptions(system_prompt=""))
+    assert "generation" in AutoProcessor.from_pretrained(out).chat_template
+
+
+def test_cli_builds_and_reports_bad_input_with_exit_code_2(fgclip_dir, llm_dir, tmp_path, capsys):
+    assert main(["--vision", str(fgclip_dir), "--llm", str(llm_dir), "--out", str(tmp_path / "m"), "--system-prompt", ""]) == 0
+    assert "16 image tokens" in capsys.readouterr().out
+    assert main(["--vision", str(fgclip_dir), "--llm", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
+    assert "LLM folder not found" in capsys.readouterr().err
+    assert main(["--vision", str(tmp_path / "none"), "--llm", str(llm_dir), "--out", str(tmp_path / "x")]) == 2
+    assert main(["--vision", str(fgclip_dir), "--out", str(tmp_path / "x")]) == 2
+    assert main(["--vision", str(fgclip_dir), "--llm", str(llm_dir), "--from-llava", str(tmp_path / "m"),
+                 "--out", str(tmp_path / "x")]) == 2
+    assert main(["--vision", str(fgclip_dir), "--llm", str(llm_dir), "--out", str(tmp_path / "x"),
+                 "--vision-features", "dense", "--vision-feature-layer", "-2"]) == 2
+    assert main(["--vision", str(fgclip_dir), "--from-llava", str(llm_dir), "--out", str(tmp_path / "x")]) == 2
+    assert "not a LLaVA" in capsys.readouterr().err
