@@ -1,0 +1,121 @@
+"""eval.fgovd: both input formats read as they are, the tie rule by hand, and the command end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from eval import fgovd
+from eval.common.cli import EvalError, run_main
+from tests.eval.conftest import common_args, make_image, write_jsonl
+
+
+def fgovd_line(image, bbox, positive, negatives, size=(48, 40)):
+    item = {"img_path": image, "bbox": bbox, "pos_expression": positive, "neg_expression": negatives}
+    if size:
+        item.update(width=size[0], height=size[1])
+    return item
+
+
+def test_difficulty_labels_from_public_file_names():
+    assert fgovd.difficulty_label(Path("1_attributes_llava.jsonl")) == "hard"
+    assert fgovd.difficulty_label(Path("2_attributes.jsonl")) == "medium"
+    assert fgovd.difficulty_label(Path("3_attributes.jsonl")) == "easy"
+    assert fgovd.difficulty_label(Path("shuffle_negatives.jsonl")) == "trivial"
+    assert fgovd.difficulty_label(Path("my_Hard_set.jsonl")) == "hard"
+    assert fgovd.difficulty_label(Path("mine.jsonl")) == "mine"
+
+
+def test_public_format_is_read_as_it_is(tmp_path):
+    make_image(tmp_path / "imgs" / "a.png", size=(48, 40))
+    data = write_jsonl(tmp_path / "hard.jsonl", [
+        fgovd_line("imgs/a.png", [12, 4, 24, 20], ["a red car"], ["a blue car", "a red car", "a green car"]),
+        fgovd_line("imgs/a.png", [0, 0, 48, 40], "a dog", ["a cat"], size=None),  # size read from the image
+        fgovd_line("imgs/a.png", [0, 0, 48, 40], "a dog", []),
+        fgovd_line("imgs/a.png", [60, 50, 5, 5], "a dog", ["a cat"]),  # outside the image
+    ])
+    (tmp_path / "hard.jsonl").write_text(data.read_text() + "{not json\n")
+    loaded = fgovd.load_region_file(data, tmp_path, "hard")
+    first, second = loaded.queries
+    assert first.positive == "a red car" and first.negatives == ["a blue car", "a green car"]
+    assert first.box == [0.25, 0.1, 0.75, 0.6]
+    assert second.box == [0.0, 0.0, 1.0, 1.0]
+    assert dict(loaded.counts) == {"items": 5, "regions_in_file": 5, "dropped_negatives_equal_to_positive": 1,
+                                   "skipped_no_negatives": 1, "skipped_bad_box": 1, "skipped_malformed": 1}
+
+
+def test_record_format_regions_with_hard_negatives(tmp_path):
+    data = write_jsonl(tmp_path / "records.jsonl", [
+        {"image": "x.png", "regions": [
+            {"bbox": [0.1, 0.1, 0.5, 0.5], "caption": "a red cube", "hard_negatives": ["a blue cube"]},
+            {"bbox": [0.5, 0.5, 0.9, 0.9], "caption": "a ball"}]},
+        {"image": "y.png", "regions": [{"bbox": [0.5, 0.5, 0.4, 0.9], "caption": "bad box"}]},
+    ])
+    loaded = fgovd.load_region_file(data, tmp_path, "records")
+    assert [(q.image.name, q.positive, q.negatives) for q in loaded.queries] == [("x.png", "a red cube", ["a blue cube"])]
+    assert loaded.counts["skipped_no_negatives"] == 1 and loaded.counts["skipped_malformed"] == 1
+
+
+def test_score_regions_ties_are_misses():
+    queries = [fgovd.RegionQuery(Path("i"), [0, 0, 1, 1], "pos", ["neg1", "neg2"]),
+               fgovd.RegionQuery(Path("i"), [0, 0, 1, 1], "pos", ["same"]),
+               fgovd.RegionQuery(Path("i"), [0, 0, 1, 1], "pos", ["neg2"])]
+    texts = {"pos": 0, "neg1": 1, "neg2": 2, "same": 3}
+    text_embeds = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8], [1.0, 0.0]])
+    regions = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    # region 0: pos 1.0 beats 0.0 and 0.6; region 1: pos ties "same" (an equal vector); region 2: 0.8 > 0.0
+    assert fgovd.score_regions(regions, queries, texts, text_embeds).tolist() == [True, False, False]
+
+
+def test_command_end_to_end_with_difficulties_cache_and_plot(tiny_model_dir, tmp_path):
+    make_image(tmp_path / "imgs" / "a.png", seed=1)
+    make_image(tmp_path / "imgs" / "b.png", seed=2)
+    lines = [fgovd_line("imgs/a.png", [2, 2, 30, 30], "a red car", ["a blue car", "a green car"]),
+             fgovd_line("imgs/b.png", [0, 0, 40, 40], "a small dog", ["a large dog", "a small cat"]),
+             fgovd_line("imgs/missing.png", [0, 0, 10, 10], "a cup", ["a mug"])]
+    hard = write_jsonl(tmp_path / "1_attributes.jsonl", lines)
+    easy = write_jsonl(tmp_path / "3_attributes.jsonl", lines[:2])
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    result = fgovd.main(["--data", str(hard), str(easy), *common_args(tiny_model_dir, out, cache)])
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["benchmark"] == "fgovd" and saved == result
+    assert saved["num_regions"] == 4 and 0.0 <= saved["top1"] <= 1.0
+    assert saved["num_regions_hard"] == 2 and saved["num_regions_easy"] == 2
+    assert saved["counts"]["skipped_missing_image"] == 1 and saved["complete"] is False
+    assert "scored 4 of 5 regions" in saved["note"]
+    per_file = saved["details"]["per_file"]
+    assert saved["top1"] == (per_file["hard"]["correct"] + per_file["easy"]["correct"]) / 4
+    assert (out / "fgovd_top1.png").stat().st_size > 0 and "| hard | 2 | 3 |" in (out / "results.md").read_text()
+    assert saved["cache"]["hits"] == 0
+    again = fgovd.main(["--data", str(hard), str(easy), *common_args(tiny_model_dir, tmp_path / "out2", cache)])
+    assert again["cache"]["hits"] == 2 and again["cache"]["misses"] == 0 and again["top1"] == saved["top1"]
+
+
+def test_errors_are_one_line_with_exit_code_2(tiny_model_dir, tmp_path, capsys):
+    args = common_args(tiny_model_dir, tmp_path / "out")
+    assert run_main(fgovd.main, ["--data", str(tmp_path / "absent.jsonl"), *args]) == 2
+    assert capsys.readouterr().err.strip().startswith("error: --data")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    with pytest.raises(EvalError, match="holds no items"):
+        fgovd.main(["--data", str(empty), *args])
+    only_missing = write_jsonl(tmp_path / "m.jsonl", [fgovd_line("nope.png", [0, 0, 5, 5], "a", ["b"])])
+    with pytest.raises(EvalError, match="no regions could be scored out of 1 \\(missing_image 1\\)"):
+        fgovd.main(["--data", str(only_missing), *args])
+    with pytest.raises(EvalError, match="--names has 2 labels"):
+        fgovd.main(["--data", str(only_missing), "--names", "a", "b", *args])
+
+
+@pytest.mark.slow
+def test_module_runs_as_a_command(tmp_path):
+    """`python -m eval.fgovd` with a bad path: exit code 2 and one line, no traceback."""
+    bad = subprocess.run([sys.executable, "-m", "eval.fgovd", "--model", str(tmp_path), "--data",
+                          str(tmp_path / "x.jsonl"), "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1] == f"error: --data {tmp_path / 'x.jsonl'} does not exist"
+    assert "Traceback" not in bad.stderr
