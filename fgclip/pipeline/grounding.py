@@ -48,10 +48,13 @@ def select_boxes(
 ) -> list[int]:
     """Indices of the kept candidates, best first.
 
-    Keeps scores > threshold; NMS within each expression; the best `max_per_query` boxes per
-    expression; then (optionally) NMS across expressions, so one object never carries two captions.
+    Keeps scores > threshold (boxes with no area - e.g. OWLv2 boxes that lay in its square padding and
+    were clamped flat - are never candidates); NMS within each expression; the best `max_per_query`
+    boxes per expression; then (optionally) NMS across expressions, so one object never carries two captions.
     """
-    keep = torch.nonzero(candidates.scores > score_threshold).flatten()
+    boxes = candidates.boxes
+    has_area = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    keep = torch.nonzero((candidates.scores > score_threshold) & has_area).flatten()
     if keep.numel() == 0:
         return []
     boxes, scores, queries = candidates.boxes[keep].float(), candidates.scores[keep].float(), candidates.queries[keep]

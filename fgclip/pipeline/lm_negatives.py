@@ -16,15 +16,19 @@ from fgclip.pipeline.errors import PipelineError
 from fgclip.pipeline.runtime import batches, resolve_dtype
 
 _LIST_MARK = re.compile(r"^\s*(?:\(?\d+[.):]|[-*\u2022])\s*")
+# "1. a red cup 2. a blue cup" on one line: split before each number that starts an item.
+_INLINE_ITEM = re.compile(r"\s+(?=\(?\d+[.):]\s)")
 
 
 def parse_lm_output(text: str) -> list[str]:
-    """Candidate phrases of an LM answer: one per line, without numbering, bullets or quotes."""
+    """Candidate phrases of an LM answer: one per line (or per inline list item), without numbering,
+    bullets or quotes."""
     phrases = []
     for line in text.splitlines():
-        phrase = _LIST_MARK.sub("", line).strip().strip("\"'`").strip()
-        if phrase:
-            phrases.append(phrase)
+        for item in _INLINE_ITEM.split(line):
+            phrase = _LIST_MARK.sub("", item).strip().strip("\"'`").strip()
+            if phrase:
+                phrases.append(phrase)
     return phrases
 
 
