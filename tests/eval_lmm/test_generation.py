@@ -36,7 +36,7 @@ def items(tmp_path_factory):
     return [PromptItem(i, path, question) for i, (path, question) in enumerate(zip(paths, QUESTIONS))]
 
 
-SETTINGS = GenerationSettings(batch_size=3, max_new_tokens=6)
+SETTINGS = GenerationSettings(batch_size=3, max_new_tokens=6, device="cpu")  # CPU float32 even where a GPU is
 
 
 def test_loads_a_stock_llava_folder(tiny_llava):
@@ -112,6 +112,15 @@ def test_not_a_llava_folder(tmp_path):
                                      num_attention_heads=4, image_size=32, patch_size=8)).save_pretrained(tmp_path / "clip")
     with pytest.raises(LMMEvalError, match="needs? a LLaVA folder|need a LLaVA folder"):
         load_lmm(tmp_path / "clip", SETTINGS)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_gpu_defaults_to_bfloat16_and_generates(tiny_llava, items, tmp_path):
+    lmm = load_lmm(tiny_llava, GenerationSettings())
+    assert lmm.device.type == "cuda" and lmm.dtype == torch.bfloat16
+    assert next(lmm.model.parameters()).dtype == torch.bfloat16
+    summary = answer_all(lmm, items, tmp_path / "a.jsonl", GenerationSettings(batch_size=2, max_new_tokens=4))
+    assert len(summary.answers) == len(items)
 
 
 def test_cuda_request_without_cuda_is_a_clear_error(tiny_llava):

@@ -27,8 +27,22 @@ CHAT_TEMPLATE = (
 )
 
 
-def build_tiny_llava(folder: Path, chat_template: bool = True, seed: int = 0, image_size: int = 32) -> Path:
-    """Write a LLaVA folder that `LlavaForConditionalGeneration`/`AutoProcessor.from_pretrained` load."""
+def build_tiny_llava(
+    folder: Path,
+    chat_template: bool = True,
+    seed: int = 0,
+    image_size: int = 32,
+    patch: int = 8,
+    vision_width: int = 32,
+    vision_layers: int = 2,
+    text_width: int = 32,
+    text_layers: int = 2,
+) -> Path:
+    """Write a LLaVA folder that `LlavaForConditionalGeneration`/`AutoProcessor.from_pretrained` load.
+
+    The defaults make a tiny model for CPU tests; larger widths give a LLaVA-shaped model for timing
+    (e.g. image_size 336, patch 14: 576 image tokens as in LLaVA-1.5).
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import (
         CLIPImageProcessor,
@@ -49,11 +63,11 @@ def build_tiny_llava(folder: Path, chat_template: bool = True, seed: int = 0, im
     )
     # the image token must be special so that its expanded run splits into single tokens
     tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
-    patch = 8
-    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                              image_size=image_size, patch_size=patch)
-    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+    vision = CLIPVisionConfig(hidden_size=vision_width, intermediate_size=2 * vision_width, num_hidden_layers=vision_layers,
+                              num_attention_heads=4, image_size=image_size, patch_size=patch)
+    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=text_width, intermediate_size=2 * text_width,
+                       num_hidden_layers=text_layers, num_attention_heads=4, num_key_value_heads=2,
+                       max_position_embeddings=2048,
                        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
                        eos_token_id=tokenizer.eos_token_id)
     config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
