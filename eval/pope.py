@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m eval.pope",
         description="POPE hallucination evaluation: run a LLaVA folder on POPE question files and/or score an "
-        "answers file with the public POPE rule; or build POPE question files from COCO-style annotations.",
+        "answers file with the public POPE rule; or build POPE question files from COCO-style annotations. "
+        "Metrics per split and averaged; a question without an answer is scored as wrong and counted (num_missing).",
     )
     parser.add_argument(
         "--questions", nargs="+", type=Path,

@@ -68,7 +68,10 @@ class PromptItem:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise LMMEvalError(f"--device {name!r} is not a device torch knows (use auto, cpu, cuda or cuda:N)") from error
     if device.type == "cuda" and not torch.cuda.is_available():
         raise LMMEvalError(f"--device {name} asked for, but CUDA is not available")
     return device
@@ -103,7 +106,7 @@ def load_lmm(model_dir: str | Path, settings: GenerationSettings) -> LoadedLMM:
     try:
         processor = AutoProcessor.from_pretrained(model_dir)
         model = LlavaForConditionalGeneration.from_pretrained(model_dir, dtype=dtype)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, RuntimeError) as error:  # missing/corrupt files, shape mismatches
         raise LMMEvalError(f"cannot load {model_dir}: {str(error).splitlines()[0]}") from error
     if not hasattr(processor, "image_processor") or not hasattr(processor, "tokenizer"):
         raise LMMEvalError(f"{model_dir} has no LLaVA processor (image processor + tokenizer)")

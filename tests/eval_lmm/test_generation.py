@@ -128,3 +128,8 @@ def test_cuda_request_without_cuda_is_a_clear_error(tiny_llava):
         pytest.skip("CUDA is available here")
     with pytest.raises(LMMEvalError, match="CUDA is not available"):
         load_lmm(tiny_llava, GenerationSettings(device="cuda"))
+
+
+def test_unknown_device_is_a_clear_error(tiny_llava):
+    with pytest.raises(LMMEvalError, match="not a device"):
+        load_lmm(tiny_llava, GenerationSettings(device="gpu0"))
