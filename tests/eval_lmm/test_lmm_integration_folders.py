@@ -1,0 +1,58 @@
+"""The LMM runs on a folder made by `lmm_integration.build` (FG-CLIP tower + tiny Llama, LLaVA-1.5 template
+with its own BOS): the stock loaders read it, prompts get exactly one BOS, and the commands score it."""
+
+import json
+
+import pytest
+
+from eval import localization, pope
+from eval.lmm.generation import GenerationSettings, load_image, load_lmm, prepare_inputs
+from eval.lmm.prompting import format_prompt
+from tests.conftest import tiny_config
+from tests.eval_lmm.conftest import make_images
+
+WORDS = ["Is there a dog in the image ?", "Answer the question using a single word or phrase .", "Yes", "No",
+         "Please provide the bounding box coordinate of the region this sentence describes : the dog",
+         "[0.12, 0.30, 0.55, 0.91]"]
+
+
+@pytest.fixture(scope="module")
+def built_llava(tmp_path_factory):
+    import torch
+
+    from fgclip import FGCLIPModel
+    from fgclip.model.conversion import save_with_processors
+    from lmm_integration.build import BuildOptions, build_llava
+    from lmm_integration.miniature.tiny_lm import build_tiny_llm
+
+    root = tmp_path_factory.mktemp("built")
+    torch.manual_seed(0)
+    save_with_processors(FGCLIPModel(tiny_config()).eval(), root / "fgclip")
+    build_tiny_llm(root / "llm", WORDS, hidden_size=32, num_layers=1)
+    return build_llava(root / "fgclip", root / "llm", root / "llava", BuildOptions())
+
+
+def test_prompts_through_the_built_template_get_one_bos(built_llava, tmp_path):
+    (image,) = make_images(tmp_path, ["0.png"])
+    lmm = load_lmm(built_llava, GenerationSettings(device="cpu"))
+    inputs = prepare_inputs(lmm, [load_image(image)], ["Is there a dog in the image ?"], GenerationSettings(device="cpu"))
+    tokenizer = lmm.processor.tokenizer
+    ids = inputs["input_ids"][0].tolist()
+    assert ids.count(tokenizer.bos_token_id) == 1 and ids[0] == tokenizer.bos_token_id
+    text = format_prompt(lmm.processor, "Is there a dog in the image ?")
+    assert text.startswith(tokenizer.bos_token) and "USER: <image>\nIs there a dog in the image ? ASSISTANT:" in text
+
+
+def test_pope_and_localization_run_on_the_built_folder(built_llava, tmp_path):
+    make_images(tmp_path / "images", ["0.png", "1.png"])
+    questions = tmp_path / "coco_pope_random.json"
+    questions.write_text("".join(json.dumps({"question_id": i, "image": f"{i % 2}.png", "label": ["yes", "no"][i % 2],
+                                             "text": "Is there a dog in the image?"}) + "\n" for i in range(4)))
+    result = pope.main(["--questions", str(questions), "--model", str(built_llava), "--images", str(tmp_path / "images"),
+                        "--out", str(tmp_path / "pope"), "--max-new-tokens", "3", "--device", "cpu"])
+    assert result["num_questions"] == 4 and result["num_missing"] == 0
+    data = tmp_path / "images" / "refs.jsonl"
+    data.write_text(json.dumps({"id": 1, "image": "0.png", "expression": "the dog", "bbox": [0.1, 0.1, 0.5, 0.5]}) + "\n")
+    boxes = localization.main(["--data", str(data), "--model", str(built_llava), "--out", str(tmp_path / "loc"),
+                               "--max-new-tokens", "12", "--device", "cpu"])
+    assert boxes["num_items"] == 1 and boxes["num_missing"] == 0
