@@ -113,7 +113,7 @@ def sample_queries(index: ProductIndex, num_queries: int, num_negatives: int, se
     """The sample-100 protocol's queries and negatives (negatives: same subcategory first, then the rest).
 
     Products that share the query's description string are never negatives (they would be
-    indistinguishable from the positive).
+    indistinguishable from the positive), and no two negatives share a description string.
     """
     rng = random.Random(seed)
     chosen = rng.sample(index.pairs, min(num_queries, len(index.pairs)))
@@ -128,12 +128,16 @@ def sample_queries(index: ProductIndex, num_queries: int, num_negatives: int, se
         rest = [p for p in products if p not in excluded and index.product_subcategory[p] != index.product_subcategory[product]]
         rng.shuffle(same)
         rng.shuffle(rest)
-        negatives = (same + rest)[:num_negatives]
-        queries.append(SampledQuery(
-            image, text,
-            negative_texts=[next(t for t in index.product_texts[p] if t != text) for p in negatives],
-            negative_images=[rng.choice(index.product_images[p]) for p in negatives],
-        ))
+        negatives, negative_texts = [], []
+        for candidate in same + rest:
+            if len(negatives) == num_negatives:
+                break
+            candidate_text = next((t for t in index.product_texts[candidate] if t != text), None)
+            if candidate_text is not None and candidate_text not in negative_texts:
+                negatives.append(candidate)
+                negative_texts.append(candidate_text)
+        queries.append(SampledQuery(image, text, negative_texts=negative_texts,
+                                    negative_images=[rng.choice(index.product_images[p]) for p in negatives]))
     return queries
 
 

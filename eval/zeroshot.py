@@ -30,12 +30,12 @@ from eval.common.reporting import bar_plot, markdown_table, model_label, write_r
 def read_image_folder(root: Path) -> tuple[list[str], list[tuple[str, int]]]:
     """(class folder names, [(image path, class index)]) via ImageFolder; empty classes are kept."""
     require_dir(root, "--data")
+    if not any(entry.is_dir() for entry in root.iterdir()):
+        raise EvalError(f"{root} has no class sub-folders: the class list is empty")
     try:
         folder = ImageFolder(str(root), allow_empty=True)
-    except FileNotFoundError as error:
+    except (FileNotFoundError, OSError) as error:
         raise EvalError(f"{root}: {error}") from error
-    if not folder.classes:
-        raise EvalError(f"{root} has no class sub-folders: the class list is empty")
     return folder.classes, folder.samples
 
 

@@ -1,0 +1,60 @@
+"""eval.zeroshot: ImageFolder trees, class-name files (incl. ImageNet-V2 numbered folders), end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from eval import zeroshot
+from eval.common.cli import EvalError
+from tests.eval.conftest import COLOURS, common_args, make_image
+
+
+def test_numbered_folders_take_names_by_index_not_by_text_order(tmp_path):
+    folders = ["0", "1", "10", "2"]  # how ImageFolder sorts folders 0..10
+    names = [f"class{i}" for i in range(11)]
+    (tmp_path / "names.json").write_text(json.dumps(names))
+    assert zeroshot.class_display_names(folders, tmp_path / "names.json") == ["class0", "class1", "class10", "class2"]
+    assert zeroshot.class_display_names(["golden_retriever", "tabby"], None) == ["golden retriever", "tabby"]
+    (tmp_path / "map.json").write_text(json.dumps({"n1": "goldfish"}))
+    with pytest.raises(EvalError, match="no name for class folder 'n2'"):
+        zeroshot.class_display_names(["n1", "n2"], tmp_path / "map.json")
+    (tmp_path / "one.txt").write_text("only\n")
+    with pytest.raises(EvalError, match="1 names for 2 class folders"):
+        zeroshot.class_display_names(["a", "b"], tmp_path / "one.txt")
+
+
+def test_command_end_to_end(tiny_model_dir, tmp_path):
+    root = tmp_path / "val"
+    for name, colour in COLOURS.items():
+        for i in range(2):
+            make_image(root / name / f"{i}.png", colour)
+    (root / "purple").mkdir()  # an empty class stays a distractor
+    (root / "red" / "broken.png").write_bytes(b"x")
+    out = tmp_path / "out"
+    result = zeroshot.main(["--data", str(root), "--templates", "photo", "--max-per-class", "2",
+                            *common_args(tiny_model_dir, out)])
+    assert result["num_classes"] == 5 and result["num_images"] == 8
+    assert result["counts"]["empty_classes"] == 1 and result["counts"]["skipped_not_read_limit"] == 1
+    assert 0.0 <= result["top1"] <= result["top5"] <= 1.0
+    assert set(result["details"]["per_class"]) == set(COLOURS)
+    assert (out / "zeroshot.png").is_file()
+    unlimited = zeroshot.main(["--data", str(root), "--templates", "photo", *common_args(tiny_model_dir, tmp_path / "o2")])
+    assert unlimited["counts"]["skipped_unreadable_image"] == 1 and unlimited["complete"] is False
+
+
+def test_empty_trees_and_class_lists_are_errors(tiny_model_dir, tmp_path):
+    args = common_args(tiny_model_dir, tmp_path / "out")
+    (tmp_path / "none").mkdir()
+    with pytest.raises(EvalError, match="class list is empty|no class sub-folders"):
+        zeroshot.main(["--data", str(tmp_path / "none"), *args])
+    (tmp_path / "empty_classes" / "a").mkdir(parents=True)
+    with pytest.raises(EvalError, match="no images could be scored"):
+        zeroshot.main(["--data", str(tmp_path / "empty_classes"), *args])
+    make_image(tmp_path / "one" / "a" / "0.png")
+    (tmp_path / "names.txt").write_text("\n")
+    with pytest.raises(EvalError, match="holds no class names"):
+        zeroshot.main(["--data", str(tmp_path / "one"), "--classnames", str(tmp_path / "names.txt"), *args])
+    with pytest.raises(EvalError, match="is not a folder"):
+        zeroshot.main(["--data", str(tmp_path / "absent"), *args])
