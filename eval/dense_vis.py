@@ -188,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     encoder = Encoder.load(args.model, EncoderConfig(batch_size=args.batch_size, device=args.device,
                                                      precision=args.precision, num_workers=args.num_workers))
-    temperature = args.temperature or float(encoder.model.logit_scale.exp())
+    temperature = args.temperature or float(encoder.model.logit_scale.detach().exp())
     dense = encoder.dense(image_path)
     text_embeds = encoder.texts(texts)
     cosine = similarity_maps(dense, text_embeds)
