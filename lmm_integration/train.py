@@ -1,0 +1,322 @@
+"""Finetune a LLaVA model with an FG-CLIP tower: the LLaVA-1.5 recipe in two stages.
+
+    stage A (projector pre-training): tower and LM frozen, projector trained (lr 1e-3)
+    stage B (visual instruction tuning): projector + LM trained (lr 2e-5), tower frozen unless --unfreeze-vision
+
+    python -m lmm_integration.train --stage A --model BUILT_DIR --data captions.json --output-dir runs/a
+    deepspeed --module lmm_integration.train --stage B --model runs/a/final --data mix.json \\
+        --output-dir runs/b --deepspeed scripts/zero2_llava.json
+
+Uses the Hugging Face Trainer (with a DeepSpeed config when given; on a machine without a GPU it runs on
+CPU with gloo). The final model is OUTPUT_DIR/final, loadable by stock `LlavaForConditionalGeneration` and
+`AutoProcessor`; with --lora/--qlora the adapter is kept in OUTPUT_DIR/adapter and merged into `final`.
+OUTPUT_DIR/metrics.jsonl has one JSON object per logged step, OUTPUT_DIR/data_report.json the skip counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoProcessor, LlavaForConditionalGeneration, Trainer, TrainerCallback, TrainingArguments
+
+from lmm_integration.data import ASPECT_MODES, ConversationCollator, ConversationDataset, DataError, image_token_count
+from lmm_integration.lora import PROJECTOR, LoraOptions, add_lora, merge_adapter, quantization_config
+
+STAGE_LR = {"A": 1e-3, "B": 2e-5}
+LORA_LR, LORA_PROJECTOR_LR = 2e-4, 2e-5
+
+
+class TrainSetupError(ValueError):
+    """Options or inputs that make training impossible, with a one-line reason."""
+
+
+@dataclass
+class TrainOptions:
+    """Everything one run needs; saved to OUTPUT_DIR/train_options.json."""
+
+    stage: str
+    model: str
+    data: str
+    output_dir: str
+    image_root: str | None = None
+    epochs: float = 1.0
+    max_steps: int = -1
+    batch_size: int = 16
+    grad_accum: int = 1
+    lr: float | None = None
+    projector_lr: float | None = None
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.03
+    lr_scheduler: str = "cosine"
+    model_max_length: int = 2048
+    image_aspect_ratio: str = "pad"
+    unfreeze_vision: bool = False
+    lora: bool = False
+    lora_r: int = 128
+    lora_alpha: int = 256
+    lora_dropout: float = 0.05
+    qlora: int | None = None
+    gradient_checkpointing: bool = False
+    bf16: bool = False
+    deepspeed: str | None = None
+    seed: int = 42
+    save_steps: int = 0
+    logging_steps: int = 10
+    num_workers: int = 4
+    max_bad_fraction: float = 0.5
+    report_to: str = "none"
+    resume: bool = False
+
+    def validate(self) -> None:
+        if self.stage not in STAGE_LR:
+            raise TrainSetupError("--stage must be A or B")
+        if self.qlora is not None:
+            if self.qlora not in (4, 8):
+                raise TrainSetupError("--qlora takes 4 or 8")
+            self.lora = True  # QLoRA is LoRA on a quantised LM
+        if self.lora and self.stage == "A":
+            raise TrainSetupError("LoRA applies to stage B (stage A trains the projector only)")
+        if self.image_aspect_ratio not in ASPECT_MODES:
+            raise TrainSetupError(f"--image-aspect-ratio must be one of {ASPECT_MODES}")
+        if not (Path(self.model) / "config.json").is_file():
+            raise TrainSetupError(f"model folder not found or has no config.json: {self.model}")
+        if not Path(self.data).is_file():
+            raise TrainSetupError(f"data file not found: {self.data}")
+        if self.deepspeed and not Path(self.deepspeed).is_file():
+            raise TrainSetupError(f"DeepSpeed config not found: {self.deepspeed}")
+
+    @property
+    def learning_rate(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        return LORA_LR if self.lora else STAGE_LR[self.stage]
+
+    @property
+    def projector_learning_rate(self) -> float:
+        if self.projector_lr is not None:
+            return self.projector_lr
+        return LORA_PROJECTOR_LR if self.lora else self.learning_rate
+
+
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+# ---------------------------------------------------------------------- model
+def load_model(options: TrainOptions) -> LlavaForConditionalGeneration:
+    """The LLaVA model in the dtype training needs (quantised LM for QLoRA)."""
+    compute_dtype = torch.bfloat16 if options.bf16 else torch.float32
+    kwargs = {}
+    if options.qlora:
+        kwargs["quantization_config"] = quantization_config(options.qlora, compute_dtype)
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        kwargs["device_map"] = {"": f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"}
+    # DeepSpeed keeps fp32 master weights itself; without it, weights stay fp32 and bf16 means autocast.
+    dtype = torch.bfloat16 if options.bf16 and options.deepspeed and not options.qlora else torch.float32
+    return LlavaForConditionalGeneration.from_pretrained(options.model, dtype=dtype, **kwargs)
+
+
+def set_trainable(model: LlavaForConditionalGeneration, options: TrainOptions):
+    """Freeze per stage; returns the model to train (a peft model with LoRA)."""
+    model.requires_grad_(False)
+    if options.lora:
+        model = add_lora(model, LoraOptions(options.lora_r, options.lora_alpha, options.lora_dropout, options.qlora),
+                         options.gradient_checkpointing)
+    elif options.stage == "B":
+        model.model.language_model.requires_grad_(True)
+        model.lm_head.requires_grad_(True)
+    _inner(model).model.multi_modal_projector.requires_grad_(True)
+    if options.unfreeze_vision:
+        _inner(model).model.vision_tower.requires_grad_(True)
+    return model
+
+
+def _inner(model) -> LlavaForConditionalGeneration:
+    """The LLaVA model inside a peft wrapper (or the model itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def count_parameters(model) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, sum(p.numel() for p in model.parameters())
+
+
+# ---------------------------------------------------------------------- trainer
+class LlavaTrainer(Trainer):
+    """HF Trainer with a separate learning rate for the projector (LLaVA's `mm_projector_lr`)."""
+
+    def __init__(self, *args, projector_lr: float | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.projector_lr = projector_lr
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is not None or self.projector_lr is None or self.projector_lr == self.args.learning_rate:
+            return super().create_optimizer(model)
+        opt_model = self.model if model is None else model
+        decay = set(self.get_decay_parameter_names(opt_model))
+        groups: dict[tuple[bool, bool], list] = {}
+        for name, parameter in opt_model.named_parameters():
+            if parameter.requires_grad:
+                groups.setdefault((PROJECTOR in name, name in decay), []).append(parameter)
+        parameter_groups = [
+            {"params": params, "weight_decay": self.args.weight_decay if decayed else 0.0,
+             **({"lr": self.projector_lr} if is_projector else {})}
+            for (is_projector, decayed), params in groups.items()
+        ]
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+        self.optimizer = optimizer_cls(parameter_groups, **optimizer_kwargs)
+        return self.optimizer
+
+
+class MetricsFile(TrainerCallback):
+    """Appends every log entry with a loss to OUTPUT_DIR/metrics.jsonl (main process only)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs and "loss" in logs:
+            entry = {"step": state.global_step, **{k: v for k, v in logs.items() if isinstance(v, (int, float))}}
+            with self.path.open("a") as handle:
+                handle.write(json.dumps(entry) + "\n")
+
+
+def training_arguments(options: TrainOptions) -> TrainingArguments:
+    return TrainingArguments(
+        output_dir=options.output_dir, per_device_train_batch_size=options.batch_size,
+        gradient_accumulation_steps=options.grad_accum, learning_rate=options.learning_rate,
+        num_train_epochs=options.epochs, max_steps=options.max_steps, weight_decay=options.weight_decay,
+        warmup_steps=options.warmup_ratio, lr_scheduler_type=options.lr_scheduler,
+        logging_steps=options.logging_steps, save_strategy="steps" if options.save_steps else "no",
+        save_steps=options.save_steps or 500, bf16=options.bf16, activation_checkpointing=options.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False}, deepspeed=options.deepspeed,
+        use_cpu=not torch.cuda.is_available(), report_to=[] if options.report_to == "none" else [options.report_to],
+        dataloader_num_workers=options.num_workers, remove_unused_columns=False, seed=options.seed,
+        ddp_find_unused_parameters=False, save_only_model=bool(options.qlora),
+    )
+
+
+# ---------------------------------------------------------------------- run
+def run(options: TrainOptions) -> Path:
+    """Train one stage; returns OUTPUT_DIR/final."""
+    options.validate()
+    output_dir = Path(options.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    processor = AutoProcessor.from_pretrained(options.model)
+    model = load_model(options)
+    num_image_tokens = image_token_count(processor, model.config.vision_config, model.config.vision_feature_select_strategy)
+    dataset = ConversationDataset(
+        options.data, processor, num_image_tokens, options.model_max_length, options.image_root,
+        options.image_aspect_ratio, options.max_bad_fraction, show_progress=_is_main_process(),
+    )
+    model.config.use_cache = False
+    model = set_trainable(model, options)
+    trainable, total = count_parameters(model)
+    if _is_main_process():
+        print(f"stage {options.stage}: {dataset.report.summary()}")
+        print(f"trainable parameters: {trainable:,} of {total:,}; lr {options.learning_rate:g}, "
+              f"projector lr {options.projector_learning_rate:g}")
+        (output_dir / "data_report.json").write_text(json.dumps(dataset.report.to_json(), indent=2) + "\n")
+        (output_dir / "train_options.json").write_text(json.dumps(asdict(options), indent=2) + "\n")
+    trainer = LlavaTrainer(
+        model=model, args=training_arguments(options), train_dataset=dataset,
+        data_collator=ConversationCollator(processor.tokenizer.pad_token_id),
+        callbacks=[MetricsFile(output_dir / "metrics.jsonl")],
+        projector_lr=options.projector_learning_rate,
+    )
+    resume = options.resume and any(output_dir.glob("checkpoint-*"))
+    trainer.train(resume_from_checkpoint=True if resume else None)
+    return save_final(trainer, processor, options)
+
+
+def save_final(trainer: Trainer, processor, options: TrainOptions) -> Path:
+    """OUTPUT_DIR/final: full model (LoRA merged) + processor + the build note, for stock loaders."""
+    output_dir = Path(options.output_dir)
+    final = output_dir / "final"
+    if not options.lora:
+        trainer.save_model(str(final))
+    else:
+        trainer.save_model(str(output_dir / "adapter"))
+        trainer.accelerator.wait_for_everyone()
+        if trainer.is_world_process_zero():
+            dtype = torch.bfloat16 if options.bf16 else torch.float32
+            merge_adapter(options.model, output_dir / "adapter", dtype).save_pretrained(str(final))
+    trainer.accelerator.wait_for_everyone()
+    if trainer.is_world_process_zero():
+        processor.save_pretrained(str(final))
+        note = Path(options.model) / "lmm_build.json"
+        if note.is_file():
+            shutil.copy(note, final / "lmm_build.json")
+        (final / "train_options.json").write_text(json.dumps(asdict(options), indent=2) + "\n")
+    trainer.accelerator.wait_for_everyone()
+    return final
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m lmm_integration.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add = parser.add_argument
+    add("--stage", required=True, choices=("A", "B"), help="A: projector only; B: projector + LM (instruction tuning)")
+    add("--model", required=True, help="LLaVA folder: from lmm_integration.build (stage A) or a stage-A final (stage B)")
+    add("--data", required=True, help="LLaVA conversation JSON list or JSONL (data-format.md section 3)")
+    add("--output-dir", required=True, help="run folder; the model is written to OUTPUT_DIR/final")
+    add("--image-root", help="root of relative image paths (default: the data file's folder)")
+    add("--epochs", type=float, default=1.0, help="training epochs (LLaVA-1.5: 1 per stage)")
+    add("--max-steps", type=int, default=-1, help="stop after this many optimizer steps (overrides --epochs)")
+    add("--batch-size", type=int, default=16, help="per-device batch size (global = this x devices x --grad-accum)")
+    add("--grad-accum", type=int, default=1, help="gradient accumulation steps")
+    add("--lr", type=float, help="learning rate (default: 1e-3 stage A, 2e-5 stage B, 2e-4 with LoRA)")
+    add("--projector-lr", type=float, help="projector learning rate (default: --lr; 2e-5 with LoRA)")
+    add("--weight-decay", type=float, default=0.0, help="AdamW weight decay (not on biases and norms)")
+    add("--warmup-ratio", type=float, default=0.03, help="share of steps with linear warm-up")
+    add("--lr-scheduler", default="cosine", help="transformers scheduler name (cosine, linear, constant, ...)")
+    add("--model-max-length", type=int, default=2048, help="longest token sequence (image tokens included)")
+    add("--image-aspect-ratio", choices=ASPECT_MODES, default="pad",
+        help="pad: pad to a square with the mean colour first (LLaVA-1.5); resize: squash")
+    add("--unfreeze-vision", action="store_true", help="also train the vision tower")
+    add("--lora", action="store_true", help="train LoRA adapters on the LM instead of the LM itself (stage B)")
+    add("--lora-r", type=int, default=128, help="LoRA rank")
+    add("--lora-alpha", type=int, default=256, help="LoRA alpha")
+    add("--lora-dropout", type=float, default=0.05, help="LoRA dropout")
+    add("--qlora", type=int, choices=(4, 8), help="QLoRA: load the LM in 4-bit NF4 or 8-bit (implies --lora)")
+    add("--gradient-checkpointing", action="store_true", help="recompute activations in backward to save memory")
+    add("--bf16", action="store_true", help="bfloat16 training (DeepSpeed bf16 / autocast)")
+    add("--deepspeed", help="DeepSpeed JSON config, e.g. scripts/zero2_llava.json")
+    add("--seed", type=int, default=42, help="random seed")
+    add("--save-steps", type=int, default=0, help="checkpoint every N steps (0: only the final model)")
+    add("--logging-steps", type=int, default=10, help="log (and append to metrics.jsonl) every N steps")
+    add("--num-workers", type=int, default=4, help="data loader worker processes")
+    add("--max-bad-fraction", type=float, default=0.5, help="stop with an error if more records than this are skipped")
+    add("--report-to", default="none", help="none, tensorboard, wandb, ...")
+    add("--resume", action="store_true", help="resume from the latest checkpoint in OUTPUT_DIR")
+    add("--local_rank", "--local-rank", type=int, default=-1, help=argparse.SUPPRESS)  # set by the deepspeed launcher
+    return parser
+
+
+def options_from_args(args: argparse.Namespace) -> TrainOptions:
+    values = {key: value for key, value in vars(args).items() if key != "local_rank"}
+    return TrainOptions(**values)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        final = run(options_from_args(args))
+    except (TrainSetupError, DataError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if _is_main_process():
+        print(f"stage {args.stage} done: model written to {final}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
