@@ -15,19 +15,33 @@ from fgclip.pipeline.steps import ShardResult, ShardWorker, StepRun, uses_model
 
 
 class _ShardActor:
-    """A Ray Data callable class: built once per actor, then called with batches of shard indices."""
+    """A Ray Data callable class: built once per actor, then called with batches of shard indices.
+
+    A user error (`PipelineError`, e.g. a missing model option) is returned as data rather than raised,
+    so the driver can report it in one line instead of a chain of Ray exceptions.
+    """
 
     def __init__(self, run: StepRun, device: str):
-        self.worker = ShardWorker(run, device)
+        self.worker, self.fatal = None, ""
+        try:
+            self.worker = ShardWorker(run, device)
+        except PipelineError as error:
+            self.fatal = str(error)
 
     def __call__(self, batch: dict) -> dict:
-        indices, records, errors = [], [], []
+        indices, records, errors, fatal = [], [], [], []
         for index in batch["shard"]:
-            result = self.worker.process(int(index))
+            result, problem = ShardResult(int(index)), self.fatal
+            if not problem:
+                try:
+                    result = self.worker.process(int(index))
+                except PipelineError as error:
+                    problem = str(error)
             indices.append(result.index)
             records.append(result.records)
             errors.append(result.error or "")
-        return {"shard": indices, "records": records, "error": errors}
+            fatal.append(problem)
+        return {"shard": indices, "records": records, "error": errors, "fatal": fatal}
 
 
 def run_ray(run: StepRun, pending: list[int]) -> list[ShardResult]:
@@ -60,6 +74,8 @@ def run_ray(run: StepRun, pending: list[int]) -> list[ShardResult]:
     out: list[ShardResult] = []
     with tqdm(total=len(pending), desc=f"{run.step} (ray)", unit="shard", dynamic_ncols=True) as bar:
         for row in results.iter_rows():
+            if row["fatal"]:
+                raise PipelineError(row["fatal"])
             out.append(ShardResult(int(row["shard"]), int(row["records"]), row["error"] or None))
             bar.update(1)
     return out
