@@ -151,3 +151,19 @@ def test_bf16_autocast_on_cpu_stays_close(tiny_model_dir):
 def test_saved_folder_with_processors_round_trips(tiny_model, tmp_path):
     save_with_processors(tiny_model, tmp_path / "m")
     assert Encoder.load(tmp_path / "m", CONFIG).checkpoint_kind == "fgclip"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_autocast_matches_fp32(tiny_model_dir, tmp_path):
+    """On a GPU, 'auto' precision is bf16 (or fp16) autocast; embeddings stay close to fp32 on the CPU."""
+    paths = [make_image(tmp_path / f"{i}.png", seed=i) for i in range(3)]
+    boxes = [torch.tensor([[0.0, 0.0, 1.0, 1.0], [0.2, 0.1, 0.7, 0.9]])] * 3
+    cpu = Encoder.load(tiny_model_dir, CONFIG)
+    gpu = Encoder.load(tiny_model_dir, EncoderConfig(batch_size=2, device="cuda", precision="auto"))
+    assert gpu.precision_name in ("bf16", "fp16") and gpu.device.type == "cuda"
+    for name, run in (("texts", lambda e: e.texts(["a red car", "two dogs"], long=True)),
+                      ("images", lambda e: e.images(paths).embeddings),
+                      ("regions", lambda e: e.regions(paths, boxes).embeddings)):
+        reference, fast = run(cpu), run(gpu)
+        assert fast.device.type == "cpu" and fast.dtype == torch.float32, name
+        assert float(F.cosine_similarity(reference, fast).min()) > 0.98, name
