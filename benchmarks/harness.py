@@ -1,0 +1,227 @@
+"""Timing, device description and reports shared by every benchmark.
+
+A benchmark times its candidate and a reference on the same data, shape and machine, in one process,
+interleaved (A, B, A, B, ...) so that drift of the machine (other jobs, clocks, heat) hits both alike,
+after warm-up, and reports the median. Every headline figure is a ratio between two such medians;
+absolute times are written only next to the device they came from (`describe_device`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so a wall-clock reading covers it (no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@dataclass
+class Timing:
+    """Wall-clock seconds of each timed repetition of one candidate."""
+
+    name: str
+    seconds: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    @property
+    def spread(self) -> float:
+        """(max - min) / median: how noisy the repetitions were."""
+        return (max(self.seconds) - min(self.seconds)) / self.median if self.median > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        return {"median_s": self.median, "min_s": min(self.seconds), "max_s": max(self.seconds),
+                "repeats": len(self.seconds), "spread": round(self.spread, 4)}
+
+
+def time_interleaved(candidates: dict[str, Callable[[], object]], device: torch.device, warmup: int,
+                     repeats: int) -> dict[str, Timing]:
+    """Run each candidate `warmup` times, then `repeats` timed rounds (one call of each per round).
+
+    Rounds interleave the candidates, so a slow patch of the machine costs every candidate one
+    repetition rather than all of one candidate's. The device is synchronised around each call.
+    """
+    if repeats < 1:
+        raise ValueError("repeats must be at least 1")
+    for _ in range(warmup):
+        for run in candidates.values():
+            run()
+    synchronize(device)
+    timings = {name: Timing(name) for name in candidates}
+    for _ in range(repeats):
+        for name, run in candidates.items():
+            synchronize(device)
+            started = time.perf_counter()
+            run()
+            synchronize(device)
+            timings[name].seconds.append(time.perf_counter() - started)
+    return timings
+
+
+def cpu_name() -> str:
+    """The processor's marketing name (Linux /proc/cpuinfo), else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def describe_device(device: torch.device) -> dict:
+    """What the figures were measured on: the device name and the software that ran them."""
+    import transformers
+
+    cores = usable_cores()
+    description = {
+        "device": device.type,
+        "cpu": f"{cpu_name()} ({cores} cores)",
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
+    if device.type == "cuda":
+        properties = torch.cuda.get_device_properties(device)
+        description.update(gpu=properties.name, gpu_memory_gib=round(properties.total_memory / 2**30, 1),
+                           cuda=torch.version.cuda)
+        description["name"] = properties.name
+    else:
+        description["name"] = f"{cores}-core CPU ({cpu_name()})"
+    return description
+
+
+@dataclass
+class Figure:
+    """One reported number. Ratios are `unit="x"`; a target is `(op, threshold)` with op `<=` or `>=`."""
+
+    name: str
+    value: float | None
+    unit: str
+    target: tuple[str, float] | None = None
+    note: str = ""
+
+    @property
+    def meets_target(self) -> bool | None:
+        if self.target is None or self.value is None:
+            return None
+        op, threshold = self.target
+        return self.value <= threshold if op == "<=" else self.value >= threshold
+
+    def formatted_value(self) -> str:
+        if self.value is None:
+            return "n/a"
+        if self.unit == "x":
+            return f"{self.value:.3f}x"
+        if self.unit == "%":
+            return f"{self.value:.1f}%"
+        magnitude = abs(self.value)
+        text = f"{self.value:.3g}" if magnitude < 1000 else f"{self.value:,.0f}"
+        return f"{text} {self.unit}".strip()
+
+    def formatted_target(self) -> str:
+        if self.target is None:
+            return ""
+        op, threshold = self.target
+        verdict = {True: "met", False: "MISSED", None: ""}[self.meets_target]
+        unit = "x" if self.unit == "x" else f" {self.unit}"
+        return f"{op} {threshold:g}{unit} {verdict}".strip()
+
+
+@dataclass
+class Report:
+    """The result of one benchmark run: headline figures plus every measurement behind them."""
+
+    benchmark: str
+    figures: list[Figure]
+    details: dict
+    device: dict
+    settings: dict
+    date: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+    command: str = field(default_factory=lambda: " ".join(["python", "-m", "benchmarks.run", *sys.argv[1:]]))
+
+    def figure(self, name: str) -> Figure:
+        for item in self.figures:
+            if item.name == name:
+                return item
+        raise KeyError(name)
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        for item, figure in zip(data["figures"], self.figures):
+            item["meets_target"] = figure.meets_target
+        return data
+
+    def markdown(self) -> str:
+        """A table of the figures, with the device and date they belong to."""
+        lines = [f"### {self.benchmark} ({self.device['name']}, {self.date})", "",
+                 "| figure | value | target | note |", "|---|---|---|---|"]
+        for figure in self.figures:
+            lines.append(f"| {figure.name} | {figure.formatted_value()} | {figure.formatted_target()} | {figure.note} |")
+        return "\n".join(lines) + "\n"
+
+    def write(self, out_dir: Path) -> Path:
+        """`OUT/<benchmark>.json` (figures, details, device, settings, date, command)."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / f"{self.benchmark}.json"
+        path.write_text(json.dumps(self.to_json(), indent=2, default=str) + "\n")
+        return path
+
+
+def ratio(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator > 0 else None
+
+
+def peak_memory_bytes(run: Callable[[], object], device: torch.device) -> int | None:
+    """Peak GPU memory allocated during one call of `run` (None on CPU, where there is no such counter)."""
+    if device.type != "cuda":
+        return None
+    synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    run()
+    synchronize(device)
+    return torch.cuda.max_memory_allocated(device)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
+
+
+def with_smaller_batch_on_oom(attempt: Callable[[int], object], batch_size: int, smallest: int = 1):
+    """`attempt(batch_size)`, halving the batch after each GPU out-of-memory error.
+
+    Returns `(result, batch_size_used)`, so a report can say which batch fitted the device.
+    """
+    while True:
+        try:
+            return attempt(batch_size), batch_size
+        except (torch.OutOfMemoryError, RuntimeError) as error:
+            if not is_out_of_memory(error) or batch_size // 2 < smallest:
+                raise
+            print(f"out of memory at batch {batch_size}; retrying with {batch_size // 2}", file=sys.stderr)
+        # Outside the `except`: the error and the frames it holds (models, activations) are gone now.
+        batch_size //= 2
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
