@@ -55,6 +55,7 @@ def load_chat_model(model_dir: str | Path, device: str = "auto"):
 
 
 def load_image(path: str | Path, processor, pad_to_square: bool = True) -> Image.Image:
+    """The image as RGB, padded to a square with the processor's mean colour when asked."""
     try:
         with Image.open(path) as image:
             image = image.convert("RGB")
@@ -106,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not Path(args.image).is_file():
             raise ChatError(f"image not found: {args.image}")
+        load_image(args.image, None, pad_to_square=False)  # fail on a bad image before loading the model
         model, processor = load_chat_model(args.model, settings.device)
         image = load_image(args.image, processor, settings.pad_to_square)
     except ChatError as error:

@@ -10,7 +10,8 @@
 Uses the Hugging Face Trainer (with a DeepSpeed config when given; on a machine without a GPU it runs on
 CPU with gloo). The final model is OUTPUT_DIR/final, loadable by stock `LlavaForConditionalGeneration` and
 `AutoProcessor`; with --lora/--qlora the adapter is kept in OUTPUT_DIR/adapter and merged into `final`.
-OUTPUT_DIR/metrics.jsonl has one JSON object per logged step, OUTPUT_DIR/data_report.json the skip counts.
+OUTPUT_DIR/metrics.jsonl has one JSON object per logged step, OUTPUT_DIR/data_report.json the skip counts,
+OUTPUT_DIR/run_info.json how the run was executed (processes, ZeRO stage, global batch).
 """
 
 from __future__ import annotations
@@ -233,7 +234,22 @@ def run(options: TrainOptions) -> Path:
     )
     resume = options.resume and any(output_dir.glob("checkpoint-*"))
     trainer.train(resume_from_checkpoint=True if resume else None)
+    if trainer.is_world_process_zero():
+        (output_dir / "run_info.json").write_text(json.dumps(run_info(trainer), indent=2) + "\n")
     return save_final(trainer, processor, options)
+
+
+def run_info(trainer: Trainer) -> dict:
+    """How the run was actually executed (processes, DeepSpeed ZeRO stage, device, global batch)."""
+    engine = trainer.model_wrapped
+    zero_stage = engine.zero_optimization_stage() if hasattr(engine, "zero_optimization_stage") else None
+    args = trainer.args
+    return {
+        "world_size": args.world_size, "deepspeed_zero_stage": zero_stage, "device": str(args.device),
+        "global_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
+        "optimizer": type(getattr(trainer.optimizer, "optimizer", trainer.optimizer)).__name__,
+        "steps": trainer.state.global_step,
+    }
 
 
 def save_final(trainer: Trainer, processor, options: TrainOptions) -> Path:

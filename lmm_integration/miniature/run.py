@@ -1,0 +1,226 @@
+"""The whole LLaVA path on CPU with tiny models: build -> stage A -> stage B (ZeRO-2) -> held-out answers.
+
+    python -m lmm_integration.miniature --vision runs/fgclip_tiny/final [runs/clip_tiny/final ...] --out runs/llava_mini
+
+For each vision encoder folder (e.g. the tiny FG-CLIP the embedded default of scripts/pretrain_fgclip.py
+trains, and a baseline), on the same synthetic scenes and the same tiny Llama LM:
+1. synthetic scenes (fgclip.data.synthetic; or --scenes an existing set) -> captions for stage A,
+   multi-turn attribute / yes-no / "where is" conversations for stage B, held-out questions;
+2. a word-level tokenizer trained on those texts and a random tiny Llama (lmm_integration.miniature.tiny_lm);
+3. `lmm_integration.build`, then stages A and B with scripts/finetune_llava.sh: the `deepspeed` launcher,
+   scripts/zero2_llava.json, 2 processes (gloo on CPU);
+4. held-out questions answered with the evaluation runner (eval.lmm.generation, stock loaders) and
+   scored per kind against chance. OUT/results.json, results.md and results.png compare the encoders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_ZERO2 = REPO_ROOT / "scripts" / "zero2_llava.json"
+FINETUNE_SCRIPT = REPO_ROOT / "scripts" / "finetune_llava.sh"
+
+
+class MiniatureError(ValueError):
+    """A miniature run that cannot go on, with a one-line reason."""
+
+
+@dataclass
+class MiniatureOptions:
+    vision: list[str]
+    out: str
+    scenes: str | None = None
+    num_images: int = 1500
+    image_size: int = 64
+    seed: int = 0
+    llm_hidden: int = 128
+    llm_layers: int = 2
+    steps_a: int = 150
+    steps_b: int = 1200
+    batch_size: int = 16
+    lr_a: float = 1e-3
+    lr_b: float = 1e-3
+    processes: int = 2
+    deepspeed_config: str = str(DEFAULT_ZERO2)
+    max_heldout: int = 400
+    labels: list[str] = field(default_factory=list)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _run(command: list[str], log: Path) -> None:
+    """Run a stage as its own process (as a user would), its output going to `log` and the console."""
+    print("+ " + " ".join(command), flush=True)
+    environment = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(REPO_ROOT)}
+    with log.open("w") as handle:
+        process = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=environment, cwd=REPO_ROOT)
+    if process.returncode != 0:
+        tail = log.read_text().splitlines()[-15:]
+        raise MiniatureError(f"{' '.join(command[:2])} failed (exit {process.returncode}); "
+                             f"see {log}:\n" + "\n".join(tail))
+
+
+def prepare_data(options: MiniatureOptions, out: Path):
+    """Scenes, conversations, held-out questions and the tiny LM (shared by every encoder)."""
+    from fgclip.data.schema import Record, iter_record_file
+    from lmm_integration.miniature.questions import Vocabulary, write_miniature_data
+    from lmm_integration.miniature.tiny_lm import build_tiny_llm
+
+    if options.scenes:
+        root = Path(options.scenes)
+        train_file, heldout_file = root / "train.jsonl", root / "heldout.jsonl"
+        if not train_file.is_file() or not heldout_file.is_file():
+            raise MiniatureError(f"{root} is not a synthetic set (needs train.jsonl and heldout.jsonl)")
+    else:
+        from fgclip.data.synthetic import generate
+
+        scenes = generate(out / "scenes", options.num_images, seed=options.seed, image_size=options.image_size)
+        root, train_file, heldout_file = scenes.root, scenes.train, scenes.heldout
+
+    def records(path: Path) -> list[Record]:
+        return [item for item in iter_record_file(path) if isinstance(item, Record)]
+
+    data = write_miniature_data(records(train_file), records(heldout_file), root, out / "data",
+                                Vocabulary.of_set(root), seed=options.seed)
+    llm = out / "llm"
+    if not (llm / "config.json").is_file():
+        build_tiny_llm(llm, data.texts, hidden_size=options.llm_hidden, num_layers=options.llm_layers, seed=options.seed)
+    return root, data, llm
+
+
+def train_one(vision: str, label: str, llm: Path, data, options: MiniatureOptions, out: Path) -> Path:
+    """build, then stages A and B through scripts/finetune_llava.sh (deepspeed, ZeRO-2); returns the final model."""
+    from lmm_integration.build import BuildOptions, build_llava
+
+    work = out / label
+    work.mkdir(parents=True, exist_ok=True)
+    built = build_llava(vision, llm, work / "built", BuildOptions(system_prompt="", seed=options.seed))
+    settings = {
+        "BUILT": built, "OUT": work, "PRETRAIN_DATA": data.stage_a, "FINETUNE_DATA": data.stage_b,
+        "NUM_GPUS": options.processes, "MASTER_PORT": _free_port(), "DS_CONFIG": options.deepspeed_config,
+        "BATCH_A": options.batch_size, "BATCH_B": options.batch_size, "LR_A": options.lr_a, "LR_B": options.lr_b,
+        "MAX_STEPS_A": options.steps_a, "MAX_STEPS_B": options.steps_b, "MAX_LEN": 512, "NUM_WORKERS": 0,
+        "BF16": 0, "GRAD_CKPT": 0, "SEED": options.seed, "EXTRA_ARGS": "--logging-steps 25 --warmup-ratio 0.03",
+    }
+    _run(["bash", str(FINETUNE_SCRIPT), *(f"{key}={value}" for key, value in settings.items())], work / "finetune.log")
+    return work / "stage_b" / "final"
+
+
+def evaluate(model_dir: Path, data, root: Path, options: MiniatureOptions, out: Path) -> dict:
+    """Answer the held-out questions with the evaluation runner and score them."""
+    from eval.lmm.generation import GenerationSettings, PromptItem, answer_all, load_lmm
+    from lmm_integration.miniature.questions import Question, Vocabulary
+    from lmm_integration.miniature.score import chance_levels, constant_box_hit_rate, score
+
+    questions = [Question(**json.loads(line)) for line in data.heldout.read_text().splitlines()][: options.max_heldout]
+    settings = GenerationSettings(batch_size=16, max_new_tokens=24, device="cpu", dtype="float32")
+    lmm = load_lmm(model_dir, settings)
+    items = [PromptItem(q.question_id, Path(q.image), q.question) for q in questions]
+    summary = answer_all(lmm, items, out / "answers.jsonl", settings, description=f"held-out {model_dir.parent.parent.name}")
+    sizes = {q.image: Image.open(q.image).size for q in questions}
+    train_boxes = [json.loads(line) for line in (data.stage_b.parent / "train_boxes.json").read_text().splitlines()]
+    vocabulary = Vocabulary.of_set(root)
+    return score(questions, summary.answers, vocabulary, sizes, chance_levels(vocabulary, constant_box_hit_rate(questions, train_boxes)))
+
+
+def _labels(options: MiniatureOptions) -> list[str]:
+    if options.labels:
+        if len(options.labels) != len(options.vision):
+            raise MiniatureError("give one --label per --vision folder")
+        return options.labels
+    names = [Path(vision).name if Path(vision).name not in ("final", "") else Path(vision).parent.name for vision in options.vision]
+    return [f"{index}_{name}" if names.count(name) > 1 else name for index, name in enumerate(names)]
+
+
+def run(options: MiniatureOptions) -> dict:
+    from eval.common.reporting import grouped_bar_plot, markdown_table, write_results
+
+    started = time.time()
+    for vision in options.vision:
+        if not (Path(vision) / "config.json").is_file():
+            raise MiniatureError(f"vision folder not found or has no config.json: {vision}")
+    out = Path(options.out)
+    out.mkdir(parents=True, exist_ok=True)
+    root, data, llm = prepare_data(options, out)
+    _write_train_boxes(data)
+    results = {}
+    for vision, label in zip(options.vision, _labels(options)):
+        model_dir = train_one(vision, label, llm, data, options, out)
+        results[label] = evaluate(model_dir, data, root, options, out / label)
+        print(f"{label}: held-out accuracy {results[label]['accuracy']:.3f} (chance {results[label]['chance']:.3f}); "
+              + ", ".join(f"{k} {v:.3f}" for k, v in results[label]["per_kind"].items()), flush=True)
+    first = next(iter(results.values()))
+    kinds = list(first["per_kind"])
+    rows = [[label, r["accuracy"], *(r["per_kind"].get(k, 0.0) for k in kinds)] for label, r in results.items()]
+    rows.append(["chance", first["chance"], *(first["chance_per_kind"][k] for k in kinds)])
+    table = markdown_table(["encoder", "all", *kinds], rows)
+    grouped_bar_plot(out / "results.png", {label: {"all": r["accuracy"], **r["per_kind"]} for label, r in results.items()}
+                     | {"chance": {"all": first["chance"], **first["chance_per_kind"]}},
+                     "LLaVA miniature: held-out accuracy", "accuracy")
+    return write_results(
+        out, "lmm_miniature", {"encoders": results}, model=", ".join(options.vision), data=str(root),
+        counts={"heldout_questions": sum(first["questions_per_kind"].values()),
+                "scored_questions": sum(first["questions_per_kind"].values())},
+        started=started, table=table, extra={"options": asdict(options)},
+    )
+
+
+def _write_train_boxes(data) -> None:
+    """The training answers' boxes (original frame), for the constant-box baseline."""
+    boxes = []
+    for line in data.stage_b.read_text().splitlines():
+        for turn in json.loads(line)["conversations"]:
+            if turn["from"] == "gpt" and turn["value"].startswith("["):
+                boxes.append(json.loads(turn["value"]))
+    (data.stage_b.parent / "train_boxes.json").write_text("".join(json.dumps(box) + "\n" for box in boxes))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m lmm_integration.miniature", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--vision", nargs="+", required=True, help="vision encoder folders to compare (FG-CLIP, CLIP or tower)")
+    parser.add_argument("--label", dest="labels", nargs="+", default=[], help="a name per --vision folder (default: folder names)")
+    parser.add_argument("--out", required=True, help="output folder (scenes, data, tiny LM, one folder per encoder, results)")
+    parser.add_argument("--scenes", help="an existing fgclip.data.synthetic set (default: generate one in OUT/scenes)")
+    parser.add_argument("--num-images", type=int, default=1500, help="synthetic images to generate (20%% held out)")
+    parser.add_argument("--image-size", type=int, default=64, help="synthetic image side in pixels")
+    parser.add_argument("--seed", type=int, default=0, help="seed of scenes, questions, LM and training")
+    parser.add_argument("--llm-hidden", type=int, default=128, help="hidden size of the tiny Llama")
+    parser.add_argument("--llm-layers", type=int, default=2, help="layers of the tiny Llama")
+    parser.add_argument("--steps-a", type=int, default=150, help="stage A optimizer steps")
+    parser.add_argument("--steps-b", type=int, default=1200, help="stage B optimizer steps")
+    parser.add_argument("--batch-size", type=int, default=16, help="per-process batch size")
+    parser.add_argument("--lr-a", type=float, default=1e-3, help="stage A learning rate")
+    parser.add_argument("--lr-b", type=float, default=1e-3,
+                        help="stage B learning rate (higher than LLaVA's 2e-5: the tiny LM starts from random)")
+    parser.add_argument("--processes", type=int, default=2, help="processes per stage for the deepspeed launcher")
+    parser.add_argument("--deepspeed-config", default=str(DEFAULT_ZERO2), help="DeepSpeed config of both stages")
+    parser.add_argument("--max-heldout", type=int, default=400, help="held-out questions to answer")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = run(MiniatureOptions(**vars(args)))
+    except MiniatureError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps({label: {"accuracy": r["accuracy"], "chance": r["chance"]} for label, r in result["encoders"].items()}))
+    return 0

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# LLaVA-1.5 finetuning with an FG-CLIP vision tower: build -> stage A (projector) -> stage B (instruction tuning),
+# each stage with the `deepspeed` launcher and the ZeRO-2 config shipped next to this script.
+#
+# Settings come from environment variables, or from KEY=VALUE arguments (which win):
+#   scripts/finetune_llava.sh VISION=ckpt/fgclip-large LLM=ckpt/vicuna-7b-v1.5 \
+#       PRETRAIN_DATA=data/blip_laion_cc_sbu_558k.json PRETRAIN_IMAGES=data/llava_pretrain/images \
+#       FINETUNE_DATA=data/llava_v1_5_mix665k.json FINETUNE_IMAGES=data OUT=runs/llava-fgclip-7b
+#
+#   VISION            FG-CLIP / CLIP / exported tower folder (needed unless BUILT is given)
+#   LLM               causal LM folder, e.g. a local vicuna-7b-v1.5 (needed unless BUILT is given)
+#   BUILT             an already built LLaVA folder: skip the build step
+#   VISION_FEATURES   hidden (default, LLaVA-1.5) or dense (FG-CLIP value-path features)
+#   PRETRAIN_DATA     stage A conversations (LLaVA JSON/JSONL), PRETRAIN_IMAGES their image root
+#   FINETUNE_DATA     stage B conversations, FINETUNE_IMAGES their image root
+#   OUT               run folder (default runs/llava_fgclip): OUT/built, OUT/stage_a/final, OUT/stage_b/final
+#   STAGES            which stages to run (default "A B")
+#   NUM_GPUS          processes per stage (default: GPUs seen by nvidia-smi, else 2 CPU processes)
+#   BATCH_A, ACCUM_A  per-device batch and accumulation of stage A (default 32, 1: 256 on 8 GPUs)
+#   BATCH_B, ACCUM_B  the same for stage B (default 16, 1: 128 on 8 GPUs)
+#   LR_A, LR_B        learning rates (default 1e-3 and 2e-5; 2e-4 with LORA=1)
+#   EPOCHS            epochs per stage (default 1); MAX_STEPS_A / MAX_STEPS_B cap the steps (default -1: no cap)
+#   MAX_LEN           model_max_length (default 2048)
+#   LORA=1            LoRA on the LM in stage B (r LORA_R=128, alpha LORA_ALPHA=256)
+#   QLORA=4|8         QLoRA in stage B: LM in 4-bit NF4 or 8-bit (implies LoRA)
+#   UNFREEZE_VISION=1 also train the vision tower in stage B
+#   BF16=1            bfloat16 (default 1; set 0 on CPU), GRAD_CKPT=1 gradient checkpointing (default 1)
+#   DS_CONFIG         DeepSpeed config (default scripts/zero2_llava.json)
+#   NUM_WORKERS       data loader workers (default 4); MASTER_PORT (default 29511); SEED (default 42)
+#   EXTRA_ARGS        more arguments for both stages of `python -m lmm_integration.train`
+#   DRY_RUN=1         print the commands without running them
+set -euo pipefail
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
+for argument in "$@"; do
+    case "$argument" in
+        -h|--help) usage; exit 0 ;;
+        [A-Z_]*=*) export "${argument?}" ;;
+        *) echo "error: unknown argument '$argument' (give KEY=VALUE settings; see --help)" >&2; exit 2 ;;
+    esac
+done
+
+here="$(cd "$(dirname "$0")" && pwd)"
+fail() { echo "error: $1" >&2; exit 2; }
+
+if [[ -z "${NUM_GPUS:-}" ]]; then
+    NUM_GPUS="$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)"
+    [[ "$NUM_GPUS" =~ ^[1-9][0-9]*$ ]] || NUM_GPUS=2
+fi
+OUT="${OUT:-runs/llava_fgclip}"
+STAGES="${STAGES:-A B}"
+DS_CONFIG="${DS_CONFIG:-$here/zero2_llava.json}"
+VISION_FEATURES="${VISION_FEATURES:-hidden}"
+LORA="${LORA:-0}"; QLORA="${QLORA:-}"
+[[ -n "$QLORA" ]] && LORA=1
+if [[ "$LORA" == 1 ]]; then LR_B="${LR_B:-2e-4}"; else LR_B="${LR_B:-2e-5}"; fi
+LR_A="${LR_A:-1e-3}"
+
+[[ -f "$DS_CONFIG" ]] || fail "DeepSpeed config not found: $DS_CONFIG"
+for stage in $STAGES; do
+    case "$stage" in
+        A) [[ -n "${PRETRAIN_DATA:-}" ]] || fail "PRETRAIN_DATA is not set (stage A conversations)" ;;
+        B) [[ -n "${FINETUNE_DATA:-}" ]] || fail "FINETUNE_DATA is not set (stage B conversations)" ;;
+        *) fail "STAGES must list A and/or B, got '$STAGES'" ;;
+    esac
+done
+
+run() {
+    echo "+ $*"
+    if [[ "${DRY_RUN:-0}" != 1 ]]; then "$@"; fi
+}
+
+common=(--deepspeed "$DS_CONFIG" --epochs "${EPOCHS:-1}" --model-max-length "${MAX_LEN:-2048}"
+        --num-workers "${NUM_WORKERS:-4}" --seed "${SEED:-42}")
+[[ "${BF16:-1}" == 1 ]] && common+=(--bf16)
+[[ "${GRAD_CKPT:-1}" == 1 ]] && common+=(--gradient-checkpointing)
+read -r -a extra <<< "${EXTRA_ARGS:-}"
+launcher=(deepspeed --num_gpus "$NUM_GPUS" --master_port "${MASTER_PORT:-29511}" --module lmm_integration.train)
+
+model="${BUILT:-}"
+if [[ -z "$model" ]]; then
+    [[ -n "${VISION:-}" && -n "${LLM:-}" ]] || fail "set VISION and LLM (or BUILT, an already built LLaVA folder)"
+    model="$OUT/built"
+    run python -m lmm_integration.build --vision "$VISION" --llm "$LLM" --out "$model" --vision-features "$VISION_FEATURES"
+fi
+
+for stage in $STAGES; do
+    if [[ "$stage" == A ]]; then
+        run "${launcher[@]}" --stage A --model "$model" --data "$PRETRAIN_DATA" ${PRETRAIN_IMAGES:+--image-root "$PRETRAIN_IMAGES"} \
+            --output-dir "$OUT/stage_a" --batch-size "${BATCH_A:-32}" --grad-accum "${ACCUM_A:-1}" --lr "$LR_A" \
+            --max-steps "${MAX_STEPS_A:--1}" "${common[@]}" ${extra[@]+"${extra[@]}"}
+        model="$OUT/stage_a/final"
+    else
+        lora=()
+        [[ "$LORA" == 1 ]] && lora+=(--lora --lora-r "${LORA_R:-128}" --lora-alpha "${LORA_ALPHA:-256}")
+        [[ -n "$QLORA" ]] && lora+=(--qlora "$QLORA")
+        [[ "${UNFREEZE_VISION:-0}" == 1 ]] && lora+=(--unfreeze-vision)
+        run "${launcher[@]}" --stage B --model "$model" --data "$FINETUNE_DATA" ${FINETUNE_IMAGES:+--image-root "$FINETUNE_IMAGES"} \
+            --output-dir "$OUT/stage_b" --batch-size "${BATCH_B:-16}" --grad-accum "${ACCUM_B:-1}" --lr "$LR_B" \
+            --max-steps "${MAX_STEPS_B:--1}" ${lora[@]+"${lora[@]}"} "${common[@]}" ${extra[@]+"${extra[@]}"}
+        model="$OUT/stage_b/final"
+    fi
+done
+echo "final model: $model"
