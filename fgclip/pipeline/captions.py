@@ -43,7 +43,9 @@ class CaptionModel:
                 config.model, dtype=dtype, trust_remote_code=config.trust_remote_code
             )
         except (OSError, ValueError) as error:
-            raise PipelineError(f"cannot load the caption model {config.model!r}: {str(error).splitlines()[0]}") from error
+            raise PipelineError(
+                f"cannot load the caption model {config.model!r}: {str(error).splitlines()[0]}"
+            ) from error
         self.model.to(device).eval()
         self.dtype = dtype
         tokenizer = getattr(self.processor, "tokenizer", None)
@@ -51,7 +53,9 @@ class CaptionModel:
             raise PipelineError(f"the processor of {config.model!r} has no tokenizer; it cannot caption")
         tokenizer.padding_side = "left"  # decoder-only generation continues from the right end
         if getattr(self.processor, "chat_template", None) is None and not config.template:
-            raise PipelineError(f"{config.model!r} has no chat template: pass --caption_template with {{prompt}} and its image token")
+            raise PipelineError(
+                f"{config.model!r} has no chat template: pass --caption_template with {{prompt}} and its image token"
+            )
 
     def prompt_text(self, prompt: str) -> str:
         if self.config.template:
@@ -64,8 +68,10 @@ class CaptionModel:
         """One caption per image for the same prompt."""
         text = self.prompt_text(prompt)
         inputs = self.processor(images=images, text=[text] * len(images), return_tensors="pt", padding=True)
-        inputs = {k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device))
-                  for k, v in inputs.items()}
+        inputs = {
+            k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device))
+            for k, v in inputs.items()
+        }
         output = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
         return [" ".join(t.split()) for t in self.processor.batch_decode(new_tokens, skip_special_tokens=True)]
@@ -101,7 +107,8 @@ class CaptionStep:
             long_captions = self.model.generate(images, self.config.prompt, self.config.max_new_tokens)
             short_captions = (
                 self.model.generate(images, self.config.short_prompt, self.config.short_max_new_tokens)
-                if self.config.short_prompt else [None] * len(usable)
+                if self.config.short_prompt
+                else [None] * len(usable)
             )
             for record, long_caption, short_caption in zip(usable, long_captions, short_captions):
                 record.long_caption = long_caption

@@ -17,9 +17,9 @@ DEFAULT_CAPTION_PROMPT = (
     "count and position, in plain sentences."
 )
 DEFAULT_NEGATIVE_PROMPT = (
-    "Rewrite the phrase \"{expression}\" into {count} different phrases that describe a different object "
+    'Rewrite the phrase "{expression}" into {count} different phrases that describe a different object '
     "by changing only its attributes (colour, material, size, count, texture, pattern or state). Keep the "
-    "noun \"{noun}\" exactly as it is. Write one phrase per line and nothing else."
+    'noun "{noun}" exactly as it is. Write one phrase per line and nothing else.'
 )
 
 

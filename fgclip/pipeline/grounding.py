@@ -105,8 +105,10 @@ class TransformersDetector:
         return [self._detect_grounding_dino(image, texts) for image, texts in zip(images, queries)]
 
     def _to_device(self, inputs):
-        return {k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device))
-                for k, v in inputs.items()}
+        return {
+            k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device))
+            for k, v in inputs.items()
+        }
 
     def _detect_owl(self, images, queries) -> list[Candidates]:
         inputs = self.processor(text=queries, images=images, return_tensors="pt", padding="max_length", truncation=True)
@@ -152,7 +154,9 @@ class TransformersDetector:
             pairs.queries += first
             found.append(pairs)
         return Candidates(
-            torch.cat([c.boxes for c in found]), torch.cat([c.scores for c in found]), torch.cat([c.queries for c in found])
+            torch.cat([c.boxes for c in found]),
+            torch.cat([c.scores for c in found]),
+            torch.cat([c.queries for c in found]),
         )
 
 
@@ -174,8 +178,9 @@ class UltralyticsDetector:
             # Its own NMS runs per class at a loose IoU; ours follows in `select_boxes`.
             (result,) = self.model.predict(image, conf=self.score_floor, iou=0.7, device=self.device, verbose=False)
             boxes = result.boxes
-            results.append(Candidates(boxes.xyxyn.float().cpu().clamp(0, 1), boxes.conf.float().cpu(),
-                                      boxes.cls.long().cpu()))
+            results.append(
+                Candidates(boxes.xyxyn.float().cpu().clamp(0, 1), boxes.conf.float().cpu(), boxes.cls.long().cpu())
+            )
         return results
 
 
@@ -208,8 +213,9 @@ class GroundingStep:
 
     def __call__(self, records: list[Record], counts: Counter) -> list[Record]:
         todo = [r for r in records if self._needs_grounding(r)]
-        counts["records_already_with_regions"] += sum(1 for r in records if r.regions and r.extra.get(EXPRESSIONS_FIELD)
-                                                      and not self.config.overwrite)
+        counts["records_already_with_regions"] += sum(
+            1 for r in records if r.regions and r.extra.get(EXPRESSIONS_FIELD) and not self.config.overwrite
+        )
         if todo and self.config.model is None:
             raise PipelineError("the grounding step needs a detector: pass --grounding_model NAME_OR_DIR")
         dropped: set[int] = set()
@@ -236,8 +242,13 @@ class GroundingStep:
 
     def _to_regions(self, record: Record, found: Candidates, counts: Counter) -> None:
         expressions = record.extra[EXPRESSIONS_FIELD]
-        kept = select_boxes(found, self.config.score_threshold, self.config.nms_iou,
-                            self.config.max_boxes_per_expression, self.config.cross_expression_nms)
+        kept = select_boxes(
+            found,
+            self.config.score_threshold,
+            self.config.nms_iou,
+            self.config.max_boxes_per_expression,
+            self.config.cross_expression_nms,
+        )
         regions = []
         for index in kept:
             expression = expressions[int(found.queries[index])]
@@ -246,7 +257,9 @@ class GroundingStep:
             except RecordError:
                 counts["boxes_invalid"] += 1  # collapsed to zero width/height by clamping
                 continue
-            regions.append(Region(bbox=bbox, caption=expression["caption"], long_caption=expression.get("long_caption")))
+            regions.append(
+                Region(bbox=bbox, caption=expression["caption"], long_caption=expression.get("long_caption"))
+            )
         grounded = {r.caption for r in regions}
         counts["expressions_grounded"] += len(grounded)
         counts["expressions_not_grounded"] += sum(1 for e in expressions if e["caption"] not in grounded)

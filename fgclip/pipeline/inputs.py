@@ -24,7 +24,9 @@ def list_images(source: str | Path) -> list[str]:
     """Absolute image paths: every image file under a folder (sorted), or the lines of a list file."""
     source = Path(source)
     if source.is_dir():
-        return sorted(os.path.abspath(p) for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        return sorted(
+            os.path.abspath(p) for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+        )
     if source.is_file():
         lines = [line.strip() for line in source.read_text(encoding="utf-8").splitlines()]
         return [os.path.abspath(source.parent / line) for line in lines if line and not line.startswith("#")]

@@ -46,7 +46,9 @@ class LMNegativeWriter:
                 config.model, dtype=self.dtype, trust_remote_code=config.trust_remote_code
             )
         except (OSError, ValueError) as error:
-            raise PipelineError(f"cannot load the negatives LM {config.model!r}: {str(error).splitlines()[0]}") from error
+            raise PipelineError(
+                f"cannot load the negatives LM {config.model!r}: {str(error).splitlines()[0]}"
+            ) from error
         self.model.to(device).eval()
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
@@ -66,9 +68,13 @@ class LMNegativeWriter:
         for batch in batches(items, self.config.batch_size):
             prompts = [self.prompt_text(expression, noun) for expression, noun in batch]
             # Chat templates already carry the BOS token.
-            inputs = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+            inputs = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(
+                self.device
+            )
             output = self.model.generate(
-                **inputs, max_new_tokens=self.config.max_new_tokens, do_sample=False,
+                **inputs,
+                max_new_tokens=self.config.max_new_tokens,
+                do_sample=False,
                 pad_token_id=self.tokenizer.pad_token_id,
             )
             answers += self.tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)

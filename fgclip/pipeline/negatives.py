@@ -18,23 +18,30 @@ from fgclip.pipeline.lexicons import INSERTABLE, attribute_category, replacement
 
 _WORD = re.compile(r"[A-Za-z]+(?:[-'][A-Za-z]+)*|\d+")
 # Words after which the rest of an expression describes something else ("a man *in* a red shirt").
-_BOUNDARY = {
-    "with", "on", "in", "of", "at", "near", "by", "under", "over", "behind", "beside", "next", "from",
-    "for", "to", "into", "onto", "inside", "outside", "above", "below", "across", "against", "along",
-    "around", "between", "among", "holding", "wearing", "carrying", "that", "which", "who", "while",
-    "where", "sitting", "standing", "lying",
-}
+_BOUNDARY = set(
+    (
+        "with on in of at near by under over behind beside next from for to into onto inside outside above "
+        "below across against along around between among holding wearing carrying that which who while where "
+        "sitting standing lying"
+    ).split()
+)
 # "a pair of shoes": the object is the noun after "of".
-_QUANTITY_NOUNS = {"pair", "group", "couple", "bunch", "set", "stack", "pile", "row", "herd", "flock", "number",
-                   "lot", "lots", "couple", "bundle", "collection", "variety", "cluster", "crowd", "team"}
-_FUNCTION_WORDS = {"a", "an", "the", "this", "that", "these", "those", "some", "its", "his", "her", "their",
-                   "my", "our", "your", "and", "or", "very", "light", "dark", "bright", "pale"}
-_PEOPLE = {
-    "man", "men", "woman", "women", "person", "people", "boy", "boys", "girl", "girls", "child", "children",
-    "kid", "kids", "baby", "babies", "lady", "ladies", "guy", "guys", "gentleman", "adult", "adults",
-    "teenager", "teenagers", "student", "students", "player", "players", "worker", "workers", "friend",
-    "friends", "family", "couple", "crowd", "skier", "surfer", "rider", "skateboarder", "toddler", "infant",
-}
+_QUANTITY_NOUNS = set(
+    (
+        "pair group couple bunch set stack pile row herd flock number lot lots bundle collection variety "
+        "cluster crowd team"
+    ).split()
+)
+_FUNCTION_WORDS = set(
+    ("a an the this that these those some its his her their my our your and or very light dark bright pale").split()
+)
+_PEOPLE = set(
+    (
+        "man men woman women person people boy boys girl girls child children kid kids baby babies lady "
+        "ladies guy guys gentleman adult adults teenager teenagers student students player players worker "
+        "workers friend friends family couple crowd skier surfer rider skateboarder toddler infant"
+    ).split()
+)
 _AN_EXCEPTIONS_A = ("uni", "use", "usu", "eu", "one", "once", "ur")  # consonant sound despite a vowel
 _AN_EXCEPTIONS_AN = ("hour", "honest", "honou", "heir")  # vowel sound despite the h
 
@@ -82,7 +89,9 @@ def contains_word(text: str, word: str) -> bool:
     return re.search(rf"(?<![A-Za-z0-9-]){re.escape(word)}(?![A-Za-z0-9-])", text, flags=re.IGNORECASE) is not None
 
 
-def validate_negatives(positive: str, candidates: list[str], noun: str | None, limit: int | None = None) -> ValidationResult:
+def validate_negatives(
+    positive: str, candidates: list[str], noun: str | None, limit: int | None = None
+) -> ValidationResult:
     """Keep the candidates that are usable hard negatives of `positive`, in order.
 
     Rules: not empty; the object noun kept exactly (as a whole word, same form); not equal to the
@@ -210,8 +219,15 @@ class RuleNegativeGenerator:
                 for second in slots[i + 1 :]:
                     for a in first.replacements[:4]:
                         for b in second.replacements[:4]:
-                            doubles.append(_apply(expression, [(first.start, first.end, _match_case(first.word, a)),
-                                                               (second.start, second.end, _match_case(second.word, b))]))
+                            doubles.append(
+                                _apply(
+                                    expression,
+                                    [
+                                        (first.start, first.end, _match_case(first.word, a)),
+                                        (second.start, second.end, _match_case(second.word, b)),
+                                    ],
+                                )
+                            )
             rng.shuffle(doubles)
         insertions: list[str] = []
         if self.allow_insertions and noun and len(singles) + len(doubles) < self.count:

@@ -56,7 +56,9 @@ def run_ray(run: StepRun, pending: list[int]) -> list[ShardResult]:
             ray.init(address=settings.ray_address)
         else:  # a local Ray instance on this machine
             ray.init(num_cpus=settings.workers or None, include_dashboard=False)
-    gpu_step = uses_model(run.config, run.step) and settings.device != "cpu" and ray.cluster_resources().get("GPU", 0) > 0
+    gpu_step = (
+        uses_model(run.config, run.step) and settings.device != "cpu" and ray.cluster_resources().get("GPU", 0) > 0
+    )
     if gpu_step:
         actors = settings.workers or int(ray.cluster_resources()["GPU"])
     else:

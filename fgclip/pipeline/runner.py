@@ -66,8 +66,13 @@ def run_pipeline(
     for step in redo:  # a recomputed step makes every later step's outputs stale
         for later in STEP_ORDER[STEP_ORDER.index(step) :]:
             layout.remove_stage(later)
-    manifest = split_input(layout, images=images, input_file=input_file, shard_size=config.run.shard_size,
-                           max_bad_fraction=config.run.max_bad_fraction)
+    manifest = split_input(
+        layout,
+        images=images,
+        input_file=input_file,
+        shard_size=config.run.shard_size,
+        max_bad_fraction=config.run.max_bad_fraction,
+    )
     num_shards = manifest["num_shards"]
     (layout.out_dir / "pipeline_config.json").write_text(json.dumps(config.to_json(), indent=2) + "\n")
     engine = _engine(config.run.engine)
@@ -94,19 +99,22 @@ def _final_records(layout: ShardLayout, stage: str, num_shards: int, stats: Reco
             yield record
 
 
-def finalize(layout: ShardLayout, config: PipelineConfig, last_step: str, num_shards: int,
-             input_counts: dict) -> tuple[Path, dict]:
+def finalize(
+    layout: ShardLayout, config: PipelineConfig, last_step: str, num_shards: int, input_counts: dict
+) -> tuple[Path, dict]:
     """`data.jsonl` (shards concatenated in input order), `stats.json` / `stats.png`, webdataset."""
     stats = RecordStats()
     data_file = layout.out_dir / "data.jsonl"
     write_records(data_file, _final_records(layout, last_step, num_shards, stats))
     # Steps after the last one of this run may hold stale outputs of an earlier run: not counted.
     chain = STEP_ORDER[: STEP_ORDER.index(last_step) + 1]
-    step_counts = {step: dict(layout.stage_counts(step, num_shards)) for step in chain
-                   if layout.stage_dir(step).is_dir()}
+    step_counts = {
+        step: dict(layout.stage_counts(step, num_shards)) for step in chain if layout.stage_dir(step).is_dir()
+    }
     if config.run.webdataset:
-        step_counts["webdataset"] = _write_webdataset(data_file, layout.out_dir / "webdataset",
-                                                      config.run.webdataset_maxcount)
+        step_counts["webdataset"] = _write_webdataset(
+            data_file, layout.out_dir / "webdataset", config.run.webdataset_maxcount
+        )
     result = write_stats(layout.out_dir, stats, input_counts, step_counts)
     return data_file, result
 

@@ -10,12 +10,18 @@ from PIL import Image, UnidentifiedImageError
 
 from fgclip.pipeline.errors import PipelineError
 
-_DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16,
-           "fp16": torch.float16, "float32": torch.float32, "fp32": torch.float32}
+_DTYPES = {
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "float32": torch.float32,
+    "fp32": torch.float32,
+}
 
 
 def resolve_device(name: str) -> str:
-    """"auto" -> "cuda" when a GPU is visible, else "cpu"; an explicit name is checked."""
+    """ "auto" -> "cuda" when a GPU is visible, else "cpu"; an explicit name is checked."""
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -24,7 +30,7 @@ def resolve_device(name: str) -> str:
 
 
 def resolve_dtype(name: str, device: str) -> torch.dtype:
-    """"auto" -> bfloat16 on GPU (the paper's precision), float32 on CPU."""
+    """ "auto" -> bfloat16 on GPU (the paper's precision), float32 on CPU."""
     if name == "auto":
         return torch.bfloat16 if device.startswith("cuda") else torch.float32
     if name not in _DTYPES:

@@ -41,8 +41,12 @@ def record_file(tmp_path) -> Path:
     """12 records with captions and 3 regions each (no negatives), images in tmp_path/images."""
     make_images(tmp_path / "images", 12)
     items = [
-        {"image": f"images/img_{index:03d}.png", "long_caption": LONG_CAPTION, "short_caption": "a dog on a sofa",
-         "regions": REGIONS}
+        {
+            "image": f"images/img_{index:03d}.png",
+            "long_caption": LONG_CAPTION,
+            "short_caption": "a dog on a sofa",
+            "regions": REGIONS,
+        }
         for index in range(12)
     ]
     return write_jsonl(tmp_path / "records.jsonl", items)

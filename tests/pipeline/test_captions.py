@@ -53,8 +53,13 @@ def test_batched_captions_equal_one_by_one(tmp_path, tiny_llava_dir):
 
 def test_short_prompt_and_template(tmp_path):
     folder = tiny_models.build_tiny_llava(tmp_path / "no_template", chat_template=False)
-    config = CaptionConfig(model=str(folder), short_prompt="describe this", max_new_tokens=5,
-                           short_max_new_tokens=3, template="USER: <image> {prompt} ASSISTANT:")
+    config = CaptionConfig(
+        model=str(folder),
+        short_prompt="describe this",
+        max_new_tokens=5,
+        short_max_new_tokens=3,
+        template="USER: <image> {prompt} ASSISTANT:",
+    )
     step = CaptionStep(config, "cpu")
     counts = Counter()
     records = step(_records(tmp_path, 2), counts)

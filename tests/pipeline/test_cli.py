@@ -43,12 +43,29 @@ def test_images_folder_through_every_step(tmp_path, tiny_llava_dir, tiny_owlv2_d
     make_images(tmp_path / "photos", 3, size=(40, 40))
     (tmp_path / "photos" / "notes.txt").write_text("not an image, not listed")
     out = tmp_path / "out"
-    code = main([
-        "--images", str(tmp_path / "photos"), "--out", str(out), "--shard_size", "4",
-        "--caption_model", str(tiny_llava_dir), "--caption_max_new_tokens", "24",
-        "--grounding_model", str(tiny_owlv2_dir), "--score_threshold", "0", "--min_box_area", "0",
-        "--min_box_side", "0", "--webdataset",
-    ])
+    code = main(
+        [
+            "--images",
+            str(tmp_path / "photos"),
+            "--out",
+            str(out),
+            "--shard_size",
+            "4",
+            "--caption_model",
+            str(tiny_llava_dir),
+            "--caption_max_new_tokens",
+            "24",
+            "--grounding_model",
+            str(tiny_owlv2_dir),
+            "--score_threshold",
+            "0",
+            "--min_box_area",
+            "0",
+            "--min_box_side",
+            "0",
+            "--webdataset",
+        ]
+    )
     assert code == 0
     records = read_output(out / "data.jsonl")
     assert len(records) == 6
@@ -57,8 +74,9 @@ def test_images_folder_through_every_step(tmp_path, tiny_llava_dir, tiny_owlv2_d
     assert list(steps)[:5] == ["captions", "expressions", "grounding", "negatives", "filter"]
     assert steps["captions"]["long_captions_generated"] == 6
     # Whatever the random models wrote, every expression was either grounded or counted as not.
-    assert steps["grounding"]["expressions_grounded"] + steps["grounding"]["expressions_not_grounded"] == \
-        steps["expressions"].get("expressions", 0)
+    assert steps["grounding"]["expressions_grounded"] + steps["grounding"]["expressions_not_grounded"] == steps[
+        "expressions"
+    ].get("expressions", 0)
     regions = [region for record in records for region in record.regions]
     assert stats["regions"] == len(regions)
     for record in records:
@@ -107,7 +125,20 @@ def test_usage_errors_exit_2(tmp_path, capsys):
 
 def test_module_entry_point_reports_errors_without_traceback(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    result = subprocess.run([sys.executable, "-m", "fgclip.pipeline", "--input", str(tmp_path / "none.jsonl"),
-                             "--out", str(tmp_path / "out")], capture_output=True, text=True, env=env, cwd=REPO)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fgclip.pipeline",
+            "--input",
+            str(tmp_path / "none.jsonl"),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "error: --input" in result.stderr

@@ -17,7 +17,7 @@ from fgclip.pipeline.config import PipelineConfig, RunConfig
 from fgclip.pipeline.engine import plan_devices
 from fgclip.pipeline.steps import StepRun
 
-from tests.pipeline.conftest import LONG_CAPTION, make_images, write_jsonl
+from tests.pipeline.conftest import make_images, write_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,13 +40,24 @@ def test_two_worker_processes_equal_one(record_file, tmp_path):
 def test_killed_run_resumes_to_the_same_output(tmp_path, tiny_llava_dir):
     paths = make_images(tmp_path / "images", 16)
     records = write_jsonl(tmp_path / "records.jsonl", [{"image": str(p)} for p in paths])
-    args = ["--input", str(records), "--steps", "captions", "--shard_size", "1",
-            "--caption_model", str(tiny_llava_dir), "--caption_max_new_tokens", "16"]
+    args = [
+        "--input",
+        str(records),
+        "--steps",
+        "captions",
+        "--shard_size",
+        "1",
+        "--caption_model",
+        str(tiny_llava_dir),
+        "--caption_max_new_tokens",
+        "16",
+    ]
     command = [sys.executable, "-m", "fgclip.pipeline", *args]
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     interrupted = tmp_path / "interrupted"
-    process = subprocess.Popen(command + ["--out", str(interrupted)], env=env, cwd=REPO,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command + ["--out", str(interrupted)], env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     markers = interrupted / "shards" / "captions"
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None and len(list(markers.glob("*.done"))) < 3:
@@ -61,10 +72,12 @@ def test_killed_run_resumes_to_the_same_output(tmp_path, tiny_llava_dir):
     resumed = subprocess.run(command + ["--out", str(interrupted)], env=env, cwd=REPO, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     # The shards finished before the kill were not redone.
-    assert {n: t for n, t in ((p.name, p.stat().st_mtime_ns) for p in markers.glob("*.done")) if n in done_before} \
-        == done_before
-    clean = subprocess.run(command + ["--out", str(tmp_path / "clean")], env=env, cwd=REPO, capture_output=True,
-                           text=True)
+    assert {
+        n: t for n, t in ((p.name, p.stat().st_mtime_ns) for p in markers.glob("*.done")) if n in done_before
+    } == done_before
+    clean = subprocess.run(
+        command + ["--out", str(tmp_path / "clean")], env=env, cwd=REPO, capture_output=True, text=True
+    )
     assert clean.returncode == 0, clean.stderr
     assert (interrupted / "data.jsonl").read_text() == (tmp_path / "clean" / "data.jsonl").read_text()
 

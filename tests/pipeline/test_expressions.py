@@ -57,13 +57,17 @@ def test_limits(extractor):
 
 
 def test_step_fills_the_expressions_field_and_counts(extractor):
-    records = [Record(image="a.png", long_caption=LONG_CAPTION), Record(image="b.png"),
-               Record(image="c.png", long_caption="It is.")]
+    records = [
+        Record(image="a.png", long_caption=LONG_CAPTION),
+        Record(image="b.png"),
+        Record(image="c.png", long_caption="It is."),
+    ]
     counts = Counter()
     out = extractor(records, counts)
     assert len(out) == 3
     assert out[0].extra[EXPRESSIONS_FIELD][0] == {
-        "caption": "a small brown dog", "noun": "dog",
+        "caption": "a small brown dog",
+        "noun": "dog",
         "long_caption": out[0].extra[EXPRESSIONS_FIELD][0]["long_caption"],
     }
     assert EXPRESSIONS_FIELD not in out[1].extra

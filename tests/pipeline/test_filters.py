@@ -27,8 +27,12 @@ def test_region_drop_reasons():
         Region(bbox=[0.5, 0.0, 0.9, 0.4], caption=""),
         Region(bbox=[0.5, 0.0, 0.9, 1.4], caption="a box outside"),
         Region(bbox=[0.5, 0.1, 0.9, 0.5], caption="word " * 80),  # over 77 tokens
-        Region(bbox=[0.0, 0.5, 0.45, 1.0], caption="a red cat", long_caption="cat " * 300,
-               hard_negatives=["a blue cat", "A blue cat", "a red cat", "", "a green cat"]),
+        Region(
+            bbox=[0.0, 0.5, 0.45, 1.0],
+            caption="a red cat",
+            long_caption="cat " * 300,
+            hard_negatives=["a blue cat", "A blue cat", "a red cat", "", "a green cat"],
+        ),
     ]
     counts = Counter()
     (record,) = FilterStep(FilterConfig())([_record(regions)], counts)
@@ -74,11 +78,18 @@ def test_token_limits_are_clip_tokens_with_bos_and_eos():
 
 def test_stats_files(tmp_path):
     stats = RecordStats()
-    stats.add(_record([Region(bbox=[0, 0, 1, 1], caption="a", hard_negatives=["b"] * 10),
-                       Region(bbox=[0, 0, 1, 1], caption="c", hard_negatives=["d"] * 9)]))
+    stats.add(
+        _record(
+            [
+                Region(bbox=[0, 0, 1, 1], caption="a", hard_negatives=["b"] * 10),
+                Region(bbox=[0, 0, 1, 1], caption="c", hard_negatives=["d"] * 9),
+            ]
+        )
+    )
     stats.add(_record([]))
-    result = write_stats(tmp_path, stats, {"items": 3, "missing_image": 1},
-                         {"filter": {"dropped_region_tiny_box": 2, "regions_kept": 2}})
+    result = write_stats(
+        tmp_path, stats, {"items": 3, "missing_image": 1}, {"filter": {"dropped_region_tiny_box": 2, "regions_kept": 2}}
+    )
     on_disk = json.loads((tmp_path / "stats.json").read_text())
     assert on_disk == result
     assert result["images"] == 2 and result["regions"] == 2 and result["negatives"] == 19

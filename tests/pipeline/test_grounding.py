@@ -81,7 +81,8 @@ def test_owlv2_boxes_match_transformers_post_processing(owl):
     with torch.no_grad():
         outputs = owl.model(**inputs)
     reference = owl.processor.image_processor.post_process_object_detection(
-        outputs, threshold=-1.0, target_sizes=[(i.height, i.width) for i in images])
+        outputs, threshold=-1.0, target_sizes=[(i.height, i.width) for i in images]
+    )
     for image, texts, ours, theirs in zip(images, queries, found, reference):
         num_boxes = theirs["boxes"].shape[0]
         assert ours.boxes.shape == (num_boxes * len(texts), 4)  # every (box, query) pair at floor -1
@@ -96,17 +97,22 @@ def test_owlv2_boxes_match_transformers_post_processing(owl):
 
 def _records(tmp_path, count: int) -> list[Record]:
     paths = make_images(tmp_path / "images", count, size=(48, 32))
-    expressions = [{"caption": "a small brown dog", "noun": "dog", "long_caption": "a small brown dog on a sofa"},
-                   {"caption": "two white cats", "noun": "cats"}]
-    return [Record(image=str(p), long_caption="x", short_caption="x", extra={EXPRESSIONS_FIELD: list(expressions)})
-            for p in paths]
+    expressions = [
+        {"caption": "a small brown dog", "noun": "dog", "long_caption": "a small brown dog on a sofa"},
+        {"caption": "two white cats", "noun": "cats"},
+    ]
+    return [
+        Record(image=str(p), long_caption="x", short_caption="x", extra={EXPRESSIONS_FIELD: list(expressions)})
+        for p in paths
+    ]
 
 
 def test_grounding_step_makes_valid_regions_and_batching_does_not_change_them(tmp_path, tiny_owlv2_dir):
     outputs = []
     for batch_size in (1, 3):
-        config = GroundingConfig(model=str(tiny_owlv2_dir), score_threshold=-1.0, batch_size=batch_size,
-                                 cross_expression_nms=False)
+        config = GroundingConfig(
+            model=str(tiny_owlv2_dir), score_threshold=-1.0, batch_size=batch_size, cross_expression_nms=False
+        )
         counts = Counter()
         records = GroundingStep(config, "cpu")(_records(tmp_path, 4), counts)
         # Threshold -1 keeps every scored pair (a random tiny OWLv2 scores ~1e-16); an expression whose

@@ -20,22 +20,40 @@ from fgclip.pipeline.negatives_step import NegativeStep
 
 def _records() -> list[Record]:
     return [
-        Record(image="a.png", long_caption="x", short_caption="x", regions=[
-            Region(bbox=[0.1, 0.1, 0.5, 0.5], caption="a small brown dog"),
-            Region(bbox=[0.5, 0.5, 0.9, 0.9], caption="two white cats"),
-        ]),
-        Record(image="b.png", long_caption="x", short_caption="x", regions=[
-            Region(bbox=[0.1, 0.1, 0.5, 0.5], caption="a red car", hard_negatives=["a blue car"]),
-        ]),
+        Record(
+            image="a.png",
+            long_caption="x",
+            short_caption="x",
+            regions=[
+                Region(bbox=[0.1, 0.1, 0.5, 0.5], caption="a small brown dog"),
+                Region(bbox=[0.5, 0.5, 0.9, 0.9], caption="two white cats"),
+            ],
+        ),
+        Record(
+            image="b.png",
+            long_caption="x",
+            short_caption="x",
+            regions=[
+                Region(bbox=[0.1, 0.1, 0.5, 0.5], caption="a red car", hard_negatives=["a blue car"]),
+            ],
+        ),
     ]
 
 
 def test_parse_lm_output():
-    answer = "Here you go:\n1. a large brown dog\n2) \"a small white dog\"\n- a small black dog\n\n* two dogs"
-    assert parse_lm_output(answer) == ["Here you go:", "a large brown dog", "a small white dog",
-                                       "a small black dog", "two dogs"]
+    answer = 'Here you go:\n1. a large brown dog\n2) "a small white dog"\n- a small black dog\n\n* two dogs'
+    assert parse_lm_output(answer) == [
+        "Here you go:",
+        "a large brown dog",
+        "a small white dog",
+        "a small black dog",
+        "two dogs",
+    ]
     assert parse_lm_output("1. a red cup 2. a blue cup 10. a cup with 2 handles") == [
-        "a red cup", "a blue cup", "a cup with 2 handles"]
+        "a red cup",
+        "a blue cup",
+        "a cup with 2 handles",
+    ]
 
 
 def test_default_prompt_names_expression_noun_and_count():
@@ -92,9 +110,11 @@ def test_lm_answer_is_validated_and_completed_by_rules(tiny_llama_dir):
     # A short prompt keeps the memorising fast; the default prompt is tested for its placeholders below.
     config = NegativeConfig(model=str(tiny_llama_dir), max_new_tokens=60, prompt="rewrite {expression} keep {noun}")
     writer = LMNegativeWriter(config, "cpu")
-    answer = ("1. a large brown dog 2. a small white dog 3. a small black dog 4. a small red dog "
-              "5. a small blue dog 6. a small green dog 7. a large white dog 8. a large black dog "
-              "9. a small brown cat 10. a small brown dog")
+    answer = (
+        "1. a large brown dog 2. a small white dog 3. a small black dog 4. a small red dog "
+        "5. a small blue dog 6. a small green dog 7. a large white dog 8. a large black dog "
+        "9. a small brown cat 10. a small brown dog"
+    )
     prompt = writer.prompt_text("a small brown dog", "dog")
     assert prompt == "USER: rewrite a small brown dog keep dog ASSISTANT:"  # through the chat template
     _memorise(writer, prompt, answer)

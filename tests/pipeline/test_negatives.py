@@ -98,8 +98,11 @@ def test_deterministic_by_seed():
 def test_counts_stay_plural_and_sizes_use_antonyms():
     negatives, _ = RuleNegativeGenerator(count=10, seed=0, allow_insertions=False).generate("two dogs")
     assert len(negatives) == 10
-    assert all(n.endswith(" dogs") and n.split()[0] in {"three", "four", "five", "six", "seven", "eight", "nine",
-                                                        "ten", "eleven", "twelve"} for n in negatives)
+    assert all(
+        n.endswith(" dogs")
+        and n.split()[0] in {"three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"}
+        for n in negatives
+    )
     short, _ = RuleNegativeGenerator(count=10, seed=0, allow_insertions=False).generate("a tall tree")
     assert short == ["a short tree"]  # "tall" contrasts only with "short"; no other attribute to swap
 
@@ -134,7 +137,9 @@ def test_insertions_are_a_last_resort_and_colour_goes_before_material():
     many, inserted = RuleNegativeGenerator(count=30, seed=0).generate("a wooden chair")
     longer = [n for n in many if len(n.split()) == 4]
     assert inserted == len(longer) > 0
-    assert all(n.endswith(" wooden chair") or n.startswith(("a small wooden", "a large wooden")) for n in longer), longer
+    assert all(
+        n.endswith(" wooden chair") or n.startswith(("a small wooden", "a large wooden")) for n in longer
+    ), longer
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,9 @@ def done_times(out: Path, step: str) -> dict[str, int]:
     return {p.name: p.stat().st_mtime_ns for p in sorted((out / "shards" / step).glob("*.done"))}
 
 
-def test_a_failed_shard_is_redone_and_the_output_equals_an_uninterrupted_run(record_file, tmp_path, monkeypatch, capsys):
+def test_a_failed_shard_is_redone_and_the_output_equals_an_uninterrupted_run(
+    record_file, tmp_path, monkeypatch, capsys
+):
     assert run(record_file, tmp_path / "clean", "--steps", "negatives", "filter") == 0
     clean = (tmp_path / "clean" / "data.jsonl").read_text()
 
@@ -107,6 +109,20 @@ def test_output_does_not_depend_on_shard_size(record_file, tmp_path, shard_size)
     reference = tmp_path / "reference"
     assert main(["--input", str(record_file), "--out", str(reference), "--steps", "negatives", "filter"]) == 0
     out = tmp_path / f"size{shard_size}"
-    assert main(["--input", str(record_file), "--out", str(out), "--steps", "negatives", "filter",
-                 "--shard_size", shard_size]) == 0
+    assert (
+        main(
+            [
+                "--input",
+                str(record_file),
+                "--out",
+                str(out),
+                "--steps",
+                "negatives",
+                "filter",
+                "--shard_size",
+                shard_size,
+            ]
+        )
+        == 0
+    )
     assert (out / "data.jsonl").read_text() == (reference / "data.jsonl").read_text()

@@ -48,22 +48,45 @@ def word_tokenizer(extra_special: tuple[str, ...] = ()):
 
 
 def build_tiny_llava(folder: Path, chat_template: bool = True, seed: int = 0) -> Path:
-    from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig,
-                              LlavaForConditionalGeneration, LlavaProcessor)
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
 
     tokenizer = word_tokenizer(("<image>",))
     vision = CLIPVisionConfig(**SMALL, image_size=32, patch_size=8)
-    text = LlamaConfig(vocab_size=len(tokenizer), num_key_value_heads=2, max_position_embeddings=256,
-                       pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                       eos_token_id=tokenizer.eos_token_id, **SMALL)
-    config = LlavaConfig(vision_config=vision, text_config=text, vision_feature_layer=-2,
-                         image_token_index=tokenizer.convert_tokens_to_ids("<image>"))
+    text = LlamaConfig(
+        vocab_size=len(tokenizer),
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **SMALL,
+    )
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        vision_feature_layer=-2,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+    )
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(config).eval()
-    image_processor = CLIPImageProcessor(size={"height": 32, "width": 32}, crop_size={"height": 32, "width": 32},
-                                         do_center_crop=False)
-    processor = LlavaProcessor(image_processor, tokenizer, patch_size=8, vision_feature_select_strategy="default",
-                               num_additional_image_tokens=1, chat_template=CHAT_TEMPLATE if chat_template else None)
+    image_processor = CLIPImageProcessor(
+        size={"height": 32, "width": 32}, crop_size={"height": 32, "width": 32}, do_center_crop=False
+    )
+    processor = LlavaProcessor(
+        image_processor,
+        tokenizer,
+        patch_size=8,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=CHAT_TEMPLATE if chat_template else None,
+    )
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
@@ -74,31 +97,60 @@ def build_tiny_owlv2(folder: Path, seed: int = 0) -> Path:
 
     from fgclip.tokenizer import build_clip_tokenizer
 
-    config = Owlv2Config(text_config=dict(**SMALL, max_position_embeddings=16),
-                         vision_config=dict(**SMALL, image_size=32, patch_size=8), projection_dim=32)
+    config = Owlv2Config(
+        text_config=dict(**SMALL, max_position_embeddings=16),
+        vision_config=dict(**SMALL, image_size=32, patch_size=8),
+        projection_dim=32,
+    )
     torch.manual_seed(seed)
     model = Owlv2ForObjectDetection(config).eval()
-    processor = Owlv2Processor(image_processor=Owlv2ImageProcessor(size={"height": 32, "width": 32}),
-                               tokenizer=build_clip_tokenizer(16))
+    processor = Owlv2Processor(
+        image_processor=Owlv2ImageProcessor(size={"height": 32, "width": 32}), tokenizer=build_clip_tokenizer(16)
+    )
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
 
 
 def build_tiny_grounding_dino(folder: Path, seed: int = 0) -> Path:
-    from transformers import (BertConfig, BertTokenizerFast, GroundingDinoConfig, GroundingDinoForObjectDetection,
-                              GroundingDinoImageProcessor, GroundingDinoProcessor, SwinConfig)
+    from transformers import (
+        BertConfig,
+        BertTokenizerFast,
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoImageProcessor,
+        GroundingDinoProcessor,
+        SwinConfig,
+    )
 
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *dict.fromkeys(w.lower() for w in [".", *CAPTION_WORDS])]
     tokenizer = BertTokenizerFast(vocab={word: index for index, word in enumerate(words)})
     config = GroundingDinoConfig(
-        backbone_config=SwinConfig(embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], window_size=2,
-                                   image_size=64, out_features=["stage2", "stage3", "stage4"]),
-        text_config=BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
-                               num_attention_heads=2, intermediate_size=64),
-        d_model=32, encoder_layers=1, decoder_layers=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
-        encoder_attention_heads=2, decoder_attention_heads=2, num_queries=20, num_feature_levels=3,
-        encoder_n_points=2, decoder_n_points=2, use_timm_backbone=False, backbone=None, use_pretrained_backbone=False,
+        backbone_config=SwinConfig(
+            embed_dim=16,
+            depths=[1, 1, 1, 1],
+            num_heads=[1, 1, 1, 1],
+            window_size=2,
+            image_size=64,
+            out_features=["stage2", "stage3", "stage4"],
+        ),
+        text_config=BertConfig(
+            vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+        ),
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        num_queries=20,
+        num_feature_levels=3,
+        encoder_n_points=2,
+        decoder_n_points=2,
+        use_timm_backbone=False,
+        backbone=None,
+        use_pretrained_backbone=False,
     )
     torch.manual_seed(seed)
     model = GroundingDinoForObjectDetection(config).eval()
@@ -116,9 +168,15 @@ def build_tiny_llama(folder: Path, chat_template: bool = True, seed: int = 0) ->
     tokenizer = word_tokenizer()
     if chat_template:
         tokenizer.chat_template = CHAT_TEMPLATE
-    config = LlamaConfig(vocab_size=len(tokenizer), num_key_value_heads=2, max_position_embeddings=512,
-                         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, **SMALL)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **SMALL,
+    )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config).eval()
     model.save_pretrained(folder)
