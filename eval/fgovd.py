@@ -197,15 +197,17 @@ def evaluate(encoder: Encoder, files: list[RegionFile]) -> dict[str, dict]:
         for i in set(range(len(rows))) - set(usable):
             region_file.counts["skipped_" + failure_reason(region_file.queries[i].image)] += 1
         queries = [region_file.queries[i] for i in usable]
-        hits = (score_regions(encoded.embeddings[[rows[i] for i in usable]], queries, text_row, text_embeds)
-                if queries else torch.zeros(0, dtype=torch.bool))
+        if not queries:  # a file-level score of 0 would be a silent zero
+            skipped = {k: v for k, v in region_file.counts.items() if k.startswith("skipped_") and v}
+            raise EvalError(f"{region_file.path}: no region could be scored ({skipped})")
+        hits = score_regions(encoded.embeddings[[rows[i] for i in usable]], queries, text_row, text_embeds)
         negatives = [len(q.negatives) for q in queries]
         results[region_file.label] = {
-            "top1": float(hits.float().mean()) if len(hits) else 0.0,
+            "top1": int(hits.sum()) / len(hits),
             "num_regions": len(hits),
             "correct": int(hits.sum()),
-            "mean_negatives": sum(negatives) / len(negatives) if negatives else 0.0,
-            "chance": sum(1 / (1 + n) for n in negatives) / len(negatives) if negatives else 0.0,
+            "mean_negatives": sum(negatives) / len(negatives),
+            "chance": sum(1 / (1 + n) for n in negatives) / len(negatives),
         }
     return results
 

@@ -45,5 +45,5 @@ def test_fgovd_through_the_wrapper_and_failures_stop_it(tiny_model_dir, tmp_path
     # without FGOVD_IMAGES the image is not found: the benchmark fails and the wrapper stops with its code
     broken = run(tiny_model_dir, tmp_path / "out2", FGOVD_DIR=str(tmp_path / "fgovd"),
                  COCO_INSTANCES=str(tmp_path / "absent.json"))
-    assert broken.returncode == 2 and "error: no regions could be scored" in broken.stderr
+    assert broken.returncode == 2 and "no region could be scored" in broken.stderr
     assert "== box_cls_coco" not in broken.stdout

@@ -105,8 +105,12 @@ def test_errors_are_one_line_with_exit_code_2(tiny_model_dir, tmp_path, capsys):
     with pytest.raises(EvalError, match="holds no items"):
         fgovd.main(["--data", str(empty), *args])
     only_missing = write_jsonl(tmp_path / "m.jsonl", [fgovd_line("nope.png", [0, 0, 5, 5], "a", ["b"])])
-    with pytest.raises(EvalError, match="no regions could be scored out of 1 \\(missing_image 1\\)"):
+    with pytest.raises(EvalError, match="m.jsonl: no region could be scored \\({'skipped_missing_image': 1}\\)"):
         fgovd.main(["--data", str(only_missing), *args])
+    make_image(tmp_path / "ok.png")
+    fine = write_jsonl(tmp_path / "fine.jsonl", [fgovd_line("ok.png", [0, 0, 5, 5], "a", ["b"])])
+    with pytest.raises(EvalError, match="m.jsonl: no region could be scored"):  # one file empty among several
+        fgovd.main(["--data", str(fine), str(only_missing), *args])
     with pytest.raises(EvalError, match="--names has 2 labels"):
         fgovd.main(["--data", str(only_missing), "--names", "a", "b", *args])
 
