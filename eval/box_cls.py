@@ -26,7 +26,7 @@ from pycocotools.coco import COCO
 
 from eval.common.boxes import xywh_pixels_to_normalized
 from eval.common.cli import (EvalError, add_cache_args, add_model_args, add_output_args, non_negative_int,
-                             require_file, run_main)
+                             require_file, run_main, wrapped)
 from eval.common.coverage import coverage
 from eval.common.encoder import Encoder
 from eval.common.images import failure_reason, image_size_of
@@ -138,8 +138,8 @@ def collect_boxes(coco: COCO, images_root: Path, classnames: list[str], category
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval.box_cls", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="Ties: a class scoring exactly as high as the true class ranks ahead of "
-                                     "it (counted as a miss).")
+                                     epilog=wrapped("Ties: a class scoring exactly as high as the true class ranks ahead of "
+                                     "it (counted as a miss)."))
     add_model_args(parser)
     parser.add_argument("--data", required=True, type=Path, help="COCO-style instances JSON (e.g. instances_val2017.json "
                         "or lvis_v1_val.json)")

@@ -23,7 +23,7 @@ import torch
 
 from eval.common.boxes import xywh_pixels_to_normalized
 from eval.common.cli import (EvalError, add_cache_args, add_model_args, add_output_args, non_negative_int,
-                             require_file, run_main)
+                             require_file, run_main, wrapped)
 from eval.common.coverage import coverage
 from eval.common.encoder import Encoder
 from eval.common.images import failure_reason, image_size_of
@@ -217,10 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m eval.fgovd",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Ties: a negative scoring exactly as high as the positive counts as a miss. Negatives identical "
+        epilog=wrapped("Ties: a negative scoring exactly as high as the positive counts as a miss. Negatives identical "
         "to the positive text are dropped and counted. Regions without negatives, with an empty box, or whose "
         "image is missing are skipped and counted in results.json (which says when fewer regions were scored "
-        "than the files hold).",
+        "than the files hold)."),
     )
     add_model_args(parser)
     parser.add_argument(

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from eval.common.cli import (EvalError, add_cache_args, add_model_args, add_output_args, non_negative_int,
-                             run_main)
+                             run_main, wrapped)
 from eval.common.coverage import coverage
 from eval.common.encoder import Encoder
 from eval.common.images import resolve_image_path
@@ -236,10 +236,10 @@ def evaluate(encoder: Encoder, data: RetrievalSet, images_root: Path, long: bool
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval.retrieval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="Ties: a wrong candidate scoring exactly as high as the best correct one "
+                                     epilog=wrapped("Ties: a wrong candidate scoring exactly as high as the best correct one "
                                      "ranks ahead of it. Images that are missing or unreadable are dropped with their "
                                      "captions and counted; image paths that do not exist under --images are also "
-                                     "tried as bare file names under --images.")
+                                     "tried as bare file names under --images."))
     add_model_args(parser)
     parser.add_argument("--data", required=True, type=Path,
                         help="annotation file (.json / .jsonl) or a folder of DCI annotation files")

@@ -19,7 +19,7 @@ import torch
 from torchvision.datasets import ImageFolder
 
 from eval.common.cli import (EvalError, add_cache_args, add_model_args, add_output_args, non_negative_int,
-                             require_dir, run_main)
+                             require_dir, run_main, wrapped)
 from eval.common.coverage import coverage
 from eval.common.encoder import Encoder
 from eval.common.metrics import classification_report
@@ -68,9 +68,9 @@ def class_display_names(folders: list[str], classnames_file: Path | None) -> lis
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval.zeroshot", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="Ties: a class scoring exactly as high as the true class ranks ahead of it. "
+                                     epilog=wrapped("Ties: a class scoring exactly as high as the true class ranks ahead of it. "
                                      "Unreadable images are skipped and counted; class folders without images stay "
-                                     "in the class list (as distractors) and are counted.")
+                                     "in the class list (as distractors) and are counted."))
     add_model_args(parser)
     parser.add_argument("--data", required=True, type=Path, help="image folder with one sub-folder per class")
     parser.add_argument("--classnames", type=Path, default=None,

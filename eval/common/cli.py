@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -22,6 +23,11 @@ def default_cache_dir() -> Path:
     """`$FGCLIP_EVAL_CACHE`, else `~/.cache/fgclip/eval`."""
     env = os.environ.get("FGCLIP_EVAL_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "fgclip" / "eval"
+
+
+def wrapped(text: str, width: int = 100) -> str:
+    """A help paragraph wrapped for RawDescriptionHelpFormatter, which prints epilogs as they are."""
+    return textwrap.fill(" ".join(text.split()), width)
 
 
 def positive_int(text: str) -> int:
