@@ -18,7 +18,7 @@ import torch
 from fgclip.data.schema import Record
 from fgclip.pipeline.config import CaptionConfig
 from fgclip.pipeline.errors import PipelineError
-from fgclip.pipeline.runtime import batches, open_image, resolve_dtype
+from fgclip.pipeline.runtime import batches, load_model, open_image, resolve_dtype, to_model_inputs
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(]?[A-Z0-9])")
 
@@ -39,14 +39,11 @@ class CaptionModel:
         dtype = resolve_dtype(config.dtype, device)
         try:
             self.processor = AutoProcessor.from_pretrained(config.model, trust_remote_code=config.trust_remote_code)
-            self.model = AutoModelForImageTextToText.from_pretrained(
-                config.model, dtype=dtype, trust_remote_code=config.trust_remote_code
-            )
+            self.model = load_model(AutoModelForImageTextToText, config.model, device, dtype, config.trust_remote_code)
         except (OSError, ValueError) as error:
             raise PipelineError(
                 f"cannot load the caption model {config.model!r}: {str(error).splitlines()[0]}"
             ) from error
-        self.model.to(device).eval()
         self.dtype = dtype
         tokenizer = getattr(self.processor, "tokenizer", None)
         if tokenizer is None:
@@ -68,10 +65,7 @@ class CaptionModel:
         """One caption per image for the same prompt."""
         text = self.prompt_text(prompt)
         inputs = self.processor(images=images, text=[text] * len(images), return_tensors="pt", padding=True)
-        inputs = {
-            k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device))
-            for k, v in inputs.items()
-        }
+        inputs = to_model_inputs(inputs, self.model, self.dtype)
         output = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
         return [" ".join(t.split()) for t in self.processor.batch_decode(new_tokens, skip_special_tokens=True)]

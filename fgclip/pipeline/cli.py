@@ -209,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=r.workers,
         help="workers (processes or Ray actors); 0: one per GPU for model steps, else 1 locally / all CPUs on Ray",
     )
+    run.add_argument(
+        "--spread_model_over_gpus",
+        action="store_true",
+        help="local engine: one worker whose caption/negatives model is spread over every visible GPU "
+        "(accelerate device_map='auto'), for models larger than one GPU such as a 70B LM",
+    )
     run.add_argument("--device", default=r.device, choices=["auto", "cpu", "cuda"], help="where models run")
     run.add_argument(
         "--dtype",
@@ -311,6 +317,7 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
             shard_size=args.shard_size,
             engine=args.engine,
             workers=args.workers,
+            spread_model=args.spread_model_over_gpus,
             device=args.device,
             ray_address=args.ray_address,
             fresh=args.fresh,

@@ -100,6 +100,7 @@ class RunConfig:
     shard_size: int = 256
     engine: str = "local"  # local | ray
     workers: int = 0  # 0 = one per GPU for model steps on GPU, else 1
+    spread_model: bool = False  # one worker whose model spans every GPU (device_map="auto"), for 70B LMs
     device: str = "auto"  # auto | cpu | cuda
     ray_address: str | None = None
     fresh: bool = False  # discard this output folder's earlier step outputs first

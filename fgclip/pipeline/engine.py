@@ -23,6 +23,8 @@ def plan_devices(run: StepRun) -> list[str]:
     """One device per worker: every visible GPU for a model step on GPU, else CPU processes."""
     settings = run.config.run
     on_gpu = uses_model(run.config, run.step) and settings.device in ("auto", "cuda") and torch.cuda.is_available()
+    if on_gpu and settings.spread_model:
+        return ["cuda"]  # one worker; the model is spread over every GPU
     if on_gpu:
         gpus = [f"cuda:{index}" for index in range(torch.cuda.device_count())]
         workers = settings.workers or len(gpus)

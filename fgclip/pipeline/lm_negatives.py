@@ -13,7 +13,7 @@ import torch
 
 from fgclip.pipeline.config import NegativeConfig
 from fgclip.pipeline.errors import PipelineError
-from fgclip.pipeline.runtime import batches, resolve_dtype
+from fgclip.pipeline.runtime import batches, load_model, resolve_dtype
 
 _LIST_MARK = re.compile(r"^\s*(?:\(?\d+[.):]|[-*\u2022])\s*")
 # "1. a red cup 2. a blue cup" on one line: split before each number that starts an item.
@@ -42,14 +42,11 @@ class LMNegativeWriter:
         self.dtype = resolve_dtype(config.dtype, device)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(config.model, trust_remote_code=config.trust_remote_code)
-            self.model = AutoModelForCausalLM.from_pretrained(
-                config.model, dtype=self.dtype, trust_remote_code=config.trust_remote_code
-            )
+            self.model = load_model(AutoModelForCausalLM, config.model, device, self.dtype, config.trust_remote_code)
         except (OSError, ValueError) as error:
             raise PipelineError(
                 f"cannot load the negatives LM {config.model!r}: {str(error).splitlines()[0]}"
             ) from error
-        self.model.to(device).eval()
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -67,10 +64,10 @@ class LMNegativeWriter:
         answers: list[str] = []
         for batch in batches(items, self.config.batch_size):
             prompts = [self.prompt_text(expression, noun) for expression, noun in batch]
-            # Chat templates already carry the BOS token.
-            inputs = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(
-                self.device
-            )
+            # A chat template already writes the BOS token; a plain prompt needs the tokenizer's.
+            templated = bool(getattr(self.tokenizer, "chat_template", None))
+            inputs = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=not templated)
+            inputs = inputs.to(self.model.device)
             output = self.model.generate(
                 **inputs,
                 max_new_tokens=self.config.max_new_tokens,

@@ -12,6 +12,7 @@ from fgclip.data.schema import write_records
 from fgclip.pipeline.config import STEP_ORDER, PipelineConfig
 from fgclip.pipeline.errors import PipelineError
 from fgclip.pipeline.inputs import split_input
+from fgclip.pipeline.runtime import check_device
 from fgclip.pipeline.shards import ShardLayout
 from fgclip.pipeline.stats import RecordStats, write_stats
 from fgclip.pipeline.steps import ShardResult, StepRun, step_settings
@@ -60,6 +61,8 @@ def run_pipeline(
     steps = tuple(s for s in STEP_ORDER if s in config.steps)
     if not steps:
         raise PipelineError(f"no steps to run; choose from {', '.join(STEP_ORDER)}")
+    if config.run.engine == "local":  # on Ray the GPUs are the cluster's, not this machine's
+        check_device(config.run.device)
     layout = ShardLayout(out_dir)
     if config.run.fresh:
         layout.remove_all()

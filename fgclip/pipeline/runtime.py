@@ -20,13 +20,10 @@ _DTYPES = {
 }
 
 
-def resolve_device(name: str) -> str:
-    """ "auto" -> "cuda" when a GPU is visible, else "cpu"; an explicit name is checked."""
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+def check_device(name: str) -> None:
+    """Refuse `--device cuda` where torch sees no GPU (instead of silently running on CPU)."""
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise PipelineError(f"--device {name} asked for a GPU but torch sees none")
-    return name
 
 
 def resolve_dtype(name: str, device: str) -> torch.dtype:
@@ -36,6 +33,25 @@ def resolve_dtype(name: str, device: str) -> torch.dtype:
     if name not in _DTYPES:
         raise PipelineError(f"unknown dtype {name!r}; use auto, bfloat16, float16 or float32")
     return _DTYPES[name]
+
+
+def load_model(auto_class, name: str, device: str, dtype: torch.dtype, trust_remote_code: bool = False):
+    """`auto_class.from_pretrained(name)` on `device`, in eval mode.
+
+    device "cuda" (no index) spreads the model over every visible GPU with accelerate's
+    `device_map="auto"`, for models larger than one GPU (a 70B LM); "cuda:N" or "cpu" holds one copy.
+    """
+    if device == "cuda":
+        return auto_class.from_pretrained(
+            name, dtype=dtype, trust_remote_code=trust_remote_code, device_map="auto"
+        ).eval()
+    return auto_class.from_pretrained(name, dtype=dtype, trust_remote_code=trust_remote_code).to(device).eval()
+
+
+def to_model_inputs(inputs, model, dtype: torch.dtype) -> dict:
+    """Tensors moved to the device of the model's input layer; floating ones (pixels) cast to `dtype`."""
+    device = model.device
+    return {k: (v.to(device, dtype) if v.is_floating_point() else v.to(device)) for k, v in inputs.items()}
 
 
 def open_image(path: str | Path) -> Image.Image | None:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from fgclip.data.schema import BadRecord, Record, iter_record_file
 from fgclip.pipeline.cli import build_parser, main
@@ -104,6 +105,11 @@ def test_every_option_is_explained():
         (["--input", "{records}", "--shard_size", "0"], "--shard_size must be at least 1"),
         (["--input", "{records}", "--score_threshold", "1.5"], "--score_threshold"),
         (["--input", "{all_bad}"], "unusable"),
+        pytest.param(
+            ["--input", "{records}", "--device", "cuda"],
+            "sees none",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present"),
+        ),
     ],
 )
 def test_bad_input_exits_2_with_one_line(args, message, tmp_path, record_file, capsys):
