@@ -27,7 +27,7 @@ from pycocotools.coco import COCO
 from eval.common.boxes import xywh_pixels_to_normalized
 from eval.common.cli import (EvalError, add_cache_args, add_model_args, add_output_args, non_negative_int,
                              require_file, run_main, wrapped)
-from eval.common.coverage import coverage
+from eval.common.coverage import coverage, skipped_reasons
 from eval.common.encoder import Encoder
 from eval.common.images import failure_reason, image_size_of
 from eval.common.metrics import classification_report
@@ -179,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             counts["skipped_" + failure_reason(path)] += len(boxes)
         offset += len(boxes)
     counts["scored"] = int(encoded.ok.sum())
-    skipped = {k.removeprefix("skipped_"): v for k, v in counts.items() if k.startswith("skipped_")}
+    skipped = skipped_reasons(counts)
     cover = coverage(counts["annotations"], counts["scored"], skipped, "boxes")
 
     classifier = class_text_embeddings(encoder, classnames, templates)

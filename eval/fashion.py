@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from eval.common.cli import EvalError, add_cache_args, add_model_args, add_output_args, positive_int, run_main
-from eval.common.coverage import coverage
+from eval.common.coverage import coverage, skipped_reasons
 from eval.common.encoder import Encoder
 from eval.common.fashion_data import Triplet, load_gallery, load_products, load_triplets
 from eval.common.fusion import FusionSettings
@@ -172,8 +172,7 @@ def run_fashiongen(args, encoder: Encoder, embeddings: dict[str, FusionSettings 
     for reason, count in first.failures.items():
         counts[f"images_{reason}"] = count
     index = build_product_index(loaded.items, paths, image_ok, counts)
-    cover = coverage(counts["items"], len(index.pairs),
-                     {k.removeprefix("skipped_"): v for k, v in counts.items() if k.startswith("skipped_")}, "items")
+    cover = coverage(counts["items"], len(index.pairs), skipped_reasons(counts), "items")
     queries = sample_queries(index, args.num_queries, args.num_negatives, args.seed) if args.mode != "full" else []
     metrics: dict[str, float] = {}
     series: dict[str, dict[str, float]] = {}
@@ -283,8 +282,7 @@ def run_fashioniq(args, encoder: Encoder, embeddings: dict[str, FusionSettings |
     metrics = {(f"{name}_{k}" if name == "fusion" else k): v for name, values in series.items() for k, v in values.items()}
     scored = sum(r["queries"] for r in next(iter(per_category.values())).values())
     metrics["num_queries"] = scored
-    cover = coverage(counts["triplets"], scored,
-                     {k.removeprefix("skipped_"): v for k, v in counts.items() if k.startswith("skipped_")}, "triplets")
+    cover = coverage(counts["triplets"], scored, skipped_reasons(counts), "triplets")
     rows = [[name, category, r["queries"], r["gallery"], r["r10"], r["r50"]]
             for name, found in per_category.items() for category, r in found.items()]
     table = markdown_table(["embedding", "category", "queries", "gallery", "R@10", "R@50"], rows)

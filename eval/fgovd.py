@@ -24,7 +24,7 @@ import torch
 from eval.common.boxes import xywh_pixels_to_normalized
 from eval.common.cli import (EvalError, add_cache_args, add_model_args, add_output_args, non_negative_int,
                              require_file, run_main, wrapped)
-from eval.common.coverage import coverage
+from eval.common.coverage import coverage, skipped_reasons
 from eval.common.encoder import Encoder
 from eval.common.images import failure_reason, image_size_of
 from eval.common.jsonfiles import iter_items
@@ -266,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     correct = sum(result["correct"] for result in per_file.values())
     counts["scored"] = scored
     total = counts["regions_in_file"]
-    skipped = {key.removeprefix("skipped_"): value for key, value in counts.items() if key.startswith("skipped_")}
+    skipped = skipped_reasons(counts)
     if counts["items_not_read_limit"]:
         skipped["not_read_limit"] = counts["items_not_read_limit"]
     cover = coverage(total, scored, skipped, "regions")

@@ -20,7 +20,7 @@ from torchvision.datasets import ImageFolder
 
 from eval.common.cli import (EvalError, add_cache_args, add_model_args, add_output_args, non_negative_int,
                              require_dir, run_main, wrapped)
-from eval.common.coverage import coverage
+from eval.common.coverage import coverage, skipped_reasons
 from eval.common.encoder import Encoder
 from eval.common.metrics import classification_report
 from eval.common.prompts import TEMPLATES_HELP, class_text_embeddings, load_classnames, load_templates
@@ -107,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     for reason, count in encoded.failures.items():
         counts[f"skipped_{reason}"] = count
     counts["scored"] = int(encoded.ok.sum())
-    skipped = {k.removeprefix("skipped_"): v for k, v in counts.items() if k.startswith("skipped_")}
+    skipped = skipped_reasons(counts)
     cover = coverage(counts["images"], counts["scored"], skipped, "images")
 
     classifier = class_text_embeddings(encoder, names, templates)

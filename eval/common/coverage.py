@@ -12,6 +12,11 @@ from collections.abc import Mapping
 from eval.common.cli import EvalError
 
 
+def skipped_reasons(counts: Mapping[str, int]) -> dict[str, int]:
+    """The `skipped_<reason>` entries of a counts mapping, as reason -> count."""
+    return {key.removeprefix("skipped_"): value for key, value in counts.items() if key.startswith("skipped_")}
+
+
 def coverage(total: int, scored: int, skipped: Mapping[str, int], unit: str) -> dict:
     """`{"complete": bool, "note": str}` for results.json; raises `EvalError` when nothing was scored.
 
