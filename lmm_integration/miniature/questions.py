@@ -123,9 +123,10 @@ def scene_questions(scene: list[SceneObject], rng: random.Random, vocabulary: Vo
     if swaps:
         colour, shape = rng.choice(swaps)
         questions.append(("yes_no", ASK["yes_no"].format(colour=colour, shape=shape), "No", None))
-    candidates = [(obj, unique_reference(obj, scene)) for obj in scene]
-    obj, ref = rng.choice([(obj, ref) for obj, ref in candidates if ref])
-    questions.append(("where", ASK["where"].format(ref=ref), format_box(box_to_square(obj.bbox, *size)), obj))
+    candidates = [(obj, ref) for obj in scene if (ref := unique_reference(obj, scene))]
+    if candidates:  # two identical objects cannot be told apart
+        obj, ref = rng.choice(candidates)
+        questions.append(("where", ASK["where"].format(ref=ref), format_box(box_to_square(obj.bbox, *size)), obj))
     return questions
 
 

@@ -41,13 +41,13 @@ class MiniatureOptions:
     vision: list[str]
     out: str
     scenes: str | None = None
-    num_images: int = 1500
+    num_images: int = 3000
     image_size: int = 64
     seed: int = 0
     llm_hidden: int = 128
     llm_layers: int = 2
     steps_a: int = 150
-    steps_b: int = 1200
+    steps_b: int = 900
     batch_size: int = 16
     lr_a: float = 1e-3
     lr_b: float = 1e-3
@@ -63,10 +63,12 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _run(command: list[str], log: Path) -> None:
-    """Run a stage as its own process (as a user would), its output going to `log` and the console."""
+def _run(command: list[str], log: Path, threads: int | None = None) -> None:
+    """Run a command as its own process (as a user would), its output going to `log`."""
     print("+ " + " ".join(command), flush=True)
     environment = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(REPO_ROOT)}
+    if threads and "OMP_NUM_THREADS" not in os.environ:
+        environment["OMP_NUM_THREADS"] = str(threads)  # one core's worth per process: no oversubscription
     with log.open("w") as handle:
         process = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=environment, cwd=REPO_ROOT)
     if process.returncode != 0:
@@ -117,7 +119,8 @@ def train_one(vision: str, label: str, llm: Path, data, options: MiniatureOption
         "MAX_STEPS_A": options.steps_a, "MAX_STEPS_B": options.steps_b, "MAX_LEN": 512, "NUM_WORKERS": 0,
         "BF16": 0, "GRAD_CKPT": 0, "SEED": options.seed, "EXTRA_ARGS": "--logging-steps 25 --warmup-ratio 0.03",
     }
-    _run(["bash", str(FINETUNE_SCRIPT), *(f"{key}={value}" for key, value in settings.items())], work / "finetune.log")
+    _run(["bash", str(FINETUNE_SCRIPT), *(f"{key}={value}" for key, value in settings.items())], work / "finetune.log",
+         threads=max(1, (os.cpu_count() or 1) // options.processes))
     return work / "stage_b" / "final"
 
 
@@ -198,13 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--label", dest="labels", nargs="+", default=[], help="a name per --vision folder (default: folder names)")
     parser.add_argument("--out", required=True, help="output folder (scenes, data, tiny LM, one folder per encoder, results)")
     parser.add_argument("--scenes", help="an existing fgclip.data.synthetic set (default: generate one in OUT/scenes)")
-    parser.add_argument("--num-images", type=int, default=1500, help="synthetic images to generate (20%% held out)")
+    parser.add_argument("--num-images", type=int, default=3000, help="synthetic images to generate (20%% held out)")
     parser.add_argument("--image-size", type=int, default=64, help="synthetic image side in pixels")
     parser.add_argument("--seed", type=int, default=0, help="seed of scenes, questions, LM and training")
     parser.add_argument("--llm-hidden", type=int, default=128, help="hidden size of the tiny Llama")
     parser.add_argument("--llm-layers", type=int, default=2, help="layers of the tiny Llama")
     parser.add_argument("--steps-a", type=int, default=150, help="stage A optimizer steps")
-    parser.add_argument("--steps-b", type=int, default=1200, help="stage B optimizer steps")
+    parser.add_argument("--steps-b", type=int, default=900, help="stage B optimizer steps")
     parser.add_argument("--batch-size", type=int, default=16, help="per-process batch size")
     parser.add_argument("--lr-a", type=float, default=1e-3, help="stage A learning rate")
     parser.add_argument("--lr-b", type=float, default=1e-3,

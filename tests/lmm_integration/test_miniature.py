@@ -59,6 +59,12 @@ def test_scene_questions_have_correct_answers_and_a_hard_no():
     assert no[0].split()[3:5] != ["red", "circle"] and no[0].split()[4] in ("circle", "square")
 
 
+def test_identical_objects_get_no_attribute_or_where_question():
+    twin = _obj("large", "red", "solid", "circle")
+    asked = scene_questions([twin, _obj("large", "red", "solid", "circle", (0.5, 0.5, 0.9, 0.9))], random.Random(0), VOCABULARY, (64, 64))
+    assert [kind for kind, *_ in asked] == ["yes_no", "yes_no"]
+
+
 def test_scoring_per_kind_and_chance():
     questions = [
         Question("1", "a.png", "colour", "What colour is the circle?", "red"),
