@@ -145,7 +145,7 @@ class Figure:
             return ""
         op, threshold = self.target
         verdict = {True: "met", False: "MISSED", None: ""}[self.meets_target]
-        unit = "x" if self.unit == "x" else f" {self.unit}"
+        unit = self.unit if self.unit in ("x", "") else f" {self.unit}"
         return f"{op} {threshold:g}{unit} {verdict}".strip()
 
 
@@ -181,10 +181,10 @@ class Report:
             lines.append(f"| {figure.name} | {figure.formatted_value()} | {figure.formatted_target()} | {figure.note} |")
         return "\n".join(lines) + "\n"
 
-    def write(self, out_dir: Path) -> Path:
-        """`OUT/<benchmark>.json` (figures, details, device, settings, date, command)."""
+    def write(self, out_dir: Path, tag: str | None = None) -> Path:
+        """`OUT/<benchmark>[-<tag>].json` (figures, details, device, settings, date, command)."""
         out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / f"{self.benchmark}.json"
+        path = out_dir / f"{self.benchmark}{f'-{tag}' if tag else ''}.json"
         path.write_text(json.dumps(self.to_json(), indent=2, default=str) + "\n")
         return path
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -69,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lmm-dtype", default="auto", choices=("auto", "float32", "bfloat16"),
                         help="lmm_generation only: model dtype (auto = float32: identical answers batched and "
                              "one at a time need it on a random-weight model)")
+    parser.add_argument("--tag", default=None,
+                        help="suffix of the JSON file name (NAME-TAG.json), to keep runs with other options apart")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -80,6 +83,8 @@ def settings_from_args(args: argparse.Namespace) -> BenchSettings:
             raise BenchmarkError(f"--{option.replace('_', '-')} must be at least 1")
     if args.warmup is not None and args.warmup < 0:
         raise BenchmarkError("--warmup must be 0 or more")
+    if args.tag is not None and not args.tag.replace("-", "").replace("_", "").isalnum():
+        raise BenchmarkError("--tag may hold letters, digits, '-' and '_' only")
     if args.peak_tflops is not None and args.peak_tflops <= 0:
         raise BenchmarkError("--peak-tflops must be positive")
     return BenchSettings(
@@ -101,10 +106,10 @@ def run_benchmark(name: str, settings: BenchSettings):
     return module.run(settings)
 
 
-def _emit(report, settings: BenchSettings) -> None:
+def _emit(report, settings: BenchSettings, tag: str | None) -> None:
     print(report.markdown())
     if settings.out is not None:
-        print(f"wrote {report.write(settings.out)}")
+        print(f"wrote {report.write(settings.out, tag)}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -115,6 +120,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: unknown benchmark {unknown[0]!r}; choose from {', '.join([*BENCHMARKS, *EXTERNAL, 'all'])}",
               file=sys.stderr)
         return 2
+    if args.quiet:
+        os.environ["TQDM_DISABLE"] = "1"  # also silences the progress bars of the code under test
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     try:
         settings = settings_from_args(args)
         if settings.out is not None:
@@ -139,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {name} failed: {type(error).__name__}: {error}", file=sys.stderr)
             failed.append(name)
             continue
-        _emit(report, settings)
+        _emit(report, settings, args.tag)
         print(f"({name}: {time.time() - started:.0f} s)\n")
     if failed:
         print(f"error: {len(failed)} benchmark(s) failed: {', '.join(failed)}", file=sys.stderr)

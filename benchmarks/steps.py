@@ -43,18 +43,23 @@ class FGCLIPStep:
 
     def __init__(self, model: nn.Module, batch: Batch, stage: int, settings: BenchSettings,
                  fused: bool | None = None, module: nn.Module | None = None,
-                 optimizer: torch.optim.Optimizer | None = None):
+                 optimizer: torch.optim.Optimizer | None = None, short_text_groups: int = 1):
         self.model = model  # what is called (possibly `torch.compile`d)
         self.module = module or model  # whose parameters are optimised
         self.batch, self.settings = batch, settings
         self.loss_fn = FGCLIPLoss(stage_loss_weights(stage))
         self.optimizer = optimizer or make_adamw(self.module, settings, fused)
+        self.short_text_groups = short_text_groups  # FGCLIPModel's length-group lever, for this step only
         self.last_loss: torch.Tensor | None = None
 
     def __call__(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
-        with self.settings.autocast():
-            result = compute_loss(self.model, self.batch, self.loss_fn)
+        usual, self.module.short_text_groups = self.module.short_text_groups, self.short_text_groups
+        try:
+            with self.settings.autocast():
+                result = compute_loss(self.model, self.batch, self.loss_fn)
+        finally:
+            self.module.short_text_groups = usual
         result.total.backward()
         _clip_and_step(self.module, self.optimizer)
         self.last_loss = result.total.detach()

@@ -1,0 +1,71 @@
+"""The timing harness, figures and reports (no test here asserts a timing)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from benchmarks.harness import Figure, Report, Timing, describe_device, time_interleaved, with_smaller_batch_on_oom
+
+
+def test_rounds_interleave_the_candidates_after_warmup():
+    calls = []
+    timings = time_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                               torch.device("cpu"), warmup=2, repeats=3)
+    assert calls == ["a", "b"] * 5
+    assert {name: len(t.seconds) for name, t in timings.items()} == {"a": 3, "b": 3}
+    assert all(s >= 0 for t in timings.values() for s in t.seconds)
+    with pytest.raises(ValueError):
+        time_interleaved({"a": lambda: None}, torch.device("cpu"), warmup=0, repeats=0)
+
+
+def test_timing_median_and_spread():
+    timing = Timing("x", [3.0, 1.0, 2.0])
+    assert timing.median == 2.0
+    assert timing.spread == pytest.approx(1.0)
+    assert timing.as_dict()["repeats"] == 3
+
+
+def test_figures_judge_and_format_their_targets():
+    assert Figure("r", 1.02, "x", ("<=", 1.05)).meets_target is True
+    assert Figure("r", 1.2, "x", ("<=", 1.05)).formatted_target() == "<= 1.05x MISSED"
+    assert Figure("m", 45.0, "%", (">=", 40.0)).meets_target is True
+    assert Figure("none", None, "x", ("<=", 1.0)).meets_target is None
+    assert Figure("r", 1.23456, "x").formatted_value() == "1.235x"
+    assert Figure("t", 12345.6, "images/s").formatted_value() == "12,346 images/s"
+
+
+def test_report_writes_json_with_device_and_a_markdown_table(tmp_path):
+    device = describe_device(torch.device("cpu"))
+    assert "CPU" in device["name"] and device["torch"] == torch.__version__
+    report = Report("demo", [Figure("ratio", 0.9, "x", ("<=", 1.05), "note")], {"k": 1}, device, {"smoke": True})
+    path = report.write(tmp_path, tag="t1")
+    assert path.name == "demo-t1.json"
+    data = json.loads(path.read_text())
+    assert data["figures"][0]["meets_target"] is True
+    assert data["device"]["name"] == device["name"] and data["date"]
+    table = report.markdown()
+    assert "| ratio | 0.900x | <= 1.05x met | note |" in table and device["name"] in table
+
+
+def test_out_of_memory_halves_the_batch_until_it_fits():
+    tried = []
+
+    def attempt(size):
+        tried.append(size)
+        if size > 16:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        return size * 10
+
+    assert with_smaller_batch_on_oom(attempt, 64) == (160, 16)
+    assert tried == [64, 32, 16]
+
+
+def test_other_errors_are_not_retried():
+    def attempt(size):
+        raise RuntimeError("shape mismatch")
+
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        with_smaller_batch_on_oom(attempt, 8)
