@@ -11,6 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from fgclip.data.schema import Record  # noqa: E402
 
@@ -79,13 +80,19 @@ def plot_stats(path: str | Path, result: dict) -> None:
         (axes[1], "negatives_per_region", "hard negatives per region"),
     ):
         histogram = {int(k): v for k, v in result[key].items()}
-        axis.bar(list(histogram), list(histogram.values()), color="#4C72B0")
+        bars = axis.bar(list(histogram), list(histogram.values()), color="#4C72B0")
+        axis.bar_label(bars, fontsize=7)
+        if len(histogram) <= 20:  # counts are whole numbers: tick each bar
+            axis.set_xticks(sorted(histogram))
+        else:
+            axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_title(f"{title} (mean {result['mean_' + key]:.2f})")
         axis.set_xlabel(title.split(" per ")[0])
         axis.set_ylabel("count")
     if reasons:
         names = list(reasons)
-        axes[2].barh(names, [reasons[n] for n in names], color="#C44E52")
+        bars = axes[2].barh(names, [reasons[n] for n in names], color="#C44E52")
+        axes[2].bar_label(bars, fontsize=7)
         axes[2].set_title("dropped, by reason")
         axes[2].tick_params(axis="y", labelsize=7)
     figure.suptitle(f"{result['images']} images, {result['regions']} regions, {result['negatives']} negatives")
