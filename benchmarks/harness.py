@@ -225,3 +225,28 @@ def with_smaller_batch_on_oom(attempt: Callable[[int], object], batch_size: int,
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def drop_what_does_not_fit(candidates: dict[str, Callable[[], object]], device: torch.device,
+                           required: tuple[str, ...] = ()) -> tuple[dict[str, Callable[[], object]], list[str]]:
+    """On a GPU, run each candidate once and drop those that run out of memory (their names are returned,
+    a finding in itself). A `required` candidate that does not fit raises, so the caller can shrink the batch."""
+    if device.type != "cuda":
+        return candidates, []
+    kept, dropped = {}, []
+    for name, run in candidates.items():
+        fits = True
+        try:
+            run()
+            synchronize(device)
+        except (torch.OutOfMemoryError, RuntimeError) as error:
+            if not is_out_of_memory(error) or name in required:
+                raise
+            fits = False
+        if fits:
+            kept[name] = run
+        else:  # freed only now, outside the `except` that held the failed step's frames
+            dropped.append(name)
+            gc.collect()
+            torch.cuda.empty_cache()
+    return kept, dropped

@@ -7,6 +7,11 @@
 Every figure is a ratio against a reference run in this process on the same data, shape and machine,
 or an absolute figure written next to the device it was measured on. `--smoke` runs tiny shapes with
 one repetition (what CI runs, in seconds); its numbers mean nothing.
+
+A benchmark module provides `run(settings) -> benchmarks.harness.Report`. A module owned elsewhere (the
+trainer's `benchmarks/default_experiment.py`) may instead provide `main(argv) -> dict`: its numeric
+top-level values become the report's figures and the whole dict its details. Options after `--` are
+passed to such a `main`.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from benchmarks.harness import Figure, Report, describe_device
 from benchmarks.settings import BenchmarkError, BenchSettings, resolve_device
 from benchmarks.shapes import SHAPES
 
@@ -94,7 +100,14 @@ def settings_from_args(args: argparse.Namespace) -> BenchSettings:
     )
 
 
-def run_benchmark(name: str, settings: BenchSettings):
+def report_from_result(name: str, result: dict, settings: BenchSettings) -> Report:
+    """A `Report` for a benchmark whose `main` returns a dict of results."""
+    figures = [Figure(key, float(value), "") for key, value in result.items()
+               if isinstance(value, (int, float)) and not isinstance(value, bool)]
+    return Report(name, figures, result, describe_device(settings.device), settings.as_dict())
+
+
+def run_benchmark(name: str, settings: BenchSettings, passthrough: Sequence[str] = ()):
     """Import and run one benchmark; returns its `Report`."""
     module_name = {**BENCHMARKS, **EXTERNAL}[name][0]
     try:
@@ -103,7 +116,12 @@ def run_benchmark(name: str, settings: BenchSettings):
         if error.name == module_name:
             raise BenchmarkError(f"{module_name.replace('.', '/')}.py is not in this checkout") from error
         raise BenchmarkError(f"{name} needs the package '{error.name}', which is not installed") from error
-    return module.run(settings)
+    if hasattr(module, "run"):
+        return module.run(settings)
+    result = module.main(list(passthrough))
+    if not isinstance(result, dict):
+        raise BenchmarkError(f"{module_name}.main returned {type(result).__name__}, not a dict of results")
+    return report_from_result(name, result, settings)
 
 
 def _emit(report, settings: BenchSettings, tag: str | None) -> None:
@@ -113,7 +131,9 @@ def _emit(report, settings: BenchSettings, tag: str | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    passthrough = argv[argv.index("--") + 1 :] if "--" in argv else []
+    args = build_parser().parse_args(argv[: len(argv) - len(passthrough) - (1 if "--" in argv else 0)])
     names = list(BENCHMARKS) if args.name == "all" else [args.name]
     unknown = [name for name in names if name not in BENCHMARKS and name not in EXTERNAL]
     if unknown:
@@ -136,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in names:
         started = time.time()
         try:
-            report = run_benchmark(name, settings)
+            report = run_benchmark(name, settings, passthrough)
         except BenchmarkError as error:
             print(f"error: {name}: {error}", file=sys.stderr)
             if len(names) == 1:

@@ -23,7 +23,7 @@ import sys
 import torch
 
 from benchmarks.harness import Figure, Report, describe_device, peak_memory_bytes, ratio, time_interleaved
-from benchmarks.harness import with_smaller_batch_on_oom
+from benchmarks.harness import drop_what_does_not_fit, with_smaller_batch_on_oom
 from benchmarks.levers import expand_short_texts, pad_to_fixed, without_text_levers
 from benchmarks.settings import BenchSettings
 from benchmarks.shapes import build_fgclip, get_shape
@@ -75,13 +75,14 @@ def _measure(settings: BenchSettings, batch_size: int) -> dict:
         candidates["stage2_foreach_adamw"] = step(stage2, 2, step_optimizer=None, fused=False)
     if settings.compile:
         candidates["stage2_not_compiled"] = step(stage2, 2, run_model=model)
+    candidates, did_not_fit = drop_what_does_not_fit(candidates, device, required=("stage1", "stage2"))
     timings = time_interleaved(candidates, device, settings.warmup_or(2), settings.repeats_or(5))
     memory = {name: peak_memory_bytes(candidates[name], device) for name in ("stage1", "stage2")}
     for name, run in candidates.items():
         if not torch.isfinite(run.last_loss).all():
             raise FloatingPointError(f"{name}: non-finite loss")
     return {
-        "timings": timings, "memory": memory,
+        "timings": timings, "memory": memory, "did_not_fit": did_not_fit,
         "flops": {"stage1": batch_flops(config, stage1, 1), "stage2": batch_flops(config, stage2, 2)},
         "texts": {"stage1": text_stats(stage1), "stage2": text_stats(stage2),
                   "stage2_no_text_levers": text_stats(without_text_levers(stage2, pad_id))},
@@ -119,6 +120,8 @@ def run(settings: BenchSettings) -> Report:
             figures.append(Figure(label, ratio(median["stage2"], median[name]), "x", None, "> 1: the lever pays"))
         elif name in median:
             figures.append(Figure(label, ratio(median[name], median["stage2"]), "x", None, "> 1: the lever pays"))
+        elif name in result["did_not_fit"]:
+            figures.append(Figure(label, None, "x", None, f"without it, stage 2 does not fit the GPU at batch {batch_size}"))
     device_name = describe_device(settings.device)["name"]
     figures += [
         Figure(f"stage-1 images/s (batch {batch_size})", batch_size / median["stage1"], "images/s", None, device_name),
@@ -132,7 +135,7 @@ def run(settings: BenchSettings) -> Report:
     details = {
         "batch_size": batch_size, "requested_batch_size": requested,
         "timings": {name: timing.as_dict() for name, timing in timings.items()},
-        "peak_memory_bytes": result["memory"], "flops_per_step": flops, "texts": texts, "shape": result["shape"],
+        "peak_memory_bytes": result["memory"], "did_not_fit": result["did_not_fit"], "flops_per_step": flops, "texts": texts, "shape": result["shape"],
         "load": "4 regions x (1 positive + 10 hard negatives) per image, FineHARD-like text lengths",
     }
     return Report(NAME, figures, details, describe_device(settings.device), settings.as_dict())

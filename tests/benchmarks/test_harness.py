@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from benchmarks.harness import Figure, Report, Timing, describe_device, time_interleaved, with_smaller_batch_on_oom
+from benchmarks.harness import Figure, Report, Timing, describe_device, drop_what_does_not_fit, time_interleaved
+from benchmarks.harness import with_smaller_batch_on_oom
 
 
 def test_rounds_interleave_the_candidates_after_warmup():
@@ -69,3 +70,25 @@ def test_other_errors_are_not_retried():
 
     with pytest.raises(RuntimeError, match="shape mismatch"):
         with_smaller_batch_on_oom(attempt, 8)
+
+
+def test_nothing_is_dropped_on_cpu():
+    candidates = {"a": lambda: None}
+    assert drop_what_does_not_fit(candidates, torch.device("cpu")) == (candidates, [])
+
+
+def _out_of_memory():
+    raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+
+def test_candidates_that_run_out_of_gpu_memory_are_dropped_and_named(monkeypatch):
+    import benchmarks.harness as harness
+
+    monkeypatch.setattr(harness, "synchronize", lambda device: None)  # no GPU here: the logic is what is tested
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    ran = []
+    candidates = {"small": lambda: ran.append("small"), "huge": _out_of_memory}
+    kept, dropped = drop_what_does_not_fit(candidates, torch.device("cuda"))
+    assert list(kept) == ["small"] and dropped == ["huge"] and ran == ["small"]
+    with pytest.raises(torch.OutOfMemoryError):
+        drop_what_does_not_fit(candidates, torch.device("cuda"), required=("huge",))

@@ -101,3 +101,19 @@ def test_gpu_benchmarks_import_without_deepspeed():
     modules = [module for module, _ in BENCHMARKS.values()]
     result = subprocess.run([sys.executable, "-c", HIDE_DEEPSPEED, *modules], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_a_module_with_a_dict_returning_main_is_reported(tmp_path, monkeypatch, capsys):
+    """How the trainer's benchmarks/default_experiment.py plugs in: `main(argv) -> dict`."""
+    import types
+
+    import benchmarks.run as run
+
+    module = types.ModuleType("fake_experiment")
+    module.main = lambda argv: {"region_top1": 0.5, "steps": 10, "argv": argv, "ok": True}
+    monkeypatch.setitem(sys.modules, "fake_experiment", module)
+    monkeypatch.setitem(run.EXTERNAL, "fake", ("fake_experiment", "a dict-returning main"))
+    assert main(["fake", "--out", str(tmp_path), "--", "--max_steps", "3"]) == 0
+    report = json.loads((tmp_path / "fake.json").read_text())
+    assert {f["name"]: f["value"] for f in report["figures"]} == {"region_top1": 0.5, "steps": 10.0}
+    assert report["details"]["argv"] == ["--max_steps", "3"]
