@@ -77,6 +77,13 @@ def run_pipeline(
         max_bad_fraction=config.run.max_bad_fraction,
     )
     num_shards = manifest["num_shards"]
+    if images is not None:  # raw images have no captions and no regions: say so before any model work starts
+        for step, option in (("captions", "--caption_model"), ("grounding", "--grounding_model")):
+            if step in steps and not config.step_config(step).model:
+                raise PipelineError(
+                    f"raw images need a model for the {step} step: pass {option} (or leave the "
+                    f"step out with --steps)"
+                )
     (layout.out_dir / "pipeline_config.json").write_text(json.dumps(config.to_json(), indent=2) + "\n")
     engine = _engine(config.run.engine)
     report = RunReport()

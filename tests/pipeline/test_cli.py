@@ -102,6 +102,8 @@ def test_every_option_is_explained():
     [
         (["--input", "missing.jsonl"], "no such file"),
         (["--images", "missing_folder"], "no such folder"),
+        (["--images", "{images}"], "--caption_model"),
+        (["--images", "{images}", "--steps", "grounding"], "--grounding_model"),
         (["--input", "{records}", "--shard_size", "0"], "--shard_size must be at least 1"),
         (["--input", "{records}", "--score_threshold", "1.5"], "--score_threshold"),
         (["--input", "{all_bad}"], "unusable"),
@@ -114,7 +116,7 @@ def test_every_option_is_explained():
 )
 def test_bad_input_exits_2_with_one_line(args, message, tmp_path, record_file, capsys):
     all_bad = write_jsonl(tmp_path / "bad.jsonl", ["{broken", json.dumps({"image": "nowhere.png"})])
-    args = [a.format(records=record_file, all_bad=all_bad) for a in args]
+    args = [a.format(records=record_file, all_bad=all_bad, images=record_file.parent / "images") for a in args]
     assert main(args + ["--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
