@@ -2,8 +2,9 @@
 
 A benchmark times its candidate and a reference on the same data, shape and machine, in one process,
 interleaved (A, B, A, B, ...) so that drift of the machine (other jobs, clocks, heat) hits both alike,
-after warm-up, and reports the median. Every headline figure is a ratio between two such medians;
-absolute times are written only next to the device they came from (`describe_device`).
+after warm-up. Every headline ratio is taken round by round (both times of a round saw the same
+machine) and summarised by its median (`paired_ratio`); absolute rates use the median time and are
+written only next to the device they came from (`describe_device`).
 """
 
 from __future__ import annotations
@@ -191,6 +192,16 @@ class Report:
 
 def ratio(numerator: float, denominator: float) -> float | None:
     return numerator / denominator if denominator > 0 else None
+
+
+def paired_ratio(numerator: Timing, denominator: Timing) -> float | None:
+    """Median over rounds of (numerator's time / denominator's time) in the same round.
+
+    Rounds interleave the candidates, so both times of a round saw the same machine; on a shared or
+    throttling machine this is far steadier than the ratio of the two medians.
+    """
+    pairs = [a / b for a, b in zip(numerator.seconds, denominator.seconds) if b > 0]
+    return statistics.median(pairs) if pairs else None
 
 
 def peak_memory_bytes(run: Callable[[], object], device: torch.device) -> int | None:

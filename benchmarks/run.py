@@ -124,7 +124,8 @@ def run_benchmark(name: str, settings: BenchSettings, passthrough: Sequence[str]
     return report_from_result(name, result, settings)
 
 
-def _emit(report, settings: BenchSettings, tag: str | None) -> None:
+def _emit(report, settings: BenchSettings, tag: str | None, argv: Sequence[str]) -> None:
+    report.command = " ".join(["python -m benchmarks.run", *argv])  # the options as given, for RESULTS.md
     print(report.markdown())
     if settings.out is not None:
         print(f"wrote {report.write(settings.out, tag)}")
@@ -169,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {name} failed: {type(error).__name__}: {error}", file=sys.stderr)
             failed.append(name)
             continue
-        _emit(report, settings, args.tag)
+        _emit(report, settings, args.tag, [name if item == "all" else item for item in argv])
         print(f"({name}: {time.time() - started:.0f} s)\n")
     if failed:
         print(f"error: {len(failed)} benchmark(s) failed: {', '.join(failed)}", file=sys.stderr)

@@ -18,7 +18,7 @@ import sys
 
 import torch
 
-from benchmarks.harness import Figure, Report, describe_device, peak_memory_bytes, ratio, time_interleaved
+from benchmarks.harness import Figure, Report, describe_device, paired_ratio, peak_memory_bytes, time_interleaved
 from benchmarks.harness import with_smaller_batch_on_oom
 from benchmarks.levers import pad_to_fixed, short_only
 from benchmarks.settings import BenchSettings
@@ -84,21 +84,20 @@ def run(settings: BenchSettings) -> Report:
     timings, flops = result["timings"], result["flops"]
     median = {name: timing.median for name, timing in timings.items()}
     stage1_flop_ratio = flops["fgclip_stage1"]["computed"] / flops["open_clip"]
-    stage1_time_ratio = ratio(median["fgclip_stage1"], median["open_clip"])
+    stage1_time_ratio = paired_ratio(timings["fgclip_stage1"], timings["open_clip"])
+    device_name = describe_device(settings.device)["name"]
     figures = [
-        Figure("stage-1 step, short captions at 77 tokens: FG-CLIP / open_clip", ratio(
-            median["fgclip_short_fixed77"], median["open_clip"]), "x", ("<=", 1.05),
+        Figure("stage-1 step, short captions at 77 tokens: FG-CLIP / open_clip", paired_ratio(timings["fgclip_short_fixed77"], timings["open_clip"]), "x", ("<=", 1.05),
             "same texts, same token shapes as open_clip's tokenizer"),
-        Figure("stage-1 step, short captions padded to the batch's longest: FG-CLIP / open_clip", ratio(
-            median["fgclip_short_longest"], median["open_clip"]), "x", None, "the collator's dynamic padding"),
+        Figure("stage-1 step, short captions padded to the batch's longest: FG-CLIP / open_clip", paired_ratio(timings["fgclip_short_longest"], timings["open_clip"]), "x", None, "the collator's dynamic padding"),
         Figure("full stage-1 step (long + short captions): FG-CLIP / open_clip", stage1_time_ratio, "x", None,
                f"does {stage1_flop_ratio:.2f}x open_clip's model FLOPs (long captions)"),
         Figure("full stage-1 step: time ratio / FLOP ratio", stage1_time_ratio / stage1_flop_ratio
                if stage1_time_ratio else None, "x", None, "1.0 = the extra long-caption work runs as fast per FLOP"),
         Figure(f"stage-1 images/s per device (FG-CLIP, batch {batch_size})", batch_size / median["fgclip_stage1"],
-               "images/s", None, describe_device(settings.device)["name"]),
+               "images/s", None, device_name),
         Figure(f"open_clip images/s per device (batch {batch_size})", batch_size / median["open_clip"],
-               "images/s", None, describe_device(settings.device)["name"]),
+               "images/s", None, device_name),
     ]
     achieved = flops["fgclip_stage1"]["useful"] / median["fgclip_stage1"]
     figures.append(Figure("stage-1 achieved model TFLOP/s (text FLOPs at each caption's own length)",

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from benchmarks.harness import Figure, Report, Timing, describe_device, drop_what_does_not_fit, time_interleaved
-from benchmarks.harness import with_smaller_batch_on_oom
+from benchmarks.harness import paired_ratio, with_smaller_batch_on_oom
 
 
 def test_rounds_interleave_the_candidates_after_warmup():
@@ -92,3 +92,10 @@ def test_candidates_that_run_out_of_gpu_memory_are_dropped_and_named(monkeypatch
     assert list(kept) == ["small"] and dropped == ["huge"] and ran == ["small"]
     with pytest.raises(torch.OutOfMemoryError):
         drop_what_does_not_fit(candidates, torch.device("cuda"), required=("huge",))
+
+
+def test_paired_ratio_takes_each_round_on_its_own():
+    # round 2 was slow for both (a busy machine): per-round ratios stay 0.5, the ratio of medians does not
+    fast, slow = Timing("a", [1.0, 10.0, 1.0]), Timing("b", [2.0, 20.0, 2.0])
+    assert paired_ratio(fast, slow) == 0.5
+    assert paired_ratio(Timing("a", [1.0]), Timing("b", [0.0])) is None
