@@ -70,6 +70,8 @@ if [ "$compile" -eq 1 ]; then
   bench train_step 240 --compile --tag compiled
 fi
 
+echo "== tables for benchmarks/RESULTS.md" | tee -a "$log"
+python3 -m benchmarks.tables "$out" 2>&1 | tee -a "$log"
 echo "== done $(date -u +%H:%M:%S); files in $out" | tee -a "$log"
 if [ ${#failed[@]} -gt 0 ]; then
   echo "failed: ${failed[*]}" | tee -a "$log"

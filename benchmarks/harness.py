@@ -48,7 +48,7 @@ class Timing:
 
     def as_dict(self) -> dict:
         return {"median_s": self.median, "min_s": min(self.seconds), "max_s": max(self.seconds),
-                "repeats": len(self.seconds), "spread": round(self.spread, 4)}
+                "repeats": len(self.seconds), "spread": round(self.spread, 4), "seconds": list(self.seconds)}
 
 
 def time_interleaved(candidates: dict[str, Callable[[], object]], device: torch.device, warmup: int,
@@ -168,6 +168,13 @@ class Report:
                 return item
         raise KeyError(name)
 
+    @classmethod
+    def from_json(cls, data: dict) -> "Report":
+        figures = [Figure(item["name"], item["value"], item["unit"], tuple(item["target"]) if item["target"] else None,
+                          item.get("note", "")) for item in data["figures"]]
+        return cls(data["benchmark"], figures, data["details"], data["device"], data["settings"], data["date"],
+                   data["command"])
+
     def to_json(self) -> dict:
         data = asdict(self)
         for item, figure in zip(data["figures"], self.figures):
@@ -175,8 +182,8 @@ class Report:
         return data
 
     def markdown(self) -> str:
-        """A table of the figures, with the device and date they belong to."""
-        lines = [f"### {self.benchmark} ({self.device['name']}, {self.date})", "",
+        """A table of the figures, with the device, date and command they belong to."""
+        lines = [f"### {self.benchmark} ({self.device['name']}, {self.date})", "", f"`{self.command}`", "",
                  "| figure | value | target | note |", "|---|---|---|---|"]
         for figure in self.figures:
             lines.append(f"| {figure.name} | {figure.formatted_value()} | {figure.formatted_target()} | {figure.note} |")
