@@ -104,7 +104,7 @@ def _plan(settings: BenchSettings) -> dict:
     if settings.smoke:
         return {"images": 12, "stored": 64, "batch": 4, "steps": 1, "shard_size": 6}
     if settings.on_gpu:
-        return {"images": 384, "stored": STORED_IMAGE_SIZE, "batch": settings.batch_or(8, 64), "steps": 12,
+        return {"images": 256, "stored": STORED_IMAGE_SIZE, "batch": settings.batch_or(8, 64), "steps": 12,
                 "shard_size": 256}
     return {"images": 192, "stored": STORED_IMAGE_SIZE, "batch": settings.batch_or(8, 64), "steps": 4,
             "shard_size": 64}

@@ -84,7 +84,7 @@ def _plan(settings: BenchSettings) -> dict:
     if settings.smoke:
         return {"images": 8, "texts": 16, "batch": 4, "workers": 0}
     if settings.on_gpu:
-        return {"images": 1024, "texts": 8192, "batch": settings.batch_or(32, 256), "workers": min(8, os.cpu_count() or 1)}
+        return {"images": 512, "texts": 8192, "batch": settings.batch_or(32, 256), "workers": min(8, os.cpu_count() or 1)}
     return {"images": 128, "texts": 512, "batch": settings.batch_or(32, 256), "workers": min(4, os.cpu_count() or 1)}
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every GPU measurement of the benchmarks (ViT-B/16 at 224 px, bf16 autocast, fused AdamW, SDPA) in about
-# 8 minutes on one H100, one JSON file per benchmark plus suite.log in OUT_DIR (7 files, 8 with --compile).
+# Every GPU measurement of the benchmarks (ViT-B/16 at 224 px, bf16 autocast, fused AdamW, SDPA): about
+# 7 minutes on one H100, at most 9 (each benchmark has a time limit). Writes one JSON file per benchmark
+# and suite.log (which ends with the markdown tables for RESULTS.md) to OUT_DIR: 7 files, 8 with --compile.
 #
 #   bash benchmarks/gpu_suite.sh OUT_DIR [--compile]
 #
@@ -8,7 +9,6 @@
 # DeepSpeed. Python packages it needs besides torch/torchvision/transformers: open_clip_torch (+ ftfy,
 # wcwidth), webdataset (+ braceexpand); it checks them first and names any that are missing.
 # --compile adds a stage-1 run with torch.compile (train_step-compiled.json).
-# Each benchmark has its own time limit, so one that hangs cannot eat the others' time.
 set -uo pipefail
 
 if [ $# -lt 1 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
@@ -60,12 +60,12 @@ bench() {  # bench NAME SECONDS [options...]
   [ "$status" -eq 0 ] || { echo "!! $name exited with $status" | tee -a "$log"; failed+=("$name"); }
 }
 
-bench train_step 110                # stage 1 vs open_clip at batch 256; images/s, MFU
-bench stage2 140                    # stage 2 vs stage 1 at batch 64 (levers switched off must fit too)
+bench train_step 100                # stage 1 vs open_clip at batch 256; images/s, MFU
+bench stage2 130                    # stage 2 vs stage 1 at batch 64; lever-off variants that do not fit are named
 bench encoding 90                   # eval encoding vs open_clip; cache effect
-bench lmm_generation 90             # POPE batched vs one at a time, ViT-B/16 tower + 1024-wide 8-layer LM
-bench loss_memory 40                # loss memory per rank, global batch 1k-32k
-bench data_loading 100              # loaders per worker; wait share of stage-1/2 runs with 8 workers
+bench lmm_generation 80             # POPE batched vs one at a time, ViT-B/16 tower + 1024-wide 8-layer LM
+bench loss_memory 35                # loss memory per rank, global batch 1k-32k
+bench data_loading 90               # loaders per worker; wait share of stage-1/2 runs with 8 workers
 if [ "$compile" -eq 1 ]; then
   bench train_step 240 --compile --tag compiled
 fi
