@@ -1,0 +1,106 @@
+"""A small held-out evaluation for training runs (the embedded default uses it after each stage):
+
+* FG-OVD-style region top-1: each box's embedding against its caption + its hard negatives;
+  chance is the mean of 1 / (1 + K) over the boxes (1/11 with 10 negatives).
+* Image-text retrieval R@1 with the long captions, both directions.
+
+Everything is computed through `FGCLIPModel.encode_*`; the full FG-OVD benchmark lives in `eval/fgovd.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from fgclip.data.readers import ImageError, LoadedRecord, open_sources
+from fgclip.model import FGCLIPModel
+from fgclip.tokenizer import FGCLIPTokenizer
+from fgclip.transforms import image_transform
+
+
+@torch.no_grad()
+def encode_texts(model: FGCLIPModel, tokenizer: FGCLIPTokenizer, texts: Sequence[str], long: bool,
+                 batch_size: int = 256) -> torch.Tensor:
+    """`(N, D)` normalised embeddings of `texts` (short or long path)."""
+    device = next(model.parameters()).device
+    parts = []
+    for start in range(0, len(texts), batch_size):
+        tokens = tokenizer(list(texts[start : start + batch_size]), long=long)
+        parts.append(model.encode_text(tokens["input_ids"].to(device), tokens["attention_mask"].to(device), long=long).float())
+    return torch.cat(parts) if parts else torch.zeros(0, model.config.projection_dim)
+
+
+@torch.no_grad()
+def evaluate_heldout(model: FGCLIPModel, record_files: Sequence[str | Path], batch_size: int = 64,
+                     progress: bool = False) -> dict:
+    """Region top-1 (vs 1 positive + hard negatives) and long-caption image-text R@1 on `record_files`."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    tokenizer = FGCLIPTokenizer()
+    transform = image_transform(model.image_size)
+    source = open_sources(record_files)
+    image_embeds, long_captions, region_embeds, candidates, skipped = [], [], [], [], 0
+
+    def flush(pixels: list, boxes: list) -> None:
+        if not pixels:
+            return
+        output = model(torch.stack(pixels).to(device, dtype), boxes=[b.to(device) for b in boxes])  # one image pass
+        image_embeds.append(output.image_embeds.float())
+        region_embeds.append(output.region_embeds.float())
+        pixels.clear()
+        boxes.clear()
+
+    pixels, boxes = [], []
+    for index in tqdm(range(len(source)), desc="evaluating", disable=not progress):
+        loaded = source.load(index)
+        if not isinstance(loaded, LoadedRecord):
+            skipped += 1
+            continue
+        try:
+            image = loaded.open_image()
+        except ImageError:
+            skipped += 1
+            continue
+        record = loaded.record
+        scored = [r for r in record.regions if r.hard_negatives]
+        pixels.append(transform(image))
+        boxes.append(torch.tensor([r.bbox for r in scored], dtype=torch.float32).reshape(-1, 4))
+        long_captions.append(record.long_caption)
+        candidates.extend([[r.caption] + [n for n in dict.fromkeys(r.hard_negatives) if n != r.caption] for r in scored])
+        if len(pixels) == batch_size:
+            flush(pixels, boxes)
+    flush(pixels, boxes)
+    if not image_embeds:
+        raise ValueError(f"no usable record in {', '.join(str(f) for f in record_files)}")
+
+    images = torch.cat(image_embeds)
+    regions = torch.cat(region_embeds)
+    texts = encode_texts(model, tokenizer, long_captions, long=True)
+    similarity = images @ texts.T
+    targets = torch.arange(len(images), device=similarity.device)
+    metrics = {
+        "image_to_text_r1": (similarity.argmax(dim=1) == targets).float().mean().item(),
+        "text_to_image_r1": (similarity.argmax(dim=0) == targets).float().mean().item(),
+        "num_images": len(images),
+        "skipped_records": skipped,
+    }
+    if candidates:
+        distinct = list(dict.fromkeys(text for row in candidates for text in row))
+        row_of = {text: row for row, text in enumerate(distinct)}
+        text_embeds = encode_texts(model, tokenizer, distinct, long=False)
+        correct = 0
+        for region, row in zip(regions, candidates):
+            scores = text_embeds[[row_of[t] for t in row]] @ region
+            correct += int(scores.argmax().item() == 0)
+        chance = sum(1.0 / len(row) for row in candidates) / len(candidates)
+        metrics.update(region_top1=correct / len(candidates), num_regions=len(candidates), chance=chance,
+                       region_top1_over_chance=correct / len(candidates) / chance)
+    else:
+        metrics.update(region_top1=None, num_regions=0, chance=None, region_top1_over_chance=None)
+    model.train(was_training)
+    return metrics

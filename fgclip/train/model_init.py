@@ -1,0 +1,46 @@
+"""The model a run starts from: `tiny` (random, small) or a checkpoint folder of any kind
+`FGCLIPModel.from_pretrained` loads (this project's, stock HF CLIP, official FG-CLIP release)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from fgclip.model import FGCLIPModel
+from fgclip.model.conversion import CheckpointError, detect_checkpoint_kind
+from fgclip.train.config import ModelInit
+
+
+def describe_init(init: str) -> str:
+    """'tiny', or the checkpoint kind of the folder; `CheckpointError` if it is none we can load."""
+    if init == "tiny":
+        return "tiny"
+    path = Path(init)
+    if not path.exists():
+        raise CheckpointError(f"--init {init}: no such folder (give 'tiny' or a model folder)")
+    return detect_checkpoint_kind(path)
+
+
+def build_model(init: ModelInit, stage: int, seed: int) -> FGCLIPModel:
+    """The model to train, in fp32. Stage 1 freezes the regional and hard-negative temperatures,
+    which no stage-1 loss uses (so no engine sees parameters that never get a gradient)."""
+    describe_init(init.init)
+    if init.init == "tiny":
+        torch.manual_seed(seed)  # the same initial weights on every rank and every run
+        model = FGCLIPModel(init.tiny.to_config())
+    else:
+        try:
+            model = FGCLIPModel.from_pretrained(init.init, dtype=torch.float32)
+        except CheckpointError:
+            raise
+        except (OSError, ValueError, RuntimeError, KeyError) as error:
+            raise CheckpointError(f"--init {init.init} cannot be loaded: {type(error).__name__}: "
+                                  f"{str(error).splitlines()[0] if str(error) else ''}") from error
+    model = model.float().train()
+    if stage == 1:
+        model.logit_scale_region.requires_grad_(False)
+        model.logit_scale_hard.requires_grad_(False)
+    if init.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model

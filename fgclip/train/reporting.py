@@ -1,0 +1,76 @@
+"""What a run shows and records: a tqdm bar on rank 0 (loss, lr, samples/s, ETA), `metrics.jsonl`
+(one object per logged step) and, with `--report_to tensorboard`, TensorBoard event files.
+
+(Named `reporting`, not `logging`, so it never shadows the standard library's module.)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def truncate_metrics(path: Path, after_step: int) -> None:
+    """Drop lines logged after `after_step` (a resumed run logs those steps again)."""
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= after_step]
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text("".join(line + "\n" for line in kept))
+    temporary.replace(path)
+
+
+class RunReporter:
+    """Progress and metrics of a run; everything is a no-op except on the main rank."""
+
+    def __init__(self, output_dir: str | Path, total_steps: int, start_step: int, is_main: bool,
+                 report_to: str = "none", progress: bool = True, description: str = "training"):
+        self.is_main = is_main
+        self.metrics_path = Path(output_dir) / METRICS_FILE
+        self.writer = None
+        self.bar = None
+        if not is_main:
+            return
+        self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
+        truncate_metrics(self.metrics_path, start_step)
+        if report_to == "tensorboard":
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=str(Path(output_dir) / "tensorboard"), purge_step=start_step + 1)
+        self.bar = tqdm(total=total_steps, initial=start_step, desc=description, disable=not progress,
+                        dynamic_ncols=True, unit="step")
+
+    def advance(self, steps: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(steps)
+
+    def log(self, metrics: dict) -> None:
+        """Write one logged step (`metrics` has at least `step` and `loss`)."""
+        if not self.is_main:
+            return
+        record = {"time": round(time.time(), 3), **metrics}
+        with self.metrics_path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for name, value in metrics.items():
+                if name != "step" and isinstance(value, (int, float)):
+                    self.writer.add_scalar(f"train/{name}", value, metrics["step"])
+            self.writer.flush()
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics.get('lr', 0):.2e}",
+                                 samples_per_s=f"{metrics.get('samples_per_s', 0):.1f}", refresh=False)
+
+    def message(self, text: str) -> None:
+        if self.is_main:
+            (self.bar.write if self.bar is not None else print)(text)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.writer is not None:
+            self.writer.close()

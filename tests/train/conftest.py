@@ -1,0 +1,54 @@
+"""Shared pieces of the training tests: a small synthetic set and a tiny model folder to start from."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from fgclip import FGCLIPModel
+from fgclip.data.synthetic import generate
+from fgclip.model.conversion import save_with_processors
+from fgclip.train.config import DataConfig, ModelInit, OptimConfig, TrainConfig
+from tests.conftest import tiny_config
+
+
+@pytest.fixture(scope="session")
+def synthetic_set(tmp_path_factory) -> Path:
+    """48 synthetic scenes (38 train / 10 held out) at 32 px; returns the set's folder."""
+    root = tmp_path_factory.mktemp("synthetic")
+    generate(root, 48, seed=7, image_size=32, heldout_fraction=0.2, progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_init(tmp_path_factory) -> Path:
+    """A tiny FG-CLIP folder (32-px images, 4x4 grid) to pass as --init."""
+    folder = tmp_path_factory.mktemp("tiny_init")
+    torch.manual_seed(0)
+    save_with_processors(FGCLIPModel(tiny_config()), folder)
+    return folder
+
+
+def small_config(data: Path, init: Path, output_dir: Path, stage: int = 1, **overrides) -> TrainConfig:
+    """A few-step run of the tiny model on `data` in one process, no progress bar."""
+    values = dict(
+        stage=stage,
+        model=ModelInit(init=str(init)),
+        data=DataConfig(paths=[str(data)], num_workers=0),
+        optim=OptimConfig(lr=1e-3, weight_decay=0.01, warmup_steps=2),
+        output_dir=str(output_dir),
+        max_steps=6,
+        batch_size=4,
+        log_every=1,
+        seed=11,
+        progress=False,
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def read_metrics(output_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (Path(output_dir) / "metrics.jsonl").read_text().splitlines()]
