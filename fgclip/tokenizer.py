@@ -13,7 +13,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
-from open_clip.tokenizer import bytes_to_unicode, default_bpe
 from transformers import CLIPTokenizer
 
 SHORT_LENGTH = 77
@@ -25,6 +24,8 @@ _NUM_MERGES = 49152 - 256 - 2
 
 @lru_cache(maxsize=1)
 def _clip_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
+    from open_clip.tokenizer import bytes_to_unicode, default_bpe  # imported here: open_clip pulls in timm
+
     with gzip.open(default_bpe(), "rt", encoding="utf-8") as handle:
         lines = handle.read().split("\n")[1 : _NUM_MERGES + 1]
     merges = [tuple(line.split()) for line in lines]
