@@ -89,6 +89,10 @@ def resolve_deepspeed_config(path: str | Path | None, batch_size: int, grad_accu
     if config["fp16"]["enabled"]:
         raise ConfigError("fp16 is not supported (FG-CLIP training gave NaNs in fp16); use --bf16")
     config["bf16"]["enabled"] = bool(config["bf16"]["enabled"])
+    if config["bf16"]["enabled"]:
+        # DeepSpeed casts parameters only; the frozen long-text position table is a buffer and must follow
+        # them, or it promotes the text tower's activations back to fp32.
+        config.setdefault("data_types", {}).setdefault("buffer_dtype", "bf16")
     config.setdefault("steps_per_print", 10**9)  # the run logs itself
     config.setdefault("wall_clock_breakdown", False)
     return config
@@ -161,6 +165,29 @@ class PlainEngine:
         return self.module
 
 
+@contextlib.contextmanager
+def _scalar_parameters_broadcast_by_us(model: nn.Module):
+    """Work around DeepSpeed 0.19's start-up broadcast, which views every parameter as bytes and fails on
+    0-dim ones (FG-CLIP's three temperatures: "self.dim() cannot be 0 to view Float as Byte").
+
+    We broadcast those parameters from rank 0 ourselves and mark them with the attribute DeepSpeed's
+    `_broadcast_model` uses to pass over parameters it must not broadcast (`ds_optim_param`, otherwise
+    only read for OptimizedLinear LoRA offload); the mark is removed once the engine exists.
+    """
+    import torch.distributed as dist
+
+    scalars = [p for p in model.parameters() if p.dim() == 0]
+    for parameter in scalars:
+        if dist.is_initialized():
+            dist.broadcast(parameter.data, src=0)
+        parameter.ds_optim_param = True
+    try:
+        yield
+    finally:
+        for parameter in scalars:
+            del parameter.ds_optim_param
+
+
 class DeepSpeedEngine:
     """DeepSpeed ZeRO (stage from the config, 2 as shipped) around the model, with a client AdamW."""
 
@@ -171,9 +198,12 @@ class DeepSpeedEngine:
 
         optimizer = make_optimizer(model, optim)
         scheduler = make_scheduler(optimizer, optim, total_steps)
-        self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
-            model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config, dist_init_required=False
-        )
+        # Buffers are never trained; keep their fp32 values for `final/` (bf16 runs cast them).
+        self._fp32_buffers = {name: b.detach().clone() for name, b in model.named_buffers() if b.is_floating_point()}
+        with _scalar_parameters_broadcast_by_us(model):
+            self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
+                model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config, dist_init_required=False
+            )
         self.bf16 = bool(ds_config["bf16"]["enabled"])
 
     @property
@@ -218,7 +248,7 @@ class DeepSpeedEngine:
 
         state = get_fp32_state_dict_from_zero_checkpoint(str(checkpoint_dir.parent), tag=checkpoint_dir.name)
         model = copy.deepcopy(self.module).float()
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing, unexpected = model.load_state_dict({**state, **self._fp32_buffers}, strict=False)
         trainable = {name for name, p in model.named_parameters() if p.requires_grad}
         if set(missing) & trainable or unexpected:
             raise RuntimeError(f"fp32 weights do not fit the model (missing {sorted(set(missing) & trainable)[:3]}, "

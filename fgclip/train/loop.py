@@ -172,7 +172,7 @@ def train(config: TrainConfig, context: DistributedContext | None = None, launch
                 reporter.advance()
                 if step % config.log_every == 0 or step == total_steps:
                     last_loss = _log(reporter, window, step, epoch, engine.lr, counter, nonfinite, context)
-                    first_loss = last_loss if first_loss is None else first_loss
+                    first_loss = reporter.first_logged_loss if context.is_main else first_loss
                     check_bad_records()
                 if config.save_every and step % config.save_every == 0:
                     last_saved = save(step)

@@ -34,10 +34,14 @@ class RunReporter:
         self.metrics_path = Path(output_dir) / METRICS_FILE
         self.writer = None
         self.bar = None
+        self.first_logged_loss: float | None = None  # of the whole run, also across a resume
         if not is_main:
             return
         self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
         truncate_metrics(self.metrics_path, start_step)
+        if self.metrics_path.is_file():
+            earlier = [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+            self.first_logged_loss = earlier[0]["loss"] if earlier else None
         if report_to == "tensorboard":
             from torch.utils.tensorboard import SummaryWriter
 
@@ -53,6 +57,8 @@ class RunReporter:
         """Write one logged step (`metrics` has at least `step` and `loss`)."""
         if not self.is_main:
             return
+        if self.first_logged_loss is None:
+            self.first_logged_loss = metrics["loss"]
         record = {"time": round(time.time(), 3), **metrics}
         with self.metrics_path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
