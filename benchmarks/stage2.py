@@ -70,7 +70,8 @@ def _measure(settings: BenchSettings, batch_size: int) -> dict:
         "stage2_no_text_levers": step(without_text_levers(stage2, pad_id), 2),
     }
     eager = _eager_copy(model)
-    candidates["stage2_eager_attention"] = step(stage2, 2, eager, eager, make_adamw(eager, settings))
+    eager_called = torch.compile(eager) if settings.compile else eager
+    candidates["stage2_eager_attention"] = step(stage2, 2, eager_called, eager, make_adamw(eager, settings))
     if settings.on_gpu:
         candidates["stage2_foreach_adamw"] = step(stage2, 2, step_optimizer=None, fused=False)
     if settings.compile:
