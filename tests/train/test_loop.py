@@ -82,3 +82,27 @@ def test_nonfinite_losses_are_skipped_counted_and_stop_when_repeated(tmp_path, s
     with pytest.raises(TrainingError, match="3 non-finite losses in a row"):
         train(replace(config, model=replace(config.model, init=str(everywhere)), output_dir=str(tmp_path / "nan"),
                       max_nonfinite_steps=3))
+
+
+def test_gradient_checkpointing_gives_the_same_training(tmp_path, synthetic_set, tiny_init):
+    from safetensors.torch import load_file
+
+    config = small_config(synthetic_set / "train.jsonl", tiny_init, tmp_path / "plain", stage=2, max_steps=2)
+    train(config)
+    checkpointed = replace(config, output_dir=str(tmp_path / "ckpt"),
+                           model=replace(config.model, gradient_checkpointing=True))
+    train(checkpointed)
+    a = load_file(str(tmp_path / "plain" / "final" / "model.safetensors"))
+    b = load_file(str(tmp_path / "ckpt" / "final" / "model.safetensors"))
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], atol=1e-5, rtol=1e-4)
+
+
+def test_gradient_checkpointing_switches_the_layers_on(tiny_init):
+    from fgclip.train.config import ModelInit
+    from fgclip.train.model_init import build_model
+
+    model = build_model(ModelInit(init=str(tiny_init), gradient_checkpointing=True), stage=2, seed=0)
+    layers = list(model.vision_model.encoder.layers) + list(model.text_model.encoder.layers)
+    assert all(layer.gradient_checkpointing for layer in layers)
+    assert not build_model(ModelInit(init=str(tiny_init)), stage=2, seed=0).vision_model.encoder.layers[0].gradient_checkpointing
