@@ -39,6 +39,7 @@ BENCHMARKS = {
 }
 EXTERNAL = {
     "default_experiment": ("benchmarks.default_experiment", "the trainer's embedded default experiment (tiny, CPU)"),
+    "lmm_miniature": ("benchmarks.lmm_miniature", "LLaVA miniature: stage-1 vs stage-2 FG-CLIP tower (POPE F1, attributes, boxes)"),
 }
 
 
@@ -47,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.run",
         description="Measured speed and memory of fgclip against reference implementations, in one process.",
-        epilog=f"benchmarks:\n{listing}\n  {'all':<16} every benchmark above except default_experiment",
+        epilog=f"benchmarks:\n{listing}\n  {'all':<16} every benchmark above except default_experiment and lmm_miniature",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("name", help="which benchmark to run (see the list below), or 'all'")

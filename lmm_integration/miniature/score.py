@@ -13,10 +13,11 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
 from eval.lmm.boxes import box_iou, parse_box
-from eval.lmm.pope_rule import pope_answer
+from eval.lmm.pope_rule import pope_answer, score_yes_no
 from lmm_integration.miniature.questions import QUESTION_TYPES, Question, Vocabulary
 
 IOU_THRESHOLD = 0.5
+ATTRIBUTE_KINDS = ("colour", "texture", "size")
 
 
 def _words(text: str) -> set[str]:
@@ -26,7 +27,7 @@ def _words(text: str) -> set[str]:
 def is_correct(question: Question, answer: str | None, vocabulary: Vocabulary, image_size: tuple[int, int]) -> bool:
     if not answer:
         return False
-    if question.kind in ("colour", "texture", "size"):
+    if question.kind in ATTRIBUTE_KINDS:
         named = _words(answer) & set(vocabulary.values(question.kind))
         return named == {question.answer}
     if question.kind == "yes_no":
@@ -53,7 +54,9 @@ def chance_levels(vocabulary: Vocabulary, where_chance: float) -> dict[str, floa
 
 def score(questions: Sequence[Question], answers: Mapping[str, str], vocabulary: Vocabulary,
           image_sizes: Mapping[str, tuple[int, int]], chance: Mapping[str, float]) -> dict:
-    """Accuracy per question kind and overall, with the matching chance levels and counts."""
+    """Accuracy per question kind and overall, with the matching chance levels and counts, plus the three
+    figures of the FG-CLIP claim: POPE-style yes/no metrics (F1 with "yes" as the positive class), attribute
+    accuracy (colour, texture and size questions pooled) and localisation Acc@IoU>=0.5 ("where")."""
     right, total = defaultdict(int), defaultdict(int)
     for question in questions:
         total[question.kind] += 1
@@ -68,4 +71,14 @@ def score(questions: Sequence[Question], answers: Mapping[str, str], vocabulary:
         "chance_per_kind": {kind: chance[kind] for kind in kinds},
         "questions_per_kind": {kind: total[kind] for kind in kinds},
         "answered": sum(1 for question in questions if answers.get(question.question_id)),
+        "pope": score_yes_no({q.question_id: q.answer.lower() for q in questions if q.kind == "yes_no"},
+                             answers).metrics(),
+        "attribute_accuracy": _pooled(right, total, ATTRIBUTE_KINDS),
+        "localisation_acc50": _pooled(right, total, ("where",)),
     }
+
+
+
+def _pooled(right: Mapping[str, int], total: Mapping[str, int], kinds: Sequence[str]) -> float:
+    count = sum(total[kind] for kind in kinds)
+    return sum(right[kind] for kind in kinds) / count if count else 0.0

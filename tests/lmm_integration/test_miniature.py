@@ -76,6 +76,8 @@ def test_scoring_per_kind_and_chance():
     result = score(questions, answers, VOCABULARY, {"a.png": (64, 64)}, chance_levels(VOCABULARY, 0.25))
     assert result["per_kind"] == {"colour": 1.0, "size": 0.0, "yes_no": 1.0, "where": 1.0}
     assert result["accuracy"] == 0.75 and result["chance"] == pytest.approx((1 / 3 + 0.5 + 0.5 + 0.25) / 4)
+    assert result["attribute_accuracy"] == 0.5 and result["localisation_acc50"] == 1.0  # colour right, size wrong
+    assert (result["pope"]["tn"], result["pope"]["num_questions"], result["pope"]["f1"]) == (1, 1, 0.0)  # no "yes" label
     assert not is_correct(questions[0], "red or blue", VOCABULARY, (64, 64)) and not is_correct(questions[0], None, VOCABULARY, (64, 64))
     assert constant_box_hit_rate(questions, [[0.1, 0.1, 0.5, 0.5], [0.1, 0.1, 0.5, 0.5]]) == 1.0
 
