@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     length.add_argument("--grad_accum", type=int, default=None, help="micro-batches per optimizer step [default 1]")
     optim = parser.add_argument_group("optimizer (AdamW, linear warm-up then cosine)")
     optim.add_argument("--lr", type=float, default=None, help="peak learning rate [recipe: 1e-4 stage 1, 1e-6 stage 2; "
-                       "tiny 1e-3 / 5e-4]")
+                       "tiny 1e-3 / 1e-3]")
     optim.add_argument("--weight_decay", type=float, default=None, help="AdamW weight decay on matrices [recipe 0.001]")
     optim.add_argument("--warmup_steps", type=int, default=None, help="linear warm-up steps [recipe 200]")
     optim.add_argument("--min_lr_ratio", type=float, default=None, help="cosine floor as a share of --lr [default 0]")

@@ -30,9 +30,11 @@ PUBLISHED_RECIPES = {
     1: Recipe(lr=1e-4, weight_decay=0.001, warmup_steps=200, batch_size=384),
     2: Recipe(lr=1e-6, weight_decay=0.001, warmup_steps=200, batch_size=512),
 }
+# Chosen with runs of the embedded default (a higher stage-2 lr and most steps in stage 2 lift held-out
+# region top-1 from 0.39 to 0.73); a second seed, i.e. other scenes and another held-out split, checks it.
 TINY_RECIPES = {
     1: Recipe(lr=1e-3, weight_decay=0.01, warmup_steps=50, batch_size=32),
-    2: Recipe(lr=5e-4, weight_decay=0.01, warmup_steps=20, batch_size=32),
+    2: Recipe(lr=1e-3, weight_decay=0.01, warmup_steps=20, batch_size=32),
 }
 
 

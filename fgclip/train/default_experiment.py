@@ -33,8 +33,8 @@ class DefaultExperiment:
     num_images: int = 2500
     heldout_fraction: float = 0.12
     seed: int = 42
-    stage1_steps: int = 500
-    stage2_steps: int = 300
+    stage1_steps: int = 200
+    stage2_steps: int = 500
     batch_size: int = 32
     num_workers: int | None = None
     bf16: bool | None = None
