@@ -19,6 +19,22 @@ class EvalError(Exception):
     """A usage or data error: reported as one line, exit code 2."""
 
 
+def resolve_device(name: str, error: type[EvalError] = EvalError):
+    """`--device` as a `torch.device`: `auto` picks CUDA when there is one; a bad name or CUDA asked for
+    without a GPU raises `error` (an `EvalError` kind, so the command exits 2 with one line)."""
+    import torch  # here, not at the top: `--help` and the error contract need no torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as cause:
+        raise error(f"--device {name!r} is not a device name (use auto, cpu, cuda or cuda:N): {cause}") from cause
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise error(f"--device {name} asked for, but CUDA is not available here")
+    return device
+
+
 def default_cache_dir() -> Path:
     """`$FGCLIP_EVAL_CACHE`, else `~/.cache/fgclip/eval`."""
     env = os.environ.get("FGCLIP_EVAL_CACHE")

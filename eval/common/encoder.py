@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from eval.common.cache import EmbeddingCache, files_digest, model_fingerprint, texts_digest
-from eval.common.cli import EvalError, cache_dir_from_args
+from eval.common.cli import EvalError, cache_dir_from_args, resolve_device
 from eval.common.fusion import FusionSettings, attention_pool, fuse, text_token_mask
 from eval.common.images import iter_image_batches
 from fgclip.model import FGCLIPModel
@@ -57,18 +57,6 @@ class EncodedImages:
     embeddings: torch.Tensor
     ok: torch.Tensor
     failures: dict[str, int] = field(default_factory=dict)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise EvalError(f"--device {name!r} is not a device name: {error}") from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise EvalError(f"--device {name} asked for, but CUDA is not available here")
-    return device
 
 
 def resolve_autocast(precision: str, device: torch.device) -> torch.dtype | None:

@@ -21,6 +21,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
+from eval.common.cli import resolve_device
 from eval.lmm.answers_file import AnswerWriter, check_same_prompts, question_key, read_answers
 from eval.lmm.boxes import expand_to_square, mean_background
 from eval.lmm.errors import LMMEvalError
@@ -65,18 +66,6 @@ class PromptItem:
     extra: dict = field(default_factory=dict)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise LMMEvalError(f"--device {name!r} is not a device torch knows (use auto, cpu, cuda or cuda:N)") from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise LMMEvalError(f"--device {name} asked for, but CUDA is not available")
-    return device
-
-
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     if name == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -101,7 +90,7 @@ def load_lmm(model_dir: str | Path, settings: GenerationSettings) -> LoadedLMM:
             f"{model_dir} holds a '{config.model_type}' model; the LMM runs need a LLaVA folder "
             "(LlavaForConditionalGeneration + its processor)"
         )
-    device = resolve_device(settings.device)
+    device = resolve_device(settings.device, LMMEvalError)
     dtype = resolve_dtype(settings.dtype, device)
     try:
         processor = AutoProcessor.from_pretrained(model_dir)
