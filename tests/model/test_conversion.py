@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 import textwrap
 from pathlib import Path
 
@@ -166,7 +167,13 @@ def _transformers_437_python() -> str:
     python = venv / "bin" / "python"
     marker = venv / ".ready"
     if not marker.is_file():
-        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+        # This interpreter's packages (torch, ...) are seen after the venv's own through a .pth file, not
+        # --system-site-packages, which would give the base interpreter's when the tests run in a venv.
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        own = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+        (Path(own) / "fgclip_parent_packages.pth").write_text("".join(f"{path}\n" for path in sorted(ours)))
         install = subprocess.run([str(python), "-m", "pip", "install", "-q", "transformers==4.37.2"],
                                  capture_output=True, text=True, timeout=900)
         if install.returncode != 0:
