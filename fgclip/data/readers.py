@@ -24,7 +24,7 @@ from PIL import Image
 from webdataset.shardlists import expand_urls
 from webdataset.tariterators import base_plus_ext
 
-from fgclip.data.schema import BadRecord, Record, RecordError, is_finehard_item, record_from_finehard, record_from_json
+from fgclip.data.schema import BadRecord, Record, parse_item
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "ppm", "tif", "tiff", "gif")
 
@@ -63,16 +63,6 @@ class LoadedRecord:
             raise
         except Exception as error:  # Pillow raises many types for corrupt data
             raise ImageError(f"cannot decode image: {type(error).__name__}: {error}") from error
-
-
-def parse_item(item, source: str, require_captions: bool) -> Record | BadRecord:
-    """One JSON item (this format or FineHARD's) as a `Record`, or a `BadRecord` saying why not."""
-    try:
-        if is_finehard_item(item):
-            return record_from_finehard(item)
-        return record_from_json(item, require_captions)
-    except RecordError as error:
-        return BadRecord(source, str(error))
 
 
 class JsonlSource:

@@ -175,7 +175,7 @@ def iter_record_file(
             yield BadRecord(str(path), "a .json record file must hold a list")
             return
         for index, item in enumerate(items):
-            yield _parse(item, f"{path}:{index}", require_captions)
+            yield parse_item(item, f"{path}:{index}", require_captions)
         return
     with path.open(encoding="utf-8") as handle:
         for line_number, line in enumerate(handle, start=1):
@@ -186,10 +186,11 @@ def iter_record_file(
             except json.JSONDecodeError as error:
                 yield BadRecord(f"{path}:{line_number}", f"not valid JSON: {error.msg}")
                 continue
-            yield _parse(item, f"{path}:{line_number}", require_captions)
+            yield parse_item(item, f"{path}:{line_number}", require_captions)
 
 
-def _parse(item, source: str, require_captions: bool) -> Record | BadRecord:
+def parse_item(item, source: str, require_captions: bool) -> Record | BadRecord:
+    """One JSON item (this format or FineHARD's) as a `Record`, or a `BadRecord` saying why not."""
     try:
         if is_finehard_item(item):
             return record_from_finehard(item)
