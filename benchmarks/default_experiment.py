@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -23,18 +22,14 @@ STAGE_GAP_TARGET = 0.10  # "clearly above": at least 10 points of region top-1
 
 
 def machine() -> dict:
+    """The harness's device description, plus the load average: a shared machine slows a run down."""
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    if Path("/proc/cpuinfo").is_file():
-        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": cpu, "cores": cores, "torch_threads": torch.get_num_threads(),
-            "load_average_1m_at_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "torch": torch.__version__, "python": platform.python_version()}
+    from benchmarks.harness import describe_device
+
+    facts = describe_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    facts["load_average_1m_at_start"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return facts
 
 
 def main(argv=None) -> dict:

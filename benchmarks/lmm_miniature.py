@@ -82,6 +82,9 @@ def main(argv=None) -> dict:
         if not (Path(folder) / "config.json").is_file():
             parser.error(f"no FG-CLIP folder at {folder}: run `python scripts/pretrain_fgclip.py` first or pass --stage1/--stage2")
 
+    import torch
+
+    from benchmarks.harness import describe_device
     from lmm_integration.miniature.run import MiniatureOptions, build_parser, run
 
     options = vars(build_parser().parse_args(
@@ -101,7 +104,7 @@ def main(argv=None) -> dict:
         "table": table,
         "towers": {"stage 1 tower": args.stage1, "stage 2 tower": args.stage2},
         "miniature": options,
-        "machine": {"cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "machine": {**describe_device(torch.device("cpu")),
                     "load_average_1m_at_end": os.getloadavg()[0] if hasattr(os, "getloadavg") else None},
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
