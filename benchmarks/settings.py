@@ -8,11 +8,13 @@ from pathlib import Path
 
 import torch
 
+from fgclip.errors import UserError
+
 # Dense bf16 matmul peak used for MFU when the GPU is one of these (measured here: H100 798, H200 ~790).
 PEAK_BF16_TFLOPS = {"H100": 800.0, "H200": 790.0}
 
 
-class BenchmarkError(Exception):
+class BenchmarkError(UserError):
     """A benchmark that cannot run as asked (one-line message; the CLI exits with code 2)."""
 
 

@@ -32,6 +32,7 @@ from eval.common.encoder import Encoder, EncoderConfig  # noqa: E402
 from eval.common.jsonfiles import iter_items  # noqa: E402
 from eval.common.reporting import markdown_table, write_results  # noqa: E402
 from fgclip.data.schema import RecordError, check_bbox, record_from_json  # noqa: E402
+from fgclip.images import to_rgb  # noqa: E402
 
 WHY_MAPS_LOOK_INVERTED = """\
 Why similarity maps can look "inverted" (objects cold, background hot):
@@ -75,7 +76,7 @@ def normalize_maps(cosine: torch.Tensor, mode: str, temperature: float) -> torch
 
 def _display_image(path: Path, max_side: int = 512) -> Image.Image:
     with Image.open(path) as image:
-        image = image.convert("RGB")
+        image = to_rgb(image)
     scale = max_side / max(image.size)
     if scale < 1:
         image = image.resize((round(image.width * scale), round(image.height * scale)), Image.BICUBIC)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from torchvision import transforms as T
 from transformers import CLIPImageProcessor
 
+from fgclip.images import to_rgb
+
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -13,7 +15,7 @@ def image_transform(image_size: int) -> T.Compose:
     """PIL image -> normalised `(3, S, S)` tensor, the way FG-CLIP preprocesses for training and eval."""
     return T.Compose(
         [
-            T.Lambda(lambda image: image.convert("RGB")),
+            T.Lambda(to_rgb),
             T.Resize((image_size, image_size), interpolation=T.InterpolationMode.BICUBIC, antialias=True),
             T.ToTensor(),
             T.Normalize(CLIP_MEAN, CLIP_STD),

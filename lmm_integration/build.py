@@ -32,6 +32,7 @@ from transformers import (
 )
 from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
 
+from fgclip.errors import UserError
 from lmm_integration.conversation import DEFAULT_SYSTEM_PROMPT, IMAGE_TOKEN, chat_template
 from lmm_integration.dense import FEATURE_SOURCES
 from lmm_integration.vision import VisionSourceError, VisionTower, load_vision_tower
@@ -41,7 +42,7 @@ PAD_TOKEN = "<pad>"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-class BuildError(ValueError):
+class BuildError(UserError, ValueError):
     """A build that cannot go on, with a one-line reason."""
 
 

@@ -20,10 +20,12 @@ from PIL import Image, UnidentifiedImageError
 
 import lmm_integration  # noqa: F401  (registers the dense tower type for --vision-features dense folders)
 from eval.lmm.boxes import expand_to_square, mean_background
+from fgclip.errors import UserError
+from fgclip.images import to_rgb
 from lmm_integration.conversation import user_message
 
 
-class ChatError(ValueError):
+class ChatError(UserError, ValueError):
     """A model folder or image that cannot be used, with a one-line reason."""
 
 
@@ -58,7 +60,7 @@ def load_image(path: str | Path, processor, pad_to_square: bool = True) -> Image
     """The image as RGB, padded to a square with the processor's mean colour when asked."""
     try:
         with Image.open(path) as image:
-            image = image.convert("RGB")
+            image = to_rgb(image)
     except (OSError, UnidentifiedImageError) as error:
         raise ChatError(f"cannot read image {path}: {error}") from error
     if pad_to_square:

@@ -20,14 +20,16 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from lmm_integration.conversation import IMAGE_TOKEN, ConversationError, llava_turns_to_messages
 from eval.lmm.boxes import expand_to_square, mean_background
+from fgclip.errors import UserError
+from fgclip.images import to_rgb
+from lmm_integration.conversation import IMAGE_TOKEN, ConversationError, llava_turns_to_messages
 
 IGNORE_INDEX = -100
 ASPECT_MODES = ("pad", "resize")
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Data that cannot be trained on at all (unreadable file, wrong setup, too many bad records)."""
 
 
@@ -189,7 +191,7 @@ class ConversationDataset(Dataset):
         """`(3, S, S)` pixels of one image, padded to a square first in `pad` mode."""
         try:
             with Image.open(path) as image:
-                image = image.convert("RGB")
+                image = to_rgb(image)
         except OSError as error:
             raise DataError(f"cannot read image {path}: {error}") from error
         if self.image_aspect_ratio == "pad":

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from transformers import AutoProcessor, LlavaForConditionalGeneration, Trainer, TrainerCallback, TrainingArguments
 
+from fgclip.errors import UserError
 from lmm_integration.data import ASPECT_MODES, ConversationCollator, ConversationDataset, DataError, image_token_count
 from lmm_integration.lora import PROJECTOR, LoraOptions, add_lora, merge_adapter, quantization_config
 
@@ -34,7 +35,7 @@ STAGE_LR = {"A": 1e-3, "B": 2e-5}
 LORA_LR, LORA_PROJECTOR_LR = 2e-4, 2e-5
 
 
-class TrainSetupError(ValueError):
+class TrainSetupError(UserError, ValueError):
     """Options or inputs that make training impossible, with a one-line reason."""
 
 

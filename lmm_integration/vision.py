@@ -14,13 +14,14 @@ from pathlib import Path
 import torch
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
 
+from fgclip.errors import UserError
 from lmm_integration.dense import check_feature_source
 from lmm_integration.dense_tower import DENSE_MODEL_TYPE, FGCLIPDenseVisionModel, to_dense_tower
 
 TOWER_MODEL_TYPES = ("clip_vision_model", DENSE_MODEL_TYPE)
 
 
-class VisionSourceError(ValueError):
+class VisionSourceError(UserError, ValueError):
     """A `--vision` folder that cannot serve as a LLaVA tower, with a one-line reason."""
 
 

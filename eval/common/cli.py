@@ -14,8 +14,10 @@ import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from fgclip.errors import UserError
 
-class EvalError(Exception):
+
+class EvalError(UserError):
     """A usage or data error: reported as one line, exit code 2."""
 
 

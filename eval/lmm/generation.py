@@ -26,6 +26,7 @@ from eval.lmm.answers_file import AnswerWriter, check_same_prompts, question_key
 from eval.lmm.boxes import expand_to_square, mean_background
 from eval.lmm.errors import LMMEvalError
 from eval.lmm.prompting import format_prompt
+from fgclip.images import to_rgb
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -130,7 +131,7 @@ def load_image(path: Path) -> Image.Image | None:
     """The image as RGB, or None when it is missing or unreadable (the caller counts it)."""
     try:
         with Image.open(path) as image:
-            return image.convert("RGB")
+            return to_rgb(image)
     except (OSError, UnidentifiedImageError):
         return None
 

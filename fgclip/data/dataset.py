@@ -16,13 +16,14 @@ from torch.utils.data import Dataset
 
 from fgclip.data.readers import ImageError, LoadedRecord
 from fgclip.data.schema import BadRecord
+from fgclip.errors import UserError
 from fgclip.transforms import image_transform
 
 MAX_REGIONS_PER_IMAGE = 4  # FG-CLIP's stage 2 uses up to 4 boxes per image
 NUM_HARD_NEGATIVES = 10
 
 
-class DataError(RuntimeError):
+class DataError(UserError, RuntimeError):
     """The data cannot be trained on (too many bad records); the message names examples."""
 
 

@@ -25,11 +25,13 @@ from webdataset.shardlists import expand_urls
 from webdataset.tariterators import base_plus_ext
 
 from fgclip.data.schema import BadRecord, Record, parse_item
+from fgclip.errors import UserError
+from fgclip.images import to_rgb
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "ppm", "tif", "tiff", "gif")
 
 
-class DataPathError(ValueError):
+class DataPathError(UserError, ValueError):
     """A `--data` path that does not exist or is not a supported kind of file (one-line message)."""
 
 
@@ -58,7 +60,7 @@ class LoadedRecord:
             else:
                 raise ImageError("the sample has no image")
             image.load()  # decode now, so a truncated file fails here and not later in a transform
-            return image.convert("RGB")
+            return to_rgb(image)
         except ImageError:
             raise
         except Exception as error:  # Pillow raises many types for corrupt data

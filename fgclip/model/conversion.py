@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import CLIPConfig, CLIPModel, CLIPVisionConfig
 
+from fgclip.errors import UserError
 from fgclip.model.configuration import FGCLIPConfig
 from fgclip.model.modeling import FGCLIPModel
 from fgclip.tokenizer import FGCLIPTokenizer
@@ -31,7 +32,7 @@ OFFICIAL_KEY_MAP = {
 CHECKPOINT_KINDS = ("fgclip", "clip", "official-fgclip")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A folder that is not a checkpoint this project can load, with a one-line reason."""
 
 

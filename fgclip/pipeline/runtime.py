@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from fgclip.images import to_rgb
 from fgclip.pipeline.errors import PipelineError
 
 _DTYPES = {
@@ -58,7 +59,7 @@ def open_image(path: str | Path) -> Image.Image | None:
     """The image as RGB, or None when the file is missing or not an image (the caller counts it)."""
     try:
         with Image.open(path) as image:
-            return image.convert("RGB")
+            return to_rgb(image)
     except (FileNotFoundError, IsADirectoryError, UnidentifiedImageError, OSError):
         return None
 

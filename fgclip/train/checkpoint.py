@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fgclip.errors import UserError
 from fgclip.train.distributed import DistributedContext, barrier
 
 CHECKPOINTS = "checkpoints"
@@ -31,7 +32,7 @@ STATE_FILE = "trainer_state.json"
 PARTIAL_SUFFIX = ".partial"
 
 
-class ResumeError(ValueError):
+class ResumeError(UserError, ValueError):
     """`--resume` names nothing usable, or a checkpoint of an incompatible run (one-line message)."""
 
 

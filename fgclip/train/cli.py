@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from fgclip.errors import UserError
 from fgclip.losses import LossWeights
 from fgclip.train.config import SHIPPED_DEEPSPEED_CONFIG, DataConfig, ModelInit, OptimConfig, TrainConfig, recipe_for
 
@@ -19,7 +20,7 @@ DEFAULT_EXPERIMENT_OPTIONS = ("output_dir", "seed", "num_workers", "report_to", 
                               "no_progress", "synthetic_images", "max_steps", "local_rank")
 
 
-class UsageError(ValueError):
+class UsageError(UserError, ValueError):
     """Options that do not fit together (one-line message, exit code 2)."""
 
 

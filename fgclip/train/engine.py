@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from fgclip.data.collate import Batch
+from fgclip.errors import UserError
 from fgclip.losses import FGCLIPLoss
 from fgclip.train.config import SHIPPED_DEEPSPEED_CONFIG, OptimConfig
 from fgclip.train.distributed import DistributedContext
@@ -25,7 +26,7 @@ from fgclip.train.step import LossOutput, compute_loss
 PLAIN_STATE_FILE = "trainer_state.pt"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A DeepSpeed config that cannot be used (one-line message)."""
 
 

@@ -27,12 +27,14 @@ from pathlib import Path
 
 from PIL import Image
 
+from fgclip.errors import UserError
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ZERO2 = REPO_ROOT / "scripts" / "zero2_llava.json"
 FINETUNE_SCRIPT = REPO_ROOT / "scripts" / "finetune_llava.sh"
 
 
-class MiniatureError(ValueError):
+class MiniatureError(UserError, ValueError):
     """A miniature run that cannot go on, with a one-line reason."""
 
 

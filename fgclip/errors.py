@@ -1,0 +1,9 @@
+"""The one kind of error that means "the user can fix this": a bad option, a missing or malformed input,
+a folder that is not what a command needs. Every command prints its message as one line on stderr and
+exits with code 2, never with a traceback. Subclasses exist only to say where the error arose."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A problem with what the user gave, with a one-line message that says what and, where it can, how to fix it."""
