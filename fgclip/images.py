@@ -22,10 +22,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
     """`image` as an 8-bit RGB image; high-bit-depth greyscale is scaled, not clipped.
 
     Float images ("F") are read as [0, 1] when their largest value is at most 1, else as [0, 255].
-    Every other mode (palette, L, LA, RGBA, CMYK, YCbCr ...) is Pillow's own conversion.
+    Every other mode (RGB, palette, L, LA, RGBA, CMYK, YCbCr ...) is Pillow's own conversion. The result is
+    always a new, decoded image, so it outlives the file the caller opened it from.
     """
-    if image.mode == "RGB":
-        return image
     if image.mode in _INTEGER_MODES:
         values = np.asarray(image, dtype=np.float64)
         scaled = np.clip(values, 0, _INTEGER_MODES[image.mode]) * (255.0 / _INTEGER_MODES[image.mode])

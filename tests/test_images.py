@@ -46,3 +46,10 @@ def test_the_model_transform_reads_16_bit_images_scaled(tmp_path):
         pixels = image_transform(16)(image)
     # normalised pixels of a mid-grey ramp average near zero; a saturated image would be near +1.9
     assert abs(float(pixels.mean())) < 0.5
+
+
+def test_result_outlives_the_opened_file(tmp_path):
+    Image.new("RGB", (4, 4), (1, 2, 3)).save(tmp_path / "rgb.png")
+    with Image.open(tmp_path / "rgb.png") as image:
+        converted = to_rgb(image)
+    assert converted.getpixel((0, 0)) == (1, 2, 3)
