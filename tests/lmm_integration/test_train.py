@@ -86,16 +86,16 @@ def test_qlora_8bit_config():
 
 
 def test_bad_setups_exit_2_with_one_line(llava_dir, colour_data, tmp_path, capsys):
-    base = ["--data", str(colour_data), "--output-dir", str(tmp_path)]
+    base = ["--data", str(colour_data), "--output-dir", str(tmp_path / "run")]
     assert main(["--stage", "A", "--model", str(tmp_path / "missing"), *base]) == 2
     assert "model folder not found" in capsys.readouterr().err
-    assert main(["--stage", "A", "--model", str(llava_dir), "--data", str(tmp_path / "none.json"), "--output-dir", str(tmp_path)]) == 2
+    assert main(["--stage", "A", "--model", str(llava_dir), "--data", str(tmp_path / "none.json"), *base[2:]]) == 2
     assert main(["--stage", "A", "--model", str(llava_dir), "--lora", *base]) == 2
     assert "stage B" in capsys.readouterr().err
     assert main(["--stage", "B", "--model", str(llava_dir), "--deepspeed", str(tmp_path / "ds.json"), *base]) == 2
     text_only = tmp_path / "text.json"
     text_only.write_text(json.dumps([{"id": "1", "conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "Yes"}]}]))
-    assert main(["--stage", "A", "--model", str(llava_dir), "--data", str(text_only), "--output-dir", str(tmp_path)]) == 2
+    assert main(["--stage", "A", "--model", str(llava_dir), "--data", str(text_only), *base[2:]]) == 2
     assert "no usable conversation" in capsys.readouterr().err
 
 
