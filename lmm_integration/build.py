@@ -149,6 +149,31 @@ def _load_weights(loader, directory: Path, option: str, **kwargs):
         raise BuildError(f"{option} {directory}: cannot load its weights ({_first_line(error)})") from error
 
 
+def _absolute(path: str | Path) -> str:
+    return str(Path(path).expanduser().resolve())
+
+
+def existing_build(out: str | Path, vision: str | Path, llm: str | Path | None, from_llava: str | Path | None,
+                   options: BuildOptions) -> bool:
+    """True when `out` holds a complete build of the same inputs and options (a re-run of
+    scripts/finetune_llava.sh after a stop keeps it); a complete build of anything else is a `BuildError`."""
+    note_file = Path(out) / BUILD_NOTE
+    if not note_file.is_file() or not previous_build(Path(out)):
+        return False
+    note = json.loads(note_file.read_text())
+    if not note.get("complete"):
+        return False  # an interrupted build: written again
+    wanted = {"vision": _absolute(vision), "llm": llm and _absolute(llm), "from_llava": from_llava and _absolute(from_llava),
+              **asdict(options)}
+    if options.vision_feature_layer is None:  # resolved when built
+        wanted.pop("vision_feature_layer")
+    differences = [f"{key} {note.get(key)!r} -> {value!r}" for key, value in wanted.items() if note.get(key) != value]
+    if differences:
+        raise BuildError(f"--out {out} holds a build of other inputs or options ({'; '.join(differences[:2])}); "
+                         "choose another --out, or pass --overwrite to build there again")
+    return True
+
+
 def previous_build(folder: Path) -> bool:
     """A folder this command wrote (`lmm_build.json`) and nothing trained into since (no `train_options.json`)."""
     return (folder / BUILD_NOTE).is_file() and not (folder / "train_options.json").exists()
@@ -283,7 +308,7 @@ def build_llava(vision: str | Path, llm: str | Path, out: str | Path, options: B
     _assert_materialised(model)
     processor = make_processor(tower, tokenizer, options.vision_feature_select_strategy, tokenizer.chat_template)
     note = {
-        "vision": str(vision), "vision_kind": tower.kind, "llm": str(llm_dir), "from_llava": None,
+        "vision": _absolute(vision), "vision_kind": tower.kind, "llm": _absolute(llm_dir), "from_llava": None,
         "projector": "new (random): train stage A first",
         "image_tokens_per_image": _image_seq_length(tower, options.vision_feature_select_strategy),
         "image_token_id": image_token_id, "pad_token_id": tokenizer.pad_token_id,
@@ -373,7 +398,7 @@ def swap_vision_tower(from_llava: str | Path, vision: str | Path, out: str | Pat
     model.generation_config, dropped = valid_generation_config(model.generation_config, tokenizer.pad_token_id)
     processor = make_processor(tower, tokenizer, options.vision_feature_select_strategy, template)
     note = {
-        "vision": str(vision), "vision_kind": tower.kind, "llm": None, "from_llava": str(llava_dir),
+        "vision": _absolute(vision), "vision_kind": tower.kind, "llm": None, "from_llava": _absolute(llava_dir),
         "projector": f"re-initialised ({misfit}): re-train it with stage A" if misfit
         else "kept from the LLaVA checkpoint (same hidden size and patch count)",
         "image_tokens_per_image": model.config.image_seq_length,
@@ -411,6 +436,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="'default' drops the CLS token (LLaVA-1.5), 'full' keeps it")
     parser.add_argument("--system-prompt", default=DEFAULT_SYSTEM_PROMPT,
                         help="system prompt of the chat template ('' for none); default: LLaVA-1.5's")
+    parser.add_argument("--keep-existing", action="store_true",
+                        help="when --out already holds a complete build of the same inputs and options, keep it and "
+                             "exit 0 (scripts/finetune_llava.sh passes this, so that a re-run continues); a build of "
+                             "anything else there is refused unless --overwrite")
     parser.add_argument("--dtype", default="auto", choices=("auto", *DTYPES),
                         help="weights dtype of the saved model (auto: the LLM's / the LLaVA checkpoint's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the projector initialisation")
@@ -425,6 +454,10 @@ def main(argv: list[str] | None = None) -> int:
         dtype=args.dtype, seed=args.seed,
     )
     try:
+        if args.keep_existing and not args.overwrite and existing_build(args.out, args.vision, args.llm,
+                                                                         args.from_llava, options):
+            print(f"keeping the LLaVA model already built in {args.out} (same inputs and options)")
+            return 0
         if args.from_llava:
             if args.llm:
                 raise BuildError("give either --llm (new model) or --from-llava (tower swap), not both")

@@ -208,7 +208,8 @@ class LlavaTrainer(Trainer):
 
     def get_train_dataloader(self):
         loader = super().get_train_dataloader()
-        loader.worker_init_fn = WorkerIgnoresStopSignals(loader.worker_init_fn)  # see lmm_integration.preemption
+        torch_loader = getattr(loader, "base_dataloader", loader)  # accelerate wraps the torch DataLoader
+        torch_loader.worker_init_fn = WorkerIgnoresStopSignals(torch_loader.worker_init_fn)  # lmm_integration.preemption
         return loader
 
     def create_optimizer(self, model=None):
@@ -384,17 +385,17 @@ def run(options: TrainOptions) -> Path:
         callbacks=[MetricsFile(output_dir / "metrics.jsonl"), stop],
         projector_lr=options.projector_learning_rate,
     )
-    stop.install()
+    stop.install()  # kept through the final save: a stop signal then ends the job after `final` is written
     try:
         trainer.train(resume_from_checkpoint=True if mode == "resume" else None)
+        if stop.stopped:
+            trainer.accelerator.wait_for_everyone()  # every process has written its part of the checkpoint
+            raise Preempted(output_dir / f"checkpoint-{stop.stopped_at_step}", stop.signal_name, stop.stopped_at_step)
+        if trainer.is_world_process_zero():
+            (output_dir / "run_info.json").write_text(json.dumps(run_info(trainer), indent=2) + "\n")
+        return save_final(trainer, processor, options, changes)
     finally:
         stop.uninstall()
-    if stop.stopped:
-        trainer.accelerator.wait_for_everyone()
-        raise Preempted(output_dir / f"checkpoint-{stop.stopped_at_step}", stop.signal_name, stop.stopped_at_step)
-    if trainer.is_world_process_zero():
-        (output_dir / "run_info.json").write_text(json.dumps(run_info(trainer), indent=2) + "\n")
-    return save_final(trainer, processor, options, changes)
 
 
 def run_info(trainer: Trainer) -> dict:
