@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from tokenizers import AddedToken
 from transformers import (
     AutoModel,
@@ -145,7 +146,7 @@ def _load_tokenizer(directory: Path, option: str):
 def _load_weights(loader, directory: Path, option: str, **kwargs):
     try:
         return loader.from_pretrained(str(directory), **kwargs)
-    except (OSError, ValueError, RuntimeError, KeyError) as error:  # missing, truncated or mismatched weights
+    except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as error:  # missing, truncated, mismatched
         raise BuildError(f"{option} {directory}: cannot load its weights ({_first_line(error)})") from error
 
 

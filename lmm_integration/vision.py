@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
 
 from fgclip.errors import UserError
@@ -96,7 +97,7 @@ def _from_pretrained(model_class, directory: Path, **kwargs):
         return model_class.from_pretrained(str(directory), **kwargs)
     except UserError:
         raise
-    except (OSError, ValueError, RuntimeError, KeyError) as error:  # missing, truncated or mismatched weights
+    except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as error:  # missing, truncated, mismatched
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise VisionSourceError(f"--vision {directory}: cannot load its weights ({reason})") from error
 
