@@ -255,7 +255,7 @@ def training_arguments(options: TrainOptions) -> TrainingArguments:
         activation_checkpointing_kwargs={"use_reentrant": False}, deepspeed=options.deepspeed,
         use_cpu=not torch.cuda.is_available(), report_to=[] if options.report_to == "none" else [options.report_to],
         dataloader_num_workers=options.num_workers, remove_unused_columns=False, seed=options.seed,
-        ddp_find_unused_parameters=False, save_only_model=bool(options.qlora),
+        ddp_find_unused_parameters=False,
     )
 
 

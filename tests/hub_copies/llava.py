@@ -1,9 +1,10 @@
 """Tiny faithful copies of the LLaVA-side folders users download: a Vicuna/Llama LM and llava-hf's LLaVA-1.5.
 
-`vicuna_7b_v1_5(folder)`   a folder as `lmsys/vicuna-7b-v1.5` ships it
-`llava_1_5_7b_hf(folder)`  a folder as `llava-hf/llava-1.5-7b-hf` ships it
+    make_llava_hub_copy("lmsys/vicuna-7b-v1.5", tmp_path / "vicuna")        # or vicuna_7b_v1_5(folder)
+    make_llava_hub_copy("llava-hf/llava-1.5-7b-hf", tmp_path / "llava")     # or llava_1_5_7b_hf(folder)
 
-Both hold tiny random weights (widths 32, 2 layers) but the real files' names, config keys, special-token ids,
+Both hold tiny random weights (LM width 32, tower width 48 at 336 px / patch 14 like the tiny copy of
+qihoo360/fg-clip-large, 2 layers each) but the real files' names, config keys, special-token ids,
 tokenizer kind and processor settings. The tokenizer is a real SentencePiece BPE model (Llama's trainer
 settings: byte fallback, split digits, `<unk>` 0, `<s>` 1, `</s>` 2, no pad piece) trained here on a small
 corpus to exactly 32,000 pieces, so every special-token id and the added-token ids (`<image>` 32000,
@@ -213,7 +214,7 @@ def _save_sharded_safetensors(state: dict[str, torch.Tensor], folder: Path, shar
     _write_json(folder / "model.safetensors.index.json", {"metadata": {"total_size": total}, "weight_map": weight_map})
 
 
-def llava_1_5_7b_hf(folder: str | Path, hidden_size: int = 32, num_layers: int = 2, vision_hidden_size: int = 32,
+def llava_1_5_7b_hf(folder: str | Path, hidden_size: int = 32, num_layers: int = 2, vision_hidden_size: int = 48,
                     vision_layers: int = 2, image_size: int = 336, patch_size: int = 14, seed: int = 0) -> Path:
     """A tiny `llava-hf/llava-1.5-7b-hf`: CLIP ViT tower at 336 px / patch 14 (576 image tokens), Vicuna LM
     with vocabulary 32064, its config keys, processor files, chat template and tokenizer files, and fp16
@@ -274,3 +275,11 @@ def llava_1_5_7b_hf(folder: str | Path, hidden_size: int = 32, num_layers: int =
     _write_json(folder / "chat_template.json", {"chat_template": LLAVA_HF_CHAT_TEMPLATE})
     return folder
 
+
+
+LLAVA_HUB_FOLDERS = {"lmsys/vicuna-7b-v1.5": vicuna_7b_v1_5, "llava-hf/llava-1.5-7b-hf": llava_1_5_7b_hf}
+
+
+def make_llava_hub_copy(repo_id: str, directory: str | Path, seed: int = 0) -> Path:
+    """A tiny faithful copy of the Hub folder `repo_id` (a key of `LLAVA_HUB_FOLDERS`) in `directory`."""
+    return LLAVA_HUB_FOLDERS[repo_id](directory, seed=seed)

@@ -132,9 +132,11 @@ def _stop_like_a_scheduler_at_first_log(metrics, stop_workers=True):
     return thread
 
 
-def test_sigterm_saves_a_checkpoint_and_resume_continues_it(llava_dir, colour_data, tmp_path, capsys):
+@pytest.mark.parametrize("variant", [["--stage", "A"], ["--stage", "B", "--qlora", "4", "--lora-r", "4", "--lora-alpha", "8"]],
+                         ids=["stage-a", "qlora"])
+def test_sigterm_saves_a_checkpoint_and_resume_continues_it(variant, llava_dir, colour_data, tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["--stage", "A", "--model", str(llava_dir), "--data", str(colour_data), "--output-dir", str(out),
+    args = [*variant, "--model", str(llava_dir), "--data", str(colour_data), "--output-dir", str(out),
             "--max-steps", "6", "--batch-size", "2", "--num-workers", "1", "--logging-steps", "1", "--warmup-ratio", "0"]
     watcher = _stop_like_a_scheduler_at_first_log(out / "metrics.jsonl")
     assert main(args) == 143
@@ -146,10 +148,11 @@ def test_sigterm_saves_a_checkpoint_and_resume_continues_it(llava_dir, colour_da
     assert 1 <= stopped_at < 6
     assert "SIGTERM received" in printed.err
     assert f"stopped by SIGTERM after step {stopped_at}: checkpoint saved in {checkpoints[0]}" in printed.out
+    assert {"optimizer.pt", "scheduler.pt", "rng_state.pth"} <= {path.name for path in checkpoints[0].iterdir()}
     assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == list(range(1, stopped_at + 1))
 
     assert main(args + ["--resume"]) == 0
-    assert f"resuming stage A from {checkpoints[0]}" in capsys.readouterr().out
+    assert f"resuming stage {variant[1]} from {checkpoints[0]}" in capsys.readouterr().out
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 7))  # continued after the checkpoint, nothing trained twice
     assert json.loads((out / "run_info.json").read_text())["steps"] == 6
