@@ -85,8 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     for name, handler, source_help in (
-        ("from-clip", _from_clip, "a Hugging Face CLIP folder (a local copy of openai/clip-vit-base-patch16, "
-         "-large-patch14, -large-patch14-336, or a LAION HF-format CLIP)"),
+        ("from-clip", _from_clip, ("a Hugging Face CLIP folder (a local copy of openai/clip-vit-base-patch16, "
+                                   "-large-patch14, -large-patch14-336, or a LAION HF-format CLIP)")),
         ("from-official", _from_official, "an official FG-CLIP release folder (qihoo360/fg-clip-base or -large)"),
         ("export-vision", _export_vision, "an FG-CLIP folder (this project's, a CLIP folder or an official release)"),
     ):

@@ -52,13 +52,14 @@ read is said so):
   `text_model.embeddings.position_ids` and `vision_model.embeddings.position_ids` are in them (not read;
   a loader must ignore them either way).
 
-Not reproduced: the flax/TF weight files, `modeling_*.py` of the FG-CLIP releases (never executed by this
-project: no `trust_remote_code`), README/model cards, LAION's `open_clip_*` files.
+Not reproduced: the flax/TF/`.bin` weight files, the content of the FG-CLIP releases' `modeling_*.py` (present,
+as one-line stand-ins: this project never executes them), README/model cards, LAION's `open_clip_*` files.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import tempfile
 from dataclasses import dataclass, field
@@ -183,13 +184,13 @@ def _size_overrides(folder: HubClipFolder, tower: str) -> dict:
     """
     towers = folder.towers
     if tower == "text":
-        values = dict(hidden_size=towers.text_hidden, intermediate_size=4 * towers.text_hidden,
-                      num_attention_heads=towers.text_heads, num_hidden_layers=towers.layers,
-                      projection_dim=towers.projection_dim)
+        values = {"hidden_size": towers.text_hidden, "intermediate_size": 4 * towers.text_hidden,
+                  "num_attention_heads": towers.text_heads, "num_hidden_layers": towers.layers,
+                  "projection_dim": towers.projection_dim}
     else:
-        values = dict(hidden_size=towers.vision_hidden, intermediate_size=4 * towers.vision_hidden,
-                      num_attention_heads=towers.vision_heads, num_hidden_layers=towers.layers,
-                      patch_size=folder.patch_size, projection_dim=towers.projection_dim)
+        values = {"hidden_size": towers.vision_hidden, "intermediate_size": 4 * towers.vision_hidden,
+                  "num_attention_heads": towers.vision_heads, "num_hidden_layers": towers.layers,
+                  "patch_size": folder.patch_size, "projection_dim": towers.projection_dim}
         if folder.image_size != 224:
             values["image_size"] = folder.image_size
     if folder.hidden_act != "quick_gelu":
@@ -317,8 +318,23 @@ def hub_state_dict(folder: HubClipFolder, seed: int = 0) -> dict[str, torch.Tens
 
 
 # ---------------------------------------------------------------------------------------------------- folder
+def write_download_metadata(repo_id: str, directory: Path) -> None:
+    """What `hf download REPO --local-dir DIR` leaves beside the files (huggingface_hub >= 0.23, read in its
+    `_local_folder.py`): `.cache/huggingface/download/<file>.metadata` (commit, etag, timestamp) and a
+    `.gitignore`. Code that lists a downloaded folder must not trip over it."""
+    cache = directory / ".cache" / "huggingface"
+    (cache / "download").mkdir(parents=True, exist_ok=True)
+    (cache / ".gitignore").write_text("*\n")
+    commit = hashlib.sha1(repo_id.encode()).hexdigest()
+    for path in sorted(directory.iterdir()):
+        if path.is_file():
+            etag = hashlib.sha256(path.read_bytes()).hexdigest()
+            (cache / "download" / f"{path.name}.metadata").write_text(f"{commit}\n{etag}\n1735689600.0\n")
+
+
 def make_hub_copy(repo_id: str, directory: str | Path, seed: int = 0) -> Path:
-    """Write a tiny faithful copy of the Hub folder `repo_id` (a key of `HUB_FOLDERS`) into `directory`."""
+    """Write a tiny faithful copy of the Hub folder `repo_id` (a key of `HUB_FOLDERS`) into `directory`, as
+    `hf download repo_id --local-dir directory` leaves it."""
     folder = HUB_FOLDERS[repo_id]
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -326,4 +342,9 @@ def make_hub_copy(repo_id: str, directory: str | Path, seed: int = 0) -> Path:
     (directory / "preprocessor_config.json").write_text(json.dumps(hub_preprocessor_config(folder), indent=2) + "\n")
     write_tokenizer_files(folder, directory)
     save_file(hub_state_dict(folder, seed), str(directory / "model.safetensors"), metadata={"format": "pt"})
+    if folder.is_official_fgclip:
+        for name in ("modeling_clip.py", "modeling_fgclip.py"):
+            (directory / name).write_text(f'"""Stands for the release\'s {name}, the remote code its auto_map names; '
+                                          'fgclip never imports it (no trust_remote_code)."""\n')
+    write_download_metadata(repo_id, directory)
     return directory

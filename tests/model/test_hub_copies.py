@@ -5,8 +5,8 @@ import json
 
 import open_clip
 import pytest
-from transformers import AutoImageProcessor, AutoTokenizer, CLIPConfig
 from safetensors import safe_open
+from transformers import AutoImageProcessor, AutoTokenizer, CLIPConfig
 
 from tests.hub_copies.clip import HUB_FOLDERS, OFFICIAL_FGCLIP_IDS, STOCK_CLIP_IDS
 
