@@ -110,28 +110,30 @@ def _special_token_texts(directory: Path) -> tuple[dict[str, str], Path | None]:
 
 
 def _vocabulary(directory: Path) -> tuple[dict[str, int], Path | None]:
-    """token -> id from vocab.json and tokenizer.json (its model vocabulary and added tokens); tokenizer.json
-    wins, as it does when transformers loads the folder."""
-    vocab: dict[str, int] = {}
-    source = None
-    vocab_file = directory / "vocab.json"
-    if vocab_file.is_file():
-        values = _read_json(vocab_file)
-        if isinstance(values, dict):
-            vocab.update(values)
-            source = vocab_file
-    fast_file = directory / "tokenizer.json"
-    if fast_file.is_file():
-        fast = _read_json(fast_file)
-        fast = fast if isinstance(fast, dict) else {}
-        model_vocab = (fast.get("model") or {}).get("vocab")
-        if isinstance(model_vocab, dict):
-            vocab.update(model_vocab)
-        for added in fast.get("added_tokens") or []:
-            if isinstance(added, dict) and "content" in added and "id" in added:
-                vocab[added["content"]] = added["id"]
-        source = fast_file
-    return vocab, source
+    """token -> id of the folder's tokenizer: from tokenizer.json (its model vocabulary and added tokens)
+    when there is one, as transformers builds the tokenizer from it; else from vocab.json."""
+    fast_file, vocab_file = directory / "tokenizer.json", directory / "vocab.json"
+    source = fast_file if fast_file.is_file() else vocab_file if vocab_file.is_file() else None
+    if source is None:
+        return {}, None
+    stat = source.stat()
+    return _vocabulary_of_file(str(source), stat.st_mtime_ns, stat.st_size), source
+
+
+@lru_cache(maxsize=8)
+def _vocabulary_of_file(path: str, mtime_ns: int, size: int) -> dict[str, int]:
+    """Parsed once per file version (a vocabulary file is megabytes of JSON; loading a model reads it more
+    than once)."""
+    values = _read_json(Path(path))
+    if not isinstance(values, dict):
+        return {}
+    if Path(path).name != "tokenizer.json":
+        return {token: index for token, index in values.items() if isinstance(index, int)}
+    vocab = dict((values.get("model") or {}).get("vocab") or {})
+    for added in values.get("added_tokens") or []:
+        if isinstance(added, dict) and "content" in added and "id" in added:
+            vocab[added["content"]] = added["id"]
+    return vocab
 
 
 def has_tokenizer_files(directory: str | Path) -> bool:

@@ -174,8 +174,8 @@ def detect_checkpoint_kind(directory: str | Path) -> str:
     elif model_type is None:
         raise CheckpointError(f"{config_file} has no model_type: not a Hugging Face model config")
     else:
-        raise CheckpointError(f"{config_file}: model_type '{model_type}' is not a model FG-CLIP reads; give an FG-CLIP "
-                              "folder, a CLIP folder (model_type 'clip') or an official FG-CLIP release")
+        raise CheckpointError(f"{config_file} describes a '{model_type}' model, which FG-CLIP does not read; give an "
+                              "FG-CLIP folder, a CLIP folder (model_type 'clip') or an official FG-CLIP release")
     check_weight_files(directory)
     return kind
 

@@ -118,7 +118,7 @@ def test_official_long_text_uses_the_trained_tables(hub_copy):
 def test_folder_of_another_model_type_is_a_clear_error(tmp_path, capsys):
     LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                                  num_attention_heads=2, num_key_value_heads=2)).save_pretrained(tmp_path)
-    with pytest.raises(CheckpointError, match=r"config.json: model_type 'llama' is not a model FG-CLIP reads"):
+    with pytest.raises(CheckpointError, match=r"config.json describes a 'llama' model, which FG-CLIP does not read"):
         FGCLIPModel.from_pretrained(tmp_path)
     capsys.readouterr()
     assert convert_main(["export-vision", str(tmp_path), str(tmp_path / "out")]) == 2

@@ -14,6 +14,7 @@ from eval.common.cli import run_main
 from fgclip import FGCLIPModel
 from fgclip.convert import main as convert_main
 from fgclip.model.conversion import CheckpointError, save_with_processors
+from fgclip.train.cli import main as train_main
 
 CLIP = "openai/clip-vit-base-patch16"
 
@@ -61,7 +62,7 @@ def test_output_holding_another_model_is_refused_unless_overwrite(fgclip_folder,
     capsys.readouterr()
     assert convert_main(["export-vision", str(fgclip_folder), str(other)]) == 2
     line = _one_error_line(capsys)
-    assert "already holds a model (config.json" in line and "--overwrite" in line
+    assert "already holds a model (" in line and "config.json" in line and "--overwrite" in line
     assert _snapshot(other) == before
 
     assert convert_main(["export-vision", str(fgclip_folder), str(other), "--overwrite"]) == 0
@@ -96,7 +97,7 @@ def _truncated_copy(source: Path, directory: Path) -> Path:
 
 @pytest.mark.parametrize("kind", ["fgclip", "clip"])
 def test_a_truncated_model_safetensors_is_one_line_everywhere(kind, fgclip_folder, hub_copy, tmp_path, capsys):
-    """convert, FGCLIPModel.from_pretrained (so training's --init) and the evaluations' --model."""
+    """convert, FGCLIPModel.from_pretrained, the evaluations' --model and training's --init."""
     source = fgclip_folder if kind == "fgclip" else hub_copy(CLIP)
     broken = _truncated_copy(source, tmp_path / "broken")
     capsys.readouterr()
@@ -111,6 +112,8 @@ def test_a_truncated_model_safetensors_is_one_line_everywhere(kind, fgclip_folde
         {"bbox": [0.1, 0.1, 0.5, 0.5], "caption": "a red cube", "hard_negatives": ["a blue cube"]}]}) + "\n")
     assert run_main(fgovd.main, ["--model", str(broken), "--data", str(data), "--out", str(tmp_path / "ev"),
                                  "--no-cache"]) == 2
+    assert "model.safetensors is damaged" in _one_error_line(capsys)
+    assert train_main(["--data", str(data), "--init", str(broken), "--output_dir", str(tmp_path / "run")]) == 2
     assert "model.safetensors is damaged" in _one_error_line(capsys)
 
 
