@@ -1,7 +1,11 @@
 """Checkpoint conversions: stock CLIP -> FG-CLIP, official FG-CLIP release -> this project, and
 FG-CLIP -> a plain `CLIPVisionModel` folder for LLaVA-style models.
 
-Each is one function here and one sub-command of `python -m fgclip.convert`.
+Each is one function here and one sub-command of `python -m fgclip.convert`. The imports are data-only:
+config.json -> `FGCLIPConfig` (legacy keys read as transformers reads them), weights -> renamed weights.
+Folders are read as the Hub has them: the special-token ids come from the folder's tokenizer files, never
+from a config's legacy `eos_token_id: 2`, and every folder is checked (config, whole weight files) before
+use, so a bad one is a one-line `CheckpointError` naming the file.
 """
 
 from __future__ import annotations
@@ -159,25 +163,23 @@ def detect_checkpoint_kind(directory: str | Path) -> str:
     model_type = config.get("model_type")
     config_file = directory / "config.json"
     if model_type == FGCLIPConfig.model_type:
-        kind = "fgclip"
-    elif model_type == "clip":
+        check_weight_files(directory)
+        return "fgclip"
+    if model_type == "clip":
         for key in ("text_config", "vision_config"):
             if not isinstance(config.get(key, {}), dict):
                 raise CheckpointError(f"{config_file}: {key} must be a JSON object")
         check_weight_files(directory)
         official = ("FGCLIPModel" in (config.get("architectures") or [])
                     or "text_filip_projection.weight" in _weight_names(directory))
-        kind = "official-fgclip" if official else "clip"
-    elif model_type in ("clip_vision_model", "clip_text_model"):
+        return "official-fgclip" if official else "clip"
+    if model_type in ("clip_vision_model", "clip_text_model"):
         raise CheckpointError(f"{config_file}: model_type '{model_type}' is a single CLIP tower (e.g. an exported "
                               "vision tower); FG-CLIP needs a dual encoder: a CLIP, FG-CLIP or official FG-CLIP folder")
-    elif model_type is None:
+    if model_type is None:
         raise CheckpointError(f"{config_file} has no model_type: not a Hugging Face model config")
-    else:
-        raise CheckpointError(f"{config_file} describes a '{model_type}' model, which FG-CLIP does not read; give an "
-                              "FG-CLIP folder, a CLIP folder (model_type 'clip') or an official FG-CLIP release")
-    check_weight_files(directory)
-    return kind
+    raise CheckpointError(f"{config_file} describes a '{model_type}' model, which FG-CLIP does not read; give an "
+                          "FG-CLIP folder, a CLIP folder (model_type 'clip') or an official FG-CLIP release")
 
 
 def read_text_vocab_size(directory: Path) -> int:
