@@ -92,8 +92,9 @@ def weight_files(directory: Path) -> list[Path]:
 
 
 def _damaged(path: Path, reason: object) -> CheckpointError:
-    return CheckpointError(f"{path} is damaged ({str(reason).strip().splitlines()[0] if str(reason).strip() else reason!r}):"
-                           " an interrupted download or copy? Fetch the file again")
+    text = str(reason).strip()
+    text = text.splitlines()[0] if text else type(reason).__name__
+    return CheckpointError(f"{path} is damaged ({text}): an interrupted download or copy? Fetch the file again")
 
 
 def check_weight_files(directory: Path) -> list[Path]:

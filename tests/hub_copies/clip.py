@@ -17,8 +17,8 @@ read is said so):
   4.16-era text/vision dicts (every `PretrainedConfig` key of that version), `text_config_dict: null`,
   `vision_config_dict: null`, `transformers_version: null`, quick_gelu, `bos 0 / eos 2 / pad 1`.
   `openai/clip-vit-base-patch16` is taken to be the same file with patch 16 (same upload; not read).
-* `openai/clip-vit-large-patch14` config.json: its text part as read in public copies (kohya-ss sd-scripts'
-  CLIPL_CONFIG): the same legacy text dict (eos 2) plus `text_config_dict` restating the sizes
+* `openai/clip-vit-large-patch14` config.json: its text part as copied into public Flux training code (a
+  `CLIPL_CONFIG` dict, read): the same legacy text dict (eos 2) plus `text_config_dict` restating the sizes
   (hidden 768, intermediate 3072, heads 12, layers 12, projection 768), `torch_dtype: "float32"`. Its
   `vision_config_dict` (hidden 1024, intermediate 4096, heads 16, layers 24, patch 14, projection 768) is
   taken from the same pattern and from the Stable Diffusion safety checker, a CLIP-L derivative whose
@@ -51,6 +51,14 @@ read is said so):
 * The OpenAI weight files come from transformers 4.16, whose CLIP position ids were persistent buffers:
   `text_model.embeddings.position_ids` and `vision_model.embeddings.position_ids` are in them (not read;
   a loader must ignore them either way).
+
+* `hf download --local-dir` metadata (`.cache/huggingface/download/*.metadata`, `.gitignore`): read in
+  huggingface_hub's `_local_folder.py`.
+
+One deliberate deviation: transformers builds a whole default sub-config from a `*_config_dict` and lets it
+override the full one, so the miniature's dicts restate the tiny sizes (the real ones restate the real
+sizes; fg-clip-base's real `vision_config_dict` holds only the patch size, which with the defaults gives
+its real ViT-B/16, but would give a full-size tower in a miniature).
 
 Not reproduced: the flax/TF/`.bin` weight files, the content of the FG-CLIP releases' `modeling_*.py` (present,
 as one-line stand-ins: this project never executes them), README/model cards, LAION's `open_clip_*` files.

@@ -188,3 +188,20 @@ def test_help_explains_overwrite_and_preprocessing(capsys):
     shown = " ".join(capsys.readouterr().out.split())
     assert "--overwrite" in shown and "never allowed when OUT_DIR is the source folder" in shown
     assert "resize to a square, no centre crop" in shown and "is not carried over" in shown
+
+
+def test_an_older_download_with_only_pytorch_model_bin(hub_copy, tmp_path, capsys):
+    """Hub snapshots from before safetensors hold pytorch_model.bin only; a cut one is named."""
+    import torch
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "bin"
+    shutil.copytree(hub_copy(CLIP), folder)
+    torch.save(load_file(str(folder / "model.safetensors")), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    assert FGCLIPModel.from_pretrained(folder).eos_token_id == 49407
+    weights = folder / "pytorch_model.bin"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    capsys.readouterr()
+    assert convert_main(["from-clip", str(folder), str(tmp_path / "out")]) == 2
+    assert "pytorch_model.bin is damaged (incomplete zip archive)" in _one_error_line(capsys)
