@@ -281,5 +281,10 @@ LLAVA_HUB_FOLDERS = {"lmsys/vicuna-7b-v1.5": vicuna_7b_v1_5, "llava-hf/llava-1.5
 
 
 def make_llava_hub_copy(repo_id: str, directory: str | Path, seed: int = 0) -> Path:
-    """A tiny faithful copy of the Hub folder `repo_id` (a key of `LLAVA_HUB_FOLDERS`) in `directory`."""
-    return LLAVA_HUB_FOLDERS[repo_id](directory, seed=seed)
+    """A tiny faithful copy of the Hub folder `repo_id` (a key of `LLAVA_HUB_FOLDERS`) in `directory`, as
+    `hf download repo_id --local-dir directory` leaves it (with its `.cache/huggingface/` metadata)."""
+    from tests.hub_copies.clip import write_download_metadata
+
+    folder = LLAVA_HUB_FOLDERS[repo_id](directory, seed=seed)
+    write_download_metadata(repo_id, folder)
+    return folder

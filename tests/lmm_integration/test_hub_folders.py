@@ -16,26 +16,26 @@ from eval import attributes, localization, pope
 from lmm_integration.build import main as build
 from lmm_integration.data import IGNORE_INDEX, ConversationDataset
 from tests.eval_lmm.conftest import make_images
+from tests.hub_copies.clip import make_hub_copy
 from tests.hub_copies.llava import (
     IMAGE_TOKEN_INDEX,
     LLAVA_VOCAB_SIZE,
     PAD_TOKEN_INDEX,
-    llava_1_5_7b_hf,
-    vicuna_7b_v1_5,
+    make_llava_hub_copy,
 )
-from tests.lmm_integration.conftest import free_port, save_fgclip, write_colour_set
+from tests.lmm_integration.conftest import free_port, write_colour_set
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def downloads(tmp_path_factory) -> dict[str, Path]:
-    """The folders a user has after downloading: Vicuna, llava-hf's LLaVA-1.5 and an FG-CLIP at 336 px / patch 14
-    (the shape of fg-clip-large, so that llava-hf's projector fits it: width 48, as the tiny llava-hf tower)."""
+    """The folders a user has after downloading: Vicuna, llava-hf's LLaVA-1.5 and the official fg-clip-large (336 px,
+    patch 14: llava-hf's projector fits its tower, as the real ones do)."""
     root = tmp_path_factory.mktemp("downloads")
-    return {"vicuna": vicuna_7b_v1_5(root / "vicuna-7b-v1.5"), "llava_hf": llava_1_5_7b_hf(root / "llava-1.5-7b-hf"),
-            "fgclip": save_fgclip(root / "fgclip-large", image_size=336, patch_size=14, hidden_size=48,
-                                  intermediate_size=96)}
+    return {"vicuna": make_llava_hub_copy("lmsys/vicuna-7b-v1.5", root / "vicuna-7b-v1.5"),
+            "llava_hf": make_llava_hub_copy("llava-hf/llava-1.5-7b-hf", root / "llava-1.5-7b-hf"),
+            "fgclip": make_hub_copy("qihoo360/fg-clip-large", root / "fg-clip-large")}
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_the_vicuna_copy_is_the_folder_users_have(downloads):
     folder = downloads["vicuna"]
     assert {p.name for p in folder.iterdir()} == {
         "config.json", "generation_config.json", "pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin",
-        "pytorch_model.bin.index.json", "special_tokens_map.json", "tokenizer.model", "tokenizer_config.json"}
+        "pytorch_model.bin.index.json", "special_tokens_map.json", "tokenizer.model", "tokenizer_config.json", ".cache"}
     tokenizer = AutoTokenizer.from_pretrained(folder)
     assert len(tokenizer) == 32000 and tokenizer.pad_token is None and "<image>" not in tokenizer.get_vocab()
     assert (tokenizer.unk_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id) == (0, 1, 2)

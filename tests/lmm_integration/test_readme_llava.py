@@ -14,8 +14,9 @@ from PIL import Image
 
 from eval import pope
 from lmm_integration.build import main as build_main
+from tests.hub_copies.clip import make_hub_copy
 from tests.hub_copies.llava import LLAVA_HUB_FOLDERS, make_llava_hub_copy
-from tests.lmm_integration.conftest import free_port, save_fgclip
+from tests.lmm_integration.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
@@ -51,11 +52,6 @@ def test_every_command_is_a_download_or_a_known_entry_point():
                 or command[:3] in (["python", "-m", "lmm_integration.build"], ["python", "-m", "eval.pope"])), command
     for download in downloads:  # each downloaded folder is used
         assert any(download[4] in " ".join(command) for command in commands if command[:2] != ["hf", "download"])
-
-
-def _fg_clip_large(folder: Path) -> Path:
-    """The FG-CLIP-L/336 tower shape (336 px, patch 14) at the width of the tiny llava-hf tower."""
-    return save_fgclip(folder, image_size=336, patch_size=14, hidden_size=48, intermediate_size=96)
 
 
 def _image(path: Path, colour) -> None:
@@ -103,7 +99,7 @@ def _write_data(root: Path) -> None:
 def _run(command: list[str], root: Path) -> None:
     if command[:2] == ["hf", "download"]:
         target = root / command[4]
-        make_llava_hub_copy(command[2], target) if command[2] in LLAVA_HUB_FOLDERS else _fg_clip_large(target)
+        make_llava_hub_copy(command[2], target) if command[2] in LLAVA_HUB_FOLDERS else make_hub_copy(command[2], target)
     elif command[0] == "scripts/finetune_llava.sh":
         env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1",
                "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
