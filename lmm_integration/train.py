@@ -38,6 +38,7 @@ from transformers import (
     Trainer,
     TrainerCallback,
     TrainingArguments,
+    set_seed,
 )
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -206,6 +207,20 @@ class LlavaTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.projector_lr = projector_lr
 
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        """Resume with the checkpoint's weights. transformers (5.x) resumes a full model with a plain
+        `load_state_dict` of the weights file, but LLaVA's weights are saved under the renamed (4.x) keys that only
+        `from_pretrained` maps back: every weight would be "missing" and the stage would go on from its starting
+        weights with the checkpoint's optimizer. DeepSpeed and PEFT checkpoints load their own way (correctly)."""
+        model = self.model if model is None else model
+        full_weights = any((Path(resume_from_checkpoint) / name).is_file()
+                           for name in ("model.safetensors", "model.safetensors.index.json"))
+        if self.is_deepspeed_enabled or hasattr(model, "get_base_model") or not full_weights:
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        saved = type(model).from_pretrained(resume_from_checkpoint, dtype=model.dtype)
+        model.load_state_dict(saved.state_dict(), strict=True)
+        return None
+
     def get_train_dataloader(self):
         loader = super().get_train_dataloader()
         torch_loader = getattr(loader, "base_dataloader", loader)  # accelerate wraps the torch DataLoader
@@ -355,6 +370,7 @@ def run(options: TrainOptions) -> Path:
             print(f"stage {options.stage} already finished with these options: {final}")
         return final
     arguments = training_arguments(options)  # sets up torch.distributed under a launcher
+    _barrier()  # every process has read the run folder before the main process changes it
     if mode == "fresh" and options.overwrite_output_dir:
         _clear_run(output_dir)
     if mode == "resume":
@@ -363,6 +379,7 @@ def run(options: TrainOptions) -> Path:
         if _is_main_process():
             print(f"resuming stage {options.stage} from {checkpoint}")
     processor = AutoProcessor.from_pretrained(options.model)
+    set_seed(options.seed)  # the LoRA matrices are drawn before the Trainer seeds: same seed, same run
     model = load_model(options)
     num_image_tokens = image_token_count(processor, model.config.vision_config, model.config.vision_feature_select_strategy)
     dataset = ConversationDataset(

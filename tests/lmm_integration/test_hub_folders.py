@@ -150,12 +150,12 @@ def _finetune(*settings: str, log: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_finetune_script_trains_stage_b_on_the_llava_hf_swap_with_zero2(swapped, tmp_path):
+def test_finetune_script_trains_stage_b_on_the_llava_hf_swap(swapped, tmp_path):
     data = write_colour_set(tmp_path / "colours", count=4)
     out = tmp_path / "run"
-    result = _finetune(f"BUILT={swapped}", f"OUT={out}", "STAGES=B", f"FINETUNE_DATA={data}", "NUM_GPUS=2",
+    result = _finetune(f"BUILT={swapped}", f"OUT={out}", "STAGES=B", f"FINETUNE_DATA={data}", "NUM_GPUS=1",
                        "MAX_STEPS_B=1", "BATCH_B=1", f"MASTER_PORT={free_port()}", log=tmp_path / "log")
     assert result.returncode == 0, (tmp_path / "log").read_text()[-3000:]
     info = json.loads((out / "stage_b" / "run_info.json").read_text())
-    assert info["world_size"] == 2 and info["deepspeed_zero_stage"] == 2 and info["steps"] == 1
+    assert info["world_size"] == 1 and info["deepspeed_zero_stage"] == 2 and info["steps"] == 1
     assert AutoProcessor.from_pretrained(out / "stage_b" / "final").tokenizer.pad_token_id == 32001

@@ -22,6 +22,12 @@ def _weights(folder):
     }
 
 
+def _all_weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
 def _changed(before, after):
     return {name for name in before if not torch.equal(before[name], after[name])}
 
@@ -157,6 +163,11 @@ def test_sigterm_saves_a_checkpoint_and_resume_continues_it(variant, llava_dir, 
     assert steps == list(range(1, 7))  # continued after the checkpoint, nothing trained twice
     assert json.loads((out / "run_info.json").read_text())["steps"] == 6
     assert (out / "final" / "train_options.json").is_file()
+    # the resumed stage ends with the weights of an uninterrupted one (CPU, fp32: bitwise)
+    uninterrupted = tmp_path / "uninterrupted"
+    assert main([*args[:args.index("--output-dir")], "--output-dir", str(uninterrupted), *args[args.index("--output-dir") + 2:]]) == 0
+    resumed, reference = _all_weights(out / "final"), _all_weights(uninterrupted / "final")
+    assert resumed.keys() == reference.keys() and all(torch.equal(resumed[k], reference[k]) for k in reference)
 
 
 def test_a_run_folder_is_never_mixed_with_another_run(stage_a, llava_dir, colour_data, capsys):
