@@ -3,6 +3,7 @@
     python -m fgclip.convert from-clip CLIP_DIR OUT_DIR          # stock HF CLIP -> FG-CLIP (long tables stretched)
     python -m fgclip.convert from-official RELEASE_DIR OUT_DIR   # qihoo360/fg-clip-* layout -> this project
     python -m fgclip.convert export-vision MODEL_DIR OUT_DIR     # -> plain CLIPVisionModel folder for LLaVA
+    python -m fgclip.convert export-onnx MODEL_DIR OUT_DIR       # -> vision.onnx, text.onnx, text_long.onnx
 
 Every output folder carries its tokenizer and image processor. Errors are one line with exit code 2.
 """
@@ -12,6 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from fgclip import onnx_export
+from fgclip.errors import UserError
 from fgclip.model.conversion import (
     CheckpointError,
     export_vision_tower,
@@ -50,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("source", help=source_help)
         command.add_argument("output", help="output folder (created; files in it are overwritten)")
         command.set_defaults(handler=handler)
+    onnx = commands.add_parser("export-onnx", help="ONNX graphs of an FG-CLIP folder (needs fgclip[onnx])",
+                               description=onnx_export.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    onnx_export.add_arguments(onnx)
+    onnx.set_defaults(handler=onnx_export.run)
     return parser
 
 
@@ -57,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         print(args.handler(args))
-    except (CheckpointError, OSError) as error:
+    except (CheckpointError, UserError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

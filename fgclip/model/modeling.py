@@ -224,7 +224,7 @@ class FGCLIPModel(CLIPPreTrainedModel):
             raise ValueError(f"input_ids must have shape (N, L), got {tuple(input_ids.shape)}")
         input_ids, attention_mask = self._fit_text_length(input_ids, attention_mask, self.text_max_length(long))
         has_eos = (input_ids == self.eos_token_id).any(dim=1)
-        if not has_eos.all():
+        if not torch.compiler.is_exporting() and not has_eos.all():  # data-dependent: no check in ONNX graphs
             raise ValueError(
                 f"every text must contain the EOS token {self.eos_token_id} (pooling happens there); "
                 "tokenize with fgclip.tokenizer.FGCLIPTokenizer"
@@ -236,9 +236,8 @@ class FGCLIPModel(CLIPPreTrainedModel):
         else:
             positions = text_model.embeddings.position_embedding.weight[:length]
         hidden = text_model.embeddings.token_embedding(input_ids) + positions
-        mask = create_causal_mask(
-            config=text_model.config, inputs_embeds=hidden, attention_mask=attention_mask, past_key_values=None
-        )
+        # The cache argument by position: transformers renamed it (past_key_values -> cache) within 5.x.
+        mask = create_causal_mask(text_model.config, hidden, attention_mask, None)
         hidden = text_model.encoder(inputs_embeds=hidden, attention_mask=mask, is_causal=True).last_hidden_state
         return text_model.final_layer_norm(hidden), input_ids
 
