@@ -23,15 +23,17 @@ from fgclip.model.conversion import (
     save_with_processors,
 )
 from fgclip.model.modeling import FGCLIPModel
+from fgclip.model_card import Provenance
 
 
 def _from_clip(args) -> str:
-    save_with_processors(fgclip_from_clip(args.source), args.output)
+    save_with_processors(fgclip_from_clip(args.source), args.output, Provenance.converted(args.source, "from-clip"))
     return f"FG-CLIP initialised from CLIP {args.source} -> {args.output}"
 
 
 def _from_official(args) -> str:
-    save_with_processors(fgclip_from_official(args.source), args.output)
+    save_with_processors(fgclip_from_official(args.source), args.output,
+                         Provenance.converted(args.source, "from-official"))
     return f"official FG-CLIP {args.source} imported -> {args.output}"
 
 

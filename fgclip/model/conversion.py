@@ -16,6 +16,7 @@ from transformers import CLIPConfig, CLIPModel, CLIPVisionConfig
 from fgclip.errors import UserError
 from fgclip.model.configuration import FGCLIPConfig
 from fgclip.model.modeling import FGCLIPModel
+from fgclip.model_card import Provenance, write_model_card
 from fgclip.tokenizer import FGCLIPTokenizer
 from fgclip.transforms import image_processor
 
@@ -159,12 +160,14 @@ def fgclip_from_official(directory: str | Path, dtype: torch.dtype | None = None
     return model.to(dtype) if dtype is not None else model
 
 
-def save_with_processors(model: FGCLIPModel, directory: str | Path) -> None:
-    """`save_pretrained` plus the tokenizer and image processor, so the folder is self-contained."""
+def save_with_processors(model: FGCLIPModel, directory: str | Path, provenance: Provenance | None = None) -> None:
+    """`save_pretrained` plus the tokenizer, image processor and model card (`fgclip.model_card`; `provenance`
+    says how the weights came to be), so the folder is self-contained and ready for the Hub."""
     directory = Path(directory)
     model.save_pretrained(str(directory))
     FGCLIPTokenizer().save_pretrained(directory)
     image_processor(model.image_size).save_pretrained(str(directory))
+    write_model_card(model, directory, provenance)
 
 
 def export_vision_tower(model: FGCLIPModel, directory: str | Path) -> Path:
