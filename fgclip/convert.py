@@ -23,7 +23,7 @@ from fgclip.model.conversion import (
     save_with_processors,
 )
 from fgclip.model.modeling import FGCLIPModel
-from fgclip.model_card import Provenance
+from fgclip.model_card import Provenance, write_model_card
 
 
 def _from_clip(args) -> str:
@@ -38,7 +38,9 @@ def _from_official(args) -> str:
 
 
 def _export_vision(args) -> str:
-    export_vision_tower(FGCLIPModel.from_pretrained(args.source), args.output)
+    model = FGCLIPModel.from_pretrained(args.source)
+    export_vision_tower(model, args.output)
+    write_model_card(model, args.output, Provenance.converted(args.source, "export-vision"))
     return f"vision tower of {args.source} exported as a CLIPVisionModel folder -> {args.output}"
 
 

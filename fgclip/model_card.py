@@ -1,6 +1,7 @@
 """Model cards: the `README.md` (YAML metadata + text) that makes a saved folder ready for the Hugging Face Hub.
 
-Every folder `save_with_processors` writes gets one: what the model is (towers, sizes, FG-CLIP's long-text and
+Every folder `save_with_processors` writes gets one, and so do the exports (`export-vision`, `export-onnx`),
+whose card says what was exported from which model: what the model is (towers, sizes, FG-CLIP's long-text and
 region parts), how it came to be (trained by this project's trainer: init, data, steps, batch, recipe, losses,
 final loss; or converted: from what, by which command), the evaluation results recorded for it, its licence
 and how to load it. Evaluation results are added later from the eval commands' `results.json` files:
@@ -34,6 +35,21 @@ CONVERSIONS = {
     "from-official": "imported from the official FG-CLIP release `{source}` (qihoo360/fg-clip-*) with "
                      "`python -m fgclip.convert from-official`: every weight as released, renamed to this "
                      "project's layout (the trained long-text tables, long projection and temperatures included).",
+    "export-vision": "the image tower of `{source}` exported with `python -m fgclip.convert export-vision` as a stock "
+                     "`CLIPVisionModel` folder (weights under the `vision_model.` prefix, which transformers 5 and "
+                     "the 4.37 that the original LLaVA pins both load) with its image processor: a vision tower for "
+                     "LLaVA-style models. No text tower, no projection.",
+    "export-onnx": "`{source}` exported with `python -m fgclip.convert export-onnx` as ONNX graphs (fp32, dynamic "
+                   "batch and text length): `vision.onnx` (`pixel_values` -> `image_embeds`, `dense`, "
+                   "`dense_unnormalized`), `text.onnx` (77-token path) and `text_long.onnx` (248-token path), each "
+                   "`input_ids`, `attention_mask` -> `text_embeds`; all embeddings L2-normalised. Shapes and lengths "
+                   "are in `onnx_config.json`.",
+}
+# What each kind of folder is for the Hub: (library_name, pipeline_tag, extra tags).
+ARTIFACTS = {
+    "fgclip": ("fgclip", "zero-shot-image-classification", []),
+    "export-vision": ("transformers", "image-feature-extraction", ["vision-tower", "llava"]),
+    "export-onnx": ("onnx", "zero-shot-image-classification", ["onnx"]),
 }
 
 
@@ -92,12 +108,21 @@ def _license(provenance: Provenance) -> tuple[str, str]:
     return "unknown", "Not recorded: this folder does not say where its weights come from."
 
 
-def _describe_model(model) -> str:
+LEADS = {
+    "fgclip": "A fine-grained CLIP dual encoder (FG-CLIP; {paper}) in fgclip's format: transformers' CLIP towers "
+              "plus FG-CLIP's long-text and region parts.",
+    "export-vision": "The image tower of a fine-grained CLIP dual encoder (FG-CLIP; {paper}) as a stock transformers "
+                     "`CLIPVisionModel`. The model it was taken from:",
+    "export-onnx": "A fine-grained CLIP dual encoder (FG-CLIP; {paper}) as ONNX graphs for onnxruntime and other "
+                   "ONNX engines. The model:",
+}
+
+
+def _describe_model(model, artifact: str = "fgclip") -> str:
     config, text, vision = model.config, model.config.text_config, model.config.vision_config
     parameters = sum(p.numel() for p in model.parameters())
     return (
-        f"A fine-grained CLIP dual encoder (FG-CLIP; {PAPER}) in fgclip's format: transformers' CLIP "
-        f"towers plus FG-CLIP's long-text and region parts.\n\n"
+        LEADS[artifact].format(paper=PAPER) + "\n\n"
         f"| part | value |\n|---|---|\n"
         f"| image tower | ViT, {vision.image_size} px, {vision.patch_size}-px patches, {vision.num_hidden_layers} "
         f"layers, width {vision.hidden_size} |\n"
@@ -166,19 +191,36 @@ def _evaluation_section(results: dict) -> str:
     return f"{EVAL_START}\n{body}\n{EVAL_END}"
 
 
-def _card_data(model_name: str, license_id: str, results: dict):
+def _card_data(model_name: str, license_id: str, results: dict, artifact: str = "fgclip"):
     from huggingface_hub import EvalResult, ModelCardData
 
+    library, pipeline, extra_tags = ARTIFACTS[artifact]
     evals = [EvalResult(task_type="zero-shot-image-classification", dataset_type=entry["benchmark"],
                         dataset_name=f"{entry['benchmark']} ({entry['data']})", metric_type=metric,
                         metric_value=round(value, 6)) for entry in results.values()
              for metric, value in entry["metrics"].items()]
-    return ModelCardData(license=license_id, library_name="fgclip", pipeline_tag="zero-shot-image-classification",
-                         tags=["fgclip", "fg-clip", "clip", "fine-grained", "vision-language"],
+    return ModelCardData(license=license_id, library_name=library, pipeline_tag=pipeline,
+                         tags=["fgclip", "fg-clip", "clip", "fine-grained", "vision-language", *extra_tags],
                          model_name=model_name, eval_results=evals or None)
 
 
-def _load_section(name: str) -> str:
+def _load_section(name: str, artifact: str) -> str:
+    if artifact == "export-vision":
+        return (
+            "```python\nfrom transformers import CLIPImageProcessor, CLIPVisionModel  # no fgclip needed\n\n"
+            f'tower = CLIPVisionModel.from_pretrained("{name}")\n'
+            f'processor = CLIPImageProcessor.from_pretrained("{name}")  # square resize, CLIP normalisation\n'
+            "```\n\nFor LLaVA: `python -m lmm_integration.build --vision THIS_FOLDER --llm LLM_DIR --out DIR`, or "
+            "`--vision_tower` of the original LLaVA code."
+        )
+    if artifact == "export-onnx":
+        return (
+            "```python\nimport onnxruntime as ort\nfrom transformers import CLIPImageProcessor, CLIPTokenizer\n\n"
+            f'vision = ort.InferenceSession("{name}/vision.onnx")\n'
+            f'text = ort.InferenceSession("{name}/text.onnx")\n'
+            f'processor, tokenizer = CLIPImageProcessor.from_pretrained("{name}"), CLIPTokenizer.from_pretrained("{name}")\n'
+            "```\n\nRegion embeddings: RoIAlign 1x1 of `dense_unnormalized` (numpy example in fgclip's README)."
+        )
     return (
         "```python\n"
         "import fgclip  # registers FG-CLIP with transformers' Auto classes (no trust_remote_code)\n"
@@ -189,8 +231,8 @@ def _load_section(name: str) -> str:
         'inputs = processor(text=["a red umbrella"], images=Image.open("photo.jpg"), return_tensors="pt", padding=True)\n'
         'image_embeds = model.encode_image(inputs["pixel_values"])  # (B, D), L2-normalised\n'
         'text_embeds = model.encode_text(inputs["input_ids"], inputs["attention_mask"])  # 77-token path; long=True: 248\n'
-        "```\n\n(Or the Hub id this folder is pushed to.) Dense and region features: `model.encode_dense(pixels)`, `model.encode_regions(pixels, boxes)`. "
-        "ONNX: `python -m fgclip.convert export-onnx` on this folder."
+        "```\n\n(Or the Hub id this folder is pushed to.) Dense and region features: `model.encode_dense(pixels)`, "
+        "`model.encode_regions(pixels, boxes)`. ONNX: `python -m fgclip.convert export-onnx` on this folder."
     )
 
 
@@ -199,22 +241,32 @@ def _read_results(directory: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def _artifact(provenance: Provenance) -> str:
+    return provenance.conversion if provenance.conversion in ("export-vision", "export-onnx") else "fgclip"
+
+
 def render_model_card(model, directory: str | Path, provenance: Provenance | None = None) -> str:
-    """The card's text for `model` saved in `directory` (reads `eval_results.json` there, if any)."""
+    """The card's text for `model` saved (or exported) in `directory`. Results: the folder's own
+    `eval_results.json`; an export shows those recorded for its source (the same weights)."""
     from huggingface_hub import ModelCard
 
     directory = Path(directory)
     provenance = provenance or Provenance()
+    artifact = _artifact(provenance)
     license_id, license_text = _license(provenance)
-    results = _read_results(directory)
+    exported = artifact != "fgclip" and provenance.source is not None
+    results = _read_results(Path(provenance.source) if exported else directory)
     name = directory.resolve().name if directory.resolve().name != "final" else \
         f"{directory.resolve().parent.name}-final"
+    evaluation = _evaluation_section(results)
+    if exported and results:
+        evaluation = f"Recorded for `{provenance.source}`, whose weights these are:\n\n{evaluation}"
     text = "\n\n".join([
-        f"# {name}", _describe_model(model), "## How it was made", _describe_origin(provenance),
-        "## Evaluation", _evaluation_section(results), "## License", license_text,
-        "## How to load", _load_section(str(directory)),
+        f"# {name}", _describe_model(model, artifact), "## How it was made", _describe_origin(provenance),
+        "## Evaluation", evaluation, "## License", license_text,
+        "## How to load", _load_section(str(directory), artifact),
     ])
-    return str(ModelCard(f"---\n{_card_data(name, license_id, results).to_yaml()}\n---\n\n{text}\n"))
+    return str(ModelCard(f"---\n{_card_data(name, license_id, results, artifact).to_yaml()}\n---\n\n{text}\n"))
 
 
 def write_model_card(model, directory: str | Path, provenance: Provenance | None = None) -> Path:
@@ -265,7 +317,8 @@ def record_evaluation(directory: str | Path, results_files: Sequence[str | Path]
     if start < 0 or end < 0:
         raise ModelCardError(f"{card_path} has no evaluation section written by fgclip")
     text = card.text[:start] + _evaluation_section(results) + card.text[end + len(EVAL_END):]
-    data = _card_data(card.data.model_name or directory.name, card.data.license or "unknown", results)
+    artifact = next((name for name, (library, _, _) in ARTIFACTS.items() if library == card.data.library_name), "fgclip")
+    data = _card_data(card.data.model_name or directory.name, card.data.license or "unknown", results, artifact)
     card_path.write_text(str(ModelCard(f"---\n{data.to_yaml()}\n---\n{text}")))
     return results
 

@@ -8,8 +8,8 @@ Three graphs, each exported with torch's dynamo exporter, fp32, with dynamic bat
 * `text.onnx`: `input_ids`, `attention_mask` int64 `(N, L)`, `L <= 77` -> `text_embeds` `(N, D)`, the 77-slot path;
 * `text_long.onnx`: the same for the 248-slot path and the long projection, `L <= 248`.
 
-The folder also carries the model's tokenizer, its image processor config (square resize, CLIP normalisation)
-and `onnx_config.json` (names, shapes, lengths, the EOS id), so that it is all a deployment needs.
+The folder also carries the model's tokenizer, its image processor config (square resize, CLIP normalisation),
+a model card and `onnx_config.json` (names, shapes, lengths, the EOS id), so that it is all a deployment needs.
 Texts must be right-padded (CLIP tokenizers pad on the right) and hold the EOS token: pooling is at the first EOS.
 """
 
@@ -166,6 +166,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> str:
     """The sub-command: check the output folder, load the model, export; returns the summary line."""
     from fgclip.model import FGCLIPModel
+    from fgclip.model_card import Provenance, write_model_card
     from fgclip.outputs import prepare_output_dir
     from fgclip.tokenizer import FGCLIPTokenizer
 
@@ -174,5 +175,6 @@ def run(args: argparse.Namespace) -> str:
                                 option="OUT_DIR", what="files")
     model = FGCLIPModel.from_pretrained(args.source)
     info = export_onnx(model, FGCLIPTokenizer.from_pretrained(args.source), output, args.opset)
+    write_model_card(model, output, Provenance.converted(args.source, "export-onnx"))
     return (f"ONNX graphs of {args.source} (opset {info.opset}, image {info.image_size} px, dim {info.embedding_dim}) "
             f"-> {output}/{{{VISION_FILE},{TEXT_FILE},{TEXT_LONG_FILE}}}")

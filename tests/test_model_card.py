@@ -165,3 +165,17 @@ def test_load_report_is_seen_by_the_check_above(trained_final, tmp_path):
         AutoModel.from_pretrained(broken)
     report = "\n".join(record.getMessage() for record in logged)
     assert "logit_scale_hard" in report and "extra.weight" in report
+
+
+def test_exports_carry_cards_with_the_source_results(tmp_path):
+    source = tmp_path / "fgclip-tiny"
+    torch.manual_seed(0)
+    save_with_processors(FGCLIPModel(tiny_config()), source)
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"benchmark": "retrieval", "i2t_r1": 0.25, "data": "coco.json", "seconds": 2.0}))
+    assert card_main([str(source), "--results", str(results)]) == 0
+    assert convert_main(["export-vision", str(source), str(tmp_path / "tower")]) == 0
+    card = ModelCard.load(tmp_path / "tower" / "README.md")
+    assert card.data.library_name == "transformers" and "vision-tower" in card.data.tags
+    assert "fgclip.convert export-vision" in card.text and "CLIPVisionModel.from_pretrained" in card.text
+    assert f"Recorded for `{source}`" in card.text and "| retrieval | `coco.json` | i2t_r1 | 0.2500 |" in card.text

@@ -122,3 +122,13 @@ def test_output_folder_rules_and_missing_packages(exported, tmp_path, monkeypatc
     monkeypatch.setitem(sys.modules, "onnxscript", None)
     assert convert_main(["export-onnx", str(model_dir), str(tmp_path / "new")]) == 2
     assert "fgclip[onnx]" in capsys.readouterr().err
+
+
+def test_export_folder_carries_a_model_card(exported):
+    from huggingface_hub import ModelCard
+
+    _, model_dir, folder = exported
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.library_name == "onnx" and "onnx" in card.data.tags
+    assert f"`{model_dir}` exported with `python -m fgclip.convert export-onnx`" in card.text
+    assert 'ort.InferenceSession("' in card.text

@@ -1,5 +1,5 @@
-"""lmms-eval's `llava_hf` model on a folder `lmm_integration.build` wrote: its answers equal stock transformers'
-greedy `generate` on the same prompts and images. lmms-eval runs in its own cached virtual environment, so that
+"""lmms-eval's `llava_hf` model on folders `lmm_integration.build` and the finetune stages wrote: its answers
+equal stock transformers' greedy `generate` on the same prompts and images. lmms-eval runs in its own cached virtual environment, so that
 its pins (protobuf < 7, ...) never touch the project's; the README's command is the one run here."""
 
 from __future__ import annotations
@@ -119,9 +119,22 @@ def test_lmms_eval_default_device_map_is_refused_by_transformers(llava_dir):
         LlavaForConditionalGeneration.from_pretrained(llava_dir, device_map="")
 
 
+@pytest.fixture(scope="module")
+def finetuned_dir(llava_dir, colour_data, tmp_path_factory) -> Path:
+    """Stage B (LM + projector) for two steps, as scripts/finetune_llava.sh runs it, in one process."""
+    from lmm_integration.train import main as train_main
+
+    out = tmp_path_factory.mktemp("stage_b")
+    assert train_main(["--stage", "B", "--model", str(llava_dir), "--data", str(colour_data), "--output-dir", str(out),
+                       "--max-steps", "2", "--batch-size", "4", "--num-workers", "0", "--warmup-ratio", "0"]) == 0
+    return out / "final"
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_lmms_eval_llava_hf_answers_equal_stock_transformers(llava_dir, tmp_path):
+@pytest.mark.parametrize("folder", ["built", "finetuned"])
+def test_lmms_eval_llava_hf_answers_equal_stock_transformers(folder, request, tmp_path):
+    llava_dir = request.getfixturevalue("llava_dir" if folder == "built" else "finetuned_dir")
     python = _lmms_eval_python()
     questions = _questions(tmp_path / "data")
     tasks = tmp_path / "tasks"
