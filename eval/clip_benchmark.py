@@ -58,7 +58,7 @@ class BenchmarkedFGCLIP:
         self.model = model
         self.long = long
 
-    def eval(self) -> "BenchmarkedFGCLIP":
+    def eval(self) -> BenchmarkedFGCLIP:
         self.model.eval()
         return self
 
@@ -93,8 +93,8 @@ def load_fgclip(model_name: str, pretrained: str, cache_dir: str | None = None, 
 
     folder = Path(pretrained)
     if not folder.is_dir():
-        raise ClipBenchmarkError(f"--pretrained {pretrained} is not a folder: with --model_type {MODEL_TYPE} it "
-                                 "names a model folder (this project's, a stock CLIP folder or an official FG-CLIP release)")
+        raise ClipBenchmarkError(f"--pretrained {pretrained} is not a folder: with --model_type {MODEL_TYPE} it names "
+                                 "a model folder (this project's, a stock CLIP folder or an official FG-CLIP release)")
     model = FGCLIPModel.from_pretrained(str(folder)).to(device).eval()
     return (BenchmarkedFGCLIP(model, long), image_transform(model.image_size),
             BenchmarkTokenizer(FGCLIPTokenizer.from_pretrained(folder), long))
@@ -128,8 +128,7 @@ def register(long: bool = False) -> None:
     """Add `--model_type fgclip` to CLIP_benchmark (its registry is `TYPE2FUNC` + the `MODEL_TYPES` list
     its parser and `load_clip` read) and install the fixes above. Idempotent."""
     try:
-        import clip_benchmark.cli as cli
-        import clip_benchmark.models as models
+        from clip_benchmark import cli, models
         from clip_benchmark.metrics import zeroshot_classification
     except ModuleNotFoundError as error:
         if error.name == "requests":
@@ -155,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
     try:
         register(long=own.long)
-        import clip_benchmark.cli as cli
+        from clip_benchmark import cli
 
         saved_argv = sys.argv
         sys.argv = ["clip_benchmark", *rest]

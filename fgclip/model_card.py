@@ -69,11 +69,11 @@ class Provenance:
     last_logged_step: int | None = None
 
     @classmethod
-    def converted(cls, source: str | Path, conversion: str) -> "Provenance":
+    def converted(cls, source: str | Path, conversion: str) -> Provenance:
         return cls(how="converted", source=str(source), conversion=conversion)
 
     @classmethod
-    def trained(cls, trainer_state: dict, run_dir: str | Path) -> "Provenance":
+    def trained(cls, trainer_state: dict, run_dir: str | Path) -> Provenance:
         """From a checkpoint's trainer state and the run's `metrics.jsonl` (its last logged loss)."""
         init = trainer_state.get("config", {}).get("model", {}).get("init")
         provenance = cls(how="trained", source=init, trainer_state=trainer_state)
@@ -150,10 +150,12 @@ def _describe_training(provenance: Provenance) -> str:
         weights.update({"regional": loss.get("region"), "hard negatives": loss.get("hard")})
     losses = ", ".join(f"{name} x{value}" for name, value in weights.items() if value)
     init = provenance.source
+    objective = "global contrastive, long + short captions" if stage == 1 else "global + regional + hard-negative"
+    paths = ", ".join(f"`{path}`" for path in data.get("paths", []))
     rows = [
-        ("stage", f"{stage} ({'global contrastive, long + short captions' if stage == 1 else 'global + regional + hard-negative'})"),
+        ("stage", f"{stage} ({objective})"),
         ("init", "a tiny model built from scratch (`--init tiny`)" if init == "tiny" else f"`{init}`"),
-        ("data", ", ".join(f"`{path}`" for path in data.get("paths", [])) + f" ({state.get('num_samples', '?')} samples)"),
+        ("data", f"{paths} ({state.get('num_samples', '?')} samples)"),
         ("steps", f"{state.get('step')} optimizer steps (planned {state.get('total_steps')})"),
         ("batch", f"{batch} per device x {world} processes x {accum} accumulation = {global_batch}"),
         ("optimizer", f"AdamW, lr {optim.get('lr')}, weight decay {optim.get('weight_decay')}, betas "
@@ -218,7 +220,8 @@ def _load_section(name: str, artifact: str) -> str:
             "```python\nimport onnxruntime as ort\nfrom transformers import CLIPImageProcessor, CLIPTokenizer\n\n"
             f'vision = ort.InferenceSession("{name}/vision.onnx")\n'
             f'text = ort.InferenceSession("{name}/text.onnx")\n'
-            f'processor, tokenizer = CLIPImageProcessor.from_pretrained("{name}"), CLIPTokenizer.from_pretrained("{name}")\n'
+            f'processor = CLIPImageProcessor.from_pretrained("{name}")\n'
+            f'tokenizer = CLIPTokenizer.from_pretrained("{name}")\n'
             "```\n\nRegion embeddings: RoIAlign 1x1 of `dense_unnormalized` (numpy example in fgclip's README)."
         )
     return (
@@ -228,9 +231,11 @@ def _load_section(name: str, artifact: str) -> str:
         "from transformers import AutoModel, AutoProcessor\n\n"
         f'model = AutoModel.from_pretrained("{name}")  # an fgclip.FGCLIPModel\n'
         f'processor = AutoProcessor.from_pretrained("{name}")  # CLIPProcessor: tokenizer + image processor\n'
-        'inputs = processor(text=["a red umbrella"], images=Image.open("photo.jpg"), return_tensors="pt", padding=True)\n'
+        'image = Image.open("photo.jpg")\n'
+        'inputs = processor(text=["a red umbrella"], images=image, return_tensors="pt", padding=True)\n'
         'image_embeds = model.encode_image(inputs["pixel_values"])  # (B, D), L2-normalised\n'
-        'text_embeds = model.encode_text(inputs["input_ids"], inputs["attention_mask"])  # 77-token path; long=True: 248\n'
+        '# the 77-token path; long=True for the 248-token one (tokenize with max_length=248)\n'
+        'text_embeds = model.encode_text(inputs["input_ids"], inputs["attention_mask"])\n'
         "```\n\n(Or the Hub id this folder is pushed to.) Dense and region features: `model.encode_dense(pixels)`, "
         "`model.encode_regions(pixels, boxes)`. ONNX: `python -m fgclip.convert export-onnx` on this folder."
     )
@@ -317,7 +322,8 @@ def record_evaluation(directory: str | Path, results_files: Sequence[str | Path]
     if start < 0 or end < 0:
         raise ModelCardError(f"{card_path} has no evaluation section written by fgclip")
     text = card.text[:start] + _evaluation_section(results) + card.text[end + len(EVAL_END):]
-    artifact = next((name for name, (library, _, _) in ARTIFACTS.items() if library == card.data.library_name), "fgclip")
+    libraries = {library: name for name, (library, _, _) in ARTIFACTS.items()}
+    artifact = libraries.get(card.data.library_name, "fgclip")
     data = _card_data(card.data.model_name or directory.name, card.data.license or "unknown", results, artifact)
     card_path.write_text(str(ModelCard(f"---\n{data.to_yaml()}\n---\n{text}")))
     return results

@@ -15,14 +15,22 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 from PIL import Image
-from transformers import AutoModel, AutoProcessor, CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, \
-    CLIPTokenizer
+from transformers import (
+    AutoModel,
+    AutoProcessor,
+    CLIPConfig,
+    CLIPImageProcessor,
+    CLIPModel,
+    CLIPProcessor,
+    CLIPTokenizer,
+)
 
 from fgclip import FGCLIPModel
 from fgclip.convert import main as convert_main
 from fgclip.data.synthetic import generate
 from fgclip.model.conversion import save_with_processors
-from fgclip.model_card import EVAL_RESULTS_FILE, main as card_main
+from fgclip.model_card import EVAL_RESULTS_FILE
+from fgclip.model_card import main as card_main
 from fgclip.train.loop import train
 from tests.conftest import TINY_TEXT, TINY_VISION, tiny_config
 from tests.train.conftest import read_metrics, small_config
@@ -132,7 +140,8 @@ def test_processors_and_transformers_loading_without_warnings(trained_final, tmp
     for loader in (AutoProcessor, CLIPProcessor):
         processor = loader.from_pretrained(final)
         assert isinstance(processor, CLIPProcessor)
-        assert isinstance(processor.tokenizer, CLIPTokenizer) and isinstance(processor.image_processor, CLIPImageProcessor)
+        assert isinstance(processor.tokenizer, CLIPTokenizer)
+        assert isinstance(processor.image_processor, CLIPImageProcessor)
         assert processor.image_processor.size == {"height": 32, "width": 32}
         assert processor.tokenizer("a cat")["input_ids"] == [49406, 320, 2368, 49407]
     with warnings.catch_warnings(record=True) as caught, transformers_warnings() as logged:
@@ -145,7 +154,7 @@ def test_processors_and_transformers_loading_without_warnings(trained_final, tmp
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)).save(tmp_path / "photo.jpg")
     monkeypatch.chdir(tmp_path)
-    snippet = re.search(r"```python\n(.*?)```", ModelCard.load(final / "README.md").text, re.S).group(1)
+    snippet = re.search(r"```python\n(.*?)```", ModelCard.load(final / "README.md").text, re.DOTALL).group(1)
     namespace: dict = {}
     exec(compile(snippet, "model card", "exec"), namespace)
     assert namespace["image_embeds"].shape == (1, 16) and namespace["text_embeds"].shape == (1, 16)

@@ -91,7 +91,7 @@ def test_graph_interfaces_and_config(exported):
 def test_readme_region_example_runs_and_equals_encode_regions(exported, tmp_path, monkeypatch):
     model, _, folder = exported
     readme = (REPO / "README.md").read_text()
-    code = re.search(r"<!-- onnx-example -->\n```python\n(.*?)```", readme, re.S).group(1)
+    code = re.search(r"<!-- onnx-example -->\n```python\n(.*?)```", readme, re.DOTALL).group(1)
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(tmp_path / "photo.jpg")
     (tmp_path / "fgclip-onnx").symlink_to(folder)
@@ -112,7 +112,7 @@ def test_readme_region_example_runs_and_equals_encode_regions(exported, tmp_path
 
 
 def test_output_folder_rules_and_missing_packages(exported, tmp_path, monkeypatch, capsys):
-    _, model_dir, folder = exported
+    _, model_dir, _ = exported
     assert convert_main(["export-onnx", str(model_dir), str(model_dir)]) == 2
     assert "is the input" in capsys.readouterr().err
     (tmp_path / "notes.txt").write_text("mine")

@@ -7,11 +7,11 @@ import io
 import json
 import sys
 import tarfile
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -66,7 +66,8 @@ def classification_set(tmp_path_factory) -> tuple[Path, list[bytes], list[int]]:
     labels = [index % len(CLASSES) for index in range(len(images))]
     (root / "classnames.txt").write_text("\n".join(CLASSES) + "\n")
     (root / "zeroshot_classification_templates.txt").write_text("\n".join(TEMPLATES) + "\n")
-    _write_shard(root / "test" / "0.tar", [{"png": png, "cls": str(label).encode()} for png, label in zip(images, labels)])
+    samples = [{"png": png, "cls": str(label).encode()} for png, label in zip(images, labels)]
+    _write_shard(root / "test" / "0.tar", samples)
     return root, images, labels
 
 

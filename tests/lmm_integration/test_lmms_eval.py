@@ -1,6 +1,7 @@
 """lmms-eval's `llava_hf` model on folders `lmm_integration.build` and the finetune stages wrote: its answers
-equal stock transformers' greedy `generate` on the same prompts and images. lmms-eval runs in its own cached virtual environment, so that
-its pins (protobuf < 7, ...) never touch the project's; the README's command is the one run here."""
+equal stock transformers' greedy `generate` on the same prompts and images. lmms-eval runs in its own cached
+virtual environment, so that its pins (protobuf < 7, ...) never touch the project's; the README's command
+(with a local task instead of a Hub data set) is the one run here."""
 
 from __future__ import annotations
 
@@ -145,13 +146,15 @@ def test_lmms_eval_llava_hf_answers_equal_stock_transformers(folder, request, tm
     env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"))
     command = [python, "-m", "lmms_eval", "--model", "llava_hf",
                "--model_args", f"pretrained={llava_dir},device_map=cpu,device=cpu", "--tasks", TASK,
-               "--include_path", str(tasks), "--batch_size", "1", "--log_samples", "--output_path", str(tmp_path / "out")]
+               "--include_path", str(tasks), "--batch_size", "1", "--log_samples",
+               "--output_path", str(tmp_path / "out")]
     run = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     # lmms-eval 0.7.3 exits 0 even when the model fails to load, so success is read from its sample log.
     samples = sorted((tmp_path / "out").rglob(f"*_samples_{TASK}.jsonl"))
     assert run.returncode == 0 and samples, (run.stdout + run.stderr)[-3000:]
     rows = sorted((json.loads(line) for line in samples[0].read_text().splitlines()), key=lambda row: row["doc_id"])
-    got = [row["filtered_resps"] if isinstance(row["filtered_resps"], str) else row["filtered_resps"][0] for row in rows]
+    got = [row["filtered_resps"] if isinstance(row["filtered_resps"], str) else row["filtered_resps"][0]
+           for row in rows]
     expected = _stock_answers(llava_dir, questions)
     assert got == expected
     assert all(got) and len(set(got)) > 1  # real, image-dependent answers, not an error turned into ""
