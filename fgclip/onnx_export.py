@@ -152,17 +152,6 @@ def is_export_output(entry: Path) -> bool:
         "special_tokens_map.json", "vocab.json", "merges.txt", "chat_template.jinja"}
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of `python -m fgclip.convert export-onnx`."""
-    parser.add_argument("source", help="an FG-CLIP folder (this project's, a stock CLIP folder or an official release)")
-    parser.add_argument("output", help="output folder for vision.onnx, text.onnx, text_long.onnx, onnx_config.json, "
-                        "the tokenizer and the image processor config (created when missing)")
-    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's, recorded in "
-                        "onnx_config.json)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="write into an output folder that holds files this command did not write")
-
-
 def run(args: argparse.Namespace) -> str:
     """The sub-command: check the output folder, load the model, export; returns the summary line."""
     from fgclip.model import FGCLIPModel

@@ -18,9 +18,7 @@ from PIL import Image
 from transformers import (
     AutoModel,
     AutoProcessor,
-    CLIPConfig,
     CLIPImageProcessor,
-    CLIPModel,
     CLIPProcessor,
     CLIPTokenizer,
 )
@@ -32,7 +30,8 @@ from fgclip.model.conversion import save_with_processors
 from fgclip.model_card import EVAL_RESULTS_FILE
 from fgclip.model_card import main as card_main
 from fgclip.train.loop import train
-from tests.conftest import TINY_TEXT, TINY_VISION, tiny_config
+from tests.conftest import tiny_config
+from tests.hub_copies.clip import make_hub_copy
 from tests.train.conftest import read_metrics, small_config
 
 
@@ -51,14 +50,6 @@ def transformers_warnings():
         logger.removeHandler(handler)
 
 
-def _clip_folder(folder: Path, card_license: str | None = None) -> Path:
-    torch.manual_seed(0)
-    CLIPModel(CLIPConfig(text_config=TINY_TEXT, vision_config=TINY_VISION, projection_dim=16)).save_pretrained(folder)
-    if card_license:
-        (folder / "README.md").write_text(f"---\nlicense: {card_license}\ntags:\n- vision\n---\n\n# CLIP\n")
-    return folder
-
-
 def _card(folder: Path) -> ModelCard:
     card = ModelCard.load(folder / "README.md")
     assert card.data.library_name == "fgclip" and card.data.pipeline_tag == "zero-shot-image-classification"
@@ -66,21 +57,20 @@ def _card(folder: Path) -> ModelCard:
 
 
 def test_converted_from_clip_card_says_what_and_how(tmp_path):
-    source = _clip_folder(tmp_path / "clip-vit-tiny", card_license="mit")
+    source = make_hub_copy("openai/clip-vit-base-patch16", tmp_path / "clip-vit-base-patch16")
+    # The Hub copy has no card (tests/hub_copies does not reproduce them); give it one with a licence.
+    (source / "README.md").write_text("---\nlicense: mit\ntags:\n- vision\n---\n\n# CLIP\n")
     assert convert_main(["from-clip", str(source), str(tmp_path / "init")]) == 0
     card = _card(tmp_path / "init")
     assert card.data.license == "mit"  # inherited from the source's own card
     text = card.text
     assert "fgclip.convert from-clip" in text and str(source) in text and "stretched" in text
-    assert "| text lengths | 77 tokens (short path), 248 tokens" in text and "4 x 4 patch" in text
+    assert "| text lengths | 77 tokens (short path), 248 tokens" in text and "14 x 14 patch" in text
     assert "No evaluation recorded yet" in text and "AutoModel.from_pretrained" in text
 
 
 def test_official_import_card_and_unknown_licence(tmp_path):
-    from tests.model.test_conversion import write_official_release
-
-    torch.manual_seed(0)
-    write_official_release(FGCLIPModel(tiny_config()), tmp_path / "fg-clip-base")
+    make_hub_copy("qihoo360/fg-clip-base", tmp_path / "fg-clip-base")
     assert convert_main(["from-official", str(tmp_path / "fg-clip-base"), str(tmp_path / "ours")]) == 0
     card = _card(tmp_path / "ours")
     assert card.data.license == "unknown"

@@ -132,3 +132,20 @@ def test_export_folder_carries_a_model_card(exported):
     assert card.data.library_name == "onnx" and "onnx" in card.data.tags
     assert f"`{model_dir}` exported with `python -m fgclip.convert export-onnx`" in card.text
     assert 'ort.InferenceSession("' in card.text
+
+
+def test_official_release_folder_exports_as_downloaded(tmp_path):
+    """The folder users asked ONNX for (official FG-CLIP issue #45), as `hf download` leaves it."""
+    from tests.hub_copies.clip import make_hub_copy
+
+    release = make_hub_copy("qihoo360/fg-clip-base", tmp_path / "fg-clip-base")
+    assert convert_main(["export-onnx", str(release), str(tmp_path / "onnx")]) == 0
+    model, tokenizer = FGCLIPModel.from_pretrained(release).eval(), FGCLIPTokenizer.from_pretrained(release)
+    assert json.loads((tmp_path / "onnx" / "onnx_config.json").read_text())["eos_token_id"] == model.eos_token_id
+    tokens = tokenizer(LONG_TEXTS, long=True)
+    (got,) = _session(tmp_path / "onnx", "text_long.onnx").run(None, {k: v.numpy() for k, v in tokens.items()})
+    pixels = torch.randn(2, 3, model.image_size, model.image_size)
+    image_embeds, _, _ = _session(tmp_path / "onnx", "vision.onnx").run(None, {"pixel_values": pixels.numpy()})
+    with torch.no_grad():
+        np.testing.assert_allclose(got, model.encode_text(**tokens, long=True).numpy(), rtol=0, atol=ATOL)
+        np.testing.assert_allclose(image_embeds, model.encode_image(pixels).numpy(), rtol=0, atol=ATOL)

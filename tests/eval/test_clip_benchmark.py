@@ -23,6 +23,7 @@ from fgclip import FGCLIPModel, FGCLIPTokenizer  # noqa: E402
 from fgclip.model.conversion import save_with_processors  # noqa: E402
 from fgclip.transforms import image_transform  # noqa: E402
 from tests.conftest import tiny_config  # noqa: E402
+from tests.hub_copies.clip import make_hub_copy  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 CLASSES = ["red square", "green circle", "blue triangle", "yellow star", "purple ring", "white cross"]
@@ -107,15 +108,24 @@ def _run(tmp_path: Path, dataset_root: Path, model_dir: Path, *extra: str) -> di
     return json.loads(output.read_text())
 
 
-@pytest.mark.parametrize("long", [False, True], ids=["short", "long"])
-def test_zero_shot_classification_equals_encode_star(tmp_path, model_dir, classification_set, long):
+@pytest.fixture(scope="module")
+def hub_clip_dir(tmp_path_factory) -> Path:
+    """A stock CLIP folder as downloaded (tiny copy of openai/clip-vit-base-patch16: legacy eos id, 224 px)."""
+    return make_hub_copy("openai/clip-vit-base-patch16", tmp_path_factory.mktemp("hub") / "clip-vit-base-patch16")
+
+
+@pytest.mark.parametrize(("folder", "long"), [("ours", False), ("ours", True), ("hub_clip", False)],
+                         ids=["short", "long", "stock-clip-folder"])
+def test_zero_shot_classification_equals_encode_star(tmp_path, request, classification_set, folder, long):
+    model_dir = request.getfixturevalue("model_dir" if folder == "ours" else "hub_clip_dir")
     root, images, labels = classification_set
     result = _run(tmp_path, root, model_dir, *(["--long"] if long else []))
     assert result["task"] == "zeroshot_classification" and result["pretrained"] == str(model_dir)
     expected = _expected_classification(model_dir, images, labels, long)
     for name, value in expected.items():
         assert result["metrics"][name] == pytest.approx(value, abs=1e-6), name
-    assert expected != _expected_classification(model_dir, images, labels, not long)  # the option matters
+    if folder == "ours":  # trained-looking long weights: --long gives other numbers
+        assert expected != _expected_classification(model_dir, images, labels, not long)
 
 
 def test_zero_shot_retrieval_equals_encode_star(tmp_path, model_dir):
