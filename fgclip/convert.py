@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     onnx = commands.add_parser("export-onnx", help=onnx_help, description=onnx_help + (
         ": vision.onnx, text.onnx (77 tokens), text_long.onnx (248 tokens), onnx_config.json, the tokenizer, the "
         "image processor and a model card. Needs pip install 'fgclip[onnx]'."))
-    onnx.add_argument("source", help=onnx_help)
+    onnx.add_argument("source", help="the model folder to export")
     onnx.add_argument("output", metavar="OUT_DIR", help="output folder: created, new, empty or a previous export")
     onnx.add_argument("--opset", type=int, default=None,
                       help="ONNX opset (default: the exporter's; recorded in onnx_config.json)")
