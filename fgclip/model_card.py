@@ -53,6 +53,10 @@ ARTIFACTS = {
 }
 
 
+# The trainer's --bf16 setting: on, off, or None (auto: bf16 on a GPU that supports it, else fp32).
+PRECISIONS = {True: "bf16", False: "fp32", None: "bf16 on a bf16-capable GPU, else fp32 (automatic)"}
+
+
 class ModelCardError(UserError):
     """A results file or model folder the card cannot use (one line, exit 2)."""
 
@@ -100,7 +104,7 @@ def _license(provenance: Provenance) -> tuple[str, str]:
     if provenance.how == "trained" and provenance.source == "tiny":
         return "apache-2.0", "Apache-2.0, like fgclip: trained from scratch, no third-party weights."
     inherited = _source_license(provenance.source)
-    if inherited:
+    if inherited and inherited != "unknown":
         return inherited, f"`{inherited}`, as declared by the card of `{provenance.source}` these weights derive from."
     if provenance.source:
         return "unknown", (f"Not recorded: the weights derive from `{provenance.source}`, whose licence applies "
@@ -162,7 +166,7 @@ def _describe_training(provenance: Provenance) -> str:
                       f"{optim.get('betas')}, {optim.get('warmup_steps')} warm-up steps, cosine decay to "
                       f"{optim.get('min_lr_ratio')} x lr, gradient clip {optim.get('grad_clip')}"),
         ("losses", f"InfoNCE: {losses}"),
-        ("precision / engine", f"{'bf16' if config.get('bf16') else 'fp32'} / {state.get('engine')}"),
+        ("precision / engine", f"{PRECISIONS[config.get('bf16')]} / {state.get('engine')}"),
         ("seed", str(state.get("seed", config.get("seed")))),
         ("last logged loss", f"{provenance.final_loss:.4f} (step {provenance.last_logged_step})"
          if provenance.final_loss is not None else "not logged"),

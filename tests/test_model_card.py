@@ -104,6 +104,8 @@ def test_trained_final_card_records_init_data_steps_recipe_losses(trained_final)
     last = read_metrics(root / "run")[-1]
     assert f"| last logged loss | {last['loss']:.4f} (step 3) |" in text
     assert "| seed | 11 |" in text
+    # The init folder's card records no licence ("unknown"), so none is claimed; the card says where to look.
+    assert card.data.license == "unknown" and f"derive from `{root / 'init'}`, whose licence applies" in text
 
 
 def test_recorded_evaluation_goes_into_table_and_model_index(trained_final, tmp_path, capsys):
