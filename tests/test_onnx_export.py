@@ -134,6 +134,7 @@ def test_export_folder_carries_a_model_card(exported):
     assert 'ort.InferenceSession("' in card.text
 
 
+@pytest.mark.slow
 def test_official_release_folder_exports_as_downloaded(tmp_path):
     """The folder users asked ONNX for (official FG-CLIP issue #45), as `hf download` leaves it."""
     from tests.hub_copies.clip import make_hub_copy

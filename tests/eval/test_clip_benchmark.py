@@ -114,7 +114,8 @@ def hub_clip_dir(tmp_path_factory) -> Path:
     return make_hub_copy("openai/clip-vit-base-patch16", tmp_path_factory.mktemp("hub") / "clip-vit-base-patch16")
 
 
-@pytest.mark.parametrize(("folder", "long"), [("ours", False), ("ours", True), ("hub_clip", False)],
+@pytest.mark.parametrize(("folder", "long"), [("ours", False), ("ours", True),
+                                              pytest.param("hub_clip", False, marks=pytest.mark.slow)],
                          ids=["short", "long", "stock-clip-folder"])
 def test_zero_shot_classification_equals_encode_star(tmp_path, request, classification_set, folder, long):
     model_dir = request.getfixturevalue("model_dir" if folder == "ours" else "hub_clip_dir")
