@@ -110,8 +110,8 @@ def add_cache_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--no-cache", action="store_true", help="neither read nor write cached embeddings")
 
 
-def add_output_args(parser: argparse.ArgumentParser, help: str | None = None) -> None:
-    """--out, --overwrite and --strict, the options of every evaluation's output."""
+def add_output_args(parser: argparse.ArgumentParser, help: str | None = None, strict: bool = True) -> None:
+    """--out, --overwrite and (unless the command scores nothing that could be skipped) --strict."""
     parser.add_argument(
         "--out", required=True, type=Path,
         help=help or "output folder: results.json (metrics, model, data, counts, time), results.md (a table) and "
@@ -121,6 +121,8 @@ def add_output_args(parser: argparse.ArgumentParser, help: str | None = None) ->
         "--overwrite", action="store_true",
         help="write into --out even when it holds files this evaluation did not write (never when --out is an input)",
     )
+    if not strict:
+        return
     parser.add_argument(
         "--strict", action="store_true",
         help="exit with code 2 when any given item could not be scored (results.json is still written, with "

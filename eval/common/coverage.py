@@ -71,7 +71,7 @@ class Coverage:
         if self.not_read:
             note += f" (--limit: {self.not_read} more {self.not_read_unit} not read)"
         if self.duplicates:
-            note += f"; {self.duplicates} duplicated records scored once"
+            note += f"; {self.duplicates} duplicates scored once"
         for limit, count in sorted(self.truncated.items()):
             note += f"; {count} texts longer than {limit} tokens truncated"
         return note
