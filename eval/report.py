@@ -85,7 +85,8 @@ def distinct_labels(paths: list[Path]) -> list[str]:
     depth = [1] * len(paths)
     while True:
         labels = ["/".join(p[-d:]) for p, d in zip(parts, depth)]
-        clashes = [i for i, label in enumerate(labels) if labels.count(label) > 1 and depth[i] < len(parts[i]) - 1]
+        clashes = [i for i, label in enumerate(labels) if depth[i] < len(parts[i]) - 1
+                   and any(other == label and parts[j] != parts[i] for j, other in enumerate(labels))]
         if not clashes:
             break
         for i in clashes:
