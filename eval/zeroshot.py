@@ -79,9 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_args(parser)
     parser.add_argument("--data", required=True, type=Path, help="image folder with one sub-folder per class")
     parser.add_argument("--classnames", type=Path, default=None,
-                        help="class names to prompt with: one per line or a JSON list (in the order of the sorted "
-                        "class folders, or by index when folders are numbered 0..N-1), or a JSON object "
-                        "folder -> name (default: the folder names)")
+                        help="class names to prompt with: imagenet1k (the 1,000 ImageNet names in class-index "
+                        "order, for WordNet-id folders and ImageNet-V2's numbered ones), a file with one per line or "
+                        "a JSON list (in the order of the sorted class folders, or by index when folders are "
+                        "numbered 0..N-1), or a JSON object folder -> name (default: the folder names)")
     parser.add_argument("--templates", default="clip80", help=TEMPLATES_HELP + " (default clip80)")
     parser.add_argument("--max-per-class", type=non_negative_int, default=0,
                         help="use at most N images per class (0: all); results.json says how many were not read")
@@ -96,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     started = time.time()
     templates = load_templates(args.templates)
     require_dir(args.data, "--data")
-    out = prepare_out(args, [args.data, args.classnames, args.model], OWNED)
+    out = prepare_out(args, [args.data, args.model], OWNED)
     folders, samples = read_image_folder(args.data)
     names = class_display_names(folders, args.classnames)
     counts = {"images": len(samples), "classes": len(folders),

@@ -3,13 +3,15 @@
 Image paths become absolute while splitting (relative ones taken from the folder of the list or record
 file), so every shard file and `OUT/data.jsonl` reads correctly wherever it is opened from.
 Unusable input (bad JSON lines, lines that are not UTF-8 text, invalid records, missing image files) is
-counted, never silently lost; more than `max_bad_fraction` of it stops the run. An image given as --input,
+counted, never silently lost; more than `max_bad_fraction` of it stops the run. A record (or a listed image)
+that repeats an earlier one exactly is kept once and counted as `duplicate_record`. An image given as --input,
 or a record file given as --images, is a one-line error naming the right option.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections import Counter
 from pathlib import Path
@@ -58,12 +60,15 @@ def _fingerprint(parts: list[str]) -> str:
 
 def read_image_records(source: str | Path, counts: Counter, exclude: str | Path | None = None) -> tuple[list[Record], str]:
     paths = list_images(source, exclude)
-    records = []
+    records, seen = [], set()
     for path in paths:
-        if os.path.isfile(path):
+        if path in seen:  # a list file naming an image twice: one record
+            counts["duplicate_record"] += 1
+        elif os.path.isfile(path):
             records.append(Record(image=path))
         else:
             counts["missing_image"] += 1
+        seen.add(path)
     counts["items"] += len(paths)
     return records, _fingerprint(paths)
 
@@ -76,13 +81,18 @@ def read_input_records(path: str | Path, counts: Counter) -> tuple[list[Record],
         raise PipelineError(f"--input {path} is an image; --input takes a record file (.jsonl, or a .json list); "
                             "pass images with --images (a folder, one image, or a list file)")
     root = path.parent
-    records = []
+    records, seen = [], set()
     for item in iter_record_file(path, require_captions=False):
         counts["items"] += 1
         if isinstance(item, BadRecord):
             counts["bad_record"] += 1
             continue
         item.image = os.path.abspath(item.resolve_image(root))
+        key = json.dumps(item.to_json(), sort_keys=True)
+        if key in seen:  # the same record again: kept once (a repeat would count twice in training)
+            counts["duplicate_record"] += 1
+            continue
+        seen.add(key)
         if not os.path.isfile(item.image):
             counts["missing_image"] += 1
             continue
@@ -114,7 +124,7 @@ def split_input(
                 "use a new --out, or --fresh to discard it"
             )
         return existing
-    bad = counts["items"] - len(records)
+    bad = counts["items"] - len(records) - counts["duplicate_record"]
     if counts["items"] and bad / counts["items"] > max_bad_fraction:
         raise PipelineError(
             f"{bad} of {counts['items']} input items are unusable ({dict(counts)}); "

@@ -138,3 +138,21 @@ def test_the_output_folder_inside_the_image_folder_is_not_read(tmp_path):
     make_images(tmp_path / "photos", 2)
     make_images(tmp_path / "photos" / "out", 1)  # e.g. the stats.png of an earlier run
     assert len(list_images(tmp_path / "photos", exclude=tmp_path / "photos" / "out")) == 2
+
+
+def test_repeated_records_and_listed_images_are_kept_once_and_counted(tmp_path):
+    make_images(tmp_path / "imgs", 2)
+    records = write_jsonl(tmp_path / "r.jsonl", [{"image": "imgs/img_000.png", "long_caption": "a"},
+                                                 {"image": "imgs/img_001.png"},
+                                                 {"image": "imgs/img_000.png", "long_caption": "a"},
+                                                 {"image": "imgs/img_000.png", "long_caption": "b"}])
+    counts = Counter()
+    found, _ = read_input_records(records, counts)
+    assert [(os.path.basename(r.image), r.long_caption) for r in found] == [
+        ("img_000.png", "a"), ("img_001.png", ""), ("img_000.png", "b")]
+    assert counts == {"items": 4, "duplicate_record": 1}
+    listing = tmp_path / "list.txt"
+    listing.write_text("imgs/img_000.png\nimgs/img_001.png\nimgs/img_000.png\n")
+    layout = ShardLayout(tmp_path / "out")
+    manifest = split_input(layout, images=str(listing), input_file=None, shard_size=10, max_bad_fraction=0.0)
+    assert manifest["num_records"] == 2 and manifest["input_counts"] == {"items": 3, "duplicate_record": 1}
