@@ -13,6 +13,7 @@ by cosine similarity. Reports top-1 and top-5. (A folder tree lists each file on
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -26,10 +27,12 @@ from eval.common.cli import (EvalError, add_cache_args, add_model_args, add_outp
 from eval.common.coverage import Coverage, skipped_reasons
 from eval.common.encoder import Encoder
 from eval.common.metrics import classification_report
-from eval.common.prompts import TEMPLATES_HELP, class_text_embeddings, load_classnames, load_templates
+from eval.common.prompts import (TEMPLATES_HELP, class_text_embeddings, imagenet_names_by_wnid, load_classnames,
+                                 load_templates)
 from eval.common.reporting import bar_plot, markdown_table, model_label, write_results
 
 OWNED = owned_outputs({"zeroshot"}, {"results.md", "zeroshot.png"})
+WORDNET_ID = re.compile(r"n\d{8}")
 
 
 def read_image_folder(root: Path) -> tuple[list[str], list[tuple[str, int]]]:
@@ -47,13 +50,20 @@ def read_image_folder(root: Path) -> tuple[list[str], list[tuple[str, int]]]:
 def class_display_names(folders: list[str], classnames_file: Path | None) -> list[str]:
     """The name each class folder is prompted with.
 
-    Without a file: the folder name (underscores as spaces). With a JSON object: folder -> name.
+    Without a file: the folder name (underscores as spaces). 'imagenet1k' with WordNet-id folders: each
+    folder's ImageNet name, looked up by id. With a JSON object: folder -> name.
     With a list (JSON or one per line): if every folder name is an integer, name i belongs to folder
     "i" (ImageNet-V2's layout: folders 0..999, which ImageFolder sorts as text, 0, 1, 10, 100, ...);
     otherwise names are in the sorted order of the folders.
     """
     if classnames_file is None:
         return [folder.replace("_", " ") for folder in folders]
+    if str(classnames_file) == "imagenet1k" and all(WORDNET_ID.fullmatch(folder) for folder in folders):
+        names = imagenet_names_by_wnid()  # by id, so a subset of the 1,000 class folders is named right too
+        unknown = [folder for folder in folders if folder not in names]
+        if unknown:
+            raise EvalError(f"class folder {unknown[0]!r} is not one of the 1,000 ImageNet WordNet ids")
+        return [names[folder] for folder in folders]
     names = load_classnames(classnames_file)
     if isinstance(names, dict):
         missing = [folder for folder in folders if folder not in names]
@@ -79,8 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_args(parser)
     parser.add_argument("--data", required=True, type=Path, help="image folder with one sub-folder per class")
     parser.add_argument("--classnames", type=Path, default=None,
-                        help="class names to prompt with: imagenet1k (the 1,000 ImageNet names in class-index "
-                        "order, for WordNet-id folders and ImageNet-V2's numbered ones), a file with one per line or "
+                        help="class names to prompt with: imagenet1k (the 1,000 ImageNet names: looked up by WordNet "
+                        "id for n01440764-style folders, by index for ImageNet-V2's 0..999), a file with one per line or "
                         "a JSON list (in the order of the sorted class folders, or by index when folders are "
                         "numbered 0..N-1), or a JSON object folder -> name (default: the folder names)")
     parser.add_argument("--templates", default="clip80", help=TEMPLATES_HELP + " (default clip80)")

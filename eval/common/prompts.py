@@ -131,6 +131,14 @@ def named_classnames(name: str) -> list[str] | None:
     return list(IMAGENET_CLASSNAMES)
 
 
+def imagenet_names_by_wnid() -> dict[str, str]:
+    """WordNet id (the ImageNet class-folder name, e.g. n01440764) -> its name in the 'imagenet1k' list; the
+    ids in class-index order come from timm's ImageNet metadata (timm is a dependency of open_clip)."""
+    from timm.data import ImageNetInfo
+
+    return dict(zip(ImageNetInfo().label_names(), named_classnames("imagenet1k")))
+
+
 def load_classnames(path: Path) -> list[str] | dict[str, str]:
     """Class names from a named list (`named_classnames`) or a file: a JSON list (index order), a JSON object
     (folder -> name), or one name per line. An empty list is an error, never a silent zero."""

@@ -8,6 +8,7 @@ import json
 import re
 import shlex
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from tests.eval.conftest import make_image, write_jsonl
 from tests.eval_lmm.tiny_llava import build_tiny_llava
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-WNIDS = [f"n{index:08d}" for index in range(1000)]  # stand-ins that sort like the real 1,000 WordNet ids
+WNIDS = ["n01440764", "n01443537", "n01484850"]  # the first three ImageNet classes: tench, goldfish, great white shark
 
 
 def readme_commands() -> list[str]:
@@ -120,9 +121,7 @@ def downloads(tmp_path, tiny_model_dir) -> Path:
                                 "bounds": [[0, 0], [10, 10]], "area": 100}},
             "mask_keys": ["0"], "extra_caption": f"A long dense description {index}.",
             "summaries": {"base": ["a summary"]}, "negatives": {}}))
-    for wnid in WNIDS:
-        (root / "imagenet" / "val" / wnid).mkdir(parents=True)
-    for number, wnid in enumerate(WNIDS[:3]):
+    for number, wnid in enumerate(WNIDS):
         make_image(root / "imagenet" / "val" / wnid / f"ILSVRC2012_val_{number + 293:08d}.JPEG", seed=60 + number)
     (root / "pope").mkdir()
     for split in ("random", "popular", "adversarial"):
@@ -142,11 +141,13 @@ def test_every_evaluation_data_command_runs_verbatim(downloads, monkeypatch):
     monkeypatch.setenv("FGCLIP_EVAL_CACHE", str(downloads / "cache"))
     results = {}
     for command in commands:
+        started = time.time()
         argv = shlex.split(command)
         module = importlib.import_module(argv[2])
         result = module.main(argv[3:])
         assert result["complete"] is True, (command, result["note"])
         results[argv[argv.index("--out") + 1]] = result
+        print(f"{time.time() - started:6.1f} s  {command[:90]}")
     fgovd = results["runs/eval/fgovd"]
     assert fgovd["num_regions"] == 4 and set(fgovd["details"]["per_file"]) == {"hard", "medium", "easy", "trivial"}
     assert fgovd["details"]["per_file"]["hard"]["mean_negatives"] == 10
@@ -157,7 +158,7 @@ def test_every_evaluation_data_command_runs_verbatim(downloads, monkeypatch):
     assert results["runs/eval/share1k"]["num_images"] == 3 and results["runs/eval/share1k"]["long"] is True
     assert results["runs/eval/dci"]["format"] == "dci" and results["runs/eval/dci"]["num_images"] == 2
     in1k = results["runs/eval/in1k"]
-    assert in1k["num_images"] == 3 and in1k["num_classes"] == 1000 and in1k["counts"]["empty_classes"] == 997
+    assert in1k["num_images"] == 3 and in1k["num_classes"] == 3
     assert set(in1k["details"]["per_class"]) == {"tench", "goldfish", "great white shark"}
     pope = results["runs/pope"]
     assert set(pope["splits"]) == {"random", "popular", "adversarial"} and pope["num_questions"] == 6
