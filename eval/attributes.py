@@ -165,7 +165,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if (args.answers is None) == (args.model is None):
         raise LMMEvalError("give exactly one of --answers (score a file) or --model (run a model)")
     out = prepare_out(args, [args.data, args.answers, args.model, args.images], OWNED)
-    counts = dict.fromkeys(("records", "skipped_bad_records", "regions", "duplicate_regions", "regions_without_negatives",
+    counts = dict.fromkeys(("records", "skipped_bad_records", "regions", "duplicate_regions",
+                            "regions_without_negatives",
                             "regions_with_fewer_than_3_negatives", "missing_answers", "unparsed_choices"), 0)
     questions = build_questions(args, counts)
     counts["questions"] = len(questions)

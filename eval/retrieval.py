@@ -327,8 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "or all")
     parser.add_argument("--caption-field", default=None,
                         help="read captions from this field of each item (default: the first present of "
-                        "short_caption/long_caption (by --long), captions, caption, sentences, conversations); for DCI: "
-                        "extended (default: short_caption + newline + extra_caption), short_caption or extra_caption")
+                        "short_caption/long_caption (by --long), captions, caption, sentences, conversations); for "
+                        "DCI: extended (default: short_caption + newline + extra_caption), short_caption or "
+                        "extra_caption")
     parser.add_argument("--limit", type=non_negative_int, default=0,
                         help="use the first N images the file names (ShareGPT4V-1k: 1000; 0: all); results.json says "
                         "how many more were not read")

@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", required=True, type=Path, help="image folder with one sub-folder per class")
     parser.add_argument("--classnames", type=Path, default=None,
                         help="class names to prompt with: imagenet1k (the 1,000 ImageNet names: looked up by WordNet "
-                        "id for n01440764-style folders, by index for ImageNet-V2's 0..999), a file with one per line or "
+                        "id for n01440764-style folders, by index for ImageNet-V2's 0..999), a file with one per line "
+                        "or "
                         "a JSON list (in the order of the sorted class folders, or by index when folders are "
                         "numbered 0..N-1), or a JSON object folder -> name (default: the folder names)")
     parser.add_argument("--templates", default="clip80", help=TEMPLATES_HELP + " (default clip80)")

@@ -130,11 +130,11 @@ def add_output_args(parser: argparse.ArgumentParser, help: str | None = None, st
     )
 
 
-def owned_outputs(benchmarks: Iterable[str], names: Iterable[str], prefixes: Iterable[str] = ()) -> Callable[[Path], bool]:
-    """What an evaluation may write again in its --out: its own file and folder `names` (or names starting
-    with one of `prefixes`), and a results.json only when it records one of `benchmarks` (so another
-    evaluation's results in the same folder are never replaced without --overwrite)."""
-    benchmarks, names, prefixes = set(benchmarks), set(names), tuple(prefixes)
+def owned_outputs(benchmarks: Iterable[str], names: Iterable[str]) -> Callable[[Path], bool]:
+    """What an evaluation may write again in its --out: its own file and folder `names`, and a results.json
+    only when it records one of `benchmarks` (so another evaluation's results in the same folder are never
+    replaced without --overwrite)."""
+    benchmarks, names = set(benchmarks), set(names)
 
     def owned(entry: Path) -> bool:
         if entry.name == "results.json":
@@ -142,7 +142,7 @@ def owned_outputs(benchmarks: Iterable[str], names: Iterable[str], prefixes: Ite
                 return json.loads(entry.read_text(encoding="utf-8")).get("benchmark") in benchmarks
             except (OSError, ValueError, AttributeError):
                 return False
-        return entry.name in names or (bool(prefixes) and entry.name.startswith(prefixes))
+        return entry.name in names
 
     return owned
 

@@ -20,7 +20,8 @@ from eval.common.cli import EvalError
 
 def skipped_reasons(counts: Mapping[str, int]) -> dict[str, int]:
     """The non-zero `skipped_<reason>` entries of a counts mapping, as reason -> count."""
-    return {key.removeprefix("skipped_"): value for key, value in counts.items() if key.startswith("skipped_") and value}
+    return {key.removeprefix("skipped_"): value for key, value in counts.items()
+            if key.startswith("skipped_") and value}
 
 
 @dataclass
@@ -49,7 +50,8 @@ class Coverage:
         self.truncated = {limit: count for limit, count in self.truncated.items() if count}
         if self.scored == 0:
             reasons = ", ".join(f"{reason} {count}" for reason, count in self.skipped.items())
-            raise EvalError(f"no {self.unit} could be scored out of {self.given}" + (f" ({reasons})" if reasons else ""))
+            detail = f" ({reasons})" if reasons else ""
+            raise EvalError(f"no {self.unit} could be scored out of {self.given}{detail}")
 
     @property
     def complete(self) -> bool:

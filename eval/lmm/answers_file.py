@@ -79,8 +79,8 @@ def read_answers_file(path: str | Path) -> AnswerFileContents:
                            '{"question_id": ..., "text": ...} object per line')
     contents = read_answers(path)
     if not contents.answers:
-        raise LMMEvalError(f"answers file {path} holds no usable answer: {contents.bad_lines} lines, none a JSON object "
-                           "with question_id and text (or answer)")
+        raise LMMEvalError(f"answers file {path} holds no usable answer: {contents.bad_lines} lines, none a JSON "
+                           "object with question_id and text (or answer)")
     return contents
 
 

@@ -58,7 +58,9 @@ def _fingerprint(parts: list[str]) -> str:
     return digest.hexdigest()[:16]
 
 
-def read_image_records(source: str | Path, counts: Counter, exclude: str | Path | None = None) -> tuple[list[Record], str]:
+def read_image_records(
+    source: str | Path, counts: Counter, exclude: str | Path | None = None
+) -> tuple[list[Record], str]:
     paths = list_images(source, exclude)
     records, seen = [], set()
     for path in paths:

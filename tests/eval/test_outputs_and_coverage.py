@@ -20,7 +20,8 @@ def inputs_for_every_eval(tmp_path):
     make_image(tmp_path / "img.png", seed=1)
     make_image(tmp_path / "classes" / "cat" / "0.png", seed=2)
     records = write_jsonl(tmp_path / "records.jsonl", [{"image": "img.png", "regions": [
-        {"bbox": [0.1, 0.1, 0.6, 0.6], "caption": "a red cube", "hard_negatives": ["a blue cube", "a green cube", "a red ball"]}]}])
+        {"bbox": [0.1, 0.1, 0.6, 0.6], "caption": "a red cube",
+         "hard_negatives": ["a blue cube", "a green cube", "a red ball"]}]}])
     (tmp_path / "instances.json").write_text(json.dumps({
         "images": [{"id": 1, "file_name": "img.png", "width": 48, "height": 40}],
         "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 20, 20], "iscrowd": 0}],
@@ -34,7 +35,8 @@ def inputs_for_every_eval(tmp_path):
                                                    "bbox": [0.1, 0.1, 0.5, 0.5]}])
     run = tmp_path / "run"
     write_results(run, "fgovd", {"top1": 0.5}, model="m", data="d", counts={}, started=0.0, table="")
-    model = ["--model", str(tmp_path / "no_model_here"), "--no-cache"]  # loading it would fail: the --out check comes first
+    # loading this model would fail: the --out check comes first
+    model = ["--model", str(tmp_path / "no_model_here"), "--no-cache"]
     return [
         (fgovd, ["--data", str(records), *model]),
         (box_cls, ["--data", str(tmp_path / "instances.json"), *model]),
@@ -87,7 +89,8 @@ def test_own_results_are_rewritten_another_evals_are_not(tiny_model_dir, tmp_pat
         {"bbox": [0.1, 0.1, 0.6, 0.6], "caption": "a red cube", "hard_negatives": ["a blue cube"]}]}])
     fgovd_argv = ["--data", str(records), *common_args(tiny_model_dir, out)]
     assert run_main(fgovd.main, fgovd_argv) == 2  # retrieval's results.json and plot are not fgovd's to replace
-    assert "already holds files this evaluation did not write (recall_curve.png, results.json" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "already holds files this evaluation did not write (recall_curve.png, results.json" in err
     assert fgovd.main([*fgovd_argv, "--overwrite"])["benchmark"] == "fgovd"
     into_model = ["--data", str(records), "--model", str(tiny_model_dir), "--no-cache", "--out", str(tiny_model_dir),
                   "--overwrite"]
@@ -159,7 +162,8 @@ def test_truncated_captions_are_counted_on_both_paths(tiny_model_dir, tmp_path):
     make_image(tmp_path / "1.png", seed=2)
     long = "word " * 100  # 102 tokens with BOS and EOS: over 77, under 248
     longer = "word " * 300
-    data = write_jsonl(tmp_path / "pairs.jsonl", [{"image": "0.png", "caption": long}, {"image": "1.png", "caption": longer}])
+    data = write_jsonl(tmp_path / "pairs.jsonl", [{"image": "0.png", "caption": long},
+                                                  {"image": "1.png", "caption": longer}])
     short = retrieval.main(["--data", str(data), *common_args(tiny_model_dir, tmp_path / "s")])
     assert short["coverage"]["truncated_texts"] == {"77": 2}
     assert short["note"] == "all 2 images scored; 2 texts longer than 77 tokens truncated" and short["complete"]
@@ -174,7 +178,8 @@ def test_report_keeps_runs_whose_folders_share_a_name(tmp_path):
                       data="d.jsonl", counts={}, started=0.0, table="")
         write_results(tmp_path / model / "eval" / "fgovd_again", "fgovd", {"top1": top1 / 2}, model=f"{model}/final",
                       data="d.jsonl", counts={}, started=0.0, table="")
-    summary = report.main([str(tmp_path / "clip" / "eval"), str(tmp_path / "fg" / "eval"), "--out", str(tmp_path / "r")])
+    runs = [str(tmp_path / "clip" / "eval"), str(tmp_path / "fg" / "eval")]
+    summary = report.main([*runs, "--out", str(tmp_path / "r")])
     runs = summary["fgovd (d.jsonl)"]["runs"]
     assert {label: values["top1"] for label, values in runs.items()} == {
         "clip/eval/fgovd": 0.2, "clip/eval/fgovd_again": 0.1, "fg/eval/fgovd": 0.6, "fg/eval/fgovd_again": 0.3}
@@ -195,7 +200,8 @@ def test_pope_answers_that_cannot_be_read_are_errors_not_zero(tmp_path, capsys, 
          "label": "yes"}])
     answers = tmp_path / "answers.json"
     answers.write_text(content)
-    assert run_cli(pope.main, ["--questions", str(questions), "--answers", str(answers), "--out", str(tmp_path / "o")]) == 2
+    argv = ["--questions", str(questions), "--answers", str(answers), "--out", str(tmp_path / "o")]
+    assert run_cli(pope.main, argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: answers file {answers} ") and message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "o" / "results.json").exists()
@@ -205,7 +211,8 @@ def test_pope_unanswered_questions_make_it_incomplete(tmp_path, capsys):
     questions = write_jsonl(tmp_path / "coco_pope_popular.json", [
         {"question_id": i, "image": "COCO_val2014_000000310196.jpg", "text": f"Is there a thing {i} in the image?",
          "label": "yes" if i % 2 else "no"} for i in range(1, 5)])
-    answers = write_jsonl(tmp_path / "answers.jsonl", [{"question_id": 1, "text": "Yes"}, {"question_id": 2, "text": "No"}])
+    answers = write_jsonl(tmp_path / "answers.jsonl", [{"question_id": 1, "text": "Yes"},
+                                                       {"question_id": 2, "text": "No"}])
     argv = ["--questions", str(questions), "--answers", str(answers), "--out", str(tmp_path / "o")]
     result = pope.main(argv)
     assert result["complete"] is False and result["num_missing"] == 2
@@ -213,5 +220,5 @@ def test_pope_unanswered_questions_make_it_incomplete(tmp_path, capsys):
     assert run_cli(pope.main, [*argv, "--strict"]) == 2
     assert "error: --strict: scored 2 of 4 questions" in capsys.readouterr().err
     other = write_jsonl(tmp_path / "other.jsonl", [{"question_id": 99, "text": "Yes"}])
-    assert run_cli(pope.main, ["--questions", str(questions), "--answers", str(other), "--out", str(tmp_path / "o")]) == 2
+    assert run_cli(pope.main, ["--questions", str(questions), "--answers", str(other), "--out", argv[-1]]) == 2
     assert "no questions could be scored out of 4" in capsys.readouterr().err

@@ -42,7 +42,8 @@ def lvis_fgovd(image_id: int, negatives: int) -> dict:
                     "flickr_url": "http://farm1.staticflickr.com/124/376779110_e9109fac8d_z.jpg",
                     "file_name": f"val2017/{image_id:012d}.jpg", "neg_category_ids": [c["id"] for c in categories[1:]],
                     "not_exhaustive_category_ids": [100], "checked": True}],
-        "annotations": [{"bbox": [8.0, 6.0, 24.0, 20.0], "area": 480.0, "segmentation": [[8.0, 6.0, 32.0, 6.0, 32.0, 26.0]],
+        "annotations": [{"bbox": [8.0, 6.0, 24.0, 20.0], "area": 480.0,
+                         "segmentation": [[8.0, 6.0, 32.0, 6.0, 32.0, 26.0]],
                          "category_id": 100, "neg_category_ids": [c["id"] for c in categories[1:]],
                          "image_id": image_id, "needs_revision": False, "id": 14447}],
         "categories": categories,
@@ -56,7 +57,8 @@ def karpathy(entries: list[tuple], dataset: str) -> dict:
         entry = {"filepath": filepath, "sentids": sentids, "filename": filename, "imgid": imgid, "split": split,
                  "sentences": [{"tokens": raw.lower().strip(" .").split(), "raw": raw, "imgid": imgid, "sentid": sid}
                                for raw, sid in zip(raws, sentids)], "cocoid": imgid + 391895}
-        images.append(entry if dataset == "coco" else {k: v for k, v in entry.items() if k not in ("filepath", "cocoid")})
+        flickr = {k: v for k, v in entry.items() if k not in ("filepath", "cocoid")}  # Flickr30k's has neither
+        images.append(entry if dataset == "coco" else flickr)
     return {"images": images, "dataset": dataset}
 
 
@@ -76,7 +78,8 @@ def downloads(tmp_path, tiny_model_dir) -> Path:
     (root / "fgovd").mkdir()
     for name, image_id in (("1_attributes", 56288), ("2_attributes", 14226), ("3_attributes", 397133),
                            ("shuffle_negatives", 37777)):
-        (root / "fgovd" / f"{name}.json").write_text(json.dumps(lvis_fgovd(image_id, 10 if name == "1_attributes" else 4)))
+        document = lvis_fgovd(image_id, 10 if name == "1_attributes" else 4)
+        (root / "fgovd" / f"{name}.json").write_text(json.dumps(document))
     (root / "coco" / "annotations").mkdir()
     (root / "coco" / "annotations" / "instances_val2017.json").write_text(json.dumps({
         "info": {"description": "COCO 2017 Dataset", "year": 2017}, "licenses": [{"url": "x", "id": 4, "name": "y"}],
@@ -128,8 +131,8 @@ def downloads(tmp_path, tiny_model_dir) -> Path:
         write_jsonl(root / "pope" / f"coco_pope_{split}.json", [
             {"question_id": 1, "image": "COCO_val2014_000000310196.jpg", "text": "Is there a snowboard in the image?",
              "label": "yes"},
-            {"question_id": 2, "image": "COCO_val2014_000000310196.jpg", "text": f"Is there a {split} car in the image?",
-             "label": "no"}])
+            {"question_id": 2, "image": "COCO_val2014_000000310196.jpg",
+             "text": f"Is there a {split} car in the image?", "label": "no"}])
     return root
 
 

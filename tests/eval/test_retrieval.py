@@ -21,6 +21,9 @@ def test_positive_sets_with_several_and_duplicated_captions():
     assert text_positives == [[0, 2], [0], [1], [0, 2]]
 
 
+MOPED = ["A man with a red helmet on a small moped on a dirt road. ", "Man riding a motor bike."]
+
+
 def karpathy_image(filepath, filename, split, imgid, cocoid, raws, first_sentid):
     """One entry of Karpathy's dataset_coco.json as it ships (key order and all)."""
     sentids = list(range(first_sentid, first_sentid + len(raws)))
@@ -35,16 +38,14 @@ def test_karpathy_dataset_coco_as_shipped(tmp_path):
     sentid}], cocoid} and "dataset": "coco"; splits train / val / test / restval; `raw` keeps its trailing space."""
     path = tmp_path / "dataset_coco.json"
     path.write_text(json.dumps({"images": [
-        karpathy_image("val2014", "COCO_val2014_000000391895.jpg", "test", 0, 391895,
-                       ["A man with a red helmet on a small moped on a dirt road. ", "Man riding a motor bike."], 770337),
+        karpathy_image("val2014", "COCO_val2014_000000391895.jpg", "test", 0, 391895, MOPED, 770337),
         karpathy_image("val2014", "COCO_val2014_000000522418.jpg", "restval", 1, 522418,
                        ["A woman wearing a net on her head cutting a cake. "], 681330),
         karpathy_image("train2014", "COCO_train2014_000000057870.jpg", "train", 2, 57870,
                        ["A restaurant has modern wooden tables and chairs."], 787980),
-        karpathy_image("val2014", "COCO_val2014_000000184613.jpg", "val", 3, 184613, ["A child holding a flowered umbrella."],
-                       1000),
-        karpathy_image("val2014", "COCO_val2014_000000391895.jpg", "test", 0, 391895,  # the same entry again
-                       ["A man with a red helmet on a small moped on a dirt road. ", "Man riding a motor bike."], 770337)],
+        karpathy_image("val2014", "COCO_val2014_000000184613.jpg", "val", 3, 184613,
+                       ["A child holding a flowered umbrella."], 1000),
+        karpathy_image("val2014", "COCO_val2014_000000391895.jpg", "test", 0, 391895, MOPED, 770337)],  # again
         "dataset": "coco"}))
     data = retrieval.load_retrieval_set(path)
     assert data.format == "karpathy"
@@ -52,11 +53,12 @@ def test_karpathy_dataset_coco_as_shipped(tmp_path):
     assert data.captions == [["A man with a red helmet on a small moped on a dirt road.", "Man riding a motor bike."]]
     assert data.counts["duplicate_records"] == 1 and data.given == 1
     assert retrieval.load_retrieval_set(path, split="restval").image_names == ["val2014/COCO_val2014_000000522418.jpg"]
-    assert retrieval.load_retrieval_set(path, split="train").image_names == ["train2014/COCO_train2014_000000057870.jpg"]
+    train = retrieval.load_retrieval_set(path, split="train")
+    assert train.image_names == ["train2014/COCO_train2014_000000057870.jpg"]
     assert len(retrieval.load_retrieval_set(path, split="all").image_names) == 4
     flickr = tmp_path / "dataset_flickr30k.json"  # Flickr30k's file has no filepath and no cocoid
-    flickr.write_text(json.dumps({"images": [karpathy_image(None, "1000092795.jpg", "test", 0, None,
-                                                            ["Two young guys with shaggy hair look at their hands."], 0)],
+    guys = ["Two young guys with shaggy hair look at their hands."]
+    flickr.write_text(json.dumps({"images": [karpathy_image(None, "1000092795.jpg", "test", 0, None, guys, 0)],
                                   "dataset": "flickr30k"}))
     assert retrieval.load_retrieval_set(flickr).image_names == ["1000092795.jpg"]
     with pytest.raises(EvalError, match="no images in split 'val'; its splits are test"):
@@ -73,7 +75,8 @@ def test_coco_captions_file_as_shipped(tmp_path):
         "info": {"description": "COCO 2017 Dataset", "year": 2017}, "licenses": [{"url": "x", "id": 4, "name": "y"}],
         "images": [image, {**image, "file_name": "000000037777.jpg", "id": 37777},
                    {**image, "file_name": "000000252219.jpg", "id": 252219}],
-        "annotations": [{"image_id": 37777, "id": 2, "caption": "The dining table near the kitchen has a bowl of fruit."},
+        "annotations": [{"image_id": 37777, "id": 2,
+                         "caption": "The dining table near the kitchen has a bowl of fruit."},
                         {"image_id": 397133, "id": 370, "caption": "A man is in a kitchen making pizzas. "},
                         {"image_id": 397133, "id": 3, "caption": "Man in apron standing on front of oven."},
                         {"image_id": 397133, "id": 370, "caption": "A man is in a kitchen making pizzas. "},
