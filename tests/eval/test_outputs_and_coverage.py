@@ -142,6 +142,18 @@ def test_fgovd_17_regions_3_bad_is_14_of_17_and_strict_exits_2(tiny_model_dir, t
     assert strict["complete"] is True and strict["note"] == "all 2 regions scored"
 
 
+def test_retrieval_counts_every_given_item(tiny_model_dir, tmp_path):
+    """issue 15: 6 items given, a malformed line and a caption-less item: 'all 4 images scored' was reported."""
+    for i in range(4):
+        make_image(tmp_path / f"{i}.png", seed=20 + i)
+    data = write_jsonl(tmp_path / "pairs.jsonl", [{"image": f"{i}.png", "caption": f"thing {i}"} for i in range(4)]
+                       + [{"image": "5.png", "caption": ""}])
+    data.write_text(data.read_text() + "{broken line\n")
+    result = retrieval.main(["--data", str(data), *common_args(tiny_model_dir, tmp_path / "out")])
+    assert result["num_images"] == 4 and result["complete"] is False
+    assert result["note"] == "scored 4 of 6 images; skipped: malformed 1, no_caption 1"
+
+
 def test_duplicated_records_do_not_change_retrieval(tiny_model_dir, tmp_path):
     """issue 15: the same data with every line twice moved I->T R@5 from 0.83 to 0.50; now scored once."""
     for i in range(6):
