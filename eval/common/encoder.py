@@ -26,7 +26,7 @@ from eval.common.fusion import FusionSettings, attention_pool, fuse, text_token_
 from eval.common.images import iter_image_batches
 from fgclip.model import FGCLIPModel
 from fgclip.model.conversion import CheckpointError, detect_checkpoint_kind
-from fgclip.tokenizer import FGCLIPTokenizer
+from fgclip.tokenizer import LONG_LENGTH, SHORT_LENGTH, FGCLIPTokenizer
 from fgclip.transforms import image_transform
 
 
@@ -115,6 +115,7 @@ class Encoder:
         self.autocast_dtype = resolve_autocast(config.precision, self.device)
         self.transform = image_transform(model.image_size)
         self.fingerprint = model_fingerprint(self.model_dir)
+        self._truncated: dict[int, set[str]] = {SHORT_LENGTH: set(), LONG_LENGTH: set()}
 
     @classmethod
     def load(cls, model_dir: str | Path, config: EncoderConfig | None = None,
@@ -148,6 +149,10 @@ class Encoder:
     def _key(self, kind: str, **parts) -> str:
         return self.cache.key(model=self.fingerprint, kind=kind, precision=self.precision_name, **parts)
 
+    def truncated_texts(self) -> dict[int, int]:
+        """Token limit -> how many distinct texts encoded so far were longer than it (and cut to it)."""
+        return {limit: len(texts) for limit, texts in self._truncated.items() if texts}
+
     def describe(self) -> dict:
         """What results.json records about the model run."""
         return {"checkpoint_kind": self.checkpoint_kind, "device": str(self.device), "precision": self.precision_name,
@@ -162,6 +167,9 @@ class Encoder:
         unique = list(dict.fromkeys(texts))
         if not unique:
             return torch.zeros(0, self.dim)
+        # Counted on every call, cached or not: a cut caption changes what the number measures.
+        cut = self.tokenizer.truncated(unique, long=long)
+        self._truncated[LONG_LENGTH if long else SHORT_LENGTH].update(t for t, is_cut in zip(unique, cut) if is_cut)
         key = self._key("text", long=long, fusion=fusion.as_dict() if fusion else None, texts=texts_digest(unique))
         cached = self.cache.load(key)
         if cached is not None:
