@@ -5,7 +5,7 @@ Importing `fgclip` registers the `fgclip` model type with transformers' Auto cla
 The trainer (`fgclip.train`) and the data engine (`fgclip.pipeline`) are not imported here.
 """
 
-from transformers import AutoConfig, AutoModel
+from transformers import AutoConfig, AutoModel, AutoProcessor, CLIPProcessor
 
 from fgclip.losses import FGCLIPLoss, LossInputs, LossWeights
 from fgclip.model import FGCLIPConfig, FGCLIPModel
@@ -14,6 +14,7 @@ from fgclip.transforms import image_processor, image_transform
 
 AutoConfig.register(FGCLIPConfig.model_type, FGCLIPConfig, exist_ok=True)
 AutoModel.register(FGCLIPConfig, FGCLIPModel, exist_ok=True)
+AutoProcessor.register(FGCLIPConfig, CLIPProcessor, exist_ok=True)  # tokenizer + image processor
 
 __version__ = "0.1.0"
 
