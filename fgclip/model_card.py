@@ -230,7 +230,7 @@ def _load_section(name: str, artifact: str) -> str:
         )
     return (
         "```python\n"
-        "import fgclip  # registers FG-CLIP with transformers' Auto classes (no trust_remote_code)\n"
+        "from fgclip import FGCLIPModel  # also registers FG-CLIP with transformers' Auto classes\n"
         "from PIL import Image\n"
         "from transformers import AutoModel, AutoProcessor\n\n"
         f'model = AutoModel.from_pretrained("{name}")  # an fgclip.FGCLIPModel\n'
