@@ -21,26 +21,28 @@ exactly (image, box, positive and negatives) is scored once and counted as a dup
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from eval.common.boxes import xywh_pixels_to_normalized
-from eval.common.cli import (EvalError, add_cache_args, add_model_args, add_output_args, non_negative_int,
-                             owned_outputs, prepare_out, require_file, run_main, wrapped)
+from eval.common.cli import EvalError, owned_outputs, prepare_output, require_file, wrapped
 from eval.common.coverage import Coverage, skipped_reasons
-from eval.common.encoder import Encoder
 from eval.common.images import failure_reason, image_size_of
 from eval.common.jsonfiles import iter_items, json_document, list_items
-from eval.common.metrics import rank_of_best_positive
+from eval.common.options import CacheOptions, EncoderConfig, ModelOption, OutputOptions
 from eval.common.reporting import bar_plot, markdown_table, model_label, write_results
+from fgclip.cli import CommandParser, non_negative_int, option, options_from, run
 from fgclip.data.schema import RecordError, check_bbox, region_from_json
+
+if TYPE_CHECKING:  # loaded in main, after the options are checked: --help needs neither
+    import torch
+
+    from eval.common.encoder import Encoder
 
 # File names of the public FG-OVD benchmark and the difficulty each one is.
 FGOVD_FILE_DIFFICULTY = {"1_attributes": "hard", "2_attributes": "medium", "3_attributes": "easy",
@@ -255,6 +257,10 @@ def score_regions(region_embeds: torch.Tensor, queries: list[RegionQuery], text_
 
     region_embeds: `(Q, D)` one row per query; text_embeds: `(T, D)`, `text_row` maps a text to its row.
     """
+    import torch
+
+    from eval.common.metrics import rank_of_best_positive
+
     width = 1 + max(len(q.negatives) for q in queries)
     columns = torch.full((len(queries), width), -1, dtype=torch.long)
     for row, query in enumerate(queries):
@@ -269,6 +275,8 @@ def score_regions(region_embeds: torch.Tensor, queries: list[RegionQuery], text_
 
 def evaluate(encoder: Encoder, files: list[RegionFile]) -> dict[str, dict]:
     """Encode every distinct (image, box) once and every distinct text once; score each file."""
+    import torch
+
     images: dict[Path, dict[tuple, int]] = {}
     for region_file in files:
         for query in region_file.queries:
@@ -308,55 +316,58 @@ def evaluate(encoder: Encoder, files: list[RegionFile]) -> dict[str, dict]:
     return results
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+@dataclass
+class FgovdOptions:
+    data: list[Path] = option(
+        "one or more files: the public FG-OVD benchmark .json files, their JSON-lines form or record files (.jsonl or "
+        "a .json list); several files are scored separately (e.g. the FG-OVD hard / medium / easy / trivial files) "
+        "and together")
+    images: Path | None = option(
+        "root folder for relative image paths, e.g. the COCO root holding val2017/ for the public FG-OVD files "
+        "(default: the folder holding each data file)", None)
+    names: list[str] | None = option(
+        "a label per data file (default: the FG-OVD difficulty read from the file name, e.g. 1_attributes -> hard, "
+        "else the file name)", None)
+    limit: int = option("read only the first N items (lines, or annotations of a benchmark file) of each file (0: "
+                        "all); results.json says how many were not read", 0, type=non_negative_int)
+
+
+def build_parser() -> CommandParser:
+    parser = CommandParser(
         prog="python -m eval.fgovd",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=wrapped("Ties: a negative scoring exactly as high as the positive counts as a miss. Negatives identical "
         "to the positive text are dropped and counted. Regions without negatives, with an empty box, or whose "
         "image is missing are skipped one by one and counted in results.json (complete: false, counts by reason; "
         "--strict makes that exit 2); a region repeated exactly is scored once and counted."),
     )
-    add_model_args(parser)
-    parser.add_argument(
-        "--data", required=True, nargs="+", type=Path,
-        help="one or more files: the public FG-OVD benchmark .json files, their JSON-lines form or record files "
-        "(.jsonl or a .json list); several files are scored separately (e.g. the FG-OVD hard / medium / easy / "
-        "trivial files) and together",
-    )
-    parser.add_argument(
-        "--images", type=Path, default=None,
-        help="root folder for relative image paths, e.g. the COCO root holding val2017/ for the public FG-OVD files "
-        "(default: the folder holding each data file)",
-    )
-    parser.add_argument(
-        "--names", nargs="+", default=None,
-        help="a label per data file (default: the FG-OVD difficulty read from the file name, e.g. "
-        "1_attributes -> hard, else the file name)",
-    )
-    parser.add_argument("--limit", type=non_negative_int, default=0,
-                        help="read only the first N items (lines, or annotations of a benchmark file) of each file (0: "
-                        "all); results.json says how many were not read")
-    add_cache_args(parser)
-    add_output_args(parser)
+    parser.add_options(FgovdOptions)
+    compute = parser.add_options(ModelOption, "model and compute")
+    parser.add_options(EncoderConfig, compute)
+    parser.add_options(CacheOptions, "embedding cache")
+    parser.add_options(OutputOptions, "output")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
+    options, output, cache = options_from(args, FgovdOptions), options_from(args, OutputOptions), options_from(
+        args, CacheOptions)
+    model = options_from(args, ModelOption).model
     started = time.time()
-    if args.names is not None and len(args.names) != len(args.data):
-        raise EvalError(f"--names has {len(args.names)} labels for {len(args.data)} data files")
-    labels = args.names or [difficulty_label(path) for path in args.data]
+    if options.names is not None and len(options.names) != len(options.data):
+        raise EvalError(f"--names has {len(options.names)} labels for {len(options.data)} data files")
+    labels = options.names or [difficulty_label(path) for path in options.data]
     if len(set(labels)) != len(labels):
         raise EvalError(f"two data files share the label {labels}; give distinct --names")
-    for path in args.data:
+    for path in options.data:
         require_file(path, "--data")
-    out = prepare_out(args, [*args.data, args.images, args.model], OWNED)
-    files = [load_region_file(path, args.images or path.parent, label, args.limit)
-             for path, label in zip(args.data, labels)]
-    encoder = Encoder.from_args(args)
+    out = prepare_output(output, [*options.data, options.images, model], OWNED, cache)
+    files = [load_region_file(path, options.images or path.parent, label, options.limit)
+             for path, label in zip(options.data, labels)]
+    from eval.common.encoder import Encoder  # loads torch and transformers: after the options are checked
+
+    encoder = Encoder.from_options(model, options_from(args, EncoderConfig), cache)
     per_file = evaluate(encoder, files)
 
     counts = Counter()
@@ -380,10 +391,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
         rows.append(["all", scored, sum(f.given for f in files), "", correct / scored, ""])
     table = markdown_table(["set", "regions scored", "regions in file", "negatives / region", "top-1", "chance"], rows)
     bar_plot(out / "fgovd_top1.png", {label: r["top1"] for label, r in per_file.items()},
-             f"FG-OVD top-1 ({model_label(args.model)})", "top-1 accuracy",
+             f"FG-OVD top-1 ({model_label(model)})", "top-1 accuracy",
              chance=sum(r["chance"] * r["num_regions"] for r in per_file.values()) / scored)
     result = write_results(
-        out, "fgovd", metrics, model=args.model, data=[str(p) for p in args.data], counts=dict(counts),
+        out, "fgovd", metrics, model=model, data=[str(p) for p in options.data], counts=dict(counts),
         started=started, table=table + f"\n{cover.note}\n",
         extra={**cover.as_json(), "encoder": encoder.describe(), "cache": encoder.cache.summary(),
                "details": {"per_file": {label: {**r, "file": str(f.path), "counts": dict(f.counts)}
@@ -391,9 +402,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
                "plots": ["fgovd_top1.png"]},
     )
     print(f"FG-OVD top-1 {metrics['top1']:.4f} on {cover.summary} -> {out / 'results.json'}")
-    cover.enforce(args.strict, out / "results.json")
+    cover.enforce(output.strict, out / "results.json")
     return result
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    sys.exit(run(main))

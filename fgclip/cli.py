@@ -130,9 +130,11 @@ class CommandParser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, not argparse's usage block
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
-    def add_options(self, config_type: type, title: str | None = None) -> argparse._ActionsContainer:
-        """Add one argument per `option(...)` field of the dataclass `config_type` (in a group when `title`)."""
-        container = self.add_argument_group(title) if title else self
+    def add_options(self, config_type: type, group: str | argparse._ArgumentGroup | None = None
+                    ) -> argparse._ActionsContainer:
+        """Add one argument per `option(...)` field of the dataclass `config_type`; `group` is a new group's
+        title or a group returned by an earlier call. Returns where the arguments went."""
+        container = self.add_argument_group(group) if isinstance(group, str) else (group or self)
         hints = typing.get_type_hints(config_type)
         for field in dataclasses.fields(config_type):
             if field.init and "help" in field.metadata:

@@ -160,6 +160,30 @@ def prepare_out(args: argparse.Namespace, inputs: Iterable[Path | None], owned: 
     return out
 
 
+def cache_dir(options) -> Path | None:
+    """The cache folder `CacheOptions` ask for (created), or None with --no_cache."""
+    if options.no_cache:
+        return None
+    if options.cache_dir is not None:
+        return usable_cache_dir(options.cache_dir, "--cache_dir")
+    source = "$FGCLIP_EVAL_CACHE" if os.environ.get("FGCLIP_EVAL_CACHE") else "the default cache folder"
+    return usable_cache_dir(default_cache_dir(), source)
+
+
+def prepare_output(output, inputs: Iterable[Path | None], owned: Callable[[Path], bool], cache=None) -> Path:
+    """Check the output folder (`OutputOptions`) and the embedding cache folder (`CacheOptions`) before any
+    heavy work; returns the created output folder.
+
+    Refuses (one line, exit 2) an output that is a file or one of `inputs`, or that holds what this evaluation
+    did not write unless --overwrite is given; a cache folder that is a file or cannot be created.
+    """
+    out = prepare_output_dir(output.output_dir, inputs=inputs, owned=owned, overwrite=output.overwrite,
+                             option="--output_dir", what="files this evaluation did not write")
+    if cache is not None:
+        cache_dir(cache)
+    return out
+
+
 def cache_dir_from_args(args: argparse.Namespace) -> Path | None:
     """The cache folder the options ask for (created), or None with --no-cache."""
     if args.no_cache:
