@@ -3,6 +3,7 @@
     python -m fgclip.convert from-clip CLIP_DIR OUT_DIR          # stock HF CLIP -> FG-CLIP (long tables stretched)
     python -m fgclip.convert from-official RELEASE_DIR OUT_DIR   # qihoo360/fg-clip-* layout -> this project
     python -m fgclip.convert export-vision MODEL_DIR OUT_DIR     # -> plain CLIPVisionModel folder for LLaVA
+    python -m fgclip.convert export-onnx MODEL_DIR OUT_DIR       # -> vision.onnx, text.onnx, text_long.onnx
 
 The sources are folders as downloaded from the Hugging Face Hub (e.g. `huggingface-cli download
 openai/clip-vit-base-patch16 --local-dir CLIP_DIR`), read with no edit. OUT_DIR must be new or empty:
@@ -13,7 +14,8 @@ Every output folder carries its tokenizer (the source's own, e.g. LAION's "!" pa
 image processor: resize to a square, no centre crop, as FG-CLIP is trained and evaluated. The
 shortest-edge resize + centre crop of a Hub CLIP folder's preprocessor_config.json is not carried
 over. The saved config.json carries the tokenizer's real special-token ids (the Hub's OpenAI configs keep a
-legacy eos_token_id 2). Errors are one line with exit code 2.
+legacy eos_token_id 2). Every output folder also carries a model card (README.md, `fgclip.model_card`).
+Errors are one line with exit code 2.
 """
 
 from __future__ import annotations
@@ -50,34 +52,45 @@ def _output(args) -> Path:
 
 def _from_clip(args) -> str:
     from fgclip.model.conversion import fgclip_from_clip, save_with_processors
+    from fgclip.model_card import Provenance
     from fgclip.tokenizer import FGCLIPTokenizer
 
     source = _source(args, ("clip",))
     tokenizer = FGCLIPTokenizer.from_pretrained(source)
     output = _output(args)
-    save_with_processors(fgclip_from_clip(source), output, tokenizer)
+    save_with_processors(fgclip_from_clip(source), output, tokenizer, Provenance.converted(source, "from-clip"))
     return f"FG-CLIP initialised from CLIP {source} -> {output}"
 
 
 def _from_official(args) -> str:
     from fgclip.model.conversion import fgclip_from_official, save_with_processors
+    from fgclip.model_card import Provenance
     from fgclip.tokenizer import FGCLIPTokenizer
 
     source = _source(args, ("official-fgclip",))
     tokenizer = FGCLIPTokenizer.from_pretrained(source)
     output = _output(args)
-    save_with_processors(fgclip_from_official(source), output, tokenizer)
+    save_with_processors(fgclip_from_official(source), output, tokenizer, Provenance.converted(source, "from-official"))
     return f"official FG-CLIP {source} imported -> {output}"
 
 
 def _export_vision(args) -> str:
     from fgclip.model.conversion import export_vision_tower
     from fgclip.model.modeling import FGCLIPModel
+    from fgclip.model_card import Provenance, write_model_card
 
     source = _source(args, ("fgclip", "clip", "official-fgclip"))
     output = _output(args)
-    export_vision_tower(FGCLIPModel.from_pretrained(source), output)
+    model = FGCLIPModel.from_pretrained(source)
+    export_vision_tower(model, output)
+    write_model_card(model, output, Provenance.converted(source, "export-vision"))
     return f"vision tower of {source} exported as a CLIPVisionModel folder -> {output}"
+
+
+def _export_onnx(args) -> str:
+    from fgclip.onnx_export import run  # its own module: torch's ONNX exporter, onnx and onnxscript
+
+    return run(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,6 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("output", metavar="OUT_DIR", help="output folder: created, or new and empty")
         command.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
         command.set_defaults(handler=handler)
+    onnx_help = "ONNX graphs of an FG-CLIP folder (this project's, a CLIP folder or an official release)"
+    onnx = commands.add_parser("export-onnx", help=onnx_help, description=onnx_help + (
+        ": vision.onnx, text.onnx (77 tokens), text_long.onnx (248 tokens), onnx_config.json, the tokenizer, the "
+        "image processor and a model card. Needs pip install 'fgclip[onnx]'."))
+    onnx.add_argument("source", help="the model folder to export")
+    onnx.add_argument("output", metavar="OUT_DIR", help="output folder: created, new, empty or a previous export")
+    onnx.add_argument("--opset", type=int, default=None,
+                      help="ONNX opset (default: the exporter's; recorded in onnx_config.json)")
+    onnx.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    onnx.set_defaults(handler=_export_onnx)
     return parser
 
 

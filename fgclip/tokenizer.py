@@ -216,6 +216,12 @@ class FGCLIPTokenizer:
     def vocab_size(self) -> int:
         return len(self.tokenizer)
 
+    def truncated(self, texts: list[str], long: bool = False) -> list[bool]:
+        """Which texts have more tokens (BOS and EOS included) than the 77 (or 248 with `long`) they are cut to."""
+        limit = LONG_LENGTH if long else SHORT_LENGTH
+        encoded = self.tokenizer(list(texts), truncation=False, verbose=False)["input_ids"]
+        return [len(ids) > limit for ids in encoded]
+
     def __call__(
         self, texts: str | list[str], long: bool = False, padding: str = "longest"
     ) -> dict[str, torch.Tensor]:

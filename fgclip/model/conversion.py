@@ -21,6 +21,7 @@ from transformers import CLIPConfig, CLIPTextConfig, CLIPVisionConfig
 from fgclip.errors import UserError
 from fgclip.model.configuration import FGCLIPConfig
 from fgclip.model.modeling import FGCLIPModel
+from fgclip.model_card import Provenance, write_model_card
 from fgclip.tokenizer import (
     CLIP_SPECIAL_TOKEN_IDS,
     FGCLIPTokenizer,
@@ -272,9 +273,11 @@ def fgclip_from_official(directory: str | Path, dtype: torch.dtype | None = None
     return model.to(dtype) if dtype is not None else model
 
 
-def save_with_processors(model: FGCLIPModel, directory: str | Path, tokenizer: FGCLIPTokenizer | None = None) -> None:
-    """`save_pretrained` plus the tokenizer (CLIP's unless given) and FG-CLIP's image processor (square
-    resize, no centre crop), so the folder is self-contained. The saved config carries the saved tokenizer's
+def save_with_processors(model: FGCLIPModel, directory: str | Path, tokenizer: FGCLIPTokenizer | None = None,
+                         provenance: Provenance | None = None) -> None:
+    """`save_pretrained` plus the tokenizer (CLIP's unless given), FG-CLIP's image processor (square
+    resize, no centre crop) and a model card (`fgclip.model_card`; `provenance` says how the weights came to
+    be), so the folder is self-contained and ready for the Hub. The saved config carries the saved tokenizer's
     special-token ids, so that every later load pools where that tokenizer ends a text."""
     directory = Path(directory)
     tokenizer = tokenizer or FGCLIPTokenizer()
@@ -286,6 +289,7 @@ def save_with_processors(model: FGCLIPModel, directory: str | Path, tokenizer: F
     model.save_pretrained(str(directory))
     tokenizer.save_pretrained(directory)
     image_processor(model.image_size).save_pretrained(str(directory))
+    write_model_card(model, directory, provenance)
 
 
 def export_vision_tower(model: FGCLIPModel, directory: str | Path) -> Path:
