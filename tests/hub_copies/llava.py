@@ -21,9 +21,11 @@ What was checked against public copies of the real files (searched 2026-11, seve
 - its `preprocessor_config.json` (CLIPImageProcessor, shortest edge 336, centre crop 336, OpenAI mean/std,
   resample 3, `processor_class` LlavaProcessor) and its chat template (`USER: ` / `ASSISTANT:` roles, images
   first, answers in `{% generation %}` blocks followed by a space, no BOS and no EOS in the template).
-- lmsys/vicuna-7b-v1.5 `config.json` (every key and value but the widths) and its file list
-  (`pytorch_model-0000{1,2}-of-00002.bin` + index, `tokenizer.model`, `tokenizer_config.json`,
-  `special_tokens_map.json`, `generation_config.json`; no `tokenizer.json`, no safetensors), and that its
+- lmsys/vicuna-7b-v1.5 `config.json` (one public copy, read up to `torch_dtype` float16: every key and value
+  but the widths; `transformers_version` 4.31.0, `use_cache` and `vocab_size` 32000 after it are not read), its
+  file list (a public download script: `pytorch_model-0000{1,2}-of-00002.bin` + index, `tokenizer.model`,
+  `tokenizer_config.json`, `special_tokens_map.json`, `generation_config.json`; no `tokenizer.json`, no
+  safetensors), and that its
   `generation_config.json` sets `temperature` 0.9 and `top_p` 0.6 without `do_sample` (a LLaVA user's
   reproduction notes: saving a model derived from it fails until those two lines are deleted).
 Not checked against a copy (written as transformers' LLaVA conversion script and the files' usual layout
@@ -32,7 +34,8 @@ strategy default), `generation_config.json`, `tokenizer_config.json` (`padding_s
 32000/32001), `added_tokens.json`, the 4.36 weight names (`language_model.model.*`, `language_model.lm_head`,
 `vision_tower.vision_model.*`, `multi_modal_projector.*`) and Vicuna's `tokenizer_config.json` /
 `special_tokens_map.json` (no pad token, as the issue describes; FastChat's own copies of older Vicunas list
-`<unk>` as pad).
+`<unk>` as pad). `make_llava_hub_copy` adds the `.cache/huggingface/` metadata `hf download --local-dir` leaves
+(tests/hub_copies/clip.py writes it).
 """
 
 from __future__ import annotations
