@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from transformers import AutoProcessor, AutoTokenizer, LlavaForConditionalGeneration
 
 from eval import attributes, localization, pope
@@ -108,7 +109,7 @@ def test_tower_swap_into_llava_hf_keeps_lm_and_projector(swapped, downloads):
     processor = AutoProcessor.from_pretrained(swapped)
     assert not processor.image_processor.do_center_crop  # FG-CLIP's square resize replaces CLIP's crop
     inputs = processor.apply_chat_template(
-        [{"role": "user", "content": [{"type": "image", "image": str(make_images(swapped.parent, ["q.png"])[0])},
+        [{"role": "user", "content": [{"type": "image", "image": Image.new("RGB", (48, 36), (10, 120, 200))},
                                       {"type": "text", "text": "Is there a dog?"}]}],
         add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt")
     assert (inputs["input_ids"] == 1).sum() == 1 and (inputs["input_ids"] == 32000).sum() == 576
