@@ -124,7 +124,8 @@ def check_llm_folder(path: str | Path | None) -> Path:
         raise BuildError(f"--llm {directory} holds a vision encoder (model_type '{model_type}'), not a language model; "
                          "give it as --vision and a causal LM folder (e.g. vicuna-7b-v1.5) as --llm")
     if model_type and model_type.startswith("llava"):
-        raise BuildError(f"--llm {directory} is a LLaVA folder; to give it an FG-CLIP tower use --from-llava {directory}")
+        raise BuildError(f"--llm {directory} is a LLaVA folder; to give it an FG-CLIP tower use "
+                         f"--from-llava {directory}")
     if model_type not in CONFIG_MAPPING_NAMES:
         raise BuildError(f"--llm {directory}: model_type {model_type!r} is not a model type this transformers knows")
     if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
@@ -139,7 +140,8 @@ def _load_tokenizer(directory: Path, option: str):
     try:
         return AutoTokenizer.from_pretrained(str(directory))
     except (OSError, ValueError, TypeError, ImportError) as error:
-        hint = "; a tokenizer.model needs the sentencepiece package" if (directory / "tokenizer.model").is_file() else ""
+        needs_sentencepiece = (directory / "tokenizer.model").is_file()
+        hint = "; a tokenizer.model needs the sentencepiece package" if needs_sentencepiece else ""
         raise BuildError(f"{option} {directory}: cannot read its tokenizer ({_first_line(error)}){hint}") from error
 
 
@@ -164,8 +166,8 @@ def existing_build(out: str | Path, vision: str | Path, llm: str | Path | None, 
     note = json.loads(note_file.read_text())
     if not note.get("complete"):
         return False  # an interrupted build: written again
-    wanted = {"vision": _absolute(vision), "llm": llm and _absolute(llm), "from_llava": from_llava and _absolute(from_llava),
-              **asdict(options)}
+    wanted = {"vision": _absolute(vision), "llm": llm and _absolute(llm),
+              "from_llava": from_llava and _absolute(from_llava), **asdict(options)}
     if options.vision_feature_layer is None:  # resolved when built
         wanted.pop("vision_feature_layer")
     differences = [f"{key} {note.get(key)!r} -> {value!r}" for key, value in wanted.items() if note.get(key) != value]

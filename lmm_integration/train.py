@@ -224,7 +224,8 @@ class LlavaTrainer(Trainer):
     def get_train_dataloader(self):
         loader = super().get_train_dataloader()
         torch_loader = getattr(loader, "base_dataloader", loader)  # accelerate wraps the torch DataLoader
-        torch_loader.worker_init_fn = WorkerIgnoresStopSignals(torch_loader.worker_init_fn)  # lmm_integration.preemption
+        # see lmm_integration.preemption
+        torch_loader.worker_init_fn = WorkerIgnoresStopSignals(torch_loader.worker_init_fn)
         return loader
 
     def create_optimizer(self, model=None):
@@ -348,7 +349,8 @@ def _barrier() -> None:
 def _trim_metrics(path: Path, last_step: int) -> None:
     """Drop log lines of steps after the checkpoint being resumed (they are trained again)."""
     if _is_main_process() and path.is_file():
-        kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= last_step]
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        kept = [line for line in lines if json.loads(line)["step"] <= last_step]
         path.write_text("".join(line + "\n" for line in kept))
 
 
@@ -447,7 +449,8 @@ def save_final(trainer: Trainer, processor, options: TrainOptions, resumed_with_
         if note.is_file():
             shutil.copy(note, final / "lmm_build.json")
         # written last: its presence marks a finished stage (--resume then has nothing to do)
-        (final / "train_options.json").write_text(json.dumps(_options_record(options, resumed_with_changes), indent=2) + "\n")
+        record = _options_record(options, resumed_with_changes)
+        (final / "train_options.json").write_text(json.dumps(record, indent=2) + "\n")
     trainer.accelerator.wait_for_everyone()
     return final
 

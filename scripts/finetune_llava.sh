@@ -130,8 +130,8 @@ model="${BUILT:-}"
 if [[ -z "$model" ]]; then
     [[ -n "${VISION:-}" && -n "${LLM:-}" ]] || fail "set VISION and LLM (or BUILT, an already built LLaVA folder)"
     model="$OUT/built"
-    run python -m lmm_integration.build --vision "$VISION" --llm "$LLM" --out "$model" --vision-features "$VISION_FEATURES" \
-        "${build_flags[@]}"
+    run python -m lmm_integration.build --vision "$VISION" --llm "$LLM" --out "$model" \
+        --vision-features "$VISION_FEATURES" "${build_flags[@]}"
 fi
 
 running_training=1

@@ -164,7 +164,8 @@ def test_out_may_not_be_an_input_and_inputs_stay_untouched(fgclip_dir, llm_dir, 
     assert {folder: _snapshot(folder) for folder in before} == before
 
 
-def test_out_holding_another_model_needs_overwrite_and_an_earlier_build_is_rebuilt(fgclip_dir, llm_dir, tmp_path, capsys):
+def test_out_holding_another_model_needs_overwrite_and_an_earlier_build_is_rebuilt(fgclip_dir, llm_dir, tmp_path,
+                                                                                     capsys):
     import shutil
 
     other = tmp_path / "other-model"

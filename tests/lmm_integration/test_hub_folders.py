@@ -49,7 +49,8 @@ def built(downloads, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def swapped(downloads, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "swapped"
-    assert build(["--vision", str(downloads["fgclip"]), "--from-llava", str(downloads["llava_hf"]), "--out", str(out)]) == 0
+    assert build(["--vision", str(downloads["fgclip"]), "--from-llava", str(downloads["llava_hf"]),
+                  "--out", str(out)]) == 0
     return out
 
 
@@ -103,7 +104,8 @@ def test_tower_swap_into_llava_hf_keeps_lm_and_projector(swapped, downloads):
     assert note["chat_template"].startswith("replaced") and "no BOS" in note["chat_template"]
     old = LlavaForConditionalGeneration.from_pretrained(downloads["llava_hf"])
     new = LlavaForConditionalGeneration.from_pretrained(swapped)
-    torch.testing.assert_close(new.model.multi_modal_projector.linear_1.weight, old.model.multi_modal_projector.linear_1.weight)
+    torch.testing.assert_close(new.model.multi_modal_projector.linear_1.weight,
+                               old.model.multi_modal_projector.linear_1.weight)
     torch.testing.assert_close(new.lm_head.weight, old.lm_head.weight)
     assert new.config.image_token_index == 32000 and new.config.text_config.vocab_size == LLAVA_VOCAB_SIZE
     processor = AutoProcessor.from_pretrained(swapped)
@@ -135,7 +137,8 @@ def test_lmm_evaluations_run_on_the_results(which, request, tmp_path):
                               "--max-new-tokens", "2", "--device", "cpu"])
     assert result["counts"]["answered"] == result["counts"]["questions"] == 3
     refs = images / "refs.jsonl"
-    refs.write_text(json.dumps({"id": 1, "image": "0.png", "expression": "the dog", "bbox": [0.1, 0.1, 0.5, 0.5]}) + "\n")
+    refs.write_text(json.dumps({"id": 1, "image": "0.png", "expression": "the dog",
+                                "bbox": [0.1, 0.1, 0.5, 0.5]}) + "\n")
     result = localization.main(["--data", str(refs), "--model", model, "--out", str(tmp_path / "localization"),
                                 "--max-new-tokens", "4", "--device", "cpu"])
     assert result["num_items"] == 1 and result["num_missing"] == 0

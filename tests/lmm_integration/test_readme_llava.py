@@ -34,12 +34,14 @@ def section_commands(readme: Path = README, heading: str = HEADING, blocks: int 
     part = part[: min(index for index in (part.find("\n## "), part.find("\n### ")) if index >= 0)]
     commands = []
     for block in part.split("```bash\n")[1:][:blocks]:
-        commands += [shlex.split(line) for line in block.split("```")[0].replace("\\\n", " ").splitlines() if line.strip()]
+        lines = block.split("```")[0].replace("\\\n", " ").splitlines()
+        commands += [shlex.split(line) for line in lines if line.strip()]
     return commands
 
 
 def test_lmm_integration_readme_shows_the_tested_commands():
-    assert section_commands(REPO / "lmm_integration" / "README.md", "### From downloads to results", 1) == section_commands()
+    shown = section_commands(REPO / "lmm_integration" / "README.md", "### From downloads to results", blocks=1)
+    assert shown == section_commands()
 
 
 def test_every_command_is_a_download_or_a_known_entry_point():
@@ -61,7 +63,7 @@ def _image(path: Path, colour) -> None:
 
 def _write_data(root: Path) -> None:
     """LLaVA-Pretrain's 558K captions (`<image>` before or after the text), the 665K mix (multi-turn COCO and GQA
-    conversations and a text-only ShareGPT one) and POPE's questions, with their images, as the releases lay them out."""
+    conversations and a text-only ShareGPT one) and POPE's questions, with their images, laid out as released."""
     _image(root / "data/LLaVA-Pretrain/images/00453/004539375.jpg", (200, 30, 30))
     _image(root / "data/LLaVA-Pretrain/images/00223/002239345.jpg", (30, 30, 200))
     (root / "data/LLaVA-Pretrain/blip_laion_cc_sbu_558k.json").write_text(json.dumps([
@@ -99,7 +101,8 @@ def _write_data(root: Path) -> None:
 def _run(command: list[str], root: Path) -> None:
     if command[:2] == ["hf", "download"]:
         target = root / command[4]
-        make_llava_hub_copy(command[2], target) if command[2] in LLAVA_HUB_FOLDERS else make_hub_copy(command[2], target)
+        copy = make_llava_hub_copy if command[2] in LLAVA_HUB_FOLDERS else make_hub_copy
+        copy(command[2], target)
     elif command[0] == "scripts/finetune_llava.sh":
         env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1",
                "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}

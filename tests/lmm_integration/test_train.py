@@ -138,12 +138,15 @@ def _stop_like_a_scheduler_at_first_log(metrics, stop_workers=True):
     return thread
 
 
-@pytest.mark.parametrize("variant", [["--stage", "A"], ["--stage", "B", "--qlora", "4", "--lora-r", "4", "--lora-alpha", "8"]],
-                         ids=["stage-a", "qlora"])
+QLORA_B = ["--stage", "B", "--qlora", "4", "--lora-r", "4", "--lora-alpha", "8"]
+
+
+@pytest.mark.parametrize("variant", [["--stage", "A"], QLORA_B], ids=["stage-a", "qlora"])
 def test_sigterm_saves_a_checkpoint_and_resume_continues_it(variant, llava_dir, colour_data, tmp_path, capsys):
     out = tmp_path / "run"
     args = [*variant, "--model", str(llava_dir), "--data", str(colour_data), "--output-dir", str(out),
-            "--max-steps", "6", "--batch-size", "2", "--num-workers", "1", "--logging-steps", "1", "--warmup-ratio", "0"]
+            "--max-steps", "6", "--batch-size", "2", "--num-workers", "1", "--logging-steps", "1",
+            "--warmup-ratio", "0"]
     watcher = _stop_like_a_scheduler_at_first_log(out / "metrics.jsonl")
     assert main(args) == 143
     watcher.join(timeout=5)
@@ -155,7 +158,8 @@ def test_sigterm_saves_a_checkpoint_and_resume_continues_it(variant, llava_dir, 
     assert "SIGTERM received" in printed.err
     assert f"stopped by SIGTERM after step {stopped_at}: checkpoint saved in {checkpoints[0]}" in printed.out
     assert {"optimizer.pt", "scheduler.pt", "rng_state.pth"} <= {path.name for path in checkpoints[0].iterdir()}
-    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == list(range(1, stopped_at + 1))
+    logged = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert logged == list(range(1, stopped_at + 1))
 
     assert main(args + ["--resume"]) == 0
     assert f"resuming stage {variant[1]} from {checkpoints[0]}" in capsys.readouterr().out
@@ -165,7 +169,8 @@ def test_sigterm_saves_a_checkpoint_and_resume_continues_it(variant, llava_dir, 
     assert (out / "final" / "train_options.json").is_file()
     # the resumed stage ends with the weights of an uninterrupted one (CPU, fp32: bitwise)
     uninterrupted = tmp_path / "uninterrupted"
-    assert main([*args[:args.index("--output-dir")], "--output-dir", str(uninterrupted), *args[args.index("--output-dir") + 2:]]) == 0
+    where = args.index("--output-dir") + 1
+    assert main([*args[:where], str(uninterrupted), *args[where + 1:]]) == 0
     resumed, reference = _all_weights(out / "final"), _all_weights(uninterrupted / "final")
     assert resumed.keys() == reference.keys() and all(torch.equal(resumed[k], reference[k]) for k in reference)
 
