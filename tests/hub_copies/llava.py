@@ -114,18 +114,26 @@ def _token(content: str, **extra) -> dict:
     return {"content": content, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False, **extra}
 
 
-def _save_sharded_bin(state: dict[str, torch.Tensor], folder: Path, shards: int = 2) -> None:
-    """`pytorch_model-0000k-of-0000n.bin` + `pytorch_model.bin.index.json`, as Vicuna v1.5 ships its weights."""
+def _save_sharded(state: dict[str, torch.Tensor], folder: Path, shards: int, kind: str) -> None:
+    """Weights split into `shards` files with their index, as the Hub folders ship them: `pytorch_model-0000k-of-
+    0000n.bin` + `pytorch_model.bin.index.json` (kind "bin", Vicuna v1.5) or `model-0000k-of-0000n.safetensors` +
+    `model.safetensors.index.json` (kind "safetensors", llava-hf)."""
+    from safetensors.torch import save_file
+
+    stem = {"bin": "pytorch_model", "safetensors": "model"}[kind]
     names = list(state)
     per_shard = -(-len(names) // shards)
     weight_map, total = {}, 0
     for index in range(shards):
-        file = f"pytorch_model-{index + 1:05d}-of-{shards:05d}.bin"
+        file = f"{stem}-{index + 1:05d}-of-{shards:05d}.{kind}"
         part = {name: state[name].contiguous() for name in names[index * per_shard:(index + 1) * per_shard]}
-        torch.save(part, folder / file)
+        if kind == "bin":
+            torch.save(part, folder / file)
+        else:
+            save_file(part, str(folder / file), metadata={"format": "pt"})
         weight_map.update(dict.fromkeys(part, file))
         total += sum(tensor.numel() * tensor.element_size() for tensor in part.values())
-    _write_json(folder / "pytorch_model.bin.index.json", {"metadata": {"total_size": total}, "weight_map": weight_map})
+    _write_json(folder / f"{stem}.{kind}.index.json", {"metadata": {"total_size": total}, "weight_map": weight_map})
 
 
 def vicuna_7b_v1_5(folder: str | Path, hidden_size: int = 32, num_layers: int = 2, num_heads: int = 4,
@@ -152,7 +160,7 @@ def vicuna_7b_v1_5(folder: str | Path, hidden_size: int = 32, num_layers: int = 
     })
     torch.manual_seed(seed)
     model = LlamaForCausalLM(LlamaConfig(**{k: v for k, v in config.items() if not k.startswith("_")}))
-    _save_sharded_bin({name: tensor.half() for name, tensor in model.state_dict().items()}, folder)
+    _save_sharded({name: tensor.half() for name, tensor in model.state_dict().items()}, folder, 2, "bin")
     (folder / "tokenizer.model").write_bytes(llama_sentencepiece_model())
     special = {name: {"__type": "AddedToken", **_token(token)}
                for name, token in (("bos_token", "<s>"), ("eos_token", "</s>"), ("unk_token", "<unk>"))}
@@ -202,21 +210,6 @@ def _old_llava_weight_names(state: dict[str, torch.Tensor]) -> dict[str, torch.T
     return renamed
 
 
-def _save_sharded_safetensors(state: dict[str, torch.Tensor], folder: Path, shards: int = 3) -> None:
-    from safetensors.torch import save_file
-
-    names = list(state)
-    per_shard = -(-len(names) // shards)
-    weight_map, total = {}, 0
-    for index in range(shards):
-        file = f"model-{index + 1:05d}-of-{shards:05d}.safetensors"
-        part = {name: state[name] for name in names[index * per_shard:(index + 1) * per_shard]}
-        save_file(part, str(folder / file), metadata={"format": "pt"})
-        weight_map.update(dict.fromkeys(part, file))
-        total += sum(tensor.numel() * tensor.element_size() for tensor in part.values())
-    _write_json(folder / "model.safetensors.index.json", {"metadata": {"total_size": total}, "weight_map": weight_map})
-
-
 def llava_1_5_7b_hf(folder: str | Path, hidden_size: int = 32, num_layers: int = 2, vision_hidden_size: int = 48,
                     vision_layers: int = 2, image_size: int = 336, patch_size: int = 14, seed: int = 0) -> Path:
     """A tiny `llava-hf/llava-1.5-7b-hf`: CLIP ViT tower at 336 px / patch 14 (576 image tokens), Vicuna LM
@@ -244,7 +237,8 @@ def llava_1_5_7b_hf(folder: str | Path, hidden_size: int = 32, num_layers: int =
     }
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(LlavaConfig(**config))
-    _save_sharded_safetensors(_old_llava_weight_names({k: v.half() for k, v in model.state_dict().items()}), folder)
+    _save_sharded(_old_llava_weight_names({k: v.half() for k, v in model.state_dict().items()}), folder, 3,
+                  "safetensors")
     _write_json(folder / "config.json", config)
     _write_json(folder / "generation_config.json", {"_from_model_config": True, "bos_token_id": 1, "eos_token_id": 2,
                                                     "pad_token_id": PAD_TOKEN_INDEX,
