@@ -111,7 +111,8 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
-        shown = default not in (None, False, (), [], argparse.SUPPRESS) and "default" not in text
+        shown = default is not None and default is not False and default not in ((), [], argparse.SUPPRESS)
+        shown = shown and "default" not in text  # 0 is a default worth showing; False and None are not
         if shown and action.option_strings and action.nargs != 0:
             text += f" (default: {' '.join(map(str, default)) if isinstance(default, (list, tuple)) else default})"
         return text
@@ -154,6 +155,9 @@ class CommandParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # one line, not argparse's usage block
+        for action in self._actions:  # argparse names an option by all its spellings: name it by the one
+            if len(action.option_strings) > 1:
+                message = message.replace("/".join(action.option_strings), action.option_strings[0])
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
     def add_options(self, config_type: type, group: str | argparse._ArgumentGroup | None = None

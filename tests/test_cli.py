@@ -70,7 +70,7 @@ def test_an_option_named_apart_from_its_field_and_a_flag_turned_off_with_no():
 
 @pytest.mark.parametrize("argv, message", [
     (["m"], "the following arguments are required: --data"),
-    (["m", "--data", "a", "--batch_size", "0"], "must be a positive integer"),
+    (["m", "--data", "a", "--batch_size", "0"], "argument --batch_size: must be a positive integer"),
     (["m", "--data", "a", "--precision", "fp16"], "invalid choice"),
 ])
 def test_usage_errors_are_one_line_and_exit_2(argv, message, capsys):
