@@ -20,8 +20,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from eval.common.cli import EvalError
 from eval.common.jsonfiles import iter_items
+from fgclip.errors import UserError
 
 _CATEGORY_IN_NAME = re.compile(r"^(?:cap|split)\.([^.]+)\.")
 
@@ -71,7 +71,7 @@ def load_products(path: Path) -> Loaded:
             continue
         loaded.items.append(ProductItem(image, text.strip(), str(product), str(value.get("subcategory") or "")))
     if not loaded.items:
-        raise EvalError(f"{path} holds no usable product item ({dict(loaded.counts)}); each line needs image, text "
+        raise UserError(f"{path} holds no usable product item ({dict(loaded.counts)}); each line needs image, text "
                         "and product_id")
     return loaded
 
@@ -105,7 +105,7 @@ def load_triplets(paths: list[Path]) -> Loaded:
             seen.add(key)
             loaded.items.append(Triplet(*key))
     if not loaded.items:
-        raise EvalError(f"no usable triplet in {[str(p) for p in paths]} ({dict(loaded.counts)}); each needs "
+        raise UserError(f"no usable triplet in {[str(p) for p in paths]} ({dict(loaded.counts)}); each needs "
                         "candidate, target and captions")
     return loaded
 
@@ -122,6 +122,6 @@ def load_gallery(paths: list[Path]) -> dict[str, list[str]]:
             elif isinstance(value, dict) and isinstance(value.get("image"), str):
                 name, category = value["image"], str(value.get("category") or file_category or "all")
             else:
-                raise EvalError(f"{item.source}: a gallery entry must be an image name or {{\"image\", \"category\"}}")
+                raise UserError(f"{item.source}: a gallery entry must be an image name or {{\"image\", \"category\"}}")
             gallery.setdefault(category, []).append(name)
     return {category: list(dict.fromkeys(names)) for category, names in gallery.items()}

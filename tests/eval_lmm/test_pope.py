@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from eval import pope
-from eval.lmm.errors import run_cli
+from fgclip.cli import run
 from tests.eval_lmm.conftest import make_images
 from tests.eval_lmm.test_pope_questions import write_coco
 
@@ -89,7 +89,7 @@ def test_usage_and_data_errors_exit_2(tmp_path, capsys):
         ["--build-questions"],  # no --instances
     ]
     for argv in cases:
-        assert run_cli(pope.main, [*argv, "--out", str(tmp_path / "out")]) == 2
+        assert run(pope.main, [*argv, "--out", str(tmp_path / "out")]) == 2
         error = capsys.readouterr().err.strip().splitlines()
         assert len(error) == 1 and error[0].startswith("error: ")
 
