@@ -49,6 +49,18 @@ def test_one_spelling_with_hidden_aliases():
     assert "(default: 64)" in text and "(default: fp32)" in text
 
 
+def test_an_appending_list_takes_one_value_per_occurrence():
+    @dataclass
+    class Texts:
+        text: list[str] = option("a text; repeat for several", default_factory=list, append=True)
+
+    parser = CommandParser(prog="demo")
+    parser.add_options(Texts)
+    assert options_from(parser.parse_args(["--text", "a red car", "--text", "a tree"]), Texts).text == ["a red car",
+                                                                                                       "a tree"]
+    assert options_from(parser.parse_args([]), Texts).text == [] and Texts().text == []
+
+
 @pytest.mark.parametrize("argv, message", [
     (["m"], "the following arguments are required: --data"),
     (["m", "--data", "a", "--batch_size", "0"], "must be a positive integer"),

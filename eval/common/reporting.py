@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from eval.common.coverage import Coverage
 
 
-def _pyplot():
+def pyplot():
     """matplotlib's pyplot on the file-only backend (no display on servers); loaded when a plot is drawn."""
     import matplotlib
 
@@ -122,7 +122,7 @@ def write_scored_results(
 
 def bar_plot(path: str | Path, values: Mapping[str, float], title: str, ylabel: str, chance: float | None = None):
     """A labelled bar chart (e.g. accuracy per FG-OVD difficulty), with an optional chance line."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(max(4, 1.2 * len(values) + 2), 3.5))
     names, heights = list(values), [values[name] for name in values]
     bars = axis.bar(names, heights, color="#4C72B0")
@@ -143,7 +143,7 @@ def grouped_bar_plot(path: str | Path, groups: Mapping[str, Mapping[str, float]]
     series = list(groups)
     metrics = list(dict.fromkeys(m for values in groups.values() for m in values))
     width = 0.8 / max(1, len(series))
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(max(5, 1.0 * len(metrics) * len(series) + 2), 3.8))
     for index, name in enumerate(series):
         xs = [m + index * width for m in range(len(metrics))]
@@ -159,7 +159,7 @@ def grouped_bar_plot(path: str | Path, groups: Mapping[str, Mapping[str, float]]
 
 def line_plot(path: str | Path, curves: Mapping[str, Mapping[float, float]], title: str, xlabel: str, ylabel: str):
     """Curves such as recall@K against K, one line per direction or model."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(5, 3.5))
     for name, points in curves.items():
         xs = sorted(points)
