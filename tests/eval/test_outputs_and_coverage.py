@@ -108,9 +108,9 @@ def test_a_cache_folder_that_is_a_file_is_one_line(tiny_model_dir, tmp_path, cap
     argv = ["--data", str(pairs), "--model", str(tiny_model_dir), "--num-workers", "0", "--out", str(tmp_path / "o")]
     assert run(retrieval.main, argv) == 2
     assert capsys.readouterr().err.strip() == (f"error: $FGCLIP_EVAL_CACHE {blocker} is a file; the embedding cache "
-                                               "needs a folder (or pass --no-cache)")
-    assert run(retrieval.main, [*argv, "--cache-dir", str(blocker)]) == 2
-    assert capsys.readouterr().err.startswith(f"error: --cache-dir {blocker} is a file")
+                                               "needs a folder (or pass --no_cache)")
+    assert run(retrieval.main, [*argv, "--cache-dir", str(blocker)]) == 2  # the old spelling names the option's one
+    assert capsys.readouterr().err.startswith(f"error: --cache_dir {blocker} is a file")
     monkeypatch.setenv("FGCLIP_EVAL_CACHE", str(tmp_path / "cache"))
     assert run(retrieval.main, argv) == 0 and (tmp_path / "cache").is_dir()
 

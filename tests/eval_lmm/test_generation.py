@@ -7,7 +7,6 @@ import torch
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
 from eval.lmm.generation import (
-from fgclip.errors import UserError
     GenerationSettings,
     PromptItem,
     answer_all,
@@ -18,6 +17,7 @@ from fgclip.errors import UserError
     prepare_inputs,
 )
 from eval.lmm.prompting import format_prompt
+from fgclip.errors import UserError
 from tests.eval_lmm.conftest import make_images
 
 QUESTIONS = [

@@ -99,8 +99,8 @@ def test_help_explains_every_option(capsys):
         pope.main(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for option in ("--questions", "--answers", "--model", "--images", "--build-questions", "--batch-size",
-                   "--no-pad-to-square", "--prompt-format", "--limit"):
+    for option in ("--questions", "--answers", "--model", "--images", "--build_questions", "--batch_size",
+                   "--pad_to_square", "--no-pad-to-square", "--prompt_format", "--limit", "--output_dir"):
         assert option in text
 
 

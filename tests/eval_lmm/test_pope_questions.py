@@ -5,7 +5,6 @@ import json
 import pytest
 
 from eval.lmm.pope_questions import (
-from fgclip.errors import UserError
     _adversarial,
     build_pope_questions,
     object_statistics,
@@ -14,6 +13,7 @@ from fgclip.errors import UserError
     read_pope_questions,
     write_question_files,
 )
+from fgclip.errors import UserError
 
 CATEGORIES = ["person", "car", "dog", "cat", "bus", "apple", "umbrella", "kite"]
 IMAGES = {  # image id -> (file, objects); image 4 has only two classes, image 6 none

@@ -46,6 +46,6 @@ def test_the_output_file_is_never_an_input_a_folder_or_replaced_unasked(tmp_path
         assert message in capsys.readouterr().err
     refer.main([*base, "--out", str(out)])
     assert run(refer.main, [*base, "--out", str(out)]) == 2
-    assert capsys.readouterr().err.strip() == f"error: --out {out} exists; pass --overwrite to replace it"
+    assert capsys.readouterr().err.strip() == f"error: --output_file {out} exists; pass --overwrite to replace it"
     refer.main([*base, "--out", str(out), "--overwrite"])
     assert len(out.read_text().splitlines()) == 1
