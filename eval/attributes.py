@@ -59,11 +59,7 @@ class AttributesOutput(OutputOptions):
 
 
 def build_parser() -> CommandParser:
-    parser = CommandParser(
-        prog="python -m eval.attributes",
-        description="Attribute analysis: ask a LLaVA model yes/no and multiple-choice questions built from region "
-        "captions and their hard negatives, or score an existing answers file; accuracy per attribute type.",
-    )
+    parser = CommandParser(prog="python -m eval.attributes", description=__doc__)
     parser.add_options(AttributesOptions)
     parser.add_options(AttributesOutput, "output")
     add_generation_options(parser, max_new_tokens=16)

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from eval.common.cli import wrapped
 from fgclip.cli import CommandParser, option, options_from, run
 from fgclip.errors import UserError
 
@@ -43,7 +44,9 @@ class ClipBenchmarkOptions:
 
 def build_parser() -> CommandParser:
     parser = CommandParser(prog="python -m eval.clip_benchmark", add_help=False, description=__doc__,
-                           epilog="CLIP_benchmark's own options follow (model types now include 'fgclip').")
+                           epilog=wrapped("CLIP_benchmark's own options: python -m eval.clip_benchmark eval --help "
+                                          "(model types now include 'fgclip'; this loads CLIP_benchmark, torch and "
+                                          "open_clip)."))
     parser.add_options(ClipBenchmarkOptions)
     return parser
 
@@ -149,7 +152,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args, rest = build_parser().parse_known_args(argv)
     options = options_from(args, ClipBenchmarkOptions)
-    if not rest or "-h" in rest or "--help" in rest:
+    if not rest:
+        raise UserError("give CLIP_benchmark's arguments, e.g. eval --model_type fgclip --pretrained DIR --dataset NAME "
+                        "(see --help)")
+    if rest[0] in ("-h", "--help"):  # this wrapper's help, without loading CLIP_benchmark
+        build_parser().print_help()
+        return 0
+    if "-h" in rest or "--help" in rest:
         build_parser().print_help()
         print()
     register(long=options.long)

@@ -161,11 +161,7 @@ class LocalizationOutput(OutputOptions):
 
 
 def build_parser() -> CommandParser:
-    parser = CommandParser(
-        prog="python -m eval.localization",
-        description="Referring-expression localisation: ask a LLaVA model for the box of each expression (or score "
-        "an answers file), parse [x1, y1, x2, y2], undo LLaVA-1.5's pad-to-square, report Acc@IoU>=0.5 and mean IoU.",
-    )
+    parser = CommandParser(prog="python -m eval.localization", description=__doc__)
     parser.add_options(LocalizationOptions)
     parser.add_options(LocalizationOutput, "output")
     add_generation_options(parser, max_new_tokens=48)

@@ -73,12 +73,7 @@ class PopeOutput(OutputOptions):
 
 
 def build_parser() -> CommandParser:
-    parser = CommandParser(
-        prog="python -m eval.pope",
-        description="POPE hallucination evaluation: run a LLaVA folder on POPE question files and/or score an "
-        "answers file with the public POPE rule; or build POPE question files from COCO-style annotations. "
-        "Metrics per split and averaged; a question without an answer is scored as wrong and counted (num_missing).",
-    )
+    parser = CommandParser(prog="python -m eval.pope", description=__doc__)
     parser.add_options(PopeOptions)
     parser.add_options(PopeOutput, "output")
     parser.add_options(PopeBuildOptions, "building question files (--build_questions)")

@@ -113,6 +113,13 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return text
 
 
+class _BooleanOption(argparse.BooleanOptionalAction):
+    """--flag / --no-flag; the usage line shows the one spelling and its negation, not every alias."""
+
+    def format_usage(self) -> str:
+        return " | ".join(self.option_strings[:2])
+
+
 def _unwrap_optional(annotation: Any) -> Any:
     """`X | None` -> X."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
@@ -161,7 +168,7 @@ def _add_field(container, field: dataclasses.Field, annotation: Any) -> None:
     origin = typing.get_origin(annotation)
     if annotation is bool:
         # --flag / --no_flag; a None default means "decided later" (e.g. bf16 on a GPU that supports it)
-        kwargs["action"] = argparse.BooleanOptionalAction if default in (True, None) else "store_true"
+        kwargs["action"] = _BooleanOption if default in (True, None) else "store_true"
     else:
         element = annotation
         if origin in (list, tuple):

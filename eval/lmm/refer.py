@@ -78,8 +78,7 @@ class ReferOptions:
 
 
 def build_parser() -> CommandParser:
-    parser = CommandParser(prog="python -m eval.lmm.refer",
-                           description="Convert RefCOCO/+/g refs + instances to the localisation JSONL.")
+    parser = CommandParser(prog="python -m eval.lmm.refer", description=__doc__)
     parser.add_options(ReferOptions)
     return parser
 
