@@ -120,6 +120,17 @@ def write_scored_results(
     return result
 
 
+def _save(figure, axis, path: str | Path, title: str, ylabel: str, legend: bool = True) -> None:
+    """Title, y label and legend; then the PNG, and the figure's memory freed."""
+    axis.set_title(title)
+    axis.set_ylabel(ylabel)
+    if legend:
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    pyplot().close(figure)
+
+
 def bar_plot(path: str | Path, values: Mapping[str, float], title: str, ylabel: str, chance: float | None = None):
     """A labelled bar chart (e.g. accuracy per FG-OVD difficulty), with an optional chance line."""
     plt = pyplot()
@@ -130,12 +141,8 @@ def bar_plot(path: str | Path, values: Mapping[str, float], title: str, ylabel: 
     if chance is not None:
         axis.axhline(chance, color="gray", linestyle="--", linewidth=1, label="chance")
         axis.legend(loc="upper right", fontsize=8)
-    axis.set_title(title)
-    axis.set_ylabel(ylabel)
     axis.set_ylim(0, max(1.0, max(heights, default=0) * 1.15))
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    _save(figure, axis, path, title, ylabel, legend=False)
 
 
 def grouped_bar_plot(path: str | Path, groups: Mapping[str, Mapping[str, float]], title: str, ylabel: str):
@@ -149,12 +156,7 @@ def grouped_bar_plot(path: str | Path, groups: Mapping[str, Mapping[str, float]]
         xs = [m + index * width for m in range(len(metrics))]
         axis.bar(xs, [groups[name].get(metric, 0.0) for metric in metrics], width, label=name)
     axis.set_xticks([m + width * (len(series) - 1) / 2 for m in range(len(metrics))], metrics, rotation=20)
-    axis.set_title(title)
-    axis.set_ylabel(ylabel)
-    axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    _save(figure, axis, path, title, ylabel)
 
 
 def line_plot(path: str | Path, curves: Mapping[str, Mapping[float, float]], title: str, xlabel: str, ylabel: str):
@@ -164,10 +166,5 @@ def line_plot(path: str | Path, curves: Mapping[str, Mapping[float, float]], tit
     for name, points in curves.items():
         xs = sorted(points)
         axis.plot(xs, [points[x] for x in xs], marker="o", label=name)
-    axis.set_title(title)
     axis.set_xlabel(xlabel)
-    axis.set_ylabel(ylabel)
-    axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    _save(figure, axis, path, title, ylabel)
