@@ -190,10 +190,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     cover.warn()
     per_type = metrics["per_type"]
     rows = [[name, entry["accuracy"], entry.get("yes_no", "-"), entry.get("yes_no_questions", 0),
-             entry.get("multiple_choice", "-"), entry.get("multiple_choice_questions", 0)] for name, entry in per_type.items()]
+             entry.get("multiple_choice", "-"), entry.get("multiple_choice_questions", 0)]
+            for name, entry in per_type.items()]
     rows.append(["overall", metrics["accuracy"], metrics.get("yes_no_accuracy", "-"), metrics.get("num_yes_no", 0),
                  metrics.get("multiple_choice_accuracy", "-"), metrics.get("num_multiple_choice", 0)])
-    table = markdown_table(["attribute", "accuracy", "yes/no", "yes/no questions", "multiple choice", "mc questions"], rows)
+    table = markdown_table(["attribute", "accuracy", "yes/no", "yes/no questions", "multiple choice", "mc questions"],
+                           rows)
     groups = {KIND_LABELS[kind]: {name: entry[kind] for name, entry in per_type.items() if kind in entry}
               for kind in KINDS if f"{kind}_accuracy" in metrics}
     grouped_bar_plot(out / "attributes.png", groups, "Accuracy per attribute type", "accuracy")

@@ -153,8 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, rest = build_parser().parse_known_args(argv)
     options = options_from(args, ClipBenchmarkOptions)
     if not rest:
-        raise UserError("give CLIP_benchmark's arguments, e.g. eval --model_type fgclip --pretrained DIR --dataset NAME "
-                        "(see --help)")
+        raise UserError("give CLIP_benchmark's arguments, e.g. eval --model_type fgclip --pretrained DIR --dataset "
+                        "NAME (see --help)")
     if rest[0] in ("-h", "--help"):  # this wrapper's help, without loading CLIP_benchmark
         build_parser().print_help()
         return 0

@@ -261,6 +261,8 @@ def evaluate(encoder: Encoder, files: list[RegionFile]) -> dict[str, dict]:
     """Encode every distinct (image, box) once and every distinct text once; score each file."""
     import torch
 
+    from fgclip.metrics import region_chance
+
     images: dict[Path, dict[tuple, int]] = {}
     for region_file in files:
         for query in region_file.queries:
@@ -296,7 +298,7 @@ def evaluate(encoder: Encoder, files: list[RegionFile]) -> dict[str, dict]:
             "correct": int(hits.sum()),
             "ties": int(ties.sum()),
             "mean_negatives": sum(negatives) / len(negatives),
-            "chance": sum(1 / (1 + n) for n in negatives) / len(negatives),
+            "chance": region_chance(negatives),
         }
     return results
 

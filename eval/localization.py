@@ -187,7 +187,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         from eval.lmm.generation import PromptItem, answer_all, load_lmm
 
         lmm = load_lmm(model, settings)
-        prompts = [PromptItem(item.id, image_path(root, item.image), PROMPT.format(expression=item.expression)) for item in items]
+        prompts = [PromptItem(item.id, image_path(root, item.image), PROMPT.format(expression=item.expression))
+                   for item in items]
         summary = answer_all(lmm, prompts, out / "answers.jsonl", settings, description="localisation")
         summary.add_counts(counts)
         answers, generation = summary.answers, asdict(settings)

@@ -142,10 +142,9 @@ def answers_from_model(model: Path, images: Path | None, settings: GenerationSet
     lmm = load_lmm(model, settings)
     per_split = {}
     for name, questions in splits.items():
-        items = [
-            PromptItem(q.question_id, images / q.image, q.text if SHORT_ANSWER in q.text else with_suffix(q.text, SHORT_ANSWER))
-            for q in questions
-        ]
+        items = [PromptItem(q.question_id, images / q.image,
+                            q.text if SHORT_ANSWER in q.text else with_suffix(q.text, SHORT_ANSWER))
+                 for q in questions]
         summary = answer_all(lmm, items, out / "answers" / f"{name}.jsonl", settings, description=f"POPE {name}")
         summary.add_counts(counts)
         per_split[name] = summary.answers
@@ -204,7 +203,8 @@ def main(argv: Sequence[str] | None = None) -> dict | None:
         "num_questions": counts["questions"],
         "num_missing": counts["missing_answers"],
     }
-    rows = [[name] + [split[m] for m in METRICS] + [split["num_questions"], split["num_missing"]] for name, split in per_split.items()]
+    rows = [[name] + [split[m] for m in METRICS] + [split["num_questions"], split["num_missing"]]
+            for name, split in per_split.items()]
     rows.append(["average"] + [metrics[m] for m in METRICS] + [metrics["num_questions"], metrics["num_missing"]])
     table = markdown_table(["split", *METRICS, "questions", "missing"], rows)
     grouped_bar_plot(out / "pope.png", {name: {m: split[m] for m in METRICS} for name, split in per_split.items()},
@@ -219,7 +219,8 @@ def main(argv: Sequence[str] | None = None) -> dict | None:
                        for name, split in per_split.items()},
             # run settings and raw counts: kept out of the metrics that eval.report compares
             "details": {"generation": generation, "missing_answers_scored_as": "wrong",
-                        "confusion": {name: {key: split[key] for key in ("tp", "fp", "tn", "fn", "num_empty", "num_yes_answers")}
+                        "confusion": {name: {key: split[key] for key in ("tp", "fp", "tn", "fn", "num_empty",
+                                                                         "num_yes_answers")}
                                       for name, split in per_split.items()}},
         },
     )

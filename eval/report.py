@@ -126,24 +126,24 @@ def group_runs(runs: list[Run]) -> dict[tuple[str, str], list[Run]]:
     """Runs by (benchmark, data file names); two results of one run in one group get their sub-folder as suffix,
     so no result is ever dropped."""
     groups: dict[tuple[str, str], list[Run]] = {}
-    for run in runs:
-        groups.setdefault((run.benchmark, run.data_names), []).append(run)
+    for member in runs:
+        groups.setdefault((member.benchmark, member.data_names), []).append(member)
     for members in groups.values():
-        labels = [run.label for run in members]
-        for run in members:
-            if labels.count(run.label) > 1 and run.within:
-                run.label = f"{run.label}/{run.within}"
-        labels = [run.label for run in members]
-        for index, run in enumerate(members):
-            repeats = labels[:index].count(run.label)
+        labels = [member.label for member in members]
+        for member in members:
+            if labels.count(member.label) > 1 and member.within:
+                member.label = f"{member.label}/{member.within}"
+        labels = [member.label for member in members]
+        for index, member in enumerate(members):
+            repeats = labels[:index].count(member.label)
             if repeats:
-                run.label = f"{run.label} ({repeats + 1})"
+                member.label = f"{member.label} ({repeats + 1})"
     return groups
 
 
 def shared_metrics(members: list[Run]) -> tuple[list[str], list[str]]:
     """(metric keys every run has, in first-run order; keys only some runs have)."""
-    flat = [flatten_metrics(run.result) for run in members]
+    flat = [flatten_metrics(member.result) for member in members]
     shared = [key for key in flat[0] if all(key in f for f in flat[1:])]
     partial = sorted({key for f in flat for key in f} - set(shared))
     return shared, partial
@@ -157,14 +157,14 @@ def build_report(runs: list[Run], out: Path) -> dict:
     sections, summary = ["# Evaluation comparison\n"], {}
     for (benchmark, data), members in group_runs(runs).items():
         shared, partial = shared_metrics(members)
-        flat = [flatten_metrics(run.result) for run in members]
+        flat = [flatten_metrics(member.result) for member in members]
         title = f"{benchmark}" + (f" ({data})" if data else "")
-        rows = [[run.label, f"`{model_label(str(run.result.get('model', '?')))}`", *[f[key] for key in shared]]
-                for run, f in zip(members, flat)]
+        rows = [[member.label, f"`{model_label(str(member.result.get('model', '?')))}`", *[f[key] for key in shared]]
+                for member, f in zip(members, flat)]
         section = f"## {title}\n\n" + markdown_table(["run", "model", *shared], rows)
         if partial:
             section += f"\nnot in every run (left out): {', '.join(partial)}\n"
-        incomplete = [run.label for run in members if run.result.get("complete") is False]
+        incomplete = [member.label for member in members if member.result.get("complete") is False]
         if incomplete:
             section += f"\npartial coverage (see each results.json note): {', '.join(incomplete)}\n"
         plot_keys = [key for key in shared if not key.split("/")[-1].startswith("num_")
@@ -172,13 +172,13 @@ def build_report(runs: list[Run], out: Path) -> dict:
         plot = None
         if plot_keys:
             plot = f"report_{_slug(benchmark + '_' + data)}.png"
-            grouped_bar_plot(out / plot, {run.label: {k: f[k] for k in plot_keys} for run, f in zip(members, flat)},
+            grouped_bar_plot(out / plot, {member.label: {k: f[k] for k in plot_keys} for member, f in zip(members, flat)},
                              title, "value")
             section += f"\n![{title}]({plot})\n"
         sections.append(section)
         summary[title] = {"benchmark": benchmark, "data": data, "metrics": shared, "plot": plot,
-                          "runs": {run.label: {"path": str(run.path), **{k: f[k] for k in shared}}
-                                   for run, f in zip(members, flat)}}
+                          "runs": {member.label: {"path": str(member.path), **{k: f[k] for k in shared}}
+                                   for member, f in zip(members, flat)}}
     (out / "report.md").write_text("\n".join(sections))
     (out / "report.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -53,6 +53,13 @@ def region_top1_hits(scores: torch.Tensor) -> torch.Tensor:
     return scores[:, 0] >= best - TIE_TOLERANCE
 
 
+def region_chance(num_negatives: Sequence[int]) -> float:
+    """The top-1 a model guessing at random gets: the mean of 1 / (1 + K) over the regions (1/11 with 10)."""
+    if not num_negatives:
+        raise ValueError("no regions")
+    return sum(1 / (1 + count) for count in num_negatives) / len(num_negatives)
+
+
 def region_ties(scores: torch.Tensor) -> torch.Tensor:
     """`(Q,)` bool: a negative ties with the positive (within `TIE_TOLERANCE`); these regions count as hits."""
     scores = scores.float()

@@ -26,4 +26,5 @@ def test_the_data_engine_uses_these_very_objects():
 
 def test_importing_it_loads_neither_the_data_engine_nor_torch():
     code = "import sys, fgclip.attributes; print(sorted(m for m in ('torch', 'fgclip.pipeline') if m in sys.modules))"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fgclip.metrics import TIE_TOLERANCE, candidate_scores, region_ties, region_top1_hits
+from fgclip.metrics import TIE_TOLERANCE, candidate_scores, region_chance, region_ties, region_top1_hits
 
 
 def public_fgovd_hit(scores: torch.Tensor) -> bool:
@@ -47,6 +47,11 @@ def test_candidate_scores_pads_with_minus_infinity_and_keeps_column_order():
     scores = candidate_scores(queries, candidates, [[0, 1, 2], [2]])
     assert scores.tolist() == [[1.0, 0.0, pytest.approx(0.6)], [pytest.approx(0.8), float("-inf"), float("-inf")]]
     assert region_top1_hits(scores).tolist() == [True, True]
+
+
+def test_chance_is_the_mean_of_one_over_the_candidates():
+    assert region_chance([10, 10]) == pytest.approx(1 / 11)
+    assert region_chance([1, 3]) == pytest.approx((1 / 2 + 1 / 4) / 2)
 
 
 def test_bad_scores_are_errors():

@@ -47,7 +47,8 @@ def classify_and_finish(run: EncoderRun, out: Path, encoder: Encoder, embeddings
                            [[len(labels), len(classnames), len(templates), metrics["top1"], metrics["top5"],
                              metrics["mean_class_top1"]]])
     if options.per_class:
-        table += "\n" + markdown_table(["class", unit, "top-1"], [[n, v["count"], v["top1"]] for n, v in per_class.items()])
+        table += "\n" + markdown_table(["class", unit, "top-1"],
+                                       [[name, v["count"], v["top1"]] for name, v in per_class.items()])
     plot = f"{benchmark}.png"
     bar_plot(out / plot, {"top-1": metrics["top1"], "top-5": metrics["top5"],
                           "mean per-class top-1": metrics["mean_class_top1"]},

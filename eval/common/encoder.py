@@ -24,8 +24,8 @@ from eval.common.cli import cache_dir, resolve_device
 from eval.common.fusion import FusionSettings, attention_pool, fuse, text_token_mask
 from eval.common.images import iter_image_batches
 from eval.common.options import CacheOptions, EncoderConfig
-from fgclip.model import FGCLIPModel
 from fgclip.errors import UserError
+from fgclip.model import FGCLIPModel
 from fgclip.model.conversion import CheckpointError, detect_checkpoint_kind
 from fgclip.tokenizer import LONG_LENGTH, SHORT_LENGTH, FGCLIPTokenizer
 from fgclip.transforms import image_transform
@@ -66,8 +66,8 @@ def load_model(directory: Path, device: torch.device) -> tuple[FGCLIPModel, str]
     try:
         kind = detect_checkpoint_kind(directory)
         model = FGCLIPModel.from_pretrained(str(directory))
-    except CheckpointError as error:
-        raise UserError(str(error)) from error
+    except CheckpointError:  # already a one-line UserError; not one of the ValueErrors below
+        raise
     except (OSError, ValueError, KeyError) as error:
         raise UserError(f"cannot load a model from {directory}: {error}") from error
     return model.eval().to(device), kind

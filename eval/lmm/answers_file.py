@@ -132,5 +132,5 @@ def check_same_prompts(existing: AnswerFileContents, prompts: dict[str, str], pa
         if old is not None and old != prompt:
             raise UserError(
                 f"{path} already answers question {key} with another prompt ({old!r} vs {prompt!r}); "
-                "use a new --out folder or delete the answers file"
+                "use a new --output_dir folder or delete the answers file"
             )

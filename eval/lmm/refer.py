@@ -1,7 +1,7 @@
 """Convert the public RefCOCO / RefCOCO+ / RefCOCOg annotations to the localisation JSONL.
 
     python -m eval.lmm.refer --refs refcoco/refs(unc).p --instances refcoco/instances.json --split testA \\
-        --out refcoco_testA.jsonl
+        --output_file refcoco_testA.jsonl
 
 The release (the `refer` toolkit's refcoco.zip, refcoco+.zip, refcocog.zip) has a pickled list of refs
 (`ref_id`, `ann_id`, `image_id`, `split`, `sentences` with `sent`) and a COCO-style `instances.json`
@@ -111,7 +111,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     with output.open("w", encoding="utf-8") as handle:
         handle.writelines(json.dumps(item, ensure_ascii=False) + "\n" for item in items)
-    print(f"wrote {len(items)} items to {output}" + (f" ({skipped} refs skipped: box or image not found)" if skipped else ""))
+    print(f"wrote {len(items)} items to {output}"
+          + (f" ({skipped} refs skipped: box or image not found)" if skipped else ""))
 
 
 if __name__ == "__main__":

@@ -14,8 +14,15 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from fgclip.attributes import (BOUNDARY_WORDS, FUNCTION_WORDS, WORD, attribute_category, object_noun,
-                               replacement_table, synonyms)
+from fgclip.attributes import (
+    BOUNDARY_WORDS,
+    FUNCTION_WORDS,
+    WORD,
+    attribute_category,
+    object_noun,
+    replacement_table,
+    synonyms,
+)
 from fgclip.pipeline.lexicons import INSERTABLE
 
 _PEOPLE = set(

@@ -10,8 +10,19 @@ import sys
 
 import pytest
 
-from eval import (attributes, box_cls, clip_benchmark, dense_vis, fashion, fgovd, localization, pope, report, retrieval,
-                  zeroshot)
+from eval import (
+    attributes,
+    box_cls,
+    clip_benchmark,
+    dense_vis,
+    fashion,
+    fgovd,
+    localization,
+    pope,
+    report,
+    retrieval,
+    zeroshot,
+)
 from eval.lmm import refer
 
 COMMANDS = [fgovd, box_cls, retrieval, zeroshot, fashion, dense_vis, report, pope, attributes, localization, refer,
@@ -55,14 +66,16 @@ OLD_AND_NEW = [
      "--fusion-image-ratio 0.1 --fusion-text-ratio 0.2 --fusion-temperature 0.3",
      "--task fashiongen --data d --model m --output_dir o --num_queries 5 --num_negatives 4 --keep_reference "
      "--image_ratio 0.1 --text_ratio 0.2 --temperature 0.3"),
-    (dense_vis, "--model m --image i --text a --text b --out o", "--model m --image i --text a --text b --output_dir o"),
+    (dense_vis, "--model m --image i --text a --text b --out o",
+     "--model m --image i --text a --text b --output_dir o"),
     (report, "r1 r2 --out o", "r1 r2 --output_dir o"),
     (pope, "--build-questions --instances i --num-images 3 --per-image 2 --build-seed 1 --out o",
      "--build_questions --instances i --num_images 3 --per_image 2 --build_seed 1 --output_dir o"),
     (pope, "--questions q --model m --images i --out o --batch-size 2 --max-new-tokens 3 --no-pad-to-square "
      "--prompt-format llava15", "--questions q --model m --images i --output_dir o --batch_size 2 --max_new_tokens 3 "
      "--no-pad_to_square --prompt_format llava15"),
-    (attributes, "--data d --answers a --out o --question-seed 2", "--data d --answers a --output_dir o --question_seed 2"),
+    (attributes, "--data d --answers a --out o --question-seed 2",
+     "--data d --answers a --output_dir o --question_seed 2"),
     (localization, "--data d --answers a --out o --no-pad-to-square", "--data d --answers a --output_dir o "
      "--no-pad_to_square"),
     (refer, "--refs r --instances i --split val --out o", "--refs r --instances i --split val --output_file o"),
