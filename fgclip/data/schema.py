@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +92,26 @@ def _text(value, name: str, required: bool) -> str:
     if not isinstance(value, str):
         raise RecordError(f"{name} must be a string, got {type(value).__name__}")
     return value.strip()
+
+
+def clean_negatives(caption: str, negatives: Iterable[str], dropped: Counter | None = None) -> list[str]:
+    """The usable hard negatives of a region caption, in order: each stripped, empty ones dropped, each text
+    once (the first kept), and never the caption itself (a negative equal to the positive would be a second
+    positive). The trainer, its held-out evaluation and `eval.fgovd` all clean negatives with this.
+
+    dropped: when given, counts what was left out by reason (`empty`, `repeated`, `equal_to_positive`).
+    """
+    caption = caption.strip()
+    kept: dict[str, None] = {}
+    for negative in negatives:
+        text = negative.strip()
+        reason = ("empty" if not text else "equal_to_positive" if text == caption
+                  else "repeated" if text in kept else None)
+        if reason is None:
+            kept[text] = None
+        elif dropped is not None:
+            dropped[reason] += 1
+    return list(kept)
 
 
 def region_from_json(data: dict) -> Region:

@@ -45,5 +45,5 @@ def write_jsonl(path: Path, items) -> Path:
 
 def common_args(model_dir: Path, out: Path, cache: Path | None = None) -> list[str]:
     """Options every benchmark takes: the model, no worker processes, the output and cache folders."""
-    args = ["--model", str(model_dir), "--num-workers", "0", "--batch-size", "4", "--out", str(out)]
-    return args + (["--cache-dir", str(cache)] if cache else ["--no-cache"])
+    args = ["--model", str(model_dir), "--num_workers", "0", "--batch_size", "4", "--output_dir", str(out)]
+    return args + (["--cache_dir", str(cache)] if cache else ["--no_cache"])

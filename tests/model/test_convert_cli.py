@@ -10,8 +10,8 @@ import pytest
 from safetensors import safe_open
 
 from eval import fgovd
-from eval.common.cli import run_main
 from fgclip import FGCLIPModel
+from fgclip.cli import run
 from fgclip.convert import main as convert_main
 from fgclip.model.conversion import CheckpointError, save_with_processors
 from fgclip.train.cli import main as train_main
@@ -110,7 +110,7 @@ def test_a_truncated_model_safetensors_is_one_line_everywhere(kind, fgclip_folde
     data = tmp_path / "regions.jsonl"
     data.write_text(json.dumps({"image": "a.png", "regions": [
         {"bbox": [0.1, 0.1, 0.5, 0.5], "caption": "a red cube", "hard_negatives": ["a blue cube"]}]}) + "\n")
-    assert run_main(fgovd.main, ["--model", str(broken), "--data", str(data), "--out", str(tmp_path / "ev"),
+    assert run(fgovd.main, ["--model", str(broken), "--data", str(data), "--out", str(tmp_path / "ev"),
                                  "--no-cache"]) == 2
     assert "model.safetensors is damaged" in _one_error_line(capsys)
     assert train_main(["--data", str(data), "--init", str(broken), "--output_dir", str(tmp_path / "run")]) == 2

@@ -9,8 +9,8 @@ import torch
 from transformers import CLIPModel
 
 from eval import fgovd
-from eval.common.cli import run_main
 from fgclip import FGCLIPModel, FGCLIPTokenizer
+from fgclip.cli import run
 from fgclip.model.conversion import CheckpointError, save_with_processors
 from fgclip.tokenizer import CLIP_SPECIAL_TOKEN_IDS, TokenizerFilesError, folder_special_token_ids
 from tests.hub_copies.clip import HUB_FOLDERS, STOCK_CLIP_IDS
@@ -107,7 +107,7 @@ def test_an_end_of_text_token_missing_from_the_vocabulary_is_a_one_line_error(hu
     data.write_text(json.dumps({"image": "a.png", "regions": [
         {"bbox": [0.1, 0.1, 0.5, 0.5], "caption": "a red cube", "hard_negatives": ["a blue cube"]}]}) + "\n")
     argv = ["--model", str(folder), "--data", str(data), "--out", str(tmp_path / "eval"), "--no-cache"]
-    assert run_main(fgovd.main, argv) == 2
+    assert run(fgovd.main, argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "'</s>' is not in the vocabulary" in err
 
