@@ -14,15 +14,12 @@ from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModel, CLIPModel, LlamaConfig, LlamaForCausalLM
 
 from fgclip import FGCLIPModel, FGCLIPTokenizer
+from fgclip.cli import run
 from fgclip.convert import main as convert_main
-from fgclip.model.conversion import (
-    OFFICIAL_KEY_MAP,
-    CheckpointError,
-    detect_checkpoint_kind,
-    save_with_processors,
-)
+from fgclip.folders import save_with_processors
+from fgclip.hf_files import CLIP_SPECIAL_TOKEN_IDS
+from fgclip.model.conversion import OFFICIAL_KEY_MAP, CheckpointError, detect_checkpoint_kind
 from fgclip.model.positions import stretch_position_table
-from fgclip.tokenizer import CLIP_SPECIAL_TOKEN_IDS
 from tests.conftest import tiny_config
 from tests.hub_copies.clip import HUB_FOLDERS, OFFICIAL_FGCLIP_IDS, STOCK_CLIP_IDS
 
@@ -91,7 +88,7 @@ def test_official_release_imports_its_trained_weights_as_they_are(hub_copy, repo
     assert imported.image_size == HUB_FOLDERS[repo_id].image_size
     assert imported.config.special_token_ids == CLIP_SPECIAL_TOKEN_IDS  # not the file's legacy 0 / 2 / 1
     # The CLI writes it in this project's format, which then loads as an FG-CLIP folder, bit for bit.
-    assert convert_main(["from-official", str(release), str(tmp_path / "ours")]) == 0
+    assert run(convert_main, ["from-official", str(release), str(tmp_path / "ours")]) == 0
     assert detect_checkpoint_kind(tmp_path / "ours") == "fgclip"
     reloaded = FGCLIPModel.from_pretrained(tmp_path / "ours").state_dict()
     assert all(torch.equal(reloaded[name], tensor) for name, tensor in ours.items())
@@ -121,7 +118,7 @@ def test_folder_of_another_model_type_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(CheckpointError, match=r"config.json describes a 'llama' model, which FG-CLIP does not read"):
         FGCLIPModel.from_pretrained(tmp_path)
     capsys.readouterr()
-    assert convert_main(["export-vision", str(tmp_path), str(tmp_path / "out")]) == 2
+    assert run(convert_main, ["export-vision", str(tmp_path), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "llama" in err and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
@@ -130,7 +127,7 @@ def test_folder_of_another_model_type_is_a_clear_error(tmp_path, capsys):
 def test_cli_from_clip_on_every_stock_folder(hub_copy, tmp_path):
     for repo_id in STOCK_CLIP_IDS:
         out = tmp_path / repo_id.replace("/", "--")
-        assert convert_main(["from-clip", str(hub_copy(repo_id)), str(out)]) == 0
+        assert run(convert_main, ["from-clip", str(hub_copy(repo_id)), str(out)]) == 0
         saved = json.loads((out / "config.json").read_text())
         assert saved["model_type"] == "fgclip"
         pad = 0 if HUB_FOLDERS[repo_id].pad_token == "!" else 49407
