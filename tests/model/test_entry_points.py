@@ -57,7 +57,7 @@ def test_python_api_on_every_folder(hub_copy, repo_id):
 @pytest.mark.parametrize("repo_id", ALL)
 def test_export_vision_on_every_folder(hub_copy, repo_id, tmp_path):
     folder = hub_copy(repo_id)
-    assert convert_main(["export-vision", str(folder), str(tmp_path / "tower")]) == 0
+    assert run(convert_main, ["export-vision", str(folder), str(tmp_path / "tower")]) == 0
     tower = CLIPVisionModel.from_pretrained(tmp_path / "tower").eval()
     model = FGCLIPModel.from_pretrained(folder).eval()
     size = HUB_FOLDERS[repo_id].image_size
@@ -72,7 +72,7 @@ def test_export_vision_on_every_folder(hub_copy, repo_id, tmp_path):
 @pytest.mark.parametrize("repo_id", ALL)
 def test_convert_to_this_projects_format_on_every_folder(hub_copy, repo_id, tmp_path):
     command = "from-official" if repo_id in OFFICIAL_FGCLIP_IDS else "from-clip"
-    assert convert_main([command, str(hub_copy(repo_id)), str(tmp_path / "out")]) == 0
+    assert run(convert_main, [command, str(hub_copy(repo_id)), str(tmp_path / "out")]) == 0
     converted = FGCLIPModel.from_pretrained(tmp_path / "out").eval()
     original = FGCLIPModel.from_pretrained(hub_copy(repo_id)).eval()
     assert all(torch.equal(converted.state_dict()[name], tensor) for name, tensor in original.state_dict().items())

@@ -21,7 +21,7 @@ from tests.hub_copies.clip import HUB_FOLDERS, make_hub_copy
 README = Path(__file__).resolve().parents[2] / "README.md"
 SUBSECTIONS = ("### CLIP checkpoints (OpenAI, LAION)", "### Official FG-CLIP releases")
 RUNNERS = {
-    ("-m", "fgclip.convert"): convert_main,
+    ("-m", "fgclip.convert"): lambda argv: run(convert_main, argv),
     ("-m", "eval.fgovd"): lambda argv: run(fgovd.main, argv + ["--device", "cpu", "--no-cache"]),
     ("-m", "eval.retrieval"): lambda argv: run(retrieval.main, argv + ["--device", "cpu", "--no-cache"]),
     ("scripts/pretrain_fgclip.py",): lambda argv: train_main(argv + ["--max_steps", "2", "--batch_size", "2",
