@@ -147,3 +147,98 @@ def test_bad_data_paths_are_clear_errors(tmp_path):
 def test_brace_patterns_expand_like_webdataset():
     assert [p.name for p in expand_data_paths(["s/shard-{000000..000002}.tar", "a.jsonl"])] == [
         "shard-000000.tar", "shard-000001.tar", "shard-000002.tar", "a.jsonl"]
+
+
+OFFICIAL_JSON_NAMES = ("2024-12-06_18-32-53_results_10_218_126_44_1025.json",
+                       "2024-12-06_18-33-17_results_llama70b-shcdt-h100-4gpus-no-2.json")
+
+
+def official_finehard(root, missing_image: bool = False):
+    """FineHARD as users have it after the official download and renaming scripts: `jsonfiles/*.json` lists
+    whose `f_path` starts with `grit-20m/data-12m/`, images under `grit-12m/coyo_image_<i>/<nnnnn>/`."""
+    items = []
+    for part, name in enumerate(OFFICIAL_JSON_NAMES):
+        part_items = []
+        for index in range(3):
+            relative = f"coyo_image_{part}/0000{index}/{part:03d}{index:06d}.jpg"
+            if not (missing_image and part == 1 and index == 2):
+                write_image(root / "grit-12m" / relative, colour=(40 * index, 90, 30 * part))
+            part_items.append({
+                "f_path": f"grit-20m/data-12m/{relative}",
+                "caption": f"A detailed description of picture {part}-{index}: a dog, a sofa and a lamp.",
+                "short_caption": f"a dog on a sofa {part}-{index}",
+                "bbox_info": [
+                    {"bbox": [0.1, 0.2, 0.5, 0.9, 0.873], "short_expr": "a brown dog",
+                     "long_expr": "a small brown dog lying on the left of the sofa", "flag_short_neg": 1,
+                     "short_expr_negs": {str(k): f"a {colour} dog" for k, colour in
+                                         enumerate(("black", "white", "grey", "red", "blue", "green", "yellow",
+                                                    "pink", "purple", "orange"))}},
+                    {"bbox": [0.55, 0.1, 0.9, 0.45, 0.61], "short_expr": "a lamp", "long_expr": "a tall lamp",
+                     "flag_short_neg": 0},
+                ],
+            })
+        (root / "jsonfiles").mkdir(parents=True, exist_ok=True)
+        (root / "jsonfiles" / name).write_text(json.dumps(part_items))
+        items += part_items
+    return items
+
+
+@pytest.mark.parametrize("data", ["jsonfiles", "jsonfiles/*.json"])
+def test_official_finehard_folder_or_glob_with_an_image_root(tmp_path, data):
+    official_finehard(tmp_path)
+    source = open_sources([str(tmp_path / data)], images=tmp_path / "grit-12m")
+    assert [p.name for p in source.files] == sorted(OFFICIAL_JSON_NAMES)
+    assert len(source) == 6
+    loaded = source.load(4)
+    assert isinstance(loaded, LoadedRecord) and loaded.finehard
+    assert loaded.image_path == tmp_path / "grit-12m" / "coyo_image_1" / "00001" / "001000001.jpg"
+    assert loaded.open_image().size == (48, 48)
+    regions = loaded.record.regions
+    assert regions[0].bbox == [0.1, 0.2, 0.5, 0.9] and len(regions[0].hard_negatives) == 10
+    assert regions[0].hard_negatives[:2] == ["a black dog", "a white dog"]
+    assert regions[1].hard_negatives == [] and regions[1].long_caption == "a tall lamp"
+    assert source.duplicate_records == 0
+
+
+def test_a_finehard_image_missing_under_the_root_is_a_missing_image(tmp_path):
+    official_finehard(tmp_path, missing_image=True)
+    source = open_sources([tmp_path / "jsonfiles"], images=tmp_path / "grit-12m")
+    with pytest.raises(ImageError, match="image not found") as error:
+        source.load(5).open_image()
+    assert error.value.kind == "missing_image"
+    with pytest.raises(DataPathError, match="--images .*no such folder"):
+        open_sources([tmp_path / "jsonfiles"], images=tmp_path / "nowhere")
+    with pytest.raises(DataPathError, match="no file matches"):
+        open_sources([str(tmp_path / "jsonfiles" / "*.jsonl")])
+
+
+def test_relative_paths_of_this_format_follow_images_too(tmp_path):
+    write_image(tmp_path / "pictures" / "a.png")
+    data = write_jsonl(tmp_path / "records" / "d.jsonl", [record("a.png", 0)])
+    assert open_sources([data], images=tmp_path / "pictures").load(0).image_path == tmp_path / "pictures" / "a.png"
+    assert open_sources([data]).load(0).image_path == tmp_path / "records" / "a.png"
+
+
+def test_duplicated_records_are_counted(tmp_path):
+    write_image(tmp_path / "a.png")
+    lines = [record("a.png", 0), record("a.png", 1), record("a.png", 0)]
+    data = write_jsonl(tmp_path / "d.jsonl", lines)
+    assert open_sources([data]).duplicate_records == 1
+    assert open_sources([data, data]).duplicate_records == 4  # a file given twice: all of it again
+    items = official_finehard(tmp_path / "fh")
+    (tmp_path / "fh" / "jsonfiles" / "copy.json").write_text(json.dumps(items[:2]))
+    assert open_sources([tmp_path / "fh" / "jsonfiles"]).duplicate_records == 2
+
+
+def test_a_line_that_is_not_utf8_is_one_bad_record(tmp_path):
+    from fgclip.data.schema import iter_record_file
+
+    write_image(tmp_path / "a.png")
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(json.dumps(record("a.png", 0)).encode() + b"\n" + b'{"image": "\xff\xfe"}\n'
+                     + json.dumps(record("a.png", 1)).encode() + b"\n")
+    source = open_sources([path])
+    assert source.load(1).kind == "malformed_json"
+    items = list(iter_record_file(path))
+    assert [type(item).__name__ for item in items] == ["Record", "BadRecord", "Record"]
+    assert items[1].kind == "malformed_json" and "UTF-8" in items[1].reason
