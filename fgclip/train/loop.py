@@ -171,6 +171,10 @@ def train(config: TrainConfig, context: DistributedContext | None = None, launch
     output_dir = Path(config.output_dir)
     stage2 = config.stage == 2
     say = print if context.is_main else (lambda *args, **kwargs: None)
+    if not config.progress:  # also transformers' own bars (loading and writing weights)
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
     source = open_sources(config.data.paths, images=config.data.images)
     inputs = [*source.files, None if config.model.init == "tiny" else config.model.init, config.data.images,

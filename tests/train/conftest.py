@@ -52,3 +52,22 @@ def small_config(data: Path, init: Path, output_dir: Path, stage: int = 1, **ove
 
 def read_metrics(output_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (Path(output_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def records_file(synthetic_set: Path, path: Path, count: int, bad: int = 0, change=None) -> Path:
+    """`count` distinct records made from the synthetic train split (its images, the caption numbered), the
+    first `bad` of every evenly spread group pointing at a missing image; `change(record, i)` edits each."""
+    base = [json.loads(line) for line in (synthetic_set / "train.jsonl").read_text().splitlines()]
+    bad_at = {round(i * count / bad) for i in range(bad)} if bad else set()
+    lines = []
+    for i in range(count):
+        record = json.loads(json.dumps(base[i % len(base)]))
+        record["image"] = str(synthetic_set / record["image"])
+        record["short_caption"] += f" number {i}"
+        if i in bad_at:
+            record["image"] = str(synthetic_set / "images" / f"missing_{i}.png")
+        if change is not None:
+            change(record, i)
+        lines.append(json.dumps(record))
+    path.write_text("\n".join(lines) + "\n")
+    return path
