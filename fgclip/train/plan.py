@@ -5,9 +5,9 @@ Once the data size and the number of processes are known:
 
 * a batch larger than the data set (per device x processes) is cut to fit, with a line;
 * the total number of optimizer steps follows from `--max_steps` or from the epochs;
-* a warm-up from the recipe or a default that is not well below the run's length (more than a fifth of its
-  steps) is shortened to a tenth of them, with a line; a `--warmup_steps` given by the user is kept, with a
-  warning when the run ends before the learning rate reaches `--lr`.
+* a warm-up from the recipe that is not well below the run's length (more than a fifth of its steps) is
+  shortened to a tenth of them, with a line; a warm-up the user chose (`--warmup_steps`, or set in a
+  `TrainConfig`) is kept, with a warning when the run ends before the learning rate reaches `--lr`.
 
 `format_plan` prints it as one block at start-up; `Plan.to_json` is stored in `train_config.json`.
 """
@@ -70,12 +70,13 @@ def make_plan(config: TrainConfig, num_samples: int, world_size: int) -> tuple[T
         total_steps = config.epochs * steps_per_epoch
         total_source = f"{config.epochs} epoch(s) x {steps_per_epoch} steps"
     warmup = config.optim.warmup_steps
-    from_flag = sources["warmup_steps"].startswith("--")
+    from_recipe = sources["warmup_steps"].startswith("recipe")
     if warmup > WARMUP_SHARE_LIMIT * total_steps:
-        if from_flag:
+        if not from_recipe:
             if warmup >= total_steps:
-                notes.append(f"warning: --warmup_steps {warmup} is not shorter than the run's {total_steps} steps: "
-                             f"the learning rate never reaches --lr {config.optim.lr:g}")
+                notes.append(f"warning: the warm-up ({warmup} steps, {sources['warmup_steps']}) is not shorter than "
+                             f"the run's {total_steps} steps: the learning rate never reaches its peak "
+                             f"{config.optim.lr:g}")
         else:
             capped = max(1, round(WARMUP_SHARE_CAPPED * total_steps))
             notes.append(f"warm-up: {warmup} steps ({sources['warmup_steps']}) is not well below the run's "

@@ -32,6 +32,27 @@ def tiny_init(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def wide_init(tmp_path_factory) -> Path:
+    """`tiny_init` with 128-wide embeddings: wide enough that, with 16 images a batch, the loss's gather
+    backward runs on several threads (what made runs differ before deterministic kernels)."""
+    folder = tmp_path_factory.mktemp("wide_init")
+    torch.manual_seed(0)
+    save_with_processors(FGCLIPModel(tiny_config(projection_dim=128)), folder)
+    return folder
+
+
+def final_weights(run_dir: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(run_dir) / "final" / "model.safetensors"))
+
+
+def max_difference(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max((a[name].double() - b[name].double()).abs().max().item() for name in a)
+
+
 def small_config(data: Path, init: Path, output_dir: Path, stage: int = 1, **overrides) -> TrainConfig:
     """A few-step run of the tiny model on `data` in one process, no progress bar."""
     values = dict(
