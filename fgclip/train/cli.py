@@ -293,6 +293,11 @@ def _one_line(error: Exception) -> str:
     return " ".join(lines)
 
 
+def _says_it_here(error: Exception) -> bool:
+    """An error every rank raises alike (a stop all ranks agreed on) is printed by rank 0 only."""
+    return not getattr(error, "every_rank", False) or os.environ.get("RANK", "0") == "0"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     launched_by_deepspeed = args.local_rank is not None
@@ -313,13 +318,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             _precheck_paths(args)
             train(config_from_args(args), launched_by_deepspeed=launched_by_deepspeed)
     except UserError as error:
-        print(f"error: {_one_line(error)}", file=sys.stderr)
+        if _says_it_here(error):
+            print(f"error: {_one_line(error)}", file=sys.stderr)
         return 2
     except TrainingError as error:
         print(f"error: {_one_line(error)}", file=sys.stderr)
         return 1
     except Terminated as stopped:
-        print(str(stopped), file=sys.stderr)
+        if _says_it_here(stopped):
+            print(str(stopped), file=sys.stderr)
         return TERMINATED_EXIT_CODE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

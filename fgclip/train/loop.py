@@ -290,7 +290,8 @@ def train(config: TrainConfig, context: DistributedContext | None = None, launch
             _write_json(output_dir / SUMMARY_FILE, summary)
         return summary
 
-    window, first_loss, last_loss, consecutive, last_saved = _Window(), reporter.first_logged_loss, None, 0, checkpoint_dir
+    window, consecutive, last_saved = _Window(), 0, checkpoint_dir
+    first_loss, last_loss = reporter.first_logged_loss, reporter.last_logged_loss
     pending_stop, stop_requested, warned_absent = None, False, set()
     micro_batches_pending = 0  # accumulated since the last optimizer step (stops and saves wait for 0)
     input_dtype = engine.input_dtype
@@ -352,11 +353,14 @@ def train(config: TrainConfig, context: DistributedContext | None = None, launch
                 at = last_saved if last_saved is not None and last_saved.name == ckpt.tag_for(step) else save(step)
                 if pending_stop:
                     write_summary("stopped: too many bad records", None)
-                    raise DataError(f"{pending_stop}; checkpoint of step {step} saved in {at} (--resume latest "
-                                    "continues once the data is fixed or --max_bad_fraction raised)")
-                write_summary("stopped: SIGTERM", None)
-                raise Terminated(f"stopped by SIGTERM after step {step} of {total_steps}: checkpoint saved in {at}; "
-                                 "continue with --resume latest")
+                    stop = DataError(f"{pending_stop}; checkpoint of step {step} saved in {at} (--resume latest "
+                                     "continues once the data is fixed or --max_bad_fraction raised)")
+                else:
+                    write_summary("stopped: SIGTERM", None)
+                    stop = Terminated(f"stopped by SIGTERM after step {step} of {total_steps}: checkpoint saved in "
+                                      f"{at}; continue with --resume latest")
+                stop.every_rank = True  # every rank stops alike: the command line prints it once
+                raise stop
             # a SIGTERM from here on is too late to matter: the run finishes
             final_checkpoint = last_saved if last_saved is not None and last_saved.name == ckpt.tag_for(step) else save(step)
             final_dir = _export_final(engine, final_checkpoint, output_dir, config.stage, context, recipe)

@@ -50,12 +50,14 @@ class RunReporter:
         self.writer = None
         self.bar = None
         self.first_logged_loss: float | None = None  # of the whole run, also across a resume
+        self.last_logged_loss: float | None = None
         if not is_main:
             return
         self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
         truncate_metrics(self.metrics_path, start_step)
         earlier = read_metrics(self.metrics_path)
         self.first_logged_loss = earlier[0]["loss"] if earlier else None
+        self.last_logged_loss = earlier[-1]["loss"] if earlier else None
         if report_to == "tensorboard":
             from torch.utils.tensorboard import SummaryWriter
 
@@ -73,6 +75,7 @@ class RunReporter:
             return
         if self.first_logged_loss is None:
             self.first_logged_loss = metrics["loss"]
+        self.last_logged_loss = metrics["loss"]
         record = {"time": round(time.time(), 3), **metrics}
         with self.metrics_path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
