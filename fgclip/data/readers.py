@@ -17,6 +17,7 @@ are counted when the data is opened: a file given twice counts all its records t
 
 from __future__ import annotations
 
+import functools
 import glob
 import io
 import json
@@ -268,7 +269,7 @@ class ConcatSource:
         start = int(self._ends[which - 1]) if which else 0
         return self.sources[which].load(index - start)
 
-    @property
+    @functools.cached_property
     def duplicate_records(self) -> int:
         """Records identical to an earlier one (see the module's docstring for what counts as identical)."""
         if not self.sources:

@@ -1,7 +1,7 @@
 """The run folder (`--output_dir`): never mix two runs, never destroy what the trainer did not write.
 
 * The folder may not be a file or one of the run's inputs (`fgclip.outputs.prepare_output_dir`), nor hold
-  anything the trainer does not write unless `--overwrite_output_dir` is given.
+  anything the trainer does not write unless `--overwrite_output_dir` is given or a run there is resumed.
 * A folder holding a run (finished or not) is continued with `--resume`, or replaced with
   `--overwrite_output_dir`, which removes that run's files first (checkpoints, metrics, TensorBoard
   events, final/), so the new run's files never mix with the old one's. Anything else is refused.
@@ -52,7 +52,9 @@ def check_run_folder(output_dir: str | Path, inputs: Iterable[str | Path | None]
     """Check `--output_dir` (on every rank, before anything is written); returns the run files to remove
     (non-empty only with `--overwrite_output_dir`)."""
     inputs = [Path(path) for path in inputs if path is not None]
-    output = prepare_output_dir(output_dir, inputs=inputs, owned=is_run_file, overwrite=overwrite,
+    continuing = resume and bool(run_files(Path(output_dir)))  # the user's own notes beside a run may stay
+    output = prepare_output_dir(output_dir, inputs=inputs, owned=(lambda entry: True) if continuing else is_run_file,
+                                overwrite=overwrite,
                                 overwrite_flag="--overwrite_output_dir", option="--output_dir",
                                 what="files that are not a training run's")
     existing = run_files(output)

@@ -38,6 +38,7 @@ def test_stage_runs_write_metrics_checkpoint_and_a_loadable_final(tmp_path, synt
     assert after.logit_scale_hard.item() != model.logit_scale_hard.item()  # trained in stage 2
 
 
+@pytest.mark.slow
 def test_three_bad_records_in_400_complete_a_one_percent_run(tmp_path, synthetic_set, tiny_init):
     data = records_file(synthetic_set, tmp_path / "d.jsonl", 400, bad=3)
     result = train(small_config(data, tiny_init, tmp_path / "run", max_steps=None, batch_size=100, log_every=2))
@@ -70,6 +71,7 @@ def test_records_are_counted_once_over_epochs_with_truncations_and_duplicates(tm
     assert summary["duplicate_records"] == 1
 
 
+@pytest.mark.slow
 def test_forty_bad_records_in_400_stop_after_saving_with_one_line(tmp_path, synthetic_set, tiny_init, capsys):
     data = records_file(synthetic_set, tmp_path / "d.jsonl", 400, bad=40)
     # the first record also lacks its short caption: one record with two faults is one bad record
@@ -169,3 +171,16 @@ def test_gradient_checkpointing_switches_the_layers_on(tiny_init):
     layers = list(model.vision_model.encoder.layers) + list(model.text_model.encoder.layers)
     assert all(layer.gradient_checkpointing for layer in layers)
     assert not build_model(ModelInit(init=str(tiny_init)), stage=2, seed=0).vision_model.encoder.layers[0].gradient_checkpointing
+
+
+def test_official_finehard_with_an_image_missing_under_images_is_a_counted_skip(tmp_path, tiny_init):
+    from tests.data.conftest import official_finehard
+
+    official_finehard(tmp_path, missing_image=True)
+    out = tmp_path / "run"
+    assert main(["--stage", "2", "--init", str(tiny_init), "--data", str(tmp_path / "jsonfiles"), "--images",
+                 str(tmp_path / "grit-12m"), "--output_dir", str(out), "--batch_size", "3", "--max_bad_fraction", "0.2",
+                 "--no_progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["seen_records"], summary["bad_by_reason"]) == (6, {"missing_image": 1})
+    assert "coyo_image_1/00002/001000002.jpg" in summary["bad_examples"][0]

@@ -39,6 +39,7 @@ def test_a_finished_run_is_refused_then_replaced_without_mixing(finished_run, ca
 def test_resume_latest_on_a_finished_run_keeps_it(finished_run, capsys):
     out, argv = finished_run
     before = (out / "final" / "model.safetensors").read_bytes()
+    (out / "notes.txt").write_text("the user's own notes")  # beside a run they stay, and do not block a resume
     assert main(argv + ["--max_steps", "3", "--resume", "latest"]) == 0
     assert "resumed from" in capsys.readouterr().out
     assert (out / "final" / "model.safetensors").read_bytes() == before
