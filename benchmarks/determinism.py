@@ -18,8 +18,14 @@ import sys
 
 import torch
 
-from benchmarks.harness import Figure, Report, describe_device, paired_ratio, time_interleaved
-from benchmarks.harness import with_smaller_batch_on_oom
+from benchmarks.harness import (
+    Figure,
+    Report,
+    describe_device,
+    paired_ratio,
+    time_interleaved,
+    with_smaller_batch_on_oom,
+)
 from benchmarks.settings import BenchSettings
 from benchmarks.shapes import build_fgclip, get_shape
 from benchmarks.steps import FGCLIPStep, make_adamw

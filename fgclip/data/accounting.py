@@ -64,8 +64,8 @@ class RecordTotals:
         return sum(self.bad_by_kind.values())
 
     @classmethod
-    def from_vector(cls, values: list[float]) -> "RecordTotals":
-        values = [int(round(v)) for v in values]
+    def from_vector(cls, values: list[float]) -> RecordTotals:
+        values = [round(v) for v in values]
         kinds = dict(zip(BAD_RECORD_KINDS, values[1 : 1 + len(BAD_RECORD_KINDS)]))
         rest = values[1 + len(BAD_RECORD_KINDS) :]
         return cls(values[0], {k: v for k, v in kinds.items() if v}, *rest)

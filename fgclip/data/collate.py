@@ -58,7 +58,7 @@ class Batch:
     def num_regions(self) -> int:
         return 0 if self.boxes is None else sum(int(b.shape[0]) for b in self.boxes)
 
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "Batch":
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Batch:
         """The batch on `device`; `dtype` casts only the images (token ids and boxes keep theirs)."""
         moved = {}
         for item in fields(self):

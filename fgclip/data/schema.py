@@ -13,7 +13,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 # Why a record could not be used: the keys of the trainer's bad-record counts (one per reason).
 MALFORMED_JSON = "malformed_json"  # not JSON, or not UTF-8
 INVALID_RECORD = "invalid_record"  # a field of the wrong type or shape

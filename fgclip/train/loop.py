@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from fgclip.data.accounting import RecordAccounting, RecordTotals, should_stop
 from fgclip.data.collate import Batch, Collator
 from fgclip.data.dataset import DataError, FineGrainedDataset
-from fgclip.data.readers import LoadedRecord, open_sources
+from fgclip.data.readers import LoadedRecord, expand_data_paths, open_sources
 from fgclip.data.sampler import EpochBatchSampler
 from fgclip.losses import FGCLIPLoss
 from fgclip.model.conversion import save_with_processors
@@ -163,6 +163,33 @@ def _config_record(config: TrainConfig, plan: Plan, recipe: str, deterministic: 
     return record
 
 
+def _record_and_announce(config: TrainConfig, plan: Plan, recipe: str, deterministic: bool, identity: dict, source,
+                         engine_kind: str, world_size: int, checkpoint_dir: Path | None, step: int,
+                         overrides: list[str]) -> None:
+    """Write `train_config.json` (a fresh run; or a resume with `--resume_anyway`, keeping the history) and
+    print the start-up block: every optimisation value and its source, then the data."""
+    output_dir = Path(config.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    config_path = output_dir / CONFIG_FILE
+    record = _config_record(config, plan, recipe, deterministic, identity)
+    if checkpoint_dir is None or not config_path.is_file():
+        _write_json(config_path, record)
+    elif overrides:  # keep what the run was, add what changed and when
+        earlier = json.loads(config_path.read_text())
+        history = earlier.get("resumed_anyway", []) + [{"at_step": step, "checkpoint": str(checkpoint_dir),
+                                                         "differences": overrides}]
+        _write_json(config_path, {**record, "resumed_anyway": history})
+    reason = config.sources.get("recipe") if config.recipe else choose_recipe(config.model.init, config.stage).reason
+    print(format_plan(plan, f"optimisation, stage {config.stage} (recipe {recipe}{': ' + reason if reason else ''}):"))
+    duplicates = source.duplicate_records
+    print(f"data: {len(source)} records from {len(source.files)} file(s)"
+          + (f"; {duplicates} duplicate(s) of an earlier record (kept, counted in summary.json)" if duplicates else "")
+          + f"; {'deterministic' if deterministic else 'non-deterministic'} kernels; {world_size} process(es), "
+          f"{engine_kind} engine")
+    for difference in overrides:
+        print(f"--resume_anyway: {difference}")
+
+
 def train(config: TrainConfig, context: DistributedContext | None = None, launched_by_deepspeed: bool = False) -> TrainResult:
     """Run one stage as configured; returns where the model went and how the loss moved."""
     started = time.time()
@@ -176,15 +203,16 @@ def train(config: TrainConfig, context: DistributedContext | None = None, launch
 
         hf_logging.disable_progress_bar()
 
-    source = open_sources(config.data.paths, images=config.data.images)
-    inputs = [*source.files, None if config.model.init == "tiny" else config.model.init, config.data.images,
-              config.deepspeed_config]
+    # the output folder first: a bad --output_dir fails before the data (maybe millions of records) is indexed
+    inputs = [*expand_data_paths(config.data.paths), None if config.model.init == "tiny" else config.model.init,
+              config.data.images, config.deepspeed_config]
     replaced = check_run_folder(output_dir, inputs, resume=bool(config.resume), overwrite=config.overwrite_output_dir)
     barrier()
     if context.is_main and replaced:
         remove_run_files(replaced)
         say(f"--overwrite_output_dir: removed the earlier run's {', '.join(p.name for p in replaced)} from {output_dir}")
     barrier()
+    source = open_sources(config.data.paths, images=config.data.images)
     if stage2:
         require_region_data(source, config.seed)
 
@@ -236,33 +264,18 @@ def train(config: TrainConfig, context: DistributedContext | None = None, launch
         torch.manual_seed(config.seed + context.rank)  # per-rank streams; the weights are already made
 
     if context.is_main:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        config_path = output_dir / CONFIG_FILE
-        record = _config_record(config, plan, recipe, deterministic, identity)
-        if checkpoint_dir is None or not config_path.is_file():
-            _write_json(config_path, record)
-        elif overrides:  # keep what the run was, add what changed and when
-            earlier = json.loads(config_path.read_text())
-            history = earlier.get("resumed_anyway", []) + [{"at_step": step, "checkpoint": str(checkpoint_dir),
-                                                             "differences": overrides}]
-            _write_json(config_path, {**record, "resumed_anyway": history})
-        recipe_reason = choose_recipe(config.model.init, config.stage).reason if config.recipe is None else \
-            config.sources.get("recipe", "")
-        say(format_plan(plan, f"optimisation, stage {config.stage} (recipe {recipe}{': ' + recipe_reason if recipe_reason else ''}):"))
-        duplicates = source.duplicate_records
-        say(f"data: {len(source)} records from {len(source.files)} file(s)"
-            + (f"; {duplicates} duplicate(s) of an earlier record (kept, counted in summary.json)" if duplicates else "")
-            + f"; {'deterministic' if deterministic else 'non-deterministic'} kernels; "
-            f"{context.world_size} process(es), {engine.kind} engine")
-        for difference in overrides:
-            say(f"--resume_anyway: {difference}")
+        _record_and_announce(config, plan, recipe, deterministic, identity, source, engine.kind, context.world_size,
+                             checkpoint_dir, step, overrides)
     reporter = RunReporter(output_dir, total_steps, step, context.is_main, config.report_to, config.progress,
                            description=f"stage {config.stage}")
     if context.is_main and checkpoint_dir is not None:
         reporter.message(f"resumed from {checkpoint_dir} at step {step} (epoch {epoch}, batch {batch_in_epoch})")
 
+    run_facts = {**identity["layout"], "stage": config.stage, "seed": config.seed, "num_samples": len(source),
+                 "total_steps": total_steps}  # flat, as the model card reads them
+
     def save(at_step: int) -> Path:
-        state = {"identity": identity, "step": at_step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
+        state = {**run_facts, "identity": identity, "step": at_step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
                  "nonfinite_steps": nonfinite, "config": json.loads(config.to_json())}
         return ckpt.save_checkpoint(engine, output_dir, at_step, state, {"records": accounting.state_dict()},
                                     context, keep=config.save_total_limit)

@@ -28,7 +28,7 @@ class TerminationRequest:
     def _handle(self, signum, frame) -> None:
         self.requested = True
 
-    def __enter__(self) -> "TerminationRequest":
+    def __enter__(self) -> TerminationRequest:  # noqa: PYI034 (typing.Self needs 3.11)
         if threading.current_thread() is threading.main_thread():  # signals can only be caught there
             self._previous = signal.signal(signal.SIGTERM, self._handle)
         return self

@@ -3,7 +3,6 @@
 import json
 
 import pytest
-import torch
 
 from fgclip.data.dataset import DataError, FineGrainedDataset
 from fgclip.data.readers import ImageError, open_sources

@@ -8,8 +8,8 @@ import torch
 
 from fgclip import FGCLIPModel, FGCLIPTokenizer
 from fgclip.model.conversion import save_with_processors
-from fgclip.train.config import DataConfig
 from fgclip.train.cli import main
+from fgclip.train.config import DataConfig
 from fgclip.train.loop import TrainingError, train
 from tests.train.conftest import read_metrics, records_file, small_config
 
@@ -105,8 +105,8 @@ def test_stage2_without_region_data_stops_with_one_line(tmp_path, synthetic_set,
     assert main(["--stage", "2", "--data", str(data), "--init", str(tiny_init), "--output_dir", str(tmp_path / "r"),
                  "--no_progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["error: stage 2 needs region data, but none of the 20 records read from --data has regions "
-                   "(regions / FineHARD bbox_info); train stage 1 on it, or give records with boxes"]
+    assert err == [("error: stage 2 needs region data, but none of the 20 records read from --data has regions "
+                    "(regions / FineHARD bbox_info); train stage 1 on it, or give records with boxes")]
 
 
 def test_stage2_without_hard_negatives_logs_the_hard_term_as_absent(tmp_path, synthetic_set, tiny_init, capsys):

@@ -11,7 +11,7 @@ def plan_for(*argv, num_samples=1500, world_size=2):
 
 def test_the_issue_case_gets_a_recipe_that_trains(tiny_init):
     """Stage 2 from a tiny stage 1's final/ on 1,500 images, 2 processes, 10 epochs: the tiny recipe."""
-    config, plan = plan_for("--stage", "2", "--init", str(tiny_init), "--epochs", "10")
+    _, plan = plan_for("--stage", "2", "--init", str(tiny_init), "--epochs", "10")
     assert (plan.values["lr"], plan.values["batch_size"], plan.values["warmup_steps"]) == (1e-3, 32, 20)
     assert plan.total_steps == 10 * (1500 // 2 // 32) == 230 and plan.values["global_batch"] == 64
     assert plan.notes == []
@@ -27,8 +27,8 @@ def test_a_recipe_warmup_near_the_run_length_is_shortened_and_a_large_batch_cut(
     config, plan = plan_for("--stage", "2", "--init", str(published), "--epochs", "10", num_samples=1500)
     assert plan.values["batch_size"] == 512 and plan.total_steps == 10  # 1 step per epoch
     assert plan.values["warmup_steps"] == config.optim.warmup_steps == 1
-    assert plan.notes == ["warm-up: 200 steps (recipe published) is not well below the run's 10 steps; "
-                          "shortened to 1 (10% of the steps)"]
+    assert plan.notes == [("warm-up: 200 steps (recipe published) is not well below the run's 10 steps; "
+                           "shortened to 1 (10% of the steps)")]
     _, small = plan_for("--stage", "2", "--init", str(published), "--max_steps", "50", num_samples=600)
     assert small.values["batch_size"] == 300  # 512 x 2 processes > 600 records
     assert small.notes[0] == ("batch: 512 per device x 2 process(es) is more than the 600 records; "
@@ -37,10 +37,10 @@ def test_a_recipe_warmup_near_the_run_length_is_shortened_and_a_large_batch_cut(
 
 
 def test_a_warmup_the_user_chose_is_kept_with_a_warning(tiny_init):
-    config, plan = plan_for("--init", "tiny", "--max_steps", "10", "--warmup_steps", "30")
+    _, plan = plan_for("--init", "tiny", "--max_steps", "10", "--warmup_steps", "30")
     assert plan.values["warmup_steps"] == 30
-    assert plan.notes == ["warning: the warm-up (30 steps, --warmup_steps) is not shorter than the run's 10 steps: "
-                          "the learning rate never reaches its peak 0.001"]
+    assert plan.notes == [("warning: the warm-up (30 steps, --warmup_steps) is not shorter than the run's 10 steps: "
+                           "the learning rate never reaches its peak 0.001")]
 
 
 def test_the_start_up_block_names_every_value_and_its_source(tiny_init):

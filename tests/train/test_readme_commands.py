@@ -21,7 +21,7 @@ def readme_commands(section: str) -> list[list[str]]:
     following = re.search(r"\n#{2,3} ", body)
     body = body[: following.start()] if following else body
     commands = []
-    for block in re.findall(r"```bash\n(.*?)```", body, re.S):
+    for block in re.findall(r"```bash\n(.*?)```", body, re.DOTALL):
         joined = block.replace("\\\n", " ")
         commands += [shlex.split(line.split("#")[0]) for line in joined.splitlines()
                      if "pretrain_fgclip.py" in line and "--stage 2" in line]

@@ -25,8 +25,8 @@ def error_lines(capsys):
 def test_a_finished_run_is_refused_then_replaced_without_mixing(finished_run, capsys):
     out, argv = finished_run
     assert main(argv + ["--max_steps", "2"]) == 2
-    assert error_lines(capsys) == [f"error: --output_dir {out} holds a finished run (summary.json, final/); pass "
-                                   "--resume latest to continue it or --overwrite_output_dir to replace it"]
+    assert error_lines(capsys) == [(f"error: --output_dir {out} holds a finished run (summary.json, final/); pass "
+                                    "--resume latest to continue it or --overwrite_output_dir to replace it")]
     assert [m["step"] for m in read_metrics(out)] == [1, 2, 3]  # untouched
     (out / "notes.txt").write_text("the user's own notes")
     assert main(argv + ["--max_steps", "2", "--overwrite_output_dir"]) == 0
@@ -64,6 +64,6 @@ def test_an_input_inside_the_run_folder_is_refused(finished_run, capsys):
     out, argv = finished_run
     argv = [str(out / "final") if item == argv[3] else item for item in argv]  # --init OUT/final
     assert main(argv + ["--max_steps", "2", "--overwrite_output_dir"]) == 2
-    assert error_lines(capsys) == [f"error: --output_dir {out} holds the input {out / 'final'} in its final/, which "
-                                   "this run would overwrite; choose another --output_dir"]
+    assert error_lines(capsys) == [(f"error: --output_dir {out} holds the input {out / 'final'} in its final/, which "
+                                    "this run would overwrite; choose another --output_dir")]
     assert (out / "final" / "model.safetensors").is_file()
