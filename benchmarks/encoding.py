@@ -31,7 +31,7 @@ from eval.common.cache import EmbeddingCache
 from eval.common.encoder import Encoder, EncoderConfig
 from eval.common.images import iter_image_batches
 from fgclip.data.synthetic import generate
-from fgclip.model.conversion import save_with_processors
+from fgclip.folders import save_with_processors
 
 NAME = "encoding"
 

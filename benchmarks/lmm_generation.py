@@ -44,7 +44,7 @@ def build_pope_setup(root: Path, plan: dict, seed: int):
     """(LLaVA folder, POPE question file, image folder) for the benchmark, all under `root`."""
     from fgclip.data.schema import Record, iter_record_file
     from fgclip.data.synthetic import generate
-    from fgclip.model.conversion import save_with_processors
+    from fgclip.folders import save_with_processors
     from lmm_integration.build import BuildOptions, build_llava
     from lmm_integration.miniature.questions import Vocabulary, write_miniature_data
     from lmm_integration.miniature.tiny_lm import build_tiny_llm

@@ -40,6 +40,7 @@ BENCHMARKS = {
     "data_loading": ("benchmarks.data_loading", "records/s of the JSONL and shard loaders; share of step time waiting"),
     "encoding": ("benchmarks.encoding", "eval encoding images/s and texts/s vs open_clip; embedding-cache effect"),
     "lmm_generation": ("benchmarks.lmm_generation", "POPE questions/s batched vs one at a time, identical answers"),
+    "determinism": ("benchmarks.determinism", "stage-2 step time with deterministic kernels / without (same process)"),
 }
 EXTERNAL = {
     "default_experiment": ("benchmarks.default_experiment", "the trainer's embedded default experiment (tiny, CPU)"),

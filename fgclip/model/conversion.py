@@ -252,13 +252,3 @@ def converted_checkpoint(directory: str | Path, kind: str) -> tuple[FGCLIPConfig
     if kind == "clip":
         state.update({name: value for name, value in derived_weights(state, config).items() if name not in state})
     return config, state
-
-
-def __getattr__(name: str):
-    # Transitional (issue 18): writing whole folders moved to `fgclip.folders`; callers outside this package
-    # that still import it from here are switched by the lead, and this alias goes with the last of them.
-    if name == "save_with_processors":
-        from fgclip.folders import save_with_processors
-
-        return save_with_processors
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from fgclip import FGCLIPModel
-from fgclip.model.conversion import save_with_processors
+from fgclip.folders import save_with_processors
 from tests.conftest import tiny_config
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 30)}

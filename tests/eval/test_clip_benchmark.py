@@ -21,7 +21,7 @@ pytest.importorskip("clip_benchmark")
 from eval.clip_benchmark import main, topk_accuracy  # noqa: E402
 from fgclip import FGCLIPModel, FGCLIPTokenizer  # noqa: E402
 from fgclip.cli import run  # noqa: E402
-from fgclip.model.conversion import save_with_processors  # noqa: E402
+from fgclip.folders import save_with_processors  # noqa: E402
 from fgclip.transforms import image_transform  # noqa: E402
 from tests.conftest import tiny_config  # noqa: E402
 from tests.hub_copies.clip import make_hub_copy  # noqa: E402

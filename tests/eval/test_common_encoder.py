@@ -14,7 +14,7 @@ from eval.common.cache import EmbeddingCache, model_fingerprint
 from eval.common.encoder import Encoder, EncoderConfig, resolve_autocast
 from eval.common.fusion import FusionSettings
 from fgclip.errors import UserError
-from fgclip.model.conversion import save_with_processors
+from fgclip.folders import save_with_processors
 from fgclip.transforms import image_transform
 from tests.conftest import TINY_TEXT, TINY_VISION
 from tests.eval.conftest import make_image

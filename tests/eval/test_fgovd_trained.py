@@ -8,7 +8,7 @@ import torch
 
 from eval import fgovd
 from fgclip import FGCLIPModel
-from fgclip.model.conversion import save_with_processors
+from fgclip.folders import save_with_processors
 from fgclip.train.config import TinyModel
 from fgclip.train.default_experiment import DefaultExperiment, run_default_experiment
 

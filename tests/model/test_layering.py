@@ -10,9 +10,6 @@ PACKAGE = Path(__file__).resolve().parents[2] / "fgclip" / "model"
 ABOVE_THE_MODEL = ("fgclip.train", "fgclip.data", "fgclip.pipeline", "fgclip.tokenizer", "fgclip.transforms",
                    "fgclip.folders", "fgclip.convert", "fgclip.onnx_export", "fgclip.model_card", "eval",
                    "lmm_integration", "benchmarks")
-# The one exception, transitional: conversion.save_with_processors, an alias of fgclip.folders' for callers not yet
-# switched (see its comment); this entry goes with it.
-TRANSITIONAL = {("conversion.py", "fgclip.folders.save_with_processors")}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -29,7 +26,7 @@ def imported_modules(path: Path) -> set[str]:
 @pytest.mark.parametrize("path", sorted(PACKAGE.glob("*.py")), ids=lambda path: path.name)
 def test_the_model_imports_nothing_above_it(path):
     above = sorted(name for name in imported_modules(path)
-                   if name.startswith(ABOVE_THE_MODEL) and (path.name, name) not in TRANSITIONAL)
+                   if name.startswith(ABOVE_THE_MODEL))
     assert not above, f"{path.name} imports {above}"
 
 
