@@ -261,15 +261,16 @@ def render_model_card(model, directory: str | Path, provenance: Provenance | Non
     license_id, license_text = _license(provenance)
     exported = artifact != "fgclip" and provenance.source is not None
     results = _read_results(Path(provenance.source) if exported else directory)
-    name = directory.resolve().name if directory.resolve().name != "final" else \
-        f"{directory.resolve().parent.name}-final"
+    # A folder written under a temporary `.partial` name (the trainer's atomic export) is named for what it becomes.
+    folder = directory.resolve().with_name(directory.resolve().name.removesuffix(".partial"))
+    name = folder.name if folder.name != "final" else f"{folder.parent.name}-final"
     evaluation = _evaluation_section(results)
     if exported and results:
         evaluation = f"Recorded for `{provenance.source}`, whose weights these are:\n\n{evaluation}"
     text = "\n\n".join([
         f"# {name}", _describe_model(model, artifact), "## How it was made", _describe_origin(provenance),
         "## Evaluation", evaluation, "## License", license_text,
-        "## How to load", _load_section(str(directory), artifact),
+        "## How to load", _load_section(str(folder), artifact),
     ])
     return str(ModelCard(f"---\n{_card_data(name, license_id, results, artifact).to_yaml()}\n---\n\n{text}\n"))
 
