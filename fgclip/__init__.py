@@ -7,6 +7,7 @@ The trainer (`fgclip.train`) and the data engine (`fgclip.pipeline`) are not imp
 
 from transformers import AutoConfig, AutoModel
 
+from fgclip.fashion import FashionFINEConfig, FashionFINEModel
 from fgclip.losses import FGCLIPLoss, LossInputs, LossWeights
 from fgclip.model import FGCLIPConfig, FGCLIPModel
 from fgclip.tokenizer import FGCLIPTokenizer
@@ -14,10 +15,14 @@ from fgclip.transforms import image_processor, image_transform
 
 AutoConfig.register(FGCLIPConfig.model_type, FGCLIPConfig, exist_ok=True)
 AutoModel.register(FGCLIPConfig, FGCLIPModel, exist_ok=True)
+AutoConfig.register(FashionFINEConfig.model_type, FashionFINEConfig, exist_ok=True)
+AutoModel.register(FashionFINEConfig, FashionFINEModel, exist_ok=True)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "FashionFINEConfig",
+    "FashionFINEModel",
     "FGCLIPConfig",
     "FGCLIPModel",
     "FGCLIPTokenizer",

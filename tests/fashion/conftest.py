@@ -1,0 +1,33 @@
+"""Fixtures for the Fashion-FINE tests: tiny real models built from configs, saved the way users have them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from fgclip import FashionFINEConfig, FashionFINEModel, FGCLIPModel
+from fgclip.model.conversion import save_with_processors
+from tests.conftest import tiny_config
+
+
+def tiny_fashion_config(**overrides) -> FashionFINEConfig:
+    """The tiny FG-CLIP config of tests/conftest.py with Fashion-FINE's parts (4 fusion heads over 16 dims)."""
+    values = {k: v for k, v in tiny_config().to_dict().items()
+              if k not in ("model_type", "architectures", "transformers_version")}
+    return FashionFINEConfig(**{**values, "fusion_heads": 4, **overrides})
+
+
+def tiny_fashion_model(seed: int = 0, **overrides) -> FashionFINEModel:
+    torch.manual_seed(seed)
+    return FashionFINEModel(tiny_fashion_config(**overrides))
+
+
+@pytest.fixture(scope="session")
+def tiny_towers_dir(tmp_path_factory) -> Path:
+    """A tiny FG-CLIP folder (weights, tokenizer, image processor): what `--init` points at."""
+    torch.manual_seed(0)
+    directory = tmp_path_factory.mktemp("tiny_towers")
+    save_with_processors(FGCLIPModel(tiny_config()).eval(), directory)
+    return directory
