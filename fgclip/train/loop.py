@@ -1,5 +1,7 @@
 """The training loop of one stage: data -> engine steps -> logs, checkpoints, `final/`.
 
+The steps, resuming, logging and checkpointing are `fgclip.train.runner.Runner`'s (shared with the
+Fashion-FINE finetuning); this module builds the stage's data, model and engine, and exports `final/`.
 Resuming restores the engine (weights, optimizer, scheduler), the data position (epoch and batch of a
 seeded sampler) and every rank's RNG states, so a resumed run continues the same sample order and
 reaches the same weights as an uninterrupted one.
@@ -21,25 +23,14 @@ from fgclip.data.readers import open_sources
 from fgclip.data.sampler import EpochBatchSampler
 from fgclip.losses import FGCLIPLoss
 from fgclip.model.conversion import save_with_processors
-from fgclip.train import checkpoint as ckpt
 from fgclip.train.config import TrainConfig
-from fgclip.train.distributed import (
-    DistributedContext,
-    all_reduce_sum,
-    any_rank,
-    available_cores,
-    barrier,
-    setup_distributed,
-)
+from fgclip.train.distributed import DistributedContext, available_cores, barrier, setup_distributed
 from fgclip.train.engine import build_engine
 from fgclip.train.model_init import build_model
-from fgclip.train.reporting import RunReporter
+from fgclip.train.runner import Runner, RunSettings, TrainingError, TrainingTask
 
 FINAL_DIR = "final"
-
-
-class TrainingError(RuntimeError):
-    """The run cannot go on (e.g. repeated non-finite losses); the message says why."""
+__all__ = ["FINAL_DIR", "TrainResult", "TrainingError", "default_num_workers", "resolve_bf16", "train"]
 
 
 @dataclass
@@ -67,21 +58,14 @@ def resolve_bf16(bf16: bool | None, device: torch.device) -> bool:
     return bf16
 
 
-class _Window:
-    """Loss sums between two log lines."""
+class StageTask(TrainingTask):
+    """One FG-CLIP stage's step: `FGCLIPModel.forward` -> `FGCLIPLoss` with the stage's weights."""
 
-    def __init__(self):
-        self.reset()
+    def __init__(self, loss_fn: FGCLIPLoss):
+        self.loss_fn = loss_fn
 
-    def reset(self) -> None:
-        self.count, self.loss, self.terms, self.samples, self.started = 0, 0.0, {}, 0, time.time()
-
-    def add(self, loss: float, terms: dict[str, float], samples: int) -> None:
-        self.count += 1
-        self.loss += loss
-        self.samples += samples
-        for name, value in terms.items():
-            self.terms[name] = self.terms.get(name, 0.0) + value
+    def compute_loss(self, engine, batch, step: int):
+        return engine.forward(batch, self.loss_fn)
 
 
 def train(config: TrainConfig, context: DistributedContext | None = None, launched_by_deepspeed: bool = False) -> TrainResult:
@@ -109,121 +93,36 @@ def train(config: TrainConfig, context: DistributedContext | None = None, launch
     bf16 = resolve_bf16(config.bf16, context.device)
     engine = build_engine(model, config.optim, total_steps, context, config.batch_size, config.grad_accum, bf16,
                           config.deepspeed_config)
-    loss_fn = FGCLIPLoss(config.loss_weights)
     counter = BadRecordCounter(config.data.max_bad_fraction, min_seen=min(200, len(dataset)))
     run_facts = {"engine": engine.kind, "world_size": context.world_size, "batch_size": config.batch_size,
                  "grad_accum": config.grad_accum, "stage": config.stage, "seed": config.seed,
                  "num_samples": len(dataset), "total_steps": total_steps}
-
-    step, epoch, batch_in_epoch, nonfinite = 0, 0, 0, 0
-    if config.resume:
-        checkpoint_dir = ckpt.resolve_resume(config.resume, output_dir)
-        ckpt.check_compatible(ckpt.read_trainer_state(checkpoint_dir), run_facts)
-        saved = engine.load(checkpoint_dir)
-        step, epoch, batch_in_epoch = saved["step"], saved["epoch"], saved["batch_in_epoch"]
-        nonfinite = saved.get("nonfinite_steps", 0)
-        rank_state = ckpt.load_rank_state(checkpoint_dir, context.rank)
-        counter.load_state_dict(rank_state["bad_records"])
-        ckpt.set_rng_state(rank_state["rng"])
-    else:
-        torch.manual_seed(config.seed + context.rank)  # per-rank streams; the weights are already made
-
     if context.is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "train_config.json").write_text(config.to_json() + "\n")
-    reporter = RunReporter(output_dir, total_steps, step, context.is_main, config.report_to, config.progress,
+    settings = RunSettings(total_steps=total_steps, seed=config.seed, log_every=config.log_every,
+                           save_every=config.save_every, save_total_limit=config.save_total_limit,
+                           max_nonfinite_steps=config.max_nonfinite_steps, stop_at_step=config.stop_at_step,
+                           resume=config.resume, report_to=config.report_to, progress=config.progress,
                            description=f"stage {config.stage}")
-    if context.is_main and config.resume:
-        reporter.message(f"resumed from {checkpoint_dir} at step {step} (epoch {epoch}, batch {batch_in_epoch})")
-
-    def save(at_step: int) -> Path:
-        state = {**run_facts, "step": at_step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
-                 "nonfinite_steps": nonfinite, "config": json.loads(config.to_json())}
-        return ckpt.save_checkpoint(engine, output_dir, at_step, state, {"bad_records": counter.state_dict()},
-                                    context, keep=config.save_total_limit)
-
-    def check_bad_records(final: bool = False) -> None:
-        good, bad = all_reduce_sum([counter.good, counter.bad], context.device)
-        counter.check(int(good), int(bad), final=final)
-
-    window, first_loss, last_loss, consecutive, last_saved = _Window(), None, None, 0, None
-    input_dtype = engine.input_dtype
-    try:
-        while step < total_steps:
-            sampler.set_epoch(epoch, batch_in_epoch)
-            for batch in loader:
-                batch_in_epoch += 1
-                counter.add(batch.num_images, batch.skipped)
-                batch = batch.to(context.device, input_dtype)
-                result = engine.forward(batch, loss_fn)
-                if any_rank(not torch.isfinite(result.total.detach()).item(), context.device):
-                    nonfinite, consecutive = nonfinite + 1, consecutive + 1
-                    reporter.message(f"non-finite loss at step {step + 1}: batch skipped ({consecutive} in a row)")
-                    if consecutive >= config.max_nonfinite_steps:
-                        raise TrainingError(f"{consecutive} non-finite losses in a row (last at step {step + 1}); "
-                                            "lower --lr, use fp32 (no --bf16) or check the data")
-                    continue
-                consecutive = 0
-                engine.backward(result.total)
-                window.add(result.total.item(), {k: v.item() for k, v in result.terms.items()}, batch.num_images)
-                if not engine.step():
-                    continue
-                step += 1
-                reporter.advance()
-                if step % config.log_every == 0 or step == total_steps:
-                    last_loss = _log(reporter, window, step, epoch, engine.lr, counter, nonfinite, context)
-                    first_loss = reporter.first_logged_loss if context.is_main else first_loss
-                    check_bad_records()
-                if config.save_every and step % config.save_every == 0:
-                    last_saved = save(step)
-                if config.stop_at_step is not None and step >= config.stop_at_step:
-                    return TrainResult(output_dir, None, step, time.time() - started, first_loss, last_loss,
-                                       nonfinite, counter.summary(), stopped_early=True)
-                if step >= total_steps:
-                    break
-            if batch_in_epoch >= len(sampler):
-                epoch, batch_in_epoch = epoch + 1, 0
-                check_bad_records(final=True)
-        check_bad_records(final=True)
-        final_checkpoint = last_saved if last_saved is not None and last_saved.name == ckpt.tag_for(step) else save(step)
-        final_dir = _export_final(engine, final_checkpoint, output_dir, config.stage, context)
-    finally:
-        reporter.close()
-    result = TrainResult(output_dir, final_dir, step, time.time() - started, first_loss, last_loss, nonfinite,
-                         counter.summary())
+    runner = Runner(engine, loader, sampler, StageTask(FGCLIPLoss(config.loss_weights)), counter, context,
+                    output_dir, run_facts, settings, config.to_json())
+    outcome = runner.run()
+    if outcome.stopped_early:
+        return TrainResult(output_dir, None, outcome.steps, time.time() - started, outcome.first_loss,
+                           outcome.last_loss, outcome.nonfinite_steps, counter.summary(), stopped_early=True)
+    final_dir = _export_final(engine, outcome.final_checkpoint, output_dir, config.stage, context)
+    result = TrainResult(output_dir, final_dir, outcome.steps, time.time() - started, outcome.first_loss,
+                         outcome.last_loss, outcome.nonfinite_steps, counter.summary())
     if context.is_main:
-        summary = {"steps": step, "seconds": round(result.seconds, 2), "first_logged_loss": first_loss,
-                   "last_logged_loss": last_loss, "nonfinite_steps": nonfinite, **counter.summary(),
+        summary = {"steps": outcome.steps, "seconds": round(result.seconds, 2), "first_logged_loss": result.first_loss,
+                   "last_logged_loss": result.last_loss, "nonfinite_steps": result.nonfinite_steps, **counter.summary(),
                    "engine": engine.kind, "world_size": context.world_size, "bf16": bf16}
         (output_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        print(f"stage {config.stage} done: {step} steps in {result.seconds:.0f}s, loss {first_loss} -> {last_loss}; "
-              f"{counter.bad} bad records skipped of {counter.good + counter.bad} seen (rank 0); "
-              f"{nonfinite} non-finite steps; model in {final_dir}")
+        print(f"stage {config.stage} done: {outcome.steps} steps in {result.seconds:.0f}s, loss {result.first_loss} -> "
+              f"{result.last_loss}; {counter.bad} bad records skipped of {counter.good + counter.bad} seen (rank 0); "
+              f"{result.nonfinite_steps} non-finite steps; model in {final_dir}")
     return result
-
-
-def _log(reporter: RunReporter, window: _Window, step: int, epoch: int, lr: float, counter: BadRecordCounter,
-         nonfinite: int, context: DistributedContext) -> float:
-    """Average the window over ranks, write it, start a new window; returns the mean loss."""
-    names = sorted(window.terms)
-    sums = all_reduce_sum([window.loss, float(window.count)] + [window.terms[n] for n in names]
-                          + [float(counter.good), float(counter.bad)], context.device)
-    count = max(sums[1], 1.0)
-    elapsed = max(time.time() - window.started, 1e-9)
-    metrics = {
-        "step": step,
-        "epoch": epoch,
-        "loss": sums[0] / count,
-        **{f"loss_{name}": sums[2 + i] / count for i, name in enumerate(names)},
-        "lr": lr,
-        "samples_per_s": window.samples * context.world_size / elapsed,
-        "bad_records": int(sums[-1]),
-        "seen_records": int(sums[-2] + sums[-1]),
-        "nonfinite_steps": nonfinite,
-    }
-    reporter.log(metrics)
-    window.reset()
-    return metrics["loss"]
 
 
 def _export_final(engine, checkpoint_dir: Path, output_dir: Path, stage: int, context: DistributedContext) -> Path:
