@@ -18,9 +18,14 @@ fashioniq: text-guided image retrieval, R@10/R@50 per category: the query is the
 
 --embedding fusion uses Fashion-FINE's global+local embedding, normalize(g*(1-r) + l*r) with r = 0.05
 for images and 0.25 for texts, where l is an attention pooling over the patch tokens (encode_dense) or
-the word tokens (encode_text_tokens). Fashion-FINE trains that pooling layer; no such weights exist for
-FG-CLIP, so here it is parameter-free (query = the global embedding, keys/values = normalised tokens,
-softmax with --fusion-temperature). --embedding both scores the two on the same data and samples.
+the word tokens (encode_text_tokens). Fashion-FINE trains that pooling layer; plain FG-CLIP / CLIP folders
+have none, so for them it is parameter-free (query = the global embedding, keys/values = normalised
+tokens, softmax with --fusion-temperature). --embedding both scores the two on the same data and samples.
+
+Fashion-FINE folders (scripts/finetune_fashion.py) are evaluated with what they learned: "fusion" is their
+trained pooling and ratios (the --fusion-* options do not apply), it is the default embedding for them, and
+a folder finetuned for text-guided retrieval composes its fashioniq queries with its trained
+cross-attention composition instead of the sum.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from eval.common.encoder import Encoder
 from eval.common.fashion_data import Triplet, load_gallery, load_products, load_triplets
 from eval.common.fusion import FusionSettings
 from eval.common.images import resolve_image_path
+from eval.common.learned_fusion import composed_queries, learned_fusion, load_encoder
 from eval.common.metrics import rank_of_best_positive, recall_at_k, recall_keys, retrieval_ranks
 from eval.common.reporting import grouped_bar_plot, markdown_table, model_label, write_results
 
@@ -249,6 +255,8 @@ def run_fashioniq(args, encoder: Encoder, embeddings: dict[str, FusionSettings |
     for reason, count in first.failures.items():
         counts[f"images_{reason}"] = count
     usable = [t for t in loaded.items if first.ok[row[paths[t.candidate]]] and first.ok[row[paths[t.target]]]]
+    trained_composition = {name: composed_queries(encoder, [paths[t.candidate] for t in usable], [t.text for t in usable])[0]
+                           for name, fusion in embeddings.items() if getattr(fusion, "composition", "sum") == "fusion"}
     counts["skipped_image_failed"] = len(loaded.items) - len(usable)
     galleries = {}
     for category in categories:
@@ -268,8 +276,11 @@ def run_fashioniq(args, encoder: Encoder, embeddings: dict[str, FusionSettings |
             gallery = galleries[category]
             if not rows or not gallery:
                 continue
-            references = image_embeds[[row[paths[usable[i].candidate]] for i in rows]]
-            queries = F.normalize(references + text_embeds[rows], dim=-1)
+            if name in trained_composition:
+                queries = trained_composition[name][rows]
+            else:
+                references = image_embeds[[row[paths[usable[i].candidate]] for i in rows]]
+                queries = F.normalize(references + text_embeds[rows], dim=-1)
             result = iq_scores([usable[i] for i in rows], gallery, image_embeds[[row[p] for p in gallery]], queries,
                                paths, args.keep_reference, run_counts)
             if result is not None:
@@ -304,9 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--images", type=Path, default=None,
                         help="root folder for image paths (default: the first data file's folder); FashionIQ names "
                         "without a suffix are looked up as .jpg/.png/...")
-    parser.add_argument("--embedding", choices=("global", "fusion", "both"), default="global",
-                        help="global: the model's own embeddings; fusion: Fashion-FINE's global+local mix; both: "
-                        "compare them (default global)")
+    parser.add_argument("--embedding", choices=("global", "fusion", "both"), default=None,
+                        help="global: the towers' global embeddings; fusion: Fashion-FINE's global+local mix (a "
+                        "Fashion-FINE folder's own trained one); both: compare them (default: fusion for Fashion-FINE "
+                        "folders, else global)")
     group = parser.add_argument_group("fashiongen")
     group.add_argument("--mode", choices=("full", "sample100", "both"), default="both", help="protocol (default both)")
     group.add_argument("--num-queries", type=positive_int, default=1000, help="sample100 queries (default 1000)")
@@ -341,10 +353,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
         fusion = FusionSettings(args.fusion_image_ratio, args.fusion_text_ratio, args.fusion_temperature)
     except ValueError as error:
         raise EvalError(f"fusion option: {error}") from error
+    encoder = load_encoder(args)
+    learned = learned_fusion(encoder)
+    fusion = learned or fusion
     embeddings = {"global": None, "fusion": fusion}
-    if args.embedding != "both":
-        embeddings = {args.embedding: embeddings[args.embedding]}
-    encoder = Encoder.from_args(args)
+    embedding = args.embedding or ("fusion" if learned else "global")
+    if embedding != "both":
+        embeddings = {embedding: embeddings[embedding]}
     run = run_fashiongen if args.task == "fashiongen" else run_fashioniq
     metrics, series, counts, cover, table = run(args, encoder, embeddings)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -353,7 +368,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     extra = {**cover, "task": args.task, "embeddings": list(embeddings), "encoder": encoder.describe(),
              "cache": encoder.cache.summary(), "plots": [plot], "details": {"series": series}}
     if "fusion" in embeddings:
-        extra["fusion"] = {**fusion.as_dict(), "pooling": "parameter-free attention (query: global embedding)"}
+        extra["fusion"] = fusion.as_dict() if learned else {**fusion.as_dict(),
+                                                            "pooling": "parameter-free attention (query: global embedding)"}
     if args.task == "fashiongen":
         extra.update(mode=args.mode, seed=args.seed, num_negatives=args.num_negatives)
     else:

@@ -31,6 +31,7 @@ from eval.common.cli import (EvalError, add_cache_args, add_model_args, add_outp
 from eval.common.coverage import coverage
 from eval.common.encoder import Encoder
 from eval.common.images import resolve_image_path
+from eval.common.learned_fusion import learned_fusion, load_encoder
 from eval.common.jsonfiles import iter_items, load_json
 from eval.common.metrics import curve_ks, recall_at_k, recall_keys, retrieval_ranks
 from eval.common.reporting import line_plot, markdown_table, model_label, write_results
@@ -208,7 +209,8 @@ def positive_sets(captions: list[list[str]]) -> tuple[list[str], list[int], list
 
 def evaluate(encoder: Encoder, data: RetrievalSet, images_root: Path, long: bool) -> dict:
     paths = [resolve_image_path(images_root, name, try_basename=True) for name in data.image_names]
-    encoded = encoder.images(paths)
+    fusion = learned_fusion(encoder)  # a Fashion-FINE folder: its trained global + local embeddings
+    encoded = encoder.images(paths, fusion)
     kept = [i for i in range(len(paths)) if encoded.ok[i]]
     lost = len(paths) - len(kept)
     if lost:
@@ -223,7 +225,7 @@ def evaluate(encoder: Encoder, data: RetrievalSet, images_root: Path, long: bool
     cover = coverage(len(paths) + not_read, len(kept),
                      {"missing_or_unreadable_image": lost, "not_read_limit": not_read}, "images")
     image_embeds = encoded.embeddings[kept]
-    text_embeds = encoder.texts(texts, long=long)
+    text_embeds = encoder.texts(texts, long=long, fusion=fusion)
     i2t = retrieval_ranks(image_embeds, text_embeds, image_positives)
     t2i = retrieval_ranks(text_embeds, image_embeds, text_positives)
     return {
@@ -266,7 +268,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         raise EvalError(f"--data {args.data} does not exist")
     data = load_retrieval_set(args.data, args.long, args.split, args.caption_field, args.limit)
     images_root = args.images or (args.data if args.data.is_dir() else args.data.parent)
-    encoder = Encoder.from_args(args)
+    encoder = load_encoder(args)
+    if args.long and learned_fusion(encoder) is not None:
+        raise EvalError("--long: a Fashion-FINE folder embeds texts with the 77-token path it was finetuned on")
     scores = evaluate(encoder, data, images_root, args.long)
     metrics = {**recall_keys("i2t", scores["i2t"]), **recall_keys("t2i", scores["t2i"]),
                "num_images": scores["num_images"], "num_captions": scores["num_captions"]}
@@ -282,6 +286,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         args.out, "retrieval_long" if args.long else "retrieval", metrics, model=args.model, data=str(args.data),
         counts=counts, started=started, table=table,
         extra={**scores["coverage"], "format": data.format, "long": args.long, "encoder": encoder.describe(),
+               "embedding": "learned fusion" if learned_fusion(encoder) else "global",
                "cache": encoder.cache.summary(), "plots": ["recall_curve.png"],
                "details": {"i2t_curve": scores["i2t_curve"], "t2i_curve": scores["t2i_curve"]}},
     )

@@ -184,6 +184,9 @@ class Encoder:
             input_ids = batch["input_ids"].to(self.device)
             attention_mask = batch["attention_mask"].to(self.device)
             with self._autocast():
+                if getattr(fusion, "learned", False):  # a Fashion-FINE folder's trained pooling (learned_fusion.py)
+                    embeddings[rows] = self.model.encode_text_fused(input_ids, attention_mask).float().cpu()
+                    continue
                 global_embeds = self.model.encode_text(input_ids, attention_mask, long=long)
                 if fusion is not None:
                     tokens = self.model.encode_text_tokens(input_ids, attention_mask, long=long)
@@ -211,6 +214,8 @@ class Encoder:
         return EncodedImages(encoded.embeddings[index], encoded.ok[index], failures)
 
     def _image_rows(self, pixels: torch.Tensor, fusion: FusionSettings | None) -> torch.Tensor:
+        if getattr(fusion, "learned", False):  # a Fashion-FINE folder's trained pooling (learned_fusion.py)
+            return self.model.encode_image_fused(pixels)
         global_embeds = F.normalize(self.model.encode_image(pixels).float(), dim=-1)
         if fusion is None:
             return global_embeds

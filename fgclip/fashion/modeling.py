@@ -155,7 +155,7 @@ class FashionFINEModel(FGCLIPModel):
         project's FG-CLIP, stock CLIP, an official FG-CLIP release) gives a new Fashion-FINE model on its
         towers (`from_towers`), with config overrides taken from `kwargs`."""
         path = Path(str(pretrained_model_name_or_path))
-        if path.is_dir() and _model_type(path) != FashionFINEConfig.model_type:
+        if path.is_dir() and model_type_of(path) != FashionFINEConfig.model_type:
             dtype = kwargs.pop("dtype", None)
             return cls.from_towers(path, dtype=dtype if isinstance(dtype, torch.dtype) else None, **kwargs)
         return PreTrainedModel.from_pretrained.__func__(cls, pretrained_model_name_or_path, *args, **kwargs)
@@ -296,7 +296,8 @@ class FashionFINEModel(FGCLIPModel):
         return output
 
 
-def _model_type(directory: Path) -> str | None:
+def model_type_of(directory: Path) -> str | None:
+    """The `model_type` of a folder's config.json, or None when it has none."""
     config_file = directory / "config.json"
     if not config_file.is_file():
         return None

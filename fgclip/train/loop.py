@@ -64,7 +64,7 @@ class StageTask(TrainingTask):
     def __init__(self, loss_fn: FGCLIPLoss):
         self.loss_fn = loss_fn
 
-    def compute_loss(self, engine, batch, step: int):
+    def compute_loss(self, engine, batch, micro_batch: int):
         return engine.forward(batch, self.loss_fn)
 
 

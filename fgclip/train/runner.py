@@ -33,8 +33,9 @@ class TrainingError(RuntimeError):
 class TrainingTask:
     """What a command plugs into the runner: how a batch is moved, counted and turned into a loss."""
 
-    def compute_loss(self, engine, batch, step: int):
-        """The `LossOutput` (`total`, `terms`) of `batch`; `step` is the optimizer step it belongs to (0-based)."""
+    def compute_loss(self, engine, batch, micro_batch: int):
+        """The `LossOutput` (`total`, `terms`) of `batch`; `micro_batch` numbers the run's batches from 0 (the
+        same number for the same batch after a resume), e.g. to seed random choices made in the loss."""
         raise NotImplementedError
 
     def to_device(self, batch, device: torch.device, input_dtype: torch.dtype | None):
@@ -176,7 +177,8 @@ class Runner:
                     self.batch_in_epoch += 1
                     self.counter.add(self.task.num_records(batch), self.task.skipped(batch))
                     batch = self.task.to_device(batch, context.device, input_dtype)
-                    result = self.task.compute_loss(engine, batch, self.step)
+                    micro_batch = self.epoch * len(self.sampler) + self.batch_in_epoch - 1
+                    result = self.task.compute_loss(engine, batch, micro_batch)
                     if any_rank(not torch.isfinite(result.total.detach()).item(), context.device):
                         self.nonfinite, consecutive = self.nonfinite + 1, consecutive + 1
                         self.message(f"non-finite loss at step {self.step + 1}: batch skipped ({consecutive} in a row)")
