@@ -276,9 +276,10 @@ class FashionTask(TrainingTask):
             runner.message(f"validation at step {step}: score {metrics['score']:.4f}")
         improved = self.context.is_main and (self.best is None or metrics["score"] > self.best["score"])
         if all_reduce_sum([1.0 if improved else 0.0], self.context.device)[0] > 0:
+            if self.context.is_main:
+                self.best = {"step": step, **metrics}  # before the checkpoint, which keeps it for a resume
             checkpoint = runner.save()
             if self.context.is_main:
-                self.best = {"step": step, **metrics}
                 save_with_processors(self.engine.fp32_model(checkpoint), self.output_dir / BEST_DIR)
                 (self.output_dir / "best.json").write_text(json.dumps(self.best, indent=2) + "\n")
             barrier()

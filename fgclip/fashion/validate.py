@@ -80,7 +80,8 @@ def validate_retrieval(model: FashionFINEModel, products: Products, tokenizer: F
     names = list(groups)
     texts = [products.rows[rows[0]].text for rows in groups.values()]
     image_rows = [row for rows in groups.values() for row in rows]
-    owner = torch.tensor([names.index(products.rows[row].product) for row in image_rows])
+    position = {name: i for i, name in enumerate(names)}
+    owner = torch.tensor([position[products.rows[row].product] for row in image_rows])
     images, ok = encode_images(model, [products.rows[row].image for row in image_rows], batch_size)
     images, owner = images[ok], owner[ok]
     text_embeds = encode_texts(model, tokenizer, texts)

@@ -183,3 +183,16 @@ def test_fashioniq_captions_and_image_splits(tmp_path):
 
 def test_clean_text():
     assert clean_text("Tonal stitching.<br><br>Part of the  collaboration.<BR/>") == "Tonal stitching. Part of the collaboration."
+
+
+def test_export_makes_hdf5_products_readable_by_eval_fashion(tmp_path, capsys):
+    from eval.common.fashion_data import load_products
+    from fgclip.fashion.export import main
+
+    h5 = write_fashiongen_h5(tmp_path / "fashiongen_256_256_validation.h5")
+    assert main(["--data", str(h5), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    assert "wrote 3 images of 4 rows" in capsys.readouterr().out
+    loaded = load_products(tmp_path / "out" / "items.jsonl")
+    assert [(i.product, i.subcategory) for i in loaded.items] == [("86605", "DENIM JACKETS")] * 2 + [("86773", "TANK TOPS")]
+    assert Image.open(tmp_path / "out" / loaded.items[2].image).getpixel((0, 0)) == (80, 175, 128)
+    assert main(["--data", str(h5), "--out", str(h5)]) == 2  # the input itself
