@@ -7,7 +7,9 @@ The data are records of data-format.md section 1 whose regions carry `hard_negat
 lists are read too). Questions are built deterministically (eval.lmm.attribute_questions, --question-seed) and
 written to OUT/questions.jsonl; yes/no answers are read with the POPE rule, multiple-choice answers by
 their letter. Accuracy per attribute type (colour, material, size, count, pattern, state) and overall;
-a missing or unreadable answer is scored as wrong and counted.
+a missing or unreadable answer is scored as wrong and counted, and results.json then says complete: false
+(as it does when records were skipped as invalid; --strict makes either exit 2). A region repeated exactly
+(same image, box, caption and negatives) is asked about once and counted.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from eval.common.cli import add_output_args, owned_outputs, prepare_out
+from eval.common.coverage import Coverage
 from eval.common.reporting import grouped_bar_plot, markdown_table, write_results
-from eval.lmm.answers_file import question_key, read_answers
+from eval.lmm.answers_file import question_key, read_answers_file
 from eval.lmm.attribute_questions import AttributeQuestion, parse_choice, region_questions
 from eval.lmm.errors import LMMEvalError, run_cli
 from eval.lmm.options import add_generation_args, positive_int, settings_from_args
@@ -30,6 +34,7 @@ from fgclip.data.schema import BadRecord, iter_record_file
 
 KINDS = ("yes_no", "multiple_choice")
 KIND_LABELS = {"yes_no": "yes/no", "multiple_choice": "multiple choice"}
+OWNED = owned_outputs({"attributes"}, {"results.md", "attributes.png", "questions.jsonl", "answers.jsonl"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,11 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--images", type=Path, help="root for relative image paths (default: the folder holding --data)")
     parser.add_argument("--model", type=Path, help="LLaVA folder to run (stock LlavaForConditionalGeneration + processor)")
     parser.add_argument("--answers", type=Path, help="score this answers file (question_id + text) instead of running a model")
-    parser.add_argument(
-        "--out", type=Path, required=True,
-        help="output folder: questions.jsonl, answers.jsonl (with --model; re-running resumes from it), "
-        "results.json, results.md, attributes.png",
-    )
+    add_output_args(parser, help="output folder: questions.jsonl, answers.jsonl (with --model; re-running resumes "
+                    "from it), results.json, results.md, attributes.png")
     parser.add_argument(
         "--kinds", nargs="+", choices=KINDS, default=list(KINDS),
         help="question kinds: yes_no (a true and a false question per region) and multiple_choice (the caption "
@@ -65,6 +67,7 @@ def build_questions(args, counts: dict) -> list[AttributeQuestion]:
     if not args.data.is_file():
         raise LMMEvalError(f"data file {args.data} does not exist")
     questions: list[AttributeQuestion] = []
+    seen: set[tuple] = set()
     for index, record in enumerate(iter_record_file(args.data, require_captions=False)):
         if args.limit is not None and index >= args.limit:
             break
@@ -74,6 +77,11 @@ def build_questions(args, counts: dict) -> list[AttributeQuestion]:
             continue
         for region_index, region in enumerate(record.regions):
             counts["regions"] += 1
+            key = (record.image, tuple(region.bbox), region.caption, tuple(region.hard_negatives))
+            if key in seen:
+                counts["duplicate_regions"] += 1
+                continue
+            seen.add(key)
             built = region_questions(f"{index}:{region_index}", record.image, region.caption, region.hard_negatives,
                                      args.question_seed, tuple(args.kinds))
             if not built:
@@ -156,25 +164,25 @@ def main(argv: Sequence[str] | None = None) -> dict:
     started = time.time()
     if (args.answers is None) == (args.model is None):
         raise LMMEvalError("give exactly one of --answers (score a file) or --model (run a model)")
-    counts = dict.fromkeys(("records", "skipped_bad_records", "regions", "regions_without_negatives",
+    out = prepare_out(args, [args.data, args.answers, args.model, args.images], OWNED)
+    counts = dict.fromkeys(("records", "skipped_bad_records", "regions", "duplicate_regions",
+                            "regions_without_negatives",
                             "regions_with_fewer_than_3_negatives", "missing_answers", "unparsed_choices"), 0)
     questions = build_questions(args, counts)
-    write_questions(args.out / "questions.jsonl", questions)
     counts["questions"] = len(questions)
+    write_questions(out / "questions.jsonl", questions)  # first: answering them elsewhere needs only this file
     generation = None
     if args.answers is not None:
-        if not args.answers.is_file():
-            raise LMMEvalError(f"answers file {args.answers} does not exist")
-        contents = read_answers(args.answers)
+        contents = read_answers_file(args.answers)
         counts["bad_answer_lines"] = contents.bad_lines
         answers = contents.answers
     else:
         answers, generation = run_model(args, questions, counts)
-    if counts["skipped_bad_records"]:
-        print(f"warning: {counts['skipped_bad_records']} records skipped as invalid")
     metrics = score(questions, answers, counts)
-    if counts["missing_answers"]:
-        print(f"warning: {counts['missing_answers']} questions have no answer; they are scored as wrong")
+    cover = Coverage("questions", len(questions), len(questions) - counts["missing_answers"],
+                     {"no_answer_scored_as_wrong": counts["missing_answers"],
+                      "bad_records": counts["skipped_bad_records"]}, duplicates=counts["duplicate_regions"])
+    cover.warn()
     per_type = metrics["per_type"]
     rows = [[name, entry["accuracy"], entry.get("yes_no", "-"), entry.get("yes_no_questions", 0),
              entry.get("multiple_choice", "-"), entry.get("multiple_choice_questions", 0)] for name, entry in per_type.items()]
@@ -182,14 +190,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
                  metrics.get("multiple_choice_accuracy", "-"), metrics.get("num_multiple_choice", 0)])
     table = markdown_table(["attribute", "accuracy", "yes/no", "yes/no questions", "multiple choice", "mc questions"], rows)
     model = str(args.model) if args.model else str(args.answers)
-    result = write_results(args.out, "attributes", metrics, model=model, data=str(args.data), counts=counts,
-                           started=started, table=table,
-                           extra={"details": {"generation": generation, "question_seed": args.question_seed,
+    result = write_results(out, "attributes", metrics, model=model, data=str(args.data), counts=counts,
+                           started=started, table=table + f"\n{cover.note}\n",
+                           extra={**cover.as_json(),
+                                  "details": {"generation": generation, "question_seed": args.question_seed,
                                               "missing_answers_scored_as": "wrong"}})
     groups = {KIND_LABELS[kind]: {name: entry[kind] for name, entry in per_type.items() if kind in entry}
               for kind in KINDS if f"{kind}_accuracy" in metrics}
-    grouped_bar_plot(args.out / "attributes.png", groups, "Accuracy per attribute type", "accuracy")
+    grouped_bar_plot(out / "attributes.png", groups, "Accuracy per attribute type", "accuracy")
     print(table)
+    print(f"attribute accuracy {metrics['accuracy']:.4f} on {cover.summary} -> {out / 'results.json'}")
+    cover.enforce(args.strict, out / "results.json")
     return result
 
 

@@ -3,9 +3,13 @@ under a prompt ensemble (CLIP's 80 templates by default); top-1 and top-5 accura
 
     python -m eval.box_cls --model DIR --data instances_val2017.json --images val2017/ --out DIR
 
-Annotations are COCO instances JSON read with pycocotools (LVIS files load the same way; underscores
-in their class names become spaces). Crowd boxes and boxes smaller than --min-box-size pixels are
-skipped and counted.
+Annotations are COCO instances JSON read with pycocotools, as `instances_val2017.json` ships: `images` with
+int `id`, `file_name` ("000000397133.jpg", relative to --images, e.g. val2017/), `width`, `height`;
+`annotations` with `image_id`, pixel `bbox` [x, y, w, h], `category_id`, `iscrowd`; `categories` with
+non-contiguous int ids (1..90) and `name` (LVIS files load the same way; underscores in their class
+names become spaces). Crowd boxes and boxes smaller than --min-box-size pixels are skipped and counted,
+as are annotations of images the file does not list; an annotation repeated (same id, or same image,
+box and category) is scored once and counted.
 """
 
 from __future__ import annotations
@@ -26,13 +30,15 @@ from pycocotools.coco import COCO
 
 from eval.common.boxes import xywh_pixels_to_normalized
 from eval.common.cli import (EvalError, add_cache_args, add_model_args, add_output_args, non_negative_int,
-                             require_file, run_main, wrapped)
-from eval.common.coverage import coverage, skipped_reasons
+                             owned_outputs, prepare_out, require_file, run_main, wrapped)
+from eval.common.coverage import Coverage, skipped_reasons
 from eval.common.encoder import Encoder
 from eval.common.images import failure_reason, image_size_of
 from eval.common.metrics import classification_report
 from eval.common.prompts import TEMPLATES_HELP, class_text_embeddings, load_classnames, load_templates
 from eval.common.reporting import bar_plot, markdown_table, model_label, write_results
+
+OWNED = owned_outputs({"box_cls"}, {"results.md", "box_cls.png"})
 
 
 @dataclass
@@ -91,14 +97,17 @@ def collect_boxes(coco: COCO, images_root: Path, classnames: list[str], category
     box_set = BoxSet(classnames)
     counts = box_set.counts
     class_index = {category: index for index, category in enumerate(category_ids)}
-    image_ids = [i for i in sorted(coco.imgs) if coco.imgToAnns.get(i)]
+    annotated = [i for i in sorted(coco.imgToAnns) if coco.imgToAnns[i]]
+    image_ids = [i for i in annotated if i in coco.imgs]
+    counts["annotations"] = sum(len(anns) for anns in coco.imgToAnns.values())
+    counts["skipped_unknown_image"] = sum(len(coco.imgToAnns[i]) for i in annotated if i not in coco.imgs)
     counts["images_with_annotations"] = len(image_ids)
     if max_images:
         counts["images_not_read_limit"] = max(0, len(image_ids) - max_images)
         for image_id in image_ids[max_images:]:
-            counts["skipped_not_read_limit"] += len(coco.imgToAnns[image_id])
+            counts["annotations_not_read_limit"] += len(coco.imgToAnns[image_id])
         image_ids = image_ids[:max_images]
-    counts["annotations"] = sum(len(anns) for anns in coco.imgToAnns.values())
+    seen: set = set()
     for image_id in image_ids:
         info = coco.imgs[image_id]
         path = images_root / str(info.get("file_name", ""))
@@ -112,6 +121,11 @@ def collect_boxes(coco: COCO, images_root: Path, classnames: list[str], category
             width, height = size
         boxes, labels = [], []
         for annotation in annotations:
+            key = (image_id, str(annotation.get("bbox")), annotation.get("category_id"))
+            if annotation.get("id") in seen or key in seen:
+                counts["duplicate_annotations"] += 1
+                continue
+            seen.update((annotation.get("id"), key) if annotation.get("id") is not None else (key,))
             if annotation.get("iscrowd", 0) and not include_crowd:
                 counts["skipped_crowd"] += 1
                 continue
@@ -153,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="skip (and count) boxes whose width or height is below this many pixels (default 1)")
     parser.add_argument("--include-crowd", action="store_true", help="also classify iscrowd boxes (skipped by default)")
     parser.add_argument("--max-images", type=non_negative_int, default=0,
-                        help="classify the boxes of the first N annotated images only (0: all); results.json says so")
+                        help="classify the boxes of the first N annotated images only (0: all); results.json says "
+                        "how many boxes were not read")
     parser.add_argument("--per-class", action="store_true", help="add the per-class top-1 table to results.md "
                         "(results.json always has it)")
     add_cache_args(parser)
@@ -165,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     started = time.time()
     templates = load_templates(args.templates)
+    require_file(args.data, "--data")
+    out = prepare_out(args, [args.data, args.images, args.model], OWNED)
     coco = load_coco(args.data)
     category_ids, classnames = category_names(coco, args.classnames)
     box_set = collect_boxes(coco, args.images or args.data.parent, classnames, category_ids, args.min_box_size,
@@ -179,10 +196,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
             counts["skipped_" + failure_reason(path)] += len(boxes)
         offset += len(boxes)
     counts["scored"] = int(encoded.ok.sum())
-    skipped = skipped_reasons(counts)
-    cover = coverage(counts["annotations"], counts["scored"], skipped, "boxes")
+    given = counts["annotations"] - counts["duplicate_annotations"] - counts["annotations_not_read_limit"]
+    cover = Coverage("boxes", given, counts["scored"], skipped_reasons(counts),
+                     duplicates=counts["duplicate_annotations"], not_read=counts["annotations_not_read_limit"],
+                     not_read_unit="boxes")
 
     classifier = class_text_embeddings(encoder, classnames, templates)
+    cover.truncated = encoder.truncated_texts()
+    cover.warn()
     scores = encoded.embeddings[encoded.ok] @ classifier.T
     labels = labels[encoded.ok]
     metrics, per_class = classification_report(scores, labels, classnames)
@@ -194,18 +215,19 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.per_class:
         table += "\n" + markdown_table(["class", "boxes", "top-1"],
                                        [[name, v["count"], v["top1"]] for name, v in per_class.items()])
-    args.out.mkdir(parents=True, exist_ok=True)
-    bar_plot(args.out / "box_cls.png", {"top-1": metrics["top1"], "top-5": metrics["top5"],
-                                        "mean per-class top-1": metrics["mean_class_top1"]},
+    bar_plot(out / "box_cls.png", {"top-1": metrics["top1"], "top-5": metrics["top5"],
+                                   "mean per-class top-1": metrics["mean_class_top1"]},
              f"box classification ({model_label(args.model)})", "accuracy", chance=1 / len(classnames))
     result = write_results(
-        args.out, "box_cls", metrics, model=args.model, data=str(args.data), counts=dict(counts), started=started,
-        table=table + f"\n{cover['note']}\n",
-        extra={**cover, "templates": args.templates, "num_templates": len(templates), "encoder": encoder.describe(),
-               "cache": encoder.cache.summary(), "details": {"per_class": per_class}, "plots": ["box_cls.png"]},
+        out, "box_cls", metrics, model=args.model, data=str(args.data), counts=dict(counts), started=started,
+        table=table + f"\n{cover.note}\n",
+        extra={**cover.as_json(), "templates": args.templates, "num_templates": len(templates),
+               "encoder": encoder.describe(), "cache": encoder.cache.summary(), "details": {"per_class": per_class},
+               "plots": ["box_cls.png"]},
     )
-    print(f"box classification top-1 {metrics['top1']:.4f} top-5 {metrics['top5']:.4f} on {metrics['num_boxes']} boxes "
-          f"-> {args.out / 'results.json'}")
+    print(f"box classification top-1 {metrics['top1']:.4f} top-5 {metrics['top5']:.4f} on {cover.summary} "
+          f"-> {out / 'results.json'}")
+    cover.enforce(args.strict, out / "results.json")
     return result
 
 

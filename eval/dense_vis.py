@@ -27,12 +27,15 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from eval.common.cli import EvalError, add_model_args, add_output_args, non_negative_int, run_main  # noqa: E402
+from eval.common.cli import (EvalError, add_model_args, add_output_args, non_negative_int,  # noqa: E402
+                             owned_outputs, prepare_out, run_main)
 from eval.common.encoder import Encoder, EncoderConfig  # noqa: E402
 from eval.common.jsonfiles import iter_items  # noqa: E402
 from eval.common.reporting import markdown_table, write_results  # noqa: E402
 from fgclip.data.schema import RecordError, check_bbox, record_from_json  # noqa: E402
 from fgclip.images import to_rgb  # noqa: E402
+
+OWNED = owned_outputs({"dense_vis"}, {"results.md", "heatmap.png", "regions.png"})
 
 WHY_MAPS_LOOK_INVERTED = """\
 Why similarity maps can look "inverted" (objects cold, background hot):
@@ -160,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--index", type=non_negative_int, default=0, help="which record of --record (default 0)")
     parser.add_argument("--images", type=Path, default=None, help="root for the record's image path "
                         "(default: the record file's folder)")
-    add_output_args(parser)
+    add_output_args(parser, strict=False)
     return parser
 
 
@@ -186,6 +189,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         raise EvalError(f"image {image_path} does not exist")
     if not 0 <= args.alpha <= 1:
         raise EvalError("--alpha must be in [0, 1]")
+    out = prepare_out(args, [image_path, args.record, args.model], OWNED)
 
     encoder = Encoder.load(args.model, EncoderConfig(batch_size=args.batch_size, device=args.device,
                                                      precision=args.precision, num_workers=args.num_workers))
@@ -198,8 +202,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         image = _display_image(image_path)
     except OSError as error:
         raise EvalError(f"cannot read image {image_path}: {error}") from error
-    args.out.mkdir(parents=True, exist_ok=True)
-    draw_heatmaps(args.out / "heatmap.png", image, maps, texts, args.normalize, args.alpha)
+    draw_heatmaps(out / "heatmap.png", image, maps, texts, args.normalize, args.alpha)
     grid_h, grid_w = cosine.shape[1:]
     per_text = []
     for text, values in zip(texts, cosine):
@@ -223,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             right = None if own_captions is None else caption == own_captions[i]
             regions.append({"box": box, "best_caption": caption, "score": float(scores[i, best[i]]), "correct": right,
                             **({"caption": own_captions[i]} if own_captions else {})})
-        draw_regions(args.out / "regions.png", image, boxes, [f"{r['best_caption']} ({r['score']:.2f})" for r in regions],
+        draw_regions(out / "regions.png", image, boxes, [f"{r['best_caption']} ({r['score']:.2f})" for r in regions],
                      [r["correct"] for r in regions])
         plots.append("regions.png")
         metrics["num_regions"] = len(regions)
@@ -233,12 +236,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
                                        [[", ".join(f"{v:.2f}" for v in r["box"]), r["best_caption"], r["score"],
                                          "" if r["correct"] is None else r["correct"]] for r in regions])
     result = write_results(
-        args.out, "dense_vis", metrics, model=args.model, data=str(args.record or image_path),
+        out, "dense_vis", metrics, model=args.model, data=str(args.record or image_path),
         counts={"texts": len(texts), "regions": len(regions)}, started=started, table=table,
-        extra={"normalize": args.normalize, "temperature": temperature, "grid": [int(grid_h), int(grid_w)],
+        extra={"complete": True, "note": f"all {len(texts)} texts and {len(regions)} boxes drawn",
+               "normalize": args.normalize, "temperature": temperature, "grid": [int(grid_h), int(grid_w)],
                "encoder": encoder.describe(), "plots": plots, "details": {"texts": per_text, "regions": regions}},
     )
-    print(f"dense similarity maps for {len(texts)} text(s) -> {args.out / 'heatmap.png'}")
+    print(f"dense similarity maps for {len(texts)} text(s) -> {out / 'heatmap.png'}")
     return result
 
 

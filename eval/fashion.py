@@ -42,8 +42,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from eval.common.cli import EvalError, add_cache_args, add_model_args, add_output_args, positive_int, run_main
-from eval.common.coverage import coverage, skipped_reasons
+from eval.common.cli import (EvalError, add_cache_args, add_model_args, add_output_args, owned_outputs, positive_int,
+                             prepare_out, run_main)
+from eval.common.coverage import Coverage, skipped_reasons
 from eval.common.encoder import Encoder
 from eval.common.fashion_data import Triplet, load_gallery, load_products, load_triplets
 from eval.common.fusion import FusionSettings
@@ -54,6 +55,7 @@ from eval.common.reporting import grouped_bar_plot, markdown_table, model_label,
 
 GEN_KS = (1, 5, 10)
 IQ_KS = (10, 50)
+OWNED = owned_outputs({"fashiongen", "fashioniq"}, {"results.md", "fashiongen.png", "fashioniq.png"})
 
 
 @dataclass
@@ -74,7 +76,12 @@ def build_product_index(items, paths: list[Path], image_ok: dict[Path, bool], co
     index = ProductIndex()
     image_row: dict[Path, int] = {}
     text_row: dict[str, int] = {}
+    seen: set = set()
     for item, path in zip(items, paths):
+        if (path, item.text, item.product) in seen:  # a repeated line: scored once
+            counts["duplicate_items"] += 1
+            continue
+        seen.add((path, item.text, item.product))
         if not image_ok[path]:
             counts["skipped_image_failed"] += 1
             continue
@@ -178,7 +185,8 @@ def run_fashiongen(args, encoder: Encoder, embeddings: dict[str, FusionSettings 
     for reason, count in first.failures.items():
         counts[f"images_{reason}"] = count
     index = build_product_index(loaded.items, paths, image_ok, counts)
-    cover = coverage(counts["items"], len(index.pairs), skipped_reasons(counts), "items")
+    cover = Coverage("items", counts["items"] - counts["duplicate_items"], len(index.pairs), skipped_reasons(counts),
+                     duplicates=counts["duplicate_items"])
     queries = sample_queries(index, args.num_queries, args.num_negatives, args.seed) if args.mode != "full" else []
     metrics: dict[str, float] = {}
     series: dict[str, dict[str, float]] = {}
@@ -293,7 +301,8 @@ def run_fashioniq(args, encoder: Encoder, embeddings: dict[str, FusionSettings |
     metrics = {(f"{name}_{k}" if name == "fusion" else k): v for name, values in series.items() for k, v in values.items()}
     scored = sum(r["queries"] for r in next(iter(per_category.values())).values())
     metrics["num_queries"] = scored
-    cover = coverage(counts["triplets"], scored, skipped_reasons(counts), "triplets")
+    cover = Coverage("triplets", counts["triplets"] - counts["duplicate_triplets"], scored, skipped_reasons(counts),
+                     duplicates=counts["duplicate_triplets"])
     rows = [[name, category, r["queries"], r["gallery"], r["r10"], r["r50"]]
             for name, found in per_category.items() for category, r in found.items()]
     table = markdown_table(["embedding", "category", "queries", "gallery", "R@10", "R@50"], rows)
@@ -353,6 +362,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         fusion = FusionSettings(args.fusion_image_ratio, args.fusion_text_ratio, args.fusion_temperature)
     except ValueError as error:
         raise EvalError(f"fusion option: {error}") from error
+    out = prepare_out(args, [*args.data, *(args.gallery or []), args.images, args.model], OWNED)
     encoder = load_encoder(args)
     learned = learned_fusion(encoder)
     fusion = learned or fusion
@@ -362,10 +372,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
         embeddings = {embedding: embeddings[embedding]}
     run = run_fashiongen if args.task == "fashiongen" else run_fashioniq
     metrics, series, counts, cover, table = run(args, encoder, embeddings)
-    args.out.mkdir(parents=True, exist_ok=True)
+    cover.truncated = encoder.truncated_texts()
+    cover.warn()
     plot = f"{args.task}.png"
-    grouped_bar_plot(args.out / plot, series, f"{args.task} ({model_label(args.model)})", "recall")
-    extra = {**cover, "task": args.task, "embeddings": list(embeddings), "encoder": encoder.describe(),
+    grouped_bar_plot(out / plot, series, f"{args.task} ({model_label(args.model)})", "recall")
+    extra = {**cover.as_json(), "task": args.task, "embeddings": list(embeddings), "encoder": encoder.describe(),
              "cache": encoder.cache.summary(), "plots": [plot], "details": {"series": series}}
     if "fusion" in embeddings:
         extra["fusion"] = fusion.as_dict() if learned else {**fusion.as_dict(),
@@ -375,9 +386,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     else:
         extra.update(gallery=[str(p) for p in args.gallery] if args.gallery else "references and targets of the data",
                      keep_reference=args.keep_reference)
-    result = write_results(args.out, args.task, metrics, model=args.model, data=[str(p) for p in args.data],
-                           counts=dict(counts), started=started, table=table + f"\n{cover['note']}\n", extra=extra)
-    print(f"{args.task}: " + ", ".join(f"{k} {v:.4f}" for k, v in list(metrics.items())[:4]) + f" -> {args.out / 'results.json'}")
+    result = write_results(out, args.task, metrics, model=args.model, data=[str(p) for p in args.data],
+                           counts=dict(counts), started=started, table=table + f"\n{cover.note}\n", extra=extra)
+    print(f"{args.task}: " + ", ".join(f"{k} {v:.4f}" for k, v in list(metrics.items())[:4])
+          + f" on {cover.summary} -> {out / 'results.json'}")
+    cover.enforce(args.strict, out / "results.json")
     return result
 
 

@@ -1,41 +1,54 @@
 """FG-OVD-style fine-grained region understanding: each box's region embedding against its positive
 caption and N hard negatives; a region is correct when the positive scores strictly highest.
 
-    python -m eval.fgovd --model DIR --data hard.jsonl [medium.jsonl ...] --out DIR
+    python -m eval.fgovd --model DIR --data 1_attributes.json [2_attributes.json ...] --images coco/ --out DIR
 
-Reads two formats, line by line, as they are:
-* the public FG-OVD benchmark files (hard / medium / easy / trivial): `img_path`, COCO pixel `bbox`
-  `[x, y, w, h]`, `width`, `height`, `pos_expression`, `neg_expression` (2 to 10 negatives);
+Reads three layouts, as they are:
+* the public FG-OVD benchmark files (lorebianchi98/FG-OVD `benchmarks/`: 1_attributes.json = hard,
+  2_attributes = medium, 3_attributes = easy, shuffle_negatives = trivial, and the attribute files): one
+  LVIS-style JSON document with `images` (int `id`, `width`, `height`, `file_name` such as
+  "val2017/000000056288.jpg", relative to the COCO root given as --images), `annotations` (`image_id`,
+  COCO pixel `bbox` [x, y, w, h], `category_id` = the positive caption, `neg_category_ids` = the negative
+  captions) and `categories` (`id`, `name` = the caption text);
+* the same benchmark as JSON lines, as FG-CLIP's evaluation reads it (`*_llava.jsonl`): `img_path`, pixel
+  `bbox` [x, y, w, h], `pos_expression` (a string or a one-item list), `neg_expression` (a list), and
+  optionally `width` / `height` (else read from the image);
 * this project's records (data-format.md): `image` and `regions` with `bbox` and `hard_negatives`.
+Regions are taken one by one: a bad box, a missing caption or an unknown category skips that region only
+(counted by reason), never the rest of its record. A region repeating an earlier one of the same file
+exactly (image, box, positive and negatives) is scored once and counted as a duplicate.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from eval.common.boxes import xywh_pixels_to_normalized
-from eval.common.cli import (EvalError, add_cache_args, add_model_args, add_output_args, non_negative_int,
-                             require_file, run_main, wrapped)
-from eval.common.coverage import coverage, skipped_reasons
-from eval.common.encoder import Encoder
+from eval.common.cli import EvalError, owned_outputs, prepare_output, require_file, wrapped
+from eval.common.coverage import Coverage, skipped_reasons
 from eval.common.images import failure_reason, image_size_of
-from eval.common.jsonfiles import iter_items
-from eval.common.metrics import rank_of_best_positive
+from eval.common.jsonfiles import iter_items, json_document, list_items
+from eval.common.options import CacheOptions, EncoderConfig, ModelOption, OutputOptions
 from eval.common.reporting import bar_plot, markdown_table, model_label, write_results
-from fgclip.data.schema import RecordError, record_from_json
+from fgclip.cli import CommandParser, non_negative_int, option, options_from, run
+from fgclip.data.schema import RecordError, check_bbox, region_from_json
+
+if TYPE_CHECKING:  # loaded in main, after the options are checked: --help needs neither
+    import torch
+
+    from eval.common.encoder import Encoder
 
 # File names of the public FG-OVD benchmark and the difficulty each one is.
 FGOVD_FILE_DIFFICULTY = {"1_attributes": "hard", "2_attributes": "medium", "3_attributes": "easy",
                          "shuffle_negatives": "trivial"}
 DIFFICULTIES = ("hard", "medium", "easy", "trivial")
+OWNED = owned_outputs({"fgovd"}, {"results.md", "fgovd_top1.png"})
 
 
 @dataclass
@@ -47,19 +60,43 @@ class RegionQuery:
     positive: str
     negatives: list[str]
 
+    @property
+    def key(self) -> tuple:
+        return (self.image, tuple(self.box), self.positive, tuple(self.negatives))
+
 
 @dataclass
 class RegionFile:
-    """The scorable regions of one data file and the count of everything that was not scorable."""
+    """The scorable regions of one data file and the count of everything that was not scorable.
+
+    counts: `items` (lines or annotations read), `regions_in_file`, `duplicate_regions` and `skipped_<reason>`.
+    """
 
     path: Path
     label: str
     queries: list[RegionQuery] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
+    _seen: set = field(default_factory=set, repr=False)
+
+    def add(self, query: RegionQuery | None) -> None:
+        """Count one region of the file; keep it unless it is None (skipped, already counted) or a duplicate."""
+        self.counts["regions_in_file"] += 1
+        if query is None:
+            return
+        if query.key in self._seen:
+            self.counts["duplicate_regions"] += 1
+            return
+        self._seen.add(query.key)
+        self.queries.append(query)
+
+    @property
+    def given(self) -> int:
+        """Distinct regions of the file (duplicates are scored once)."""
+        return self.counts["regions_in_file"] - self.counts["duplicate_regions"]
 
 
 def difficulty_label(path: Path) -> str:
-    """'hard' for `1_attributes*.jsonl` etc. (the public names), a difficulty word in the name, or the stem."""
+    """'hard' for `1_attributes*.json(l)` etc. (the public names), a difficulty word in the name, or the stem."""
     stem = Path(path).stem
     for prefix, difficulty in FGOVD_FILE_DIFFICULTY.items():
         if stem.startswith(prefix):
@@ -81,73 +118,134 @@ def _clean_negatives(positive: str, negatives, counts: Counter) -> list[str] | N
     return [n for n in kept if n != positive]
 
 
-def _fgovd_query(item: dict, images_root: Path, counts: Counter) -> RegionQuery | None:
-    positive = item.get("pos_expression")
+def _query(image: Path, box, positive, negatives, counts: Counter) -> RegionQuery | None:
+    """A region with its texts checked, or None with the reason counted."""
     if isinstance(positive, list):  # FG-CLIP's converted files wrap the positive in a one-item list
-        positive = positive[0] if positive else None
+        positive = positive[0] if len(positive) == 1 else None
     if not isinstance(positive, str) or not positive.strip():
         counts["skipped_malformed"] += 1
         return None
     positive = positive.strip()
-    negatives = _clean_negatives(positive, item.get("neg_expression"), counts)
+    negatives = _clean_negatives(positive, negatives, counts)
     if negatives is None:
         counts["skipped_malformed"] += 1
         return None
     if not negatives:
         counts["skipped_no_negatives"] += 1
         return None
-    image = images_root / str(item.get("img_path"))
-    width, height = item.get("width"), item.get("height")
-    if width is None or height is None:
-        size = image_size_of(image)
-        if size is None:
-            counts["skipped_missing_image"] += 1
-            return None
-        width, height = size
-    box = xywh_pixels_to_normalized(item.get("bbox"), width, height)
     if box is None:
         counts["skipped_bad_box"] += 1
         return None
     return RegionQuery(image, box, positive, negatives)
 
 
-def _record_queries(item: dict, images_root: Path, counts: Counter) -> list[RegionQuery]:
-    try:
-        record = record_from_json(item, require_captions=False)
-    except RecordError:
+def _fgovd_line_query(item: dict, images_root: Path, counts: Counter) -> RegionQuery | None:
+    if not isinstance(item.get("img_path"), str) or not item["img_path"]:
         counts["skipped_malformed"] += 1
-        return []
-    queries = []
-    image = record.resolve_image(images_root)
-    for region in record.regions:
-        counts["regions_in_file"] += 1
-        negatives = _clean_negatives(region.caption, region.hard_negatives, counts)
-        if not negatives:
-            counts["skipped_no_negatives"] += 1
+        return None
+    image = images_root / item["img_path"]
+    width, height = item.get("width"), item.get("height")
+    if width is None or height is None:
+        size = image_size_of(image)
+        if size is None:
+            counts["skipped_" + failure_reason(image)] += 1
+            return None
+        width, height = size
+    box = xywh_pixels_to_normalized(item.get("bbox"), width, height)
+    return _query(image, box, item.get("pos_expression"), item.get("neg_expression"), counts)
+
+
+def _record_regions(item: dict, images_root: Path, loaded: RegionFile) -> None:
+    """The regions of one record, each checked on its own."""
+    counts = loaded.counts
+    regions, image = item.get("regions"), item.get("image")
+    if not isinstance(regions, list):
+        counts["skipped_malformed"] += 1  # no list of regions: one item that gives nothing
+        loaded.add(None)
+        return
+    for data in regions:
+        if not isinstance(image, str) or not image.strip() or not isinstance(data, dict):
+            counts["skipped_malformed"] += 1
+            loaded.add(None)
             continue
-        queries.append(RegionQuery(image, list(region.bbox), region.caption, negatives))
-    return queries
+        try:
+            check_bbox(data.get("bbox"))
+        except RecordError:
+            counts["skipped_bad_box"] += 1
+            loaded.add(None)
+            continue
+        try:
+            region = region_from_json(data)
+        except RecordError:
+            counts["skipped_malformed"] += 1
+            loaded.add(None)
+            continue
+        path = Path(image.strip())
+        loaded.add(_query(path if path.is_absolute() else images_root / path, list(region.bbox), region.caption,
+                          region.hard_negatives, counts))
+
+
+def _lvis_regions(path: Path, document: dict, images_root: Path, loaded: RegionFile, limit: int) -> None:
+    """The regions of a public FG-OVD benchmark file (an LVIS-style document)."""
+    counts = loaded.counts
+    images = {image.get("id"): image for image in document["images"] if isinstance(image, dict)}
+    captions = {c.get("id"): c.get("name") for c in document["categories"] if isinstance(c, dict)}
+    for annotation in document["annotations"]:
+        if limit and counts["items"] >= limit:
+            counts["items_not_read_limit"] += 1
+            continue
+        counts["items"] += 1
+        if not isinstance(annotation, dict):
+            counts["skipped_malformed"] += 1
+            loaded.add(None)
+            continue
+        image = images.get(annotation.get("image_id"))
+        if image is None or not isinstance(image.get("file_name"), str):
+            counts["skipped_unknown_image"] += 1
+            loaded.add(None)
+            continue
+        negative_ids = annotation.get("neg_category_ids")
+        wanted = [annotation.get("category_id"), *(negative_ids if isinstance(negative_ids, list) else [])]
+        if not isinstance(negative_ids, list) or any(not isinstance(c, int) or c not in captions for c in wanted):
+            counts["skipped_unknown_category"] += 1
+            loaded.add(None)
+            continue
+        box = xywh_pixels_to_normalized(annotation.get("bbox"), image.get("width"), image.get("height"))
+        loaded.add(_query(images_root / image["file_name"], box, captions[wanted[0]],
+                          [captions[c] for c in wanted[1:]], counts))
+
+
+def _is_lvis_document(document) -> bool:
+    return isinstance(document, dict) and all(isinstance(document.get(k), list)
+                                              for k in ("images", "annotations", "categories"))
 
 
 def load_region_file(path: Path, images_root: Path, label: str, limit: int = 0) -> RegionFile:
-    """Parse one FG-OVD or record file; `limit` > 0 keeps the first `limit` items (lines)."""
-    loaded = RegionFile(Path(path), label)
+    """Parse one FG-OVD file (either public layout) or record file; `limit` > 0 keeps the first `limit`
+    items (lines, or annotations of a benchmark document)."""
+    path = Path(path)
+    loaded = RegionFile(path, label)
     counts = loaded.counts
-    for item in iter_items(path):
+    if path.suffix == ".json" and (document := json_document(path)) is not None:
+        if _is_lvis_document(document):
+            _lvis_regions(path, document, images_root, loaded, limit)
+            items = iter(())
+        else:
+            items = list_items(path, document)
+    else:
+        items = iter_items(path)
+    for item in items:
         if limit and counts["items"] >= limit:
             counts["items_not_read_limit"] += 1
             continue
         counts["items"] += 1
         if item.error is not None or not isinstance(item.value, dict):
             counts["skipped_malformed"] += 1
-            counts["regions_in_file"] += 1
-            continue
-        if "pos_expression" in item.value or "img_path" in item.value:
-            counts["regions_in_file"] += 1
-            query = _fgovd_query(item.value, images_root, counts)
-            loaded.queries.extend([query] if query else [])
+            loaded.add(None)
+        elif "pos_expression" in item.value or "img_path" in item.value:
+            loaded.add(_fgovd_line_query(item.value, images_root, counts))
         else:
-            loaded.queries.extend(_record_queries(item.value, images_root, counts))
+            _record_regions(item.value, images_root, loaded)
     if counts["items"] == 0:
         raise EvalError(f"{path} holds no items")
     return loaded
@@ -159,6 +257,10 @@ def score_regions(region_embeds: torch.Tensor, queries: list[RegionQuery], text_
 
     region_embeds: `(Q, D)` one row per query; text_embeds: `(T, D)`, `text_row` maps a text to its row.
     """
+    import torch
+
+    from eval.common.metrics import rank_of_best_positive
+
     width = 1 + max(len(q.negatives) for q in queries)
     columns = torch.full((len(queries), width), -1, dtype=torch.long)
     for row, query in enumerate(queries):
@@ -173,6 +275,8 @@ def score_regions(region_embeds: torch.Tensor, queries: list[RegionQuery], text_
 
 def evaluate(encoder: Encoder, files: list[RegionFile]) -> dict[str, dict]:
     """Encode every distinct (image, box) once and every distinct text once; score each file."""
+    import torch
+
     images: dict[Path, dict[tuple, int]] = {}
     for region_file in files:
         for query in region_file.queries:
@@ -212,51 +316,58 @@ def evaluate(encoder: Encoder, files: list[RegionFile]) -> dict[str, dict]:
     return results
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+@dataclass
+class FgovdOptions:
+    data: list[Path] = option(
+        "one or more files: the public FG-OVD benchmark .json files, their JSON-lines form or record files (.jsonl or "
+        "a .json list); several files are scored separately (e.g. the FG-OVD hard / medium / easy / trivial files) "
+        "and together")
+    images: Path | None = option(
+        "root folder for relative image paths, e.g. the COCO root holding val2017/ for the public FG-OVD files "
+        "(default: the folder holding each data file)", None)
+    names: list[str] | None = option(
+        "a label per data file (default: the FG-OVD difficulty read from the file name, e.g. 1_attributes -> hard, "
+        "else the file name)", None)
+    limit: int = option("read only the first N items (lines, or annotations of a benchmark file) of each file (0: "
+                        "all); results.json says how many were not read", 0, type=non_negative_int)
+
+
+def build_parser() -> CommandParser:
+    parser = CommandParser(
         prog="python -m eval.fgovd",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=wrapped("Ties: a negative scoring exactly as high as the positive counts as a miss. Negatives identical "
         "to the positive text are dropped and counted. Regions without negatives, with an empty box, or whose "
-        "image is missing are skipped and counted in results.json (which says when fewer regions were scored "
-        "than the files hold)."),
+        "image is missing are skipped one by one and counted in results.json (complete: false, counts by reason; "
+        "--strict makes that exit 2); a region repeated exactly is scored once and counted."),
     )
-    add_model_args(parser)
-    parser.add_argument(
-        "--data", required=True, nargs="+", type=Path,
-        help="one or more .jsonl (or .json list) files; several files are scored separately (e.g. the FG-OVD "
-        "hard / medium / easy / trivial files) and together",
-    )
-    parser.add_argument(
-        "--images", type=Path, default=None,
-        help="root folder for relative image paths (default: the folder holding each data file)",
-    )
-    parser.add_argument(
-        "--names", nargs="+", default=None,
-        help="a label per data file (default: the FG-OVD difficulty read from the file name, e.g. "
-        "1_attributes -> hard, else the file name)",
-    )
-    parser.add_argument("--limit", type=non_negative_int, default=0,
-                        help="read only the first N items of each file (0: all); results.json says so")
-    add_cache_args(parser)
-    add_output_args(parser)
+    parser.add_options(FgovdOptions)
+    compute = parser.add_options(ModelOption, "model and compute")
+    parser.add_options(EncoderConfig, compute)
+    parser.add_options(CacheOptions, "embedding cache")
+    parser.add_options(OutputOptions, "output")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
+    options, output, cache = options_from(args, FgovdOptions), options_from(args, OutputOptions), options_from(
+        args, CacheOptions)
+    model = options_from(args, ModelOption).model
     started = time.time()
-    if args.names is not None and len(args.names) != len(args.data):
-        raise EvalError(f"--names has {len(args.names)} labels for {len(args.data)} data files")
-    labels = args.names or [difficulty_label(path) for path in args.data]
+    if options.names is not None and len(options.names) != len(options.data):
+        raise EvalError(f"--names has {len(options.names)} labels for {len(options.data)} data files")
+    labels = options.names or [difficulty_label(path) for path in options.data]
     if len(set(labels)) != len(labels):
         raise EvalError(f"two data files share the label {labels}; give distinct --names")
-    files = []
-    for path, label in zip(args.data, labels):
+    for path in options.data:
         require_file(path, "--data")
-        files.append(load_region_file(path, args.images or path.parent, label, args.limit))
-    encoder = Encoder.from_args(args)
+    out = prepare_output(output, [*options.data, options.images, model], OWNED, cache)
+    files = [load_region_file(path, options.images or path.parent, label, options.limit)
+             for path, label in zip(options.data, labels)]
+    from eval.common.encoder import Encoder  # loads torch and transformers: after the options are checked
+
+    encoder = Encoder.from_options(model, options_from(args, EncoderConfig), cache)
     per_file = evaluate(encoder, files)
 
     counts = Counter()
@@ -265,36 +376,35 @@ def main(argv: Sequence[str] | None = None) -> dict:
     scored = sum(result["num_regions"] for result in per_file.values())
     correct = sum(result["correct"] for result in per_file.values())
     counts["scored"] = scored
-    total = counts["regions_in_file"]
-    skipped = skipped_reasons(counts)
-    if counts["items_not_read_limit"]:
-        skipped["not_read_limit"] = counts["items_not_read_limit"]
-    cover = coverage(total, scored, skipped, "regions")
+    cover = Coverage("regions", sum(f.given for f in files), scored, skipped_reasons(counts),
+                     duplicates=counts["duplicate_regions"], truncated=encoder.truncated_texts(),
+                     not_read=counts["items_not_read_limit"], not_read_unit="items")
+    cover.warn()
 
     metrics = {"top1": correct / scored, "num_regions": scored}
     for label, result in per_file.items():
         metrics[f"top1_{label}"] = result["top1"]
         metrics[f"num_regions_{label}"] = result["num_regions"]
-    rows = [[label, r["num_regions"], files[i].counts["regions_in_file"], round(r["mean_negatives"], 2), r["top1"],
-             r["chance"]] for i, (label, r) in enumerate(per_file.items())]
+    rows = [[label, r["num_regions"], files[i].given, round(r["mean_negatives"], 2), r["top1"], r["chance"]]
+            for i, (label, r) in enumerate(per_file.items())]
     if len(files) > 1:
-        rows.append(["all", scored, total, "", correct / scored, ""])
+        rows.append(["all", scored, sum(f.given for f in files), "", correct / scored, ""])
     table = markdown_table(["set", "regions scored", "regions in file", "negatives / region", "top-1", "chance"], rows)
-    args.out.mkdir(parents=True, exist_ok=True)
-    bar_plot(args.out / "fgovd_top1.png", {label: r["top1"] for label, r in per_file.items()},
-             f"FG-OVD top-1 ({model_label(args.model)})", "top-1 accuracy",
+    bar_plot(out / "fgovd_top1.png", {label: r["top1"] for label, r in per_file.items()},
+             f"FG-OVD top-1 ({model_label(model)})", "top-1 accuracy",
              chance=sum(r["chance"] * r["num_regions"] for r in per_file.values()) / scored)
     result = write_results(
-        args.out, "fgovd", metrics, model=args.model, data=[str(p) for p in args.data], counts=dict(counts),
-        started=started, table=table + f"\n{cover['note']}\n",
-        extra={**cover, "encoder": encoder.describe(), "cache": encoder.cache.summary(),
+        out, "fgovd", metrics, model=model, data=[str(p) for p in options.data], counts=dict(counts),
+        started=started, table=table + f"\n{cover.note}\n",
+        extra={**cover.as_json(), "encoder": encoder.describe(), "cache": encoder.cache.summary(),
                "details": {"per_file": {label: {**r, "file": str(f.path), "counts": dict(f.counts)}
                                         for (label, r), f in zip(per_file.items(), files)}},
                "plots": ["fgovd_top1.png"]},
     )
-    print(f"FG-OVD top-1 {metrics['top1']:.4f} on {scored} regions -> {args.out / 'results.json'}")
+    print(f"FG-OVD top-1 {metrics['top1']:.4f} on {cover.summary} -> {out / 'results.json'}")
+    cover.enforce(output.strict, out / "results.json")
     return result
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    sys.exit(run(main))

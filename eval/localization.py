@@ -7,7 +7,9 @@ Data: data-format.md section 4, one `{"id", "image", "expression", "bbox"}` per 
 the original image (`python -m eval.lmm.refer` converts the public RefCOCO annotations). The model is asked
 LLaVA-1.5's question; its `[x1, y1, x2, y2]` answer is parsed (eval.lmm.boxes.parse_box) and, when images
 were padded to a square (the default, as LLaVA-1.5), mapped back from the square before IoU. An answer
-without a readable box, or no answer, is a miss with IoU 0 and is counted.
+without a readable box, or no answer, is a miss with IoU 0 and is counted; items without an answer or with
+a malformed line make results.json say complete: false (--strict: exit 2). A line repeating an earlier
+item (same image, expression and box) is scored once and counted.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from eval.common.cli import add_output_args, owned_outputs, prepare_out
+from eval.common.coverage import Coverage
 from eval.common.reporting import line_plot, markdown_table, write_results
-from eval.lmm.answers_file import question_key, read_answers
+from eval.lmm.answers_file import question_key, read_answers_file
 from eval.lmm.boxes import box_iou, parse_box
 from eval.lmm.errors import LMMEvalError, run_cli
 from eval.lmm.options import add_generation_args, positive_int, settings_from_args
@@ -31,6 +35,7 @@ from fgclip.data.schema import RecordError, check_bbox
 
 PROMPT = "Please provide the bounding box coordinate of the region this sentence describes: {expression}"
 IOU_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
+OWNED = owned_outputs({"localization"}, {"results.md", "localization.png", "answers.jsonl", "predictions.jsonl"})
 
 
 @dataclass
@@ -45,16 +50,20 @@ class Referral:
 
 
 def read_referrals(path: Path, counts: Counter) -> list[Referral]:
-    """Items of a localisation JSONL; malformed lines are skipped and counted (`skipped_bad_lines`)."""
+    """Items of a localisation JSONL; malformed lines (bad JSON or UTF-8, a field missing, an id used twice) are
+    skipped and counted (`skipped_bad_lines`), a line repeating an item is counted in `duplicate_items`."""
     if not path.is_file():
         raise LMMEvalError(f"data file {path} does not exist")
-    items, seen = [], set()
-    with path.open(encoding="utf-8") as handle:
+    items, seen, contents = [], set(), set()
+    with path.open("rb") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             try:
-                data = json.loads(line)
+                try:
+                    data = json.loads(line)
+                except UnicodeDecodeError as error:
+                    raise RecordError("not UTF-8 text") from error
                 if not isinstance(data, dict):
                     raise RecordError("a line must be a JSON object")
                 expression = data.get("expression")
@@ -63,6 +72,10 @@ def read_referrals(path: Path, counts: Counter) -> list[Referral]:
                 if not isinstance(data.get("image"), str) or not data["image"]:
                     raise RecordError("image is missing")
                 bbox = check_bbox(data.get("bbox"))
+                content = (data["image"], expression.strip(), tuple(bbox))
+                if content in contents:
+                    counts["duplicate_items"] += 1
+                    continue
                 item_id = str(data.get("id", f"line{number}"))
                 if item_id in seen:
                     raise RecordError(f"id {item_id} repeats")
@@ -72,6 +85,7 @@ def read_referrals(path: Path, counts: Counter) -> list[Referral]:
                     print(f"warning: {path}:{number} skipped: {error}")
                 continue
             seen.add(item_id)
+            contents.add(content)
             size = (int(data["width"]), int(data["height"])) if data.get("width") and data.get("height") else None
             items.append(Referral(item_id, data["image"], expression.strip(), bbox, size))
     if not items:
@@ -139,11 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--images", type=Path, help="root for relative image paths (default: the folder holding --data)")
     parser.add_argument("--model", type=Path, help="LLaVA folder to run (stock LlavaForConditionalGeneration + processor)")
     parser.add_argument("--answers", type=Path, help="score this answers file (question_id = item id, text) instead")
-    parser.add_argument(
-        "--out", type=Path, required=True,
-        help="output folder: answers.jsonl (with --model; re-running resumes), predictions.jsonl (parsed box and "
-        "IoU per item), results.json, results.md, localization.png",
-    )
+    add_output_args(parser, help="output folder: answers.jsonl (with --model; re-running resumes), predictions.jsonl "
+                    "(parsed box and IoU per item), results.json, results.md, localization.png")
     parser.add_argument("--limit", type=positive_int, help="only the first N items (smoke runs)")
     add_generation_args(parser, max_new_tokens=48)
     return parser
@@ -154,8 +165,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
     started = time.time()
     if (args.answers is None) == (args.model is None):
         raise LMMEvalError("give exactly one of --answers (score a file) or --model (run a model)")
-    counts: Counter = Counter(skipped_bad_lines=0, missing_answers=0, parse_failures=0, missing_image_at_scoring=0)
-    items = read_referrals(args.data, counts)[: args.limit]
+    out = prepare_out(args, [args.data, args.answers, args.model, args.images], OWNED)
+    counts: Counter = Counter(skipped_bad_lines=0, duplicate_items=0, missing_answers=0, parse_failures=0,
+                              missing_image_at_scoring=0)
+    items = read_referrals(args.data, counts)
+    if args.limit:
+        counts["items_not_read_limit"] = max(0, len(items) - args.limit)
+        items = items[: args.limit]
     root = args.images or args.data.parent
     generation = None
     if args.model is not None:
@@ -164,23 +180,25 @@ def main(argv: Sequence[str] | None = None) -> dict:
         settings = settings_from_args(args)
         lmm = load_lmm(args.model, settings)
         prompts = [PromptItem(item.id, image_path(root, item.image), PROMPT.format(expression=item.expression)) for item in items]
-        summary = answer_all(lmm, prompts, args.out / "answers.jsonl", settings, description="localisation")
+        summary = answer_all(lmm, prompts, out / "answers.jsonl", settings, description="localisation")
         counts.update({key: value for key, value in summary.counts().items() if key != "questions"})
         answers, generation = summary.answers, asdict(settings)
     else:
-        if not args.answers.is_file():
-            raise LMMEvalError(f"answers file {args.answers} does not exist")
-        contents = read_answers(args.answers)
+        contents = read_answers_file(args.answers)
         counts["bad_answer_lines"] = contents.bad_lines
         answers = contents.answers
     padded = not args.no_pad_to_square
     counts["items"] = len(items)
     metrics, rows = score(items, answers, root, padded, counts)
-    if metrics["num_missing"] or metrics["num_parse_failures"]:
-        print(f"warning: {metrics['num_missing']} items without an answer and {metrics['num_parse_failures']} answers "
-              "without a readable box; all are scored as misses")
-    args.out.mkdir(parents=True, exist_ok=True)
-    with (args.out / "predictions.jsonl").open("w", encoding="utf-8") as handle:
+    cover = Coverage("items", len(items) + counts["skipped_bad_lines"], len(items) - metrics["num_missing"],
+                     {"bad_lines": counts["skipped_bad_lines"],
+                      "no_answer_scored_as_wrong": counts["missing_answers"],
+                      "missing_image_scored_as_wrong": counts["missing_image_at_scoring"]},
+                     duplicates=counts["duplicate_items"], not_read=counts["items_not_read_limit"])
+    cover.warn()
+    if metrics["num_parse_failures"]:
+        print(f"warning: {metrics['num_parse_failures']} answers without a readable box are scored as misses")
+    with (out / "predictions.jsonl").open("w", encoding="utf-8") as handle:
         handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
     table = markdown_table(
         ["Acc@0.5", "mean IoU", *[f"Acc@{t}" for t in metrics["acc_at_iou"]], "items", "parse failures", "missing"],
@@ -188,13 +206,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
           metrics["num_parse_failures"], metrics["num_missing"]]],
     )
     model = str(args.model) if args.model else str(args.answers)
-    result = write_results(args.out, "localization", metrics, model=model, data=str(args.data), counts=dict(counts),
-                           started=started, table=table,
-                           extra={"details": {"generation": generation, "boxes_in_padded_square": padded,
+    result = write_results(out, "localization", metrics, model=model, data=str(args.data), counts=dict(counts),
+                           started=started, table=table + f"\n{cover.note}\n",
+                           extra={**cover.as_json(),
+                                  "details": {"generation": generation, "boxes_in_padded_square": padded,
                                               "failures_scored_as": "miss (IoU 0)"}})
-    line_plot(args.out / "localization.png", {"accuracy": {float(t): v for t, v in metrics["acc_at_iou"].items()}},
+    line_plot(out / "localization.png", {"accuracy": {float(t): v for t, v in metrics["acc_at_iou"].items()}},
               "Localisation accuracy by IoU threshold", "IoU threshold", "accuracy")
     print(table)
+    print(f"localisation Acc@0.5 {metrics['accuracy']:.4f} on {cover.summary} -> {out / 'results.json'}")
+    cover.enforce(args.strict, out / "results.json")
     return result
 
 

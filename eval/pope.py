@@ -7,7 +7,9 @@
 
 Scores with the public POPE rule (eval.lmm.pope_rule) per split (random / popular / adversarial, named
 from the file names or a merged file's `category` field) and averaged. A question without an answer is
-scored as wrong and reported in `num_missing`; nothing leaves the denominator.
+scored as wrong and reported in `num_missing`; nothing leaves the denominator, and results.json says
+complete: false (--strict: exit 2). An answers file that is empty, a JSON list or holds no usable line is
+an error, not a score of 0. A question line repeated exactly is scored once and counted.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from eval.common.cli import add_output_args, owned_outputs, prepare_out
+from eval.common.coverage import Coverage
 from eval.common.reporting import grouped_bar_plot, markdown_table, write_results
-from eval.lmm.answers_file import question_key, read_answers
+from eval.lmm.answers_file import question_key, read_answers_file
 from eval.lmm.errors import LMMEvalError, run_cli
 from eval.lmm.options import add_generation_args, positive_int, settings_from_args
 from eval.lmm.pope_questions import (
@@ -34,6 +38,8 @@ from eval.lmm.pope_rule import average_metrics, score_yes_no
 from eval.lmm.prompting import SHORT_ANSWER, with_suffix
 
 METRICS = ("accuracy", "precision", "recall", "f1", "yes_ratio")
+OWNED = owned_outputs({"pope"}, {"results.md", "pope.png", "answers"})
+OWNED_QUESTIONS = owned_outputs((), {f"pope_{strategy}.jsonl" for strategy in STRATEGIES})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,11 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", type=Path, help="LLaVA folder to run (stock LlavaForConditionalGeneration + processor)")
     parser.add_argument("--images", type=Path, help="folder holding the question files' images (with --model)")
-    parser.add_argument(
-        "--out", type=Path, required=True,
-        help="output folder: results.json, results.md, pope.png; answers/<split>.jsonl when a model runs "
-        "(re-running with the same --out resumes from them); with --build-questions, the question files",
-    )
+    add_output_args(parser, help="output folder: results.json, results.md, pope.png; answers/<split>.jsonl when a "
+                    "model runs (re-running with the same --out resumes from them); with --build-questions, the "
+                    "question files")
     parser.add_argument("--limit", type=positive_int, help="only the first N questions of each split (smoke runs)")
     build = parser.add_argument_group("building question files (--build-questions)")
     build.add_argument("--build-questions", action="store_true", help="write pope_{random,popular,adversarial}.jsonl to --out")
@@ -79,10 +83,10 @@ def split_name(path: Path, taken: set[str]) -> str:
     return name
 
 
-def load_splits(paths: Sequence[Path], limit: int | None) -> dict[str, list[PopeQuestion]]:
+def load_splits(paths: Sequence[Path], limit: int | None, counts: dict | None = None) -> dict[str, list[PopeQuestion]]:
     splits: dict[str, list[PopeQuestion]] = {}
     for path in paths:
-        questions = read_pope_questions(path)
+        questions = read_pope_questions(path, counts)
         categories = list(dict.fromkeys(q.category for q in questions))
         if len(paths) == 1 and len(categories) > 1 and None not in categories:
             for category in categories:
@@ -96,9 +100,6 @@ def answers_from_files(args, splits: dict[str, list[PopeQuestion]], counts: dict
     """Per split, question id -> answer text, from --answers files."""
     if len(args.answers) not in (1, len(args.questions)):
         raise LMMEvalError(f"give one --answers file, or one per --questions file ({len(args.questions)}), not {len(args.answers)}")
-    for path in args.answers:
-        if not path.is_file():
-            raise LMMEvalError(f"answers file {path} does not exist")
     if len(args.answers) == 1:
         keys = [question_key(q.question_id) for questions in splits.values() for q in questions]
         if len(set(keys)) != len(keys):
@@ -110,7 +111,7 @@ def answers_from_files(args, splits: dict[str, list[PopeQuestion]], counts: dict
         sources = dict(zip(splits, args.answers))
     per_split, used = {}, {}
     for name, path in sources.items():
-        contents = used.get(path) or read_answers(path)
+        contents = used.get(path) or read_answers_file(path)
         if path not in used:
             counts["bad_answer_lines"] += contents.bad_lines
             counts["duplicate_answers"] += contents.duplicates
@@ -155,6 +156,7 @@ def score(splits: dict[str, list[PopeQuestion]], answers: dict[str, dict[str, st
 def run_build(args) -> None:
     if args.instances is None:
         raise LMMEvalError("--build-questions needs --instances, a COCO-style instances JSON")
+    prepare_out(args, [args.instances], OWNED_QUESTIONS)
     images = read_coco_objects(args.instances)
     splits = build_pope_questions(images, args.num_images, args.per_image, args.build_seed)
     paths = write_question_files(splits, args.out)
@@ -172,8 +174,10 @@ def main(argv: Sequence[str] | None = None) -> dict | None:
         raise LMMEvalError("give --questions (or --build-questions)")
     if (args.answers is None) == (args.model is None):
         raise LMMEvalError("give exactly one of --answers (score a file) or --model with --images (run a model)")
-    splits = load_splits(args.questions, args.limit)
-    counts = {"questions": sum(len(q) for q in splits.values()), "bad_answer_lines": 0, "duplicate_answers": 0}
+    out = prepare_out(args, [*args.questions, *(args.answers or []), args.model, args.images], OWNED)
+    counts = {"questions": 0, "duplicate_questions": 0, "bad_answer_lines": 0, "duplicate_answers": 0}
+    splits = load_splits(args.questions, args.limit, counts)
+    counts["questions"] = sum(len(q) for q in splits.values())
     generation = None
     if args.answers is not None:
         answers = answers_from_files(args, splits, counts)
@@ -182,8 +186,10 @@ def main(argv: Sequence[str] | None = None) -> dict | None:
     per_split = score(splits, answers)
     counts["missing_answers"] = sum(split["num_missing"] for split in per_split.values())
     counts["empty_answers"] = sum(split["num_empty"] for split in per_split.values())
-    if counts["missing_answers"]:
-        print(f"warning: {counts['missing_answers']} questions have no answer; they are scored as wrong")
+    cover = Coverage("questions", counts["questions"], counts["questions"] - counts["missing_answers"],
+                     {"no_answer_scored_as_wrong": counts["missing_answers"]},
+                     duplicates=counts["duplicate_questions"])
+    cover.warn()
     metrics = {
         **average_metrics(per_split, METRICS),
         "num_questions": counts["questions"],
@@ -194,9 +200,10 @@ def main(argv: Sequence[str] | None = None) -> dict | None:
     table = markdown_table(["split", *METRICS, "questions", "missing"], rows)
     model = str(args.model) if args.model else ", ".join(str(p) for p in args.answers)
     result = write_results(
-        args.out, "pope", metrics, model=model, data=[str(p) for p in args.questions], counts=counts,
-        started=started, table=table,
+        out, "pope", metrics, model=model, data=[str(p) for p in args.questions], counts=counts,
+        started=started, table=table + f"\n{cover.note}\n",
         extra={
+            **cover.as_json(),
             "splits": {name: {key: split[key] for key in (*METRICS, "num_questions", "num_missing")}
                        for name, split in per_split.items()},
             # run settings and raw counts: kept out of the metrics that eval.report compares
@@ -205,9 +212,11 @@ def main(argv: Sequence[str] | None = None) -> dict | None:
                                       for name, split in per_split.items()}},
         },
     )
-    grouped_bar_plot(args.out / "pope.png", {name: {m: split[m] for m in METRICS} for name, split in per_split.items()},
+    grouped_bar_plot(out / "pope.png", {name: {m: split[m] for m in METRICS} for name, split in per_split.items()},
                      "POPE per split", "fraction")
     print(table)
+    print(f"POPE F1 {metrics['f1']:.4f} on {cover.summary} -> {out / 'results.json'}")
+    cover.enforce(args.strict, out / "results.json")
     return result
 
 

@@ -3,7 +3,9 @@
     python -m eval.report runs/eval/clip runs/eval/stage1 runs/eval/stage2 --out runs/eval/report
 
 Each RUN is a results.json file or a folder searched (recursively) for results.json files, so a folder
-per model holding one sub-folder per benchmark works as it is. Any results.json written through
+per model holding one sub-folder per benchmark works as it is. Every run is kept: runs are labelled by
+their folder name, lengthened with parent folders where two would otherwise share a label (runs/a/eval and
+runs/b/eval become a/eval and b/eval), or by --names. Any results.json written through
 eval.common.reporting.write_results is understood, the encoder benchmarks' and the LMM evaluations'
 alike. Results are grouped by benchmark and data file; each group gets a table of the metrics every run
 in it shares (numbers, nested objects flattened as `a/b`), and a grouped bar PNG of those that are
@@ -20,12 +22,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from eval.common.cli import EvalError, run_main
+from eval.common.cli import EvalError, add_output_args, run_main
 from eval.common.reporting import grouped_bar_plot, markdown_table, model_label
+from fgclip.outputs import prepare_output_dir
 
 # Keys of results.json that describe the run rather than measure it.
 METADATA_KEYS = {"benchmark", "model", "data", "counts", "seconds", "device", "date", "details", "encoder", "cache",
-                 "plots", "note", "complete", "fusion", "seed", "templates", "num_templates", "gallery", "format"}
+                 "plots", "note", "complete", "coverage", "fusion", "seed", "templates", "num_templates", "gallery",
+                 "format"}
+REPORT_FILES = ("report.md", "report.json")
 
 
 @dataclass
@@ -33,6 +38,7 @@ class Run:
     label: str
     path: Path
     result: dict
+    within: str = ""  # the results.json's folder relative to the RUN argument ("" when it is the argument)
 
     @property
     def benchmark(self) -> str:
@@ -72,12 +78,37 @@ def find_results(argument: Path) -> list[Path]:
     raise EvalError(f"{argument} does not exist")
 
 
+def distinct_labels(paths: list[Path]) -> list[str]:
+    """A short label per path: its last folder name, with as many parent folders as it takes to tell it from
+    every other path (the same path given twice gets a " (2)" suffix)."""
+    parts = [Path(path).resolve().parts for path in paths]
+    depth = [1] * len(paths)
+    while True:
+        labels = ["/".join(p[-d:]) for p, d in zip(parts, depth)]
+        clashes = [i for i, label in enumerate(labels) if depth[i] < len(parts[i]) - 1
+                   and any(other == label and parts[j] != parts[i] for j, other in enumerate(labels))]
+        if not clashes:
+            break
+        for i in clashes:
+            depth[i] += 1
+    seen: dict[str, int] = {}
+    for i, label in enumerate(labels):
+        seen[label] = seen.get(label, 0) + 1
+        if seen[label] > 1:
+            labels[i] = f"{label} ({seen[label]})"
+    return labels
+
+
 def load_runs(arguments: list[Path], names: list[str] | None) -> list[Run]:
     if names is not None and len(names) != len(arguments):
         raise EvalError(f"--names has {len(names)} labels for {len(arguments)} runs")
+    if names is not None and len(set(names)) != len(names):
+        raise EvalError(f"--names repeats a label ({', '.join(n for n in names if names.count(n) > 1)}); give each run "
+                        "its own")
+    folders = [argument.parent if argument.is_file() else argument for argument in arguments]
+    labels = names or distinct_labels(folders)
     runs = []
-    for position, argument in enumerate(arguments):
-        label = names[position] if names else (argument.parent.name if argument.is_file() else argument.name)
+    for label, argument, folder in zip(labels, arguments, folders):
         for path in find_results(argument):
             try:
                 result = json.loads(path.read_text(encoding="utf-8"))
@@ -85,20 +116,27 @@ def load_runs(arguments: list[Path], names: list[str] | None) -> list[Run]:
                 raise EvalError(f"{path} is not valid JSON: {error}") from error
             if not isinstance(result, dict):
                 raise EvalError(f"{path} does not hold a results object")
-            runs.append(Run(label, path, result))
+            within = path.parent.relative_to(folder).as_posix()
+            runs.append(Run(label, path, result, "" if within == "." else within))
     return runs
 
 
 def group_runs(runs: list[Run]) -> dict[tuple[str, str], list[Run]]:
-    """Runs by (benchmark, data file names); two results of one run in one group get their folder as suffix."""
+    """Runs by (benchmark, data file names); two results of one run in one group get their sub-folder as suffix,
+    so no result is ever dropped."""
     groups: dict[tuple[str, str], list[Run]] = {}
     for run in runs:
         groups.setdefault((run.benchmark, run.data_names), []).append(run)
     for members in groups.values():
         labels = [run.label for run in members]
         for run in members:
-            if labels.count(run.label) > 1:
-                run.label = f"{run.label}/{run.path.parent.name}"
+            if labels.count(run.label) > 1 and run.within:
+                run.label = f"{run.label}/{run.within}"
+        labels = [run.label for run in members]
+        for index, run in enumerate(members):
+            repeats = labels[:index].count(run.label)
+            if repeats:
+                run.label = f"{run.label} ({repeats + 1})"
     return groups
 
 
@@ -115,7 +153,6 @@ def _slug(text: str) -> str:
 
 
 def build_report(runs: list[Run], out: Path) -> dict:
-    out.mkdir(parents=True, exist_ok=True)
     sections, summary = ["# Evaluation comparison\n"], {}
     for (benchmark, data), members in group_runs(runs).items():
         shared, partial = shared_metrics(members)
@@ -153,15 +190,21 @@ def build_parser() -> argparse.ArgumentParser:
                         help="results.json files or folders holding them (searched recursively)")
     parser.add_argument("--names", nargs="+", default=None,
                         help="a label per RUN for the tables and plots (default: the folder names)")
-    parser.add_argument("--out", required=True, type=Path,
-                        help="output folder: report.md (tables), report.json (the same numbers) and report_*.png")
+    add_output_args(parser, help="output folder: report.md (tables), report.json (the same numbers) and "
+                    "report_*.png; a folder holding an earlier report is written again", strict=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
-    summary = build_report(load_runs(args.runs, args.names), args.out)
-    print(f"compared {len(args.runs)} run(s) over {len(summary)} benchmark group(s) -> {args.out / 'report.md'}")
+    out = prepare_output_dir(args.out, inputs=args.runs, overwrite=args.overwrite,
+                             owned=lambda entry: entry.name in REPORT_FILES or (entry.name.startswith("report_")
+                                                                                and entry.suffix == ".png"),
+                             what="files eval.report did not write")
+    runs = load_runs(args.runs, args.names)
+    summary = build_report(runs, out)
+    print(f"compared {len(runs)} result(s) of {len(args.runs)} run(s) over {len(summary)} benchmark group(s) "
+          f"-> {out / 'report.md'}")
     return summary
 
 

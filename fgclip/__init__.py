@@ -1,34 +1,42 @@
 """fgclip: fine-grained CLIP (FG-CLIP) - model, losses, data, training and conversions.
 
-Importing `fgclip` registers the `fgclip` model type with transformers' Auto classes, so
-`AutoConfig` / `AutoModel.from_pretrained` load this project's folders without `trust_remote_code`.
-The trainer (`fgclip.train`) and the data engine (`fgclip.pipeline`) are not imported here.
+`import fgclip` is light (no torch, no transformers), so that every command answers `--help` at once: the
+public names below load on first use. Using the model (`from fgclip import FGCLIPModel`) registers the
+`fgclip` model type with transformers' Auto classes, after which `AutoConfig` / `AutoModel` /
+`AutoProcessor.from_pretrained` read this project's folders without `trust_remote_code` (`fgclip.auto`).
+The trainer (`fgclip.train`) and the data engine (`fgclip.pipeline`) are never imported here.
 """
 
-from transformers import AutoConfig, AutoModel
+from __future__ import annotations
 
-from fgclip.fashion import FashionFINEConfig, FashionFINEModel
-from fgclip.losses import FGCLIPLoss, LossInputs, LossWeights
-from fgclip.model import FGCLIPConfig, FGCLIPModel
-from fgclip.tokenizer import FGCLIPTokenizer
-from fgclip.transforms import image_processor, image_transform
-
-AutoConfig.register(FGCLIPConfig.model_type, FGCLIPConfig, exist_ok=True)
-AutoModel.register(FGCLIPConfig, FGCLIPModel, exist_ok=True)
-AutoConfig.register(FashionFINEConfig.model_type, FashionFINEConfig, exist_ok=True)
-AutoModel.register(FashionFINEConfig, FashionFINEModel, exist_ok=True)
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "FashionFINEConfig",
-    "FashionFINEModel",
-    "FGCLIPConfig",
-    "FGCLIPModel",
-    "FGCLIPTokenizer",
-    "FGCLIPLoss",
-    "LossInputs",
-    "LossWeights",
-    "image_processor",
-    "image_transform",
-]
+# public name -> the module that defines it
+_EXPORTS = {
+    "FashionFINEConfig": "fgclip.fashion",
+    "FashionFINEModel": "fgclip.fashion",
+    "FGCLIPConfig": "fgclip.model",
+    "FGCLIPModel": "fgclip.model",
+    "FGCLIPTokenizer": "fgclip.tokenizer",
+    "FGCLIPLoss": "fgclip.losses",
+    "LossInputs": "fgclip.losses",
+    "LossWeights": "fgclip.losses",
+    "image_processor": "fgclip.transforms",
+    "image_transform": "fgclip.transforms",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'fgclip' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # resolved once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,4 +1,10 @@
-"""FG-CLIP image preprocessing: resize to a square (aspect not kept), then CLIP normalisation."""
+"""FG-CLIP image preprocessing: resize to a square (aspect not kept), then CLIP normalisation.
+
+This is the preprocessing of every model in training and evaluation, a stock CLIP folder included: a Hub
+folder's own `preprocessor_config.json` (shortest-edge resize + centre crop) is not used, so a CLIP
+baseline sees the same pixels as FG-CLIP, as in the official code (which resizes to a square before its
+processor). Folders written by `fgclip.convert` carry `image_processor`, the same steps for transformers.
+"""
 
 from __future__ import annotations
 

@@ -59,8 +59,9 @@ def add_lora(model: nn.Module, options: LoraOptions, gradient_checkpointing: boo
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if options.bits:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
-                                                gradient_checkpointing_kwargs={"use_reentrant": False})
+        # `gradient_checkpointing` is switched on by the Trainer (TrainingArguments.activation_checkpointing), not
+        # by peft, which would call transformers' deprecated gradient_checkpointing_enable (a FutureWarning).
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     config = LoraConfig(
         r=options.r, lora_alpha=options.alpha, lora_dropout=options.dropout, bias="none",
         target_modules=language_model_linear_names(model), modules_to_save=[PROJECTOR], task_type="CAUSAL_LM",

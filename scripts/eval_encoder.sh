@@ -4,15 +4,17 @@
 # usage: scripts/eval_encoder.sh MODEL_DIR OUT_DIR
 #   MODEL_DIR  an FG-CLIP folder, a stock Hugging Face CLIP folder (baseline) or an official FG-CLIP release
 # Data, by environment variable (a benchmark runs only when its variables are set):
-#   FGOVD_DIR, FGOVD_IMAGES            FG-OVD files (1_attributes, 2_attributes, 3_attributes, shuffle_negatives
-#                                      .jsonl) and the COCO image root they are relative to
+#   FGOVD_DIR, FGOVD_IMAGES            FG-OVD files (1_attributes, 2_attributes, 3_attributes, shuffle_negatives:
+#                                      the public .json documents or their .jsonl form) and the COCO root
+#                                      their image paths are relative to
 #   COCO_INSTANCES, COCO_IMAGES        instances_val2017.json and val2017/ (box classification)
 #   LVIS_INSTANCES, LVIS_IMAGES        lvis_v1_val.json and its image root (box classification)
 #   COCO_CAPTIONS, COCO_CAPTION_IMAGES Karpathy dataset_coco.json (test split: COCO 5k) and the COCO root
 #   FLICKR_CAPTIONS, FLICKR_IMAGES     Karpathy dataset_flickr30k.json (test split) and flickr30k-images/
 #   SHAREGPT4V_JSON, SHAREGPT4V_IMAGES ShareGPT4V caption JSON (first 1,000 items, long captions) and its root
-#   DCI_ANNOTATIONS, DCI_IMAGES        DCI annotations/ folder (long captions) and the SA-1B images it names
-#   IMAGENET_VAL, IMAGENET_CLASSNAMES  ImageNet val folder per class and a class-name file
+#   DCI_ANNOTATIONS, DCI_IMAGES        DCI annotations/ folder (long captions) and the images it names
+#                                      (default: the photos/ folder beside it)
+#   IMAGENET_VAL, IMAGENET_CLASSNAMES  ImageNet val folder per class and a class-name file (or imagenet1k)
 #   FASHIONGEN_JSONL                   FashionGen-style items (eval/common/fashion_data.py)
 # env: BATCH_SIZE (default 64). Compare models afterwards: python -m eval.report OUT_A OUT_B --out REPORT
 set -euo pipefail
@@ -36,9 +38,11 @@ run() {  # run NAME MODULE ARGS...: one benchmark into OUT_DIR/NAME
 if [[ -n ${FGOVD_DIR:-} ]]; then
     files=()
     for stem in 1_attributes 2_attributes 3_attributes shuffle_negatives; do
-        for candidate in "$FGOVD_DIR"/"$stem"*.jsonl; do [[ -f $candidate ]] && files+=("$candidate") && break; done
+        for candidate in "$FGOVD_DIR"/"$stem".json "$FGOVD_DIR"/"$stem"*.jsonl; do
+            [[ -f $candidate ]] && files+=("$candidate") && break
+        done
     done
-    if [[ ${#files[@]} -eq 0 ]]; then echo "error: no FG-OVD *_attributes*.jsonl files in $FGOVD_DIR" >&2; exit 2; fi
+    if [[ ${#files[@]} -eq 0 ]]; then echo "error: no FG-OVD *_attributes*.json(l) files in $FGOVD_DIR" >&2; exit 2; fi
     run fgovd fgovd --data "${files[@]}" ${FGOVD_IMAGES:+--images "$FGOVD_IMAGES"}
 fi
 [[ -n ${COCO_INSTANCES:-} ]] && run box_cls_coco box_cls --data "$COCO_INSTANCES" ${COCO_IMAGES:+--images "$COCO_IMAGES"}

@@ -33,3 +33,19 @@ def tiny_model() -> FGCLIPModel:
 @pytest.fixture(scope="session")
 def tokenizer() -> FGCLIPTokenizer:
     return FGCLIPTokenizer()
+
+
+@pytest.fixture(scope="session")
+def hub_copy(tmp_path_factory):
+    """`hub_copy("openai/clip-vit-base-patch16")` -> a tiny faithful copy of that Hub folder
+    (tests/hub_copies/clip.py), made once per session. Treat it as read-only: write outputs elsewhere."""
+    from tests.hub_copies.clip import make_hub_copy
+
+    made: dict[str, object] = {}
+
+    def make(repo_id: str):
+        if repo_id not in made:
+            made[repo_id] = make_hub_copy(repo_id, tmp_path_factory.mktemp(repo_id.replace("/", "--")))
+        return made[repo_id]
+
+    return make

@@ -48,3 +48,10 @@ def test_save_and_load_round_trip(tokenizer, tmp_path):
     for text in STRINGS:
         assert reloaded([text])["input_ids"].tolist() == tokenizer([text])["input_ids"].tolist()
     assert FGCLIPTokenizer.from_pretrained(tmp_path / "nothing-here").vocab_size == 49408
+
+
+def test_truncated_says_which_texts_are_cut(tokenizer):
+    # 75 words + BOS + EOS fill the 77 slots exactly; one more word is cut
+    texts = ["a dog", "word " * 75, "word " * 76, "word " * 246, "word " * 247]
+    assert tokenizer.truncated(texts) == [False, False, True, True, True]
+    assert tokenizer.truncated(texts, long=True) == [False, False, False, False, True]

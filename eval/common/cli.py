@@ -8,13 +8,15 @@ exit code 2, so users see the reason, never a traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from fgclip.errors import UserError
+from fgclip.outputs import prepare_output_dir
 
 
 class EvalError(UserError):
@@ -41,6 +43,18 @@ def default_cache_dir() -> Path:
     """`$FGCLIP_EVAL_CACHE`, else `~/.cache/fgclip/eval`."""
     env = os.environ.get("FGCLIP_EVAL_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "fgclip" / "eval"
+
+
+def usable_cache_dir(path: Path, option: str) -> Path:
+    """`path` created as a folder, or a one-line `EvalError` naming where it came from (`option`)."""
+    if path.exists() and not path.is_dir():
+        raise EvalError(f"{option} {path} is a file; the embedding cache needs a folder (or pass --no-cache)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise EvalError(f"{option} {path}: cannot create the embedding cache folder ({error.strerror}); "
+                        "choose another or pass --no-cache") from error
+    return path
 
 
 def wrapped(text: str, width: int = 100) -> str:
@@ -96,18 +110,88 @@ def add_cache_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--no-cache", action="store_true", help="neither read nor write cached embeddings")
 
 
-def add_output_args(parser: argparse.ArgumentParser) -> None:
+def add_output_args(parser: argparse.ArgumentParser, help: str | None = None, strict: bool = True) -> None:
+    """--out, --overwrite and (unless the command scores nothing that could be skipped) --strict."""
     parser.add_argument(
         "--out", required=True, type=Path,
-        help="output folder: results.json (metrics, model, data, counts, time), results.md (a table) and PNG plots",
+        help=help or "output folder: results.json (metrics, model, data, counts, time), results.md (a table) and "
+        "PNG plots; a folder holding this evaluation's earlier results is written again",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="write into --out even when it holds files this evaluation did not write (never when --out is an input)",
+    )
+    if not strict:
+        return
+    parser.add_argument(
+        "--strict", action="store_true",
+        help="exit with code 2 when any given item could not be scored (results.json is still written, with "
+        "complete: false and the counts by reason)",
     )
 
 
+def owned_outputs(benchmarks: Iterable[str], names: Iterable[str]) -> Callable[[Path], bool]:
+    """What an evaluation may write again in its --out: its own file and folder `names`, and a results.json
+    only when it records one of `benchmarks` (so another evaluation's results in the same folder are never
+    replaced without --overwrite)."""
+    benchmarks, names = set(benchmarks), set(names)
+
+    def owned(entry: Path) -> bool:
+        if entry.name == "results.json":
+            try:
+                return json.loads(entry.read_text(encoding="utf-8")).get("benchmark") in benchmarks
+            except (OSError, ValueError, AttributeError):
+                return False
+        return entry.name in names
+
+    return owned
+
+
+def prepare_out(args: argparse.Namespace, inputs: Iterable[Path | None], owned: Callable[[Path], bool]) -> Path:
+    """Check --out (and the embedding cache folder) before any heavy work; returns the created --out.
+
+    Refuses (one line, exit 2) an --out that is a file or one of `inputs`, or that holds what this evaluation
+    did not write unless --overwrite is given; a cache folder that is a file or cannot be created.
+    """
+    out = prepare_output_dir(args.out, inputs=inputs, owned=owned, overwrite=getattr(args, "overwrite", False),
+                             what="files this evaluation did not write")
+    if hasattr(args, "no_cache"):
+        cache_dir_from_args(args)
+    return out
+
+
+def cache_dir(options) -> Path | None:
+    """The cache folder `CacheOptions` ask for (created), or None with --no_cache."""
+    if options.no_cache:
+        return None
+    if options.cache_dir is not None:
+        return usable_cache_dir(options.cache_dir, "--cache_dir")
+    source = "$FGCLIP_EVAL_CACHE" if os.environ.get("FGCLIP_EVAL_CACHE") else "the default cache folder"
+    return usable_cache_dir(default_cache_dir(), source)
+
+
+def prepare_output(output, inputs: Iterable[Path | None], owned: Callable[[Path], bool], cache=None) -> Path:
+    """Check the output folder (`OutputOptions`) and the embedding cache folder (`CacheOptions`) before any
+    heavy work; returns the created output folder.
+
+    Refuses (one line, exit 2) an output that is a file or one of `inputs`, or that holds what this evaluation
+    did not write unless --overwrite is given; a cache folder that is a file or cannot be created.
+    """
+    out = prepare_output_dir(output.output_dir, inputs=inputs, owned=owned, overwrite=output.overwrite,
+                             option="--output_dir", what="files this evaluation did not write")
+    if cache is not None:
+        cache_dir(cache)
+    return out
+
+
 def cache_dir_from_args(args: argparse.Namespace) -> Path | None:
-    """The cache folder the options ask for, or None with --no-cache."""
+    """The cache folder the options ask for (created), or None with --no-cache."""
     if args.no_cache:
         return None
-    return args.cache_dir if args.cache_dir is not None else default_cache_dir()
+    if args.cache_dir is not None:
+        return usable_cache_dir(args.cache_dir, "--cache-dir")
+    source = "$FGCLIP_EVAL_CACHE" if os.environ.get("FGCLIP_EVAL_CACHE") else "the default cache folder"
+    return usable_cache_dir(default_cache_dir(), source)
 
 
 def require_file(path: Path, what: str) -> Path:
@@ -125,12 +209,10 @@ def require_dir(path: Path, what: str) -> Path:
 
 
 def run_main(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None = None) -> int:
-    """Run a benchmark's `main`; data and usage errors become one stderr line and exit code 2."""
-    from fgclip.model.conversion import CheckpointError
-
+    """Run a benchmark's `main`; data and usage errors (every `UserError`) become one stderr line and exit 2."""
     try:
         main(argv)
-    except (EvalError, CheckpointError) as error:
+    except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -21,28 +21,14 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from eval.common.cache import EmbeddingCache, files_digest, model_fingerprint, texts_digest
-from eval.common.cli import EvalError, cache_dir_from_args, resolve_device
+from eval.common.cli import EvalError, cache_dir, cache_dir_from_args, resolve_device
 from eval.common.fusion import FusionSettings, attention_pool, fuse, text_token_mask
 from eval.common.images import iter_image_batches
+from eval.common.options import CacheOptions, EncoderConfig
 from fgclip.model import FGCLIPModel
 from fgclip.model.conversion import CheckpointError, detect_checkpoint_kind
-from fgclip.tokenizer import FGCLIPTokenizer
+from fgclip.tokenizer import LONG_LENGTH, SHORT_LENGTH, FGCLIPTokenizer
 from fgclip.transforms import image_transform
-
-
-@dataclass
-class EncoderConfig:
-    """How to run the model: batch size, device ('auto', 'cpu', 'cuda[:N]'), autocast precision."""
-
-    batch_size: int = 64
-    device: str = "auto"
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16
-    num_workers: int = 0
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "EncoderConfig":
-        return cls(batch_size=args.batch_size, device=args.device, precision=args.precision,
-                   num_workers=args.num_workers)
 
 
 @dataclass
@@ -115,6 +101,7 @@ class Encoder:
         self.autocast_dtype = resolve_autocast(config.precision, self.device)
         self.transform = image_transform(model.image_size)
         self.fingerprint = model_fingerprint(self.model_dir)
+        self._truncated: dict[int, set[str]] = {SHORT_LENGTH: set(), LONG_LENGTH: set()}
 
     @classmethod
     def load(cls, model_dir: str | Path, config: EncoderConfig | None = None,
@@ -129,7 +116,14 @@ class Encoder:
     def from_args(cls, args: argparse.Namespace) -> "Encoder":
         """From the options `eval.common.cli.add_model_args` / `add_cache_args` define."""
         cache = EmbeddingCache(cache_dir_from_args(args)) if hasattr(args, "no_cache") else None
-        return cls.load(args.model, EncoderConfig.from_args(args), cache)
+        config = EncoderConfig(batch_size=args.batch_size, device=args.device, precision=args.precision,
+                               num_workers=args.num_workers)
+        return cls.load(args.model, config, cache)
+
+    @classmethod
+    def from_options(cls, model: Path, config: EncoderConfig, cache: CacheOptions | None = None) -> "Encoder":
+        """From a command's parsed options (`eval.common.options`); no cache when `cache` is None."""
+        return cls.load(model, config, EmbeddingCache(cache_dir(cache)) if cache is not None else None)
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -148,6 +142,10 @@ class Encoder:
     def _key(self, kind: str, **parts) -> str:
         return self.cache.key(model=self.fingerprint, kind=kind, precision=self.precision_name, **parts)
 
+    def truncated_texts(self) -> dict[int, int]:
+        """Token limit -> how many distinct texts encoded so far were longer than it (and cut to it)."""
+        return {limit: len(texts) for limit, texts in self._truncated.items() if texts}
+
     def describe(self) -> dict:
         """What results.json records about the model run."""
         return {"checkpoint_kind": self.checkpoint_kind, "device": str(self.device), "precision": self.precision_name,
@@ -162,6 +160,9 @@ class Encoder:
         unique = list(dict.fromkeys(texts))
         if not unique:
             return torch.zeros(0, self.dim)
+        # Counted on every call, cached or not: a cut caption changes what the number measures.
+        cut = self.tokenizer.truncated(unique, long=long)
+        self._truncated[LONG_LENGTH if long else SHORT_LENGTH].update(t for t, is_cut in zip(unique, cut) if is_cut)
         key = self._key("text", long=long, fusion=fusion.as_dict() if fusion else None, texts=texts_digest(unique))
         cached = self.cache.load(key)
         if cached is not None:

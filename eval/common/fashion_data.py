@@ -10,6 +10,7 @@ FashionIQ-style triplets, the public caption files as they are (a JSON list) or 
      "category": "dress"}
 The category comes from `category` or from a `cap.<category>.<split>.json` file name. Gallery files are the
 public `split.<category>.<split>.json` lists of image names, or JSON-lines `{"image": ..., "category": ...}`.
+A product line or a triplet repeated exactly is scored once and counted (`duplicate_items`, `duplicate_triplets`).
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def load_products(path: Path) -> Loaded:
 
 def load_triplets(paths: list[Path]) -> Loaded:
     loaded = Loaded()
+    seen: set[tuple] = set()
     for path in paths:
         file_category = category_from_name(path)
         for item in iter_items(path):
@@ -96,7 +98,12 @@ def load_triplets(paths: list[Path]) -> Loaded:
             if not text:
                 loaded.counts["skipped_empty_text"] += 1
                 continue
-            loaded.items.append(Triplet(candidate, target, text, str(category)))
+            key = (candidate, target, text, str(category))
+            if key in seen:  # the same triplet again: scored once
+                loaded.counts["duplicate_triplets"] += 1
+                continue
+            seen.add(key)
+            loaded.items.append(Triplet(*key))
     if not loaded.items:
         raise EvalError(f"no usable triplet in {[str(p) for p in paths]} ({dict(loaded.counts)}); each needs "
                         "candidate, target and captions")

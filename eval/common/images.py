@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+
+if TYPE_CHECKING:
+    import torch
 
 MISSING_IMAGE = "missing_image"
 UNREADABLE_IMAGE = "unreadable_image"
@@ -34,7 +36,8 @@ def resolve_image_path(root: Path, name: str, try_basename: bool = False, try_su
     return path
 
 
-class _ImageFiles(Dataset):
+class _ImageFiles:
+    # a map-style dataset for torch's DataLoader (duck-typed, so this module imports no torch)
     """Decodes and transforms one image; a file Pillow cannot read becomes None (counted, not fatal)."""
 
     def __init__(self, paths: Sequence[Path], indices: Sequence[int], transform: Callable):
@@ -55,6 +58,8 @@ class _ImageFiles(Dataset):
 def _collate(items):
     good = [(index, pixels) for index, pixels in items if pixels is not None]
     failed = [index for index, pixels in items if pixels is None]
+    import torch
+
     pixels = torch.stack([p for _, p in good]) if good else None
     return [index for index, _ in good], pixels, failed
 
@@ -73,6 +78,8 @@ def iter_image_batches(
             present.append(index)
         else:
             failures[MISSING_IMAGE] += 1
+    from torch.utils.data import DataLoader
+
     loader = DataLoader(
         _ImageFiles(list(paths), present, transform),
         batch_size=batch_size,

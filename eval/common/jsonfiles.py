@@ -32,27 +32,58 @@ def load_json(path: Path) -> object:
         raise EvalError(f"{path} is not UTF-8 text: {error}") from error
 
 
-def iter_items(path: Path) -> Iterator[Item]:
-    """Items of a `.jsonl` file (one per non-empty line; a bad line becomes an `Item` with `error`) or of
-    a `.json` file holding a list. A `.json` file that is not a list is an `EvalError`."""
+def list_items(path: Path, document: object) -> Iterator[Item]:
+    """The items of a `.json` document that must be a list (else a one-line `EvalError`)."""
+    if not isinstance(document, list):
+        raise EvalError(f"{path} must hold a JSON list of items (or use a .jsonl file, one item per line)")
+    for index, value in enumerate(document):
+        yield Item(f"{path}:{index}", value)
+
+
+def json_document(path: Path) -> object | None:
+    """The parsed document of a `.json` file, or None when its text is JSON lines (read it with `iter_items`)."""
     path = Path(path)
     if not path.is_file():
         raise EvalError(f"{path} does not exist")
-    if path.suffix == ".json":
-        items = load_json(path)
-        if not isinstance(items, list):
-            raise EvalError(f"{path} must hold a JSON list of items (or use a .jsonl file, one item per line)")
-        for index, value in enumerate(items):
-            yield Item(f"{path}:{index}", value)
+    return None if looks_like_json_lines(path) else load_json(path)
+
+
+def iter_items(path: Path) -> Iterator[Item]:
+    """Items of a `.jsonl` file (one per non-empty line; a bad line, invalid JSON or invalid UTF-8, becomes an
+    `Item` with `error`) or of a `.json` file holding a list. A `.json` file that is not a list is an `EvalError`.
+
+    A `.json` file whose text is JSON lines (POPE ships its question files so) is read line by line too.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise EvalError(f"{path} does not exist")
+    if path.suffix == ".json" and not looks_like_json_lines(path):
+        yield from list_items(path, load_json(path))
         return
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield Item(f"{path}:{number}", json.loads(line))
+            except UnicodeDecodeError:
+                yield Item(f"{path}:{number}", error="not UTF-8 text")
+            except json.JSONDecodeError as error:
+                yield Item(f"{path}:{number}", error=f"not valid JSON: {error.msg}")
+
+
+def looks_like_json_lines(path: Path) -> bool:
+    """True when the first non-blank line is a whole JSON object and more text follows it."""
+    with path.open("rb") as handle:
+        first = b""
+        for line in handle:
+            if line.strip():
+                first = line
+                break
+        rest = any(line.strip() for line in handle)
+    if not rest or not first.lstrip().startswith(b"{"):
+        return False
     try:
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    yield Item(f"{path}:{number}", json.loads(line))
-                except json.JSONDecodeError as error:
-                    yield Item(f"{path}:{number}", error=f"not valid JSON: {error.msg}")
-    except UnicodeDecodeError as error:
-        raise EvalError(f"{path} is not UTF-8 text: {error}") from error
+        return isinstance(json.loads(first), dict)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False

@@ -19,8 +19,9 @@ import torch
 
 from eval.common.cache import EmbeddingCache
 from eval.common.cli import EvalError, cache_dir_from_args, resolve_device
-from eval.common.encoder import Encoder, EncoderConfig, resolve_autocast
+from eval.common.encoder import Encoder, resolve_autocast
 from eval.common.images import iter_image_batches
+from eval.common.options import EncoderConfig
 from fgclip.fashion import FashionFINEModel
 from fgclip.fashion.modeling import model_type_of
 from fgclip.tokenizer import FGCLIPTokenizer
@@ -53,7 +54,8 @@ def load_encoder(args: argparse.Namespace) -> Encoder:
     """An `Encoder` for `--model`: a Fashion-FINE folder with its own model class, any other as usual."""
     if not is_fashion_fine(args.model):
         return Encoder.from_args(args)
-    config = EncoderConfig.from_args(args)
+    config = EncoderConfig(batch_size=args.batch_size, device=args.device, precision=args.precision,
+                           num_workers=args.num_workers)
     device = resolve_device(config.device)
     resolve_autocast(config.precision, device)
     try:

@@ -120,13 +120,38 @@ def load_templates(spec: str) -> tuple[str, ...]:
     return templates
 
 
+def named_classnames(name: str) -> list[str] | None:
+    """A named class list: 'imagenet1k' is the 1,000 ImageNet class names in class-index order (the order of
+    the sorted WordNet-id folders and of ImageNet-V2's folders 0..999), as open_clip ships them (OpenAI's
+    cleaned names). None for any other name."""
+    if name != "imagenet1k":
+        return None
+    from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES  # here: open_clip pulls in timm
+
+    return list(IMAGENET_CLASSNAMES)
+
+
+def imagenet_names_by_wnid() -> dict[str, str]:
+    """WordNet id (the ImageNet class-folder name, e.g. n01440764) -> its name in the 'imagenet1k' list; the
+    ids in class-index order come from timm's ImageNet metadata (timm is a dependency of open_clip)."""
+    from timm.data import ImageNetInfo
+
+    return dict(zip(ImageNetInfo().label_names(), named_classnames("imagenet1k")))
+
+
 def load_classnames(path: Path) -> list[str] | dict[str, str]:
-    """Class names from a file: a JSON list (index order), a JSON object (folder -> name), or one name
-    per line. An empty list is an error, never a silent zero."""
+    """Class names from a named list (`named_classnames`) or a file: a JSON list (index order), a JSON object
+    (folder -> name), or one name per line. An empty list is an error, never a silent zero."""
+    named = named_classnames(str(path))
+    if named is not None:
+        return named
     path = Path(path)
     if not path.is_file():
-        raise EvalError(f"--classnames {path} does not exist")
-    text = path.read_text(encoding="utf-8")
+        raise EvalError(f"--classnames {path} is neither a file nor imagenet1k")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise EvalError(f"class-name file {path} is not UTF-8 text ({error.reason} at byte {error.start})") from error
     if path.suffix == ".json":
         try:
             names = json.loads(text)

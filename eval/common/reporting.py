@@ -12,10 +12,16 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
 
-matplotlib.use("Agg")  # files only; no display on servers
-import matplotlib.pyplot as plt  # noqa: E402
+
+def _pyplot():
+    """matplotlib's pyplot on the file-only backend (no display on servers); loaded when a plot is drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def device_description() -> str:
@@ -86,6 +92,7 @@ def write_results(
 
 def bar_plot(path: str | Path, values: Mapping[str, float], title: str, ylabel: str, chance: float | None = None):
     """A labelled bar chart (e.g. accuracy per FG-OVD difficulty), with an optional chance line."""
+    plt = _pyplot()
     figure, axis = plt.subplots(figsize=(max(4, 1.2 * len(values) + 2), 3.5))
     names, heights = list(values), [values[name] for name in values]
     bars = axis.bar(names, heights, color="#4C72B0")
@@ -106,6 +113,7 @@ def grouped_bar_plot(path: str | Path, groups: Mapping[str, Mapping[str, float]]
     series = list(groups)
     metrics = list(dict.fromkeys(m for values in groups.values() for m in values))
     width = 0.8 / max(1, len(series))
+    plt = _pyplot()
     figure, axis = plt.subplots(figsize=(max(5, 1.0 * len(metrics) * len(series) + 2), 3.8))
     for index, name in enumerate(series):
         xs = [m + index * width for m in range(len(metrics))]
@@ -121,6 +129,7 @@ def grouped_bar_plot(path: str | Path, groups: Mapping[str, Mapping[str, float]]
 
 def line_plot(path: str | Path, curves: Mapping[str, Mapping[float, float]], title: str, xlabel: str, ylabel: str):
     """Curves such as recall@K against K, one line per direction or model."""
+    plt = _pyplot()
     figure, axis = plt.subplots(figsize=(5, 3.5))
     for name, points in curves.items():
         xs = sorted(points)

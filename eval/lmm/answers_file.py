@@ -41,13 +41,13 @@ def read_answers(path: str | Path) -> AnswerFileContents:
     path = Path(path)
     if not path.exists():
         return contents
-    with path.open(encoding="utf-8") as handle:
+    with path.open("rb") as handle:
         for line in handle:
             if not line.strip():
                 continue
             try:
                 item = json.loads(line)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, UnicodeDecodeError):
                 contents.bad_lines += 1
                 continue
             text = item.get("text", item.get("answer")) if isinstance(item, dict) else None
@@ -61,6 +61,26 @@ def read_answers(path: str | Path) -> AnswerFileContents:
             contents.answers[key] = text
             if isinstance(item.get("prompt"), str):
                 contents.prompts[key] = item["prompt"]
+    return contents
+
+
+def read_answers_file(path: str | Path) -> AnswerFileContents:
+    """An answers file the user gave (`--answers`). It must exist and hold at least one answer line: an empty
+    file, a JSON list or a file of unusable lines is an error (one line, exit 2), never a score of 0."""
+    path = Path(path)
+    if not path.is_file():
+        raise LMMEvalError(f"answers file {path} does not exist")
+    with path.open("rb") as handle:
+        head = next((line.lstrip() for line in handle if line.strip()), b"")
+    if not head:
+        raise LMMEvalError(f"answers file {path} is empty")
+    if head.startswith(b"["):
+        raise LMMEvalError(f"answers file {path} holds a JSON list; answers files are JSON lines, one "
+                           '{"question_id": ..., "text": ...} object per line')
+    contents = read_answers(path)
+    if not contents.answers:
+        raise LMMEvalError(f"answers file {path} holds no usable answer: {contents.bad_lines} lines, none a JSON "
+                           "object with question_id and text (or answer)")
     return contents
 
 

@@ -6,6 +6,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from eval.common.cli import EvalError
+from fgclip.errors import UserError
 
 
 class LMMEvalError(EvalError):
@@ -16,10 +17,11 @@ class LMMEvalError(EvalError):
 
 
 def run_cli(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None = None) -> int:
-    """Run a command's `main`; `LMMEvalError` becomes `error: ...` on stderr and exit code 2."""
+    """Run a command's `main`; every `UserError` (`LMMEvalError`, a refused --out) becomes `error: ...` on stderr
+    and exit code 2."""
     try:
         main(argv)
-    except EvalError as error:
+    except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

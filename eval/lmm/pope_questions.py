@@ -36,8 +36,11 @@ class PopeQuestion:
 
 
 def _json_items(path: Path) -> list[tuple[str, object]]:
-    """(location, parsed item) for a JSONL file or a JSON list; bad JSON -> LMMEvalError."""
-    text = path.read_text(encoding="utf-8")
+    """(location, parsed item) for a JSONL file or a JSON list; bad JSON or text -> LMMEvalError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise LMMEvalError(f"{path} is not UTF-8 text ({error.reason} at byte {error.start})") from error
     if text.lstrip().startswith("["):
         try:
             items = json.loads(text)
@@ -55,26 +58,35 @@ def _json_items(path: Path) -> list[tuple[str, object]]:
     return parsed
 
 
-def read_pope_questions(path: str | Path) -> list[PopeQuestion]:
-    """Questions of a POPE file (JSON lines as released, or a JSON list). Any bad line is fatal:
-    the file defines the benchmark, and scoring a silently shortened split would mislead."""
+def read_pope_questions(path: str | Path, counts: dict | None = None) -> list[PopeQuestion]:
+    """Questions of a POPE file: JSON lines, as the public `coco_pope_{random,popular,adversarial}.json` ship
+    under a .json name (`{"question_id": 1, "image": "COCO_val2014_000000310196.jpg", "text": "Is there a
+    snowboard in the image?", "label": "yes"}`, int ids from 1, 3,000 per split), LLaVA's merged file with a
+    `category` per line, or a JSON list. Any bad line is fatal: the file defines the benchmark, and scoring a
+    silently shortened split would mislead. A line repeating an earlier one exactly is scored once and counted
+    in `counts["duplicate_questions"]`; a repeated id with other content is an error."""
     path = Path(path)
     if not path.is_file():
         raise LMMEvalError(f"question file {path} does not exist")
-    questions, seen = [], set()
+    questions, seen = [], {}
     for where, item in _json_items(path):
         if not isinstance(item, dict) or not all(key in item for key in ("question_id", "image", "text", "label")):
             raise LMMEvalError(f"{where}: a POPE question needs question_id, image, text and label")
         label = normalise_label(item["label"])
         if label is None:
             raise LMMEvalError(f"{where}: label must be 'yes' or 'no', got {item['label']!r}")
+        category = item.get("category")
+        question = PopeQuestion(item["question_id"], str(item["image"]), str(item["text"]), label,
+                                str(category) if category is not None else None)
         key = str(item["question_id"])
         if key in seen:
-            raise LMMEvalError(f"{where}: question_id {item['question_id']!r} repeats")
-        seen.add(key)
-        category = item.get("category")
-        questions.append(PopeQuestion(item["question_id"], str(item["image"]), str(item["text"]), label,
-                                      str(category) if category is not None else None))
+            if seen[key] != question:
+                raise LMMEvalError(f"{where}: question_id {item['question_id']!r} repeats with another question")
+            if counts is not None:
+                counts["duplicate_questions"] = counts.get("duplicate_questions", 0) + 1
+            continue
+        seen[key] = question
+        questions.append(question)
     if not questions:
         raise LMMEvalError(f"question file {path} holds no questions")
     return questions

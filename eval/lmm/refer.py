@@ -32,8 +32,8 @@ def load_refs(path: Path) -> list[dict]:
         else:
             with path.open("rb") as handle:
                 refs = pickle.load(handle)
-    except (pickle.UnpicklingError, json.JSONDecodeError, EOFError) as error:
-        raise LMMEvalError(f"{path} is not a refs file: {error}") from error
+    except (pickle.UnpicklingError, EOFError, ValueError, AttributeError, ImportError) as error:
+        raise LMMEvalError(f"{path} is not a refs file: {error}") from error  # (JSON and UTF-8 errors are ValueErrors)
     if not isinstance(refs, list) or not all(isinstance(ref, dict) for ref in refs):
         raise LMMEvalError(f"{path} must hold a list of refs")
     return refs
@@ -73,18 +73,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--instances", type=Path, required=True, help="the release's instances.json (boxes, image sizes)")
     parser.add_argument("--split", required=True, help="split to export: val, test, testA, testB (RefCOCO/+), val/test (RefCOCOg umd)")
     parser.add_argument("--out", type=Path, required=True, help="output JSONL (one item per sentence)")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out when the file exists")
     return parser
+
+
+def check_out_file(out: Path, inputs: Sequence[Path], overwrite: bool) -> None:
+    """The output is a file: never a folder or an input, and an existing one only with --overwrite."""
+    if out.is_dir():
+        raise LMMEvalError(f"--out {out} is a folder; give the JSONL file to write")
+    if any(out.resolve() == Path(source).resolve() for source in inputs):
+        raise LMMEvalError(f"--out {out} is an input of this conversion; choose another file")
+    if out.exists() and not overwrite:
+        raise LMMEvalError(f"--out {out} exists; pass --overwrite to replace it")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    check_out_file(args.out, [args.refs, args.instances], args.overwrite)
     refs = load_refs(args.refs)
     if not args.instances.is_file():
         raise LMMEvalError(f"instances file {args.instances} does not exist")
     try:
-        instances = json.loads(args.instances.read_text(encoding="utf-8"))
+        instances = json.loads(args.instances.read_bytes())
         items, skipped = convert(refs, instances, args.split)
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError) as error:  # incl. bad JSON and bad UTF-8
         raise LMMEvalError(f"cannot convert {args.refs} with {args.instances}: {error!r}") from error
     if not items:
         splits = sorted({str(ref.get("split")) for ref in refs})

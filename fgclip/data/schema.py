@@ -167,8 +167,8 @@ def iter_record_file(
     path = Path(path)
     if path.suffix == ".json":
         try:
-            items = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
+            items = json.loads(path.read_bytes())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
             yield BadRecord(str(path), f"not valid JSON: {error}")
             return
         if not isinstance(items, list):
@@ -177,7 +177,7 @@ def iter_record_file(
         for index, item in enumerate(items):
             yield parse_item(item, f"{path}:{index}", require_captions)
         return
-    with path.open(encoding="utf-8") as handle:
+    with path.open("rb") as handle:  # bytes: a line of invalid UTF-8 is one bad record, as in the trainer
         for line_number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
@@ -185,6 +185,9 @@ def iter_record_file(
                 item = json.loads(line)
             except json.JSONDecodeError as error:
                 yield BadRecord(f"{path}:{line_number}", f"not valid JSON: {error.msg}")
+                continue
+            except UnicodeDecodeError:
+                yield BadRecord(f"{path}:{line_number}", "not UTF-8 text")
                 continue
             yield parse_item(item, f"{path}:{line_number}", require_captions)
 

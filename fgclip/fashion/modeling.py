@@ -154,11 +154,19 @@ class FashionFINEModel(FGCLIPModel):
         """A Fashion-FINE folder loads as saved. Any other folder `FGCLIPModel.from_pretrained` loads (this
         project's FG-CLIP, stock CLIP, an official FG-CLIP release) gives a new Fashion-FINE model on its
         towers (`from_towers`), with config overrides taken from `kwargs`."""
-        path = Path(str(pretrained_model_name_or_path))
-        if path.is_dir() and model_type_of(path) != FashionFINEConfig.model_type:
+        path = Path(str(pretrained_model_name_or_path)).expanduser()
+        if not path.is_dir():
+            return PreTrainedModel.from_pretrained.__func__(cls, pretrained_model_name_or_path, *args, **kwargs)
+        if model_type_of(path) != FashionFINEConfig.model_type:
             dtype = kwargs.pop("dtype", None)
             return cls.from_towers(path, dtype=dtype if isinstance(dtype, torch.dtype) else None, **kwargs)
-        return PreTrainedModel.from_pretrained.__func__(cls, pretrained_model_name_or_path, *args, **kwargs)
+        from fgclip.model import conversion
+
+        # As FGCLIPModel: pool at the end-of-text id of the tokenizer the folder carries.
+        ids = conversion.checkpoint_special_token_ids(path, conversion.read_text_vocab_size(path))
+        model = PreTrainedModel.from_pretrained.__func__(cls, str(path), *args, **kwargs)
+        model.config.set_special_token_ids(ids)
+        return model
 
     @classmethod
     def from_towers(cls, directory: str | Path, dtype: torch.dtype | None = None, **overrides) -> "FashionFINEModel":

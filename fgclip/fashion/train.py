@@ -35,7 +35,9 @@ from fgclip.fashion.losses import CompositionLossInputs, FashionFINELoss, Fashio
 from fgclip.fashion.modeling import FashionFINEModel, model_type_of
 from fgclip.fashion.validate import validate_composition, validate_retrieval
 from fgclip.model.conversion import CheckpointError, save_with_processors
+from fgclip.model_card import Provenance
 from fgclip.tokenizer import FGCLIPTokenizer
+from fgclip.train import checkpoint as ckpt
 from fgclip.train.config import OptimConfig
 from fgclip.train.distributed import DistributedContext, all_reduce_sum, barrier, setup_distributed
 from fgclip.train.engine import build_engine
@@ -228,8 +230,18 @@ def build_fashion_model(config: FinetuneConfig) -> FashionFINEModel:
         if name.split(".")[0] in unused:
             parameter.requires_grad_(False)
     if settings.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "activation_checkpointing_enable"):  # the name in later transformers 5.x
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model
+
+
+def save_model(engine, checkpoint: Path, directory: Path, tokenizer: FGCLIPTokenizer, config: FinetuneConfig) -> None:
+    """A `from_pretrained` folder (fp32, tokenizer, image processor, model card) from a run's checkpoint."""
+    provenance = Provenance.trained(ckpt.read_trainer_state(checkpoint), config.output_dir)
+    provenance.source = config.init
+    save_with_processors(engine.fp32_model(checkpoint), directory, tokenizer=tokenizer, provenance=provenance)
 
 
 # ---------------------------------------------------------------------------------------------- the task
@@ -280,7 +292,7 @@ class FashionTask(TrainingTask):
                 self.best = {"step": step, **metrics}  # before the checkpoint, which keeps it for a resume
             checkpoint = runner.save()
             if self.context.is_main:
-                save_with_processors(self.engine.fp32_model(checkpoint), self.output_dir / BEST_DIR)
+                save_model(self.engine, checkpoint, self.output_dir / BEST_DIR, self.tokenizer, self.config)
                 (self.output_dir / "best.json").write_text(json.dumps(self.best, indent=2) + "\n")
             barrier()
 
@@ -343,7 +355,7 @@ def finetune(config: FinetuneConfig, context: DistributedContext | None = None,
                               outcome.last_loss, task.best, stopped_early=True)
     final_dir = output_dir / FINAL_DIR
     if context.is_main:
-        save_with_processors(engine.fp32_model(outcome.final_checkpoint), final_dir)
+        save_model(engine, outcome.final_checkpoint, final_dir, tokenizer, config)
     barrier()
     result = FinetuneResult(output_dir, final_dir, best_dir, outcome.steps, time.time() - started, outcome.first_loss,
                             outcome.last_loss, task.best)

@@ -101,6 +101,11 @@ def validate_boxes(boxes: list[torch.Tensor] | tuple[torch.Tensor, ...], batch_s
             raise ValueError(f"boxes[{index}] has an empty box: every box needs x1 < x2 and y1 < y2")
 
 
+def _looks_like_local_path(name: str) -> bool:
+    """True for what can only be a path on this machine, never a Hub id ("owner/name" or "name")."""
+    return name.startswith(("/", "./", "../", "~", "\\")) or name.count("/") > 1 or Path(name).exists()
+
+
 class FGCLIPModel(CLIPPreTrainedModel):
     """FG-CLIP dual encoder. See the README for a short example of the API."""
 
@@ -159,21 +164,35 @@ class FGCLIPModel(CLIPPreTrainedModel):
 
     # ------------------------------------------------------------------ checkpoints
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs) -> "FGCLIPModel":
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs) -> FGCLIPModel:
         """Load this project's folders, and also stock CLIP folders (long-text parts created on the fly)
-        and official FG-CLIP release folders (converted on load). No `trust_remote_code` needed."""
+        and official FG-CLIP release folders (converted on load). No `trust_remote_code` needed.
+
+        Text is pooled at the end-of-text id of the tokenizer the folder carries (CLIP's 49407 when it has
+        none), never at a config's legacy `eos_token_id: 2`. A local folder that cannot be used (not a
+        model, a missing or damaged weight file, a tokenizer without an end-of-text token) is a one-line
+        `CheckpointError`; a name that is not a local path is looked up on the Hub.
+        """
         from fgclip.model import conversion
 
-        path = Path(str(pretrained_model_name_or_path))
-        if path.is_dir():
-            kind = conversion.detect_checkpoint_kind(path)
-            dtype = kwargs.get("dtype")
-            dtype = dtype if isinstance(dtype, torch.dtype) else None
-            if kind == "clip":
-                return conversion.fgclip_from_clip(path, dtype)
-            if kind == "official-fgclip":
-                return conversion.fgclip_from_official(path, dtype)
-        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        path = Path(str(pretrained_model_name_or_path)).expanduser()
+        if not path.is_dir() and _looks_like_local_path(str(pretrained_model_name_or_path)):
+            conversion.detect_checkpoint_kind(path)  # one line: a file, or no such folder
+        if not path.is_dir():
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        kind = conversion.detect_checkpoint_kind(path)
+        dtype = kwargs.get("dtype")
+        dtype = dtype if isinstance(dtype, torch.dtype) else None
+        if kind == "clip":
+            return conversion.fgclip_from_clip(path, dtype)
+        if kind == "official-fgclip":
+            return conversion.fgclip_from_official(path, dtype)
+        vocab_size = conversion.read_text_vocab_size(path)
+        ids = conversion.checkpoint_special_token_ids(path, vocab_size)
+        model = super().from_pretrained(str(path), *args, **kwargs)
+        # Our older folders carry the legacy ids (repaired by the config) or ids of another tokenizer.
+        model.config.set_special_token_ids(ids)
+        return model
 
     def export_vision_tower(self, directory: str | Path) -> Path:
         """Write the image tower as a stock `CLIPVisionModel` folder (+ image processor) for LLaVA."""
@@ -224,7 +243,7 @@ class FGCLIPModel(CLIPPreTrainedModel):
             raise ValueError(f"input_ids must have shape (N, L), got {tuple(input_ids.shape)}")
         input_ids, attention_mask = self._fit_text_length(input_ids, attention_mask, self.text_max_length(long))
         has_eos = (input_ids == self.eos_token_id).any(dim=1)
-        if not has_eos.all():
+        if not torch.compiler.is_exporting() and not has_eos.all():  # data-dependent: no check in ONNX graphs
             raise ValueError(
                 f"every text must contain the EOS token {self.eos_token_id} (pooling happens there); "
                 "tokenize with fgclip.tokenizer.FGCLIPTokenizer"
@@ -236,9 +255,8 @@ class FGCLIPModel(CLIPPreTrainedModel):
         else:
             positions = text_model.embeddings.position_embedding.weight[:length]
         hidden = text_model.embeddings.token_embedding(input_ids) + positions
-        mask = create_causal_mask(
-            config=text_model.config, inputs_embeds=hidden, attention_mask=attention_mask, past_key_values=None
-        )
+        # No cache; passed by position (its keyword was renamed from past_key_values to cache in transformers 5.x).
+        mask = create_causal_mask(text_model.config, hidden, attention_mask, None)
         hidden = text_model.encoder(inputs_embeds=hidden, attention_mask=mask, is_causal=True).last_hidden_state
         return text_model.final_layer_norm(hidden), input_ids
 

@@ -19,7 +19,12 @@ from fgclip.pipeline.config import (
     PipelineConfig,
     RunConfig,
 )
+from fgclip.errors import UserError
+from fgclip.outputs import prepare_output_dir
 from fgclip.pipeline.errors import PipelineError
+
+# What this command writes into --out (anything else there needs --overwrite).
+OWNED_OUTPUTS = ("data.jsonl", "stats.json", "stats.png", "pipeline_config.json", "shards", "webdataset")
 
 EPILOG = """examples:
   # rule-based hard negatives for existing records (no model needed)
@@ -58,7 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RECORDS",
         help="a record file (.jsonl, or a .json list incl. the official FineHARD layout) to complete",
     )
-    io.add_argument("--out", required=True, metavar="DIR", help="output folder (data.jsonl, stats, shards/)")
+    io.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="output folder (data.jsonl, stats, shards/); a folder holding an earlier run of this command resumes it",
+    )
+    io.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into --out even when it holds files this command did not write (never when --out is an input)",
+    )
     io.add_argument(
         "--steps",
         nargs="+",
@@ -332,10 +347,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = config_from_args(args)
+        prepare_output_dir(args.out, inputs=[args.images, args.input], owned=OWNED_OUTPUTS, overwrite=args.overwrite,
+                           what="files this command did not write")
         from fgclip.pipeline.runner import run_pipeline
 
         report = run_pipeline(config, args.out, images=args.images, input_file=args.input, redo=tuple(args.redo))
-    except PipelineError as error:
+    except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if report.failed:

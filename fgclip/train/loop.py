@@ -23,6 +23,8 @@ from fgclip.data.readers import open_sources
 from fgclip.data.sampler import EpochBatchSampler
 from fgclip.losses import FGCLIPLoss
 from fgclip.model.conversion import save_with_processors
+from fgclip.model_card import Provenance
+from fgclip.train import checkpoint as ckpt
 from fgclip.train.config import TrainConfig
 from fgclip.train.distributed import DistributedContext, available_cores, barrier, setup_distributed
 from fgclip.train.engine import build_engine
@@ -136,6 +138,7 @@ def _export_final(engine, checkpoint_dir: Path, output_dir: Path, stage: int, co
             with torch.no_grad():
                 model.logit_scale_region.copy_(model.logit_scale)
                 model.logit_scale_hard.copy_(model.logit_scale)
-        save_with_processors(model, final_dir)
+        provenance = Provenance.trained(ckpt.read_trainer_state(checkpoint_dir), output_dir)
+        save_with_processors(model, final_dir, provenance=provenance)
     barrier()
     return final_dir

@@ -42,5 +42,9 @@ def build_model(init: ModelInit, stage: int, seed: int) -> FGCLIPModel:
         model.logit_scale_region.requires_grad_(False)
         model.logit_scale_hard.requires_grad_(False)
     if init.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # transformers renamed the switch late in 5.x; the old name is a deprecated alias (FutureWarning) there.
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model

@@ -1,4 +1,4 @@
-"""Prompt templates, class-name files, box conversion and coverage notes."""
+"""Prompt templates, class-name files and box conversion."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import pytest
 
 from eval.common.boxes import xywh_pixels_to_normalized
 from eval.common.cli import EvalError
-from eval.common.coverage import coverage
 from eval.common.prompts import CLIP_IMAGENET_TEMPLATES, fill_template, load_classnames, load_templates
 
 
@@ -51,12 +50,3 @@ def test_xywh_boxes_are_normalised_and_clipped():
     assert xywh_pixels_to_normalized([120, 10, 5, 5], 100, 100) is None  # outside the image
     assert xywh_pixels_to_normalized("junk", 100, 100) is None
     assert xywh_pixels_to_normalized([1, 1, 2, 2], 0, 100) is None
-
-
-def test_coverage_notes_and_the_no_silent_zero_rule(capsys):
-    assert coverage(5, 5, {}, "items") == {"complete": True, "note": "all 5 items scored"}
-    partial = coverage(5, 3, {"missing_image": 2, "crowd": 0}, "items")
-    assert partial == {"complete": False, "note": "scored 3 of 5 items; skipped: missing_image 2"}
-    assert "scored 3 of 5" in capsys.readouterr().err
-    with pytest.raises(EvalError, match="no items could be scored out of 4 \\(missing_image 4\\)"):
-        coverage(4, 0, {"missing_image": 4}, "items")

@@ -135,3 +135,17 @@ def test_fashiongen_and_fashioniq_end_to_end(tiny_model_dir, tmp_path):
         fashion.main(["--task", "fashioniq", "--data", str(tmp_path / "cap.dress.val.json"),
                       str(tmp_path / "cap.shirt.val.json"), "--gallery", str(tmp_path / "split.dress.val.json"),
                       "--images", str(tmp_path / "img"), *common_args(tiny_model_dir, tmp_path / "iq2")])
+
+
+def test_repeated_lines_and_triplets_are_scored_once_and_counted(tmp_path):
+    counts = Counter()
+    items = [ProductItem("a.png", "red dress", "A", "dress"), ProductItem("a.png", "red dress", "A", "dress"),
+             ProductItem("b.png", "blue shirt", "B", "shirt")]
+    paths = [Path(item.image) for item in items]
+    index = fashion.build_product_index(items, paths, {p: True for p in paths}, counts)
+    assert len(index.pairs) == 2 and counts["duplicate_items"] == 1
+    triplet = {"candidate": "B00006M009", "target": "B00006M00B", "captions": ["is darker", "has long sleeves"]}
+    path = tmp_path / "cap.dress.val.json"
+    path.write_text(json.dumps([triplet, triplet, {**triplet, "target": "B0000X"}]))
+    loaded = load_triplets([path])
+    assert len(loaded.items) == 2 and loaded.counts["duplicate_triplets"] == 1

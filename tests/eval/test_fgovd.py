@@ -12,6 +12,7 @@ import torch
 
 from eval import fgovd
 from eval.common.cli import EvalError, run_main
+from eval.common.coverage import skipped_reasons
 from tests.eval.conftest import common_args, make_image, write_jsonl
 
 
@@ -49,16 +50,77 @@ def test_public_format_is_read_as_it_is(tmp_path):
                                    "skipped_no_negatives": 1, "skipped_bad_box": 1, "skipped_malformed": 1}
 
 
-def test_record_format_regions_with_hard_negatives(tmp_path):
+def test_record_format_regions_are_skipped_one_by_one(tmp_path):
+    """One bad box skips that region only, never the rest of its record (issue 15: 14 of 17 said 'all 14')."""
     data = write_jsonl(tmp_path / "records.jsonl", [
         {"image": "x.png", "regions": [
             {"bbox": [0.1, 0.1, 0.5, 0.5], "caption": "a red cube", "hard_negatives": ["a blue cube"]},
-            {"bbox": [0.5, 0.5, 0.9, 0.9], "caption": "a ball"}]},
-        {"image": "y.png", "regions": [{"bbox": [0.5, 0.5, 0.4, 0.9], "caption": "bad box"}]},
+            {"bbox": [0.5, 0.5, 0.4, 0.9], "caption": "bad box", "hard_negatives": ["x"]},
+            {"bbox": [0.2, 0.2, 0.6, 0.6], "caption": "", "hard_negatives": ["x"]},
+            {"bbox": [0.5, 0.5, 0.9, 0.9], "caption": "a ball"},
+            {"bbox": [0.1, 0.2, 0.3, 0.4], "caption": "a green cube", "hard_negatives": ["a red cube"]}]},
+        {"image": "y.png", "regions": [{"bbox": [0.5, 0.5, 0.4, 0.9], "caption": "bad box"},
+                                       {"bbox": [0.0, 0.0, 1.0, 1.0], "caption": "a sky", "hard_negatives": ["sea"]}]},
+        {"regions": [{"bbox": [0.0, 0.0, 1.0, 1.0], "caption": "no image", "hard_negatives": ["a"]}]},
     ])
     loaded = fgovd.load_region_file(data, tmp_path, "records")
-    assert [(q.image.name, q.positive, q.negatives) for q in loaded.queries] == [("x.png", "a red cube", ["a blue cube"])]
-    assert loaded.counts["skipped_no_negatives"] == 1 and loaded.counts["skipped_malformed"] == 1
+    assert [(q.image.name, q.positive) for q in loaded.queries] == [
+        ("x.png", "a red cube"), ("x.png", "a green cube"), ("y.png", "a sky")]
+    assert loaded.counts["regions_in_file"] == 8 and loaded.given == 8
+    assert skipped_reasons(loaded.counts) == {"bad_box": 2, "malformed": 2, "no_negatives": 1}
+
+
+def test_public_fgovd_benchmark_document_as_shipped(tmp_path):
+    """lorebianchi98/FG-OVD `benchmarks/*.json` (checked against its gt/3_attributes.json): one LVIS-style
+    document, int ids, `file_name` "val2017/<12 digits>.jpg" under the COCO root, pixel [x, y, w, h] boxes,
+    the captions as category names, the negatives as `neg_category_ids` of each annotation."""
+    make_image(tmp_path / "coco" / "val2017" / "000000056288.jpg", size=(64, 48))
+    document = {
+        "images": [{"id": 56288, "width": 64, "height": 48, "license": 4,
+                    "coco_url": "http://images.cocodataset.org/val2017/000000056288.jpg",
+                    "flickr_url": "http://farm1.staticflickr.com/124/376779110_e9109fac8d_z.jpg",
+                    "file_name": "val2017/000000056288.jpg", "neg_category_ids": [12, 13],
+                    "not_exhaustive_category_ids": [11], "checked": True}],
+        "annotations": [
+            {"bbox": [16.0, 12.0, 32.0, 24.0], "area": 768.0, "segmentation": [[16.0, 12.0, 48.0, 12.0, 48.0, 36.0]],
+             "category_id": 11, "neg_category_ids": [12, 13], "image_id": 56288, "needs_revision": False, "id": 14447},
+            {"bbox": [0.0, 0.0, 64.0, 48.0], "area": 3072.0, "segmentation": [], "category_id": 11,
+             "neg_category_ids": [12, 99], "image_id": 56288, "needs_revision": False, "id": 14448},
+            {"bbox": [80.0, 60.0, 4.0, 4.0], "area": 16.0, "segmentation": [], "category_id": 11,
+             "neg_category_ids": [12], "image_id": 56288, "needs_revision": False, "id": 14449},
+            {"bbox": [16.0, 12.0, 32.0, 24.0], "area": 768.0, "segmentation": [], "category_id": 11,
+             "neg_category_ids": [12, 13], "image_id": 56288, "needs_revision": False, "id": 14450}],
+        "categories": [
+            {"name": "A dark blue striped wool basket", "id": 11, "synset": "", "synonyms": [], "def": "",
+             "frequency": "f", "instance_count": 1, "image_count": 1},
+            {"name": "A dark green dotted text basket", "id": 12, "synset": "", "synonyms": [], "def": "",
+             "frequency": "f", "instance_count": 0, "image_count": 0},
+            {"name": "A light orange plain paper basket", "id": 13, "synset": "", "synonyms": [], "def": "",
+             "frequency": "f", "instance_count": 0, "image_count": 0}]}
+    path = tmp_path / "3_attributes.json"
+    path.write_text(json.dumps(document))
+    loaded = fgovd.load_region_file(path, tmp_path / "coco", fgovd.difficulty_label(path))
+    assert loaded.label == "easy"
+    (query,) = loaded.queries
+    assert query.image == tmp_path / "coco" / "val2017" / "000000056288.jpg"
+    assert query.box == [0.25, 0.25, 0.75, 0.75]
+    assert query.positive == "A dark blue striped wool basket"
+    assert query.negatives == ["A dark green dotted text basket", "A light orange plain paper basket"]
+    assert loaded.counts["regions_in_file"] == 4 and loaded.counts["duplicate_regions"] == 1 and loaded.given == 3
+    assert skipped_reasons(loaded.counts) == {"unknown_category": 1, "bad_box": 1}
+
+
+def test_fgclip_jsonl_form_in_a_json_file(tmp_path):
+    """FG-CLIP's `*_llava.jsonl` lines (positive as a one-item list, no width/height) also read from a .json name."""
+    make_image(tmp_path / "val2017" / "000000000139.jpg", size=(40, 40))
+    path = write_jsonl(tmp_path / "1_attributes.json", [
+        {"img_path": "val2017/000000000139.jpg", "bbox": [0, 0, 20, 20], "pos_expression": ["a red chair"],
+         "neg_expression": ["a blue chair", "a green chair"]},
+        {"img_path": "val2017/000000000139.jpg", "bbox": [0, 0, 40, 40], "pos_expression": ["a table"],
+         "neg_expression": ["a desk"]}])
+    loaded = fgovd.load_region_file(path, tmp_path, "hard")
+    assert [(q.positive, q.box) for q in loaded.queries] == [("a red chair", [0.0, 0.0, 0.5, 0.5]),
+                                                             ("a table", [0.0, 0.0, 1.0, 1.0])]
 
 
 def test_score_regions_ties_are_misses():

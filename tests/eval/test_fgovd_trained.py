@@ -28,7 +28,8 @@ def test_trained_default_beats_its_random_initialisation(tmp_path):
     heldout = tmp_path / "run" / "data" / "heldout.jsonl"
     scores = {}
     for name, folder in (("untrained", tmp_path / "untrained"), ("stage 2", tmp_path / "run" / "stage2" / "final")):
-        scores[name] = fgovd.main(["--model", str(folder), "--data", str(heldout), "--out", str(tmp_path / name),
+        out = tmp_path / "eval" / name
+        scores[name] = fgovd.main(["--model", str(folder), "--data", str(heldout), "--out", str(out),
                                    "--no-cache", "--num-workers", "0"])
     untrained, trained = scores["untrained"], scores["stage 2"]
     assert trained["num_regions"] == untrained["num_regions"] >= 80 and trained["complete"]

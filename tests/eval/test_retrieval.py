@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from eval import retrieval
 from eval.common.cli import EvalError
+from eval.common.coverage import skipped_reasons
 from tests.eval.conftest import common_args, make_image, write_jsonl
 
 
@@ -19,52 +21,131 @@ def test_positive_sets_with_several_and_duplicated_captions():
     assert text_positives == [[0, 2], [0], [1], [0, 2]]
 
 
-def test_coco_captions_and_karpathy_files(tmp_path):
-    coco = tmp_path / "captions.json"
+MOPED = ["A man with a red helmet on a small moped on a dirt road. ", "Man riding a motor bike."]
+
+
+def karpathy_image(filepath, filename, split, imgid, cocoid, raws, first_sentid):
+    """One entry of Karpathy's dataset_coco.json as it ships (key order and all)."""
+    sentids = list(range(first_sentid, first_sentid + len(raws)))
+    entry = {"filepath": filepath, "sentids": sentids, "filename": filename, "imgid": imgid, "split": split,
+             "sentences": [{"tokens": raw.lower().strip(" .").split(), "raw": raw, "imgid": imgid, "sentid": sentid}
+                           for raw, sentid in zip(raws, sentids)], "cocoid": cocoid}
+    return entry if filepath else {k: v for k, v in entry.items() if k not in ("filepath", "cocoid")}
+
+
+def test_karpathy_dataset_coco_as_shipped(tmp_path):
+    """dataset_coco.json: `images` of {filepath, sentids, filename, imgid, split, sentences[{tokens, raw, imgid,
+    sentid}], cocoid} and "dataset": "coco"; splits train / val / test / restval; `raw` keeps its trailing space."""
+    path = tmp_path / "dataset_coco.json"
+    path.write_text(json.dumps({"images": [
+        karpathy_image("val2014", "COCO_val2014_000000391895.jpg", "test", 0, 391895, MOPED, 770337),
+        karpathy_image("val2014", "COCO_val2014_000000522418.jpg", "restval", 1, 522418,
+                       ["A woman wearing a net on her head cutting a cake. "], 681330),
+        karpathy_image("train2014", "COCO_train2014_000000057870.jpg", "train", 2, 57870,
+                       ["A restaurant has modern wooden tables and chairs."], 787980),
+        karpathy_image("val2014", "COCO_val2014_000000184613.jpg", "val", 3, 184613,
+                       ["A child holding a flowered umbrella."], 1000),
+        karpathy_image("val2014", "COCO_val2014_000000391895.jpg", "test", 0, 391895, MOPED, 770337)],  # again
+        "dataset": "coco"}))
+    data = retrieval.load_retrieval_set(path)
+    assert data.format == "karpathy"
+    assert data.image_names == ["val2014/COCO_val2014_000000391895.jpg"]
+    assert data.captions == [["A man with a red helmet on a small moped on a dirt road.", "Man riding a motor bike."]]
+    assert data.counts["duplicate_records"] == 1 and data.given == 1
+    assert retrieval.load_retrieval_set(path, split="restval").image_names == ["val2014/COCO_val2014_000000522418.jpg"]
+    train = retrieval.load_retrieval_set(path, split="train")
+    assert train.image_names == ["train2014/COCO_train2014_000000057870.jpg"]
+    assert len(retrieval.load_retrieval_set(path, split="all").image_names) == 4
+    flickr = tmp_path / "dataset_flickr30k.json"  # Flickr30k's file has no filepath and no cocoid
+    guys = ["Two young guys with shaggy hair look at their hands."]
+    flickr.write_text(json.dumps({"images": [karpathy_image(None, "1000092795.jpg", "test", 0, None, guys, 0)],
+                                  "dataset": "flickr30k"}))
+    assert retrieval.load_retrieval_set(flickr).image_names == ["1000092795.jpg"]
+    with pytest.raises(EvalError, match="no images in split 'val'; its splits are test"):
+        retrieval.load_retrieval_set(flickr, split="val")
+
+
+def test_coco_captions_file_as_shipped(tmp_path):
+    """captions_val2017.json: info, licenses, images with int ids, annotations {image_id, id, caption}."""
+    coco = tmp_path / "captions_val2017.json"
+    image = {"license": 4, "file_name": "000000397133.jpg", "coco_url": "http://images.cocodataset.org/val2017/000000397133.jpg",
+             "height": 427, "width": 640, "date_captured": "2013-11-14 17:02:52",
+             "flickr_url": "http://farm7.staticflickr.com/6116/6255196340_da26cf2c9e_z.jpg", "id": 397133}
     coco.write_text(json.dumps({
-        "images": [{"id": 7, "file_name": "a.jpg"}, {"id": 8, "file_name": "b.jpg"}, {"id": 9, "file_name": "c.jpg"}],
-        "annotations": [{"image_id": 8, "caption": "two"}, {"image_id": 7, "caption": "one "},
-                        {"image_id": 7, "caption": "uno"}, {"image_id": 5, "caption": "orphan"}]}))
+        "info": {"description": "COCO 2017 Dataset", "year": 2017}, "licenses": [{"url": "x", "id": 4, "name": "y"}],
+        "images": [image, {**image, "file_name": "000000037777.jpg", "id": 37777},
+                   {**image, "file_name": "000000252219.jpg", "id": 252219}],
+        "annotations": [{"image_id": 37777, "id": 2,
+                         "caption": "The dining table near the kitchen has a bowl of fruit."},
+                        {"image_id": 397133, "id": 370, "caption": "A man is in a kitchen making pizzas. "},
+                        {"image_id": 397133, "id": 3, "caption": "Man in apron standing on front of oven."},
+                        {"image_id": 397133, "id": 370, "caption": "A man is in a kitchen making pizzas. "},
+                        {"image_id": 5, "id": 9, "caption": "orphan"}]}))
     data = retrieval.load_retrieval_set(coco)
     assert data.format == "coco-captions"
-    assert data.image_names == ["a.jpg", "b.jpg"] and data.captions == [["one", "uno"], ["two"]]
-    assert data.counts["skipped_malformed"] == 1 and data.counts["images_without_captions"] == 1
-    karpathy = tmp_path / "dataset_coco.json"
-    karpathy.write_text(json.dumps({"images": [
-        {"filepath": "val2014", "filename": "x.jpg", "split": "test", "sentences": [{"raw": "A x."}, {"raw": "An x."}]},
-        {"filepath": "val2014", "filename": "y.jpg", "split": "train", "sentences": [{"raw": "A y."}]}]}))
-    data = retrieval.load_retrieval_set(karpathy)
-    assert data.format == "karpathy" and data.image_names == ["val2014/x.jpg"] and data.captions == [["A x.", "An x."]]
-    assert retrieval.load_retrieval_set(karpathy, split="all").image_names == ["val2014/x.jpg", "val2014/y.jpg"]
-    with pytest.raises(EvalError, match="no images in split 'val'"):
-        retrieval.load_retrieval_set(karpathy, split="val")
+    assert data.image_names == ["000000397133.jpg", "000000037777.jpg"]
+    assert data.captions[0] == ["A man is in a kitchen making pizzas.", "Man in apron standing on front of oven."]
+    assert data.counts["duplicate_records"] == 1
+    assert skipped_reasons(data.counts) == {"malformed_caption": 1, "no_caption": 1} and data.given == 3
 
 
-def test_jsonl_sharegpt4v_records_and_dci(tmp_path):
+def test_sharegpt4v_list_as_shipped_and_the_first_1000(tmp_path):
+    """share-captioner_coco_lcs_sam_1246k_1107.json: a JSON list of {id, image, conversations}; the caption is
+    the gpt turn; ShareGPT4V-1k is the first N items (here 3)."""
+    share = tmp_path / "share-captioner_coco_lcs_sam_1246k_1107.json"
+    images = ["coco/train2017/000000000009.jpg", "sam/images/sa_227.jpg", "llava/llava_pretrain/images/00013/000138014.jpg",
+              "coco/train2017/000000000025.jpg", "coco/train2017/000000000030.jpg"]
+    share.write_text(json.dumps([{"id": Path(name).stem, "image": name, "conversations": [
+        {"from": "human", "value": "<image>\nWhat do you see happening in this image?"},
+        {"from": "gpt", "value": f"In the center of the image, item {i}.\n\nA second paragraph."}]}
+        for i, name in enumerate(images)], indent=1))
+    data = retrieval.load_retrieval_set(share, long=True, limit=3)
+    assert data.image_names == images[:3]
+    assert data.captions[1] == ["In the center of the image, item 1.\n\nA second paragraph."]
+    assert data.counts["images_not_read_limit"] == 2 and data.given == 3
+
+
+def test_dci_folders_as_shipped(tmp_path):
+    """densely_captioned_images/annotations/*.json with `image` relative to the sibling photos/ folder;
+    the caption is DCI's extended caption (short_caption + newline + extra_caption)."""
+    root = tmp_path / "densely_captioned_images"
+    (root / "annotations").mkdir(parents=True)
+    (root / "photos").mkdir()
+    for i in range(2):
+        (root / "annotations" / f"sa_{i}.json").write_text(json.dumps({
+            "image": f"sa_{i}.jpg", "short_caption": f"A standard caption {i}.",
+            "mask_data": {"0": {"idx": 0, "outer_mask": "iVBORw0KGgo", "mask_quality": 0, "label": "tree",
+                                "caption": "a tall tree", "parent": -1, "requirements": [],
+                                "bounds": [[0, 0], [10, 10]], "area": 100}},
+            "mask_keys": ["0"], "extra_caption": f"Dense description {i}.",
+            "summaries": {"base": ["a summary"]}, "negatives": {}}))
+    (root / "annotations" / "broken.json").write_text("{")
+    (root / "annotations" / "no_image.json").write_text(json.dumps({"short_caption": "x"}))
+    data = retrieval.load_retrieval_set(root / "annotations", long=True)
+    assert data.format == "dci" and data.image_names == ["sa_0.jpg", "sa_1.jpg"]
+    assert data.captions[0] == ["A standard caption 0.\nDense description 0."]
+    assert data.counts["skipped_malformed"] == 2 and data.given == 4
+    assert retrieval.dci_images_root(root / "annotations") == root / "photos"
+    extra = retrieval.load_retrieval_set(root / "annotations", caption_field="extra_caption")
+    assert extra.captions == [["Dense description 0."], ["Dense description 1."]]
+
+
+def test_items_malformed_caption_less_and_duplicated_are_counted(tmp_path):
+    """issue 15: 6 items given, 2 unusable: 'all 4 images scored' was reported; now 4 of 6, by reason."""
     lines = write_jsonl(tmp_path / "pairs.jsonl", [
         {"image": "a.jpg", "caption": "first"}, {"image": "b.jpg", "captions": ["x", "y"]},
-        {"image": "a.jpg", "caption": "second"}, {"image": "c.jpg", "caption": "  "}, {"caption": "no image"}])
+        {"image": "a.jpg", "caption": "second"}, {"image": "c.jpg", "caption": "  "}, {"caption": "no image"},
+        {"image": "d.jpg", "caption": "d"}, {"image": "a.jpg", "caption": "first"}])
+    with lines.open("ab") as handle:
+        handle.write(b'{"image": "e.jpg", "caption": "caf\xe9"}\n')  # Latin-1 bytes: not UTF-8
     data = retrieval.load_retrieval_set(lines)
-    assert data.image_names == ["a.jpg", "b.jpg"] and data.captions == [["first", "second"], ["x", "y"]]
-    assert data.counts["skipped_empty_caption"] == 1 and data.counts["skipped_malformed"] == 1
+    assert data.image_names == ["a.jpg", "b.jpg", "d.jpg"] and data.captions == [["first", "second"], ["x", "y"], ["d"]]
+    assert skipped_reasons(data.counts) == {"malformed": 2, "no_caption": 1}
+    assert data.counts["duplicate_records"] == 1 and data.given == 6
     records = write_jsonl(tmp_path / "records.jsonl", [
         {"image": "a.jpg", "short_caption": "short", "long_caption": "a long one", "regions": []}])
     assert retrieval.load_retrieval_set(records).captions == [["short"]]
     assert retrieval.load_retrieval_set(records, long=True).captions == [["a long one"]]
-    share = tmp_path / "share.json"
-    share.write_text(json.dumps([{"image": f"coco/{i}.jpg", "conversations": [
-        {"from": "human", "value": "<image>\nDescribe."}, {"from": "gpt", "value": f"caption {i}"}]} for i in range(5)]))
-    data = retrieval.load_retrieval_set(share, long=True, limit=3)
-    assert data.captions == [["caption 0"], ["caption 1"], ["caption 2"]]
-    assert data.counts["images_not_read_limit"] == 2
-    dci = tmp_path / "dci"
-    dci.mkdir()
-    for i in range(2):
-        (dci / f"{i}.json").write_text(json.dumps({"image": f"sa_{i}.jpg", "extra_caption": f"dense {i}"}))
-    (dci / "bad.json").write_text("{")
-    data = retrieval.load_retrieval_set(dci)
-    assert data.format == "dci" and data.image_names == ["sa_0.jpg", "sa_1.jpg"]
-    assert data.counts["skipped_malformed"] == 1
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"foo": 1}))
     with pytest.raises(EvalError, match="COCO captions"):
@@ -85,7 +166,8 @@ def test_command_end_to_end_short_and_long(tiny_model_dir, tmp_path):
     result = retrieval.main(["--data", str(data), *common_args(tiny_model_dir, out, tmp_path / "cache")])
     assert result["benchmark"] == "retrieval"
     assert result["num_images"] == 3 and result["num_captions"] == 4
-    assert result["counts"]["skipped_images_failed"] == 2 and "scored 3 of 5 images" in result["note"]
+    assert result["counts"]["skipped_missing_image"] == 2 and "scored 3 of 5 images" in result["note"]
+    assert result["complete"] is False and result["coverage"]["skipped"] == {"missing_image": 2}
     for key in ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10"):
         assert 0.0 <= result[key] <= 1.0
     assert result["i2t_r5"] == 1.0 and result["t2i_r5"] == 1.0  # only 3 images, 4 captions

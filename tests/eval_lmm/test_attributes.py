@@ -35,14 +35,21 @@ def read_questions(out):
     return [json.loads(line) for line in (out / "questions.jsonl").read_text().splitlines()]
 
 
-def test_scores_a_hand_made_answers_file_per_type(data, tmp_path):
+def test_scores_a_hand_made_answers_file_per_type(data, tmp_path, capsys):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     out = tmp_path / "out"
-    nothing = attributes.main(["--data", str(data), "--answers", str(empty), "--out", str(out)])
+    # an empty answers file is an error, not an accuracy of 0; the questions are written first all the same
+    assert run_cli(attributes.main, ["--data", str(data), "--answers", str(empty), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: answers file {empty} is empty"
     questions = read_questions(out)
     # region 0: 2 yes/no + mc (colour); region 1: 2 yes/no + mc (material); region 2: 2 yes/no (count, 2 negatives)
-    assert len(questions) == 8 and nothing["accuracy"] == 0.0 and nothing["num_missing"] == 8
+    assert len(questions) == 8
+    one = tmp_path / "one.jsonl"
+    one.write_text(json.dumps({"question_id": questions[0]["question_id"], "text": "Yes"}) + "\n")
+    nothing = attributes.main(["--data", str(data), "--answers", str(one), "--out", str(out)])
+    assert nothing["num_missing"] == 7 and nothing["complete"] is False
+    assert nothing["coverage"]["skipped"] == {"no_answer_scored_as_wrong": 7, "bad_records": 1}
     counts = nothing["counts"]
     assert counts["skipped_bad_records"] == 1 and counts["regions_without_negatives"] == 1
     assert counts["regions_with_fewer_than_3_negatives"] == 1
@@ -88,11 +95,14 @@ def test_runs_a_tiny_llava(tiny_llava, data, tmp_path):
     assert again["counts"]["generated_now"] == 0 and again["per_type"] == result["per_type"]
 
 
-def test_only_yes_no(data, tmp_path):
-    empty = tmp_path / "empty.jsonl"
-    empty.write_text("")
-    result = attributes.main(["--data", str(data), "--answers", str(empty), "--out", str(tmp_path / "o"), "--kinds", "yes_no"])
+def test_only_yes_no_and_duplicated_regions_asked_once(data, tmp_path):
+    data.write_text(data.read_text() + json.dumps(RECORDS[0]) + "\n")  # the first record again
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text(json.dumps({"question_id": "0:0:yes", "text": "Yes"}) + "\n")
+    result = attributes.main(["--data", str(data), "--answers", str(answers), "--out", str(tmp_path / "o"),
+                              "--kinds", "yes_no"])
     assert result["num_questions"] == 6 and "multiple_choice_accuracy" not in result
+    assert result["counts"]["duplicate_regions"] == 2 and "2 duplicates scored once" in result["note"]
 
 
 def test_data_errors_exit_2(tmp_path, capsys):

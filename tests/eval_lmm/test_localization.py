@@ -24,6 +24,7 @@ def data(tmp_path):
     make_images(tmp_path, ["0.png", "1.png", "2.png"], SIZES)
     path = tmp_path / "refs.jsonl"
     lines = [json.dumps(item) for item in ITEMS] + ["{not json", json.dumps({"id": "z", "image": "0.png", "expression": "x", "bbox": [0, 0, 2, 1]})]
+    lines.append(json.dumps({**ITEMS[1], "id": "b2"}))  # item b again under another id: scored once, counted
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -53,6 +54,9 @@ def test_scores_hand_made_answers(data, tmp_path):
     assert result["acc_at_iou"]["0.9"] == pytest.approx(2 / 5)
     assert result["mean_iou"] == pytest.approx((rows["a"]["iou"] + rows["b"]["iou"] + 1.0) / 5)
     assert result["counts"]["skipped_bad_lines"] == 2 and result["counts"]["scale_normalised"] == 2
+    assert result["counts"]["duplicate_items"] == 1 and result["complete"] is False
+    assert result["note"] == ("scored 4 of 7 items; skipped: bad_lines 2, no_answer_scored_as_wrong 1; "
+                              "1 duplicates scored once")
     assert (out / "localization.png").stat().st_size > 0
 
     unpadded = localization.main(["--data", str(data), "--answers", str(path), "--out", str(tmp_path / "o2"),

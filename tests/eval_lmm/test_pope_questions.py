@@ -126,6 +126,27 @@ def test_files_round_trip_through_the_reader(images, tmp_path):
     assert len(questions) == 24 and {q.label for q in questions} == {"yes", "no"}
 
 
+def test_public_coco_pope_file_as_shipped(tmp_path):
+    """RUCAIBox/POPE output/coco/coco_pope_adversarial.json: JSON lines under a .json name, int ids from 1,
+    COCO_val2014 file names, yes/no labels; a line repeated exactly is read once and counted."""
+    lines = [
+        {"question_id": 1, "image": "COCO_val2014_000000310196.jpg", "text": "Is there a snowboard in the image?",
+         "label": "yes"},
+        {"question_id": 2, "image": "COCO_val2014_000000310196.jpg", "text": "Is there a person in the image?",
+         "label": "yes"},
+        {"question_id": 3, "image": "COCO_val2014_000000310196.jpg", "text": "Is there a car in the image?",
+         "label": "no"},
+    ]
+    path = tmp_path / "coco_pope_adversarial.json"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines + lines[2:]))
+    counts = {}
+    questions = read_pope_questions(path, counts)
+    assert [(q.question_id, q.image, q.label, q.category) for q in questions] == [
+        (1, "COCO_val2014_000000310196.jpg", "yes", None), (2, "COCO_val2014_000000310196.jpg", "yes", None),
+        (3, "COCO_val2014_000000310196.jpg", "no", None)]
+    assert questions[0].text == "Is there a snowboard in the image?" and counts == {"duplicate_questions": 1}
+
+
 def test_no_eligible_image_is_an_error(images):
     with pytest.raises(LMMEvalError, match="at least 4"):
         build_pope_questions(images, per_image=4)
@@ -139,8 +160,12 @@ def test_bad_question_files_fail_clearly(tmp_path):
     bad.write_text('{"question_id": 1, "image": "a.jpg", "text": "?", "label": "yes"}\nnot json\n')
     with pytest.raises(LMMEvalError, match="bad.json:2: not valid JSON"):
         read_pope_questions(bad)
-    bad.write_text('{"question_id": 1, "image": "a.jpg", "text": "?", "label": "yes"}\n' * 2)
-    with pytest.raises(LMMEvalError, match="repeats"):
+    bad.write_text('{"question_id": 1, "image": "a.jpg", "text": "?", "label": "yes"}\n'
+                   '{"question_id": 1, "image": "b.jpg", "text": "?", "label": "yes"}\n')
+    with pytest.raises(LMMEvalError, match="repeats with another question"):
+        read_pope_questions(bad)
+    bad.write_bytes(b'{"question_id": 1, "image": "a.jpg", "text": "Is there a caf\xe9?", "label": "yes"}\n')
+    with pytest.raises(LMMEvalError, match="bad.json is not UTF-8 text"):
         read_pope_questions(bad)
     listed = tmp_path / "list.json"
     listed.write_text(json.dumps([{"question_id": 1, "image": "a.jpg", "text": "?", "label": "No"}]))

@@ -30,4 +30,22 @@ def test_converts_one_item_per_sentence(tmp_path):
          "bbox": [0.1, 0.1, 0.5, 0.6], "width": 200, "height": 100},
     ]  # ref 9's box is not in the instances: skipped and reported
     assert run_cli(refer.main, ["--refs", str(tmp_path / "refs(unc).p"), "--instances", str(tmp_path / "instances.json"),
-                                "--split", "val", "--out", str(out)]) == 2
+                                "--split", "val", "--out", str(out), "--overwrite"]) == 2
+
+
+def test_the_output_file_is_never_an_input_a_folder_or_replaced_unasked(tmp_path, capsys):
+    refs, instances = tmp_path / "refs.json", tmp_path / "instances.json"
+    refs.write_text(json.dumps([{"ref_id": 1, "ann_id": 1, "image_id": 1, "split": "val",
+                                 "sentences": [{"sent_id": 1, "sent": "the dog"}]}]))
+    instances.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.jpg", "width": 10, "height": 10}],
+                                     "annotations": [{"id": 1, "image_id": 1, "bbox": [0, 0, 5, 5]}]}))
+    base = ["--refs", str(refs), "--instances", str(instances), "--split", "val"]
+    out = tmp_path / "val.jsonl"
+    for target, message in ((instances, "is an input"), (tmp_path, "is a folder")):
+        assert run_cli(refer.main, [*base, "--out", str(target), "--overwrite"]) == 2
+        assert message in capsys.readouterr().err
+    refer.main([*base, "--out", str(out)])
+    assert run_cli(refer.main, [*base, "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: --out {out} exists; pass --overwrite to replace it"
+    refer.main([*base, "--out", str(out), "--overwrite"])
+    assert len(out.read_text().splitlines()) == 1

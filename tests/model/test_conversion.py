@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
-from transformers import AutoConfig, AutoModel, CLIPConfig, CLIPModel, LlamaConfig, LlamaForCausalLM
+from safetensors.torch import load_file
+from transformers import AutoConfig, AutoModel, CLIPModel, LlamaConfig, LlamaForCausalLM
 
-from fgclip import FGCLIPModel
+from fgclip import FGCLIPModel, FGCLIPTokenizer
 from fgclip.convert import main as convert_main
 from fgclip.model.conversion import (
     OFFICIAL_KEY_MAP,
@@ -22,7 +22,9 @@ from fgclip.model.conversion import (
     save_with_processors,
 )
 from fgclip.model.positions import stretch_position_table
-from tests.conftest import TINY_TEXT, TINY_VISION, tiny_config
+from fgclip.tokenizer import CLIP_SPECIAL_TOKEN_IDS
+from tests.conftest import tiny_config
+from tests.hub_copies.clip import HUB_FOLDERS, OFFICIAL_FGCLIP_IDS, STOCK_CLIP_IDS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -54,68 +56,87 @@ def test_auto_classes_load_without_remote_code(tiny_model, tmp_path):
     assert isinstance(AutoModel.from_pretrained(tmp_path), FGCLIPModel)
 
 
-def test_stock_clip_folder_loads_with_long_parts_created(tmp_path):
-    torch.manual_seed(0)
-    clip = CLIPModel(CLIPConfig(text_config=TINY_TEXT, vision_config=TINY_VISION, projection_dim=16)).eval()
-    clip.save_pretrained(tmp_path)
-    assert detect_checkpoint_kind(tmp_path) == "clip"
-    model = FGCLIPModel.from_pretrained(tmp_path).eval()
+@pytest.mark.parametrize("repo_id", STOCK_CLIP_IDS)
+def test_stock_clip_folder_loads_with_long_parts_created(hub_copy, repo_id):
+    folder = hub_copy(repo_id)
+    assert detect_checkpoint_kind(folder) == "clip"
+    clip = CLIPModel.from_pretrained(folder).eval()
+    model = FGCLIPModel.from_pretrained(folder).eval()
+    assert model.image_size == HUB_FOLDERS[repo_id].image_size
+    assert model.config.text_config.hidden_act == HUB_FOLDERS[repo_id].hidden_act
     short_table = clip.text_model.embeddings.position_embedding.weight
     positions = model.long_text_positions
     assert torch.equal(positions.original, stretch_position_table(short_table.detach()))
     assert torch.equal(positions.residual, positions.original)
     assert torch.equal(model.long_text_projection.weight, clip.text_projection.weight)
     assert model.logit_scale_region.item() == model.logit_scale_hard.item() == clip.logit_scale.item()
-    pixels = torch.randn(2, 3, 32, 32)
+    size = model.image_size
+    pixels = torch.randn(2, 3, size, size)
     with torch.no_grad():
         torch.testing.assert_close(model.encode_image(pixels, normalize=False),
                                    clip.get_image_features(pixels).pooler_output, rtol=0, atol=1e-5)
+        grid = size // HUB_FOLDERS[repo_id].patch_size
+        assert model.encode_dense(pixels).shape == (2, grid, grid, model.config.projection_dim)
 
 
-def write_official_release(model: FGCLIPModel, folder: Path) -> None:
-    """The v1.0 release layout in miniature: a CLIP config naming FGCLIPModel, official weight names."""
-    folder.mkdir(parents=True, exist_ok=True)
-    ours_to_official = {ours: official for official, ours in OFFICIAL_KEY_MAP.items()}
-    state = {ours_to_official.get(name, name): tensor.contiguous() for name, tensor in model.state_dict().items()}
-    save_file(state, str(folder / "model.safetensors"))
-    config = CLIPConfig(text_config=TINY_TEXT, vision_config=TINY_VISION, projection_dim=16).to_dict()
-    config["architectures"] = ["FGCLIPModel"]
-    (folder / "config.json").write_text(json.dumps(config))
-
-
-def test_official_release_imports_its_trained_weights_as_they_are(tiny_model, tmp_path):
-    release = tmp_path / "fg-clip-base"
-    write_official_release(_trained_looking(tiny_model), release)
-    names = set(load_file(str(release / "model.safetensors")))
-    assert {"text_model.embeddings.position_embedding_res.weight", "text_filip_projection.weight",
-            "logit_scale_finegraind", "logit_scale_hardneg"} <= names
+@pytest.mark.parametrize("repo_id", OFFICIAL_FGCLIP_IDS)
+def test_official_release_imports_its_trained_weights_as_they_are(hub_copy, repo_id, tmp_path):
+    release = hub_copy(repo_id)
     assert detect_checkpoint_kind(release) == "official-fgclip"
+    official = load_file(str(release / "model.safetensors"))
     imported = FGCLIPModel.from_pretrained(release)
-    for name, tensor in tiny_model.state_dict().items():
-        assert torch.equal(imported.state_dict()[name], tensor), name
-    # The CLI writes it in this project's format, which then loads as an FG-CLIP folder.
+    ours = imported.state_dict()
+    for official_name, tensor in official.items():
+        assert torch.equal(ours[OFFICIAL_KEY_MAP.get(official_name, official_name)], tensor), official_name
+    assert imported.image_size == HUB_FOLDERS[repo_id].image_size
+    assert imported.config.special_token_ids == CLIP_SPECIAL_TOKEN_IDS  # not the file's legacy 0 / 2 / 1
+    # The CLI writes it in this project's format, which then loads as an FG-CLIP folder, bit for bit.
     assert convert_main(["from-official", str(release), str(tmp_path / "ours")]) == 0
     assert detect_checkpoint_kind(tmp_path / "ours") == "fgclip"
+    reloaded = FGCLIPModel.from_pretrained(tmp_path / "ours").state_dict()
+    assert all(torch.equal(reloaded[name], tensor) for name, tensor in ours.items())
     assert (tmp_path / "ours" / "tokenizer_config.json").is_file()
     assert (tmp_path / "ours" / "preprocessor_config.json").is_file()
+
+
+def test_official_long_text_uses_the_trained_tables(hub_copy):
+    """Long text runs on `_ori` below slot 20 and `_res` from slot 20, through `text_filip_projection`."""
+    release = hub_copy("qihoo360/fg-clip-base")
+    official = load_file(str(release / "model.safetensors"))
+    model = FGCLIPModel.from_pretrained(release).eval()
+    table = model.long_text_positions(100)
+    assert torch.equal(table[:20], official["text_model.embeddings.position_embedding_ori.weight"][:20])
+    assert torch.equal(table[20:], official["text_model.embeddings.position_embedding_res.weight"][20:100])
+    batch = FGCLIPTokenizer.from_pretrained(release)([" ".join(["word"] * 60)], long=True)
+    with torch.no_grad():
+        hidden, _ = model._text_hidden(batch["input_ids"], batch["attention_mask"], long=True)
+        pooled = hidden[0, int(batch["attention_mask"].sum()) - 1]
+        expected = pooled @ official["text_filip_projection.weight"].T
+        torch.testing.assert_close(model.encode_text(**batch, long=True, normalize=False)[0], expected)
 
 
 def test_folder_of_another_model_type_is_a_clear_error(tmp_path, capsys):
     LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                                  num_attention_heads=2, num_key_value_heads=2)).save_pretrained(tmp_path)
-    with pytest.raises(CheckpointError, match="'llama' model"):
+    with pytest.raises(CheckpointError, match=r"config.json describes a 'llama' model, which FG-CLIP does not read"):
         FGCLIPModel.from_pretrained(tmp_path)
+    capsys.readouterr()
     assert convert_main(["export-vision", str(tmp_path), str(tmp_path / "out")]) == 2
-    assert "llama" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "llama" in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
 
 
-def test_cli_from_clip_and_missing_folder(tmp_path, capsys):
-    CLIPModel(CLIPConfig(text_config=TINY_TEXT, vision_config=TINY_VISION, projection_dim=16)).save_pretrained(
-        tmp_path / "clip")
-    assert convert_main(["from-clip", str(tmp_path / "clip"), str(tmp_path / "fg")]) == 0
-    assert isinstance(FGCLIPModel.from_pretrained(tmp_path / "fg"), FGCLIPModel)
-    assert convert_main(["from-clip", str(tmp_path / "missing"), str(tmp_path / "x")]) == 2
-    assert "not a folder" in capsys.readouterr().err
+def test_cli_from_clip_on_every_stock_folder(hub_copy, tmp_path):
+    for repo_id in STOCK_CLIP_IDS:
+        out = tmp_path / repo_id.replace("/", "--")
+        assert convert_main(["from-clip", str(hub_copy(repo_id)), str(out)]) == 0
+        saved = json.loads((out / "config.json").read_text())
+        assert saved["model_type"] == "fgclip"
+        pad = 0 if HUB_FOLDERS[repo_id].pad_token == "!" else 49407
+        text = saved["text_config"]
+        assert (text["bos_token_id"], text["eos_token_id"], text["pad_token_id"]) == (49406, 49407, pad)
+        assert isinstance(FGCLIPModel.from_pretrained(out), FGCLIPModel)
 
 
 FRESH_LOAD = textwrap.dedent("""

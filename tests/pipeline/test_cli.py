@@ -122,6 +122,47 @@ def test_bad_input_exits_2_with_one_line(args, message, tmp_path, record_file, c
     assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
 
 
+def test_a_line_of_invalid_utf8_is_counted_not_a_traceback(record_file, tmp_path):
+    with record_file.open("ab") as handle:
+        handle.write(b'{"image": "images/img_000.png", "long_caption": "a caf\xe9"}\n')  # Latin-1 bytes
+    out = tmp_path / "out"
+    assert main(["--input", str(record_file), "--out", str(out), "--steps", "negatives"]) == 0
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["images"] == 12 and stats["input"] == {"items": 13, "bad_record": 1}
+    assert stats["drop_reasons"] == {"input/bad_record": 1}
+
+
+def test_an_image_as_input_exits_2_with_one_line(tmp_path, capsys):
+    (image,) = make_images(tmp_path, 1)
+    assert main(["--input", str(image), "--out", str(tmp_path / "out"), "--steps", "negatives"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: --input {image} is an image") and len(err.splitlines()) == 1
+
+
+def test_output_folder_is_checked_before_any_work(tmp_path, record_file, capsys):
+    """issue 15: --out naming a file gave a traceback after the work; a folder holding other files was used."""
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine")
+    assert main(["--input", str(record_file), "--out", str(taken), "--steps", "negatives"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: --out {taken} is a file; give a folder (it is created when missing)"
+    assert taken.read_text() == "mine"
+    # a folder with someone else's files: refused, then written with --overwrite, then re-run as our own
+    assert main(["--input", str(record_file), "--out", str(tmp_path), "--steps", "negatives"]) == 2
+    assert "already holds files this command did not write" in capsys.readouterr().err
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "README.md").write_text("keep me")
+    assert main(["--input", str(record_file), "--out", str(out), "--steps", "negatives", "--overwrite"]) == 0
+    assert (out / "README.md").read_text() == "keep me" and (out / "data.jsonl").is_file()
+    fresh = tmp_path / "fresh"
+    assert main(["--input", str(record_file), "--out", str(fresh), "--steps", "negatives"]) == 0
+    assert main(["--input", str(record_file), "--out", str(fresh), "--steps", "negatives"]) == 0  # its own run
+    images = record_file.parent / "images"
+    assert main(["--images", str(images), "--out", str(images), "--steps", "negatives"]) == 2
+    assert "is the input" in capsys.readouterr().err
+
+
 def test_usage_errors_exit_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--images", "a", "--input", "b", "--out", str(tmp_path)])

@@ -105,3 +105,54 @@ def test_too_much_bad_input_stops(tmp_path):
     )
     with pytest.raises(PipelineError, match="exactly one"):
         split_input(layout, images=None, input_file=None, shard_size=5, max_bad_fraction=0.5)
+
+
+def test_a_line_of_invalid_utf8_is_one_bad_record(tmp_path):
+    """issue 15: the trainer counts such a line as bad; the engine stopped with a traceback."""
+    make_images(tmp_path, 2)
+    records = write_jsonl(tmp_path / "r.jsonl", [{"image": "img_000.png"}])
+    with records.open("ab") as handle:
+        handle.write(b'{"image": "img_001.png", "long_caption": "caf\xe9"}\n')  # Latin-1 bytes
+        handle.write(json.dumps({"image": "img_001.png"}).encode() + b"\n")
+    counts = Counter()
+    found, _ = read_input_records(records, counts)
+    assert [os.path.basename(r.image) for r in found] == ["img_000.png", "img_001.png"]
+    assert counts == {"items": 3, "bad_record": 1}
+
+
+def test_images_and_records_passed_to_the_wrong_option(tmp_path):
+    (image,) = make_images(tmp_path, 1)
+    with pytest.raises(PipelineError, match="is an image; --input takes a record file"):
+        read_input_records(image, Counter())
+    assert list_images(image) == [str(image)]  # one image is a valid --images
+    records = write_jsonl(tmp_path / "r.jsonl", [{"image": "img_000.png"}])
+    with pytest.raises(PipelineError, match="is a record file; pass it as --input"):
+        list_images(records)
+    binary = tmp_path / "photos.bin"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    with pytest.raises(PipelineError, match="neither an image nor a text list of image paths"):
+        list_images(binary)
+
+
+def test_the_output_folder_inside_the_image_folder_is_not_read(tmp_path):
+    make_images(tmp_path / "photos", 2)
+    make_images(tmp_path / "photos" / "out", 1)  # e.g. the stats.png of an earlier run
+    assert len(list_images(tmp_path / "photos", exclude=tmp_path / "photos" / "out")) == 2
+
+
+def test_repeated_records_and_listed_images_are_kept_once_and_counted(tmp_path):
+    make_images(tmp_path / "imgs", 2)
+    records = write_jsonl(tmp_path / "r.jsonl", [{"image": "imgs/img_000.png", "long_caption": "a"},
+                                                 {"image": "imgs/img_001.png"},
+                                                 {"image": "imgs/img_000.png", "long_caption": "a"},
+                                                 {"image": "imgs/img_000.png", "long_caption": "b"}])
+    counts = Counter()
+    found, _ = read_input_records(records, counts)
+    assert [(os.path.basename(r.image), r.long_caption) for r in found] == [
+        ("img_000.png", "a"), ("img_001.png", ""), ("img_000.png", "b")]
+    assert counts == {"items": 4, "duplicate_record": 1}
+    listing = tmp_path / "list.txt"
+    listing.write_text("imgs/img_000.png\nimgs/img_001.png\nimgs/img_000.png\n")
+    layout = ShardLayout(tmp_path / "out")
+    manifest = split_input(layout, images=str(listing), input_file=None, shard_size=10, max_bad_fraction=0.0)
+    assert manifest["num_records"] == 2 and manifest["input_counts"] == {"items": 3, "duplicate_record": 1}

@@ -1,0 +1,21 @@
+"""fgclip's model type in transformers' Auto classes (no `trust_remote_code` needed).
+
+Registration happens when the model package is imported (`from fgclip import FGCLIPModel`, or any use of the
+model), not at `import fgclip`: registering needs transformers' config classes, which load torch, and the
+package itself must stay light so that every command answers `--help` before torch is imported.
+"""
+
+from __future__ import annotations
+
+
+def register_auto_classes() -> None:
+    """Register FG-CLIP with AutoConfig, AutoModel and AutoProcessor (a CLIPProcessor: tokenizer + image
+    processor). Idempotent."""
+    from transformers import AutoConfig, AutoModel, AutoProcessor, CLIPProcessor
+
+    from fgclip.model.configuration import FGCLIPConfig
+    from fgclip.model.modeling import FGCLIPModel
+
+    AutoConfig.register(FGCLIPConfig.model_type, FGCLIPConfig, exist_ok=True)
+    AutoModel.register(FGCLIPConfig, FGCLIPModel, exist_ok=True)
+    AutoProcessor.register(FGCLIPConfig, CLIPProcessor, exist_ok=True)
