@@ -42,8 +42,8 @@ from eval.common.cli import (EvalError, add_cache_args, add_model_args, add_outp
 from eval.common.coverage import Coverage, skipped_reasons
 from eval.common.encoder import Encoder
 from eval.common.images import resolve_image_path
-from eval.common.learned_fusion import learned_fusion, load_encoder
 from eval.common.jsonfiles import iter_items, json_document, load_json
+from eval.common.learned_fusion import learned_fusion, load_encoder
 from eval.common.metrics import curve_ks, recall_at_k, recall_keys, retrieval_ranks
 from eval.common.reporting import line_plot, markdown_table, model_label, write_results
 

@@ -176,7 +176,40 @@ def _describe_training(provenance: Provenance) -> str:
             "is in the run folder's `train_config.json`.\n\n" + table)
 
 
+def _describe_fashion_finetuning(provenance: Provenance) -> str:
+    """The origin of a Fashion-FINE folder (`scripts/finetune_fashion.py`, run facts as its checkpoints store them)."""
+    state = provenance.trainer_state
+    config = state.get("config", {})
+    optim, loss, model = config.get("optim", {}), config.get("loss", {}), config.get("model", {})
+    world, batch, accum = state.get("world_size", 1), state.get("batch_size"), state.get("grad_accum", 1)
+    validation = ", ".join(f"`{p}`" for p in config.get("val", [])) or (
+        f"{config.get('val_fraction', 0):.1%} of the training data held out" if config.get("val_fraction") else "none")
+    rows = [
+        ("task", f"{config.get('task')} (Fashion-FINE)"),
+        ("init", f"`{provenance.source}`"),
+        ("data", f"{', '.join(f'`{p}`' for p in config.get('data', []))} ({state.get('num_samples', '?')} samples)"),
+        ("validation (model selection)", validation),
+        ("steps", f"{state.get('step')} optimizer steps (planned {state.get('total_steps')})"),
+        ("batch", f"{batch} per device x {world} processes x {accum} accumulation"),
+        ("optimizer", f"AdamW, lr {optim.get('lr')}, weight decay {optim.get('weight_decay')}, cosine decay to "
+                      f"{optim.get('min_lr_ratio')} x lr"),
+        ("losses", f"contrastive x{loss.get('contrastive_weight')} (focal gamma {loss.get('focal_gamma')}, alpha "
+                   f"{loss.get('focal_alpha')}), matching x{loss.get('matching_weight')}"),
+        ("local pooling", "off (global only)" if model.get("local_pooling") is False else "on"),
+        ("precision / engine", f"{PRECISIONS[config.get('bf16')]} / {state.get('engine')}"),
+        ("seed", str(config.get("seed"))),
+        ("last logged loss", f"{provenance.final_loss:.4f} (step {provenance.last_logged_step})"
+         if provenance.final_loss is not None else "not logged"),
+    ]
+    table = "| setting | value |\n|---|---|\n" + "".join(f"| {name} | {value} |\n" for name, value in rows)
+    return ("Finetuned with fgclip's Fashion-FINE finetuning (`scripts/finetune_fashion.py`): global + local "
+            "embeddings, an image-text matching head and a text-guided composition on the towers; the full "
+            "configuration is in the run folder's `finetune_config.json`.\n\n" + table)
+
+
 def _describe_origin(provenance: Provenance) -> str:
+    if provenance.how == "trained" and str(provenance.trainer_state.get("stage", "")).startswith("fashion-"):
+        return _describe_fashion_finetuning(provenance)
     if provenance.how == "trained":
         return _describe_training(provenance)
     if provenance.how == "converted":

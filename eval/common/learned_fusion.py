@@ -38,7 +38,7 @@ class LearnedFusion:
     learned: bool = True  # what `Encoder` looks for
 
     @classmethod
-    def of(cls, model: FashionFINEModel) -> "LearnedFusion":
+    def of(cls, model: FashionFINEModel) -> LearnedFusion:
         config = model.config
         return cls(config.image_local_ratio, config.text_local_ratio, config.local_pooling, config.query_composition)
 

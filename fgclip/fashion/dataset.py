@@ -50,7 +50,7 @@ class FashionBatch:
     def num_images(self) -> int:
         return self.pixel_values.shape[0]
 
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "FashionBatch":
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> FashionBatch:
         """The batch on `device`; `dtype` casts only the images."""
         moved = {item.name: getattr(self, item.name) for item in fields(self)}
         for name, value in moved.items():

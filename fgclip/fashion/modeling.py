@@ -150,7 +150,7 @@ class FashionFINEModel(FGCLIPModel):
 
     # ------------------------------------------------------------------ checkpoints
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs) -> "FashionFINEModel":
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs) -> FashionFINEModel:
         """A Fashion-FINE folder loads as saved. Any other folder `FGCLIPModel.from_pretrained` loads (this
         project's FG-CLIP, stock CLIP, an official FG-CLIP release) gives a new Fashion-FINE model on its
         towers (`from_towers`), with config overrides taken from `kwargs`."""
@@ -169,7 +169,7 @@ class FashionFINEModel(FGCLIPModel):
         return model
 
     @classmethod
-    def from_towers(cls, directory: str | Path, dtype: torch.dtype | None = None, **overrides) -> "FashionFINEModel":
+    def from_towers(cls, directory: str | Path, dtype: torch.dtype | None = None, **overrides) -> FashionFINEModel:
         """Fashion-FINE parts (freshly initialised) on the towers of an FG-CLIP / CLIP / official folder."""
         towers = FGCLIPModel.from_pretrained(str(directory), dtype=torch.float32)
         values = towers.config.to_dict()

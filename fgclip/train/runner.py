@@ -49,7 +49,7 @@ class TrainingTask:
         """Bad records passed over while loading `batch` (`BadRecord`s)."""
         return batch.skipped
 
-    def after_step(self, step: int, runner: "Runner") -> None:
+    def after_step(self, step: int, runner: Runner) -> None:
         """Called on every rank after each optimizer step (e.g. validation every N steps)."""
 
     def state_dict(self) -> dict:

@@ -75,7 +75,7 @@ def test_a_row_draws_the_same_negative_whatever_the_batch_split():
     whole, _ = sample_hard_negatives(logits, excluded, torch.arange(6), step_seed=3, stream=1)
     half, _ = sample_hard_negatives(logits[3:], excluded[3:], torch.arange(3, 6), step_seed=3, stream=1)
     assert torch.equal(whole[3:], half)
-    nothing, found = sample_hard_negatives(torch.zeros(1, 2), torch.ones(1, 2, dtype=torch.bool), torch.tensor([0]), 0, 0)
+    _, found = sample_hard_negatives(torch.zeros(1, 2), torch.ones(1, 2, dtype=torch.bool), torch.tensor([0]), 0, 0)
     assert not found.item()
 
 

@@ -50,7 +50,7 @@ def test_the_global_local_mix_by_hand(tokens):
         g, l = image_tokens[row, 0], pool(image_tokens[row, 1:])
         expected = F.normalize(F.normalize(g, dim=0) * 0.95 + F.normalize(l, dim=0) * 0.05, dim=0)
         torch.testing.assert_close(model.encode_image_fused(pixels())[row], expected)
-    text_tokens, mask = model.text_tokens(tokens["input_ids"], tokens["attention_mask"])
+    text_tokens, _ = model.text_tokens(tokens["input_ids"], tokens["attention_mask"])
     words = text_tokens[1, 1:4]  # "a", "dress", EOS: BOS and padding are left out of the local vector
     g = text_tokens[1, 3]
     expected = F.normalize(F.normalize(g, dim=0) * 0.75 + F.normalize(pool(words), dim=0) * 0.25, dim=0)
