@@ -6,11 +6,11 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import AutoConfig, AutoModel, CLIPConfig, CLIPModel
+from transformers import AutoConfig, AutoModel
 
 from fgclip import FashionFINEConfig, FashionFINEModel, FGCLIPModel, FGCLIPTokenizer
-from tests.conftest import TINY_TEXT, TINY_VISION
 from tests.fashion.conftest import tiny_fashion_model
+from tests.hub_copies.clip import make_hub_copy
 
 TEXTS = ["a red striped cotton shirt with long sleeves", "a dress"]
 
@@ -119,14 +119,23 @@ def test_new_parts_on_the_towers_of_an_fgclip_folder(tiny_towers_dir, tokens):
         torch.testing.assert_close(model.encode_text(**tokens), towers.encode_text(**tokens))
 
 
-def test_new_parts_on_a_stock_clip_folder(tmp_path, tokens):
-    torch.manual_seed(0)
-    clip = CLIPModel(CLIPConfig(text_config=dict(TINY_TEXT), vision_config=dict(TINY_VISION), projection_dim=16)).eval()
-    clip.save_pretrained(tmp_path)
-    model = FashionFINEModel.from_pretrained(tmp_path).eval()
+@pytest.mark.parametrize("repo_id", ["openai/clip-vit-base-patch16", "qihoo360/fg-clip-base"])
+def test_new_parts_on_hub_folders_as_downloaded(repo_id, tmp_path, tokens):
+    """A stock OpenAI CLIP folder (legacy eos id 2 in its config) and an official FG-CLIP release."""
+    folder = make_hub_copy(repo_id, tmp_path / "hub")
+    towers = FGCLIPModel.from_pretrained(folder).eval()
+    model = FashionFINEModel.from_pretrained(folder).eval()
+    assert model.eos_token_id == 49407  # the tokenizer's end of text, not the config's legacy 2
+    images = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        expected = F.normalize(clip.get_image_features(pixel_values=pixels()).pooler_output, dim=-1)
-        torch.testing.assert_close(model.encode_image(pixels()), expected)
+        torch.testing.assert_close(model.encode_image(images), towers.encode_image(images))
+        torch.testing.assert_close(model.encode_text(**tokens), towers.encode_text(**tokens))
+        if repo_id.startswith("qihoo360"):  # the release's trained long-text parts come along
+            torch.testing.assert_close(model.long_text_projection.weight, towers.long_text_projection.weight)
+        model.save_pretrained(tmp_path / "saved")
+        FGCLIPTokenizer.from_pretrained(folder).save_pretrained(tmp_path / "saved")
+        again = FashionFINEModel.from_pretrained(tmp_path / "saved").eval()
+        torch.testing.assert_close(again.encode_text_fused(**tokens), model.encode_text_fused(**tokens))
 
 
 def test_bad_settings_are_refused():

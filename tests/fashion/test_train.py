@@ -218,3 +218,15 @@ def test_an_unreadable_image_file_in_a_triplet_is_counted(products, tiny_towers_
                  str(tiny_towers_dir), "--output_dir", str(out), "--batch_size", "4", "--epochs", "1",
                  "--num_workers", "0", "--max_bad_fraction", "0.5", "--no_progress"]) == 0
     assert json.loads((out / "summary.json").read_text())["bad_records"] == 1
+
+
+def test_finetuning_starts_from_an_official_fgclip_release_as_downloaded(products, tmp_path):
+    from tests.hub_copies.clip import make_hub_copy
+
+    release = make_hub_copy("qihoo360/fg-clip-base", tmp_path / "fg-clip-base")
+    out = tmp_path / "run"
+    assert main(retrieval_args(products, release, out, "--max_steps", "1")) == 0
+    model = FashionFINEModel.from_pretrained(out / "final")
+    assert model.config.vision_config.image_size == 224 and model.eos_token_id == 49407
+    card = (out / "final" / "README.md").read_text()
+    assert "Fashion-FINE finetuning" in card and str(release) in card
