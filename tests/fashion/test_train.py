@@ -230,3 +230,20 @@ def test_finetuning_starts_from_an_official_fgclip_release_as_downloaded(product
     assert model.config.vision_config.image_size == 224 and model.eos_token_id == 49407
     card = (out / "final" / "README.md").read_text()
     assert "Fashion-FINE finetuning" in card and str(release) in card
+
+
+def test_recipes_are_fashion_fines(tmp_path):
+    from fgclip.fashion.cli import build_parser, config_from_args
+
+    def config(*argv):
+        return config_from_args(build_parser().parse_args(["--data", "d.h5", "--init", "m", "--output_dir", "o", *argv]))
+
+    retrieval = config("--task", "retrieval")
+    assert (retrieval.optim.lr, retrieval.optim.weight_decay, retrieval.batch_size, retrieval.epochs) == (1e-5, 0.02, 64, 30)
+    assert retrieval.optim.lr * retrieval.optim.min_lr_ratio == pytest.approx(1e-6) and retrieval.optim.warmup_steps < 0
+    assert (retrieval.loss.focal_gamma, retrieval.loss.focal_alpha, retrieval.loss.matching_weight) == (2.0, 0.25, 1.0)
+    tgir = config("--task", "tgir")
+    assert (tgir.optim.lr, tgir.optim.weight_decay, tgir.batch_size, tgir.epochs) == (3e-5, 0.3, 16, 10)
+    assert tgir.optim.lr * tgir.optim.min_lr_ratio == pytest.approx(1e-7)
+    assert (tgir.loss.focal_gamma, tgir.loss.focal_alpha, tgir.loss.matching_weight) == (0.0, 1.0, 0.0)
+    assert config("--task", "retrieval", "--lr", "2e-5", "--no-local_pooling").model.local_pooling is False
