@@ -243,7 +243,23 @@ def _card_data(model_name: str, license_id: str, results: dict, artifact: str = 
                          model_name=model_name, eval_results=evals or None)
 
 
-def _load_section(name: str, artifact: str) -> str:
+def _load_section(name: str, artifact: str, fashion_fine: bool = False) -> str:
+    if fashion_fine:  # a Fashion-FINE folder (scripts/finetune_fashion.py): its own class and retrieval embeddings
+        return (
+            "```python\n"
+            "from fgclip import FashionFINEModel  # also registers Fashion-FINE with transformers' Auto classes\n"
+            "from PIL import Image\n"
+            "from transformers import AutoModel, AutoProcessor\n\n"
+            f'model = AutoModel.from_pretrained("{name}")  # an fgclip FashionFINEModel\n'
+            f'processor = AutoProcessor.from_pretrained("{name}")  # CLIPProcessor: tokenizer + image processor\n'
+            'image = Image.open("photo.jpg")\n'
+            'inputs = processor(text=["a red striped shirt"], images=image, return_tensors="pt", padding=True)\n'
+            'image_embeds = model.encode_image_fused(inputs["pixel_values"])  # (B, D) global + local, L2-normalised\n'
+            'text_embeds = model.encode_text_fused(inputs["input_ids"], inputs["attention_mask"])\n'
+            "```\n\nThe towers' global embeddings: `model.encode_image`, `model.encode_text`; text-guided queries: "
+            "`model.compose(reference_pixels, input_ids, attention_mask)`; `python -m eval.fashion` on this folder "
+            "uses its trained pooling."
+        )
     if artifact == "export-vision":
         return (
             "```python\nfrom transformers import CLIPImageProcessor, CLIPVisionModel  # no fgclip needed\n\n"
@@ -306,7 +322,7 @@ def render_model_card(model, directory: str | Path, provenance: Provenance | Non
     text = "\n\n".join([
         f"# {name}", _describe_model(model, artifact), "## How it was made", _describe_origin(provenance),
         "## Evaluation", evaluation, "## License", license_text,
-        "## How to load", _load_section(str(directory), artifact),
+        "## How to load", _load_section(str(directory), artifact, model.config.model_type == "fashion_fine"),
     ])
     return str(ModelCard(f"---\n{_card_data(name, license_id, results, artifact).to_yaml()}\n---\n\n{text}\n"))
 

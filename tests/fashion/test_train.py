@@ -230,6 +230,11 @@ def test_finetuning_starts_from_an_official_fgclip_release_as_downloaded(product
     assert model.config.vision_config.image_size == 224 and model.eos_token_id == 49407
     card = (out / "final" / "README.md").read_text()
     assert "Fashion-FINE finetuning" in card and str(release) in card
+    snippet = card.split("```python\n", 1)[1].split("```", 1)[0]  # the card's loading example, run as written
+    Image.new("RGB", (40, 60), (200, 30, 30)).save(tmp_path / "photo.jpg")
+    scope: dict = {}
+    exec(snippet.replace('"photo.jpg"', repr(str(tmp_path / "photo.jpg"))), scope)
+    assert scope["image_embeds"].shape == (1, 24) and scope["text_embeds"].shape == (1, 24)
 
 
 def test_recipes_are_fashion_fines(tmp_path):
