@@ -233,7 +233,7 @@ def test_finetuning_starts_from_an_official_fgclip_release_as_downloaded(product
     snippet = card.split("```python\n", 1)[1].split("```", 1)[0]  # the card's loading example, run as written
     Image.new("RGB", (40, 60), (200, 30, 30)).save(tmp_path / "photo.jpg")
     scope: dict = {}
-    exec(snippet.replace('"photo.jpg"', repr(str(tmp_path / "photo.jpg"))), scope)
+    exec(compile(snippet.replace('"photo.jpg"', repr(str(tmp_path / "photo.jpg"))), "model card", "exec"), scope)
     assert scope["image_embeds"].shape == (1, 24) and scope["text_embeds"].shape == (1, 24)
 
 
