@@ -4,7 +4,8 @@
   them (`CommandParser.add_options`) and the parsed values come back as those dataclasses (`options_from`),
   so every default lives in one place: the dataclass.
 * One spelling: `--snake_case` (transformers' and LLaVA's). The `--kebab-case` form and any old names given
-  as `aliases` are accepted but hidden from `--help`.
+  as `aliases` are accepted but hidden from `--help`. A flag that is on by default is turned off with
+  `--no_flag` (`--no-flag` also works).
 * `run(main)` is the one runner: a `UserError` is printed as `error: <one line>` with exit code 2, never a
   traceback; Ctrl-C is exit code 130.
 * This module imports only the standard library, so a command parses (and answers `--help`) before torch or
@@ -34,6 +35,7 @@ def option(
     *,
     default_factory: Callable[[], Any] | Any = _MISSING,
     aliases: Sequence[str] = (),
+    name: str | None = None,
     positional: bool = False,
     metavar: str | None = None,
     choices: Sequence[Any] | None = None,
@@ -44,10 +46,12 @@ def option(
 
     help: the `--help` text (the default is appended when it says something).
     aliases: other accepted spellings (old names), hidden from `--help`.
+    name: the option's name where it is not the field's, e.g. `caption_model` for `CaptionConfig.model` when several
+        configs of one command have a `model` field.
     positional: a positional argument instead of an option.
     type: a parser for one value (e.g. `positive_int`); by default the field's annotation decides.
     """
-    metadata = {"help": help, "aliases": tuple(aliases), "positional": positional, "metavar": metavar,
+    metadata = {"help": help, "aliases": tuple(aliases), "name": name, "positional": positional, "metavar": metavar,
                 "choices": choices, "nargs": nargs, "type": type}
     if default_factory is not _MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
@@ -98,6 +102,8 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
         if not action.option_strings or isinstance(action, argparse._HelpAction):
             return super()._format_action_invocation(action)
         name = action.option_strings[0]
+        if isinstance(action, _BooleanOption):
+            return f"{name}, {action.negation}"
         if action.nargs == 0:
             return name
         return f"{name} {self._format_args(action, self._get_default_metavar_for_optional(action))}"
@@ -105,10 +111,31 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
-        shown = default not in (None, False, (), [], argparse.SUPPRESS) and "default" not in text
+        shown = default is not None and default is not False and default not in ((), [], argparse.SUPPRESS)
+        shown = shown and "default" not in text  # 0 is a default worth showing; False and None are not
         if shown and action.option_strings and action.nargs != 0:
             text += f" (default: {' '.join(map(str, default)) if isinstance(default, (list, tuple)) else default})"
         return text
+
+
+class _BooleanOption(argparse.Action):
+    """`--flag` / `--no_flag` (and the hidden `--no-flag`) for a flag that is on by default or decided later.
+    argparse's `BooleanOptionalAction` knows only `--no-flag`."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, default: bool | None = None, required: bool = False,
+                 help: str | None = None):  # noqa: A002 - argparse's name
+        self.positive = tuple(option_strings)
+        negations: list[str] = []
+        for name in self.positive:
+            if name.startswith("--"):
+                for negation in (f"--no_{name[2:].replace('-', '_')}", f"--no-{name[2:].replace('_', '-')}"):
+                    if negation not in negations:
+                        negations.append(negation)
+        self.negation = negations[0]
+        super().__init__([*self.positive, *negations], dest, nargs=0, default=default, required=required, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, option_string in self.positive)
 
 
 def _unwrap_optional(annotation: Any) -> Any:
@@ -128,6 +155,9 @@ class CommandParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # one line, not argparse's usage block
+        for action in self._actions:  # argparse names an option by all its spellings: name it by the one
+            if len(action.option_strings) > 1:
+                message = message.replace("/".join(action.option_strings), action.option_strings[0])
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
     def add_options(self, config_type: type, group: str | argparse._ArgumentGroup | None = None
@@ -159,7 +189,7 @@ def _add_field(container, field: dataclasses.Field, annotation: Any) -> None:
     origin = typing.get_origin(annotation)
     if annotation is bool:
         # --flag / --no_flag; a None default means "decided later" (e.g. bf16 on a GPU that supports it)
-        kwargs["action"] = argparse.BooleanOptionalAction if default in (True, None) else "store_true"
+        kwargs["action"] = _BooleanOption if default in (True, None) else "store_true"
     else:
         element = annotation
         if origin in (list, tuple):
@@ -174,28 +204,34 @@ def _add_field(container, field: dataclasses.Field, annotation: Any) -> None:
             kwargs["choices"] = meta["choices"]
         kwargs["type"] = meta["type"] or (element if element in (int, float, str, Path) else str)
 
+    dest = _dest(field)
     if meta["positional"]:
         if not has_default:
             kwargs.pop("default")
         elif "nargs" not in kwargs:
             kwargs["nargs"] = "?"
-        container.add_argument(field.name, **kwargs)
+        container.add_argument(dest, **kwargs)
         return
-    names = [f"--{field.name}"]
-    for alias in (field.name.replace("_", "-"), *meta["aliases"]):
+    names = [f"--{dest}"]
+    for alias in (dest.replace("_", "-"), *meta["aliases"]):
         alias = alias if alias.startswith("-") else f"--{alias}"
         if alias not in names:
             names.append(alias)
     if not has_default:
         kwargs["required"] = True
         kwargs.pop("default")
-    container.add_argument(*names, dest=field.name, **kwargs)
+    container.add_argument(*names, dest=dest, **kwargs)
+
+
+def _dest(field: dataclasses.Field) -> str:
+    """Where the parsed value of a field is in the namespace: the option's name."""
+    return field.metadata.get("name") or field.name
 
 
 def options_from(namespace: argparse.Namespace, config_type: type, **overrides) -> Any:
     """The `config_type` dataclass filled from parsed arguments (fields without an option keep their default)."""
-    values = {field.name: getattr(namespace, field.name) for field in dataclasses.fields(config_type)
-              if field.init and hasattr(namespace, field.name)}
+    values = {field.name: getattr(namespace, _dest(field)) for field in dataclasses.fields(config_type)
+              if field.init and hasattr(namespace, _dest(field))}
     values.update(overrides)
     return config_type(**values)
 

@@ -8,11 +8,16 @@ The folder written loads with stock `LlavaForConditionalGeneration.from_pretrain
 `lmm_integration.dense_tower`). It also holds `lmm_build.json`: where the parts came from and whether the
 projector fits the tower (a new tower with another hidden size or patch count gets a fresh projector,
 which stage A of `lmm_integration.train` must train before stage B).
+
+--out is checked first: it may not be an input folder, and a folder holding anything but an earlier build
+is refused unless --overwrite is given. Folders of the wrong kind (a CLIP folder as --llm, a LLaVA folder
+as --llm or --vision, a folder without tokenizer or weights) are one-line errors with exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import warnings
@@ -20,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from tokenizers import AddedToken
 from transformers import (
     AutoModel,
@@ -33,13 +39,24 @@ from transformers import (
 from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
 
 from fgclip.errors import UserError
-from lmm_integration.conversation import DEFAULT_SYSTEM_PROMPT, IMAGE_TOKEN, chat_template
+from fgclip.outputs import prepare_output_dir
+from lmm_integration.conversation import (
+    DEFAULT_SYSTEM_PROMPT,
+    IMAGE_TOKEN,
+    chat_template,
+)
 from lmm_integration.dense import FEATURE_SOURCES
-from lmm_integration.vision import VisionSourceError, VisionTower, load_vision_tower
+from lmm_integration.dense_tower import DENSE_MODEL_TYPE
+from lmm_integration.vision import VisionTower, load_vision_tower, vision_source_kind
 
 BUILD_NOTE = "lmm_build.json"
 PAD_TOKEN = "<pad>"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+VISION_MODEL_TYPES = ("clip", "fgclip", "clip_vision_model", "siglip", "siglip_vision_model", DENSE_MODEL_TYPE)
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json")
+# sampling values that transformers refuses to save without do_sample (Vicuna v1.5 ships temperature and top_p)
+SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff")
+PROBE_ANSWER = "Probe answer"
 
 
 class BuildError(UserError, ValueError):
@@ -81,6 +98,110 @@ def _require_folder(path: str | Path | None, what: str) -> Path:
     if not (directory / "config.json").is_file():
         raise BuildError(f"{what} folder not found or has no config.json: {directory}")
     return directory
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _model_type(directory: Path, option: str) -> str | None:
+    try:
+        config = json.loads((directory / "config.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BuildError(f"{option} {directory}: config.json is not valid JSON ({_first_line(error)})") from error
+    return config.get("model_type") if isinstance(config, dict) else None
+
+
+def check_llm_folder(path: str | Path | None) -> Path:
+    """The --llm folder, refused with one line when it is not a causal language model folder with a tokenizer."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    directory = _require_folder(path, "LLM")
+    model_type = _model_type(directory, "--llm")
+    if model_type in VISION_MODEL_TYPES:
+        raise BuildError(f"--llm {directory} holds a vision encoder (model_type '{model_type}'), not a language model; "
+                         "give it as --vision and a causal LM folder (e.g. vicuna-7b-v1.5) as --llm")
+    if model_type and model_type.startswith("llava"):
+        raise BuildError(f"--llm {directory} is a LLaVA folder; to give it an FG-CLIP tower use "
+                         f"--from-llava {directory}")
+    if model_type not in CONFIG_MAPPING_NAMES:
+        raise BuildError(f"--llm {directory}: model_type {model_type!r} is not a model type this transformers knows")
+    if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise BuildError(f"--llm {directory} holds a '{model_type}' model, which is not a causal language model")
+    if not any((directory / name).is_file() for name in TOKENIZER_FILES):
+        raise BuildError(f"--llm {directory} has no tokenizer files ({', '.join(TOKENIZER_FILES)}); copy the "
+                         "tokenizer of the LM into it")
+    return directory
+
+
+def _load_tokenizer(directory: Path, option: str):
+    try:
+        return AutoTokenizer.from_pretrained(str(directory))
+    except (OSError, ValueError, TypeError, ImportError) as error:
+        needs_sentencepiece = (directory / "tokenizer.model").is_file()
+        hint = "; a tokenizer.model needs the sentencepiece package" if needs_sentencepiece else ""
+        raise BuildError(f"{option} {directory}: cannot read its tokenizer ({_first_line(error)}){hint}") from error
+
+
+def _load_weights(loader, directory: Path, option: str, **kwargs):
+    try:
+        return loader.from_pretrained(str(directory), **kwargs)
+    except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as error:  # missing, truncated, mismatched
+        raise BuildError(f"{option} {directory}: cannot load its weights ({_first_line(error)})") from error
+
+
+def _absolute(path: str | Path) -> str:
+    return str(Path(path).expanduser().resolve())
+
+
+def existing_build(out: str | Path, vision: str | Path, llm: str | Path | None, from_llava: str | Path | None,
+                   options: BuildOptions) -> bool:
+    """True when `out` holds a complete build of the same inputs and options (a re-run of
+    scripts/finetune_llava.sh after a stop keeps it); a complete build of anything else is a `BuildError`."""
+    note_file = Path(out) / BUILD_NOTE
+    if not note_file.is_file() or not previous_build(Path(out)):
+        return False
+    note = json.loads(note_file.read_text())
+    if not note.get("complete"):
+        return False  # an interrupted build: written again
+    wanted = {"vision": _absolute(vision), "llm": llm and _absolute(llm),
+              "from_llava": from_llava and _absolute(from_llava), **asdict(options)}
+    if options.vision_feature_layer is None:  # resolved when built
+        wanted.pop("vision_feature_layer")
+    differences = [f"{key} {note.get(key)!r} -> {value!r}" for key, value in wanted.items() if note.get(key) != value]
+    if differences:
+        raise BuildError(f"--out {out} holds a build of other inputs or options ({'; '.join(differences[:2])}); "
+                         "choose another --out, or pass --overwrite to build there again")
+    return True
+
+
+def previous_build(folder: Path) -> bool:
+    """A folder this command wrote (`lmm_build.json`) and nothing trained into since (no `train_options.json`)."""
+    return (folder / BUILD_NOTE).is_file() and not (folder / "train_options.json").exists()
+
+
+def prepare_out(out: str | Path, inputs: list, overwrite: bool) -> Path:
+    """--out checked before any model is loaded (see `fgclip.outputs.prepare_output_dir`)."""
+    folder = Path(out)
+    owned = previous_build(folder) if folder.is_dir() else False
+    return prepare_output_dir(folder, inputs=inputs, owned=lambda entry: owned, overwrite=overwrite,
+                              what="files of another model or run")
+
+
+def valid_generation_config(source, pad_token_id: int | None):
+    """The LM's generation settings, saveable: sampling values without `do_sample` are dropped (they do nothing
+    in greedy decoding, and transformers refuses to save them). Returns the config and what was dropped."""
+    config = copy.deepcopy(source)
+    dropped = []
+    if not config.do_sample:
+        for key in SAMPLING_KEYS:
+            if getattr(config, key, None) is not None:
+                dropped.append(f"{key}={getattr(config, key)}")
+                setattr(config, key, None)
+    config.pad_token_id = pad_token_id
+    return config, dropped
 
 
 def prepare_tokenizer(tokenizer, system_prompt: str) -> int:
@@ -141,23 +262,30 @@ def _assert_materialised(model: torch.nn.Module) -> None:
 
 
 def _save(model: LlavaForConditionalGeneration, processor: LlavaProcessor, out: Path, note: dict) -> Path:
+    """Write the folder; `lmm_build.json` first with `complete: false`, so that an interrupted build is recognised
+    as this command's own (and written again) and never taken for a finished one."""
     out.mkdir(parents=True, exist_ok=True)
+    (out / BUILD_NOTE).write_text(json.dumps({**note, "complete": False}, indent=2) + "\n")
     model.config.fgclip_build = note
     model.save_pretrained(str(out))
     processor.save_pretrained(str(out))
-    (out / BUILD_NOTE).write_text(json.dumps(note, indent=2) + "\n")
+    (out / BUILD_NOTE).write_text(json.dumps({**note, "complete": True}, indent=2) + "\n")
     return out
 
 
-def build_llava(vision: str | Path, llm: str | Path, out: str | Path, options: BuildOptions | None = None) -> Path:
-    """Assemble tower + fresh projector + LM into a LLaVA folder at `out`; returns `out`."""
+def build_llava(vision: str | Path, llm: str | Path, out: str | Path, options: BuildOptions | None = None,
+                overwrite: bool = False) -> Path:
+    """Assemble tower + fresh projector + LM into a LLaVA folder at `out`; returns `out`.
+
+    overwrite: write into an `out` that holds files of another model or run (an input folder is never written).
+    """
     options = options or BuildOptions()
     _check_options(options)
-    llm_dir = _require_folder(llm, "LLM")
-    tokenizer = AutoTokenizer.from_pretrained(str(llm_dir))
-    language_model = AutoModelForCausalLM.from_pretrained(
-        str(llm_dir), dtype=DTYPES.get(options.dtype, "auto")
-    )
+    out = prepare_out(out, [vision, llm], overwrite)
+    llm_dir = check_llm_folder(llm)
+    vision_source_kind(vision)
+    tokenizer = _load_tokenizer(llm_dir, "--llm")
+    language_model = _load_weights(AutoModelForCausalLM, llm_dir, "--llm", dtype=DTYPES.get(options.dtype, "auto"))
     dtype = language_model.dtype
     tower = load_vision_tower(vision, options.vision_features, dtype)
     image_token_id = prepare_tokenizer(tokenizer, options.system_prompt)
@@ -179,17 +307,19 @@ def build_llava(vision: str | Path, llm: str | Path, out: str | Path, options: B
     model.model.language_model = decoder
     model.lm_head = language_model.get_output_embeddings()
     model.model.multi_modal_projector = _fresh_projector(config, dtype, options.seed)
-    model.generation_config = language_model.generation_config
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config, dropped = valid_generation_config(language_model.generation_config, tokenizer.pad_token_id)
     _assert_materialised(model)
     processor = make_processor(tower, tokenizer, options.vision_feature_select_strategy, tokenizer.chat_template)
     note = {
-        "vision": str(vision), "vision_kind": tower.kind, "llm": str(llm_dir), "from_llava": None,
+        "vision": _absolute(vision), "vision_kind": tower.kind, "llm": _absolute(llm_dir), "from_llava": None,
         "projector": "new (random): train stage A first",
         "image_tokens_per_image": _image_seq_length(tower, options.vision_feature_select_strategy),
+        "image_token_id": image_token_id, "pad_token_id": tokenizer.pad_token_id,
+        "chat_template": "LLaVA-1.5 (Vicuna v1)",
+        "generation_config_dropped": dropped,  # e.g. Vicuna v1.5's temperature/top_p without do_sample
         **asdict(options), "vision_feature_layer": options.feature_layer(),
     }
-    return _save(model.eval(), processor, Path(out), note)
+    return _save(model.eval(), processor, out, note)
 
 
 def _projector_fit(old_vision, tower: VisionTower) -> str | None:
@@ -203,23 +333,54 @@ def _projector_fit(old_vision, tower: VisionTower) -> str | None:
     return ", ".join(reasons) or None
 
 
+def template_unfit_for_training(tokenizer, template: str) -> str | None:
+    """Why a chat template cannot render training conversations, or None when it can.
+
+    Training needs the answers marked (`{% generation %}`, for the labels), a BOS at the start (the text is
+    tokenised without special tokens) and the EOS after each answer (so that the model learns to stop).
+    llava-hf's LLaVA-1.5 template has the marks but writes neither BOS nor EOS.
+    """
+    if "generation" not in template:
+        return "it does not mark the answers with {% generation %}"
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Question?"}]},
+                {"role": "assistant", "content": [{"type": "text", "text": PROBE_ANSWER}]}]
+    try:
+        rendered = tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False)
+    except Exception as error:  # noqa: BLE001 - any Jinja or template error means: do not use it
+        return f"it does not render a conversation ({_first_line(error)})"
+    if tokenizer.bos_token and not rendered.startswith(tokenizer.bos_token):
+        return "it writes no BOS token"
+    if tokenizer.eos_token and tokenizer.eos_token not in rendered[rendered.find(PROBE_ANSWER):]:
+        return "it writes no EOS token after the answers"
+    return None
+
+
 def swap_vision_tower(from_llava: str | Path, vision: str | Path, out: str | Path,
-                      options: BuildOptions | None = None) -> Path:
+                      options: BuildOptions | None = None, overwrite: bool = False) -> Path:
     """Replace the tower of a LLaVA folder, keeping LM and projector (a fresh projector if it no longer fits).
 
-    The checkpoint's chat template is kept when it marks the assistant's answers with `{% generation %}`
-    (needed for training labels); otherwise this project's LLaVA-1.5 (Vicuna-v1) template is installed.
+    The checkpoint's chat template is kept when training can use it (`template_unfit_for_training`);
+    otherwise this project's LLaVA-1.5 (Vicuna-v1) template is installed and `lmm_build.json` says why.
     """
     options = options or BuildOptions()
     _check_options(options)
+    out = prepare_out(out, [vision, from_llava], overwrite)
     llava_dir = _require_folder(from_llava, "LLaVA")
-    if json.loads((llava_dir / "config.json").read_text()).get("model_type") != "llava":
-        raise BuildError(f"{llava_dir} is not a LLaVA (model_type 'llava') folder")
-    model = LlavaForConditionalGeneration.from_pretrained(str(llava_dir), dtype=DTYPES.get(options.dtype, "auto"))
-    old_processor = AutoProcessor.from_pretrained(str(llava_dir))
+    model_type = _model_type(llava_dir, "--from-llava")
+    if model_type != "llava":
+        raise BuildError(f"--from-llava {llava_dir} is not a LLaVA (model_type 'llava') folder: it holds "
+                         f"model_type {model_type!r}" + ("; give a language model as --llm" if model_type else ""))
+    vision_source_kind(vision)
+    model = _load_weights(LlavaForConditionalGeneration, llava_dir, "--from-llava",
+                          dtype=DTYPES.get(options.dtype, "auto"))
+    try:
+        old_processor = AutoProcessor.from_pretrained(str(llava_dir))
+    except (OSError, ValueError, TypeError) as error:
+        raise BuildError(f"--from-llava {llava_dir}: cannot read its processor ({_first_line(error)})") from error
     tokenizer = old_processor.tokenizer
     template = getattr(old_processor, "chat_template", None) or ""
-    if "generation" not in template:
+    unfit = template_unfit_for_training(tokenizer, template)
+    if unfit:
         template = chat_template(options.system_prompt)
     tokenizer.chat_template = template
     tower = load_vision_tower(vision, options.vision_features, model.dtype)
@@ -237,15 +398,20 @@ def swap_vision_tower(from_llava: str | Path, vision: str | Path, out: str | Pat
             "be re-trained (stage A) before the model is useful", stacklevel=2,
         )
         model.model.multi_modal_projector = _fresh_projector(model.config, model.dtype, options.seed)
+    model.generation_config, dropped = valid_generation_config(model.generation_config, tokenizer.pad_token_id)
     processor = make_processor(tower, tokenizer, options.vision_feature_select_strategy, template)
     note = {
-        "vision": str(vision), "vision_kind": tower.kind, "llm": None, "from_llava": str(llava_dir),
+        "vision": _absolute(vision), "vision_kind": tower.kind, "llm": None, "from_llava": _absolute(llava_dir),
         "projector": f"re-initialised ({misfit}): re-train it with stage A" if misfit
         else "kept from the LLaVA checkpoint (same hidden size and patch count)",
         "image_tokens_per_image": model.config.image_seq_length,
+        "image_token_id": model.config.image_token_index, "pad_token_id": tokenizer.pad_token_id,
+        "chat_template": f"replaced by LLaVA-1.5 (Vicuna v1): the checkpoint's cannot be trained with ({unfit})"
+        if unfit else "kept from the LLaVA checkpoint",
+        "generation_config_dropped": dropped,
         **asdict(options), "vision_feature_layer": options.feature_layer(),
     }
-    return _save(model.eval(), processor, Path(out), note)
+    return _save(model.eval(), processor, out, note)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -257,7 +423,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "or exported CLIPVisionModel folder")
     parser.add_argument("--llm", help="causal LM folder (e.g. a local vicuna-7b-v1.5); not used with --from-llava")
     parser.add_argument("--from-llava", help="existing LLaVA folder whose tower is swapped (LM and projector kept)")
-    parser.add_argument("--out", required=True, help="output folder (created; files in it are overwritten)")
+    parser.add_argument("--out", required=True,
+                        help="output folder (created). It may not be an input; a folder holding anything but an "
+                             "earlier build is refused unless --overwrite is given")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into an --out folder that holds files of another model or run (its files with "
+                             "the names of this command's outputs are replaced)")
     parser.add_argument("--vision-features", choices=FEATURE_SOURCES, default="hidden",
                         help="projector input: 'hidden' = hidden_states[--vision-feature-layer] (LLaVA-1.5); "
                              "'dense' = FG-CLIP's value-path patch features (needs `import lmm_integration` to load)")
@@ -268,6 +439,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="'default' drops the CLS token (LLaVA-1.5), 'full' keeps it")
     parser.add_argument("--system-prompt", default=DEFAULT_SYSTEM_PROMPT,
                         help="system prompt of the chat template ('' for none); default: LLaVA-1.5's")
+    parser.add_argument("--keep-existing", action="store_true",
+                        help="when --out already holds a complete build of the same inputs and options, keep it and "
+                             "exit 0 (scripts/finetune_llava.sh passes this, so that a re-run continues); a build of "
+                             "anything else there is refused unless --overwrite")
     parser.add_argument("--dtype", default="auto", choices=("auto", *DTYPES),
                         help="weights dtype of the saved model (auto: the LLM's / the LLaVA checkpoint's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the projector initialisation")
@@ -282,16 +457,20 @@ def main(argv: list[str] | None = None) -> int:
         dtype=args.dtype, seed=args.seed,
     )
     try:
+        if args.keep_existing and not args.overwrite and existing_build(args.out, args.vision, args.llm,
+                                                                         args.from_llava, options):
+            print(f"keeping the LLaVA model already built in {args.out} (same inputs and options)")
+            return 0
         if args.from_llava:
             if args.llm:
                 raise BuildError("give either --llm (new model) or --from-llava (tower swap), not both")
-            out = swap_vision_tower(args.from_llava, args.vision, args.out, options)
+            out = swap_vision_tower(args.from_llava, args.vision, args.out, options, args.overwrite)
         else:
             if not args.llm:
                 raise BuildError("--llm is required (or --from-llava to swap the tower of a LLaVA folder)")
-            out = build_llava(args.vision, args.llm, args.out, options)
-    except (BuildError, VisionSourceError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
+            out = build_llava(args.vision, args.llm, args.out, options, args.overwrite)
+    except (UserError, OSError) as error:
+        print(f"error: {_first_line(error)}", file=sys.stderr)
         return 2
     note = json.loads((out / BUILD_NOTE).read_text())
     print(f"LLaVA model written to {out} ({note['vision_kind']} tower, {note['vision_features']} features, "

@@ -203,20 +203,40 @@ def register_with_llava() -> None:
     llava_arch.build_vision_tower = build_vision_tower
 
 
-def export_tower(source: str | Path, out: str | Path, features: str = "hidden") -> Path:
+def _earlier_export(folder: Path) -> bool:
+    """A tower folder this command wrote (a tower config, its weights and image processor, nothing else)."""
+    import json
+
+    try:
+        model_type = json.loads((folder / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError):
+        return False
+    names = {entry.name for entry in folder.iterdir()}
+    return model_type in ("clip_vision_model", "fgclip_dense_vision") and names <= set(EXPORT_FILES)
+
+
+def export_tower(source: str | Path, out: str | Path, features: str = "hidden", overwrite: bool = False) -> Path:
     """Write a tower folder LLaVA can use: a stock `CLIPVisionModel` folder, or a dense one.
 
     A dense folder holds the same weights; only its `model_type` says that the value-path features
-    are meant (so `FGCLIPVisionTower` and `lmm_integration.build` pick them up by themselves).
+    are meant (so `FGCLIPVisionTower` and `lmm_integration.build` pick them up by themselves). `out` may not be
+    `source`; a folder holding anything but an earlier export is refused unless `overwrite`.
     """
+    from fgclip.outputs import prepare_output_dir
     from lmm_integration.vision import load_vision_tower  # transformers 5 + fgclip
 
-    loaded = load_vision_tower(source, features)
     out = Path(out)
+    owned = out.is_dir() and _earlier_export(out)
+    prepare_output_dir(out, inputs=[source], owned=lambda entry: owned, overwrite=overwrite,
+                       what="files of another model")
+    loaded = load_vision_tower(source, features)
     loaded.model.save_pretrained(str(out))
     loaded.image_processor.save_pretrained(str(out))
     _prefix_weights(out)
     return out
+
+
+EXPORT_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
 
 
 def _prefix_weights(directory: Path) -> None:
@@ -239,7 +259,10 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     export = commands.add_parser("export", help="write a tower folder for LLaVA's --vision_tower")
     export.add_argument("--vision", required=True, help="FG-CLIP, CLIP or tower folder")
-    export.add_argument("--out", required=True, help="output folder")
+    export.add_argument("--out", required=True,
+                        help="output folder; not the --vision folder, and one holding anything but an earlier export "
+                             "only with --overwrite")
+    export.add_argument("--overwrite", action="store_true", help="write into an --out folder holding other files")
     export.add_argument("--features", choices=("hidden", "dense"), default="hidden",
                         help="hidden: stock CLIPVisionModel folder; dense: FG-CLIP value-path features (needs registration)")
     run = commands.add_parser("run", help="register FGCLIPVisionTower with LLaVA, then run a LLaVA script")
@@ -251,9 +274,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.argv = [args.script, *args.script_args]
         runpy.run_path(args.script, run_name="__main__")
         return 0
+    from fgclip.errors import UserError
+
     try:
-        out = export_tower(args.vision, args.out, args.features)
-    except (ValueError, OSError) as error:
+        out = export_tower(args.vision, args.out, args.features, args.overwrite)
+    except (UserError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"{args.features} tower of {args.vision} written to {out}")

@@ -12,6 +12,12 @@ CPU with gloo). The final model is OUTPUT_DIR/final, loadable by stock `LlavaFor
 `AutoProcessor`; with --lora/--qlora the adapter is kept in OUTPUT_DIR/adapter and merged into `final`.
 OUTPUT_DIR/metrics.jsonl has one JSON object per logged step, OUTPUT_DIR/data_report.json the skip counts,
 OUTPUT_DIR/run_info.json how the run was executed (processes, ZeRO stage, global batch).
+
+Runs are never mixed or lost: an OUTPUT_DIR holding a run is refused unless --resume (continue it: from its
+latest checkpoint, or nothing to do when it has finished) or --overwrite-output-dir (start again) is given,
+and --resume refuses a run made with other options or data (--resume-anyway overrides, and is recorded).
+SIGTERM (how SLURM and Kubernetes stop a job) or Ctrl-C: the stage finishes its step, saves
+OUTPUT_DIR/checkpoint-N, prints where, and exits with code 143; --resume continues from there.
 """
 
 from __future__ import annotations
@@ -25,18 +31,56 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoProcessor, LlavaForConditionalGeneration, Trainer, TrainerCallback, TrainingArguments
+import torch.distributed as dist
+from transformers import (
+    AutoProcessor,
+    LlavaForConditionalGeneration,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
+from transformers.trainer_utils import get_last_checkpoint
 
 from fgclip.errors import UserError
-from lmm_integration.data import ASPECT_MODES, ConversationCollator, ConversationDataset, DataError, image_token_count
-from lmm_integration.lora import PROJECTOR, LoraOptions, add_lora, merge_adapter, quantization_config
+from fgclip.outputs import prepare_output_dir
+from lmm_integration.data import (
+    ASPECT_MODES,
+    ConversationCollator,
+    ConversationDataset,
+    image_token_count,
+)
+from lmm_integration.lora import (
+    PROJECTOR,
+    LoraOptions,
+    add_lora,
+    merge_adapter,
+    quantization_config,
+)
+from lmm_integration.preemption import (
+    PREEMPTED_EXIT_CODE,
+    GracefulStop,
+    WorkerIgnoresStopSignals,
+)
 
 STAGE_LR = {"A": 1e-3, "B": 2e-5}
 LORA_LR, LORA_PROJECTOR_LR = 2e-4, 2e-5
+RUN_FILES = ("train_options.json", "metrics.jsonl", "data_report.json", "run_info.json", "final", "adapter", "runs")
+# options that may change between a run and its resumption: they do not change what is trained
+RESUMABLE_CHANGES = ("output_dir", "num_workers", "logging_steps", "save_steps", "report_to", "resume", "resume_anyway",
+                     "overwrite_output_dir", "gradient_checkpointing", "deepspeed", "max_bad_fraction")
 
 
 class TrainSetupError(UserError, ValueError):
     """Options or inputs that make training impossible, with a one-line reason."""
+
+
+class Preempted(Exception):
+    """The stage stopped on SIGTERM/SIGINT after saving `checkpoint`."""
+
+    def __init__(self, checkpoint: Path, signal_name: str, step: int):
+        super().__init__(f"stopped by {signal_name} after step {step}")
+        self.checkpoint, self.signal_name, self.step = checkpoint, signal_name, step
 
 
 @dataclass
@@ -75,10 +119,15 @@ class TrainOptions:
     max_bad_fraction: float = 0.5
     report_to: str = "none"
     resume: bool = False
+    resume_anyway: bool = False
+    overwrite_output_dir: bool = False
 
     def validate(self) -> None:
         if self.stage not in STAGE_LR:
             raise TrainSetupError("--stage must be A or B")
+        if self.resume and self.overwrite_output_dir:
+            raise TrainSetupError("give --resume (continue the run in --output-dir) or --overwrite-output-dir "
+                                  "(start it again), not both")
         if self.qlora is not None:
             if self.qlora not in (4, 8):
                 raise TrainSetupError("--qlora takes 4 or 8")
@@ -158,6 +207,27 @@ class LlavaTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.projector_lr = projector_lr
 
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        """Resume with the checkpoint's weights. transformers (5.x) resumes a full model with a plain
+        `load_state_dict` of the weights file, but LLaVA's weights are saved under the renamed (4.x) keys that only
+        `from_pretrained` maps back: every weight would be "missing" and the stage would go on from its starting
+        weights with the checkpoint's optimizer. DeepSpeed and PEFT checkpoints load their own way (correctly)."""
+        model = self.model if model is None else model
+        full_weights = any((Path(resume_from_checkpoint) / name).is_file()
+                           for name in ("model.safetensors", "model.safetensors.index.json"))
+        if self.is_deepspeed_enabled or hasattr(model, "get_base_model") or not full_weights:
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        saved = type(model).from_pretrained(resume_from_checkpoint, dtype=model.dtype)
+        model.load_state_dict(saved.state_dict(), strict=True)
+        return None
+
+    def get_train_dataloader(self):
+        loader = super().get_train_dataloader()
+        torch_loader = getattr(loader, "base_dataloader", loader)  # accelerate wraps the torch DataLoader
+        # see lmm_integration.preemption
+        torch_loader.worker_init_fn = WorkerIgnoresStopSignals(torch_loader.worker_init_fn)
+        return loader
+
     def create_optimizer(self, model=None):
         if self.optimizer is not None or self.projector_lr is None or self.projector_lr == self.args.learning_rate:
             return super().create_optimizer(model)
@@ -201,17 +271,117 @@ def training_arguments(options: TrainOptions) -> TrainingArguments:
         activation_checkpointing_kwargs={"use_reentrant": False}, deepspeed=options.deepspeed,
         use_cpu=not torch.cuda.is_available(), report_to=[] if options.report_to == "none" else [options.report_to],
         dataloader_num_workers=options.num_workers, remove_unused_columns=False, seed=options.seed,
-        ddp_find_unused_parameters=False, save_only_model=bool(options.qlora),
+        ddp_find_unused_parameters=False,
     )
+
+
+# ---------------------------------------------------------------------- run folder
+def _is_run_file(entry: Path) -> bool:
+    return entry.name in RUN_FILES or entry.name.startswith("checkpoint-")
+
+
+def _held_run(output_dir: Path) -> list[str]:
+    """The entries of an earlier run in `output_dir` (empty when there is none)."""
+    return sorted(entry.name for entry in output_dir.iterdir() if _is_run_file(entry)) if output_dir.is_dir() else []
+
+
+def run_differences(saved: dict, options: TrainOptions) -> list[str]:
+    """What makes `options` another run than the one saved in train_options.json (data file size included)."""
+    current = asdict(options)
+    differences = [f"{key} {saved.get(key)!r} -> {value!r}" for key, value in current.items()
+                   if key not in RESUMABLE_CHANGES and saved.get(key) != value]
+    data_bytes = Path(options.data).stat().st_size
+    if saved.get("data_bytes") not in (None, data_bytes):
+        differences.append(f"data file size {saved['data_bytes']} -> {data_bytes} bytes")
+    return differences
+
+
+def prepare_run_dir(options: TrainOptions) -> tuple[str, list[str]]:
+    """Check OUTPUT_DIR before any model is loaded; returns the mode ('fresh', 'resume' or 'finished') and the
+    differences accepted with --resume-anyway.
+
+    Refused (one line): an input as OUTPUT_DIR, a folder holding files of something else (unless
+    --overwrite-output-dir), a folder holding a run without --resume or --overwrite-output-dir, and
+    --resume of a run made with other options or data (unless --resume-anyway).
+    """
+    output_dir = Path(options.output_dir)
+    prepare_output_dir(output_dir, inputs=[options.model, options.data, options.image_root], owned=_is_run_file,
+                       overwrite=options.overwrite_output_dir, overwrite_flag="--overwrite-output-dir",
+                       option="--output-dir", what="files of something else")
+    held = _held_run(output_dir)
+    if not held:
+        if options.resume and _is_main_process():
+            print(f"--resume: {output_dir} holds no run yet; starting from scratch")
+        return "fresh", []
+    if options.overwrite_output_dir:
+        return "fresh", []
+    if not options.resume:
+        raise TrainSetupError(f"--output-dir {output_dir} already holds a run ({', '.join(held[:4])}); pass --resume "
+                              "to continue it, --overwrite-output-dir to start again, or choose another folder")
+    saved_file = output_dir / "train_options.json"
+    differences = run_differences(json.loads(saved_file.read_text()), options) if saved_file.is_file() else []
+    if differences and not options.resume_anyway:
+        raise TrainSetupError(f"--resume: {output_dir} holds another run ({'; '.join(differences[:3])}); choose "
+                              "another --output-dir, or pass --resume-anyway to continue it with these values")
+    if (output_dir / "final" / "train_options.json").is_file():
+        return "finished", differences
+    if get_last_checkpoint(str(output_dir)) is None:
+        if _is_main_process():
+            print(f"--resume: {output_dir} holds no checkpoint; starting the stage from scratch")
+        return "fresh", differences
+    return "resume", differences
+
+
+def _clear_run(output_dir: Path) -> None:
+    """--overwrite-output-dir: remove the earlier run's files (main process), so that two runs never mix."""
+    if _is_main_process():
+        for entry in output_dir.iterdir():
+            if _is_run_file(entry):
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    _barrier()
+
+
+def _barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def _trim_metrics(path: Path, last_step: int) -> None:
+    """Drop log lines of steps after the checkpoint being resumed (they are trained again)."""
+    if _is_main_process() and path.is_file():
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        kept = [line for line in lines if json.loads(line)["step"] <= last_step]
+        path.write_text("".join(line + "\n" for line in kept))
+
+
+def _options_record(options: TrainOptions, resumed_with_changes: list[str]) -> dict:
+    """train_options.json: the options, the data file size and what --resume-anyway accepted."""
+    return {**asdict(options), "data_bytes": Path(options.data).stat().st_size,
+            "resumed_with_changes": resumed_with_changes}
 
 
 # ---------------------------------------------------------------------- run
 def run(options: TrainOptions) -> Path:
-    """Train one stage; returns OUTPUT_DIR/final."""
+    """Train one stage; returns OUTPUT_DIR/final. Raises `Preempted` when SIGTERM/SIGINT stopped it early."""
     options.validate()
+    mode, changes = prepare_run_dir(options)
     output_dir = Path(options.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    final = output_dir / "final"
+    if mode == "finished":
+        if _is_main_process():
+            print(f"stage {options.stage} already finished with these options: {final}")
+        return final
+    arguments = training_arguments(options)  # sets up torch.distributed under a launcher
+    _barrier()  # every process has read the run folder before the main process changes it
+    if mode == "fresh" and options.overwrite_output_dir:
+        _clear_run(output_dir)
+    if mode == "resume":
+        checkpoint = get_last_checkpoint(str(output_dir))
+        _trim_metrics(output_dir / "metrics.jsonl", int(checkpoint.rsplit("-", 1)[-1]))
+        if _is_main_process():
+            print(f"resuming stage {options.stage} from {checkpoint}")
     processor = AutoProcessor.from_pretrained(options.model)
+    set_seed(options.seed)  # the LoRA matrices are drawn before the Trainer seeds: same seed, same run
     model = load_model(options)
     num_image_tokens = image_token_count(processor, model.config.vision_config, model.config.vision_feature_select_strategy)
     dataset = ConversationDataset(
@@ -226,18 +396,25 @@ def run(options: TrainOptions) -> Path:
         print(f"trainable parameters: {trainable:,} of {total:,}; lr {options.learning_rate:g}, "
               f"projector lr {options.projector_learning_rate:g}")
         (output_dir / "data_report.json").write_text(json.dumps(dataset.report.to_json(), indent=2) + "\n")
-        (output_dir / "train_options.json").write_text(json.dumps(asdict(options), indent=2) + "\n")
+        (output_dir / "train_options.json").write_text(json.dumps(_options_record(options, changes), indent=2) + "\n")
+    stop = GracefulStop()
     trainer = LlavaTrainer(
-        model=model, args=training_arguments(options), train_dataset=dataset,
+        model=model, args=arguments, train_dataset=dataset,
         data_collator=ConversationCollator(processor.tokenizer.pad_token_id),
-        callbacks=[MetricsFile(output_dir / "metrics.jsonl")],
+        callbacks=[MetricsFile(output_dir / "metrics.jsonl"), stop],
         projector_lr=options.projector_learning_rate,
     )
-    resume = options.resume and any(output_dir.glob("checkpoint-*"))
-    trainer.train(resume_from_checkpoint=True if resume else None)
-    if trainer.is_world_process_zero():
-        (output_dir / "run_info.json").write_text(json.dumps(run_info(trainer), indent=2) + "\n")
-    return save_final(trainer, processor, options)
+    stop.install()  # kept through the final save: a stop signal then ends the job after `final` is written
+    try:
+        trainer.train(resume_from_checkpoint=True if mode == "resume" else None)
+        if stop.stopped:
+            trainer.accelerator.wait_for_everyone()  # every process has written its part of the checkpoint
+            raise Preempted(output_dir / f"checkpoint-{stop.stopped_at_step}", stop.signal_name, stop.stopped_at_step)
+        if trainer.is_world_process_zero():
+            (output_dir / "run_info.json").write_text(json.dumps(run_info(trainer), indent=2) + "\n")
+        return save_final(trainer, processor, options, changes)
+    finally:
+        stop.uninstall()
 
 
 def run_info(trainer: Trainer) -> dict:
@@ -253,7 +430,7 @@ def run_info(trainer: Trainer) -> dict:
     }
 
 
-def save_final(trainer: Trainer, processor, options: TrainOptions) -> Path:
+def save_final(trainer: Trainer, processor, options: TrainOptions, resumed_with_changes: list[str]) -> Path:
     """OUTPUT_DIR/final: full model (LoRA merged) + processor + the build note, for stock loaders."""
     output_dir = Path(options.output_dir)
     final = output_dir / "final"
@@ -271,7 +448,9 @@ def save_final(trainer: Trainer, processor, options: TrainOptions) -> Path:
         note = Path(options.model) / "lmm_build.json"
         if note.is_file():
             shutil.copy(note, final / "lmm_build.json")
-        (final / "train_options.json").write_text(json.dumps(asdict(options), indent=2) + "\n")
+        # written last: its presence marks a finished stage (--resume then has nothing to do)
+        record = _options_record(options, resumed_with_changes)
+        (final / "train_options.json").write_text(json.dumps(record, indent=2) + "\n")
     trainer.accelerator.wait_for_everyone()
     return final
 
@@ -313,7 +492,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("--num-workers", type=int, default=4, help="data loader worker processes")
     add("--max-bad-fraction", type=float, default=0.5, help="stop with an error if more records than this are skipped")
     add("--report-to", default="none", help="none, tensorboard, wandb, ...")
-    add("--resume", action="store_true", help="resume from the latest checkpoint in OUTPUT_DIR")
+    add("--resume", action="store_true",
+        help="continue the run in OUTPUT_DIR from its latest checkpoint (nothing to do when it has finished; starts "
+             "from scratch when there is none); refused when that run used other options or data")
+    add("--resume-anyway", action="store_true",
+        help="with --resume: continue even though options or data differ (the differences are recorded)")
+    add("--overwrite-output-dir", action="store_true",
+        help="start again in an OUTPUT_DIR that holds a run (its checkpoints, final model and logs are deleted) or "
+             "files of something else")
     add("--local_rank", "--local-rank", type=int, default=-1, help=argparse.SUPPRESS)  # set by the deepspeed launcher
     return parser
 
@@ -327,9 +513,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         final = run(options_from_args(args))
-    except (TrainSetupError, DataError) as error:
+    except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except Preempted as stopped:
+        if _is_main_process():
+            print(f"stage {args.stage} {stopped}: checkpoint saved in {stopped.checkpoint}; continue with --resume "
+                  "(scripts/finetune_llava.sh: run the same command again)", flush=True)
+        return PREEMPTED_EXIT_CODE
     if _is_main_process():
         print(f"stage {args.stage} done: model written to {final}")
     return 0

@@ -12,11 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
 
 from fgclip.errors import UserError
 from lmm_integration.dense import check_feature_source
-from lmm_integration.dense_tower import DENSE_MODEL_TYPE, FGCLIPDenseVisionModel, to_dense_tower
+from lmm_integration.dense_tower import (
+    DENSE_MODEL_TYPE,
+    FGCLIPDenseVisionModel,
+    to_dense_tower,
+)
 
 TOWER_MODEL_TYPES = ("clip_vision_model", DENSE_MODEL_TYPE)
 
@@ -67,10 +72,40 @@ def _model_type(directory: Path) -> str | None:
         raise VisionSourceError(f"{config_file} is not valid JSON: {error}") from error
 
 
+def vision_source_kind(source: str | Path) -> str:
+    """What `source` is (fgclip | official-fgclip | clip | clip_vision_model | fgclip_dense_vision), read from its
+    config only; a folder of any other kind is a one-line `VisionSourceError`."""
+    from fgclip.model.conversion import CheckpointError, detect_checkpoint_kind
+
+    directory = Path(source)
+    if not directory.is_dir():
+        raise VisionSourceError(f"vision folder not found: {directory}")
+    model_type = _model_type(directory)
+    if model_type in TOWER_MODEL_TYPES:
+        return model_type
+    if model_type and model_type.startswith("llava"):
+        raise VisionSourceError(f"--vision {directory} is a LLaVA folder; give an FG-CLIP or CLIP folder as --vision "
+                                f"(and {directory} as --from-llava to swap its tower)")
+    try:
+        return detect_checkpoint_kind(directory)
+    except CheckpointError as error:
+        raise VisionSourceError(f"--vision {error}") from error
+
+
+def _from_pretrained(model_class, directory: Path, **kwargs):
+    try:
+        return model_class.from_pretrained(str(directory), **kwargs)
+    except UserError:
+        raise
+    except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as error:  # missing, truncated, mismatched
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise VisionSourceError(f"--vision {directory}: cannot load its weights ({reason})") from error
+
+
 def _load_plain_tower(directory: Path, model_type: str, dtype: torch.dtype) -> CLIPVisionModel:
     """A `CLIPVisionModel` (or dense) folder, refusing one whose weights would be left random."""
     model_class = FGCLIPDenseVisionModel if model_type == DENSE_MODEL_TYPE else CLIPVisionModel
-    model, info = model_class.from_pretrained(str(directory), dtype=dtype, output_loading_info=True)
+    model, info = _from_pretrained(model_class, directory, dtype=dtype, output_loading_info=True)
     missing = [name for name in info["missing_keys"] if not name.endswith("position_ids")]
     if missing:
         raise VisionSourceError(
@@ -98,30 +133,22 @@ def load_vision_tower(source: str | Path, features: str = "hidden", dtype: torch
     FG-CLIP sources always get FG-CLIP's preprocessing (square resize, no crop); CLIP and plain tower
     folders keep the image processor they carry.
     """
-    from fgclip.model.conversion import CheckpointError, detect_checkpoint_kind
     from fgclip.transforms import image_processor
 
     check_feature_source(features)
     directory = Path(source)
-    if not directory.is_dir():
-        raise VisionSourceError(f"vision folder not found: {directory}")
-    model_type = _model_type(directory)
-    if model_type in TOWER_MODEL_TYPES:
-        kind = model_type
-        model = _load_plain_tower(directory, model_type, dtype)
+    kind = vision_source_kind(directory)
+    if kind in TOWER_MODEL_TYPES:
+        model = _load_plain_tower(directory, kind, dtype)
         processor = _folder_image_processor(directory, model.config.image_size)
     else:
-        try:
-            kind = detect_checkpoint_kind(directory)
-        except CheckpointError as error:
-            raise VisionSourceError(str(error)) from error
         if kind == "clip":
             model = _load_plain_tower(directory, "clip_vision_model", dtype)
             processor = _folder_image_processor(directory, model.config.image_size)
         else:
             from fgclip.model import FGCLIPModel
 
-            encoder = FGCLIPModel.from_pretrained(str(directory), dtype=dtype)
+            encoder = _from_pretrained(FGCLIPModel, directory, dtype=dtype)
             model = _standalone_tower(encoder)
             processor = image_processor(encoder.image_size)
     if features == "dense" and not isinstance(model, FGCLIPDenseVisionModel):

@@ -28,7 +28,16 @@
 #   DS_CONFIG         DeepSpeed config (default scripts/zero2_llava.json)
 #   NUM_WORKERS       data loader workers (default 4); MASTER_PORT (default 29511); SEED (default 42)
 #   EXTRA_ARGS        more arguments for both stages of `python -m lmm_integration.train`
+#   OVERWRITE=1       start again in an OUT that holds an earlier run (build --overwrite, --overwrite-output-dir)
 #   DRY_RUN=1         print the commands without running them
+#
+# Re-running the same command continues: a finished build or stage is kept, a stopped stage resumes from its
+# latest checkpoint (`--resume`), and a run with other inputs or options in OUT is refused (one line, exit 2).
+# SIGTERM (how SLURM and Kubernetes stop a job) or Ctrl-C: the running stage finishes its step, saves
+# OUT/stage_x/checkpoint-N, prints where, and the script exits with code 143 without starting the next stage.
+# The signal goes to the training processes only (the deepspeed launcher would kill them 30 s after its own
+# SIGTERM): on SLURM send it to this script with `#SBATCH --signal=B:TERM@300` (300 s before the time limit);
+# on Kubernetes make terminationGracePeriodSeconds longer than a step plus a checkpoint save.
 set -euo pipefail
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
@@ -65,15 +74,55 @@ for stage in $STAGES; do
     esac
 done
 
+running=""        # the command being run: its own session and process group, so that signals reach it only from here
+running_training=0
+stopping=0
+stop() {
+    stopping=1
+    [[ -n "$running" ]] || exit 143
+    local workers=()
+    if [[ "$running_training" == 1 ]]; then  # deepspeed -> launch.py -> one training process per GPU
+        for launcher in $(pgrep -P "$running" || true); do
+            for worker in $(pgrep -P "$launcher" || true); do workers+=("$worker"); done
+        done
+    fi
+    if ((${#workers[@]})); then
+        echo "stop requested: the training processes finish their step and save a checkpoint" >&2
+        kill -TERM "${workers[@]}" 2>/dev/null || true
+    else
+        kill -TERM -- "-$running" 2>/dev/null || true  # nothing trains yet: stop the command
+    fi
+}
+trap stop TERM INT
+
 run() {
     echo "+ $*"
-    if [[ "${DRY_RUN:-0}" != 1 ]]; then "$@"; fi
+    [[ "${DRY_RUN:-0}" == 1 ]] && return 0
+    setsid "$@" &
+    running=$!
+    local status=0
+    wait "$running" || status=$?
+    while kill -0 "$running" 2>/dev/null; do  # a trapped signal ends `wait` early: wait for the real exit
+        status=0
+        wait "$running" || status=$?
+    done
+    if [[ "$stopping" == 1 ]]; then
+        while kill -0 -- "-$running" 2>/dev/null; do sleep 1; done  # until every process has saved and exited
+    fi
+    running=""
+    if [[ "$stopping" == 1 ]]; then
+        echo "stopped; run the same command again to continue" >&2
+        exit 143
+    fi
+    return "$status"
 }
 
 common=(--deepspeed "$DS_CONFIG" --epochs "${EPOCHS:-1}" --model-max-length "${MAX_LEN:-2048}"
         --num-workers "${NUM_WORKERS:-4}" --seed "${SEED:-42}")
 [[ "${BF16:-1}" == 1 ]] && common+=(--bf16)
 [[ "${GRAD_CKPT:-1}" == 1 ]] && common+=(--gradient-checkpointing)
+if [[ "${OVERWRITE:-0}" == 1 ]]; then common+=(--overwrite-output-dir); build_flags=(--overwrite)
+else common+=(--resume); build_flags=(--keep-existing); fi
 read -r -a extra <<< "${EXTRA_ARGS:-}"
 launcher=(deepspeed --num_gpus "$NUM_GPUS" --master_port "${MASTER_PORT:-29511}" --module lmm_integration.train)
 
@@ -81,9 +130,11 @@ model="${BUILT:-}"
 if [[ -z "$model" ]]; then
     [[ -n "${VISION:-}" && -n "${LLM:-}" ]] || fail "set VISION and LLM (or BUILT, an already built LLaVA folder)"
     model="$OUT/built"
-    run python -m lmm_integration.build --vision "$VISION" --llm "$LLM" --out "$model" --vision-features "$VISION_FEATURES"
+    run python -m lmm_integration.build --vision "$VISION" --llm "$LLM" --out "$model" \
+        --vision-features "$VISION_FEATURES" "${build_flags[@]}"
 fi
 
+running_training=1
 for stage in $STAGES; do
     if [[ "$stage" == A ]]; then
         run "${launcher[@]}" --stage A --model "$model" --data "$PRETRAIN_DATA" ${PRETRAIN_IMAGES:+--image-root "$PRETRAIN_IMAGES"} \

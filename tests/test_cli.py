@@ -49,9 +49,28 @@ def test_one_spelling_with_hidden_aliases():
     assert "(default: 64)" in text and "(default: fp32)" in text
 
 
+@dataclass
+class _StepOptions:
+    model: str | None = option("captioning model", None, name="caption_model")
+    cross_nms: bool = option("NMS across expressions", True, aliases=["across"])
+
+
+def test_an_option_named_apart_from_its_field_and_a_flag_turned_off_with_no():
+    parser = CommandParser(prog="demo")
+    parser.add_options(_StepOptions)
+    assert options_from(parser.parse_args([]), _StepOptions) == _StepOptions(model=None, cross_nms=True)
+    for off in ("--no_cross_nms", "--no-cross-nms", "--no_across"):
+        options = options_from(parser.parse_args(["--caption_model", "m", off]), _StepOptions)
+        assert options == _StepOptions(model="m", cross_nms=False), off
+    assert options_from(parser.parse_args(["--no_cross_nms", "--across"]), _StepOptions).cross_nms is True
+    text = parser.format_help()
+    assert "--caption_model CAPTION_MODEL" in text and "--cross_nms, --no_cross_nms" in text
+    assert "--no-cross" not in text and "--across" not in text and "--model" not in text
+
+
 @pytest.mark.parametrize("argv, message", [
     (["m"], "the following arguments are required: --data"),
-    (["m", "--data", "a", "--batch_size", "0"], "must be a positive integer"),
+    (["m", "--data", "a", "--batch_size", "0"], "argument --batch_size: must be a positive integer"),
     (["m", "--data", "a", "--precision", "fp16"], "invalid choice"),
 ])
 def test_usage_errors_are_one_line_and_exit_2(argv, message, capsys):

@@ -2,7 +2,8 @@
 
 raw images -> captions -> referring expressions -> grounded boxes -> hard negatives -> filters -> records
 (shared/spec/data-format.md), sharded and resumable, on local workers or Ray Data.
-Run it as `python -m fgclip.pipeline --help`; from Python, `run_pipeline(PipelineConfig(...), out_dir, ...)`.
+Run it as `python -m fgclip.pipeline --help`; from Python, `run_pipeline(PipelineConfig(...), output_dir, ...)`.
+Importing this package loads no torch (the steps load their libraries when they run), so `--help` is instant.
 """
 
 from fgclip.pipeline.config import (
@@ -11,11 +12,11 @@ from fgclip.pipeline.config import (
     ExpressionConfig,
     FilterConfig,
     GroundingConfig,
+    ModelLoading,
     NegativeConfig,
     PipelineConfig,
     RunConfig,
 )
-from fgclip.pipeline.errors import PipelineError
 from fgclip.pipeline.negatives import RuleNegativeGenerator, object_noun, validate_negatives
 from fgclip.pipeline.runner import run_pipeline
 
@@ -25,9 +26,9 @@ __all__ = [
     "ExpressionConfig",
     "FilterConfig",
     "GroundingConfig",
+    "ModelLoading",
     "NegativeConfig",
     "PipelineConfig",
-    "PipelineError",
     "RuleNegativeGenerator",
     "RunConfig",
     "object_noun",

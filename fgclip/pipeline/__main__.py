@@ -2,6 +2,7 @@
 
 import sys
 
+from fgclip.cli import run
 from fgclip.pipeline.cli import main
 
-sys.exit(main())
+sys.exit(run(main))

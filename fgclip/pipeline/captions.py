@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from pathlib import Path
 
 import torch
 
 from fgclip.data.schema import Record
-from fgclip.pipeline.config import CaptionConfig
-from fgclip.pipeline.errors import PipelineError
-from fgclip.pipeline.runtime import batches, load_model, open_image, resolve_dtype, to_model_inputs
+from fgclip.errors import UserError
+from fgclip.pipeline.config import CaptionConfig, ModelLoading
+from fgclip.pipeline.runtime import image_batches, load_pretrained, to_model_inputs
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(]?[A-Z0-9])")
 
@@ -32,25 +31,18 @@ def first_sentence(text: str) -> str:
 class CaptionModel:
     """A processor and a generative image-text model, with batched greedy captioning."""
 
-    def __init__(self, config: CaptionConfig, device: str):
+    def __init__(self, config: CaptionConfig, device: str, loading: ModelLoading | None = None):
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         self.config, self.device = config, device
-        dtype = resolve_dtype(config.dtype, device)
-        try:
-            self.processor = AutoProcessor.from_pretrained(config.model, trust_remote_code=config.trust_remote_code)
-            self.model = load_model(AutoModelForImageTextToText, config.model, device, dtype, config.trust_remote_code)
-        except (OSError, ValueError) as error:
-            raise PipelineError(
-                f"cannot load the caption model {config.model!r}: {str(error).splitlines()[0]}"
-            ) from error
-        self.dtype = dtype
+        self.processor, self.model, self.dtype = load_pretrained(
+            "the caption model", config.model, AutoProcessor, AutoModelForImageTextToText, device, loading)
         tokenizer = getattr(self.processor, "tokenizer", None)
         if tokenizer is None:
-            raise PipelineError(f"the processor of {config.model!r} has no tokenizer; it cannot caption")
+            raise UserError(f"the processor of {config.model!r} has no tokenizer; it cannot caption")
         tokenizer.padding_side = "left"  # decoder-only generation continues from the right end
         if getattr(self.processor, "chat_template", None) is None and not config.template:
-            raise PipelineError(
+            raise UserError(
                 f"{config.model!r} has no chat template: pass --caption_template with {{prompt}} and its image token"
             )
 
@@ -74,30 +66,19 @@ class CaptionModel:
 class CaptionStep:
     """Fills missing captions; the model is loaded only if some record needs one."""
 
-    def __init__(self, config: CaptionConfig, device: str, root: str | Path = "."):
-        self.config, self.device, self.root = config, device, Path(root)
+    def __init__(self, config: CaptionConfig, device: str, loading: ModelLoading | None = None):
+        self.config, self.device, self.loading = config, device, loading
         self.model: CaptionModel | None = None
 
     def __call__(self, records: list[Record], counts: Counter) -> list[Record]:
         overwrite = self.config.overwrite and self.config.model is not None
         todo = [r for r in records if overwrite or not r.long_caption]
         if todo and self.config.model is None:
-            raise PipelineError("the captions step needs a model for records without captions: pass --caption_model")
+            raise UserError("the captions step needs a model for records without captions: pass --caption_model")
         dropped: set[int] = set()
-        for batch in batches(todo, self.config.batch_size):
-            images, usable = [], []
-            for record in batch:
-                image = open_image(record.resolve_image(self.root))
-                if image is None:
-                    counts["dropped_unreadable_image"] += 1
-                    dropped.add(id(record))
-                else:
-                    images.append(image)
-                    usable.append(record)
-            if not usable:
-                continue
+        for usable, images in image_batches(todo, self.config.batch_size, counts, dropped):
             if self.model is None:
-                self.model = CaptionModel(self.config, self.device)
+                self.model = CaptionModel(self.config, self.device, self.loading)
             long_captions = self.model.generate(images, self.config.prompt, self.config.max_new_tokens)
             short_captions = (
                 self.model.generate(images, self.config.short_prompt, self.config.short_max_new_tokens)

@@ -14,7 +14,7 @@ from concurrent.futures.process import BrokenProcessPool
 import torch
 from tqdm import tqdm
 
-from fgclip.pipeline.errors import PipelineError
+from fgclip.errors import UserError
 from fgclip.pipeline.steps import ShardResult, ShardWorker, StepRun, uses_model
 
 _worker: ShardWorker | None = None  # the worker of a spawned process
@@ -69,7 +69,7 @@ def run_local(run: StepRun, pending: list[int]) -> list[ShardResult]:
             for future in as_completed(futures):
                 results.append(future.result())
                 bar.update(1)
-        except PipelineError:
+        except UserError:
             pool.shutdown(cancel_futures=True)  # a user error hits every shard alike: stop at the first
             raise
         except BrokenProcessPool:

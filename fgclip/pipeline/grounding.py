@@ -10,16 +10,15 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torchvision.ops import batched_nms, box_convert, nms
 
 from fgclip.data.schema import Record, RecordError, Region, check_bbox
-from fgclip.pipeline.config import GroundingConfig
-from fgclip.pipeline.errors import PipelineError
+from fgclip.errors import UserError
+from fgclip.pipeline.config import GroundingConfig, ModelLoading
 from fgclip.pipeline.expressions import EXPRESSIONS_FIELD
-from fgclip.pipeline.runtime import batches, open_image, resolve_dtype
+from fgclip.pipeline.runtime import image_batches, resolve_dtype, to_model_inputs
 
 _OWL_TYPES = ("owlv2", "owlvit")
 _GROUNDING_DINO_TYPES = ("grounding-dino", "mm-grounding-dino")
@@ -39,36 +38,31 @@ class Candidates:
         return cls(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.long))
 
 
-def select_boxes(
-    candidates: Candidates,
-    score_threshold: float = 0.4,
-    nms_iou: float = 0.5,
-    max_per_query: int = 1,
-    cross_query_nms: bool = True,
-) -> list[int]:
+def select_boxes(candidates: Candidates, config: GroundingConfig) -> list[int]:
     """Indices of the kept candidates, best first.
 
-    Keeps scores > threshold (boxes with no area - e.g. OWLv2 boxes that lay in its square padding and
-    were clamped flat - are never candidates); NMS within each expression; the best `max_per_query`
-    boxes per expression; then (optionally) NMS across expressions, so one object never carries two captions.
+    Keeps scores > `score_threshold` (boxes with no area - e.g. OWLv2 boxes that lay in its square padding and
+    were clamped flat - are never candidates); NMS within each expression at `nms_iou`; the best
+    `max_boxes_per_expression` boxes per expression; then (with `cross_expression_nms`) NMS across expressions,
+    so one object never carries two captions.
     """
     boxes = candidates.boxes
     has_area = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-    keep = torch.nonzero((candidates.scores > score_threshold) & has_area).flatten()
+    keep = torch.nonzero((candidates.scores > config.score_threshold) & has_area).flatten()
     if keep.numel() == 0:
         return []
     boxes, scores, queries = candidates.boxes[keep].float(), candidates.scores[keep].float(), candidates.queries[keep]
-    order = batched_nms(boxes, scores, queries, nms_iou)  # sorted by score, best first
+    order = batched_nms(boxes, scores, queries, config.nms_iou)  # sorted by score, best first
     per_query: Counter = Counter()
     kept = []
     for index in order.tolist():
         query = int(queries[index])
-        if per_query[query] < max_per_query:
+        if per_query[query] < config.max_boxes_per_expression:
             per_query[query] += 1
             kept.append(index)
     kept_tensor = torch.tensor(kept, dtype=torch.long)
-    if cross_query_nms and len(kept) > 1:
-        survivors = nms(boxes[kept_tensor], scores[kept_tensor], nms_iou)
+    if config.cross_expression_nms and len(kept) > 1:
+        survivors = nms(boxes[kept_tensor], scores[kept_tensor], config.nms_iou)
         kept_tensor = kept_tensor[survivors]
     return keep[kept_tensor].tolist()
 
@@ -82,17 +76,19 @@ def normalise_boxes(boxes: torch.Tensor, width: float, height: float) -> torch.T
 class TransformersDetector:
     """OWLv2 / OWL-ViT / Grounding DINO through `AutoModelForZeroShotObjectDetection`."""
 
-    def __init__(self, name: str, device: str, dtype: torch.dtype, score_floor: float):
+    def __init__(self, name: str, device: str, dtype: torch.dtype, score_floor: float,
+                 trust_remote_code: bool = False):
         from transformers import AutoConfig, AutoModelForZeroShotObjectDetection, AutoProcessor
 
         try:
-            model_type = AutoConfig.from_pretrained(name).model_type
-            self.processor = AutoProcessor.from_pretrained(name)
-            self.model = AutoModelForZeroShotObjectDetection.from_pretrained(name, dtype=dtype)
+            model_type = AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code).model_type
+            self.processor = AutoProcessor.from_pretrained(name, trust_remote_code=trust_remote_code)
+            self.model = AutoModelForZeroShotObjectDetection.from_pretrained(name, dtype=dtype,
+                                                                             trust_remote_code=trust_remote_code)
         except (OSError, ValueError) as error:
-            raise PipelineError(f"cannot load the detector {name!r}: {str(error).splitlines()[0]}") from error
+            raise UserError(f"cannot load the detector {name!r}: {str(error).splitlines()[0]}") from error
         if model_type not in _OWL_TYPES + _GROUNDING_DINO_TYPES:
-            raise PipelineError(f"detector type {model_type!r} is not supported; use OWLv2, OWL-ViT or Grounding DINO")
+            raise UserError(f"detector type {model_type!r} is not supported; use OWLv2, OWL-ViT or Grounding DINO")
         self.model_type = model_type
         self.model.to(device).eval()
         self.device, self.dtype = device, dtype
@@ -104,15 +100,9 @@ class TransformersDetector:
             return self._detect_owl(images, queries)
         return [self._detect_grounding_dino(image, texts) for image, texts in zip(images, queries)]
 
-    def _to_device(self, inputs):
-        return {
-            k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device))
-            for k, v in inputs.items()
-        }
-
     def _detect_owl(self, images, queries) -> list[Candidates]:
         inputs = self.processor(text=queries, images=images, return_tensors="pt", padding="max_length", truncation=True)
-        outputs = self.model(**self._to_device(inputs))
+        outputs = self.model(**to_model_inputs(inputs, self.model, self.dtype))
         results = []
         for index, (image, texts) in enumerate(zip(images, queries)):
             # (P, Q): padded query slots past this image's own queries are dropped.
@@ -145,7 +135,7 @@ class TransformersDetector:
         for first, chunk, spans in self._query_chunks(texts):
             prompt = " . ".join(chunk) + " ."
             inputs = self.processor(images=image, text=prompt, return_tensors="pt")
-            outputs = self.model(**self._to_device(inputs))
+            outputs = self.model(**to_model_inputs(inputs, self.model, self.dtype))
             token_probs = outputs.logits[0].float().sigmoid().cpu()  # (P, 256)
             # A query's score on a box is its best token's score (phrase grounding).
             probs = torch.stack([token_probs[:, a:b].max(dim=1).values for a, b in spans], dim=1)
@@ -167,7 +157,7 @@ class UltralyticsDetector:
         try:
             from ultralytics import YOLOWorld
         except ImportError as error:
-            raise PipelineError("YOLO-World needs ultralytics: pip install 'fgclip[yolo]'") from error
+            raise UserError("YOLO-World needs ultralytics: pip install 'fgclip[yolo]'") from error
         self.model = YOLOWorld(weights)
         self.device, self.score_floor = device, score_floor
 
@@ -190,22 +180,24 @@ def _pairs(boxes: torch.Tensor, probs: torch.Tensor, floor: float) -> Candidates
     return Candidates(boxes[box_index], probs[box_index, query_index], query_index)
 
 
-def build_detector(config: GroundingConfig, device: str):
+def build_detector(config: GroundingConfig, device: str, loading: ModelLoading | None = None):
+    loading = loading or ModelLoading()
     backend = config.backend
     if backend == "auto":
         backend = "ultralytics" if str(config.model).endswith((".pt", ".pth")) else "transformers"
     if backend == "ultralytics":
         return UltralyticsDetector(config.model, device, config.score_threshold)
     if backend == "transformers":
-        return TransformersDetector(config.model, device, resolve_dtype(config.dtype, device), config.score_threshold)
-    raise PipelineError(f"unknown grounding backend {backend!r}; use auto, transformers or ultralytics")
+        return TransformersDetector(config.model, device, resolve_dtype(loading.dtype, device), config.score_threshold,
+                                    loading.trust_remote_code)
+    raise UserError(f"unknown grounding backend {backend!r}; use auto, transformers or ultralytics")
 
 
 class GroundingStep:
     """Turns each record's expressions into regions; the detector is loaded on first need."""
 
-    def __init__(self, config: GroundingConfig, device: str, root: str | Path = "."):
-        self.config, self.device, self.root = config, device, Path(root)
+    def __init__(self, config: GroundingConfig, device: str, loading: ModelLoading | None = None):
+        self.config, self.device, self.loading = config, device, loading
         self.detector = None
 
     def _needs_grounding(self, record: Record) -> bool:
@@ -217,22 +209,11 @@ class GroundingStep:
             1 for r in records if r.regions and r.extra.get(EXPRESSIONS_FIELD) and not self.config.overwrite
         )
         if todo and self.config.model is None:
-            raise PipelineError("the grounding step needs a detector: pass --grounding_model NAME_OR_DIR")
+            raise UserError("the grounding step needs a detector: pass --grounding_model NAME_OR_DIR")
         dropped: set[int] = set()
-        for batch in batches(todo, self.config.batch_size):
-            images, usable = [], []
-            for record in batch:
-                image = open_image(record.resolve_image(self.root))
-                if image is None:
-                    counts["dropped_unreadable_image"] += 1
-                    dropped.add(id(record))
-                    continue
-                images.append(image)
-                usable.append(record)
-            if not usable:
-                continue
+        for usable, images in image_batches(todo, self.config.batch_size, counts, dropped):
             if self.detector is None:
-                self.detector = build_detector(self.config, self.device)
+                self.detector = build_detector(self.config, self.device, self.loading)
             queries = [[e["caption"] for e in r.extra[EXPRESSIONS_FIELD]] for r in usable]
             for record, found in zip(usable, self.detector.detect(images, queries)):
                 self._to_regions(record, found, counts)
@@ -242,13 +223,7 @@ class GroundingStep:
 
     def _to_regions(self, record: Record, found: Candidates, counts: Counter) -> None:
         expressions = record.extra[EXPRESSIONS_FIELD]
-        kept = select_boxes(
-            found,
-            self.config.score_threshold,
-            self.config.nms_iou,
-            self.config.max_boxes_per_expression,
-            self.config.cross_expression_nms,
-        )
+        kept = select_boxes(found, self.config)
         regions = []
         for index in kept:
             expression = expressions[int(found.queries[index])]

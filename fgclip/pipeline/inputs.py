@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 from fgclip.data.schema import BadRecord, Record, iter_record_file, write_records
-from fgclip.pipeline.errors import PipelineError
+from fgclip.errors import UserError
 from fgclip.pipeline.shards import INPUT_STAGE, ShardLayout
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
@@ -39,16 +39,16 @@ def list_images(source: str | Path, exclude: str | Path | None = None) -> list[s
         if is_image_path(source):
             return [os.path.abspath(source)]
         if source.suffix.lower() in (".json", ".jsonl"):
-            raise PipelineError(f"--images {source} is a record file; pass it as --input (--images takes a folder of "
-                                "images, one image, or a text file listing image paths)")
+            raise UserError(f"--images {source} is a record file; pass it as --input (--images takes a folder of "
+                            "images, one image, or a text file listing image paths)")
         try:
             text = source.read_text(encoding="utf-8")
         except UnicodeDecodeError as error:
-            raise PipelineError(f"--images {source} is neither an image nor a text list of image paths (not UTF-8 "
-                                f"text: {error.reason} at byte {error.start})") from error
+            raise UserError(f"--images {source} is neither an image nor a text list of image paths (not UTF-8 "
+                            f"text: {error.reason} at byte {error.start})") from error
         lines = [line.strip() for line in text.splitlines()]
         return [os.path.abspath(source.parent / line) for line in lines if line and not line.startswith("#")]
-    raise PipelineError(f"--images {source}: no such folder or list file")
+    raise UserError(f"--images {source}: no such folder or list file")
 
 
 def _fingerprint(parts: list[str]) -> str:
@@ -78,10 +78,10 @@ def read_image_records(
 def read_input_records(path: str | Path, counts: Counter) -> tuple[list[Record], str]:
     path = Path(path)
     if not path.is_file():
-        raise PipelineError(f"--input {path}: no such file")
+        raise UserError(f"--input {path}: no such file")
     if is_image_path(path):
-        raise PipelineError(f"--input {path} is an image; --input takes a record file (.jsonl, or a .json list); "
-                            "pass images with --images (a folder, one image, or a list file)")
+        raise UserError(f"--input {path} is an image; --input takes a record file (.jsonl, or a .json list); "
+                        "pass images with --images (a folder, one image, or a list file)")
     root = path.parent
     records, seen = [], set()
     for item in iter_record_file(path, require_captions=False):
@@ -110,7 +110,7 @@ def split_input(
     Returns the manifest (`num_shards`, `input_counts`, ...).
     """
     if (images is None) == (input_file is None):
-        raise PipelineError("give exactly one of --images DIR_OR_LIST and --input RECORDS")
+        raise UserError("give exactly one of --images DIR_OR_LIST and --input RECORDS")
     counts: Counter = Counter()
     if images is not None:
         records, fingerprint = read_image_records(images, counts, exclude=layout.out_dir)
@@ -121,19 +121,19 @@ def split_input(
     existing = layout.read_manifest()
     if existing is not None:
         if existing["fingerprint"] != fingerprint or existing["shard_size"] != shard_size:
-            raise PipelineError(
+            raise UserError(
                 f"{layout.out_dir} holds a run over other input or another --shard_size: "
-                "use a new --out, or --fresh to discard it"
+                "use a new --output_dir, or --fresh to discard it"
             )
         return existing
     bad = counts["items"] - len(records) - counts["duplicate_record"]
     if counts["items"] and bad / counts["items"] > max_bad_fraction:
-        raise PipelineError(
+        raise UserError(
             f"{bad} of {counts['items']} input items are unusable ({dict(counts)}); "
             f"more than --max_bad_fraction {max_bad_fraction}"
         )
     if not records:
-        raise PipelineError(f"no usable input: {dict(counts)}")
+        raise UserError(f"no usable input: {dict(counts)}")
     num_shards = (len(records) + shard_size - 1) // shard_size
     layout.remove_stage(INPUT_STAGE)
     for index in range(num_shards):

@@ -11,9 +11,8 @@ import re
 
 import torch
 
-from fgclip.pipeline.config import NegativeConfig
-from fgclip.pipeline.errors import PipelineError
-from fgclip.pipeline.runtime import batches, load_model, resolve_dtype
+from fgclip.pipeline.config import ModelLoading, NegativeConfig
+from fgclip.pipeline.runtime import batches, load_pretrained
 
 _LIST_MARK = re.compile(r"^\s*(?:\(?\d+[.):]|[-*\u2022])\s*")
 # "1. a red cup 2. a blue cup" on one line: split before each number that starts an item.
@@ -35,18 +34,12 @@ def parse_lm_output(text: str) -> list[str]:
 class LMNegativeWriter:
     """Batched greedy generation of negatives for many (expression, noun) pairs."""
 
-    def __init__(self, config: NegativeConfig, device: str):
+    def __init__(self, config: NegativeConfig, device: str, loading: ModelLoading | None = None):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.config, self.device = config, device
-        self.dtype = resolve_dtype(config.dtype, device)
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(config.model, trust_remote_code=config.trust_remote_code)
-            self.model = load_model(AutoModelForCausalLM, config.model, device, self.dtype, config.trust_remote_code)
-        except (OSError, ValueError) as error:
-            raise PipelineError(
-                f"cannot load the negatives LM {config.model!r}: {str(error).splitlines()[0]}"
-            ) from error
+        self.tokenizer, self.model, self.dtype = load_pretrained(
+            "the negatives LM", config.model, AutoTokenizer, AutoModelForCausalLM, device, loading)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token

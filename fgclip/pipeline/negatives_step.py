@@ -9,14 +9,14 @@ from __future__ import annotations
 from collections import Counter
 
 from fgclip.data.schema import Record, Region
-from fgclip.pipeline.config import NegativeConfig
+from fgclip.pipeline.config import ModelLoading, NegativeConfig
 from fgclip.pipeline.lm_negatives import LMNegativeWriter, parse_lm_output
 from fgclip.pipeline.negatives import RuleNegativeGenerator, object_noun, validate_negatives
 
 
 class NegativeStep:
-    def __init__(self, config: NegativeConfig, device: str = "cpu"):
-        self.config, self.device = config, device
+    def __init__(self, config: NegativeConfig, device: str = "cpu", loading: ModelLoading | None = None):
+        self.config, self.device, self.loading = config, device, loading
         self.rules = RuleNegativeGenerator(config.count, config.seed, config.allow_insertions)
         self.writer: LMNegativeWriter | None = None
 
@@ -31,7 +31,7 @@ class NegativeStep:
         lm_answers: list[str | None] = [None] * len(todo)
         if todo and self.config.model:
             if self.writer is None:
-                self.writer = LMNegativeWriter(self.config, self.device)
+                self.writer = LMNegativeWriter(self.config, self.device, self.loading)
             lm_answers = self.writer.write([(r.caption, object_noun(r.caption) or "") for r in todo])
         for region, answer in zip(todo, lm_answers):
             region.hard_negatives = self._negatives(region.caption, answer, counts)

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from tqdm import tqdm
 
-from fgclip.pipeline.errors import PipelineError
+from fgclip.errors import UserError
 from fgclip.pipeline.steps import ShardResult, ShardWorker, StepRun, uses_model
 
 
 class _ShardActor:
     """A Ray Data callable class: built once per actor, then called with batches of shard indices.
 
-    A user error (`PipelineError`, e.g. a missing model option) is returned as data rather than raised,
+    A user error (`UserError`, e.g. a missing model option) is returned as data rather than raised,
     so the driver can report it in one line instead of a chain of Ray exceptions.
     """
 
@@ -25,7 +25,7 @@ class _ShardActor:
         self.worker, self.fatal = None, ""
         try:
             self.worker = ShardWorker(run, device)
-        except PipelineError as error:
+        except UserError as error:
             self.fatal = str(error)
 
     def __call__(self, batch: dict) -> dict:
@@ -35,7 +35,7 @@ class _ShardActor:
             if not problem:
                 try:
                     result = self.worker.process(int(index))
-                except PipelineError as error:
+                except UserError as error:
                     problem = str(error)
             indices.append(result.index)
             records.append(result.records)
@@ -49,7 +49,7 @@ def run_ray(run: StepRun, pending: list[int]) -> list[ShardResult]:
         import ray
         import ray.data
     except ImportError as error:
-        raise PipelineError("--engine ray needs Ray Data: pip install 'fgclip[ray]'") from error
+        raise UserError("--engine ray needs Ray Data: pip install 'fgclip[ray]'") from error
     settings = run.config.run
     if not ray.is_initialized():
         if settings.ray_address:
@@ -77,7 +77,7 @@ def run_ray(run: StepRun, pending: list[int]) -> list[ShardResult]:
     with tqdm(total=len(pending), desc=f"{run.step} (ray)", unit="shard", dynamic_ncols=True) as bar:
         for row in results.iter_rows():
             if row["fatal"]:
-                raise PipelineError(row["fatal"])
+                raise UserError(row["fatal"])
             out.append(ShardResult(int(row["shard"]), int(row["records"]), row["error"] or None))
             bar.update(1)
     return out

@@ -1,6 +1,7 @@
 """Runs the requested steps over the shards, then writes `OUT/data.jsonl`, the stats and (optionally)
 webdataset shards. Steps run one after another over all shards, so a worker holds one model at a time
-(a 19B captioner and a 70B LM never share a GPU)."""
+(a 19B captioner and a 70B LM never share a GPU). Importing this module loads no torch: the engines and the
+steps load what they need when they run."""
 
 from __future__ import annotations
 
@@ -9,10 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fgclip.data.schema import write_records
+from fgclip.errors import UserError
 from fgclip.pipeline.config import STEP_ORDER, PipelineConfig
-from fgclip.pipeline.errors import PipelineError
 from fgclip.pipeline.inputs import split_input
-from fgclip.pipeline.runtime import check_device
 from fgclip.pipeline.shards import ShardLayout
 from fgclip.pipeline.stats import RecordStats, write_stats
 from fgclip.pipeline.steps import ShardResult, StepRun, step_settings
@@ -26,15 +26,16 @@ class RunReport:
 
 
 def _check_settings(layout: ShardLayout, config: PipelineConfig, step: str) -> None:
-    """Refuse to mix shards made with other settings into this run's output."""
+    """Refuse to mix shards made with other settings into this run's output. A setting added to the engine after
+    the earlier run compares as its default (what that run used)."""
     settings = step_settings(config, step)
     previous = layout.step_settings(step)
-    if previous is not None and previous != settings and layout.has_outputs(step):
-        changed = sorted(k for k in settings if settings.get(k) != previous.get(k))
-        raise PipelineError(
-            f"step {step!r} already has outputs in {layout.stage_dir(step)} made with other settings "
-            f"({', '.join(changed)}); pass --redo {step} to recompute it, or --fresh"
-        )
+    if previous is not None and layout.has_outputs(step):
+        previous = {**step_settings(PipelineConfig(), step), **previous}
+        changed = sorted(k for k in settings if settings[k] != previous[k])
+        if changed:
+            raise UserError(f"step {step!r} already has outputs in {layout.stage_dir(step)} made with other settings "
+                            f"({', '.join(changed)}); pass --redo {step} to recompute it, or --fresh")
     layout.write_step_settings(step, settings)
 
 
@@ -47,26 +48,26 @@ def _engine(name: str):
         from fgclip.pipeline.ray_engine import run_ray
 
         return run_ray
-    raise PipelineError(f"unknown engine {name!r}; use local or ray")
+    raise UserError(f"unknown engine {name!r}; use local or ray")
 
 
 def run_pipeline(
-    config: PipelineConfig,
-    out_dir: str | Path,
-    *,
-    images: str | None = None,
-    input_file: str | None = None,
-    redo: tuple[str, ...] = (),
+    config: PipelineConfig, out_dir: str | Path, *, images: str | Path | None = None,
+    input_file: str | Path | None = None
 ) -> RunReport:
-    steps = tuple(s for s in STEP_ORDER if s in config.steps)
+    """Run `config.steps` over raw `images` (a folder, one image or a list file) or the records of `input_file`,
+    writing into `out_dir`; a re-run resumes (`config.run.fresh` / `config.run.redo` start over)."""
+    steps = config.steps
     if not steps:
-        raise PipelineError(f"no steps to run; choose from {', '.join(STEP_ORDER)}")
+        raise UserError(f"no steps to run; choose from {', '.join(STEP_ORDER)}")
     if config.run.engine == "local":  # on Ray the GPUs are the cluster's, not this machine's
+        from fgclip.pipeline.runtime import check_device
+
         check_device(config.run.device)
     layout = ShardLayout(out_dir)
     if config.run.fresh:
         layout.remove_all()
-    for step in redo:  # a recomputed step makes every later step's outputs stale
+    for step in config.run.redo:  # a recomputed step makes every later step's outputs stale
         for later in STEP_ORDER[STEP_ORDER.index(step) :]:
             layout.remove_stage(later)
     manifest = split_input(
@@ -80,7 +81,7 @@ def run_pipeline(
     if images is not None:  # raw images have no captions and no regions: say so before any model work starts
         for step, option in (("captions", "--caption_model"), ("grounding", "--grounding_model")):
             if step in steps and not config.step_config(step).model:
-                raise PipelineError(
+                raise UserError(
                     f"raw images need a model for the {step} step: pass {option} (or leave the "
                     f"step out with --steps)"
                 )

@@ -7,13 +7,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from fgclip.data.schema import Record  # noqa: E402
+from fgclip.data.schema import Record
 
 
 class RecordStats:
@@ -72,6 +66,12 @@ def write_stats(out_dir: str | Path, stats: RecordStats, input_counts: dict, ste
 
 
 def plot_stats(path: str | Path, result: dict) -> None:
+    import matplotlib  # here, not at the top: only the end of a run plots
+
+    matplotlib.use("Agg")  # files only
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
     reasons = result["drop_reasons"]
     panels = 3 if reasons else 2
     figure, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.6))

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from fgclip.data.schema import Record
-from fgclip.pipeline.config import PipelineConfig
-from fgclip.pipeline.errors import PipelineError
+from fgclip.errors import UserError
+from fgclip.pipeline.config import MODEL_STEPS, PipelineConfig
 from fgclip.pipeline.shards import ShardLayout
 
 Processor = Callable[[list[Record], Counter], list[Record]]
@@ -32,13 +32,17 @@ class StepRun:
 
 
 def step_settings(config: PipelineConfig, step: str) -> dict:
-    """The settings that decide a step's output (written to `step.json`, compared on re-runs)."""
-    return {k: v for k, v in asdict(config.step_config(step)).items() if k not in _SPEED_ONLY}
+    """The settings that decide a step's output (written to `step.json`, compared on re-runs): the step's own
+    and, for a model step, how its model loads."""
+    settings = asdict(config.step_config(step))
+    if step in MODEL_STEPS:
+        settings.update(asdict(config.models))
+    return {k: v for k, v in settings.items() if k not in _SPEED_ONLY}
 
 
 def uses_model(config: PipelineConfig, step: str) -> bool:
     """Whether the step runs a neural model that belongs on an accelerator."""
-    return step in ("captions", "grounding", "negatives") and bool(config.step_config(step).model)
+    return step in MODEL_STEPS and bool(config.step_config(step).model)
 
 
 def build_processor(config: PipelineConfig, step: str, device: str) -> Processor:
@@ -46,7 +50,7 @@ def build_processor(config: PipelineConfig, step: str, device: str) -> Processor
     if step == "captions":
         from fgclip.pipeline.captions import CaptionStep
 
-        return CaptionStep(config.captions, device)
+        return CaptionStep(config.captions, device, config.models)
     if step == "expressions":
         from fgclip.pipeline.expressions import ExpressionExtractor
 
@@ -54,16 +58,16 @@ def build_processor(config: PipelineConfig, step: str, device: str) -> Processor
     if step == "grounding":
         from fgclip.pipeline.grounding import GroundingStep
 
-        return GroundingStep(config.grounding, device)
+        return GroundingStep(config.grounding, device, config.models)
     if step == "negatives":
         from fgclip.pipeline.negatives_step import NegativeStep
 
-        return NegativeStep(config.negatives, device)
+        return NegativeStep(config.negatives, device, config.models)
     if step == "filter":
         from fgclip.pipeline.filters import FilterStep
 
         return FilterStep(config.filter)
-    raise PipelineError(f"unknown step {step!r}")
+    raise UserError(f"unknown step {step!r}")
 
 
 @dataclass
@@ -82,8 +86,9 @@ class ShardWorker:
         self.processor = processor if processor is not None else build_processor(run.config, run.step, device)
 
     def process(self, index: int) -> ShardResult:
-        """Process one shard. User errors (`PipelineError`) propagate; other failures are recorded
-        in the shard's .error file and returned, so the other shards go on."""
+        """Process one shard. A `UserError` (a missing model option, a folder that holds no model) propagates: it
+        hits every shard alike. Other failures are recorded in the shard's .error file and returned, so the other
+        shards go on."""
         try:
             records, bad = self.layout.read_shard(self.run.source, index)
             counts: Counter = Counter()
@@ -94,7 +99,7 @@ class ShardWorker:
             counts["records_out"] += len(records)
             self.layout.write_shard(self.run.step, index, records, counts)
             return ShardResult(index, len(records))
-        except PipelineError:
+        except UserError:
             raise
         except Exception as error:  # noqa: BLE001 - a failed shard must not stop the others
             path = self.layout.write_error(self.run.step, index, traceback.format_exc())

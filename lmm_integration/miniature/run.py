@@ -28,10 +28,12 @@ from pathlib import Path
 from PIL import Image
 
 from fgclip.errors import UserError
+from fgclip.outputs import prepare_output_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ZERO2 = REPO_ROOT / "scripts" / "zero2_llava.json"
 FINETUNE_SCRIPT = REPO_ROOT / "scripts" / "finetune_llava.sh"
+OWN_ENTRIES = ("scenes", "data", "llm", "results.json", "results.md", "results.png")  # and one folder per label
 
 
 class MiniatureError(UserError, ValueError):
@@ -57,6 +59,7 @@ class MiniatureOptions:
     deepspeed_config: str = str(DEFAULT_ZERO2)
     max_heldout: int = 400
     labels: list[str] = field(default_factory=list)
+    overwrite: bool = False
 
 
 def _free_port() -> int:
@@ -120,6 +123,7 @@ def train_one(vision: str, label: str, llm: Path, data, options: MiniatureOption
         "BATCH_A": options.batch_size, "BATCH_B": options.batch_size, "LR_A": options.lr_a, "LR_B": options.lr_b,
         "MAX_STEPS_A": options.steps_a, "MAX_STEPS_B": options.steps_b, "MAX_LEN": 512, "NUM_WORKERS": 0,
         "BF16": 0, "GRAD_CKPT": 0, "SEED": options.seed, "EXTRA_ARGS": "--logging-steps 25 --warmup-ratio 0.03",
+        "OVERWRITE": int(options.overwrite),
     }
     _run(["bash", str(FINETUNE_SCRIPT), *(f"{key}={value}" for key, value in settings.items())], work / "finetune.log",
          threads=max(1, (os.cpu_count() or 1) // options.processes))
@@ -159,12 +163,14 @@ def run(options: MiniatureOptions) -> dict:
     for vision in options.vision:
         if not (Path(vision) / "config.json").is_file():
             raise MiniatureError(f"vision folder not found or has no config.json: {vision}")
-    out = Path(options.out)
-    out.mkdir(parents=True, exist_ok=True)
+    labels = _labels(options)
+    # a re-run into the same OUT continues (finished stages are kept); other files there need --overwrite
+    out = prepare_output_dir(options.out, inputs=[*options.vision, options.scenes], overwrite=options.overwrite,
+                             owned=lambda entry: entry.name in {*OWN_ENTRIES, *labels}, what="other files")
     root, data, llm = prepare_data(options, out)
     _write_train_boxes(data)
     results = {}
-    for vision, label in zip(options.vision, _labels(options)):
+    for vision, label in zip(options.vision, labels):
         model_dir = train_one(vision, label, llm, data, options, out)
         results[label] = evaluate(model_dir, data, root, options, out / label)
         print(f"{label}: held-out accuracy {results[label]['accuracy']:.3f} (chance {results[label]['chance']:.3f}); "
@@ -217,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--processes", type=int, default=2, help="processes per stage for the deepspeed launcher")
     parser.add_argument("--deepspeed-config", default=str(DEFAULT_ZERO2), help="DeepSpeed config of both stages")
     parser.add_argument("--max-heldout", type=int, default=400, help="held-out questions to answer")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into an OUT holding other files, and train again the stages whose runs in OUT used "
+                             "other settings (a re-run with the same settings continues without it)")
     return parser
 
 
@@ -224,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result = run(MiniatureOptions(**vars(args)))
-    except MiniatureError as error:
+    except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(json.dumps({label: {"accuracy": r["accuracy"], "chance": r["chance"]} for label, r in result["encoders"].items()}))

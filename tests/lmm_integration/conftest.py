@@ -4,6 +4,7 @@ LLaVA folders and small conversation sets, all made inside the test session (no 
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,10 @@ def write_colour_set(folder: Path, count: int = 8, extra: list[dict] | None = No
 @pytest.fixture(scope="session")
 def colour_data(tmp_path_factory) -> Path:
     return write_colour_set(tmp_path_factory.mktemp("colours"))
+
+
+def free_port() -> int:
+    """A free TCP port for a DeepSpeed launch (tests run beside other launches on the same machine)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

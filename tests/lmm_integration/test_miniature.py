@@ -103,6 +103,16 @@ def test_miniature_data_files(tmp_path):
     assert len(data.stage_a.read_text().splitlines()) == scenes.num_train
 
 
+def test_out_is_checked_before_any_work(fgclip_dir, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "holiday.jpg").write_bytes(b"...")
+    assert main(["--vision", str(fgclip_dir), "--out", str(photos)]) == 2
+    assert "holiday.jpg" in capsys.readouterr().err and sorted(p.name for p in photos.iterdir()) == ["holiday.jpg"]
+    assert main(["--vision", str(fgclip_dir), "--out", str(fgclip_dir)]) == 2
+    assert "is the input" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_whole_path_through_the_finetune_script_with_zero2_on_two_processes(tmp_path):

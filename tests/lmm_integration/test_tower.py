@@ -192,3 +192,18 @@ def test_tower_class_runs_under_the_transformers_the_original_llava_pins(fgclip_
     dense = FGCLIPVisionTower(str(tmp_path / "dense"), _args(tmp_path / "dense"))(images)
     torch.testing.assert_close(got["hidden"], hidden, rtol=0, atol=1e-5)
     torch.testing.assert_close(got["dense"], dense, rtol=0, atol=1e-5)
+
+
+def test_export_never_writes_over_its_source_or_another_model(fgclip_dir, tmp_path, capsys):
+    import shutil
+
+    before = {path.name: path.read_bytes() for path in fgclip_dir.iterdir() if path.is_file()}
+    assert main(["export", "--vision", str(fgclip_dir), "--out", str(fgclip_dir)]) == 2
+    assert "is the input" in capsys.readouterr().err
+    assert {path.name: path.read_bytes() for path in fgclip_dir.iterdir() if path.is_file()} == before
+    other = shutil.copytree(fgclip_dir, tmp_path / "other")
+    assert main(["export", "--vision", str(fgclip_dir), "--out", str(other)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["export", "--vision", str(fgclip_dir), "--out", str(other), "--overwrite"]) == 0
+    assert main(["export", "--vision", str(fgclip_dir), "--out", str(tmp_path / "t")]) == 0
+    assert main(["export", "--vision", str(fgclip_dir), "--out", str(tmp_path / "t")]) == 0  # its own earlier export

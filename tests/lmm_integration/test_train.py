@@ -22,6 +22,12 @@ def _weights(folder):
     }
 
 
+def _all_weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
 def _changed(before, after):
     return {name for name in before if not torch.equal(before[name], after[name])}
 
@@ -86,16 +92,16 @@ def test_qlora_8bit_config():
 
 
 def test_bad_setups_exit_2_with_one_line(llava_dir, colour_data, tmp_path, capsys):
-    base = ["--data", str(colour_data), "--output-dir", str(tmp_path)]
+    base = ["--data", str(colour_data), "--output-dir", str(tmp_path / "run")]
     assert main(["--stage", "A", "--model", str(tmp_path / "missing"), *base]) == 2
     assert "model folder not found" in capsys.readouterr().err
-    assert main(["--stage", "A", "--model", str(llava_dir), "--data", str(tmp_path / "none.json"), "--output-dir", str(tmp_path)]) == 2
+    assert main(["--stage", "A", "--model", str(llava_dir), "--data", str(tmp_path / "none.json"), *base[2:]]) == 2
     assert main(["--stage", "A", "--model", str(llava_dir), "--lora", *base]) == 2
     assert "stage B" in capsys.readouterr().err
     assert main(["--stage", "B", "--model", str(llava_dir), "--deepspeed", str(tmp_path / "ds.json"), *base]) == 2
     text_only = tmp_path / "text.json"
     text_only.write_text(json.dumps([{"id": "1", "conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "Yes"}]}]))
-    assert main(["--stage", "A", "--model", str(llava_dir), "--data", str(text_only), "--output-dir", str(tmp_path)]) == 2
+    assert main(["--stage", "A", "--model", str(llava_dir), "--data", str(text_only), *base[2:]]) == 2
     assert "no usable conversation" in capsys.readouterr().err
 
 
@@ -106,3 +112,101 @@ def test_defaults_follow_the_llava_recipe(llava_dir, colour_data, tmp_path):
     options.validate()
     assert options.lora and (options.learning_rate, options.projector_learning_rate) == (2e-4, 2e-5)
     assert (options.lora_r, options.lora_alpha) == (128, 256)
+
+
+# ---------------------------------------------------------------------- run folders, resume, pre-emption
+def _stop_like_a_scheduler_at_first_log(metrics, stop_workers=True):
+    """A thread that sends SIGTERM to this process and its DataLoader workers (as SLURM signals every process of
+    a job) once the first step is logged."""
+    import os
+    import signal
+    import threading
+    import time
+
+    import psutil
+
+    def watch():
+        while not (metrics.is_file() and metrics.read_text().strip()):
+            time.sleep(0.02)
+        workers = psutil.Process().children(recursive=True) if stop_workers else []
+        for process in workers:
+            process.send_signal(signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+QLORA_B = ["--stage", "B", "--qlora", "4", "--lora-r", "4", "--lora-alpha", "8"]
+
+
+@pytest.mark.parametrize("variant", [["--stage", "A"], QLORA_B], ids=["stage-a", "qlora"])
+def test_sigterm_saves_a_checkpoint_and_resume_continues_it(variant, llava_dir, colour_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = [*variant, "--model", str(llava_dir), "--data", str(colour_data), "--output-dir", str(out),
+            "--max-steps", "6", "--batch-size", "2", "--num-workers", "1", "--logging-steps", "1",
+            "--warmup-ratio", "0"]
+    watcher = _stop_like_a_scheduler_at_first_log(out / "metrics.jsonl")
+    assert main(args) == 143
+    watcher.join(timeout=5)
+    printed = capsys.readouterr()
+    checkpoints = sorted(out.glob("checkpoint-*"))
+    assert len(checkpoints) == 1 and not (out / "final").exists()
+    stopped_at = int(checkpoints[0].name.split("-")[1])
+    assert 1 <= stopped_at < 6
+    assert "SIGTERM received" in printed.err
+    assert f"stopped by SIGTERM after step {stopped_at}: checkpoint saved in {checkpoints[0]}" in printed.out
+    assert {"optimizer.pt", "scheduler.pt", "rng_state.pth"} <= {path.name for path in checkpoints[0].iterdir()}
+    logged = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert logged == list(range(1, stopped_at + 1))
+
+    assert main(args + ["--resume"]) == 0
+    assert f"resuming stage {variant[1]} from {checkpoints[0]}" in capsys.readouterr().out
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 7))  # continued after the checkpoint, nothing trained twice
+    assert json.loads((out / "run_info.json").read_text())["steps"] == 6
+    assert (out / "final" / "train_options.json").is_file()
+    # the resumed stage ends with the weights of an uninterrupted one (CPU, fp32: bitwise)
+    uninterrupted = tmp_path / "uninterrupted"
+    where = args.index("--output-dir") + 1
+    assert main([*args[:where], str(uninterrupted), *args[where + 1:]]) == 0
+    resumed, reference = _all_weights(out / "final"), _all_weights(uninterrupted / "final")
+    assert resumed.keys() == reference.keys() and all(torch.equal(resumed[k], reference[k]) for k in reference)
+
+
+def test_a_run_folder_is_never_mixed_with_another_run(stage_a, llava_dir, colour_data, capsys):
+    same = ["--stage", "A", "--model", str(llava_dir), "--data", str(colour_data), "--output-dir", str(stage_a), *FAST]
+    assert main(same) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert main([*same, "--resume"]) == 0  # finished with the same options: nothing to do
+    assert "already finished with these options" in capsys.readouterr().out
+    assert main([*same, "--resume", "--lr", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "holds another run (lr None -> 0.5)" in err and len(err.strip().splitlines()) == 1
+    assert main([*same, "--resume", "--overwrite-output-dir"]) == 2
+
+
+def test_resume_on_a_fresh_folder_starts_and_says_so(llava_dir, colour_data, tmp_path, capsys):
+    out = tmp_path / "fresh"
+    assert main(["--stage", "A", "--model", str(llava_dir), "--data", str(colour_data), "--output-dir", str(out),
+                 "--resume", *FAST]) == 0
+    assert "holds no run yet; starting from scratch" in capsys.readouterr().out
+    assert (out / "final" / "config.json").is_file()
+
+
+def test_overwrite_output_dir_starts_again_and_foreign_folders_are_refused(llava_dir, colour_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["--stage", "A", "--model", str(llava_dir), "--data", str(colour_data), "--output-dir", str(out), *FAST]
+    assert main(base) == 0
+    (out / "checkpoint-99").mkdir()  # a checkpoint of the earlier run
+    assert main([*base, "--overwrite-output-dir"]) == 0
+    assert not (out / "checkpoint-99").exists()
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    foreign = tmp_path / "photos"
+    foreign.mkdir()
+    (foreign / "holiday.jpg").write_bytes(b"...")
+    assert main([*base[:-len(FAST) - 2], "--output-dir", str(foreign), *FAST]) == 2
+    assert "holiday.jpg" in capsys.readouterr().err
+    assert main([*base[:-len(FAST) - 2], "--output-dir", str(llava_dir), *FAST]) == 2
+    assert "is the input" in capsys.readouterr().err

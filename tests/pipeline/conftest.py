@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from fgclip.cli import run
+from fgclip.pipeline.cli import main
+
 from tests.pipeline import tiny_models
 
 LONG_CAPTION = (
@@ -34,6 +37,14 @@ def make_images(folder: Path, count: int, size=(64, 48)) -> list[Path]:
 def write_jsonl(path: Path, items: list) -> Path:
     path.write_text("".join((item if isinstance(item, str) else json.dumps(item)) + "\n" for item in items))
     return path
+
+
+def run_cli(argv: list[str]) -> int:
+    """`python -m fgclip.pipeline ARGV` in this process; its exit code (usage errors included)."""
+    try:
+        return run(main, argv)
+    except SystemExit as stop:
+        return stop.code
 
 
 @pytest.fixture

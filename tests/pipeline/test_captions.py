@@ -7,9 +7,9 @@ from collections import Counter
 import pytest
 
 from fgclip.data.schema import Record
+from fgclip.errors import UserError
 from fgclip.pipeline.captions import CaptionModel, CaptionStep, first_sentence
 from fgclip.pipeline.config import CaptionConfig
-from fgclip.pipeline.errors import PipelineError
 
 from tests.pipeline import tiny_models
 from tests.pipeline.conftest import make_images
@@ -66,7 +66,7 @@ def test_short_prompt_and_template(tmp_path):
     assert counts["short_captions_generated"] == 2
     assert all(len(r.short_caption.split()) <= 3 for r in records)
     assert step.model.prompt_text("hello") == "USER: <image> hello ASSISTANT:"
-    with pytest.raises(PipelineError, match="--caption_template"):
+    with pytest.raises(UserError, match="--caption_template"):
         CaptionModel(CaptionConfig(model=str(folder)), "cpu")
 
 
@@ -84,12 +84,12 @@ def test_existing_captions_are_kept_and_unreadable_images_dropped(tmp_path, tiny
 
 def test_without_a_model_only_short_captions_are_derived(tmp_path):
     records = [Record(image="a.png", long_caption="Long one. More."), Record(image="b.png")]
-    with pytest.raises(PipelineError, match="--caption_model"):
+    with pytest.raises(UserError, match="--caption_model"):
         CaptionStep(CaptionConfig(), "cpu")(records, Counter())
     out = CaptionStep(CaptionConfig(), "cpu")(records[:1], Counter())
     assert out[0].short_caption == "Long one."
 
 
 def test_unloadable_model_is_a_clear_error(tmp_path):
-    with pytest.raises(PipelineError, match="cannot load the caption model"):
+    with pytest.raises(UserError, match="cannot load the caption model"):
         CaptionModel(CaptionConfig(model=str(tmp_path / "missing")), "cpu")

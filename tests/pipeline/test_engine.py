@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from fgclip.pipeline.cli import main
 from fgclip.pipeline.config import PipelineConfig, RunConfig
 from fgclip.pipeline.engine import plan_devices
 from fgclip.pipeline.steps import StepRun
 
-from tests.pipeline.conftest import make_images, write_jsonl
+from tests.pipeline.conftest import make_images, run_cli, write_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,8 +30,8 @@ def test_plan_devices_on_cpu():
 @pytest.mark.slow
 def test_two_worker_processes_equal_one(record_file, tmp_path):
     args = ["--input", str(record_file), "--steps", "expressions", "--shard_size", "2"]
-    assert main(args + ["--out", str(tmp_path / "one")]) == 0
-    assert main(args + ["--out", str(tmp_path / "two"), "--workers", "2"]) == 0
+    assert run_cli(args + ["--output_dir", str(tmp_path / "one")]) == 0
+    assert run_cli(args + ["--output_dir", str(tmp_path / "two"), "--workers", "2"]) == 0
     assert (tmp_path / "two" / "data.jsonl").read_text() == (tmp_path / "one" / "data.jsonl").read_text()
 
 
@@ -56,7 +55,8 @@ def test_killed_run_resumes_to_the_same_output(tmp_path, tiny_llava_dir):
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     interrupted = tmp_path / "interrupted"
     process = subprocess.Popen(
-        command + ["--out", str(interrupted)], env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        command + ["--output_dir", str(interrupted)], env=env, cwd=REPO, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL
     )
     markers = interrupted / "shards" / "captions"
     deadline = time.time() + 300
@@ -69,14 +69,15 @@ def test_killed_run_resumes_to_the_same_output(tmp_path, tiny_llava_dir):
     assert not (interrupted / "data.jsonl").exists()
 
     done_before = {p.name: p.stat().st_mtime_ns for p in markers.glob("*.done")}
-    resumed = subprocess.run(command + ["--out", str(interrupted)], env=env, cwd=REPO, capture_output=True, text=True)
+    resumed = subprocess.run(command + ["--output_dir", str(interrupted)], env=env, cwd=REPO, capture_output=True,
+                             text=True)
     assert resumed.returncode == 0, resumed.stderr
     # The shards finished before the kill were not redone.
     assert {
         n: t for n, t in ((p.name, p.stat().st_mtime_ns) for p in markers.glob("*.done")) if n in done_before
     } == done_before
     clean = subprocess.run(
-        command + ["--out", str(tmp_path / "clean")], env=env, cwd=REPO, capture_output=True, text=True
+        command + ["--output_dir", str(tmp_path / "clean")], env=env, cwd=REPO, capture_output=True, text=True
     )
     assert clean.returncode == 0, clean.stderr
     assert (interrupted / "data.jsonl").read_text() == (tmp_path / "clean" / "data.jsonl").read_text()
@@ -88,16 +89,16 @@ def test_ray_engine_matches_local_and_resumes(record_file, tmp_path):
     import ray
 
     args = ["--input", str(record_file), "--steps", "negatives", "--shard_size", "4"]
-    assert main(args + ["--out", str(tmp_path / "local")]) == 0
+    assert run_cli(args + ["--output_dir", str(tmp_path / "local")]) == 0
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         out = tmp_path / "ray"
-        assert main(args + ["--out", str(out), "--engine", "ray", "--workers", "2"]) == 0
+        assert run_cli(args + ["--output_dir", str(out), "--engine", "ray", "--workers", "2"]) == 0
         assert (out / "data.jsonl").read_text() == (tmp_path / "local" / "data.jsonl").read_text()
         # Both engines use the same shard files: a lost shard is redone by Ray, the rest skipped.
         (out / "shards" / "negatives" / "shard-00001.done").unlink()
         kept = (out / "shards" / "negatives" / "shard-00000.done").stat().st_mtime_ns
-        assert main(args + ["--out", str(out), "--engine", "ray"]) == 0
+        assert run_cli(args + ["--output_dir", str(out), "--engine", "ray"]) == 0
         assert (out / "shards" / "negatives" / "shard-00000.done").stat().st_mtime_ns == kept
         assert (out / "data.jsonl").read_text() == (tmp_path / "local" / "data.jsonl").read_text()
     finally:

@@ -7,8 +7,8 @@ from collections import Counter
 import pytest
 
 from fgclip.data.schema import Record
+from fgclip.errors import UserError
 from fgclip.pipeline.config import ExpressionConfig
-from fgclip.pipeline.errors import PipelineError
 from fgclip.pipeline.expressions import EXPRESSIONS_FIELD, ExpressionExtractor, load_spacy
 
 from tests.pipeline.conftest import LONG_CAPTION
@@ -76,5 +76,5 @@ def test_step_fills_the_expressions_field_and_counts(extractor):
 
 
 def test_missing_spacy_pipeline_is_a_clear_error():
-    with pytest.raises(PipelineError, match="cannot load the spaCy pipeline"):
+    with pytest.raises(UserError, match="cannot load the spaCy pipeline"):
         load_spacy("no_such_spacy_pipeline_xyz")

@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 from fgclip.data.schema import Record, check_bbox
+from fgclip.errors import UserError
 from fgclip.pipeline.config import GroundingConfig
-from fgclip.pipeline.errors import PipelineError
 from fgclip.pipeline.expressions import EXPRESSIONS_FIELD
 from fgclip.pipeline.grounding import (
     Candidates,
@@ -32,34 +32,34 @@ def candidates(rows) -> Candidates:
 
 def test_threshold_is_strictly_greater():
     found = candidates([[0.0, 0.0, 0.2, 0.2, 0.40, 0], [0.5, 0.5, 0.7, 0.7, 0.41, 1], [0.3, 0.0, 0.4, 0.1, 0.3, 2]])
-    assert select_boxes(found, score_threshold=0.4) == [1]
+    assert select_boxes(found, GroundingConfig(score_threshold=0.4)) == [1]
 
 
 def test_nms_within_an_expression_keeps_the_best_box():
     found = candidates([[0.10, 0.10, 0.50, 0.50, 0.6, 0], [0.12, 0.11, 0.52, 0.50, 0.9, 0]])
-    assert select_boxes(found, 0.4, nms_iou=0.5) == [1]
+    assert select_boxes(found, GroundingConfig(score_threshold=0.4, nms_iou=0.5)) == [1]
 
 
 def test_best_boxes_per_expression():
     found = candidates([[0.0, 0.0, 0.2, 0.2, 0.5, 0], [0.6, 0.6, 0.9, 0.9, 0.8, 0], [0.3, 0.3, 0.5, 0.5, 0.7, 1]])
-    assert select_boxes(found, 0.4, max_per_query=1) == [1, 2]
-    assert select_boxes(found, 0.4, max_per_query=2) == [1, 2, 0]
+    assert select_boxes(found, GroundingConfig(max_boxes_per_expression=1)) == [1, 2]
+    assert select_boxes(found, GroundingConfig(max_boxes_per_expression=2)) == [1, 2, 0]
 
 
 def test_cross_expression_nms():
     same_box = candidates([[0.2, 0.2, 0.6, 0.6, 0.7, 0], [0.21, 0.2, 0.6, 0.61, 0.9, 1]])
-    assert select_boxes(same_box, 0.4, cross_query_nms=True) == [1]
-    assert select_boxes(same_box, 0.4, cross_query_nms=False) == [1, 0]
+    assert select_boxes(same_box, GroundingConfig(cross_expression_nms=True)) == [1]
+    assert select_boxes(same_box, GroundingConfig(cross_expression_nms=False)) == [1, 0]
 
 
 def test_flat_boxes_are_never_kept():
     found = candidates([[0.0, 1.0, 0.5, 1.0, 0.9, 0], [0.1, 0.1, 0.3, 0.3, 0.5, 0]])
-    assert select_boxes(found, 0.4) == [1]
+    assert select_boxes(found, GroundingConfig()) == [1]
 
 
 def test_nothing_above_threshold():
-    assert select_boxes(Candidates.empty()) == []
-    assert select_boxes(candidates([[0.0, 0.0, 1.0, 1.0, 0.1, 0]])) == []
+    assert select_boxes(Candidates.empty(), GroundingConfig()) == []
+    assert select_boxes(candidates([[0.0, 0.0, 1.0, 1.0, 0.1, 0]]), GroundingConfig()) == []
 
 
 def test_normalise_boxes_clamps_into_the_image():
@@ -140,7 +140,7 @@ def test_grounding_step_drops_unreadable_images_and_needs_a_model(tmp_path, tiny
     counts = Counter()
     out = GroundingStep(GroundingConfig(model=str(tiny_owlv2_dir), score_threshold=-1.0), "cpu")(records, counts)
     assert len(out) == 1 and counts["dropped_unreadable_image"] == 1
-    with pytest.raises(PipelineError, match="--grounding_model"):
+    with pytest.raises(UserError, match="--grounding_model"):
         GroundingStep(GroundingConfig(model=None), "cpu")(_records(tmp_path, 1), Counter())
 
 

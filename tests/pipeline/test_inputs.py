@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from fgclip.pipeline.errors import PipelineError
+from fgclip.errors import UserError
 from fgclip.pipeline.inputs import list_images, read_input_records, split_input
 from fgclip.pipeline.shards import INPUT_STAGE, ShardLayout
 
@@ -89,7 +89,7 @@ def test_split_writes_shards_once(tmp_path, record_file):
     first = layout.shard_path(INPUT_STAGE, 0).stat().st_mtime_ns
     assert split_input(layout, images=None, input_file=str(record_file), shard_size=5, max_bad_fraction=0.5) == manifest
     assert layout.shard_path(INPUT_STAGE, 0).stat().st_mtime_ns == first
-    with pytest.raises(PipelineError, match="--shard_size"):
+    with pytest.raises(UserError, match="--shard_size"):
         split_input(layout, images=None, input_file=str(record_file), shard_size=4, max_bad_fraction=0.5)
 
 
@@ -97,13 +97,13 @@ def test_too_much_bad_input_stops(tmp_path):
     make_images(tmp_path, 1)
     records = write_jsonl(tmp_path / "r.jsonl", [{"image": "img_000.png"}, "{bad", "{bad"])
     layout = ShardLayout(tmp_path / "out")
-    with pytest.raises(PipelineError, match="2 of 3 input items are unusable"):
+    with pytest.raises(UserError, match="2 of 3 input items are unusable"):
         split_input(layout, images=None, input_file=str(records), shard_size=5, max_bad_fraction=0.5)
     assert (
         split_input(layout, images=None, input_file=str(records), shard_size=5, max_bad_fraction=0.9)["num_records"]
         == 1
     )
-    with pytest.raises(PipelineError, match="exactly one"):
+    with pytest.raises(UserError, match="exactly one"):
         split_input(layout, images=None, input_file=None, shard_size=5, max_bad_fraction=0.5)
 
 
@@ -122,15 +122,15 @@ def test_a_line_of_invalid_utf8_is_one_bad_record(tmp_path):
 
 def test_images_and_records_passed_to_the_wrong_option(tmp_path):
     (image,) = make_images(tmp_path, 1)
-    with pytest.raises(PipelineError, match="is an image; --input takes a record file"):
+    with pytest.raises(UserError, match="is an image; --input takes a record file"):
         read_input_records(image, Counter())
     assert list_images(image) == [str(image)]  # one image is a valid --images
     records = write_jsonl(tmp_path / "r.jsonl", [{"image": "img_000.png"}])
-    with pytest.raises(PipelineError, match="is a record file; pass it as --input"):
+    with pytest.raises(UserError, match="is a record file; pass it as --input"):
         list_images(records)
     binary = tmp_path / "photos.bin"
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
-    with pytest.raises(PipelineError, match="neither an image nor a text list of image paths"):
+    with pytest.raises(UserError, match="neither an image nor a text list of image paths"):
         list_images(binary)
 
 

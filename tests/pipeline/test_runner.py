@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from fgclip.pipeline.cli import main
 from fgclip.pipeline.negatives_step import NegativeStep
 from fgclip.pipeline.shards import ShardLayout
 
+from tests.pipeline.conftest import run_cli
+
 
 def run(record_file: Path, out: Path, *extra: str) -> int:
-    return main(["--input", str(record_file), "--out", str(out), "--shard_size", "3", *extra])
+    return run_cli(["--input", str(record_file), "--output_dir", str(out), "--shard_size", "3", *extra])
 
 
 def done_times(out: Path, step: str) -> dict[str, int]:
@@ -93,6 +94,23 @@ def test_changed_settings_are_refused_until_redo(record_file, tmp_path, capsys):
     assert run(record_file, out, "--steps", "negatives", "--seed", "5", "--negatives_batch_size", "2") == 0
 
 
+def test_a_run_made_before_a_setting_existed_is_continued(record_file, tmp_path):
+    """An output folder written by an earlier version of the engine: a setting added since then compares as its
+    default, a setting since removed is ignored; the finished shards are kept."""
+    out = tmp_path / "out"
+    assert run_cli(["--input", str(record_file), "--output_dir", str(out), "--steps", "negatives"]) == 0
+    step_json = out / "shards" / "negatives" / "step.json"
+    settings = json.loads(step_json.read_text())
+    assert settings["dtype"] == "auto" and settings["trust_remote_code"] is False  # how the (absent) LM would load
+    del settings["trust_remote_code"]
+    step_json.write_text(json.dumps({**settings, "a_removed_setting": 1}))
+    before = done_times(out, "negatives")
+    assert run_cli(["--input", str(record_file), "--output_dir", str(out), "--steps", "negatives"]) == 0
+    assert done_times(out, "negatives") == before
+    assert run_cli(["--input", str(record_file), "--output_dir", str(out), "--steps", "negatives",
+                    "--trust_remote_code"]) == 2  # a real change is still caught
+
+
 def test_other_input_needs_fresh(record_file, tmp_path, capsys):
     out = tmp_path / "out"
     assert run(record_file, out, "--steps", "negatives") == 0
@@ -107,14 +125,14 @@ def test_other_input_needs_fresh(record_file, tmp_path, capsys):
 @pytest.mark.parametrize("shard_size", ["1", "5", "100"])
 def test_output_does_not_depend_on_shard_size(record_file, tmp_path, shard_size):
     reference = tmp_path / "reference"
-    assert main(["--input", str(record_file), "--out", str(reference), "--steps", "negatives", "filter"]) == 0
+    assert run_cli(["--input", str(record_file), "--output_dir", str(reference), "--steps", "negatives", "filter"]) == 0
     out = tmp_path / f"size{shard_size}"
     assert (
-        main(
+        run_cli(
             [
                 "--input",
                 str(record_file),
-                "--out",
+                "--output_dir",
                 str(out),
                 "--steps",
                 "negatives",

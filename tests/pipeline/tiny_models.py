@@ -47,11 +47,25 @@ def word_tokenizer(extra_special: tuple[str, ...] = ()):
     return tokenizer
 
 
+def tiny_llama_config(tokenizer, max_position_embeddings: int):
+    """A 2-layer Llama whose vocabulary and special-token ids are the tokenizer's."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=len(tokenizer),
+        num_key_value_heads=2,
+        max_position_embeddings=max_position_embeddings,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **SMALL,
+    )
+
+
 def build_tiny_llava(folder: Path, chat_template: bool = True, seed: int = 0) -> Path:
     from transformers import (
         CLIPImageProcessor,
         CLIPVisionConfig,
-        LlamaConfig,
         LlavaConfig,
         LlavaForConditionalGeneration,
         LlavaProcessor,
@@ -59,15 +73,7 @@ def build_tiny_llava(folder: Path, chat_template: bool = True, seed: int = 0) ->
 
     tokenizer = word_tokenizer(("<image>",))
     vision = CLIPVisionConfig(**SMALL, image_size=32, patch_size=8)
-    text = LlamaConfig(
-        vocab_size=len(tokenizer),
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        **SMALL,
-    )
+    text = tiny_llama_config(tokenizer, max_position_embeddings=256)
     config = LlavaConfig(
         vision_config=vision,
         text_config=text,
@@ -163,20 +169,12 @@ def build_tiny_grounding_dino(folder: Path, seed: int = 0) -> Path:
 
 
 def build_tiny_llama(folder: Path, chat_template: bool = True, seed: int = 0) -> Path:
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
     tokenizer = word_tokenizer()
     if chat_template:
         tokenizer.chat_template = CHAT_TEMPLATE
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        **SMALL,
-    )
+    config = tiny_llama_config(tokenizer, max_position_embeddings=512)
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config).eval()
     model.save_pretrained(folder)
