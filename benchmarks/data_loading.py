@@ -1,6 +1,6 @@
 """Item 4: records/s of the training loaders, and the share of a training run spent waiting on data.
 
-    python -m benchmarks.data_loading [--device cuda] [--smoke] [--out DIR]
+    python -m benchmarks.run data_loading [--device cuda] [--smoke] [--output_dir DIR]
 
 A synthetic fine-grained set (`fgclip.data.synthetic`, stored at 448 px so decoding costs what photos
 cost) is written as JSONL + images and packed into webdataset shards (`fgclip.data.shards`). Measured in
@@ -16,7 +16,6 @@ one process, i.e. per loader worker:
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -83,14 +82,14 @@ def training_wait_share(dataset, stage: int, settings: BenchSettings, model, bat
     iterator = iter(loader)
     for _ in tqdm(range(steps + 1), desc=f"stage-{stage} run", disable=not settings.progress):
         started = time.perf_counter()
-        batch = next(iterator).to(settings.device)
+        batch = next(iterator).to(settings.torch_device)
         waited = time.perf_counter() - started
         if step is None:
             step = FGCLIPStep(model, batch, stage, settings)
         step.batch = batch
         started = time.perf_counter()
         step()
-        synchronize(settings.device)
+        synchronize(settings.torch_device)
         if done > 0:  # the first step (and the loader's start-up) is warm-up
             waiting, stepping = waiting + waited, stepping + time.perf_counter() - started
         done += 1
@@ -133,11 +132,11 @@ def run(settings: BenchSettings) -> Report:
                   "shard_dataset_only": len(shard_set), "webdataset_stream": summary.written}
         rate = {name: counts[name] / timing.median for name, timing in timings.items()}
         workers = default_num_workers(1)
-        model = build_fgclip(shape, settings.seed).to(settings.device)
+        model = build_fgclip(shape, settings.seed).to(settings.torch_device)
         stage1_set = FineGrainedDataset(open_sources([synthetic.all]), size, with_regions=False)
         runs = [training_wait_share(dataset, stage, settings, model, batch, plan["steps"], workers)
                 for stage, dataset in ((1, stage1_set), (2, jsonl_set))]
-    device_name = describe_device(settings.device)["name"]
+    device_name = describe_device(settings.torch_device)["name"]
     cpu = describe_device(torch.device("cpu"))["cpu"]
     figures = [
         Figure("shard reader / webdataset stream (records/s, decode + transform, one worker)",
@@ -161,10 +160,10 @@ def run(settings: BenchSettings) -> Report:
     details = {"plan": plan, "timings": {name: t.as_dict() for name, t in timings.items()},
                "records_per_s": rate, "records": counts, "training_runs": runs, "shape": shape.name,
                "shards": len(shards)}
-    return Report(NAME, figures, details, describe_device(settings.device), settings.as_dict())
+    return Report(NAME, figures, details, describe_device(settings.torch_device), settings.as_dict())
 
 
 if __name__ == "__main__":
-    from benchmarks.run import main
+    from benchmarks.run import run_as_main
 
-    sys.exit(main([NAME, *sys.argv[1:]]))
+    run_as_main(NAME)

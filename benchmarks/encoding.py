@@ -1,6 +1,6 @@
 """Item 5: images/s and texts/s of the evaluation encoding path against open_clip, and the cache's effect.
 
-    python -m benchmarks.encoding [--device cuda] [--smoke] [--out DIR]
+    python -m benchmarks.run encoding [--device cuda] [--smoke] [--output_dir DIR]
 
 Ours is `eval.common.encoder.Encoder`, what every encoder evaluation runs: a saved model folder loaded
 as the commands load it, images decoded and transformed in batches, embeddings normalised, moved to the
@@ -15,7 +15,6 @@ run that reads the cache over the first run that fills it.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -32,7 +31,7 @@ from eval.common.cache import EmbeddingCache
 from eval.common.encoder import Encoder, EncoderConfig
 from eval.common.images import iter_image_batches
 from fgclip.data.synthetic import generate
-from fgclip.model.conversion import save_with_processors
+from fgclip.folders import save_with_processors
 
 NAME = "encoding"
 
@@ -65,7 +64,7 @@ class OpenCLIPEncoder:
         rows = []
         for _, pixels in iter_image_batches(paths, self.transform, self.batch_size, self.workers, Counter()):
             with self.settings.autocast():
-                features = self.model.encode_image(pixels.to(self.settings.device))
+                features = self.model.encode_image(pixels.to(self.settings.torch_device))
             rows.append(F.normalize(features.float(), dim=-1).cpu())
         return torch.cat(rows)
 
@@ -73,7 +72,7 @@ class OpenCLIPEncoder:
     def texts(self, texts: list[str]) -> torch.Tensor:
         rows = []
         for start in range(0, len(texts), self.batch_size):
-            ids = self.tokenize(texts[start : start + self.batch_size]).to(self.settings.device)
+            ids = self.tokenize(texts[start : start + self.batch_size]).to(self.settings.torch_device)
             with self.settings.autocast():
                 features = self.model.encode_text(ids)
             rows.append(F.normalize(features.float(), dim=-1).cpu())
@@ -105,7 +104,7 @@ def _cache_effect(model_dir: Path, config: EncoderConfig, paths: list[Path], tex
 
 
 def run(settings: BenchSettings) -> Report:
-    plan, device = _plan(settings), settings.device
+    plan, device = _plan(settings), settings.torch_device
     shape = get_shape(settings.shape_name())
     config = shape.config()
     texts = region_texts(plan["texts"], settings.seed)
@@ -168,6 +167,6 @@ def run(settings: BenchSettings) -> Report:
 
 
 if __name__ == "__main__":
-    from benchmarks.run import main
+    from benchmarks.run import run_as_main
 
-    sys.exit(main([NAME, *sys.argv[1:]]))
+    run_as_main(NAME)

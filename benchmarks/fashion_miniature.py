@@ -1,6 +1,6 @@
 """Benchmark: does Fashion-FINE's global + local embedding help? A miniature, held out, on CPU.
 
-    python -m benchmarks.fashion_miniature [--out benchmarks/results/fashion_miniature.json]
+    python -m benchmarks.fashion_miniature [--output_file benchmarks/results/fashion_miniature.json]
 
 1. Synthesise a product set (`fgclip.fashion.synthetic`): families of garments whose titles differ in one
    or two attributes, three images per product, seven subcategories; train / val / test by family, so the
@@ -17,14 +17,22 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from fgclip.cli import (
+    CommandParser,
+    non_negative_int,
+    option,
+    options_from,
+    positive_int,
+)
+from fgclip.cli import run as run_command
 from fgclip.train.config import TinyModel
 
 GEN_COLUMNS = ("s100_i2t_r1", "s100_i2t_r10", "s100_t2i_r1", "s100_t2i_r10",
@@ -36,39 +44,35 @@ HEADERS = ("model", "s100 I->T R@1", "R@10", "s100 T->I R@1", "R@10", "full I->T
 
 @dataclass
 class Miniature:
-    run_dir: str = "runs/fashion_miniature"
-    families: int = 320
+    run_dir: str = option("data, runs and evaluations go here", "runs/fashion_miniature")
+    families: int = option("product families to synthesise", 320, type=positive_int)
     split_fractions: tuple[float, float, float] = (0.6, 0.1, 0.3)
     views: int = 3
-    steps: int = 250
+    steps: int = option("retrieval finetuning steps per model", 250, type=positive_int)
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup_steps: int = 25
     eval_every: int = 50
-    tgir_steps: int = 0
+    tgir_steps: int = option("also finetune each model for text-guided retrieval this many steps (0: off)", 0,
+                             type=non_negative_int)
     num_queries: int = 1000
     num_negatives: int = 100
-    seed: int = 0
-    progress: bool = True
+    seed: int = option("seed of data, start model and runs", 0)
+    progress: bool = option("progress bars (--no_progress: none)", True)
     tiny: TinyModel = field(default_factory=TinyModel)
 
 
 def _finetune(m: Miniature, task: str, init: Path, out: Path, data: list[Path], val: list[Path], steps: int,
               local_pooling: bool | None) -> dict:
-    from fgclip.fashion.losses import FashionLossConfig
-    from fgclip.fashion.train import RECIPES, FashionModelSettings, FinetuneConfig, finetune
-    from fgclip.train.config import OptimConfig
+    from fgclip.fashion.config import FinetuneConfig
+    from fgclip.fashion.train import finetune
 
-    recipe = RECIPES[task]
     config = FinetuneConfig(
         task=task, init=str(init), data=[str(p) for p in data], val=[str(p) for p in val], output_dir=str(out),
-        model=FashionModelSettings(local_pooling=local_pooling),
-        loss=FashionLossConfig(matching_weight=recipe.matching_weight, focal_gamma=recipe.focal_gamma,
-                               focal_alpha=recipe.focal_alpha),
-        optim=OptimConfig(lr=m.lr, weight_decay=m.weight_decay, warmup_steps=m.warmup_steps, min_lr_ratio=0.0),
-        max_steps=steps, batch_size=m.batch_size, eval_every=m.eval_every, seed=m.seed, num_workers=0,
-        log_every=25, progress=m.progress)
+        local_pooling=local_pooling, lr=m.lr, weight_decay=m.weight_decay, warmup_steps=m.warmup_steps,
+        min_lr_ratio=0.0, max_steps=steps, batch_size=m.batch_size, eval_every=m.eval_every, seed=m.seed,
+        num_workers=0, log_every=25, progress=m.progress)
     result = finetune(config)
     return {"dir": result.best_dir, "seconds": result.seconds, "best": result.best,
             "first_loss": result.first_loss, "last_loss": result.last_loss}
@@ -100,7 +104,7 @@ def run(m: Miniature) -> dict:
 
     from fgclip import FGCLIPModel
     from fgclip.fashion.synthetic import SyntheticSettings, generate
-    from fgclip.model.conversion import save_with_processors
+    from fgclip.folders import save_with_processors
 
     started = time.time()
     root = Path(m.run_dir)
@@ -150,25 +154,20 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+@dataclass
+class ReportOptions:
+    output_file: str = option("JSON file to write", "benchmarks/results/fashion_miniature.json", aliases=["out"])
+
+
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.fashion_miniature",
-                                     description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="benchmarks/results/fashion_miniature.json", help="JSON file to write")
-    parser.add_argument("--run_dir", default="runs/fashion_miniature", help="data, runs and evaluations go here")
-    parser.add_argument("--steps", type=int, default=None, help="retrieval finetuning steps per model [default 250]")
-    parser.add_argument("--tgir_steps", type=int, default=None,
-                        help="also finetune each model for text-guided retrieval this many steps [default 0: off]")
-    parser.add_argument("--families", type=int, default=None, help="product families to synthesise [default 320]")
-    parser.add_argument("--seed", type=int, default=None, help="seed of data, start model and runs [default 0]")
-    parser.add_argument("--no_progress", action="store_true", help="no progress bars")
+    parser = CommandParser(prog="python -m benchmarks.fashion_miniature", description=__doc__)
+    parser.add_options(Miniature)
+    parser.add_options(ReportOptions)
     args = parser.parse_args(argv)
+    miniature, output_file = options_from(args, Miniature), options_from(args, ReportOptions).output_file
 
     from benchmarks.default_experiment import machine
 
-    miniature = Miniature(run_dir=args.run_dir, progress=not args.no_progress)
-    for name in ("steps", "tgir_steps", "families", "seed"):
-        if getattr(args, name) is not None:
-            setattr(miniature, name, getattr(args, name))
     facts = machine()
     result = run(miniature)
     facts["load_average_1m_at_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
@@ -177,7 +176,7 @@ def main(argv=None) -> dict:
     result["cpu_seconds"] = round(usage.ru_utime + usage.ru_stime, 1)
     report = {"benchmark": "Fashion-FINE miniature: global-only vs global + local finetuning, held-out test split",
               **result, "table": markdown(result), "machine": facts, "date": time.strftime("%Y-%m-%d %H:%M:%S")}
-    out = Path(args.out)
+    out = Path(output_file)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=str) + "\n")
     print("\n" + report["table"] + f"\ntotal {result['total_seconds']:.0f} s ({result['cpu_seconds']:.0f} CPU s) on "
@@ -186,4 +185,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main))

@@ -55,7 +55,7 @@ bench() {  # bench NAME SECONDS [options...]
   local name=$1 limit=$2
   shift 2
   echo "== $name (limit ${limit}s) $(date -u +%H:%M:%S)" | tee -a "$log"
-  timeout "$limit" python3 -m benchmarks.run "$name" --device cuda --quiet --out "$out" "$@" 2>&1 | tee -a "$log"
+  timeout "$limit" python3 -m benchmarks.run "$name" --device cuda --quiet --output_dir "$out" "$@" 2>&1 | tee -a "$log"
   local status=${PIPESTATUS[0]}
   [ "$status" -eq 0 ] || { echo "!! $name exited with $status" | tee -a "$log"; failed+=("$name"); }
 }

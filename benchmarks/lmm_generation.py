@@ -1,6 +1,6 @@
 """Item 6: POPE questions/s with batched generation against one question at a time, identical answers required.
 
-    python -m benchmarks.lmm_generation [--device cuda] [--smoke] [--out DIR]
+    python -m benchmarks.run lmm_generation [--device cuda] [--smoke] [--output_dir DIR]
 
 A LLaVA folder is built from configs the way a user builds one (`lmm_integration.build`: an FG-CLIP
 image tower saved by this project, a fresh projector and a random Llama-architecture LM from
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
@@ -45,7 +44,7 @@ def build_pope_setup(root: Path, plan: dict, seed: int):
     """(LLaVA folder, POPE question file, image folder) for the benchmark, all under `root`."""
     from fgclip.data.schema import Record, iter_record_file
     from fgclip.data.synthetic import generate
-    from fgclip.model.conversion import save_with_processors
+    from fgclip.folders import save_with_processors
     from lmm_integration.build import BuildOptions, build_llava
     from lmm_integration.miniature.questions import Vocabulary, write_miniature_data
     from lmm_integration.miniature.tiny_lm import build_tiny_llm
@@ -80,14 +79,14 @@ def run(settings: BenchSettings) -> Report:
     from eval.lmm.prompting import SHORT_ANSWER, with_suffix
 
     plan = _plan(settings)
-    dtype = settings.extra.get("lmm_dtype", "auto")
+    dtype = settings.lmm_dtype
     with tempfile.TemporaryDirectory(prefix="fgclip-lmm-bench-") as folder:
         llava, question_file, images = build_pope_setup(Path(folder), plan, settings.seed)
         questions = read_pope_questions(question_file)
         # the prompt eval.pope asks: LLaVA-1.5's question + short-answer instruction
         items = [PromptItem(q.question_id, images / q.image, with_suffix(q.text, SHORT_ANSWER)) for q in questions]
         generation = GenerationSettings(batch_size=plan["batch"], max_new_tokens=MAX_NEW_TOKENS,
-                                        device=str(settings.device), dtype="float32" if dtype == "auto" else dtype)
+                                        device=str(settings.torch_device), dtype="float32" if dtype == "auto" else dtype)
         lmm = load_lmm(llava, generation)
         warm = items[: plan["batch"]]
         for _ in range(settings.warmup_or(1)):
@@ -98,7 +97,7 @@ def run(settings: BenchSettings) -> Report:
     single = statistics.median(r.one_at_a_time_seconds for r in reports)
     mismatches = [m for r in reports for m in r.mismatches]
     identical_share = 1 - len({str(m["question_id"]) for m in mismatches}) / len(items)
-    device_name = describe_device(settings.device)["name"]
+    device_name = describe_device(settings.torch_device)["name"]
     figures = [
         Figure(f"POPE questions/s, batched (batch {plan['batch']}) / one at a time", single / batched, "x",
                (">=", 4.0), "target set for a GPU"),
@@ -110,10 +109,10 @@ def run(settings: BenchSettings) -> Report:
     details = {"plan": plan, "questions": len(items), "max_new_tokens": MAX_NEW_TOKENS, "dtype": generation.dtype,
                "parameters": parameters, "batched_seconds": [r.batched_seconds for r in reports],
                "one_at_a_time_seconds": [r.one_at_a_time_seconds for r in reports], "mismatches": mismatches[:10]}
-    return Report(NAME, figures, details, describe_device(settings.device), settings.as_dict())
+    return Report(NAME, figures, details, describe_device(settings.torch_device), settings.as_dict())
 
 
 if __name__ == "__main__":
-    from benchmarks.run import main
+    from benchmarks.run import run_as_main
 
-    sys.exit(main([NAME, *sys.argv[1:]]))
+    run_as_main(NAME)

@@ -1,7 +1,7 @@
 """Benchmark: the FG-CLIP claim for LMMs, in miniature (issue 6).
 
     python scripts/pretrain_fgclip.py                      # trains the two towers (runs/default_experiment)
-    python -m benchmarks.lmm_miniature [--stage1 DIR] [--stage2 DIR] [--out DIR] [-- MINIATURE OPTIONS]
+    python -m benchmarks.lmm_miniature [--stage1 DIR] [--stage2 DIR] [--output_dir DIR] [-- MINIATURE OPTIONS]
 
 Two LLaVA models are built and finetuned the same way (`lmm_integration.miniature`: same synthetic scenes,
 same tiny Llama, same stage A/B steps through scripts/finetune_llava.sh) and differ only in the vision tower:
@@ -15,11 +15,15 @@ the run measures.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
+import sys
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+
+from fgclip.cli import CommandParser, option, options_from, run
 
 CLAIM_COLUMNS = ("tower", "POPE F1", "POPE acc.", "yes-ratio", "attribute acc.", "loc. Acc@0.5", "all")
 
@@ -65,32 +69,41 @@ def _chance(result: dict) -> dict:
             "where": per_kind.get("where", 0.0), "all": result["chance"]}
 
 
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.lmm_miniature", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stage1", default="runs/default_experiment/stage1/final",
-                        help="the stage-1-only FG-CLIP folder [default: the embedded default's]")
-    parser.add_argument("--stage2", default="runs/default_experiment/stage2/final",
-                        help="the stage-2 FG-CLIP folder [default: the embedded default's]")
-    parser.add_argument("--out", default="runs/lmm_miniature", help="miniature run folder (data, models, answers)")
-    parser.add_argument("--json", default="benchmarks/results/lmm_miniature.json", help="the benchmark's JSON")
-    args, miniature_args = parser.parse_known_args(argv)
+@dataclass
+class MiniatureBenchOptions:
+    stage1: Path = option("the stage-1-only FG-CLIP folder (default: the embedded default experiment's)",
+                          Path("runs/default_experiment/stage1/final"))
+    stage2: Path = option("the stage-2 FG-CLIP folder (default: the embedded default experiment's)",
+                          Path("runs/default_experiment/stage2/final"))
+    output_dir: Path = option("the miniature's run folder (data, models, answers)", Path("runs/lmm_miniature"),
+                              aliases=["out"])
+    json: Path = option("the benchmark's JSON", Path("benchmarks/results/lmm_miniature.json"))
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    parser = CommandParser(prog="python -m benchmarks.lmm_miniature", description=__doc__,
+                           epilog="Options it does not know (or all after `--`) go to lmm_integration.miniature.")
+    parser.add_options(MiniatureBenchOptions)
+    namespace, miniature_args = parser.parse_known_args(argv)
+    args = options_from(namespace, MiniatureBenchOptions)
     if miniature_args[:1] == ["--"]:
         miniature_args = miniature_args[1:]
     for folder in (args.stage1, args.stage2):
-        if not (Path(folder) / "config.json").is_file():
-            parser.error(f"no FG-CLIP folder at {folder}: run `python scripts/pretrain_fgclip.py` first or pass --stage1/--stage2")
+        if not (folder / "config.json").is_file():
+            parser.error(f"no FG-CLIP folder at {folder}: run `python scripts/pretrain_fgclip.py` first or pass "
+                         "--stage1/--stage2")
 
     import torch
 
     from benchmarks.harness import describe_device
-    from lmm_integration.miniature.run import MiniatureOptions, build_parser, run
+    from lmm_integration.miniature.run import MiniatureOptions, build_parser
+    from lmm_integration.miniature.run import run as run_miniature
 
     options = vars(build_parser().parse_args(
-        ["--out", args.out, "--vision", args.stage1, args.stage2, "--label", "stage 1 tower", "stage 2 tower", *miniature_args]))
+        ["--out", str(args.output_dir), "--vision", str(args.stage1), str(args.stage2), "--label", "stage 1 tower",
+         "stage 2 tower", *miniature_args]))
     started = time.time()
-    result = run(MiniatureOptions(**options))
+    result = run_miniature(MiniatureOptions(**options))
     encoders = result["encoders"]
     rows = claim_rows(encoders)
     chance = _chance(next(iter(encoders.values())))
@@ -102,7 +115,7 @@ def main(argv=None) -> dict:
         "rows": rows,
         "chance": chance,
         "table": table,
-        "towers": {"stage 1 tower": args.stage1, "stage 2 tower": args.stage2},
+        "towers": {"stage 1 tower": str(args.stage1), "stage 2 tower": str(args.stage2)},
         "miniature": options,
         "machine": {**describe_device(torch.device("cpu")),
                     "load_average_1m_at_end": os.getloadavg()[0] if hasattr(os, "getloadavg") else None},
@@ -111,9 +124,9 @@ def main(argv=None) -> dict:
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    (Path(args.out) / "claim.md").write_text(table)
+    (args.output_dir / "claim.md").write_text(table)
     return report
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main))

@@ -1,6 +1,6 @@
 """Item 3: peak memory of the global loss per rank, local loss + gather-with-grad, at global batches 1k-32k.
 
-    python -m benchmarks.loss_memory [--device cuda] [--smoke] [--out DIR]
+    python -m benchmarks.run loss_memory [--device cuda] [--smoke] [--output_dir DIR]
 
 One process plays one rank of W: `fgclip.losses.gather_with_grad` is swapped for a stand-in that returns
 what all-gather returns on that rank (the W-1 other ranks' features, freshly allocated as the collective
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 import tempfile
 from pathlib import Path
 from unittest import mock
@@ -117,7 +116,7 @@ def _plan(settings: BenchSettings) -> dict:
 
 
 def run(settings: BenchSettings) -> Report:
-    plan, device = _plan(settings), settings.device
+    plan, device = _plan(settings), settings.torch_device
     dim = plan["dim"]
     jobs = ([("by_global", plan["local"], g // plan["local"]) for g in plan["globals"]]
             + [("by_local", b, plan["fixed_global"] // b) for b in plan["locals"]]
@@ -159,6 +158,6 @@ def run(settings: BenchSettings) -> Report:
 
 
 if __name__ == "__main__":
-    from benchmarks.run import main
+    from benchmarks.run import run_as_main
 
-    sys.exit(main([NAME, *sys.argv[1:]]))
+    run_as_main(NAME)

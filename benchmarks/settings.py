@@ -1,21 +1,25 @@
-"""The settings every benchmark runs with, parsed once by `benchmarks.run`."""
+"""The settings every benchmark runs with: the options of `python -m benchmarks.run`, parsed once.
+
+Light at import (no torch), so that `--help` and usage errors answer at once; the device is resolved on first
+use of `torch_device` (`benchmarks.run` does that before any benchmark loads).
+"""
 
 from __future__ import annotations
 
-import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
-import torch
+from benchmarks.shapes import SHAPES
+from fgclip.cli import non_negative_int, option, positive_float, positive_int
+from fgclip.runtime import autocast, autocast_dtype, resolve_device
 
-from fgclip.errors import UserError
+if TYPE_CHECKING:
+    import torch
 
 # Dense bf16 matmul peak used for MFU when the GPU is one of these (measured here: H100 798, H200 ~790).
 PEAK_BF16_TFLOPS = {"H100": 800.0, "H200": 790.0}
-
-
-class BenchmarkError(UserError):
-    """A benchmark that cannot run as asked (one-line message; the CLI exits with code 2)."""
 
 
 @dataclass
@@ -26,38 +30,49 @@ class BenchSettings:
     `b16` on GPU). `batch_size` None lets each benchmark choose its default for the device.
     """
 
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    smoke: bool = False
-    repeats: int | None = None  # None: 1 in smoke mode, else each benchmark's default
-    warmup: int | None = None
-    shape: str | None = None
-    batch_size: int | None = None
-    compile: bool = False
-    peak_tflops: float | None = None
-    seed: int = 0
-    out: Path | None = None
-    progress: bool = True
-    extra: dict = field(default_factory=dict)  # benchmark-specific options (e.g. the LMM dtype)
+    device: str = option("cpu, cuda, cuda:N or auto; on a GPU the benchmarks run bf16 autocast and fused AdamW", "cpu")
+    smoke: bool = option("tiny shapes, 1 repetition: checks that the benchmark runs (numbers mean nothing)", False)
+    output_dir: Path | None = option("folder for NAME.json (default: print only; 'all' writes one file per benchmark)",
+                                     None, aliases=["out"])
+    shape: str | None = option("model shape: tiny, small (scaled-down ViT) or b16 (ViT-B/16 at 224) (default: tiny "
+                               "with --smoke, small on CPU, b16 on GPU)", None, choices=tuple(SHAPES))
+    batch_size: int | None = option("images per step (default: each benchmark's, e.g. 256 for stage 1 on GPU); on GPU "
+                                    "out-of-memory it is halved until it fits, and the report says so", None,
+                                    type=positive_int)
+    repeats: int | None = option("timed repetitions; the median is reported (default: each benchmark's, 1 with "
+                                 "--smoke)", None, type=positive_int)
+    warmup: int | None = option("untimed runs before timing (default: each benchmark's, 1 with --smoke)", None,
+                                type=non_negative_int)
+    compile: bool = option("torch.compile the models under test (and their references) before timing", False)
+    peak_tflops: float | None = option("peak dense TFLOP/s of the device for MFU (default: 800 on H100, 790 on H200 "
+                                       "in bf16; no MFU otherwise)", None, type=positive_float)
+    seed: int = option("seed of the synthetic data and weights", 0)
+    lmm_dtype: Literal["auto", "float32", "bfloat16"] = option(
+        "lmm_generation only: model dtype (auto = float32: identical answers batched and one at a time need it on a "
+        "random-weight model)", "auto")
+    progress: bool = True  # not an option: `--quiet` turns the progress bars off
+
+    @cached_property
+    def torch_device(self) -> torch.device:
+        """`device` resolved (`fgclip.runtime.resolve_device`); a `UserError` for a bad or absent device."""
+        return resolve_device(self.device)
 
     @property
     def on_gpu(self) -> bool:
-        return self.device.type == "cuda"
+        return self.torch_device.type == "cuda"
 
-    @property
+    @cached_property
     def autocast_dtype(self) -> torch.dtype | None:
-        """bf16 autocast on GPUs that support it; fp32 on CPU (bf16 matmuls are slow on most CPUs)."""
-        if self.on_gpu and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return None
+        """The precision of `fgclip.runtime` 'auto': bf16 on GPUs that support it, fp32 on CPU."""
+        return autocast_dtype("auto", self.torch_device)
 
     @property
     def precision(self) -> str:
-        return "bf16" if self.autocast_dtype is not None else "fp32"
+        return {None: "fp32", "torch.bfloat16": "bf16", "torch.float16": "fp16"}[
+            None if self.autocast_dtype is None else str(self.autocast_dtype)]
 
     def autocast(self):
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+        return autocast(self.torch_device, self.autocast_dtype)
 
     def repeats_or(self, default: int) -> int:
         if self.repeats is not None:
@@ -84,34 +99,20 @@ class BenchSettings:
         return gpu if self.on_gpu else cpu
 
     def peak_flops(self) -> float | None:
-        """Peak FLOP/s for MFU: `--peak-tflops`, else the known bf16 peak of the GPU, else None."""
+        """Peak FLOP/s for MFU: `--peak_tflops`, else the known bf16 peak of the GPU, else None."""
         if self.peak_tflops is not None:
             return self.peak_tflops * 1e12
-        if self.on_gpu and self.autocast_dtype is torch.bfloat16:
-            name = torch.cuda.get_device_name(self.device)
+        if self.on_gpu and self.precision == "bf16":
+            import torch
+
+            name = torch.cuda.get_device_name(self.torch_device)
             for key, tflops in PEAK_BF16_TFLOPS.items():
                 if key in name:
                     return tflops * 1e12
         return None
 
     def as_dict(self) -> dict:
-        return {"device": str(self.device), "smoke": self.smoke, "repeats": self.repeats, "warmup": self.warmup,
+        return {"device": str(self.torch_device), "smoke": self.smoke, "repeats": self.repeats, "warmup": self.warmup,
                 "shape": self.shape_name(), "batch_size": self.batch_size, "compile": self.compile,
-                "precision": self.precision, "peak_tflops": self.peak_tflops, "seed": self.seed, **self.extra}
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto', 'cpu' or 'cuda[:N]' -> a device; `BenchmarkError` when CUDA is asked for but absent."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise BenchmarkError(f"--device {name!r} is not a device name") from error
-    if device.type not in ("cpu", "cuda"):
-        raise BenchmarkError(f"--device must be cpu or cuda, got {name!r}")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise BenchmarkError(f"--device {name} asked for, but CUDA is not available on this machine")
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())
-    return device
+                "precision": self.precision, "peak_tflops": self.peak_tflops, "seed": self.seed,
+                "lmm_dtype": self.lmm_dtype}

@@ -10,10 +10,12 @@ speed of the two implementations is compared on identical work.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # light at import: benchmarks.run lists the shapes before torch loads
+    import torch
 
-from fgclip.model import FGCLIPConfig, FGCLIPModel
+    from fgclip.model import FGCLIPConfig, FGCLIPModel
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,8 @@ class ModelShape:
     mlp_ratio: int = 4
 
     def config(self) -> FGCLIPConfig:
+        from fgclip.model import FGCLIPConfig
+
         return FGCLIPConfig(
             text_config=dict(hidden_size=self.text_width, intermediate_size=self.mlp_ratio * self.text_width,
                              num_hidden_layers=self.text_layers, num_attention_heads=self.text_heads),
@@ -60,6 +64,10 @@ def get_shape(name: str) -> ModelShape:
 
 def build_fgclip(shape: ModelShape, seed: int = 0) -> FGCLIPModel:
     """A randomly initialised FG-CLIP of `shape` (fp32, train mode)."""
+    import torch
+
+    from fgclip.model import FGCLIPModel
+
     torch.manual_seed(seed)
     return FGCLIPModel(shape.config()).train()
 
@@ -82,6 +90,7 @@ def open_clip_config(config: FGCLIPConfig) -> dict:
 
 def build_open_clip_twin(config: FGCLIPConfig, seed: int = 0):
     """open_clip's `CLIP` with the same towers as `config`, randomly initialised (no download)."""
+    import torch
     from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 
     settings = open_clip_config(config)

@@ -1,13 +1,13 @@
 """Item 2: a stage-2 step (global + regional + hard negatives) against a stage-1 step on the same images.
 
-    python -m benchmarks.stage2 [--device cuda] [--smoke] [--out DIR]
+    python -m benchmarks.run stage2 [--device cuda] [--smoke] [--output_dir DIR]
 
 FineHARD-like load (`benchmarks.workload`): 4 boxes per image, each with its referring expression and
 10 hard negatives, so up to 1 + 4 x (1 + 10) short texts per image besides the long caption. Stage 1 and
 stage 2 run on the same images and captions. Then each speed lever is switched off in turn and the
 step timed again; a lever's figure is (step without it) / (step with it), so > 1 means it pays:
 - length groups: the short texts encoded in up to 8 length groups, each padded to its own longest
-  (`FGCLIPModel.short_text_groups`, off by default; also reported as stage 2 / stage 1 with it on),
+  (`FGCLIPConfig.short_text_groups`, off by default; also reported as stage 2 / stage 1 with it on),
 - dynamic text padding (pad to the batch's longest instead of 77 / 248 tokens),
 - encoding each distinct short text once per step (the collator's de-duplication),
 - SDPA attention (transformers' default) instead of eager attention,
@@ -19,7 +19,6 @@ One RoIAlign call for the whole batch is how `FGCLIPModel.pool_regions` is writt
 from __future__ import annotations
 
 import copy
-import sys
 
 import torch
 
@@ -46,7 +45,7 @@ def _eager_copy(model: torch.nn.Module) -> torch.nn.Module:
 def _measure(settings: BenchSettings, batch_size: int) -> dict:
     shape = get_shape(settings.shape_name())
     config = shape.config()
-    device = settings.device
+    device = settings.torch_device
     tokenizer = FGCLIPTokenizer()
     pad_id = tokenizer.tokenizer.pad_token_id
     records = make_records(batch_size, settings.seed)
@@ -115,7 +114,7 @@ def run(settings: BenchSettings) -> Report:
     ]
     figures.append(Figure(f"stage-2 step with {LENGTH_GROUPS} length groups / stage-1 step",
                           paired_ratio(timings["stage2_length_groups"], timings["stage1"]), "x", ("<=", 1.35),
-                          "model.short_text_groups = 8 (exact)"))
+                          "config.short_text_groups = 8 (exact)"))
     for name, label in LEVERS:
         if name == "stage2_length_groups":  # on, it is faster: report (without / with) like the others
             figures.append(Figure(label, paired_ratio(timings["stage2"], timings[name]), "x", None, "> 1: the lever pays"))
@@ -123,7 +122,7 @@ def run(settings: BenchSettings) -> Report:
             figures.append(Figure(label, paired_ratio(timings[name], timings["stage2"]), "x", None, "> 1: the lever pays"))
         elif name in result["did_not_fit"]:
             figures.append(Figure(label, None, "x", None, f"without it, stage 2 does not fit the GPU at batch {batch_size}"))
-    device_name = describe_device(settings.device)["name"]
+    device_name = describe_device(settings.torch_device)["name"]
     figures += [
         Figure(f"stage-1 images/s (batch {batch_size})", batch_size / median["stage1"], "images/s", None, device_name),
         Figure(f"stage-2 images/s (batch {batch_size})", batch_size / median["stage2"], "images/s", None, device_name),
@@ -139,10 +138,10 @@ def run(settings: BenchSettings) -> Report:
         "peak_memory_bytes": result["memory"], "did_not_fit": result["did_not_fit"], "flops_per_step": flops, "texts": texts, "shape": result["shape"],
         "load": "4 regions x (1 positive + 10 hard negatives) per image, FineHARD-like text lengths",
     }
-    return Report(NAME, figures, details, describe_device(settings.device), settings.as_dict())
+    return Report(NAME, figures, details, describe_device(settings.torch_device), settings.as_dict())
 
 
 if __name__ == "__main__":
-    from benchmarks.run import main
+    from benchmarks.run import run_as_main
 
-    sys.exit(main([NAME, *sys.argv[1:]]))
+    run_as_main(NAME)

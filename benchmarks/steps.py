@@ -49,17 +49,18 @@ class FGCLIPStep:
         self.batch, self.settings = batch, settings
         self.loss_fn = FGCLIPLoss(stage_loss_weights(stage))
         self.optimizer = optimizer or make_adamw(self.module, settings, fused)
-        self.short_text_groups = short_text_groups  # FGCLIPModel's length-group lever, for this step only
+        self.short_text_groups = short_text_groups  # FGCLIPConfig's length-group lever, for this step only
         self.last_loss: torch.Tensor | None = None
 
     def __call__(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
-        usual, self.module.short_text_groups = self.module.short_text_groups, self.short_text_groups
+        config = self.module.config
+        usual, config.short_text_groups = config.short_text_groups, self.short_text_groups
         try:
             with self.settings.autocast():
                 result = compute_loss(self.model, self.batch, self.loss_fn)
         finally:
-            self.module.short_text_groups = usual
+            config.short_text_groups = usual
         result.total.backward()
         _clip_and_step(self.module, self.optimizer)
         self.last_loss = result.total.detach()

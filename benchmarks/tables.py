@@ -7,13 +7,19 @@ Each file becomes a section with the device, date and command that produced it, 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.harness import Report
+from fgclip.cli import CommandParser, option, options_from, run
+from fgclip.errors import UserError
+
+
+@dataclass
+class TablesOptions:
+    paths: list[Path] = option("result files, or folders whose *.json are read", positional=True)
 
 
 def report_files(paths: Sequence[Path]) -> list[Path]:
@@ -24,23 +30,23 @@ def report_files(paths: Sequence[Path]) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.tables",
-                                     description="Print markdown tables of benchmark result files (NAME.json).")
-    parser.add_argument("paths", nargs="+", type=Path, help="result files, or folders whose *.json are read")
-    args = parser.parse_args(argv)
-    files = report_files(args.paths)
+    parser = CommandParser(prog="python -m benchmarks.tables",
+                           description="Print markdown tables of benchmark result files (NAME.json).")
+    parser.add_options(TablesOptions)
+    options = options_from(parser.parse_args(argv), TablesOptions)
+    files = report_files(options.paths)
     if not files:
-        print("error: no .json result files found", file=sys.stderr)
-        return 2
+        raise UserError("no .json result files found")
+    from benchmarks.harness import Report  # loads torch: after the options are checked
+
     for file in files:
         try:
             report = Report.from_json(json.loads(file.read_text()))
         except (OSError, ValueError, KeyError, TypeError) as error:
-            print(f"error: {file} is not a benchmark result file ({type(error).__name__}: {error})", file=sys.stderr)
-            return 2
+            raise UserError(f"{file} is not a benchmark result file ({type(error).__name__}: {error})") from error
         print(report.markdown())
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

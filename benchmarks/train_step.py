@@ -1,6 +1,6 @@
 """Item 1: an FG-CLIP stage-1 training step against open_clip's own step on the same work.
 
-    python -m benchmarks.train_step [--device cuda] [--smoke] [--out DIR]
+    python -m benchmarks.run train_step [--device cuda] [--smoke] [--output_dir DIR]
 
 Same images, same captions, same tower sizes, batch, precision, optimizer and clipping (see
 `benchmarks.steps`). FG-CLIP's stage 1 also encodes a 248-slot long caption per image, which CLIP does
@@ -14,7 +14,6 @@ Also: images/s of each step and, on a GPU with a known peak, model-FLOPs utilisa
 
 from __future__ import annotations
 
-import sys
 
 import torch
 
@@ -33,7 +32,7 @@ NAME = "train_step"
 def _measure(settings: BenchSettings, batch_size: int) -> dict:
     shape = get_shape(settings.shape_name())
     config = shape.config()
-    device = settings.device
+    device = settings.torch_device
     tokenizer = FGCLIPTokenizer()
     records = make_records(batch_size, settings.seed)
     samples = make_samples(records, shape.image_size, with_regions=False, seed=settings.seed)
@@ -85,7 +84,7 @@ def run(settings: BenchSettings) -> Report:
     median = {name: timing.median for name, timing in timings.items()}
     stage1_flop_ratio = flops["fgclip_stage1"]["computed"] / flops["open_clip"]
     stage1_time_ratio = paired_ratio(timings["fgclip_stage1"], timings["open_clip"])
-    device_name = describe_device(settings.device)["name"]
+    device_name = describe_device(settings.torch_device)["name"]
     figures = [
         Figure("stage-1 step, short captions at 77 tokens: FG-CLIP / open_clip", paired_ratio(timings["fgclip_short_fixed77"], timings["open_clip"]), "x", ("<=", 1.05),
             "same texts, same token shapes as open_clip's tokenizer"),
@@ -121,10 +120,10 @@ def run(settings: BenchSettings) -> Report:
         "shape": result["shape"],
         "step": "zero_grad, autocast forward + loss, backward, clip_grad_norm 1.0, AdamW (fused on CUDA)",
     }
-    return Report(NAME, figures, details, describe_device(settings.device), settings.as_dict())
+    return Report(NAME, figures, details, describe_device(settings.torch_device), settings.as_dict())
 
 
 if __name__ == "__main__":
-    from benchmarks.run import main
+    from benchmarks.run import run_as_main
 
-    sys.exit(main([NAME, *sys.argv[1:]]))
+    run_as_main(NAME)

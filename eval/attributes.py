@@ -1,10 +1,10 @@
 """Attribute analysis of a LLaVA model: yes/no and multiple-choice questions built from region records.
 
-    python -m eval.attributes --data regions.jsonl --model LLAVA_DIR --out runs/attributes
-    python -m eval.attributes --data regions.jsonl --answers answers.jsonl --out runs/attributes
+    python -m eval.attributes --data regions.jsonl --model LLAVA_DIR --output_dir runs/attributes
+    python -m eval.attributes --data regions.jsonl --answers answers.jsonl --output_dir runs/attributes
 
 The data are records of data-format.md section 1 whose regions carry `hard_negatives` (FineHARD JSON
-lists are read too). Questions are built deterministically (eval.lmm.attribute_questions, --question-seed) and
+lists are read too). Questions are built deterministically (eval.lmm.attribute_questions, --question_seed) and
 written to OUT/questions.jsonl; yes/no answers are read with the POPE rule, multiple-choice answers by
 their letter. Accuracy per attribute type (colour, material, size, count, pattern, state) and overall;
 a missing or unreadable answer is scored as wrong and counted, and results.json then says complete: false
@@ -14,62 +14,65 @@ a missing or unreadable answer is scored as wrong and counted, and results.json 
 
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from eval.common.cli import add_output_args, owned_outputs, prepare_out
+from eval.common.cli import owned_outputs, prepare_output
 from eval.common.coverage import Coverage
-from eval.common.reporting import grouped_bar_plot, markdown_table, write_results
+from eval.common.options import OutputOptions
+from eval.common.reporting import grouped_bar_plot, markdown_table, write_scored_results
 from eval.lmm.answers_file import question_key, read_answers_file
 from eval.lmm.attribute_questions import AttributeQuestion, parse_choice, region_questions
-from eval.lmm.errors import LMMEvalError, run_cli
-from eval.lmm.options import add_generation_args, positive_int, settings_from_args
+from eval.lmm.options import GenerationSettings, LMMModelOption, add_generation_options, one_answer_source
 from eval.lmm.pope_rule import pope_answer
+from fgclip.cli import CommandParser, option, options_from, positive_int, run
 from fgclip.data.schema import BadRecord, iter_record_file
+from fgclip.errors import UserError
 
 KINDS = ("yes_no", "multiple_choice")
 KIND_LABELS = {"yes_no": "yes/no", "multiple_choice": "multiple choice"}
 OWNED = owned_outputs({"attributes"}, {"results.md", "attributes.png", "questions.jsonl", "answers.jsonl"})
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m eval.attributes",
-        description="Attribute analysis: ask a LLaVA model yes/no and multiple-choice questions built from region "
-        "captions and their hard negatives, or score an existing answers file; accuracy per attribute type.",
-    )
-    parser.add_argument(
-        "--data", type=Path, required=True,
-        help="region records (JSONL of data-format.md section 1, or a FineHARD .json list) with hard_negatives",
-    )
-    parser.add_argument("--images", type=Path, help="root for relative image paths (default: the folder holding --data)")
-    parser.add_argument("--model", type=Path, help="LLaVA folder to run (stock LlavaForConditionalGeneration + processor)")
-    parser.add_argument("--answers", type=Path, help="score this answers file (question_id + text) instead of running a model")
-    add_output_args(parser, help="output folder: questions.jsonl, answers.jsonl (with --model; re-running resumes "
-                    "from it), results.json, results.md, attributes.png")
-    parser.add_argument(
-        "--kinds", nargs="+", choices=KINDS, default=list(KINDS),
-        help="question kinds: yes_no (a true and a false question per region) and multiple_choice (the caption "
-        "among 3 negatives, A-D; needs 3 negatives) (default both)",
-    )
-    parser.add_argument("--question-seed", type=int, default=0, help="seed of the negative choice and the option order (default 0)")
-    parser.add_argument("--limit", type=positive_int, help="only the first N records (smoke runs)")
-    add_generation_args(parser, max_new_tokens=16)
+@dataclass
+class AttributesOptions:
+    data: Path = option("region records (JSONL of data-format.md section 1, or a FineHARD .json list) with "
+                        "hard_negatives")
+    images: Path | None = option("root for relative image paths (default: the folder holding --data)", None)
+    answers: Path | None = option("score this answers file (question_id + text) instead of running a model", None)
+    kinds: list[str] = option(
+        "question kinds: yes_no (a true and a false question per region) and multiple_choice (the caption among 3 "
+        "negatives, A-D; needs 3 negatives)", default_factory=lambda: list(KINDS), choices=KINDS, nargs="+")
+    question_seed: int = option("seed of the negative choice and the option order", 0)
+    limit: int | None = option("only the first N records (smoke runs)", None, type=positive_int)
+
+
+@dataclass
+class AttributesOutput(OutputOptions):
+    output_dir: Path = option("output folder: questions.jsonl, answers.jsonl (with --model; re-running resumes from "
+                              "it), results.json, results.md, attributes.png", aliases=["out"])
+
+
+def build_parser() -> CommandParser:
+    parser = CommandParser(prog="python -m eval.attributes", description=__doc__)
+    parser.add_options(AttributesOptions)
+    parser.add_options(AttributesOutput, "output")
+    add_generation_options(parser, max_new_tokens=16)
     return parser
 
 
-def build_questions(args, counts: dict) -> list[AttributeQuestion]:
-    if not args.data.is_file():
-        raise LMMEvalError(f"data file {args.data} does not exist")
+def build_questions(options: AttributesOptions, counts: dict) -> list[AttributeQuestion]:
+    if not options.data.is_file():
+        raise UserError(f"data file {options.data} does not exist")
     questions: list[AttributeQuestion] = []
     seen: set[tuple] = set()
-    for index, record in enumerate(iter_record_file(args.data, require_captions=False)):
-        if args.limit is not None and index >= args.limit:
+    for index, record in enumerate(iter_record_file(options.data, require_captions=False)):
+        if options.limit is not None and index >= options.limit:
             break
         counts["records"] += 1
         if isinstance(record, BadRecord):
@@ -83,14 +86,14 @@ def build_questions(args, counts: dict) -> list[AttributeQuestion]:
                 continue
             seen.add(key)
             built = region_questions(f"{index}:{region_index}", record.image, region.caption, region.hard_negatives,
-                                     args.question_seed, tuple(args.kinds))
+                                     options.question_seed, tuple(options.kinds))
             if not built:
                 counts["regions_without_negatives"] += 1
-            elif "multiple_choice" in args.kinds and not any(q.kind == "multiple_choice" for q in built):
+            elif "multiple_choice" in options.kinds and not any(q.kind == "multiple_choice" for q in built):
                 counts["regions_with_fewer_than_3_negatives"] += 1
             questions += built
     if not questions:
-        raise LMMEvalError(f"{args.data} gives no questions: no region has hard_negatives ({counts})")
+        raise UserError(f"{options.data} gives no questions: no region has hard_negatives ({counts})")
     return questions
 
 
@@ -101,17 +104,16 @@ def write_questions(path: Path, questions: list[AttributeQuestion]) -> None:
             handle.write(json.dumps(asdict(question), ensure_ascii=False) + "\n")
 
 
-def run_model(args, questions: list[AttributeQuestion], counts: dict) -> tuple[dict[str, str], dict]:
+def run_model(model: Path, settings: GenerationSettings, root: Path, questions: list[AttributeQuestion], out: Path,
+              counts: dict) -> dict[str, str]:
     from eval.lmm.generation import PromptItem, answer_all, load_lmm
 
-    settings = settings_from_args(args)
-    lmm = load_lmm(args.model, settings)
-    root = args.images or args.data.parent
+    lmm = load_lmm(model, settings)
     items = [PromptItem(q.question_id, Path(q.image) if Path(q.image).is_absolute() else root / q.image, q.prompt)
              for q in questions]
-    summary = answer_all(lmm, items, args.out / "answers.jsonl", settings, description="attributes")
-    counts.update({key: value for key, value in summary.counts().items() if key != "questions"})
-    return summary.answers, asdict(settings)
+    summary = answer_all(lmm, items, out / "answers.jsonl", settings, description="attributes")
+    summary.add_counts(counts)
+    return summary.answers
 
 
 def is_correct(question: AttributeQuestion, text: str) -> bool:
@@ -161,23 +163,26 @@ def score(questions: list[AttributeQuestion], answers: dict[str, str], counts: d
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
+    options, output = options_from(args, AttributesOptions), options_from(args, AttributesOutput)
+    model = options_from(args, LMMModelOption).model
     started = time.time()
-    if (args.answers is None) == (args.model is None):
-        raise LMMEvalError("give exactly one of --answers (score a file) or --model (run a model)")
-    out = prepare_out(args, [args.data, args.answers, args.model, args.images], OWNED)
+    one_answer_source(options.answers, model)
+    out = prepare_output(output, [options.data, options.answers, model, options.images], OWNED)
     counts = dict.fromkeys(("records", "skipped_bad_records", "regions", "duplicate_regions",
                             "regions_without_negatives",
                             "regions_with_fewer_than_3_negatives", "missing_answers", "unparsed_choices"), 0)
-    questions = build_questions(args, counts)
+    questions = build_questions(options, counts)
     counts["questions"] = len(questions)
     write_questions(out / "questions.jsonl", questions)  # first: answering them elsewhere needs only this file
     generation = None
-    if args.answers is not None:
-        contents = read_answers_file(args.answers)
+    if options.answers is not None:
+        contents = read_answers_file(options.answers)
         counts["bad_answer_lines"] = contents.bad_lines
         answers = contents.answers
     else:
-        answers, generation = run_model(args, questions, counts)
+        settings = options_from(args, GenerationSettings)
+        answers = run_model(model, settings, options.images or options.data.parent, questions, out, counts)
+        generation = asdict(settings)
     metrics = score(questions, answers, counts)
     cover = Coverage("questions", len(questions), len(questions) - counts["missing_answers"],
                      {"no_answer_scored_as_wrong": counts["missing_answers"],
@@ -185,24 +190,22 @@ def main(argv: Sequence[str] | None = None) -> dict:
     cover.warn()
     per_type = metrics["per_type"]
     rows = [[name, entry["accuracy"], entry.get("yes_no", "-"), entry.get("yes_no_questions", 0),
-             entry.get("multiple_choice", "-"), entry.get("multiple_choice_questions", 0)] for name, entry in per_type.items()]
+             entry.get("multiple_choice", "-"), entry.get("multiple_choice_questions", 0)]
+            for name, entry in per_type.items()]
     rows.append(["overall", metrics["accuracy"], metrics.get("yes_no_accuracy", "-"), metrics.get("num_yes_no", 0),
                  metrics.get("multiple_choice_accuracy", "-"), metrics.get("num_multiple_choice", 0)])
-    table = markdown_table(["attribute", "accuracy", "yes/no", "yes/no questions", "multiple choice", "mc questions"], rows)
-    model = str(args.model) if args.model else str(args.answers)
-    result = write_results(out, "attributes", metrics, model=model, data=str(args.data), counts=counts,
-                           started=started, table=table + f"\n{cover.note}\n",
-                           extra={**cover.as_json(),
-                                  "details": {"generation": generation, "question_seed": args.question_seed,
-                                              "missing_answers_scored_as": "wrong"}})
+    table = markdown_table(["attribute", "accuracy", "yes/no", "yes/no questions", "multiple choice", "mc questions"],
+                           rows)
     groups = {KIND_LABELS[kind]: {name: entry[kind] for name, entry in per_type.items() if kind in entry}
               for kind in KINDS if f"{kind}_accuracy" in metrics}
     grouped_bar_plot(out / "attributes.png", groups, "Accuracy per attribute type", "accuracy")
     print(table)
-    print(f"attribute accuracy {metrics['accuracy']:.4f} on {cover.summary} -> {out / 'results.json'}")
-    cover.enforce(args.strict, out / "results.json")
-    return result
+    return write_scored_results(
+        out, "attributes", metrics, cover, model=model or options.answers, data=str(options.data), counts=counts,
+        started=started, table=table, headline=f"attribute accuracy {metrics['accuracy']:.4f}", strict=output.strict,
+        extra={"details": {"generation": generation, "question_seed": options.question_seed,
+                           "missing_answers_scored_as": "wrong"}})
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_cli(main))
+    sys.exit(run(main))

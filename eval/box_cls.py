@@ -1,42 +1,42 @@
 """Bounding-box classification: each ground-truth box's region embedding against every class name
 under a prompt ensemble (CLIP's 80 templates by default); top-1 and top-5 accuracy.
 
-    python -m eval.box_cls --model DIR --data instances_val2017.json --images val2017/ --out DIR
+    python -m eval.box_cls --model DIR --data instances_val2017.json --images val2017/ --output_dir DIR
 
 Annotations are COCO instances JSON read with pycocotools, as `instances_val2017.json` ships: `images` with
 int `id`, `file_name` ("000000397133.jpg", relative to --images, e.g. val2017/), `width`, `height`;
 `annotations` with `image_id`, pixel `bbox` [x, y, w, h], `category_id`, `iscrowd`; `categories` with
 non-contiguous int ids (1..90) and `name` (LVIS files load the same way; underscores in their class
-names become spaces). Crowd boxes and boxes smaller than --min-box-size pixels are skipped and counted,
+names become spaces). Crowd boxes and boxes smaller than --min_box_size pixels are skipped and counted,
 as are annotations of images the file does not list; an annotation repeated (same id, or same image,
 box and category) is scored once and counted.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
 import sys
-import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import torch
-from pycocotools.coco import COCO
+from typing import TYPE_CHECKING
 
 from eval.common.boxes import xywh_pixels_to_normalized
-from eval.common.cli import (EvalError, add_cache_args, add_model_args, add_output_args, non_negative_int,
-                             owned_outputs, prepare_out, require_file, run_main, wrapped)
+from eval.common.classification import ClassificationOptions, classify_and_finish
+from eval.common.cli import owned_outputs, require_file, wrapped
+from eval.common.command import EncoderRun
 from eval.common.coverage import Coverage, skipped_reasons
-from eval.common.encoder import Encoder
 from eval.common.images import failure_reason, image_size_of
-from eval.common.metrics import classification_report
-from eval.common.prompts import TEMPLATES_HELP, class_text_embeddings, load_classnames, load_templates
-from eval.common.reporting import bar_plot, markdown_table, model_label, write_results
+from eval.common.options import add_encoder_options
+from eval.common.prompts import load_classnames, load_templates
+from fgclip.cli import CommandParser, non_negative_int, option, options_from, run
+from fgclip.errors import UserError
+
+if TYPE_CHECKING:
+    from pycocotools.coco import COCO
 
 OWNED = owned_outputs({"box_cls"}, {"results.md", "box_cls.png"})
 
@@ -53,21 +53,23 @@ class BoxSet:
 
 
 def load_coco(path: Path) -> COCO:
-    """pycocotools' index of an instances file; a malformed file is a one-line `EvalError`."""
+    """pycocotools' index of an instances file; a malformed file is a one-line `UserError`."""
+    from pycocotools.coco import COCO
+
     require_file(path, "--data")
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress chatter
             coco = COCO(str(path))
     except json.JSONDecodeError as error:
-        raise EvalError(f"{path} is not valid JSON: {error}") from error
+        raise UserError(f"{path} is not valid JSON: {error}") from error
     except AssertionError as error:
-        raise EvalError(f"{path} is not a COCO annotation file (a JSON object with images, annotations, "
+        raise UserError(f"{path} is not a COCO annotation file (a JSON object with images, annotations, "
                         f"categories): {error}") from error
     except (KeyError, TypeError) as error:
-        raise EvalError(f"{path} is a malformed COCO annotation file (missing field {error})") from error
+        raise UserError(f"{path} is a malformed COCO annotation file (missing field {error})") from error
     for part in ("images", "annotations", "categories"):
         if not coco.dataset.get(part):
-            raise EvalError(f"{path} has no {part}: nothing to classify")
+            raise UserError(f"{path} has no {part}: nothing to classify")
     return coco
 
 
@@ -80,15 +82,15 @@ def category_names(coco: COCO, override: Path | None) -> tuple[list[int], list[s
         if isinstance(given, dict):
             missing = [c for c in category_ids if str(c) not in given]
             if missing:
-                raise EvalError(f"--classnames {override} has no name for category id {missing[0]}")
+                raise UserError(f"--classnames {override} has no name for category id {missing[0]}")
             names = [given[str(c)] for c in category_ids]
         elif len(given) != len(category_ids):
-            raise EvalError(f"--classnames {override} has {len(given)} names for {len(category_ids)} categories")
+            raise UserError(f"--classnames {override} has {len(given)} names for {len(category_ids)} categories")
         else:
             names = list(given)
     empty = [c for c, name in zip(category_ids, names) if not name]
     if empty:
-        raise EvalError(f"category {empty[0]} has no name (give --classnames)")
+        raise UserError(f"category {empty[0]} has no name (give --classnames)")
     return category_ids, names
 
 
@@ -149,45 +151,45 @@ def collect_boxes(coco: COCO, images_root: Path, classnames: list[str], category
     return box_set
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m eval.box_cls", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=wrapped("Ties: a class scoring exactly as high as the true class ranks ahead of "
-                                     "it (counted as a miss)."))
-    add_model_args(parser)
-    parser.add_argument("--data", required=True, type=Path, help="COCO-style instances JSON (e.g. instances_val2017.json "
-                        "or lvis_v1_val.json)")
-    parser.add_argument("--images", type=Path, default=None,
-                        help="folder holding the images' file_name paths (default: the annotation file's folder)")
-    parser.add_argument("--templates", default="clip80", help=TEMPLATES_HELP + " (default clip80)")
-    parser.add_argument("--classnames", type=Path, default=None,
-                        help="override the categories' names: a JSON object {category id: name}, a JSON list or a "
-                        "text file with one name per line in ascending category-id order")
-    parser.add_argument("--min-box-size", type=float, default=1.0,
-                        help="skip (and count) boxes whose width or height is below this many pixels (default 1)")
-    parser.add_argument("--include-crowd", action="store_true", help="also classify iscrowd boxes (skipped by default)")
-    parser.add_argument("--max-images", type=non_negative_int, default=0,
-                        help="classify the boxes of the first N annotated images only (0: all); results.json says "
-                        "how many boxes were not read")
-    parser.add_argument("--per-class", action="store_true", help="add the per-class top-1 table to results.md "
-                        "(results.json always has it)")
-    add_cache_args(parser)
-    add_output_args(parser)
+@dataclass
+class BoxClsOptions:
+    data: Path = option("COCO-style instances JSON (e.g. instances_val2017.json or lvis_v1_val.json)")
+    images: Path | None = option("folder holding the images' file_name paths (default: the annotation file's folder)",
+                                 None)
+    classnames: Path | None = option(
+        "override the categories' names: a JSON object {category id: name}, a JSON list or a text file with one "
+        "name per line in ascending category-id order", None)
+    min_box_size: float = option("skip (and count) boxes whose width or height is below this many pixels", 1.0)
+    include_crowd: bool = option("also classify iscrowd boxes (skipped by default)", False)
+    max_images: int = option("classify the boxes of the first N annotated images only (0: all); results.json says "
+                             "how many boxes were not read", 0, type=non_negative_int)
+
+
+def build_parser() -> CommandParser:
+    parser = CommandParser(prog="python -m eval.box_cls", description=__doc__,
+                           epilog=wrapped("Ties: a class scoring exactly as high as the true class ranks ahead of it "
+                                          "(counted as a miss)."))
+    parser.add_options(BoxClsOptions)
+    parser.add_options(ClassificationOptions)
+    add_encoder_options(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
-    started = time.time()
-    templates = load_templates(args.templates)
-    require_file(args.data, "--data")
-    out = prepare_out(args, [args.data, args.images, args.model], OWNED)
-    coco = load_coco(args.data)
-    category_ids, classnames = category_names(coco, args.classnames)
-    box_set = collect_boxes(coco, args.images or args.data.parent, classnames, category_ids, args.min_box_size,
-                            args.include_crowd, args.max_images)
+    options, prompts = options_from(args, BoxClsOptions), options_from(args, ClassificationOptions)
+    run_options = EncoderRun.parsed(args)
+    templates = load_templates(prompts.templates)
+    require_file(options.data, "--data")
+    out = run_options.prepare_output([options.data, options.images], OWNED)
+    coco = load_coco(options.data)
+    category_ids, classnames = category_names(coco, options.classnames)
+    box_set = collect_boxes(coco, options.images or options.data.parent, classnames, category_ids,
+                            options.min_box_size, options.include_crowd, options.max_images)
     counts = box_set.counts
-    encoder = Encoder.from_args(args)
+    encoder = run_options.load_encoder()
+    import torch  # loaded with the encoder
+
     encoded = encoder.regions(box_set.paths, [torch.tensor(b, dtype=torch.float32) for b in box_set.boxes])
     labels = torch.tensor([label for image_labels in box_set.labels for label in image_labels], dtype=torch.long)
     offset = 0
@@ -200,36 +202,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     cover = Coverage("boxes", given, counts["scored"], skipped_reasons(counts),
                      duplicates=counts["duplicate_annotations"], not_read=counts["annotations_not_read_limit"],
                      not_read_unit="boxes")
-
-    classifier = class_text_embeddings(encoder, classnames, templates)
-    cover.truncated = encoder.truncated_texts()
-    cover.warn()
-    scores = encoded.embeddings[encoded.ok] @ classifier.T
-    labels = labels[encoded.ok]
-    metrics, per_class = classification_report(scores, labels, classnames)
-    metrics.update(num_boxes=counts["scored"], num_classes=len(classnames))
-
-    table = markdown_table(["boxes", "classes", "templates", "top-1", "top-5", "mean per-class top-1"],
-                           [[metrics["num_boxes"], len(classnames), len(templates), metrics["top1"], metrics["top5"],
-                             metrics["mean_class_top1"]]])
-    if args.per_class:
-        table += "\n" + markdown_table(["class", "boxes", "top-1"],
-                                       [[name, v["count"], v["top1"]] for name, v in per_class.items()])
-    bar_plot(out / "box_cls.png", {"top-1": metrics["top1"], "top-5": metrics["top5"],
-                                   "mean per-class top-1": metrics["mean_class_top1"]},
-             f"box classification ({model_label(args.model)})", "accuracy", chance=1 / len(classnames))
-    result = write_results(
-        out, "box_cls", metrics, model=args.model, data=str(args.data), counts=dict(counts), started=started,
-        table=table + f"\n{cover.note}\n",
-        extra={**cover.as_json(), "templates": args.templates, "num_templates": len(templates),
-               "encoder": encoder.describe(), "cache": encoder.cache.summary(), "details": {"per_class": per_class},
-               "plots": ["box_cls.png"]},
-    )
-    print(f"box classification top-1 {metrics['top1']:.4f} top-5 {metrics['top5']:.4f} on {cover.summary} "
-          f"-> {out / 'results.json'}")
-    cover.enforce(args.strict, out / "results.json")
-    return result
+    return classify_and_finish(run_options, out, encoder, encoded.embeddings[encoded.ok], labels[encoded.ok],
+                               classnames, templates, prompts, cover, benchmark="box_cls", title="box classification",
+                               unit="boxes", data=str(options.data), counts=dict(counts))
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    sys.exit(run(main))

@@ -19,33 +19,35 @@ turned into file-name slugs before CLIP_benchmark formats the template.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+from eval.common.cli import wrapped
+from fgclip.cli import CommandParser, option, options_from, run
 from fgclip.errors import UserError
 
 MODEL_TYPE = "fgclip"
 INSTALL_HINT = "pip install 'fgclip[clip-benchmark]'"
 
 
-class ClipBenchmarkError(UserError):
-    """CLIP_benchmark is missing or was given something it cannot run (one line, exit 2)."""
+@dataclass
+class ClipBenchmarkOptions:
+    """This wrapper's own options; every other argument goes to CLIP_benchmark's parser unchanged."""
+
+    long: bool = option("encode texts through FG-CLIP's 248-slot long-text path and long projection (default: the "
+                        "77-slot path that CLIP_benchmark's numbers use for every CLIP model)", False)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """This wrapper's own options; everything else goes to CLIP_benchmark's parser unchanged."""
-    parser = argparse.ArgumentParser(
-        prog="python -m eval.clip_benchmark", add_help=False, description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="CLIP_benchmark's own options follow (model types now include 'fgclip').",
-    )
-    parser.add_argument("--long", action="store_true",
-                        help="encode texts through FG-CLIP's 248-slot long-text path and long projection "
-                        "(default: the 77-slot path that CLIP_benchmark's numbers use for every CLIP model)")
+def build_parser() -> CommandParser:
+    parser = CommandParser(prog="python -m eval.clip_benchmark", add_help=False, description=__doc__,
+                           epilog=wrapped("CLIP_benchmark's own options: python -m eval.clip_benchmark eval --help "
+                                          "(model types now include 'fgclip'; this loads CLIP_benchmark, torch and "
+                                          "open_clip)."))
+    parser.add_options(ClipBenchmarkOptions)
     return parser
 
 
@@ -93,7 +95,7 @@ def load_fgclip(model_name: str, pretrained: str, cache_dir: str | None = None, 
 
     folder = Path(pretrained)
     if not folder.is_dir():
-        raise ClipBenchmarkError(f"--pretrained {pretrained} is not a folder: with --model_type {MODEL_TYPE} it names "
+        raise UserError(f"--pretrained {pretrained} is not a folder: with --model_type {MODEL_TYPE} it names "
                                  "a model folder (this project's, a stock CLIP folder or an official FG-CLIP release)")
     model = FGCLIPModel.from_pretrained(str(folder)).to(device).eval()
     return (BenchmarkedFGCLIP(model, long), image_transform(model.image_size),
@@ -120,7 +122,7 @@ def _run_with_checked_output(original_run, args):
     args.output = args.output.replace("{pretrained}", slug).replace("{pretrained_full_path}", slug)
     parent = Path(args.output).parent
     if "{" not in str(parent) and not parent.is_dir():
-        raise ClipBenchmarkError(f"--output {args.output}: the folder {parent} does not exist")
+        raise UserError(f"--output {args.output}: the folder {parent} does not exist")
     return original_run(args)
 
 
@@ -132,9 +134,9 @@ def register(long: bool = False) -> None:
         from clip_benchmark.metrics import zeroshot_classification
     except ModuleNotFoundError as error:
         if error.name == "requests":
-            raise ClipBenchmarkError(f"clip-benchmark imports 'requests' without declaring it; {INSTALL_HINT} "
+            raise UserError(f"clip-benchmark imports 'requests' without declaring it; {INSTALL_HINT} "
                                      "installs both") from error
-        raise ClipBenchmarkError(f"CLIP_benchmark is not installed (missing module {error.name!r}): "
+        raise UserError(f"CLIP_benchmark is not installed (missing module {error.name!r}): "
                                  f"{INSTALL_HINT}") from error
     models.TYPE2FUNC[MODEL_TYPE] = functools.partial(load_fgclip, long=long)
     if MODEL_TYPE not in models.MODEL_TYPES:
@@ -148,25 +150,30 @@ def register(long: bool = False) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    own, rest = build_parser().parse_known_args(argv)
-    if not rest or rest[0] in ("-h", "--help") or "-h" in rest or "--help" in rest:
+    args, rest = build_parser().parse_known_args(argv)
+    options = options_from(args, ClipBenchmarkOptions)
+    if not rest:
+        raise UserError("give CLIP_benchmark's arguments, e.g. eval --model_type fgclip --pretrained DIR --dataset "
+                        "NAME (see --help)")
+    if rest[0] in ("-h", "--help"):  # this wrapper's help, without loading CLIP_benchmark
+        build_parser().print_help()
+        return 0
+    if "-h" in rest or "--help" in rest:
         build_parser().print_help()
         print()
-    try:
-        register(long=own.long)
-        from clip_benchmark import cli
+    register(long=options.long)
+    from clip_benchmark import cli
 
-        saved_argv = sys.argv
-        sys.argv = ["clip_benchmark", *rest]
-        try:
-            cli.main()
-        finally:
-            sys.argv = saved_argv
-    except (UserError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    saved_argv = sys.argv
+    sys.argv = ["clip_benchmark", *rest]
+    try:
+        cli.main()
+    except FileNotFoundError as error:  # a dataset or file CLIP_benchmark could not find
+        raise UserError(str(error)) from error
+    finally:
+        sys.argv = saved_argv
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -1,7 +1,7 @@
 """Pictures of FG-CLIP's dense alignment: patch-text similarity heatmaps, and boxes with their best captions.
 
-    python -m eval.dense_vis --model DIR --image photo.jpg --text "a red car" --text "a tree" --out DIR
-    python -m eval.dense_vis --model DIR --record data.jsonl --index 3 --out DIR      # boxes of a record
+    python -m eval.dense_vis --model DIR --image photo.jpg --text "a red car" --text "a tree" --output_dir DIR
+    python -m eval.dense_vis --model DIR --record data.jsonl --index 3 --output_dir DIR      # boxes of a record
 
 heatmap.png: the image, then for each text the cosine similarity between every patch embedding
 (`model.encode_dense`) and the text embedding (`model.encode_text`), upsampled over the image.
@@ -16,24 +16,21 @@ import sys
 import textwrap
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
-import matplotlib
+from eval.common.cli import owned_outputs, prepare_output
+from eval.common.jsonfiles import iter_items
+from eval.common.options import EncoderConfig, ModelOption, OutputFolder, add_encoder_options
+from eval.common.reporting import markdown_table, pyplot, write_results
+from fgclip.cli import CommandParser, fraction, non_negative_int, option, options_from, positive_float, run
+from fgclip.data.schema import RecordError, check_bbox, record_from_json
+from fgclip.errors import UserError
 
-matplotlib.use("Agg")
-import matplotlib.patches as patches  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from eval.common.cli import (EvalError, add_model_args, add_output_args, non_negative_int,  # noqa: E402
-                             owned_outputs, prepare_out, run_main)
-from eval.common.encoder import Encoder, EncoderConfig  # noqa: E402
-from eval.common.jsonfiles import iter_items  # noqa: E402
-from eval.common.reporting import markdown_table, write_results  # noqa: E402
-from fgclip.data.schema import RecordError, check_bbox, record_from_json  # noqa: E402
-from fgclip.images import to_rgb  # noqa: E402
+if TYPE_CHECKING:  # loaded in main, after the options are checked
+    import torch
+    from PIL import Image
 
 OWNED = owned_outputs({"dense_vis"}, {"results.md", "heatmap.png", "regions.png"})
 
@@ -63,6 +60,8 @@ def parse_box(text: str) -> list[float]:
 
 def similarity_maps(dense: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
     """`(T, H, W)` cosine similarity of `(H, W, D)` normalised patches to `(T, D)` normalised texts."""
+    import torch
+
     return torch.einsum("hwd,td->thw", dense, text_embeds)
 
 
@@ -78,6 +77,10 @@ def normalize_maps(cosine: torch.Tensor, mode: str, temperature: float) -> torch
 
 
 def _display_image(path: Path, max_side: int = 512) -> Image.Image:
+    from PIL import Image
+
+    from fgclip.images import to_rgb
+
     with Image.open(path) as image:
         image = to_rgb(image)
     scale = max_side / max(image.size)
@@ -87,6 +90,9 @@ def _display_image(path: Path, max_side: int = 512) -> Image.Image:
 
 
 def draw_heatmaps(path: Path, image: Image.Image, maps: torch.Tensor, texts: list[str], mode: str, alpha: float) -> None:
+    import torch.nn.functional as F
+
+    plt = pyplot()
     # The model squashes the whole image to a square, so the patch grid spans the full image: stretch it back.
     upsampled = F.interpolate(maps[:, None].float(), size=(image.height, image.width), mode="bilinear",
                               align_corners=False)[:, 0]
@@ -108,6 +114,9 @@ def draw_heatmaps(path: Path, image: Image.Image, maps: torch.Tensor, texts: lis
 
 
 def draw_regions(path: Path, image: Image.Image, boxes: list[list[float]], labels: list[str], correct: list[bool | None]):
+    import matplotlib.patches as patches
+
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(6, 6 * image.height / image.width))
     axis.imshow(image)
     for box, label, right in zip(boxes, labels, correct):
@@ -127,82 +136,85 @@ def load_record_regions(path: Path, index: int, images_root: Path | None):
         if position != index:
             continue
         if item.error is not None:
-            raise EvalError(f"{item.source}: {item.error}")
+            raise UserError(f"{item.source}: {item.error}")
         try:
             record = record_from_json(item.value, require_captions=False)
         except RecordError as error:
-            raise EvalError(f"{item.source}: {error}") from error
+            raise UserError(f"{item.source}: {error}") from error
         if not record.regions:
-            raise EvalError(f"{item.source} has no regions to draw")
+            raise UserError(f"{item.source} has no regions to draw")
         candidates = [text for region in record.regions for text in [region.caption, *region.hard_negatives]]
         return (record.resolve_image(images_root or path.parent), [r.bbox for r in record.regions],
                 [r.caption for r in record.regions], list(dict.fromkeys(candidates)))
-    raise EvalError(f"{path} has fewer than {index + 1} records")
+    raise UserError(f"{path} has fewer than {index + 1} records")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m eval.dense_vis", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=WHY_MAPS_LOOK_INVERTED)
-    add_model_args(parser)
-    parser.add_argument("--image", type=Path, default=None, help="the image (not needed with --record)")
-    parser.add_argument("--text", action="append", default=[], help="a text to map; repeat for several")
-    parser.add_argument("--normalize", choices=("minmax", "raw", "softmax"), default="minmax",
-                        help="minmax: each map scaled to [0, 1]; raw: cosine on one shared scale; softmax: per patch "
-                        "over the texts (needs two or more) (default minmax)")
-    parser.add_argument("--temperature", type=float, default=None,
-                        help="softmax scale (logit multiplier); default: the model's own exp(logit_scale)")
-    parser.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity over the image (default 0.5)")
-    parser.add_argument("--boxes", nargs="+", type=parse_box, default=None,
-                        help="boxes x1,y1,x2,y2 (normalised) to label with their best-matching text among --text "
-                        "(or --captions)")
-    parser.add_argument("--captions", nargs="+", default=None, help="candidate captions for --boxes (default: --text)")
-    parser.add_argument("--record", type=Path, default=None,
-                        help="a record JSONL (data-format.md): draw the boxes of record --index, candidates = its "
-                        "region captions and hard negatives; --text defaults to its region captions")
-    parser.add_argument("--index", type=non_negative_int, default=0, help="which record of --record (default 0)")
-    parser.add_argument("--images", type=Path, default=None, help="root for the record's image path "
-                        "(default: the record file's folder)")
-    add_output_args(parser, strict=False)
+@dataclass
+class DenseVisOptions:
+    image: Path | None = option("the image (not needed with --record)", None)
+    text: list[str] = option("a text to map; repeat for several", default_factory=list, append=True)
+    normalize: Literal["minmax", "raw", "softmax"] = option(
+        "minmax: each map scaled to [0, 1]; raw: cosine on one shared scale; softmax: per patch over the texts "
+        "(needs two or more)", "minmax")
+    temperature: float | None = option(
+        "softmax scale (logit multiplier); default: the model's own exp(logit_scale)", None, type=positive_float)
+    alpha: float = option("heatmap opacity over the image, in [0, 1]", 0.5, type=fraction)
+    boxes: list[list[float]] | None = option(
+        "boxes x1,y1,x2,y2 (normalised) to label with their best-matching text among --text (or --captions)", None,
+        type=parse_box, nargs="+")
+    captions: list[str] | None = option("candidate captions for --boxes (default: --text)", None, nargs="+")
+    record: Path | None = option(
+        "a record JSONL (data-format.md): draw the boxes of record --index, candidates = its region captions and hard "
+        "negatives; --text defaults to its region captions", None)
+    index: int = option("which record of --record", 0, type=non_negative_int)
+    images: Path | None = option("root for the record's image path (default: the record file's folder)", None)
+
+
+def build_parser() -> CommandParser:
+    parser = CommandParser(prog="python -m eval.dense_vis", description=__doc__, epilog=WHY_MAPS_LOOK_INVERTED)
+    parser.add_options(DenseVisOptions)
+    add_encoder_options(parser, cache=False, output=OutputFolder)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
+    options, output = options_from(args, DenseVisOptions), options_from(args, OutputFolder)
+    model = options_from(args, ModelOption).model
     started = time.time()
     own_captions: list[str] | None = None
-    boxes, candidates = args.boxes, args.captions
-    if args.record is not None:
-        image_path, boxes, own_captions, record_candidates = load_record_regions(args.record, args.index, args.images)
+    boxes, candidates = options.boxes, options.captions
+    if options.record is not None:
+        image_path, boxes, own_captions, record_candidates = load_record_regions(options.record, options.index,
+                                                                                 options.images)
         candidates = candidates or record_candidates
-        texts = args.text or list(dict.fromkeys(own_captions))
+        texts = options.text or list(dict.fromkeys(own_captions))
     else:
-        if args.image is None:
-            raise EvalError("give --image (with --text) or --record")
-        image_path, texts = args.image, args.text
+        if options.image is None:
+            raise UserError("give --image (with --text) or --record")
+        image_path, texts = options.image, options.text
         candidates = candidates or texts
     if not texts:
-        raise EvalError("give at least one --text to map")
-    if args.normalize == "softmax" and len(texts) < 2:
-        raise EvalError("--normalize softmax compares texts: give two or more --text (e.g. add 'background')")
+        raise UserError("give at least one --text to map")
+    if options.normalize == "softmax" and len(texts) < 2:
+        raise UserError("--normalize softmax compares texts: give two or more --text (e.g. add 'background')")
     if not image_path.is_file():
-        raise EvalError(f"image {image_path} does not exist")
-    if not 0 <= args.alpha <= 1:
-        raise EvalError("--alpha must be in [0, 1]")
-    out = prepare_out(args, [image_path, args.record, args.model], OWNED)
+        raise UserError(f"image {image_path} does not exist")
+    out = prepare_output(output, [image_path, options.record, model], OWNED)
 
-    encoder = Encoder.load(args.model, EncoderConfig(batch_size=args.batch_size, device=args.device,
-                                                     precision=args.precision, num_workers=args.num_workers))
-    temperature = args.temperature or float(encoder.model.logit_scale.detach().exp())
+    from eval.common.encoder import Encoder  # loads torch and transformers: after the options are checked
+
+    encoder = Encoder.load(model, options_from(args, EncoderConfig))
+    temperature = options.temperature or float(encoder.model.logit_scale.detach().exp())
     dense = encoder.dense(image_path)
     text_embeds = encoder.texts(texts)
     cosine = similarity_maps(dense, text_embeds)
-    maps = normalize_maps(cosine, args.normalize, temperature)
+    maps = normalize_maps(cosine, options.normalize, temperature)
     try:
         image = _display_image(image_path)
     except OSError as error:
-        raise EvalError(f"cannot read image {image_path}: {error}") from error
-    draw_heatmaps(out / "heatmap.png", image, maps, texts, args.normalize, args.alpha)
+        raise UserError(f"cannot read image {image_path}: {error}") from error
+    draw_heatmaps(out / "heatmap.png", image, maps, texts, options.normalize, options.alpha)
     grid_h, grid_w = cosine.shape[1:]
     per_text = []
     for text, values in zip(texts, cosine):
@@ -216,9 +228,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
                             for t in per_text])
     regions = []
     if boxes:
+        import torch
+
         encoded = encoder.regions([image_path], [torch.tensor(boxes, dtype=torch.float32)])
         if not encoded.ok.all():
-            raise EvalError(f"image {image_path} could not be read")
+            raise UserError(f"image {image_path} could not be read")
         scores = encoded.embeddings @ encoder.texts(candidates).T
         best = scores.argmax(dim=1)
         for i, box in enumerate(boxes):
@@ -236,10 +250,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
                                        [[", ".join(f"{v:.2f}" for v in r["box"]), r["best_caption"], r["score"],
                                          "" if r["correct"] is None else r["correct"]] for r in regions])
     result = write_results(
-        out, "dense_vis", metrics, model=args.model, data=str(args.record or image_path),
+        out, "dense_vis", metrics, model=model, data=str(options.record or image_path),
         counts={"texts": len(texts), "regions": len(regions)}, started=started, table=table,
         extra={"complete": True, "note": f"all {len(texts)} texts and {len(regions)} boxes drawn",
-               "normalize": args.normalize, "temperature": temperature, "grid": [int(grid_h), int(grid_w)],
+               "normalize": options.normalize, "temperature": temperature, "grid": [int(grid_h), int(grid_w)],
                "encoder": encoder.describe(), "plots": plots, "details": {"texts": per_text, "regions": regions}},
     )
     print(f"dense similarity maps for {len(texts)} text(s) -> {out / 'heatmap.png'}")
@@ -247,4 +261,4 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    sys.exit(run(main))

@@ -1,18 +1,18 @@
 """Fine-grained fashion retrieval with the Fashion-FINE protocols, and Fashion-FINE's global+local fusion.
 
-    python -m eval.fashion --task fashiongen --data items.jsonl --out DIR [--mode both] [--embedding both]
+    python -m eval.fashion --task fashiongen --data items.jsonl --output_dir DIR [--mode both] [--embedding both]
     python -m eval.fashion --task fashioniq --data cap.dress.val.json cap.shirt.val.json cap.toptee.val.json \\
-        --gallery split.dress.val.json split.shirt.val.json split.toptee.val.json --images DIR --out DIR
+        --gallery split.dress.val.json split.shirt.val.json split.toptee.val.json --images DIR --output_dir DIR
 
 fashiongen: image <-> product-description retrieval, R@1/5/10 both ways, in two modes.
   full:      every image and every description is a candidate; a hit if any image of the product
              (image -> text: the product's description) ranks in the top K.
-  sample100: up to --num-queries items, each ranked against its own pair plus --num-negatives other
+  sample100: up to --num_queries items, each ranked against its own pair plus --num_negatives other
              products, drawn from the same subcategory first, then from the rest (seeded, shared by
              both directions and both embeddings).
 fashioniq: text-guided image retrieval, R@10/R@50 per category: the query is the normalised sum of the
   reference image's and the modification text's embeddings (zero-shot: Fashion-FINE trains a fusion
-  module for this task, FG-CLIP has none); the gallery excludes the reference image (--keep-reference
+  module for this task, FG-CLIP has none); the gallery excludes the reference image (--keep_reference
   keeps it). Without --gallery the gallery is every reference and target image of the category in the
   data (smaller than the official gallery, so recalls come out higher; results.json says which).
 
@@ -20,38 +20,39 @@ fashioniq: text-guided image retrieval, R@10/R@50 per category: the query is the
 for images and 0.25 for texts, where l is an attention pooling over the patch tokens (encode_dense) or
 the word tokens (encode_text_tokens). Fashion-FINE trains that pooling layer; plain FG-CLIP / CLIP folders
 have none, so for them it is parameter-free (query = the global embedding, keys/values = normalised
-tokens, softmax with --fusion-temperature). --embedding both scores the two on the same data and samples.
+tokens, softmax with --temperature). --embedding both scores the two on the same data and samples.
 
 Fashion-FINE folders (scripts/finetune_fashion.py) are evaluated with what they learned: "fusion" is their
-trained pooling and ratios (the --fusion-* options do not apply), it is the default embedding for them, and
+trained pooling and ratios (the fusion options do not apply), it is the default embedding for them, and
 a folder finetuned for text-guided retrieval composes its fashioniq queries with its trained
 cross-attention composition instead of the sum.
 """
 
 from __future__ import annotations
 
-import argparse
 import random
 import sys
-import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
-import torch
-import torch.nn.functional as F
-
-from eval.common.cli import (EvalError, add_cache_args, add_model_args, add_output_args, owned_outputs, positive_int,
-                             prepare_out, run_main)
+from eval.common.cli import owned_outputs
+from eval.common.command import EncoderRun
 from eval.common.coverage import Coverage, skipped_reasons
-from eval.common.encoder import Encoder
 from eval.common.fashion_data import Triplet, load_gallery, load_products, load_triplets
 from eval.common.fusion import FusionSettings
 from eval.common.images import resolve_image_path
-from eval.common.learned_fusion import composed_queries, learned_fusion, load_encoder
-from eval.common.metrics import rank_of_best_positive, recall_at_k, recall_keys, retrieval_ranks
-from eval.common.reporting import grouped_bar_plot, markdown_table, model_label, write_results
+from eval.common.options import add_encoder_options
+from eval.common.reporting import grouped_bar_plot, markdown_table, model_label
+from fgclip.cli import CommandParser, option, options_from, positive_int, run
+from fgclip.errors import UserError
+
+if TYPE_CHECKING:  # loaded in main, after the options are checked
+    import torch
+
+    from eval.common.encoder import Encoder
 
 GEN_KS = (1, 5, 10)
 IQ_KS = (10, 50)
@@ -108,6 +109,8 @@ def build_product_index(items, paths: list[Path], image_ok: dict[Path, bool], co
 
 def full_mode(index: ProductIndex, image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> dict[str, float]:
     """All images vs all descriptions; positives are every image / description of the product."""
+    from eval.common.metrics import recall_at_k, recall_keys, retrieval_ranks
+
     image_positives = [index.product_texts[product] for product in index.image_product]
     text_positives = [sorted({i for p in products for i in index.product_images[p]}) for products in index.text_products]
     return {**recall_keys("full_i2t", recall_at_k(retrieval_ranks(image_embeds, text_embeds, image_positives), GEN_KS)),
@@ -156,17 +159,20 @@ def sample_queries(index: ProductIndex, num_queries: int, num_negatives: int, se
 
 def _ranks_against(queries: torch.Tensor, candidates: torch.Tensor, columns: list[list[int]]) -> torch.Tensor:
     """Ranks of column 0 among each query's own candidate list (lists may differ in length)."""
-    width = max(len(c) for c in columns)
-    index = torch.full((len(columns), width), -1, dtype=torch.long)
-    for row, ids in enumerate(columns):
-        index[row, : len(ids)] = torch.tensor(ids)
-    scores = torch.einsum("qd,qkd->qk", queries, candidates[index.clamp(min=0)]).masked_fill(index < 0, float("-inf"))
+    import torch
+
+    from eval.common.metrics import rank_of_best_positive
+    from fgclip.metrics import candidate_scores
+
+    scores = candidate_scores(queries, candidates, columns)
     positives = torch.zeros_like(scores, dtype=torch.bool)
     positives[:, 0] = True
     return rank_of_best_positive(scores, positives)
 
 
 def sample100_mode(queries: list[SampledQuery], image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> dict[str, float]:
+    from eval.common.metrics import recall_at_k, recall_keys
+
     i2t = _ranks_against(image_embeds[[q.image for q in queries]], text_embeds,
                          [[q.text] + q.negative_texts for q in queries])
     t2i = _ranks_against(text_embeds[[q.text for q in queries]], image_embeds,
@@ -174,10 +180,11 @@ def sample100_mode(queries: list[SampledQuery], image_embeds: torch.Tensor, text
     return {**recall_keys("s100_i2t", recall_at_k(i2t, GEN_KS)), **recall_keys("s100_t2i", recall_at_k(t2i, GEN_KS))}
 
 
-def run_fashiongen(args, encoder: Encoder, embeddings: dict[str, FusionSettings | None]):
-    loaded = load_products(args.data[0])
+def run_fashiongen(options: FashionOptions, gen: FashionGenOptions, encoder: Encoder,
+                   embeddings: dict[str, FusionSettings | None]):
+    loaded = load_products(options.data[0])
     counts = loaded.counts
-    images_root = args.images or args.data[0].parent
+    images_root = options.images or options.data[0].parent
     paths = [resolve_image_path(images_root, item.image) for item in loaded.items]
     unique_paths = list(dict.fromkeys(paths))
     first = encoder.images(unique_paths, embeddings[next(iter(embeddings))])
@@ -187,7 +194,7 @@ def run_fashiongen(args, encoder: Encoder, embeddings: dict[str, FusionSettings 
     index = build_product_index(loaded.items, paths, image_ok, counts)
     cover = Coverage("items", counts["items"] - counts["duplicate_items"], len(index.pairs), skipped_reasons(counts),
                      duplicates=counts["duplicate_items"])
-    queries = sample_queries(index, args.num_queries, args.num_negatives, args.seed) if args.mode != "full" else []
+    queries = sample_queries(index, gen.num_queries, gen.num_negatives, gen.seed) if gen.mode != "full" else []
     metrics: dict[str, float] = {}
     series: dict[str, dict[str, float]] = {}
     row = {path: i for i, path in enumerate(unique_paths)}
@@ -196,9 +203,9 @@ def run_fashiongen(args, encoder: Encoder, embeddings: dict[str, FusionSettings 
         image_embeds = encoded.embeddings[[row[path] for path in index.images]]
         text_embeds = encoder.texts(index.texts, fusion=fusion)
         scores = {}
-        if args.mode in ("full", "both"):
+        if gen.mode in ("full", "both"):
             scores.update(full_mode(index, image_embeds, text_embeds))
-        if args.mode in ("sample100", "both"):
+        if gen.mode in ("sample100", "both"):
             scores.update(sample100_mode(queries, image_embeds, text_embeds))
         series[name] = scores
         metrics.update({(f"{name}_{k}" if name == "fusion" else k): v for k, v in scores.items()})
@@ -206,8 +213,8 @@ def run_fashiongen(args, encoder: Encoder, embeddings: dict[str, FusionSettings 
     if queries:
         negatives = [len(q.negative_texts) for q in queries]
         metrics.update(s100_queries=len(queries), s100_mean_negatives=sum(negatives) / len(negatives))
-        if min(negatives) < args.num_negatives:
-            print(f"warning: sample100: some queries have fewer than {args.num_negatives} negatives "
+        if min(negatives) < gen.num_negatives:
+            print(f"warning: sample100: some queries have fewer than {gen.num_negatives} negatives "
                   f"(min {min(negatives)}): the data has too few products", file=sys.stderr)
     keys = list(next(iter(series.values())))
     table = markdown_table(["embedding", *keys], [[name, *values.values()] for name, values in series.items()])
@@ -217,6 +224,10 @@ def run_fashiongen(args, encoder: Encoder, embeddings: dict[str, FusionSettings 
 def iq_scores(triplets: list[Triplet], gallery: list[Path], gallery_embeds: torch.Tensor, query_embeds: torch.Tensor,
               paths: dict[str, Path], keep_reference: bool, counts: Counter) -> dict[str, float] | None:
     """R@10/R@50 of one category; `query_embeds` has one row per triplet."""
+    import torch
+
+    from eval.common.metrics import rank_of_best_positive, recall_at_k
+
     row = {path: i for i, path in enumerate(gallery)}
     scored, targets, excluded = [], [], []
     for i, triplet in enumerate(triplets):
@@ -242,16 +253,21 @@ def iq_scores(triplets: list[Triplet], gallery: list[Path], gallery_embeds: torc
     return {"r10": recalls[10], "r50": recalls[50], "queries": len(scored), "gallery": len(gallery)}
 
 
-def run_fashioniq(args, encoder: Encoder, embeddings: dict[str, FusionSettings | None]):
-    loaded = load_triplets(args.data)
+def run_fashioniq(options: FashionOptions, iq: FashionIQOptions, encoder: Encoder,
+                  embeddings: dict[str, FusionSettings | None]):
+    import torch.nn.functional as F
+
+    from eval.common.learned_fusion import composed_queries
+
+    loaded = load_triplets(options.data)
     counts = loaded.counts
-    images_root = args.images or args.data[0].parent
+    images_root = options.images or options.data[0].parent
     categories = list(dict.fromkeys(t.category for t in loaded.items))
-    if args.gallery:
-        gallery_names = load_gallery(args.gallery)
+    if iq.gallery:
+        gallery_names = load_gallery(iq.gallery)
         missing = [c for c in categories if c not in gallery_names]
         if missing:
-            raise EvalError(f"--gallery has no images for category {missing[0]!r} (categories: {sorted(gallery_names)})")
+            raise UserError(f"--gallery has no images for category {missing[0]!r} (categories: {sorted(gallery_names)})")
     else:
         gallery_names = {c: [n for t in loaded.items if t.category == c for n in (t.candidate, t.target)]
                          for c in categories}
@@ -263,8 +279,9 @@ def run_fashioniq(args, encoder: Encoder, embeddings: dict[str, FusionSettings |
     for reason, count in first.failures.items():
         counts[f"images_{reason}"] = count
     usable = [t for t in loaded.items if first.ok[row[paths[t.candidate]]] and first.ok[row[paths[t.target]]]]
-    trained_composition = {name: composed_queries(encoder, [paths[t.candidate] for t in usable], [t.text for t in usable])[0]
-                           for name, fusion in embeddings.items() if getattr(fusion, "composition", "sum") == "fusion"}
+    trained_composition = {
+        name: composed_queries(encoder, [paths[t.candidate] for t in usable], [t.text for t in usable])[0]
+        for name, fusion in embeddings.items() if getattr(fusion, "composition", "sum") == "fusion"}
     counts["skipped_image_failed"] = len(loaded.items) - len(usable)
     galleries = {}
     for category in categories:
@@ -290,11 +307,11 @@ def run_fashioniq(args, encoder: Encoder, embeddings: dict[str, FusionSettings |
                 references = image_embeds[[row[paths[usable[i].candidate]] for i in rows]]
                 queries = F.normalize(references + text_embeds[rows], dim=-1)
             result = iq_scores([usable[i] for i in rows], gallery, image_embeds[[row[p] for p in gallery]], queries,
-                               paths, args.keep_reference, run_counts)
+                               paths, iq.keep_reference, run_counts)
             if result is not None:
                 found[category] = result
         if not found:
-            raise EvalError(f"no FashionIQ query could be scored ({dict(counts)})")
+            raise UserError(f"no FashionIQ query could be scored ({dict(counts)})")
         values = {f"{category}_r{k}": r[f"r{k}"] for category, r in found.items() for k in IQ_KS}
         values.update({f"avg_r{k}": sum(r[f"r{k}"] for r in found.values()) / len(found) for k in IQ_KS})
         series[name] = values
@@ -306,93 +323,92 @@ def run_fashioniq(args, encoder: Encoder, embeddings: dict[str, FusionSettings |
     rows = [[name, category, r["queries"], r["gallery"], r["r10"], r["r50"]]
             for name, found in per_category.items() for category, r in found.items()]
     table = markdown_table(["embedding", "category", "queries", "gallery", "R@10", "R@50"], rows)
-    gallery_note = "--gallery files" if args.gallery else "references and targets of the data (not the official gallery)"
-    reference_note = "kept in" if args.keep_reference else "excluded from"
+    gallery_note = "--gallery files" if iq.gallery else "references and targets of the data (not the official gallery)"
+    reference_note = "kept in" if iq.keep_reference else "excluded from"
     table += f"\ngallery: {gallery_note}; reference image {reference_note} its query's gallery\n"
     return metrics, series, counts, cover, table
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m eval.fashion", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="File formats: see eval/common/fashion_data.py. Ties count as misses.")
-    add_model_args(parser)
-    parser.add_argument("--task", required=True, choices=("fashiongen", "fashioniq"), help="which protocol")
-    parser.add_argument("--data", required=True, nargs="+", type=Path,
-                        help="fashiongen: one JSON-lines file of product items; fashioniq: one or more caption files "
-                        "(cap.<category>.<split>.json or JSON-lines triplets)")
-    parser.add_argument("--images", type=Path, default=None,
-                        help="root folder for image paths (default: the first data file's folder); FashionIQ names "
-                        "without a suffix are looked up as .jpg/.png/...")
-    parser.add_argument("--embedding", choices=("global", "fusion", "both"), default=None,
-                        help="global: the towers' global embeddings; fusion: Fashion-FINE's global+local mix (a "
-                        "Fashion-FINE folder's own trained one); both: compare them (default: fusion for Fashion-FINE "
-                        "folders, else global)")
-    group = parser.add_argument_group("fashiongen")
-    group.add_argument("--mode", choices=("full", "sample100", "both"), default="both", help="protocol (default both)")
-    group.add_argument("--num-queries", type=positive_int, default=1000, help="sample100 queries (default 1000)")
-    group.add_argument("--num-negatives", type=positive_int, default=100, help="sample100 negatives per query "
-                       "(default 100)")
-    group.add_argument("--seed", type=int, default=0, help="sample100 sampling seed (default 0)")
-    group = parser.add_argument_group("fashioniq")
-    group.add_argument("--gallery", nargs="+", type=Path, default=None,
-                       help="gallery files (split.<category>.<split>.json lists or JSON-lines {image, category}); "
-                       "default: the references and targets of the data")
-    group.add_argument("--keep-reference", action="store_true",
-                       help="keep the reference image in its own query's gallery (excluded by default)")
-    group = parser.add_argument_group("fusion")
-    group.add_argument("--fusion-image-ratio", type=float, default=0.05, help="r for images (default 0.05)")
-    group.add_argument("--fusion-text-ratio", type=float, default=0.25, help="r for texts (default 0.25)")
-    group.add_argument("--fusion-temperature", type=float, default=0.1,
-                       help="softmax temperature of the parameter-free attention pooling (default 0.1)")
-    add_cache_args(parser)
-    add_output_args(parser)
+@dataclass
+class FashionOptions:
+    task: Literal["fashiongen", "fashioniq"] = option("which protocol")
+    data: list[Path] = option("fashiongen: one JSON-lines file of product items; fashioniq: one or more caption files "
+                              "(cap.<category>.<split>.json or JSON-lines triplets)")
+    images: Path | None = option("root folder for image paths (default: the first data file's folder); FashionIQ "
+                                 "names without a suffix are looked up as .jpg/.png/...", None)
+    embedding: Literal["global", "fusion", "both"] | None = option(
+        "global: the towers' global embeddings; fusion: Fashion-FINE's global+local mix (a Fashion-FINE folder's own "
+        "trained one); both: compare them (default: fusion for Fashion-FINE folders, else global)", None)
+
+
+@dataclass
+class FashionGenOptions:
+    mode: Literal["full", "sample100", "both"] = option("protocol", "both")
+    num_queries: int = option("sample100 queries", 1000, type=positive_int)
+    num_negatives: int = option("sample100 negatives per query", 100, type=positive_int)
+    seed: int = option("sample100 sampling seed", 0)
+
+
+@dataclass
+class FashionIQOptions:
+    gallery: list[Path] | None = option(
+        "gallery files (split.<category>.<split>.json lists or JSON-lines {image, category}); default: the "
+        "references and targets of the data", None)
+    keep_reference: bool = option("keep the reference image in its own query's gallery (excluded by default)", False)
+
+
+def build_parser() -> CommandParser:
+    parser = CommandParser(prog="python -m eval.fashion", description=__doc__,
+                           epilog="File formats: see eval/common/fashion_data.py. Ties count as misses.")
+    parser.add_options(FashionOptions)
+    parser.add_options(FashionGenOptions, "fashiongen")
+    parser.add_options(FashionIQOptions, "fashioniq")
+    parser.add_options(FusionSettings, "fusion (--embedding fusion or both)")
+    add_encoder_options(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
-    started = time.time()
-    for path in args.data + (args.gallery or []):
+    options, gen, iq = (options_from(args, kind) for kind in (FashionOptions, FashionGenOptions, FashionIQOptions))
+    fusion, run_options = options_from(args, FusionSettings), EncoderRun.parsed(args)
+    for path in options.data + (iq.gallery or []):
         if not path.is_file():
-            raise EvalError(f"{path} does not exist")
-    if args.task == "fashiongen" and len(args.data) != 1:
-        raise EvalError("--task fashiongen takes one --data file")
-    try:
-        fusion = FusionSettings(args.fusion_image_ratio, args.fusion_text_ratio, args.fusion_temperature)
-    except ValueError as error:
-        raise EvalError(f"fusion option: {error}") from error
-    out = prepare_out(args, [*args.data, *(args.gallery or []), args.images, args.model], OWNED)
-    encoder = load_encoder(args)
-    learned = learned_fusion(encoder)
+            raise UserError(f"{path} does not exist")
+    if options.task == "fashiongen" and len(options.data) != 1:
+        raise UserError("--task fashiongen takes one --data file")
+    out = run_options.prepare_output([*options.data, *(iq.gallery or []), options.images], OWNED)
+    encoder = run_options.load_encoder()
+    from eval.common.learned_fusion import learned_fusion
+
+    learned = learned_fusion(encoder)  # a Fashion-FINE folder: its trained pooling, ratios and composition
     fusion = learned or fusion
     embeddings = {"global": None, "fusion": fusion}
-    embedding = args.embedding or ("fusion" if learned else "global")
+    embedding = options.embedding or ("fusion" if learned else "global")
     if embedding != "both":
         embeddings = {embedding: embeddings[embedding]}
-    run = run_fashiongen if args.task == "fashiongen" else run_fashioniq
-    metrics, series, counts, cover, table = run(args, encoder, embeddings)
+    if options.task == "fashiongen":
+        metrics, series, counts, cover, table = run_fashiongen(options, gen, encoder, embeddings)
+    else:
+        metrics, series, counts, cover, table = run_fashioniq(options, iq, encoder, embeddings)
     cover.truncated = encoder.truncated_texts()
     cover.warn()
-    plot = f"{args.task}.png"
-    grouped_bar_plot(out / plot, series, f"{args.task} ({model_label(args.model)})", "recall")
-    extra = {**cover.as_json(), "task": args.task, "embeddings": list(embeddings), "encoder": encoder.describe(),
-             "cache": encoder.cache.summary(), "plots": [plot], "details": {"series": series}}
+    plot = f"{options.task}.png"
+    grouped_bar_plot(out / plot, series, f"{options.task} ({model_label(run_options.model)})", "recall")
+    extra = {"task": options.task, "embeddings": list(embeddings), "plots": [plot], "details": {"series": series}}
     if "fusion" in embeddings:
-        extra["fusion"] = fusion.as_dict() if learned else {**fusion.as_dict(),
-                                                            "pooling": "parameter-free attention (query: global embedding)"}
-    if args.task == "fashiongen":
-        extra.update(mode=args.mode, seed=args.seed, num_negatives=args.num_negatives)
+        extra["fusion"] = fusion.as_dict() if learned else {
+            **fusion.as_dict(), "pooling": "parameter-free attention (query: global embedding)"}
+    if options.task == "fashiongen":
+        extra.update(mode=gen.mode, seed=gen.seed, num_negatives=gen.num_negatives)
     else:
-        extra.update(gallery=[str(p) for p in args.gallery] if args.gallery else "references and targets of the data",
-                     keep_reference=args.keep_reference)
-    result = write_results(out, args.task, metrics, model=args.model, data=[str(p) for p in args.data],
-                           counts=dict(counts), started=started, table=table + f"\n{cover.note}\n", extra=extra)
-    print(f"{args.task}: " + ", ".join(f"{k} {v:.4f}" for k, v in list(metrics.items())[:4])
-          + f" on {cover.summary} -> {out / 'results.json'}")
-    cover.enforce(args.strict, out / "results.json")
-    return result
+        extra.update(gallery=[str(p) for p in iq.gallery] if iq.gallery else "references and targets of the data",
+                     keep_reference=iq.keep_reference)
+    return run_options.finish(
+        out, options.task, metrics, cover, encoder, data=[str(p) for p in options.data], counts=dict(counts),
+        table=table, headline=f"{options.task}: " + ", ".join(f"{k} {v:.4f}" for k, v in list(metrics.items())[:4]),
+        extra=extra)
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    sys.exit(run(main))

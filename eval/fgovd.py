@@ -1,7 +1,7 @@
 """FG-OVD-style fine-grained region understanding: each box's region embedding against its positive
-caption and N hard negatives; a region is correct when the positive scores strictly highest.
+caption and N hard negatives; a region is correct when no negative scores above the positive.
 
-    python -m eval.fgovd --model DIR --data 1_attributes.json [2_attributes.json ...] --images coco/ --out DIR
+    python -m eval.fgovd --model DIR --data 1_attributes.json [2_attributes.json ...] --images coco/ --output_dir DIR
 
 Reads three layouts, as they are:
 * the public FG-OVD benchmark files (lorebianchi98/FG-OVD `benchmarks/`: 1_attributes.json = hard,
@@ -22,7 +22,6 @@ exactly (image, box, positive and negatives) is scored once and counted as a dup
 from __future__ import annotations
 
 import sys
-import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,14 +29,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from eval.common.boxes import xywh_pixels_to_normalized
-from eval.common.cli import EvalError, owned_outputs, prepare_output, require_file, wrapped
+from eval.common.cli import owned_outputs, require_file, wrapped
+from eval.common.command import EncoderRun
 from eval.common.coverage import Coverage, skipped_reasons
 from eval.common.images import failure_reason, image_size_of
 from eval.common.jsonfiles import iter_items, json_document, list_items
-from eval.common.options import CacheOptions, EncoderConfig, ModelOption, OutputOptions
-from eval.common.reporting import bar_plot, markdown_table, model_label, write_results
+from eval.common.options import add_encoder_options
+from eval.common.reporting import bar_plot, markdown_table, model_label
 from fgclip.cli import CommandParser, non_negative_int, option, options_from, run
-from fgclip.data.schema import RecordError, check_bbox, region_from_json
+from fgclip.data.schema import RecordError, check_bbox, clean_negatives, region_from_json
+from fgclip.errors import UserError
 
 if TYPE_CHECKING:  # loaded in main, after the options are checked: --help needs neither
     import torch
@@ -107,17 +108,6 @@ def difficulty_label(path: Path) -> str:
     return stem
 
 
-def _clean_negatives(positive: str, negatives, counts: Counter) -> list[str] | None:
-    if not isinstance(negatives, list) or not all(isinstance(n, str) for n in negatives):
-        return None
-    kept = [n.strip() for n in negatives if n.strip()]
-    # A negative identical to the positive would make the region unanswerable under the tie rule.
-    same = sum(1 for n in kept if n == positive)
-    if same:
-        counts["dropped_negatives_equal_to_positive"] += same
-    return [n for n in kept if n != positive]
-
-
 def _query(image: Path, box, positive, negatives, counts: Counter) -> RegionQuery | None:
     """A region with its texts checked, or None with the reason counted."""
     if isinstance(positive, list):  # FG-CLIP's converted files wrap the positive in a one-item list
@@ -126,10 +116,12 @@ def _query(image: Path, box, positive, negatives, counts: Counter) -> RegionQuer
         counts["skipped_malformed"] += 1
         return None
     positive = positive.strip()
-    negatives = _clean_negatives(positive, negatives, counts)
-    if negatives is None:
+    if not isinstance(negatives, list) or not all(isinstance(n, str) for n in negatives):
         counts["skipped_malformed"] += 1
         return None
+    dropped = Counter()
+    negatives = clean_negatives(positive, negatives, dropped)
+    counts.update({f"dropped_negatives_{reason}": count for reason, count in dropped.items()})
     if not negatives:
         counts["skipped_no_negatives"] += 1
         return None
@@ -247,35 +239,29 @@ def load_region_file(path: Path, images_root: Path, label: str, limit: int = 0) 
         else:
             _record_regions(item.value, images_root, loaded)
     if counts["items"] == 0:
-        raise EvalError(f"{path} holds no items")
+        raise UserError(f"{path} holds no items")
     return loaded
 
 
 def score_regions(region_embeds: torch.Tensor, queries: list[RegionQuery], text_row: dict[str, int],
-                  text_embeds: torch.Tensor) -> torch.Tensor:
-    """`(Q,)` bool: the positive scores strictly above every negative (ties are misses).
+                  text_embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(Q,)` hits and `(Q,)` ties by `fgclip.metrics.region_top1_hits`: a region is a hit when no negative
+    scores above its positive (a tie is a hit, as in the public FG-OVD evaluation).
 
     region_embeds: `(Q, D)` one row per query; text_embeds: `(T, D)`, `text_row` maps a text to its row.
     """
-    import torch
+    from fgclip.metrics import candidate_scores, region_ties, region_top1_hits
 
-    from eval.common.metrics import rank_of_best_positive
-
-    width = 1 + max(len(q.negatives) for q in queries)
-    columns = torch.full((len(queries), width), -1, dtype=torch.long)
-    for row, query in enumerate(queries):
-        ids = [text_row[query.positive]] + [text_row[n] for n in query.negatives]
-        columns[row, : len(ids)] = torch.tensor(ids)
-    scores = torch.einsum("qd,qkd->qk", region_embeds, text_embeds[columns.clamp(min=0)])
-    scores = scores.masked_fill(columns < 0, float("-inf"))  # absent candidates never beat a positive
-    positives = torch.zeros_like(scores, dtype=torch.bool)
-    positives[:, 0] = True
-    return rank_of_best_positive(scores, positives) == 0
+    columns = [[text_row[query.positive]] + [text_row[n] for n in query.negatives] for query in queries]
+    scores = candidate_scores(region_embeds, text_embeds, columns)
+    return region_top1_hits(scores), region_ties(scores)
 
 
 def evaluate(encoder: Encoder, files: list[RegionFile]) -> dict[str, dict]:
     """Encode every distinct (image, box) once and every distinct text once; score each file."""
     import torch
+
+    from fgclip.metrics import region_chance
 
     images: dict[Path, dict[tuple, int]] = {}
     for region_file in files:
@@ -303,15 +289,16 @@ def evaluate(encoder: Encoder, files: list[RegionFile]) -> dict[str, dict]:
         queries = [region_file.queries[i] for i in usable]
         if not queries:  # a file-level score of 0 would be a silent zero
             skipped = {k: v for k, v in region_file.counts.items() if k.startswith("skipped_") and v}
-            raise EvalError(f"{region_file.path}: no region could be scored ({skipped})")
-        hits = score_regions(encoded.embeddings[[rows[i] for i in usable]], queries, text_row, text_embeds)
+            raise UserError(f"{region_file.path}: no region could be scored ({skipped})")
+        hits, ties = score_regions(encoded.embeddings[[rows[i] for i in usable]], queries, text_row, text_embeds)
         negatives = [len(q.negatives) for q in queries]
         results[region_file.label] = {
             "top1": int(hits.sum()) / len(hits),
             "num_regions": len(hits),
             "correct": int(hits.sum()),
+            "ties": int(ties.sum()),
             "mean_negatives": sum(negatives) / len(negatives),
-            "chance": sum(1 / (1 + n) for n in negatives) / len(negatives),
+            "chance": region_chance(negatives),
         }
     return results
 
@@ -336,38 +323,32 @@ def build_parser() -> CommandParser:
     parser = CommandParser(
         prog="python -m eval.fgovd",
         description=__doc__,
-        epilog=wrapped("Ties: a negative scoring exactly as high as the positive counts as a miss. Negatives identical "
-        "to the positive text are dropped and counted. Regions without negatives, with an empty box, or whose "
-        "image is missing are skipped one by one and counted in results.json (complete: false, counts by reason; "
-        "--strict makes that exit 2); a region repeated exactly is scored once and counted."),
+        epilog=wrapped("Ties: a negative scoring as high as the positive (within 1e-6) counts as a hit, as in the "
+        "public FG-OVD evaluation of FG-CLIP (fgclip.metrics.region_top1_hits); results.json counts them (num_ties). "
+        "Negatives are cleaned as the trainer cleans them (fgclip.data.schema.clean_negatives): those equal to the "
+        "positive text, repeated or empty are dropped and counted. Regions without negatives, with an empty box, or "
+        "whose image is missing are skipped one by one and counted in results.json (complete: false, counts by "
+        "reason; --strict makes that exit 2); a region repeated exactly is scored once and counted."),
     )
     parser.add_options(FgovdOptions)
-    compute = parser.add_options(ModelOption, "model and compute")
-    parser.add_options(EncoderConfig, compute)
-    parser.add_options(CacheOptions, "embedding cache")
-    parser.add_options(OutputOptions, "output")
+    add_encoder_options(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
-    options, output, cache = options_from(args, FgovdOptions), options_from(args, OutputOptions), options_from(
-        args, CacheOptions)
-    model = options_from(args, ModelOption).model
-    started = time.time()
+    options, run_options = options_from(args, FgovdOptions), EncoderRun.parsed(args)
     if options.names is not None and len(options.names) != len(options.data):
-        raise EvalError(f"--names has {len(options.names)} labels for {len(options.data)} data files")
+        raise UserError(f"--names has {len(options.names)} labels for {len(options.data)} data files")
     labels = options.names or [difficulty_label(path) for path in options.data]
     if len(set(labels)) != len(labels):
-        raise EvalError(f"two data files share the label {labels}; give distinct --names")
+        raise UserError(f"two data files share the label {labels}; give distinct --names")
     for path in options.data:
         require_file(path, "--data")
-    out = prepare_output(output, [*options.data, options.images, model], OWNED, cache)
+    out = run_options.prepare_output([*options.data, options.images], OWNED)
     files = [load_region_file(path, options.images or path.parent, label, options.limit)
              for path, label in zip(options.data, labels)]
-    from eval.common.encoder import Encoder  # loads torch and transformers: after the options are checked
-
-    encoder = Encoder.from_options(model, options_from(args, EncoderConfig), cache)
+    encoder = run_options.load_encoder()
     per_file = evaluate(encoder, files)
 
     counts = Counter()
@@ -381,29 +362,25 @@ def main(argv: Sequence[str] | None = None) -> dict:
                      not_read=counts["items_not_read_limit"], not_read_unit="items")
     cover.warn()
 
-    metrics = {"top1": correct / scored, "num_regions": scored}
+    metrics = {"top1": correct / scored, "num_regions": scored, "num_ties": sum(r["ties"] for r in per_file.values())}
     for label, result in per_file.items():
         metrics[f"top1_{label}"] = result["top1"]
         metrics[f"num_regions_{label}"] = result["num_regions"]
-    rows = [[label, r["num_regions"], files[i].given, round(r["mean_negatives"], 2), r["top1"], r["chance"]]
+    rows = [[label, r["num_regions"], files[i].given, round(r["mean_negatives"], 2), r["top1"], r["chance"], r["ties"]]
             for i, (label, r) in enumerate(per_file.items())]
     if len(files) > 1:
-        rows.append(["all", scored, sum(f.given for f in files), "", correct / scored, ""])
-    table = markdown_table(["set", "regions scored", "regions in file", "negatives / region", "top-1", "chance"], rows)
+        rows.append(["all", scored, sum(f.given for f in files), "", correct / scored, "", metrics["num_ties"]])
+    table = markdown_table(["set", "regions scored", "regions in file", "negatives / region", "top-1", "chance",
+                            "ties (hits)"], rows)
     bar_plot(out / "fgovd_top1.png", {label: r["top1"] for label, r in per_file.items()},
-             f"FG-OVD top-1 ({model_label(model)})", "top-1 accuracy",
+             f"FG-OVD top-1 ({model_label(run_options.model)})", "top-1 accuracy",
              chance=sum(r["chance"] * r["num_regions"] for r in per_file.values()) / scored)
-    result = write_results(
-        out, "fgovd", metrics, model=model, data=[str(p) for p in options.data], counts=dict(counts),
-        started=started, table=table + f"\n{cover.note}\n",
-        extra={**cover.as_json(), "encoder": encoder.describe(), "cache": encoder.cache.summary(),
-               "details": {"per_file": {label: {**r, "file": str(f.path), "counts": dict(f.counts)}
+    return run_options.finish(
+        out, "fgovd", metrics, cover, encoder, data=[str(p) for p in options.data], counts=dict(counts),
+        table=table, headline=f"FG-OVD top-1 {metrics['top1']:.4f}",
+        extra={"details": {"per_file": {label: {**r, "file": str(f.path), "counts": dict(f.counts)}
                                         for (label, r), f in zip(per_file.items(), files)}},
-               "plots": ["fgovd_top1.png"]},
-    )
-    print(f"FG-OVD top-1 {metrics['top1']:.4f} on {cover.summary} -> {out / 'results.json'}")
-    cover.enforce(output.strict, out / "results.json")
-    return result
+               "plots": ["fgovd_top1.png"]})
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Referring-expression localisation of a LLaVA model (RefCOCO/+/g-style data): Acc@IoU>=0.5 and mean IoU.
 
-    python -m eval.localization --data refcoco_testA.jsonl --images train2014/ --model LLAVA_DIR --out runs/loc
-    python -m eval.localization --data refcoco_testA.jsonl --images train2014/ --answers answers.jsonl --out runs/loc
+    python -m eval.localization --data refcoco_testA.jsonl --images train2014/ --model LLAVA_DIR --output_dir runs/loc
+    python -m eval.localization --data refcoco_testA.jsonl --images train2014/ --answers answers.jsonl \
+        --output_dir runs/loc
 
 Data: data-format.md section 4, one `{"id", "image", "expression", "bbox"}` per line, the box normalised to
 the original image (`python -m eval.lmm.refer` converts the public RefCOCO annotations). The model is asked
@@ -14,8 +15,8 @@ item (same image, expression and box) is scored once and counted.
 
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -24,14 +25,16 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from eval.common.cli import add_output_args, owned_outputs, prepare_out
+from eval.common.cli import owned_outputs, prepare_output
 from eval.common.coverage import Coverage
-from eval.common.reporting import line_plot, markdown_table, write_results
+from eval.common.options import OutputOptions
+from eval.common.reporting import line_plot, markdown_table, write_scored_results
 from eval.lmm.answers_file import question_key, read_answers_file
 from eval.lmm.boxes import box_iou, parse_box
-from eval.lmm.errors import LMMEvalError, run_cli
-from eval.lmm.options import add_generation_args, positive_int, settings_from_args
+from eval.lmm.options import GenerationSettings, LMMModelOption, add_generation_options, one_answer_source
+from fgclip.cli import CommandParser, option, options_from, positive_int, run
 from fgclip.data.schema import RecordError, check_bbox
+from fgclip.errors import UserError
 
 PROMPT = "Please provide the bounding box coordinate of the region this sentence describes: {expression}"
 IOU_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
@@ -53,7 +56,7 @@ def read_referrals(path: Path, counts: Counter) -> list[Referral]:
     """Items of a localisation JSONL; malformed lines (bad JSON or UTF-8, a field missing, an id used twice) are
     skipped and counted (`skipped_bad_lines`), a line repeating an item is counted in `duplicate_items`."""
     if not path.is_file():
-        raise LMMEvalError(f"data file {path} does not exist")
+        raise UserError(f"data file {path} does not exist")
     items, seen, contents = [], set(), set()
     with path.open("rb") as handle:
         for number, line in enumerate(handle, start=1):
@@ -89,7 +92,7 @@ def read_referrals(path: Path, counts: Counter) -> list[Referral]:
             size = (int(data["width"]), int(data["height"])) if data.get("width") and data.get("height") else None
             items.append(Referral(item_id, data["image"], expression.strip(), bbox, size))
     if not items:
-        raise LMMEvalError(f"{path} holds no usable localisation items")
+        raise UserError(f"{path} holds no usable localisation items")
     return items
 
 
@@ -142,52 +145,58 @@ def score(items: list[Referral], answers: dict[str, str], root: Path, padded_squ
     return metrics, rows
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m eval.localization",
-        description="Referring-expression localisation: ask a LLaVA model for the box of each expression (or score "
-        "an answers file), parse [x1, y1, x2, y2], undo LLaVA-1.5's pad-to-square, report Acc@IoU>=0.5 and mean IoU.",
-    )
-    parser.add_argument("--data", type=Path, required=True,
-                        help="JSONL: {id, image, expression, bbox [x1, y1, x2, y2] normalised to the image}")
-    parser.add_argument("--images", type=Path, help="root for relative image paths (default: the folder holding --data)")
-    parser.add_argument("--model", type=Path, help="LLaVA folder to run (stock LlavaForConditionalGeneration + processor)")
-    parser.add_argument("--answers", type=Path, help="score this answers file (question_id = item id, text) instead")
-    add_output_args(parser, help="output folder: answers.jsonl (with --model; re-running resumes), predictions.jsonl "
-                    "(parsed box and IoU per item), results.json, results.md, localization.png")
-    parser.add_argument("--limit", type=positive_int, help="only the first N items (smoke runs)")
-    add_generation_args(parser, max_new_tokens=48)
+@dataclass
+class LocalizationOptions:
+    data: Path = option("JSONL: {id, image, expression, bbox [x1, y1, x2, y2] normalised to the image}")
+    images: Path | None = option("root for relative image paths (default: the folder holding --data)", None)
+    answers: Path | None = option("score this answers file (question_id = item id, text) instead", None)
+    limit: int | None = option("only the first N items (smoke runs)", None, type=positive_int)
+
+
+@dataclass
+class LocalizationOutput(OutputOptions):
+    output_dir: Path = option("output folder: answers.jsonl (with --model; re-running resumes), predictions.jsonl "
+                              "(parsed box and IoU per item), results.json, results.md, localization.png",
+                              aliases=["out"])
+
+
+def build_parser() -> CommandParser:
+    parser = CommandParser(prog="python -m eval.localization", description=__doc__)
+    parser.add_options(LocalizationOptions)
+    parser.add_options(LocalizationOutput, "output")
+    add_generation_options(parser, max_new_tokens=48)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
+    options, output = options_from(args, LocalizationOptions), options_from(args, LocalizationOutput)
+    model, settings = options_from(args, LMMModelOption).model, options_from(args, GenerationSettings)
     started = time.time()
-    if (args.answers is None) == (args.model is None):
-        raise LMMEvalError("give exactly one of --answers (score a file) or --model (run a model)")
-    out = prepare_out(args, [args.data, args.answers, args.model, args.images], OWNED)
+    one_answer_source(options.answers, model)
+    out = prepare_output(output, [options.data, options.answers, model, options.images], OWNED)
     counts: Counter = Counter(skipped_bad_lines=0, duplicate_items=0, missing_answers=0, parse_failures=0,
                               missing_image_at_scoring=0)
-    items = read_referrals(args.data, counts)
-    if args.limit:
-        counts["items_not_read_limit"] = max(0, len(items) - args.limit)
-        items = items[: args.limit]
-    root = args.images or args.data.parent
+    items = read_referrals(options.data, counts)
+    if options.limit:
+        counts["items_not_read_limit"] = max(0, len(items) - options.limit)
+        items = items[: options.limit]
+    root = options.images or options.data.parent
     generation = None
-    if args.model is not None:
+    if model is not None:
         from eval.lmm.generation import PromptItem, answer_all, load_lmm
 
-        settings = settings_from_args(args)
-        lmm = load_lmm(args.model, settings)
-        prompts = [PromptItem(item.id, image_path(root, item.image), PROMPT.format(expression=item.expression)) for item in items]
+        lmm = load_lmm(model, settings)
+        prompts = [PromptItem(item.id, image_path(root, item.image), PROMPT.format(expression=item.expression))
+                   for item in items]
         summary = answer_all(lmm, prompts, out / "answers.jsonl", settings, description="localisation")
-        counts.update({key: value for key, value in summary.counts().items() if key != "questions"})
+        summary.add_counts(counts)
         answers, generation = summary.answers, asdict(settings)
     else:
-        contents = read_answers_file(args.answers)
+        contents = read_answers_file(options.answers)
         counts["bad_answer_lines"] = contents.bad_lines
         answers = contents.answers
-    padded = not args.no_pad_to_square
+    padded = settings.pad_to_square
     counts["items"] = len(items)
     metrics, rows = score(items, answers, root, padded, counts)
     cover = Coverage("items", len(items) + counts["skipped_bad_lines"], len(items) - metrics["num_missing"],
@@ -205,19 +214,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
         [[metrics["accuracy"], metrics["mean_iou"], *metrics["acc_at_iou"].values(), metrics["num_items"],
           metrics["num_parse_failures"], metrics["num_missing"]]],
     )
-    model = str(args.model) if args.model else str(args.answers)
-    result = write_results(out, "localization", metrics, model=model, data=str(args.data), counts=dict(counts),
-                           started=started, table=table + f"\n{cover.note}\n",
-                           extra={**cover.as_json(),
-                                  "details": {"generation": generation, "boxes_in_padded_square": padded,
-                                              "failures_scored_as": "miss (IoU 0)"}})
     line_plot(out / "localization.png", {"accuracy": {float(t): v for t, v in metrics["acc_at_iou"].items()}},
               "Localisation accuracy by IoU threshold", "IoU threshold", "accuracy")
     print(table)
-    print(f"localisation Acc@0.5 {metrics['accuracy']:.4f} on {cover.summary} -> {out / 'results.json'}")
-    cover.enforce(args.strict, out / "results.json")
-    return result
+    return write_scored_results(
+        out, "localization", metrics, cover, model=model or options.answers, data=str(options.data),
+        counts=dict(counts), started=started, table=table, headline=f"localisation Acc@0.5 {metrics['accuracy']:.4f}",
+        strict=output.strict, extra={"details": {"generation": generation, "boxes_in_padded_square": padded,
+                                                 "failures_scored_as": "miss (IoU 0)"}})
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_cli(main))
+    sys.exit(run(main))

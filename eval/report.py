@@ -1,6 +1,6 @@
 """Compare evaluation runs: gather results.json files into one markdown table and a bar chart per benchmark.
 
-    python -m eval.report runs/eval/clip runs/eval/stage1 runs/eval/stage2 --out runs/eval/report
+    python -m eval.report runs/eval/clip runs/eval/stage1 runs/eval/stage2 --output_dir runs/eval/report
 
 Each RUN is a results.json file or a folder searched (recursively) for results.json files, so a folder
 per model holding one sub-folder per benchmark works as it is. Every run is kept: runs are labelled by
@@ -14,7 +14,6 @@ fractions in [0, 1] (counts such as num_regions are tabled, not plotted).
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
@@ -22,9 +21,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from eval.common.cli import EvalError, add_output_args, run_main
+from eval.common.cli import prepare_output
+from eval.common.options import OutputFolder
 from eval.common.reporting import grouped_bar_plot, markdown_table, model_label
-from fgclip.outputs import prepare_output_dir
+from fgclip.cli import CommandParser, option, options_from, run
+from fgclip.errors import UserError
 
 # Keys of results.json that describe the run rather than measure it.
 METADATA_KEYS = {"benchmark", "model", "data", "counts", "seconds", "device", "date", "details", "encoder", "cache",
@@ -73,9 +74,9 @@ def find_results(argument: Path) -> list[Path]:
     if argument.is_dir():
         found = sorted(argument.rglob("results.json"))
         if not found:
-            raise EvalError(f"{argument} holds no results.json")
+            raise UserError(f"{argument} holds no results.json")
         return found
-    raise EvalError(f"{argument} does not exist")
+    raise UserError(f"{argument} does not exist")
 
 
 def distinct_labels(paths: list[Path]) -> list[str]:
@@ -101,9 +102,9 @@ def distinct_labels(paths: list[Path]) -> list[str]:
 
 def load_runs(arguments: list[Path], names: list[str] | None) -> list[Run]:
     if names is not None and len(names) != len(arguments):
-        raise EvalError(f"--names has {len(names)} labels for {len(arguments)} runs")
+        raise UserError(f"--names has {len(names)} labels for {len(arguments)} runs")
     if names is not None and len(set(names)) != len(names):
-        raise EvalError(f"--names repeats a label ({', '.join(n for n in names if names.count(n) > 1)}); give each run "
+        raise UserError(f"--names repeats a label ({', '.join(n for n in names if names.count(n) > 1)}); give each run "
                         "its own")
     folders = [argument.parent if argument.is_file() else argument for argument in arguments]
     labels = names or distinct_labels(folders)
@@ -113,9 +114,9 @@ def load_runs(arguments: list[Path], names: list[str] | None) -> list[Run]:
             try:
                 result = json.loads(path.read_text(encoding="utf-8"))
             except (json.JSONDecodeError, UnicodeDecodeError) as error:
-                raise EvalError(f"{path} is not valid JSON: {error}") from error
+                raise UserError(f"{path} is not valid JSON: {error}") from error
             if not isinstance(result, dict):
-                raise EvalError(f"{path} does not hold a results object")
+                raise UserError(f"{path} does not hold a results object")
             within = path.parent.relative_to(folder).as_posix()
             runs.append(Run(label, path, result, "" if within == "." else within))
     return runs
@@ -125,24 +126,24 @@ def group_runs(runs: list[Run]) -> dict[tuple[str, str], list[Run]]:
     """Runs by (benchmark, data file names); two results of one run in one group get their sub-folder as suffix,
     so no result is ever dropped."""
     groups: dict[tuple[str, str], list[Run]] = {}
-    for run in runs:
-        groups.setdefault((run.benchmark, run.data_names), []).append(run)
+    for member in runs:
+        groups.setdefault((member.benchmark, member.data_names), []).append(member)
     for members in groups.values():
-        labels = [run.label for run in members]
-        for run in members:
-            if labels.count(run.label) > 1 and run.within:
-                run.label = f"{run.label}/{run.within}"
-        labels = [run.label for run in members]
-        for index, run in enumerate(members):
-            repeats = labels[:index].count(run.label)
+        labels = [member.label for member in members]
+        for member in members:
+            if labels.count(member.label) > 1 and member.within:
+                member.label = f"{member.label}/{member.within}"
+        labels = [member.label for member in members]
+        for index, member in enumerate(members):
+            repeats = labels[:index].count(member.label)
             if repeats:
-                run.label = f"{run.label} ({repeats + 1})"
+                member.label = f"{member.label} ({repeats + 1})"
     return groups
 
 
 def shared_metrics(members: list[Run]) -> tuple[list[str], list[str]]:
     """(metric keys every run has, in first-run order; keys only some runs have)."""
-    flat = [flatten_metrics(run.result) for run in members]
+    flat = [flatten_metrics(member.result) for member in members]
     shared = [key for key in flat[0] if all(key in f for f in flat[1:])]
     partial = sorted({key for f in flat for key in f} - set(shared))
     return shared, partial
@@ -156,14 +157,14 @@ def build_report(runs: list[Run], out: Path) -> dict:
     sections, summary = ["# Evaluation comparison\n"], {}
     for (benchmark, data), members in group_runs(runs).items():
         shared, partial = shared_metrics(members)
-        flat = [flatten_metrics(run.result) for run in members]
+        flat = [flatten_metrics(member.result) for member in members]
         title = f"{benchmark}" + (f" ({data})" if data else "")
-        rows = [[run.label, f"`{model_label(str(run.result.get('model', '?')))}`", *[f[key] for key in shared]]
-                for run, f in zip(members, flat)]
+        rows = [[member.label, f"`{model_label(str(member.result.get('model', '?')))}`", *[f[key] for key in shared]]
+                for member, f in zip(members, flat)]
         section = f"## {title}\n\n" + markdown_table(["run", "model", *shared], rows)
         if partial:
             section += f"\nnot in every run (left out): {', '.join(partial)}\n"
-        incomplete = [run.label for run in members if run.result.get("complete") is False]
+        incomplete = [member.label for member in members if member.result.get("complete") is False]
         if incomplete:
             section += f"\npartial coverage (see each results.json note): {', '.join(incomplete)}\n"
         plot_keys = [key for key in shared if not key.split("/")[-1].startswith("num_")
@@ -171,42 +172,53 @@ def build_report(runs: list[Run], out: Path) -> dict:
         plot = None
         if plot_keys:
             plot = f"report_{_slug(benchmark + '_' + data)}.png"
-            grouped_bar_plot(out / plot, {run.label: {k: f[k] for k in plot_keys} for run, f in zip(members, flat)},
+            grouped_bar_plot(out / plot, {member.label: {k: f[k] for k in plot_keys} for member, f in zip(members, flat)},
                              title, "value")
             section += f"\n![{title}]({plot})\n"
         sections.append(section)
         summary[title] = {"benchmark": benchmark, "data": data, "metrics": shared, "plot": plot,
-                          "runs": {run.label: {"path": str(run.path), **{k: f[k] for k in shared}}
-                                   for run, f in zip(members, flat)}}
+                          "runs": {member.label: {"path": str(member.path), **{k: f[k] for k in shared}}
+                                   for member, f in zip(members, flat)}}
     (out / "report.md").write_text("\n".join(sections))
     (out / "report.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m eval.report", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", type=Path, metavar="RUN",
-                        help="results.json files or folders holding them (searched recursively)")
-    parser.add_argument("--names", nargs="+", default=None,
-                        help="a label per RUN for the tables and plots (default: the folder names)")
-    add_output_args(parser, help="output folder: report.md (tables), report.json (the same numbers) and "
-                    "report_*.png; a folder holding an earlier report is written again", strict=False)
+@dataclass
+class ReportOptions:
+    runs: list[Path] = option("results.json files or folders holding them (searched recursively)", positional=True,
+                              metavar="RUN")
+    names: list[str] | None = option("a label per RUN for the tables and plots (default: the folder names)", None)
+
+
+@dataclass
+class ReportOutput(OutputFolder):
+    output_dir: Path = option("output folder: report.md (tables), report.json (the same numbers) and report_*.png; a "
+                              "folder holding an earlier report is written again", aliases=["out"])
+
+
+def is_report_file(entry: Path) -> bool:
+    return entry.name in REPORT_FILES or (entry.name.startswith("report_") and entry.suffix == ".png")
+
+
+def build_parser() -> CommandParser:
+    parser = CommandParser(prog="python -m eval.report", description=__doc__)
+    parser.add_options(ReportOptions)
+    parser.add_options(ReportOutput, "output")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
-    out = prepare_output_dir(args.out, inputs=args.runs, overwrite=args.overwrite,
-                             owned=lambda entry: entry.name in REPORT_FILES or (entry.name.startswith("report_")
-                                                                                and entry.suffix == ".png"),
-                             what="files eval.report did not write")
-    runs = load_runs(args.runs, args.names)
+    options = options_from(args, ReportOptions)
+    out = prepare_output(options_from(args, ReportOutput), options.runs, is_report_file,
+                         what="files eval.report did not write")
+    runs = load_runs(options.runs, options.names)
     summary = build_report(runs, out)
-    print(f"compared {len(runs)} result(s) of {len(args.runs)} run(s) over {len(summary)} benchmark group(s) "
+    print(f"compared {len(runs)} result(s) of {len(options.runs)} run(s) over {len(summary)} benchmark group(s) "
           f"-> {out / 'report.md'}")
     return summary
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    sys.exit(run(main))

@@ -1,6 +1,6 @@
 """Image-text retrieval: image -> text and text -> image recall@1/5/10, short or long captions.
 
-    python -m eval.retrieval --model DIR --data captions.json --images DIR --out DIR [--long]
+    python -m eval.retrieval --model DIR --data captions.json --images DIR --output_dir DIR [--long]
 
 Data formats (detected), each read as the public file ships:
 * Karpathy split JSON (`dataset_coco.json`, `dataset_flickr30k.json`): `images` with `filepath` (COCO only:
@@ -16,7 +16,7 @@ Data formats (detected), each read as the public file ships:
   `conversations`): --long --limit 1000;
 * a folder of DCI annotation files (`densely_captioned_images/annotations/*.json` or `complete/*.json`:
   `image` relative to the sibling `photos/` folder, the default --images; `short_caption`, `extra_caption`).
-  The caption is DCI's own "extended caption", short_caption + newline + extra_caption (--caption-field
+  The caption is DCI's own "extended caption", short_caption + newline + extra_caption (--caption_field
   short_caption or extra_caption picks one of them).
 --long encodes captions with the 248-token path (ShareGPT4V-1k, DCI, any long captions).
 
@@ -29,23 +29,25 @@ token window (77, or 248 with --long) are cut and counted.
 
 from __future__ import annotations
 
-import argparse
 import sys
-import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from eval.common.cli import (EvalError, add_cache_args, add_model_args, add_output_args, non_negative_int,
-                             owned_outputs, prepare_out, run_main, wrapped)
+from eval.common.cli import owned_outputs, wrapped
+from eval.common.command import EncoderRun
 from eval.common.coverage import Coverage, skipped_reasons
-from eval.common.encoder import Encoder
 from eval.common.images import resolve_image_path
 from eval.common.jsonfiles import iter_items, json_document, load_json
-from eval.common.learned_fusion import learned_fusion, load_encoder
-from eval.common.metrics import curve_ks, recall_at_k, recall_keys, retrieval_ranks
-from eval.common.reporting import line_plot, markdown_table, model_label, write_results
+from eval.common.options import add_encoder_options
+from eval.common.reporting import line_plot, markdown_table, model_label
+from fgclip.cli import CommandParser, non_negative_int, option, options_from, run
+from fgclip.errors import UserError
+
+if TYPE_CHECKING:
+    from eval.common.encoder import Encoder
 
 IMAGE_KEYS = ("image", "img_path", "f_path", "file_name", "filename")
 SHORT_CAPTION_KEYS = ("short_caption", "captions", "caption", "sentences", "conversations")
@@ -192,7 +194,7 @@ def _from_karpathy(document: dict, split: str, data: RetrievalSet) -> None:
         path = f"{image['filepath']}/{name}" if image.get("filepath") else name
         data.add(path, captions, record_key=path)
     if not data.counts["items"]:
-        raise EvalError(f"the Karpathy file has no images in split {split!r}; its splits are {', '.join(present)} "
+        raise UserError(f"the Karpathy file has no images in split {split!r}; its splits are {', '.join(present)} "
                         "(--split all takes every image)")
 
 
@@ -203,7 +205,7 @@ def _dci_caption(item: dict, caption_field: str | None) -> list[str] | None:
         parts = [p.strip() for p in (short, extra) if isinstance(p, str) and p.strip()]
         return ["\n".join(parts)] if parts else []
     if field_name not in DCI_CAPTION_FIELDS:
-        raise EvalError(f"--caption-field {field_name!r}: DCI files have {', '.join(DCI_CAPTION_FIELDS)}")
+        raise UserError(f"--caption_field {field_name!r}: DCI files have {', '.join(DCI_CAPTION_FIELDS)}")
     value = item.get(field_name)
     return [value.strip()] if isinstance(value, str) and value.strip() else []
 
@@ -211,12 +213,12 @@ def _dci_caption(item: dict, caption_field: str | None) -> list[str] | None:
 def _from_dci(folder: Path, caption_field: str | None, data: RetrievalSet) -> None:
     files = sorted(folder.glob("*.json"))
     if not files:
-        raise EvalError(f"{folder} is a folder but holds no DCI annotation .json files")
+        raise UserError(f"{folder} is a folder but holds no DCI annotation .json files")
     for path in files:
         data.counts["items"] += 1
         try:
             item = load_json(path)
-        except EvalError:
+        except UserError:
             data.malformed()
             continue
         if not isinstance(item, dict) or not isinstance(item.get("image"), str) or not item["image"]:
@@ -249,14 +251,14 @@ def load_retrieval_set(path: Path, long: bool = False, split: str = "test", capt
             data.format = "karpathy"
             _from_karpathy(document, split, data)
         else:
-            raise EvalError(f"{path}: a JSON object must be COCO captions (images + annotations) or a Karpathy "
+            raise UserError(f"{path}: a JSON object must be COCO captions (images + annotations) or a Karpathy "
                             "split file (images with sentences)")
     else:
         data.format = "items"
         _from_items(iter_items(path), long, caption_field, data)
     data.finish()
     if not data.image_names:
-        raise EvalError(f"{path} holds no image with a caption" + (f" ({dict(data.counts)})" if data.counts else ""))
+        raise UserError(f"{path} holds no image with a caption" + (f" ({dict(data.counts)})" if data.counts else ""))
     return data
 
 
@@ -281,6 +283,9 @@ def positive_sets(captions: list[list[str]]) -> tuple[list[str], list[int], list
 
 
 def evaluate(encoder: Encoder, data: RetrievalSet, images_root: Path, long: bool) -> dict:
+    from eval.common.learned_fusion import learned_fusion
+    from eval.common.metrics import curve_ks, recall_at_k, recall_keys, retrieval_ranks
+
     paths = [resolve_image_path(images_root, name, try_basename=True) for name in data.image_names]
     fusion = learned_fusion(encoder)  # a Fashion-FINE folder: its trained global + local embeddings
     encoded = encoder.images(paths, fusion)
@@ -300,84 +305,79 @@ def evaluate(encoder: Encoder, data: RetrievalSet, images_root: Path, long: bool
     cover.truncated = encoder.truncated_texts()
     i2t = retrieval_ranks(image_embeds, text_embeds, image_positives)
     t2i = retrieval_ranks(text_embeds, image_embeds, text_positives)
+    i2t_recall, t2i_recall = recall_at_k(i2t, RECALL_KS), recall_at_k(t2i, RECALL_KS)
     return {
-        "i2t": recall_at_k(i2t, RECALL_KS), "t2i": recall_at_k(t2i, RECALL_KS),
+        "metrics": {**recall_keys("i2t", i2t_recall), **recall_keys("t2i", t2i_recall), "num_images": len(kept),
+                    "num_captions": len(texts)},
+        "i2t": i2t_recall, "t2i": t2i_recall,
         "i2t_curve": recall_at_k(i2t, curve_ks(len(texts))), "t2i_curve": recall_at_k(t2i, curve_ks(len(kept))),
         "num_images": len(kept), "num_captions": len(texts), "coverage": cover,
     }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m eval.retrieval", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=wrapped("Ties: a wrong candidate scoring exactly as high as the best correct one "
-                                     "ranks ahead of it. Images that are missing or unreadable are dropped with their "
-                                     "captions and counted, as are entries naming no image and images without a "
-                                     "caption (results.json: complete false, counts by reason; --strict makes that "
-                                     "exit 2); image paths that do not exist under --images are also tried as bare "
-                                     "file names under --images."))
-    add_model_args(parser)
-    parser.add_argument("--data", required=True, type=Path,
-                        help="annotation file (.json / .jsonl) or a folder of DCI annotation files")
-    parser.add_argument("--images", type=Path, default=None,
-                        help="root folder for relative image paths: the COCO root (holding val2014/) for Karpathy's "
-                        "dataset_coco.json, ShareGPT4V's data folder (holding coco/, sam/, ...) (default: the data "
-                        "file's folder; for a DCI annotation folder, the photos/ folder beside it)")
-    parser.add_argument("--long", action="store_true",
-                        help="encode captions with the 248-token long-text path (and prefer long_caption fields)")
-    parser.add_argument("--split", default="test", help="split of a Karpathy file: test (default), val, train, restval "
-                        "or all")
-    parser.add_argument("--caption-field", default=None,
-                        help="read captions from this field of each item (default: the first present of "
-                        "short_caption/long_caption (by --long), captions, caption, sentences, conversations); for "
-                        "DCI: extended (default: short_caption + newline + extra_caption), short_caption or "
-                        "extra_caption")
-    parser.add_argument("--limit", type=non_negative_int, default=0,
-                        help="use the first N images the file names (ShareGPT4V-1k: 1000; 0: all); results.json says "
-                        "how many more were not read")
-    add_cache_args(parser)
-    add_output_args(parser)
+@dataclass
+class RetrievalOptions:
+    data: Path = option("annotation file (.json / .jsonl) or a folder of DCI annotation files")
+    images: Path | None = option(
+        "root folder for relative image paths: the COCO root (holding val2014/) for Karpathy's dataset_coco.json, "
+        "ShareGPT4V's data folder (holding coco/, sam/, ...) (default: the data file's folder; for a DCI annotation "
+        "folder, the photos/ folder beside it)", None)
+    long: bool = option("encode captions with the 248-token long-text path (and prefer long_caption fields)", False)
+    split: str = option("split of a Karpathy file (all: every image)", "test", choices=(*KARPATHY_SPLITS, "all"))
+    caption_field: str | None = option(
+        "read captions from this field of each item (default: the first present of short_caption/long_caption (by "
+        "--long), captions, caption, sentences, conversations); for DCI: extended (default: short_caption + newline "
+        "+ extra_caption), short_caption or extra_caption", None)
+    limit: int = option("use the first N images the file names (ShareGPT4V-1k: 1000; 0: all); results.json says how "
+                        "many more were not read", 0, type=non_negative_int)
+
+
+def build_parser() -> CommandParser:
+    parser = CommandParser(prog="python -m eval.retrieval", description=__doc__,
+                           epilog=wrapped("Ties: a wrong candidate scoring exactly as high as the best correct one "
+                                          "ranks ahead of it. Images that are missing or unreadable are dropped with "
+                                          "their captions and counted, as are entries naming no image and images "
+                                          "without a caption (results.json: complete false, counts by reason; "
+                                          "--strict makes that exit 2); image paths that do not exist under --images "
+                                          "are also tried as bare file names under --images."))
+    parser.add_options(RetrievalOptions)
+    add_encoder_options(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
-    started = time.time()
-    if not args.data.exists():
-        raise EvalError(f"--data {args.data} does not exist")
-    if args.split not in (*KARPATHY_SPLITS, "all"):
-        raise EvalError(f"--split {args.split!r}: a Karpathy file's splits are {', '.join(KARPATHY_SPLITS)} (or all)")
-    out = prepare_out(args, [args.data, args.images, args.model], OWNED)
-    data = load_retrieval_set(args.data, args.long, args.split, args.caption_field, args.limit)
-    images_root = args.images or (dci_images_root(args.data) if args.data.is_dir() else args.data.parent)
-    encoder = load_encoder(args)
-    if args.long and learned_fusion(encoder) is not None:
-        raise EvalError("--long: a Fashion-FINE folder embeds texts with the 77-token path it was finetuned on")
-    scores = evaluate(encoder, data, images_root, args.long)
+    options, run_options = options_from(args, RetrievalOptions), EncoderRun.parsed(args)
+    if not options.data.exists():
+        raise UserError(f"--data {options.data} does not exist")
+    out = run_options.prepare_output([options.data, options.images], OWNED)
+    data = load_retrieval_set(options.data, options.long, options.split, options.caption_field, options.limit)
+    images_root = options.images or (dci_images_root(options.data) if options.data.is_dir() else options.data.parent)
+    encoder = run_options.load_encoder()
+    from eval.common.learned_fusion import learned_fusion
+
+    learned = learned_fusion(encoder) is not None
+    if options.long and learned:
+        raise UserError("--long: a Fashion-FINE folder embeds texts with the 77-token path it was finetuned on")
+    scores = evaluate(encoder, data, images_root, options.long)
     cover: Coverage = scores["coverage"]
     cover.warn()
-    metrics = {**recall_keys("i2t", scores["i2t"]), **recall_keys("t2i", scores["t2i"]),
-               "num_images": scores["num_images"], "num_captions": scores["num_captions"]}
+    metrics = scores["metrics"]
     table = markdown_table(["direction", *[f"R@{k}" for k in RECALL_KS]],
                            [["image -> text", *scores["i2t"].values()], ["text -> image", *scores["t2i"].values()]])
-    table += f"\n{scores['num_images']} images, {scores['num_captions']} captions ({'long' if args.long else 'short'} " \
-             f"text path, format {data.format}). {cover.note}\n"
+    table += f"\n{scores['num_images']} images, {scores['num_captions']} captions " \
+             f"({'long' if options.long else 'short'} text path, format {data.format}).\n"
     line_plot(out / "recall_curve.png", {"image -> text": scores["i2t_curve"], "text -> image": scores["t2i_curve"]},
-              f"retrieval recall@K ({model_label(args.model)})", "K", "recall@K")
+              f"retrieval recall@K ({model_label(run_options.model)})", "K", "recall@K")
     counts = {**data.counts, "scored_images": scores["num_images"], "scored_captions": scores["num_captions"]}
-    result = write_results(
-        out, "retrieval_long" if args.long else "retrieval", metrics, model=args.model, data=str(args.data),
-        counts=counts, started=started, table=table,
-        extra={**cover.as_json(), "format": data.format, "long": args.long, "encoder": encoder.describe(),
-               "embedding": "learned fusion" if learned_fusion(encoder) else "global",
-               "cache": encoder.cache.summary(), "plots": ["recall_curve.png"],
-               "details": {"i2t_curve": scores["i2t_curve"], "t2i_curve": scores["t2i_curve"]}},
-    )
-    print(f"retrieval I->T R@1 {metrics['i2t_r1']:.4f} T->I R@1 {metrics['t2i_r1']:.4f} on {cover.summary} "
-          f"-> {out / 'results.json'}")
-    cover.enforce(args.strict, out / "results.json")
-    return result
+    return run_options.finish(
+        out, "retrieval_long" if options.long else "retrieval", metrics, cover, encoder, data=str(options.data),
+        counts=counts, table=table,
+        headline=f"retrieval I->T R@1 {metrics['i2t_r1']:.4f} T->I R@1 {metrics['t2i_r1']:.4f}",
+        extra={"format": data.format, "long": options.long, "embedding": "learned fusion" if learned else "global",
+               "plots": ["recall_curve.png"],
+               "details": {"i2t_curve": scores["i2t_curve"], "t2i_curve": scores["t2i_curve"]}})
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    sys.exit(run(main))

@@ -23,7 +23,7 @@ _EXPORTS = {
     "FGCLIPLoss": "fgclip.losses",
     "LossInputs": "fgclip.losses",
     "LossWeights": "fgclip.losses",
-    "image_processor": "fgclip.transforms",
+    "image_processor": "fgclip.image_processing",
     "image_transform": "fgclip.transforms",
 }
 

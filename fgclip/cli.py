@@ -41,6 +41,8 @@ def option(
     choices: Sequence[Any] | None = None,
     nargs: str | None = None,
     type: Callable[[str], Any] | None = None,  # noqa: A002 - argparse's name
+    append: bool = False,
+    const: Any = None,
 ) -> Any:
     """A dataclass field that is also a command-line option. Without a default the option is required.
 
@@ -50,9 +52,11 @@ def option(
         configs of one command have a `model` field.
     positional: a positional argument instead of an option.
     type: a parser for one value (e.g. `positive_int`); by default the field's annotation decides.
+    append: for a list field, one value per occurrence (`--text a --text b`) instead of several after one flag.
+    const: with `nargs="?"`, the value of the option given without one (`--deepspeed` alone: the shipped config).
     """
     metadata = {"help": help, "aliases": tuple(aliases), "name": name, "positional": positional, "metavar": metavar,
-                "choices": choices, "nargs": nargs, "type": type}
+                "choices": choices, "nargs": nargs, "type": type, "append": append, "const": const}
     if default_factory is not _MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -137,6 +141,9 @@ class _BooleanOption(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
         setattr(namespace, self.dest, option_string in self.positive)
 
+    def format_usage(self) -> str:  # the usage line shows the one spelling and its negation, not every alias
+        return f"{self.positive[0]} | {self.negation}"
+
 
 def _unwrap_optional(annotation: Any) -> Any:
     """`X | None` -> X."""
@@ -194,9 +201,14 @@ def _add_field(container, field: dataclasses.Field, annotation: Any) -> None:
         element = annotation
         if origin in (list, tuple):
             element = typing.get_args(annotation)[0]
-            kwargs["nargs"] = meta["nargs"] or ("+" if not has_default else "*")
+            if meta.get("append"):
+                kwargs["action"] = "append"
+            else:
+                kwargs["nargs"] = meta["nargs"] or ("+" if not has_default else "*")
         elif meta["nargs"]:
             kwargs["nargs"] = meta["nargs"]
+            if meta.get("const") is not None:
+                kwargs["const"] = meta["const"]
         if typing.get_origin(element) is Literal:
             kwargs["choices"] = typing.get_args(element)
             element = type(kwargs["choices"][0])

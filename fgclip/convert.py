@@ -5,7 +5,7 @@
     python -m fgclip.convert export-vision MODEL_DIR OUT_DIR     # -> plain CLIPVisionModel folder for LLaVA
     python -m fgclip.convert export-onnx MODEL_DIR OUT_DIR       # -> vision.onnx, text.onnx, text_long.onnx
 
-The sources are folders as downloaded from the Hugging Face Hub (e.g. `huggingface-cli download
+The sources are folders as downloaded from the Hugging Face Hub (e.g. `hf download
 openai/clip-vit-base-patch16 --local-dir CLIP_DIR`), read with no edit. OUT_DIR must be new or empty:
 a folder that holds anything else (another model, say) is refused unless --overwrite is given, and
 OUT_DIR may never be the source folder itself.
@@ -20,119 +20,138 @@ Errors are one line with exit code 2.
 
 from __future__ import annotations
 
-import argparse
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-OVERWRITE_HELP = ("write into OUT_DIR even if it holds other files (files of the same names are replaced, the "
-                  "rest is left as it is); never allowed when OUT_DIR is the source folder")
+from fgclip.cli import CommandParser, option, options_from, positive_int, run
+from fgclip.errors import UserError
+
+# sub-command -> (the source kinds it reads, what its source is, what it does)
+COMMANDS = {
+    "from-clip": (("clip",), "a Hugging Face CLIP folder (a local copy of openai/clip-vit-base-patch16, "
+                  "-large-patch14, -large-patch14-336, or a LAION HF-format CLIP)",
+                  "FG-CLIP initialised from a stock CLIP: its weights as they are, the 248-slot long-text table "
+                  "stretched from the 77-slot one and the long-text projection copied from the text projection"),
+    "from-official": (("official-fgclip",), "an official FG-CLIP release folder (qihoo360/fg-clip-base or -large)",
+                      "an official FG-CLIP release in this project's format, every trained weight as released"),
+    "export-vision": (("fgclip", "clip", "official-fgclip"),
+                      "an FG-CLIP folder (this project's, a CLIP folder or an official release)",
+                      "the image tower as a stock CLIPVisionModel folder (+ image processor) that transformers 5.x "
+                      "and the 4.37 of the original LLaVA load with every weight: LLaVA's --vision_tower"),
+    "export-onnx": (("fgclip", "clip", "official-fgclip"),
+                    "an FG-CLIP folder (this project's, a CLIP folder or an official release)",
+                    "ONNX graphs: vision.onnx, text.onnx (77 tokens), text_long.onnx (248 tokens), onnx_config.json, "
+                    "the tokenizer, the image processor and a model card. Needs pip install 'fgclip[onnx]'"),
+}
+# What to use instead when a source is of another kind.
+ADVICE = {"fgclip": "it is already an FG-CLIP folder of this project",
+          "official-fgclip": "it is an official FG-CLIP release: use from-official",
+          "clip": "it is a stock CLIP folder: use from-clip"}
 
 
-def _source(args, expected: tuple[str, ...]) -> Path:
+@dataclass
+class ConvertOptions:
+    """What every sub-command reads and writes."""
+
+    source: Path = option("the source model folder (see the command's description for the kinds it reads)",
+                          positional=True, metavar="SOURCE_DIR")
+    output: Path = option("output folder: created, or new and empty (export-onnx: or a previous export)",
+                          positional=True, metavar="OUT_DIR")
+    overwrite: bool = option("write into OUT_DIR even if it holds other files (files of the same names are replaced, "
+                             "the rest is left as it is); never allowed when OUT_DIR is the source folder", False)
+
+
+@dataclass
+class OnnxOptions(ConvertOptions):
+    opset: int | None = option("ONNX opset (default: the exporter's; recorded in onnx_config.json)", None,
+                               type=positive_int)
+
+
+def _source(command: str, options: ConvertOptions) -> Path:
     """The source folder, checked (kind, config, whole weight files) before anything is written."""
-    from fgclip.model.conversion import CheckpointError, detect_checkpoint_kind
+    from fgclip.model.conversion import detect_checkpoint_kind
 
-    kind = detect_checkpoint_kind(args.source)
-    if kind not in expected:
-        advice = {"fgclip": "it is already an FG-CLIP folder of this project",
-                  "official-fgclip": "it is an official FG-CLIP release: use from-official",
-                  "clip": "it is a stock CLIP folder: use from-clip"}[kind]
-        raise CheckpointError(f"{args.command} cannot read {args.source}: {advice}")
-    return Path(args.source)
+    kind = detect_checkpoint_kind(options.source)
+    if kind not in COMMANDS[command][0]:
+        raise UserError(f"{command} cannot read {options.source}: {ADVICE[kind]}")
+    return options.source
 
 
-def _output(args) -> Path:
+def _output(options: ConvertOptions, owned=None, what: str | None = None) -> Path:
     from fgclip.outputs import prepare_output_dir
 
-    output = Path(args.output)
-    holds_model = (output / "config.json").is_file()
-    return prepare_output_dir(output, inputs=[args.source], overwrite=args.overwrite, option="OUT_DIR",
-                              what="a model" if holds_model else "")
+    holds_model = (options.output / "config.json").is_file()
+    return prepare_output_dir(options.output, inputs=[options.source], owned=owned or (), overwrite=options.overwrite,
+                              option="OUT_DIR", what=what or ("a model" if holds_model else ""))
 
 
-def _from_clip(args) -> str:
-    from fgclip.model.conversion import fgclip_from_clip, save_with_processors
+def _convert(command: str, options: ConvertOptions) -> str:
+    """from-clip and from-official: load (converted on load), save with the source's tokenizer."""
+    from fgclip.folders import save_with_processors
+    from fgclip.model import FGCLIPModel
     from fgclip.model_card import Provenance
     from fgclip.tokenizer import FGCLIPTokenizer
 
-    source = _source(args, ("clip",))
+    source = _source(command, options)
     tokenizer = FGCLIPTokenizer.from_pretrained(source)
-    output = _output(args)
-    save_with_processors(fgclip_from_clip(source), output, tokenizer, Provenance.converted(source, "from-clip"))
-    return f"FG-CLIP initialised from CLIP {source} -> {output}"
+    output = _output(options)
+    save_with_processors(FGCLIPModel.from_pretrained(source), output, tokenizer, Provenance.converted(source, command))
+    return f"{'FG-CLIP initialised from CLIP' if command == 'from-clip' else 'official FG-CLIP'} {source} -> {output}"
 
 
-def _from_official(args) -> str:
-    from fgclip.model.conversion import fgclip_from_official, save_with_processors
-    from fgclip.model_card import Provenance
-    from fgclip.tokenizer import FGCLIPTokenizer
-
-    source = _source(args, ("official-fgclip",))
-    tokenizer = FGCLIPTokenizer.from_pretrained(source)
-    output = _output(args)
-    save_with_processors(fgclip_from_official(source), output, tokenizer, Provenance.converted(source, "from-official"))
-    return f"official FG-CLIP {source} imported -> {output}"
-
-
-def _export_vision(args) -> str:
-    from fgclip.model.conversion import export_vision_tower
-    from fgclip.model.modeling import FGCLIPModel
+def _export_vision(command: str, options: ConvertOptions) -> str:
+    from fgclip.model import FGCLIPModel
     from fgclip.model_card import Provenance, write_model_card
 
-    source = _source(args, ("fgclip", "clip", "official-fgclip"))
-    output = _output(args)
+    source = _source(command, options)
+    output = _output(options)
     model = FGCLIPModel.from_pretrained(source)
-    export_vision_tower(model, output)
-    write_model_card(model, output, Provenance.converted(source, "export-vision"))
+    model.export_vision_tower(output)
+    write_model_card(model, output, Provenance.converted(source, command))
     return f"vision tower of {source} exported as a CLIPVisionModel folder -> {output}"
 
 
-def _export_onnx(args) -> str:
-    from fgclip.onnx_export import run  # its own module: torch's ONNX exporter, onnx and onnxscript
+def _export_onnx(command: str, options: OnnxOptions) -> str:
+    from fgclip.model import FGCLIPModel
+    from fgclip.model_card import Provenance, write_model_card
+    from fgclip.onnx_export import CONFIG_FILE, TEXT_FILE, TEXT_LONG_FILE, VISION_FILE
+    from fgclip.onnx_export import export_onnx, is_export_output, require_packages
+    from fgclip.tokenizer import FGCLIPTokenizer
 
-    return run(args)
+    require_packages()
+    source = _source(command, options)
+    output = _output(options, owned=is_export_output, what="files")
+    model = FGCLIPModel.from_pretrained(source)
+    info = export_onnx(model, FGCLIPTokenizer.from_pretrained(source), output, options.opset)
+    write_model_card(model, output, Provenance.converted(source, command))
+    return (f"ONNX graphs of {source} (opset {info.opset}, image {info.image_size} px, dim {info.embedding_dim}) "
+            f"-> {output}/{{{VISION_FILE},{TEXT_FILE},{TEXT_LONG_FILE}}} + {CONFIG_FILE}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m fgclip.convert", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-    for name, handler, source_help in (
-        ("from-clip", _from_clip, ("a Hugging Face CLIP folder (a local copy of openai/clip-vit-base-patch16, "
-                                   "-large-patch14, -large-patch14-336, or a LAION HF-format CLIP)")),
-        ("from-official", _from_official, "an official FG-CLIP release folder (qihoo360/fg-clip-base or -large)"),
-        ("export-vision", _export_vision, "an FG-CLIP folder (this project's, a CLIP folder or an official release)"),
-    ):
-        command = commands.add_parser(name, help=source_help, description=source_help)
-        command.add_argument("source", help=source_help)
-        command.add_argument("output", metavar="OUT_DIR", help="output folder: created, or new and empty")
-        command.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
-        command.set_defaults(handler=handler)
-    onnx_help = "ONNX graphs of an FG-CLIP folder (this project's, a CLIP folder or an official release)"
-    onnx = commands.add_parser("export-onnx", help=onnx_help, description=onnx_help + (
-        ": vision.onnx, text.onnx (77 tokens), text_long.onnx (248 tokens), onnx_config.json, the tokenizer, the "
-        "image processor and a model card. Needs pip install 'fgclip[onnx]'."))
-    onnx.add_argument("source", help="the model folder to export")
-    onnx.add_argument("output", metavar="OUT_DIR", help="output folder: created, new, empty or a previous export")
-    onnx.add_argument("--opset", type=int, default=None,
-                      help="ONNX opset (default: the exporter's; recorded in onnx_config.json)")
-    onnx.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
-    onnx.set_defaults(handler=_export_onnx)
+HANDLERS = {"from-clip": (_convert, ConvertOptions), "from-official": (_convert, ConvertOptions),
+            "export-vision": (_export_vision, ConvertOptions), "export-onnx": (_export_onnx, OnnxOptions)}
+
+
+def build_parser() -> CommandParser:
+    parser = CommandParser(prog="python -m fgclip.convert", description=__doc__)
+    commands = parser.add_commands()
+    for name, (_, source, does) in COMMANDS.items():
+        command = commands.add_parser(name, help=does.split(":")[0], description=f"{does}.\n\nSOURCE_DIR: {source}.")
+        command.add_options(HANDLERS[name][1])
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from fgclip.errors import UserError  # after parsing: --help and usage errors stay fast
-
+    handler, options_type = HANDLERS[args.command]
     try:
-        print(args.handler(args))
-    except (UserError, OSError) as error:
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        print(f"error: {message}", file=sys.stderr)
-        return 2
+        print(handler(args.command, options_from(args, options_type)))
+    except OSError as error:  # an unreadable or unwritable folder: one line, like every user error
+        raise UserError(f"{args.command}: {error.strerror or error} ({error.filename or args.output})") from error
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

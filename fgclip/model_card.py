@@ -1,6 +1,6 @@
 """Model cards: the `README.md` (YAML metadata + text) that makes a saved folder ready for the Hugging Face Hub.
 
-Every folder `save_with_processors` writes gets one, and so do the exports (`export-vision`, `export-onnx`),
+Every folder `fgclip.folders.save_with_processors` writes gets one, and so do the exports (`export-vision`, `export-onnx`),
 whose card says what was exported from which model: what the model is (towers, sizes, FG-CLIP's long-text and
 region parts), how it came to be (trained by this project's trainer: init, data, steps, batch, recipe, losses,
 final loss; or converted: from what, by which command), the evaluation results recorded for it, its licence
@@ -14,13 +14,13 @@ The card is rendered with huggingface_hub's `ModelCard` / `ModelCardData` (the H
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fgclip.cli import CommandParser, option, options_from, run
 from fgclip.errors import UserError
 
 CARD_FILE = "README.md"
@@ -55,10 +55,6 @@ ARTIFACTS = {
 
 # The trainer's --bf16 setting: on, off, or None (auto: bf16 on a GPU that supports it, else fp32).
 PRECISIONS = {True: "bf16", False: "fp32", None: "bf16 on a bf16-capable GPU, else fp32 (automatic)"}
-
-
-class ModelCardError(UserError):
-    """A results file or model folder the card cannot use (one line, exit 2)."""
 
 
 @dataclass
@@ -214,7 +210,7 @@ def _describe_origin(provenance: Provenance) -> str:
         return _describe_training(provenance)
     if provenance.how == "converted":
         return "Converted, " + CONVERSIONS[provenance.conversion].format(source=provenance.source)
-    return "Saved with fgclip (`save_with_processors`); where its weights come from was not recorded."
+    return "Saved with fgclip (`fgclip.folders.save_with_processors`); where its weights come from was not recorded."
 
 
 def _evaluation_section(results: dict) -> str:
@@ -309,6 +305,8 @@ def render_model_card(model, directory: str | Path, provenance: Provenance | Non
     from huggingface_hub import ModelCard
 
     directory = Path(directory)
+    # a trainer writes `final/` as `final.partial/` and renames it into place (fgclip.train.runner.export_folder)
+    directory = directory.with_name(directory.name.removesuffix(".partial"))
     provenance = provenance or Provenance()
     artifact = _artifact(provenance)
     license_id, license_text = _license(provenance)
@@ -345,13 +343,13 @@ def _results_entry(path: Path) -> tuple[str, dict]:
     try:
         result = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
-        raise ModelCardError(f"--results {path}: not a readable JSON file ({error})") from error
+        raise UserError(f"--results {path}: not a readable JSON file ({error})") from error
     if not isinstance(result, dict) or "benchmark" not in result:
-        raise ModelCardError(f"--results {path}: not an fgclip evaluation results.json (no 'benchmark')")
+        raise UserError(f"--results {path}: not an fgclip evaluation results.json (no 'benchmark')")
     metrics = {name: float(value) for name, value in result.items()
                if isinstance(value, float) and name != "seconds"}
     if not metrics:
-        raise ModelCardError(f"--results {path}: holds no metric values")
+        raise UserError(f"--results {path}: holds no metric values")
     data = result.get("data", "")
     data = ", ".join(data) if isinstance(data, list) else str(data)
     return f"{result['benchmark']}|{data}", {"benchmark": result["benchmark"], "data": data, "metrics": metrics,
@@ -366,14 +364,14 @@ def record_evaluation(directory: str | Path, results_files: Sequence[str | Path]
     directory = Path(directory)
     card_path = directory / CARD_FILE
     if not card_path.is_file():
-        raise ModelCardError(f"{directory} has no {CARD_FILE}: save it with fgclip (or run a conversion) first")
+        raise UserError(f"{directory} has no {CARD_FILE}: save it with fgclip (or run a conversion) first")
     results = _read_results(directory)
     results.update(_results_entry(Path(path)) for path in results_files)
     (directory / EVAL_RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n")
     card = ModelCard.load(card_path, ignore_metadata_errors=True)
     start, end = card.text.find(EVAL_START), card.text.find(EVAL_END)
     if start < 0 or end < 0:
-        raise ModelCardError(f"{card_path} has no evaluation section written by fgclip")
+        raise UserError(f"{card_path} has no evaluation section written by fgclip")
     text = card.text[:start] + _evaluation_section(results) + card.text[end + len(EVAL_END):]
     libraries = {library: name for name, (library, _, _) in ARTIFACTS.items()}
     artifact = libraries.get(card.data.library_name, "fgclip")
@@ -382,21 +380,20 @@ def record_evaluation(directory: str | Path, results_files: Sequence[str | Path]
     return results
 
 
+@dataclass
+class RecordOptions:
+    model: Path = option("a model folder with a card (training's final/, a converted folder)", positional=True)
+    results: list[Path] = option("results.json files written by the eval commands (eval.fgovd, eval.retrieval, ...)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fgclip.model_card", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", type=Path, help="a model folder with a card (training's final/, a converted folder)")
-    parser.add_argument("--results", nargs="+", type=Path, required=True,
-                        help="results.json files written by the eval commands (eval.fgovd, eval.retrieval, ...)")
-    args = parser.parse_args(argv)
-    try:
-        results = record_evaluation(args.model, args.results)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"{len(results)} evaluation result(s) recorded in {args.model / CARD_FILE}")
+    parser = CommandParser(prog="python -m fgclip.model_card", description=__doc__)
+    parser.add_options(RecordOptions)
+    options = options_from(parser.parse_args(argv), RecordOptions)
+    results = record_evaluation(options.model, options.results)
+    print(f"{len(results)} evaluation result(s) recorded in {options.model / CARD_FILE}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

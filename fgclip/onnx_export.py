@@ -1,4 +1,5 @@
-"""FG-CLIP as ONNX graphs for onnxruntime and other ONNX engines (`python -m fgclip.convert export-onnx`).
+"""FG-CLIP as ONNX graphs for onnxruntime and other ONNX engines (the graphs of `python -m fgclip.convert
+export-onnx`, which writes the folder with them).
 
 Three graphs, each exported with torch's dynamo exporter, fp32, with dynamic batch and text-length axes:
 
@@ -15,7 +16,6 @@ Texts must be right-padded (CLIP tokenizers pad on the right) and hold the EOS t
 
 from __future__ import annotations
 
-import argparse
 import json
 import warnings
 from dataclasses import asdict, dataclass
@@ -31,10 +31,6 @@ VISION_FILE, TEXT_FILE, TEXT_LONG_FILE, CONFIG_FILE = "vision.onnx", "text.onnx"
 INSTALL_HINT = "pip install 'fgclip[onnx]'"
 # Above this many bytes of weights a graph keeps them in a `<name>.data` file beside it (protobuf's 2 GiB limit).
 SINGLE_FILE_LIMIT = 1_800_000_000
-
-
-class OnnxExportError(UserError):
-    """The export cannot run (missing packages, an unreadable model); one line, exit 2."""
 
 
 class VisionGraph(nn.Module):
@@ -78,7 +74,8 @@ class OnnxExportInfo:
     text_long: dict
 
 
-def _require_packages() -> None:
+def require_packages() -> None:
+    """`UserError` naming what to install when the exporter's packages are missing."""
     missing = []
     for name in ("onnx", "onnxscript"):
         try:
@@ -86,7 +83,7 @@ def _require_packages() -> None:
         except ModuleNotFoundError:
             missing.append(name)
     if missing:
-        raise OnnxExportError(f"the ONNX export needs {', '.join(missing)}: {INSTALL_HINT}")
+        raise UserError(f"the ONNX export needs {', '.join(missing)}: {INSTALL_HINT}")
 
 
 def _export(module: nn.Module, example: tuple, path: Path, input_names: list[str], output_names: list[str],
@@ -110,9 +107,9 @@ def _example_texts(model, tokenizer, long: bool) -> dict[str, torch.Tensor]:
 def export_onnx(model, tokenizer, directory: str | Path, opset: int | None = None) -> OnnxExportInfo:
     """Write `vision.onnx`, `text.onnx`, `text_long.onnx`, `onnx_config.json` and the tokenizer and image
     processor into `directory` (which must exist). `model` is an `FGCLIPModel`, `tokenizer` an `FGCLIPTokenizer`."""
-    from fgclip.transforms import image_processor
+    from fgclip.image_processing import image_processor
 
-    _require_packages()
+    require_packages()
     directory = Path(directory)
     model = model.float().eval()
     size, grid, dim = model.image_size, model.grid_size, model.config.projection_dim
@@ -150,20 +147,3 @@ def is_export_output(entry: Path) -> bool:
     return entry.name.endswith((".onnx", ".onnx.data")) or entry.name in {
         CONFIG_FILE, "README.md", "preprocessor_config.json", "tokenizer_config.json", "tokenizer.json",
         "special_tokens_map.json", "vocab.json", "merges.txt", "chat_template.jinja"}
-
-
-def run(args: argparse.Namespace) -> str:
-    """The sub-command: check the output folder, load the model, export; returns the summary line."""
-    from fgclip.model import FGCLIPModel
-    from fgclip.model_card import Provenance, write_model_card
-    from fgclip.outputs import prepare_output_dir
-    from fgclip.tokenizer import FGCLIPTokenizer
-
-    _require_packages()
-    output = prepare_output_dir(args.output, inputs=[args.source], owned=is_export_output, overwrite=args.overwrite,
-                                option="OUT_DIR", what="files")
-    model = FGCLIPModel.from_pretrained(args.source)
-    info = export_onnx(model, FGCLIPTokenizer.from_pretrained(args.source), output, args.opset)
-    write_model_card(model, output, Provenance.converted(args.source, "export-onnx"))
-    return (f"ONNX graphs of {args.source} (opset {info.opset}, image {info.image_size} px, dim {info.embedding_dim}) "
-            f"-> {output}/{{{VISION_FILE},{TEXT_FILE},{TEXT_LONG_FILE}}}")

@@ -68,6 +68,18 @@ def test_an_option_named_apart_from_its_field_and_a_flag_turned_off_with_no():
     assert "--no-cross" not in text and "--across" not in text and "--model" not in text
 
 
+def test_an_appending_list_takes_one_value_per_occurrence():
+    @dataclass
+    class Texts:
+        text: list[str] = option("a text; repeat for several", default_factory=list, append=True)
+
+    parser = CommandParser(prog="demo")
+    parser.add_options(Texts)
+    assert options_from(parser.parse_args(["--text", "a red car", "--text", "a tree"]), Texts).text == ["a red car",
+                                                                                                       "a tree"]
+    assert options_from(parser.parse_args([]), Texts).text == [] and Texts().text == []
+
+
 @pytest.mark.parametrize("argv, message", [
     (["m"], "the following arguments are required: --data"),
     (["m", "--data", "a", "--batch_size", "0"], "argument --batch_size: must be a positive integer"),

@@ -24,9 +24,10 @@ from transformers import (
 )
 
 from fgclip import FGCLIPModel
+from fgclip.cli import run
 from fgclip.convert import main as convert_main
 from fgclip.data.synthetic import generate
-from fgclip.model.conversion import save_with_processors
+from fgclip.folders import save_with_processors
 from fgclip.model_card import EVAL_RESULTS_FILE
 from fgclip.model_card import main as card_main
 from fgclip.train.loop import train
@@ -60,7 +61,7 @@ def test_converted_from_clip_card_says_what_and_how(tmp_path):
     source = make_hub_copy("openai/clip-vit-base-patch16", tmp_path / "clip-vit-base-patch16")
     # The Hub copy has no card (tests/hub_copies does not reproduce them); give it one with a licence.
     (source / "README.md").write_text("---\nlicense: mit\ntags:\n- vision\n---\n\n# CLIP\n")
-    assert convert_main(["from-clip", str(source), str(tmp_path / "init")]) == 0
+    assert run(convert_main, ["from-clip", str(source), str(tmp_path / "init")]) == 0
     card = _card(tmp_path / "init")
     assert card.data.license == "mit"  # inherited from the source's own card
     text = card.text
@@ -71,7 +72,7 @@ def test_converted_from_clip_card_says_what_and_how(tmp_path):
 
 def test_official_import_card_and_unknown_licence(tmp_path):
     make_hub_copy("qihoo360/fg-clip-base", tmp_path / "fg-clip-base")
-    assert convert_main(["from-official", str(tmp_path / "fg-clip-base"), str(tmp_path / "ours")]) == 0
+    assert run(convert_main, ["from-official", str(tmp_path / "fg-clip-base"), str(tmp_path / "ours")]) == 0
     card = _card(tmp_path / "ours")
     assert card.data.license == "unknown"
     assert "official FG-CLIP release" in card.text and "fg-clip-base" in card.text and "Apache-2.0" in card.text
@@ -114,7 +115,7 @@ def test_recorded_evaluation_goes_into_table_and_model_index(trained_final, tmp_
     results.write_text(json.dumps({"benchmark": "fgovd", "top1": 0.4375, "num_regions": 16, "complete": True,
                                    "model": str(final), "data": ["heldout.jsonl"], "counts": {"regions": 16},
                                    "seconds": 1.5, "date": "2026-11-24 10:00:00"}))
-    assert card_main([str(final), "--results", str(results)]) == 0
+    assert run(card_main, [str(final), "--results", str(results)]) == 0
     card = _card(final)
     assert "| fgovd | `heldout.jsonl` | top1 | 0.4375 |" in card.text and "No evaluation recorded" not in card.text
     (result,) = card.data.eval_results
@@ -122,7 +123,7 @@ def test_recorded_evaluation_goes_into_table_and_model_index(trained_final, tmp_
     assert "| stage | 2" in card.text  # the rest of the card is kept
     assert json.loads((final / EVAL_RESULTS_FILE).read_text())["fgovd|heldout.jsonl"]["metrics"] == {"top1": 0.4375}
     (tmp_path / "bad.json").write_text("[]")
-    assert card_main([str(final), "--results", str(tmp_path / "bad.json")]) == 2
+    assert run(card_main, [str(final), "--results", str(tmp_path / "bad.json")]) == 2
     assert "not an fgclip evaluation results.json" in capsys.readouterr().err
 
 
@@ -174,8 +175,8 @@ def test_exports_carry_cards_with_the_source_results(tmp_path):
     save_with_processors(FGCLIPModel(tiny_config()), source)
     results = tmp_path / "results.json"
     results.write_text(json.dumps({"benchmark": "retrieval", "i2t_r1": 0.25, "data": "coco.json", "seconds": 2.0}))
-    assert card_main([str(source), "--results", str(results)]) == 0
-    assert convert_main(["export-vision", str(source), str(tmp_path / "tower")]) == 0
+    assert run(card_main, [str(source), "--results", str(results)]) == 0
+    assert run(convert_main, ["export-vision", str(source), str(tmp_path / "tower")]) == 0
     card = ModelCard.load(tmp_path / "tower" / "README.md")
     assert card.data.library_name == "transformers" and "vision-tower" in card.data.tags
     assert "fgclip.convert export-vision" in card.text and "CLIPVisionModel.from_pretrained" in card.text

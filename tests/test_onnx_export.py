@@ -17,8 +17,9 @@ ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 from fgclip import FGCLIPModel, FGCLIPTokenizer  # noqa: E402
+from fgclip.cli import run  # noqa: E402
 from fgclip.convert import main as convert_main  # noqa: E402
-from fgclip.model.conversion import save_with_processors  # noqa: E402
+from fgclip.folders import save_with_processors  # noqa: E402
 from tests.conftest import tiny_config  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,7 +37,7 @@ def exported(tmp_path_factory) -> tuple[FGCLIPModel, Path, Path]:
         model.long_text_projection.weight.add_(torch.randn_like(model.long_text_projection.weight))
     root = tmp_path_factory.mktemp("onnx")
     save_with_processors(model, root / "model")
-    assert convert_main(["export-onnx", str(root / "model"), str(root / "fgclip-onnx")]) == 0
+    assert run(convert_main, ["export-onnx", str(root / "model"), str(root / "fgclip-onnx")]) == 0
     return model, root / "model", root / "fgclip-onnx"
 
 
@@ -113,14 +114,14 @@ def test_readme_region_example_runs_and_equals_encode_regions(exported, tmp_path
 
 def test_output_folder_rules_and_missing_packages(exported, tmp_path, monkeypatch, capsys):
     _, model_dir, _ = exported
-    assert convert_main(["export-onnx", str(model_dir), str(model_dir)]) == 2
+    assert run(convert_main, ["export-onnx", str(model_dir), str(model_dir)]) == 2
     assert "is the input" in capsys.readouterr().err
     (tmp_path / "notes.txt").write_text("mine")
-    assert convert_main(["export-onnx", str(model_dir), str(tmp_path)]) == 2
+    assert run(convert_main, ["export-onnx", str(model_dir), str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "notes.txt" in err and "--overwrite" in err and err.count("\n") == 1
     monkeypatch.setitem(sys.modules, "onnxscript", None)
-    assert convert_main(["export-onnx", str(model_dir), str(tmp_path / "new")]) == 2
+    assert run(convert_main, ["export-onnx", str(model_dir), str(tmp_path / "new")]) == 2
     assert "fgclip[onnx]" in capsys.readouterr().err
 
 
@@ -140,7 +141,7 @@ def test_official_release_folder_exports_as_downloaded(tmp_path):
     from tests.hub_copies.clip import make_hub_copy
 
     release = make_hub_copy("qihoo360/fg-clip-base", tmp_path / "fg-clip-base")
-    assert convert_main(["export-onnx", str(release), str(tmp_path / "onnx")]) == 0
+    assert run(convert_main, ["export-onnx", str(release), str(tmp_path / "onnx")]) == 0
     model, tokenizer = FGCLIPModel.from_pretrained(release).eval(), FGCLIPTokenizer.from_pretrained(release)
     assert json.loads((tmp_path / "onnx" / "onnx_config.json").read_text())["eos_token_id"] == model.eos_token_id
     tokens = tokenizer(LONG_TEXTS, long=True)

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from eval.common.cli import EvalError
+from fgclip.errors import UserError
 
 
 def skipped_reasons(counts: Mapping[str, int]) -> dict[str, int]:
@@ -51,7 +51,7 @@ class Coverage:
         if self.scored == 0:
             reasons = ", ".join(f"{reason} {count}" for reason, count in self.skipped.items())
             detail = f" ({reasons})" if reasons else ""
-            raise EvalError(f"no {self.unit} could be scored out of {self.given}{detail}")
+            raise UserError(f"no {self.unit} could be scored out of {self.given}{detail}")
 
     @property
     def complete(self) -> bool:
@@ -93,5 +93,5 @@ class Coverage:
     def enforce(self, strict: bool, results: Path | str) -> None:
         """With --strict, any skip is an error (exit 2); call after the results are written."""
         if strict and not self.complete:
-            raise EvalError(f"--strict: {self.note} (partial results in {results})")
+            raise UserError(f"--strict: {self.note} (partial results in {results})")
 

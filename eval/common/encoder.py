@@ -9,7 +9,6 @@ All pooling and projection happens in the model; this module only batches and ca
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 from collections import Counter
@@ -20,11 +19,19 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from eval.common.cache import EmbeddingCache, files_digest, model_fingerprint, texts_digest
-from eval.common.cli import EvalError, cache_dir, cache_dir_from_args, resolve_device
+from eval.common.cache import (
+    EmbeddingCache,
+    files_digest,
+    model_fingerprint,
+    texts_digest,
+)
+from eval.common.cli import cache_dir, resolve_device
 from eval.common.fusion import FusionSettings, attention_pool, fuse, text_token_mask
 from eval.common.images import iter_image_batches
 from eval.common.options import CacheOptions, EncoderConfig
+from fgclip.errors import UserError
+from fgclip.fashion import FashionFINEConfig, FashionFINEModel
+from fgclip.fashion.modeling import model_type_of
 from fgclip.model import FGCLIPModel
 from fgclip.model.conversion import CheckpointError, detect_checkpoint_kind
 from fgclip.tokenizer import LONG_LENGTH, SHORT_LENGTH, FGCLIPTokenizer
@@ -54,28 +61,30 @@ def resolve_autocast(precision: str, device: torch.device) -> torch.dtype | None
             return None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if precision == "fp16" and device.type != "cuda":
-        raise EvalError("--precision fp16 needs a CUDA device; use bf16 or fp32 on CPU")
+        raise UserError("--precision fp16 needs a CUDA device; use bf16 or fp32 on CPU")
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 def load_model(directory: Path, device: torch.device) -> tuple[FGCLIPModel, str]:
-    """The model (eval mode, on `device`) and its checkpoint kind; one-line `EvalError` otherwise."""
+    """The model (eval mode, on `device`) and its checkpoint kind; one-line `UserError` otherwise."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise EvalError(f"--model {directory} is not a folder")
+        raise UserError(f"--model {directory} is not a folder")
     try:
+        if model_type_of(directory) == FashionFINEConfig.model_type:  # evaluated with its trained parts
+            return FashionFINEModel.from_pretrained(str(directory)).eval().to(device), "fashion-fine"
         kind = detect_checkpoint_kind(directory)
         model = FGCLIPModel.from_pretrained(str(directory))
-    except CheckpointError as error:
-        raise EvalError(str(error)) from error
+    except CheckpointError:  # already a one-line UserError; not one of the ValueErrors below
+        raise
     except (OSError, ValueError, KeyError) as error:
-        raise EvalError(f"cannot load a model from {directory}: {error}") from error
+        raise UserError(f"cannot load a model from {directory}: {error}") from error
     return model.eval().to(device), kind
 
 
 def _check_finite(embeddings: torch.Tensor, what: str) -> None:
     if not torch.isfinite(embeddings).all():
-        raise EvalError(f"the model produced non-finite {what} embeddings (try --precision fp32)")
+        raise UserError(f"the model produced non-finite {what} embeddings (try --precision fp32)")
 
 
 def _boxes_digest(boxes: list[torch.Tensor]) -> str:
@@ -111,14 +120,6 @@ class Encoder:
         resolve_autocast(config.precision, device)  # fail on a bad combination before loading weights
         model, kind = load_model(Path(model_dir), device)
         return cls(model, FGCLIPTokenizer.from_pretrained(model_dir), Path(model_dir), config, cache, kind)
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "Encoder":
-        """From the options `eval.common.cli.add_model_args` / `add_cache_args` define."""
-        cache = EmbeddingCache(cache_dir_from_args(args)) if hasattr(args, "no_cache") else None
-        config = EncoderConfig(batch_size=args.batch_size, device=args.device, precision=args.precision,
-                               num_workers=args.num_workers)
-        return cls.load(args.model, config, cache)
 
     @classmethod
     def from_options(cls, model: Path, config: EncoderConfig, cache: CacheOptions | None = None) -> "Encoder":
@@ -255,7 +256,7 @@ class Encoder:
             dense = F.normalize(dense.float(), dim=-1)[0].cpu()
             _check_finite(dense, "dense")
             return dense
-        raise EvalError(f"image {path} is {'missing' if failures['missing_image'] else 'unreadable'}")
+        raise UserError(f"image {path} is {'missing' if failures['missing_image'] else 'unreadable'}")
 
     @torch.no_grad()
     def _cached_images(self, key, paths, compute_rows, num_rows, what, row_index=None) -> EncodedImages:

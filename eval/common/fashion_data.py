@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from eval.common.cli import EvalError
 from eval.common.jsonfiles import iter_items
+from fgclip.errors import UserError
 
 _CATEGORY_IN_NAME = re.compile(r"^(?:cap|split)\.([^.]+)\.")
 
@@ -47,6 +48,16 @@ class Loaded:
     items: list = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
 
+    def objects(self, path: Path, unit: str) -> Iterator[dict]:
+        """The JSON objects of a file, each line or item counted under `unit`; one that is not valid JSON or
+        not an object is counted as `skipped_malformed`."""
+        for item in iter_items(path):
+            self.counts[unit] += 1
+            if item.error is None and isinstance(item.value, dict):
+                yield item.value
+            else:
+                self.counts["skipped_malformed"] += 1
+
 
 def category_from_name(path: Path) -> str | None:
     match = _CATEGORY_IN_NAME.match(Path(path).name)
@@ -55,12 +66,7 @@ def category_from_name(path: Path) -> str | None:
 
 def load_products(path: Path) -> Loaded:
     loaded = Loaded()
-    for item in iter_items(path):
-        loaded.counts["items"] += 1
-        value = item.value if item.error is None else None
-        if not isinstance(value, dict):
-            loaded.counts["skipped_malformed"] += 1
-            continue
+    for value in loaded.objects(path, "items"):
         text = value.get("text", value.get("caption"))
         image, product = value.get("image"), value.get("product_id")
         if not isinstance(image, str) or not isinstance(text, str) or product is None or not str(product).strip():
@@ -71,7 +77,7 @@ def load_products(path: Path) -> Loaded:
             continue
         loaded.items.append(ProductItem(image, text.strip(), str(product), str(value.get("subcategory") or "")))
     if not loaded.items:
-        raise EvalError(f"{path} holds no usable product item ({dict(loaded.counts)}); each line needs image, text "
+        raise UserError(f"{path} holds no usable product item ({dict(loaded.counts)}); each line needs image, text "
                         "and product_id")
     return loaded
 
@@ -81,12 +87,7 @@ def load_triplets(paths: list[Path]) -> Loaded:
     seen: set[tuple] = set()
     for path in paths:
         file_category = category_from_name(path)
-        for item in iter_items(path):
-            loaded.counts["triplets"] += 1
-            value = item.value if item.error is None else None
-            if not isinstance(value, dict):
-                loaded.counts["skipped_malformed"] += 1
-                continue
+        for value in loaded.objects(path, "triplets"):
             captions = value.get("captions", value.get("caption"))
             captions = [captions] if isinstance(captions, str) else captions
             candidate, target = value.get("candidate"), value.get("target")
@@ -105,7 +106,7 @@ def load_triplets(paths: list[Path]) -> Loaded:
             seen.add(key)
             loaded.items.append(Triplet(*key))
     if not loaded.items:
-        raise EvalError(f"no usable triplet in {[str(p) for p in paths]} ({dict(loaded.counts)}); each needs "
+        raise UserError(f"no usable triplet in {[str(p) for p in paths]} ({dict(loaded.counts)}); each needs "
                         "candidate, target and captions")
     return loaded
 
@@ -122,6 +123,6 @@ def load_gallery(paths: list[Path]) -> dict[str, list[str]]:
             elif isinstance(value, dict) and isinstance(value.get("image"), str):
                 name, category = value["image"], str(value.get("category") or file_category or "all")
             else:
-                raise EvalError(f"{item.source}: a gallery entry must be an image name or {{\"image\", \"category\"}}")
+                raise UserError(f"{item.source}: a gallery entry must be an image name or {{\"image\", \"category\"}}")
             gallery.setdefault(category, []).append(name)
     return {category: list(dict.fromkeys(names)) for category, names in gallery.items()}

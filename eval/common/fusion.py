@@ -10,18 +10,23 @@ L2-normalised token embeddings, weights are `softmax(g . t_i / temperature)` ove
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
+from fgclip.cli import fraction, option, positive_float
+
+if TYPE_CHECKING:  # the settings are command-line options: this module loads torch only when it pools
+    import torch
 
 
 @dataclass(frozen=True)
 class FusionSettings:
     """Mixing ratios (Fashion-FINE's values by default) and the attention temperature."""
 
-    image_ratio: float = 0.05
-    text_ratio: float = 0.25
-    temperature: float = 0.1
+    image_ratio: float = option("r for images", 0.05, type=fraction,
+                                aliases=["fusion_image_ratio", "fusion-image-ratio"])
+    text_ratio: float = option("r for texts", 0.25, type=fraction, aliases=["fusion_text_ratio", "fusion-text-ratio"])
+    temperature: float = option("softmax temperature of the parameter-free attention pooling", 0.1,
+                                type=positive_float, aliases=["fusion_temperature", "fusion-temperature"])
 
     def __post_init__(self):
         for name in ("image_ratio", "text_ratio"):
@@ -42,6 +47,9 @@ def attention_pool(
 
     Tokens are L2-normalised before scoring and averaging; returns the L2-normalised `(N, D)` local vector.
     """
+    import torch
+    import torch.nn.functional as F
+
     tokens = F.normalize(tokens.float(), dim=-1)
     query = F.normalize(query.float(), dim=-1)
     logits = torch.einsum("nd,ntd->nt", query, tokens) / temperature
@@ -55,6 +63,8 @@ def attention_pool(
 
 def fuse(global_embeds: torch.Tensor, local_embeds: torch.Tensor, ratio: float) -> torch.Tensor:
     """`normalize(g * (1 - ratio) + l * ratio)` for `(N, D)` inputs."""
+    import torch.nn.functional as F
+
     mixed = F.normalize(global_embeds.float(), dim=-1) * (1.0 - ratio) + F.normalize(local_embeds.float(), dim=-1) * ratio
     return F.normalize(mixed, dim=-1)
 
@@ -65,6 +75,8 @@ def text_token_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor | None
     BOS is left out: under CLIP's causal mask its state is the same for every text, so it carries no
     information about the text; padding after the first EOS is left out too.
     """
+    import torch
+
     positions = torch.arange(input_ids.shape[1], device=input_ids.device)[None, :]
     first_eos = (input_ids == eos_token_id).int().argmax(dim=1, keepdim=True)
     mask = (positions >= 1) & (positions <= first_eos)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from eval.common.cli import EvalError
+from fgclip.errors import UserError
 
 
 @dataclass
@@ -20,22 +20,22 @@ class Item:
 
 
 def load_json(path: Path) -> object:
-    """A whole JSON document; a missing or malformed file is a one-line `EvalError`."""
+    """A whole JSON document; a missing or malformed file is a one-line `UserError`."""
     path = Path(path)
     if not path.is_file():
-        raise EvalError(f"{path} does not exist")
+        raise UserError(f"{path} does not exist")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
-        raise EvalError(f"{path} is not valid JSON: {error}") from error
+        raise UserError(f"{path} is not valid JSON: {error}") from error
     except UnicodeDecodeError as error:
-        raise EvalError(f"{path} is not UTF-8 text: {error}") from error
+        raise UserError(f"{path} is not UTF-8 text: {error}") from error
 
 
 def list_items(path: Path, document: object) -> Iterator[Item]:
-    """The items of a `.json` document that must be a list (else a one-line `EvalError`)."""
+    """The items of a `.json` document that must be a list (else a one-line `UserError`)."""
     if not isinstance(document, list):
-        raise EvalError(f"{path} must hold a JSON list of items (or use a .jsonl file, one item per line)")
+        raise UserError(f"{path} must hold a JSON list of items (or use a .jsonl file, one item per line)")
     for index, value in enumerate(document):
         yield Item(f"{path}:{index}", value)
 
@@ -44,19 +44,19 @@ def json_document(path: Path) -> object | None:
     """The parsed document of a `.json` file, or None when its text is JSON lines (read it with `iter_items`)."""
     path = Path(path)
     if not path.is_file():
-        raise EvalError(f"{path} does not exist")
+        raise UserError(f"{path} does not exist")
     return None if looks_like_json_lines(path) else load_json(path)
 
 
 def iter_items(path: Path) -> Iterator[Item]:
     """Items of a `.jsonl` file (one per non-empty line; a bad line, invalid JSON or invalid UTF-8, becomes an
-    `Item` with `error`) or of a `.json` file holding a list. A `.json` file that is not a list is an `EvalError`.
+    `Item` with `error`) or of a `.json` file holding a list. A `.json` file that is not a list is an `UserError`.
 
     A `.json` file whose text is JSON lines (POPE ships its question files so) is read line by line too.
     """
     path = Path(path)
     if not path.is_file():
-        raise EvalError(f"{path} does not exist")
+        raise UserError(f"{path} does not exist")
     if path.suffix == ".json" and not looks_like_json_lines(path):
         yield from list_items(path, load_json(path))
         return

@@ -1,30 +1,23 @@
 """Evaluating Fashion-FINE folders (`fgclip.fashion`) with what they learned: their global + local pooling and,
 for text-guided retrieval, their trained composition.
 
-`load_encoder(args)` gives the usual `Encoder` for any folder: a Fashion-FINE folder is loaded as a
-`FashionFINEModel` (a subclass of `FGCLIPModel`, so every `encode_*` works as for plain towers), other
-folders exactly as `Encoder.from_args` loads them. `LearnedFusion` is the embedding choice that makes the
-encoder call the model's own `encode_image_fused` / `encode_text_fused` instead of the parameter-free
-pooling of `eval.common.fusion`.
+`eval.common.encoder.load_model` loads a Fashion-FINE folder as a `FashionFINEModel` (a subclass of
+`FGCLIPModel`, so every `encode_*` works as for plain towers). `LearnedFusion` is the embedding choice that
+makes the encoder call the model's own `encode_image_fused` / `encode_text_fused` instead of the
+parameter-free pooling of `eval.common.fusion`.
 """
 
 from __future__ import annotations
 
-import argparse
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from eval.common.cache import EmbeddingCache
-from eval.common.cli import EvalError, cache_dir_from_args, resolve_device
-from eval.common.encoder import Encoder, resolve_autocast
+from eval.common.encoder import Encoder
 from eval.common.images import iter_image_batches
-from eval.common.options import EncoderConfig
 from fgclip.fashion import FashionFINEModel
-from fgclip.fashion.modeling import model_type_of
-from fgclip.tokenizer import FGCLIPTokenizer
 
 
 @dataclass(frozen=True)
@@ -44,27 +37,6 @@ class LearnedFusion:
 
     def as_dict(self) -> dict:
         return {**asdict(self), "pooling": "the folder's trained attention pooling (Fashion-FINE)"}
-
-
-def is_fashion_fine(directory: str | Path) -> bool:
-    return Path(directory).is_dir() and model_type_of(Path(directory)) == "fashion_fine"
-
-
-def load_encoder(args: argparse.Namespace) -> Encoder:
-    """An `Encoder` for `--model`: a Fashion-FINE folder with its own model class, any other as usual."""
-    if not is_fashion_fine(args.model):
-        return Encoder.from_args(args)
-    config = EncoderConfig(batch_size=args.batch_size, device=args.device, precision=args.precision,
-                           num_workers=args.num_workers)
-    device = resolve_device(config.device)
-    resolve_autocast(config.precision, device)
-    try:
-        model = FashionFINEModel.from_pretrained(str(args.model))
-    except (OSError, ValueError, KeyError) as error:
-        raise EvalError(f"cannot load a Fashion-FINE model from {args.model}: {error}") from error
-    cache = EmbeddingCache(cache_dir_from_args(args)) if hasattr(args, "no_cache") else None
-    return Encoder(model.eval().to(device), FGCLIPTokenizer.from_pretrained(args.model), Path(args.model), config,
-                   cache, checkpoint_kind="fashion-fine")
 
 
 def learned_fusion(encoder: Encoder) -> LearnedFusion | None:

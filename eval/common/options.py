@@ -1,5 +1,8 @@
-"""The options every encoder evaluation shares, as config dataclasses: each command's parser derives from
-them (`fgclip.cli`), so a default is written once, here. Standard library only: `--help` loads no torch.
+"""The options the evaluations share, as config dataclasses: each command's parser derives from them
+(`fgclip.cli`), so a default is written once, here. Standard library only: `--help` loads no torch.
+
+A command whose output folder holds other files says so by overriding `output_dir`'s help in a subclass
+(the field keeps its place, its `--out` alias and its check).
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from fgclip.cli import non_negative_int, option, positive_int
+from fgclip.cli import CommandParser, non_negative_int, option, positive_int
 
 
 @dataclass
@@ -40,11 +43,29 @@ class CacheOptions:
 
 
 @dataclass
-class OutputOptions:
+class OutputFolder:
+    """Where a command writes, checked before any work (`eval.common.cli.prepare_output`)."""
+
     output_dir: Path = option(
         "output folder: results.json (metrics, model, data, counts, time), results.md (a table) and PNG plots; a "
         "folder holding this evaluation's earlier results is written again", aliases=["out"])
     overwrite: bool = option("write into --output_dir even when it holds files this evaluation did not write (never "
                              "when it is an input)", False)
+
+
+@dataclass
+class OutputOptions(OutputFolder):
+    """The output of an evaluation that scores given items (and may have to skip some)."""
+
     strict: bool = option("exit with code 2 when any given item could not be scored (results.json is still written, "
                           "with complete: false and the counts by reason)", False)
+
+
+def add_encoder_options(parser: CommandParser, cache: bool = True, output: type = OutputOptions) -> None:
+    """The groups every encoder benchmark has after its own options: model and compute (`ModelOption`,
+    `EncoderConfig`), the embedding cache (`CacheOptions`, unless `cache` is False) and the output."""
+    compute = parser.add_options(ModelOption, "model and compute")
+    parser.add_options(EncoderConfig, compute)
+    if cache:
+        parser.add_options(CacheOptions, "embedding cache")
+    parser.add_options(output, "output")

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
+from fgclip.errors import UserError
 
-from eval.common.cli import EvalError
+if TYPE_CHECKING:  # torch loads with the encoder, after a command has parsed its options
+    import torch
+
 
 # The 80 prompt templates OpenAI published with CLIP for ImageNet zero-shot classification.
 CLIP_IMAGENET_TEMPLATES = (
@@ -110,13 +112,13 @@ def load_templates(spec: str) -> tuple[str, ...]:
         return TEMPLATE_SETS[spec]
     path = Path(spec)
     if not path.is_file():
-        raise EvalError(f"--templates {spec!r} is neither one of {sorted(TEMPLATE_SETS)} nor a file")
+        raise UserError(f"--templates {spec!r} is neither one of {sorted(TEMPLATE_SETS)} nor a file")
     templates = tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
     if not templates:
-        raise EvalError(f"template file {path} is empty")
+        raise UserError(f"template file {path} is empty")
     bad = [t for t in templates if "{}" not in t]
     if bad:
-        raise EvalError(f"template file {path}: every template needs a {{}} for the class name, e.g. not {bad[0]!r}")
+        raise UserError(f"template file {path}: every template needs a {{}} for the class name, e.g. not {bad[0]!r}")
     return templates
 
 
@@ -147,29 +149,29 @@ def load_classnames(path: Path) -> list[str] | dict[str, str]:
         return named
     path = Path(path)
     if not path.is_file():
-        raise EvalError(f"--classnames {path} is neither a file nor imagenet1k")
+        raise UserError(f"--classnames {path} is neither a file nor imagenet1k")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
-        raise EvalError(f"class-name file {path} is not UTF-8 text ({error.reason} at byte {error.start})") from error
+        raise UserError(f"class-name file {path} is not UTF-8 text ({error.reason} at byte {error.start})") from error
     if path.suffix == ".json":
         try:
             names = json.loads(text)
         except json.JSONDecodeError as error:
-            raise EvalError(f"{path} is not valid JSON: {error}") from error
+            raise UserError(f"{path} is not valid JSON: {error}") from error
         if isinstance(names, dict):
             names = {str(key): str(value).strip() for key, value in names.items()}
         elif isinstance(names, list):
             names = [str(name).strip() for name in names]
         else:
-            raise EvalError(f"{path} must hold a JSON list of names or an object folder -> name")
+            raise UserError(f"{path} must hold a JSON list of names or an object folder -> name")
     else:
         names = [line.strip() for line in text.splitlines() if line.strip()]
     if not names:
-        raise EvalError(f"class-name file {path} holds no class names")
+        raise UserError(f"class-name file {path} holds no class names")
     empty = [key for key, value in (names.items() if isinstance(names, dict) else enumerate(names)) if not value]
     if empty:
-        raise EvalError(f"class-name file {path} has an empty name (entry {empty[0]})")
+        raise UserError(f"class-name file {path} has an empty name (entry {empty[0]})")
     return names
 
 
@@ -182,9 +184,11 @@ def class_text_embeddings(encoder, classnames: list[str], templates: tuple[str, 
     """`(C, D)` prompt-ensemble classifier: per class, the mean of the L2-normalised embeddings of its
     prompts, renormalised (CLIP's zero-shot recipe). `encoder` is an `eval.common.encoder.Encoder`."""
     if not classnames:
-        raise EvalError("the class list is empty: nothing to classify against")
+        raise UserError("the class list is empty: nothing to classify against")
     if not templates:
-        raise EvalError("no prompt templates")
+        raise UserError("no prompt templates")
+    import torch.nn.functional as F
+
     prompts = [fill_template(template, name) for name in classnames for template in templates]
     embeddings = encoder.texts(prompts).reshape(len(classnames), len(templates), -1)
     return F.normalize(F.normalize(embeddings, dim=-1).mean(dim=1), dim=-1)

@@ -11,10 +11,13 @@ import platform
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from eval.common.coverage import Coverage
 
 
-
-def _pyplot():
+def pyplot():
     """matplotlib's pyplot on the file-only backend (no display on servers); loaded when a plot is drawn."""
     import matplotlib
 
@@ -90,9 +93,47 @@ def write_results(
     return result
 
 
+def write_scored_results(
+    out_dir: str | Path,
+    benchmark: str,
+    metrics: Mapping,
+    cover: Coverage,
+    *,
+    model: str | Path,
+    data: str | Sequence[str],
+    counts: Mapping[str, int],
+    started: float,
+    table: str,
+    headline: str,
+    strict: bool,
+    extra: Mapping | None = None,
+) -> dict:
+    """The end of every scoring evaluation: `write_results` with what the score covers (`complete`, the note
+    under the table, the counts by reason), the command's last line ("<headline> on 14 of 17 regions ->
+    OUT/results.json"), then with --strict a one-line error (exit 2) when anything was skipped. Returns the
+    JSON object."""
+    results = Path(out_dir) / "results.json"
+    result = write_results(out_dir, benchmark, metrics, model=str(model), data=data, counts=counts, started=started,
+                           table=table + f"\n{cover.note}\n", extra={**cover.as_json(), **(extra or {})})
+    print(f"{headline} on {cover.summary} -> {results}")
+    cover.enforce(strict, results)
+    return result
+
+
+def _save(figure, axis, path: str | Path, title: str, ylabel: str, legend: bool = True) -> None:
+    """Title, y label and legend; then the PNG, and the figure's memory freed."""
+    axis.set_title(title)
+    axis.set_ylabel(ylabel)
+    if legend:
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    pyplot().close(figure)
+
+
 def bar_plot(path: str | Path, values: Mapping[str, float], title: str, ylabel: str, chance: float | None = None):
     """A labelled bar chart (e.g. accuracy per FG-OVD difficulty), with an optional chance line."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(max(4, 1.2 * len(values) + 2), 3.5))
     names, heights = list(values), [values[name] for name in values]
     bars = axis.bar(names, heights, color="#4C72B0")
@@ -100,12 +141,8 @@ def bar_plot(path: str | Path, values: Mapping[str, float], title: str, ylabel: 
     if chance is not None:
         axis.axhline(chance, color="gray", linestyle="--", linewidth=1, label="chance")
         axis.legend(loc="upper right", fontsize=8)
-    axis.set_title(title)
-    axis.set_ylabel(ylabel)
     axis.set_ylim(0, max(1.0, max(heights, default=0) * 1.15))
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    _save(figure, axis, path, title, ylabel, legend=False)
 
 
 def grouped_bar_plot(path: str | Path, groups: Mapping[str, Mapping[str, float]], title: str, ylabel: str):
@@ -113,31 +150,21 @@ def grouped_bar_plot(path: str | Path, groups: Mapping[str, Mapping[str, float]]
     series = list(groups)
     metrics = list(dict.fromkeys(m for values in groups.values() for m in values))
     width = 0.8 / max(1, len(series))
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(max(5, 1.0 * len(metrics) * len(series) + 2), 3.8))
     for index, name in enumerate(series):
         xs = [m + index * width for m in range(len(metrics))]
         axis.bar(xs, [groups[name].get(metric, 0.0) for metric in metrics], width, label=name)
     axis.set_xticks([m + width * (len(series) - 1) / 2 for m in range(len(metrics))], metrics, rotation=20)
-    axis.set_title(title)
-    axis.set_ylabel(ylabel)
-    axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    _save(figure, axis, path, title, ylabel)
 
 
 def line_plot(path: str | Path, curves: Mapping[str, Mapping[float, float]], title: str, xlabel: str, ylabel: str):
     """Curves such as recall@K against K, one line per direction or model."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(5, 3.5))
     for name, points in curves.items():
         xs = sorted(points)
         axis.plot(xs, [points[x] for x in xs], marker="o", label=name)
-    axis.set_title(title)
     axis.set_xlabel(xlabel)
-    axis.set_ylabel(ylabel)
-    axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    _save(figure, axis, path, title, ylabel)

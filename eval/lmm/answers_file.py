@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from eval.lmm.errors import LMMEvalError
+from fgclip.errors import UserError
 
 
 def question_key(question_id) -> str:
@@ -69,17 +69,17 @@ def read_answers_file(path: str | Path) -> AnswerFileContents:
     file, a JSON list or a file of unusable lines is an error (one line, exit 2), never a score of 0."""
     path = Path(path)
     if not path.is_file():
-        raise LMMEvalError(f"answers file {path} does not exist")
+        raise UserError(f"answers file {path} does not exist")
     with path.open("rb") as handle:
         head = next((line.lstrip() for line in handle if line.strip()), b"")
     if not head:
-        raise LMMEvalError(f"answers file {path} is empty")
+        raise UserError(f"answers file {path} is empty")
     if head.startswith(b"["):
-        raise LMMEvalError(f"answers file {path} holds a JSON list; answers files are JSON lines, one "
+        raise UserError(f"answers file {path} holds a JSON list; answers files are JSON lines, one "
                            '{"question_id": ..., "text": ...} object per line')
     contents = read_answers(path)
     if not contents.answers:
-        raise LMMEvalError(f"answers file {path} holds no usable answer: {contents.bad_lines} lines, none a JSON "
+        raise UserError(f"answers file {path} holds no usable answer: {contents.bad_lines} lines, none a JSON "
                            "object with question_id and text (or answer)")
     return contents
 
@@ -130,7 +130,7 @@ def check_same_prompts(existing: AnswerFileContents, prompts: dict[str, str], pa
     for key, prompt in prompts.items():
         old = existing.prompts.get(key)
         if old is not None and old != prompt:
-            raise LMMEvalError(
+            raise UserError(
                 f"{path} already answers question {key} with another prompt ({old!r} vs {prompt!r}); "
-                "use a new --out folder or delete the answers file"
+                "use a new --output_dir folder or delete the answers file"
             )

@@ -5,8 +5,8 @@ dog"). Each region gives
 - a yes/no pair: the true caption ("Is the dog brown?" -> yes) and one negative ("Is the dog black?" -> no),
   phrased about the object when the changed word can be isolated, else "Is there <caption> in the image?";
 - a multiple-choice question among the caption and 3 negatives (A-D, order seeded per region).
-The attribute type of a question is the lexicon category (fgclip.pipeline.lexicons, the data engine's
-curated lexicons) of the changed word: colour, material, size, count, pattern, state, else "other".
+The attribute type of a question is the lexicon category (`fgclip.attributes`, the curated lexicons the
+data engine's negatives swap) of the changed word: colour, material, size, count, pattern, state, else "other".
 """
 
 from __future__ import annotations
@@ -16,25 +16,16 @@ import random
 import re
 from dataclasses import dataclass, field
 
-from fgclip.pipeline.lexicons import LEXICONS, attribute_category
-from fgclip.pipeline.negatives import object_noun
 from eval.lmm.prompting import LETTER_ANSWER, SHORT_ANSWER, with_suffix
+from fgclip.attributes import BOUNDARY_WORDS, LEXICONS, attribute_category, object_noun, words
 
 ATTRIBUTE_TYPES = (*LEXICONS, "other", "mixed")
 LETTERS = "ABCD"
 MC_QUESTION = "Which description matches an object in the image?"
-_WORD = re.compile(r"[A-Za-z]+(?:[-'][A-Za-z]+)*|\d+")
-# after one of these words an expression describes another thing ("a dog *with* a red collar")
-_PHRASE_BOUNDARY = {
-    "with", "on", "in", "of", "at", "near", "by", "under", "over", "behind", "beside", "next", "from", "for",
-    "to", "into", "onto", "inside", "outside", "above", "below", "across", "against", "along", "around",
-    "between", "among", "holding", "wearing", "carrying", "that", "which", "who", "while", "where", "and",
-}
+# after one of these words an expression describes another thing ("a dog *with* a red collar", "a dog and a
+# cat"); posture words are not among them here: they are the state attribute a question asks about
+_PHRASE_BOUNDARY = (BOUNDARY_WORDS - {"sitting", "standing", "lying"}) | {"and"}
 _ISOLATABLE_TYPES = {"colour", "material", "size", "pattern", "state"}
-
-
-def words(text: str) -> list[str]:
-    return [match.group(0).lower() for match in _WORD.finditer(text)]
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ composition (5 of 64 on a random LLaVA-shaped model on an H100), which also appl
 from __future__ import annotations
 
 import copy
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,25 +25,12 @@ from tqdm.auto import tqdm
 from eval.common.cli import resolve_device
 from eval.lmm.answers_file import AnswerWriter, check_same_prompts, question_key, read_answers
 from eval.lmm.boxes import expand_to_square, mean_background
-from eval.lmm.errors import LMMEvalError
+from eval.lmm.options import GenerationSettings
 from eval.lmm.prompting import format_prompt
+from fgclip.errors import UserError
 from fgclip.images import to_rgb
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-@dataclass
-class GenerationSettings:
-    """How the model is run; the same for every LMM evaluation."""
-
-    batch_size: int = 8
-    max_new_tokens: int = 32
-    temperature: float = 0.0  # 0 = greedy decoding (LLaVA-1.5's evaluation setting)
-    device: str = "auto"  # 'auto' = CUDA when available, else CPU
-    dtype: str = "auto"  # 'auto' = bfloat16 on GPU, float32 on CPU
-    pad_to_square: bool = True  # LLaVA-1.5 `image_aspect_ratio pad`
-    prompt_format: str = "auto"  # see eval.lmm.prompting.format_prompt
-    seed: int = 0  # only matters when sampling
 
 
 @dataclass
@@ -71,7 +59,7 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     if name == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     if name not in DTYPES:
-        raise LMMEvalError(f"--dtype must be auto or one of {sorted(DTYPES)}, got {name!r}")
+        raise UserError(f"--dtype must be auto or one of {sorted(DTYPES)}, got {name!r}")
     return DTYPES[name]
 
 
@@ -81,25 +69,25 @@ def load_lmm(model_dir: str | Path, settings: GenerationSettings) -> LoadedLMM:
 
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
-        raise LMMEvalError(f"{model_dir} is not a model folder (no config.json)")
+        raise UserError(f"{model_dir} is not a model folder (no config.json)")
     try:
         config = AutoConfig.from_pretrained(model_dir)
     except (OSError, ValueError, KeyError) as error:
-        raise LMMEvalError(f"cannot read the config of {model_dir}: {str(error).splitlines()[0]}") from error
+        raise UserError(f"cannot read the config of {model_dir}: {str(error).splitlines()[0]}") from error
     if not isinstance(config, LlavaConfig):
-        raise LMMEvalError(
+        raise UserError(
             f"{model_dir} holds a '{config.model_type}' model; the LMM runs need a LLaVA folder "
             "(LlavaForConditionalGeneration + its processor)"
         )
-    device = resolve_device(settings.device, LMMEvalError)
+    device = resolve_device(settings.device)
     dtype = resolve_dtype(settings.dtype, device)
     try:
         processor = AutoProcessor.from_pretrained(model_dir)
         model = LlavaForConditionalGeneration.from_pretrained(model_dir, dtype=dtype)
     except (OSError, ValueError, RuntimeError) as error:  # missing/corrupt files, shape mismatches
-        raise LMMEvalError(f"cannot load {model_dir}: {str(error).splitlines()[0]}") from error
+        raise UserError(f"cannot load {model_dir}: {str(error).splitlines()[0]}") from error
     if not hasattr(processor, "image_processor") or not hasattr(processor, "tokenizer"):
-        raise LMMEvalError(f"{model_dir} has no LLaVA processor (image processor + tokenizer)")
+        raise UserError(f"{model_dir} has no LLaVA processor (image processor + tokenizer)")
     tokenizer = processor.tokenizer
     tokenizer.padding_side = "left"  # generation continues from the right end of every row
     if tokenizer.pad_token is None:
@@ -180,6 +168,12 @@ class RunSummary:
     num_unreadable_image: int
     seconds: float
 
+    def add_counts(self, counts: dict) -> None:
+        """Add what this run did (answered, resumed, generated, skipped images) to a command's `counts`."""
+        for key, value in self.counts().items():
+            if key != "questions":
+                counts[key] = counts.get(key, 0) + value
+
     def counts(self) -> dict[str, int]:
         return {
             "questions": self.num_items,
@@ -201,39 +195,46 @@ def answer_all(
     """Answer every item not yet in `answers_path`, appending after each batch.
 
     Items whose image is missing or unreadable are skipped and counted (their answers stay missing, and
-    the scorers count missing answers as wrong). Raises LMMEvalError when the file holds answers to
+    the scorers count missing answers as wrong). Raises UserError when the file holds answers to
     other prompts, when question ids repeat, or when none of the images to answer exist.
     """
     started = time.time()
     answers_path = Path(answers_path)
     keys = [question_key(item.question_id) for item in items]
     if len(set(keys)) != len(keys):
-        raise LMMEvalError("question ids repeat; every question needs its own id")
+        raise UserError("question ids repeat; every question needs its own id")
     existing = read_answers(answers_path)
     check_same_prompts(existing, {key: item.prompt for key, item in zip(keys, items)}, answers_path)
     todo = [item for key, item in zip(keys, items) if key not in existing.answers]
     present = [item for item in todo if item.image.is_file()]
     if todo and not present:
         folder = todo[0].image.parent
-        raise LMMEvalError(f"none of the {len(todo)} images to answer exist (first: {todo[0].image}; folder {folder})")
+        raise UserError(f"none of the {len(todo)} images to answer exist (first: {todo[0].image}; folder {folder})")
     missing, unreadable = len(todo) - len(present), 0
     if missing:
         print(f"warning: {missing} questions skipped: image file not found (first: {next(i.image for i in todo if not i.image.is_file())})")
     torch.manual_seed(settings.seed)
     generated: dict[str, str] = {}
-    with AnswerWriter(answers_path, model_id=lmm.name) as writer, tqdm(
-        total=len(present), desc=description, unit="q", dynamic_ncols=True
-    ) as progress:
-        for start in range(0, len(present), settings.batch_size):
-            batch = present[start : start + settings.batch_size]
-            loaded = [(item, load_image(item.image)) for item in batch]
-            usable = [(item, image) for item, image in loaded if image is not None]
-            unreadable += len(loaded) - len(usable)
-            if usable:
-                texts = generate_answers(lmm, [image for _, image in usable], [item.prompt for item, _ in usable], settings)
-                writer.write((item.question_id, item.prompt, text, item.extra) for (item, _), text in zip(usable, texts))
-                generated.update((question_key(item.question_id), text) for (item, _), text in zip(usable, texts))
-            progress.update(len(batch))
+    try:
+        with AnswerWriter(answers_path, model_id=lmm.name) as writer, tqdm(
+            total=len(present), desc=description, unit="q", dynamic_ncols=True
+        ) as progress:
+            for start in range(0, len(present), settings.batch_size):
+                batch = present[start : start + settings.batch_size]
+                loaded = [(item, load_image(item.image)) for item in batch]
+                usable = [(item, image) for item, image in loaded if image is not None]
+                unreadable += len(loaded) - len(usable)
+                if usable:
+                    texts = generate_answers(lmm, [image for _, image in usable], [item.prompt for item, _ in usable],
+                                             settings)
+                    writer.write((item.question_id, item.prompt, text, item.extra)
+                                 for (item, _), text in zip(usable, texts))
+                    generated.update((question_key(item.question_id), text) for (item, _), text in zip(usable, texts))
+                progress.update(len(batch))
+    except KeyboardInterrupt:
+        print(f"interrupted: the answers written so far are kept in {answers_path}; run again to resume",
+              file=sys.stderr)
+        raise
     if unreadable:
         print(f"warning: {unreadable} questions skipped: image file unreadable")
     answers = {key: existing.answers[key] for key in keys if key in existing.answers}
@@ -273,7 +274,7 @@ def compare_batched_to_sequential(
     """
     images = [load_image(item.image) for item in items]
     if any(image is None for image in images):
-        raise LMMEvalError("compare_batched_to_sequential needs every image to be readable")
+        raise UserError("compare_batched_to_sequential needs every image to be readable")
     started = time.time()
     batched: list[str] = []
     for start in range(0, len(items), settings.batch_size):

@@ -1,18 +1,18 @@
-"""Command-line options shared by the LMM runs, parsed once into `GenerationSettings`."""
+"""The options the LMM evaluations share, as config dataclasses: `GenerationSettings` (how a LLaVA model is
+run) is both the runner's config and the commands' options, so each default is written once, here.
+Standard library only: `--help` loads no torch.
+"""
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 
-from eval.lmm.generation import GenerationSettings
 from eval.lmm.prompting import PROMPT_FORMATS
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+from fgclip.cli import CommandParser, option, positive_int
+from fgclip.errors import UserError
 
 
 def non_negative_float(text: str) -> float:
@@ -22,48 +22,44 @@ def non_negative_float(text: str) -> float:
     return value
 
 
-def add_generation_args(parser: argparse.ArgumentParser, max_new_tokens: int) -> None:
-    """--batch-size ... --seed: how the LLaVA model is run (only used with --model)."""
-    group = parser.add_argument_group("generation (with --model)")
-    group.add_argument("--batch-size", type=positive_int, default=8, help="questions per generate() call (default 8)")
-    group.add_argument(
-        "--max-new-tokens", type=positive_int, default=max_new_tokens,
-        help=f"longest answer in tokens (default {max_new_tokens})",
-    )
-    group.add_argument(
-        "--temperature", type=non_negative_float, default=0.0,
-        help="0 = greedy decoding, as LLaVA-1.5 evaluates (default); > 0 samples with this temperature",
-    )
-    group.add_argument("--seed", type=int, default=0, help="random seed (sampling only; default 0)")
-    group.add_argument("--device", default="auto", help="'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:N'")
-    group.add_argument(
-        "--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto",
-        help="model weights dtype; 'auto' = bfloat16 on GPU, float32 on CPU (default auto). In bfloat16 a few "
-        "answers with near-tied logits can depend on which questions share a batch (measured: 5 of 64 on a random "
-        "model, 0 in float32); use float32 where answers must be bit-reproducible across batch sizes and resumes",
-    )
-    group.add_argument(
-        "--no-pad-to-square", action="store_true",
-        help="give the processor the image as it is; by default it is first padded to a square with the "
-        "image mean, as LLaVA-1.5 (image_aspect_ratio pad) trains and evaluates. eval.localization also "
-        "reads answer boxes as normalised to the padded square unless this is given (with --answers too)",
-    )
-    group.add_argument(
-        "--prompt-format", choices=PROMPT_FORMATS, default="auto",
-        help="'auto' uses the folder's chat template when its processor has one, else the built-in LLaVA-1.5 "
-        "format 'USER: <image>\\n<question> ASSISTANT:'; 'chat-template' requires the template; 'llava15' "
-        "always uses the built-in format (default auto)",
-    )
+@dataclass
+class GenerationSettings:
+    """How the model is run; the same for every LMM evaluation."""
+
+    batch_size: int = option("questions per generate() call", 8, type=positive_int)
+    max_new_tokens: int = option("longest answer in tokens", 32, type=positive_int)
+    temperature: float = option("0 = greedy decoding, as LLaVA-1.5 evaluates; > 0 samples with this temperature", 0.0,
+                                type=non_negative_float)
+    device: str = option("'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:N'", "auto")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = option(
+        "model weights dtype; 'auto' = bfloat16 on GPU, float32 on CPU. In bfloat16 a few answers with near-tied "
+        "logits can depend on which questions share a batch (measured: 5 of 64 on a random model, 0 in float32); use "
+        "float32 where answers must be bit-reproducible across batch sizes and resumes", "auto")
+    pad_to_square: bool = option(
+        "pad each image to a square with the image mean first, as LLaVA-1.5 (image_aspect_ratio pad) trains and "
+        "evaluates; --no-pad-to-square gives the processor the image as it is. eval.localization also reads answer "
+        "boxes as normalised to the padded square unless it is off (with --answers too)", True)
+    prompt_format: str = option(
+        "'auto' uses the folder's chat template when its processor has one, else the built-in LLaVA-1.5 format 'USER: "
+        "<image>\\n<question> ASSISTANT:'; 'chat-template' requires the template; 'llava15' always uses the built-in "
+        "format", "auto", choices=PROMPT_FORMATS)
+    seed: int = option("random seed (sampling only)", 0)
 
 
-def settings_from_args(args: argparse.Namespace) -> GenerationSettings:
-    return GenerationSettings(
-        batch_size=args.batch_size,
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        device=args.device,
-        dtype=args.dtype,
-        pad_to_square=not args.no_pad_to_square,
-        prompt_format=args.prompt_format,
-        seed=args.seed,
-    )
+@dataclass
+class LMMModelOption:
+    model: Path | None = option("LLaVA folder to run (stock LlavaForConditionalGeneration + processor); instead of "
+                                "--answers", None)
+
+
+def add_generation_options(parser: CommandParser, max_new_tokens: int) -> None:
+    """--model and the `GenerationSettings` options, with this command's answer length as the default."""
+    group = parser.add_options(LMMModelOption, "running a model (--model)")
+    parser.add_options(GenerationSettings, group)
+    parser.set_defaults(max_new_tokens=max_new_tokens)
+
+
+def one_answer_source(answers: object, model: Path | None, model_needs: str = "") -> None:
+    """Exactly one of --answers (score a file) and --model (run a model), or a one-line `UserError`."""
+    if (answers is None) == (model is None):
+        raise UserError(f"give exactly one of --answers (score a file) or --model{model_needs} (run a model)")

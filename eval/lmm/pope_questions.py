@@ -20,8 +20,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from eval.lmm.errors import LMMEvalError
 from eval.lmm.pope_rule import normalise_label
+from fgclip.errors import UserError
 
 STRATEGIES = ("random", "popular", "adversarial")
 
@@ -36,16 +36,16 @@ class PopeQuestion:
 
 
 def _json_items(path: Path) -> list[tuple[str, object]]:
-    """(location, parsed item) for a JSONL file or a JSON list; bad JSON or text -> LMMEvalError."""
+    """(location, parsed item) for a JSONL file or a JSON list; bad JSON or text -> UserError."""
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
-        raise LMMEvalError(f"{path} is not UTF-8 text ({error.reason} at byte {error.start})") from error
+        raise UserError(f"{path} is not UTF-8 text ({error.reason} at byte {error.start})") from error
     if text.lstrip().startswith("["):
         try:
             items = json.loads(text)
         except json.JSONDecodeError as error:
-            raise LMMEvalError(f"{path}: not valid JSON ({error.msg})") from error
+            raise UserError(f"{path}: not valid JSON ({error.msg})") from error
         return [(f"{path}:{index}", item) for index, item in enumerate(items)]
     parsed = []
     for number, line in enumerate(text.splitlines(), start=1):
@@ -54,7 +54,7 @@ def _json_items(path: Path) -> list[tuple[str, object]]:
         try:
             parsed.append((f"{path}:{number}", json.loads(line)))
         except json.JSONDecodeError as error:
-            raise LMMEvalError(f"{path}:{number}: not valid JSON ({error.msg})") from error
+            raise UserError(f"{path}:{number}: not valid JSON ({error.msg})") from error
     return parsed
 
 
@@ -67,28 +67,28 @@ def read_pope_questions(path: str | Path, counts: dict | None = None) -> list[Po
     in `counts["duplicate_questions"]`; a repeated id with other content is an error."""
     path = Path(path)
     if not path.is_file():
-        raise LMMEvalError(f"question file {path} does not exist")
+        raise UserError(f"question file {path} does not exist")
     questions, seen = [], {}
     for where, item in _json_items(path):
         if not isinstance(item, dict) or not all(key in item for key in ("question_id", "image", "text", "label")):
-            raise LMMEvalError(f"{where}: a POPE question needs question_id, image, text and label")
+            raise UserError(f"{where}: a POPE question needs question_id, image, text and label")
         label = normalise_label(item["label"])
         if label is None:
-            raise LMMEvalError(f"{where}: label must be 'yes' or 'no', got {item['label']!r}")
+            raise UserError(f"{where}: label must be 'yes' or 'no', got {item['label']!r}")
         category = item.get("category")
         question = PopeQuestion(item["question_id"], str(item["image"]), str(item["text"]), label,
                                 str(category) if category is not None else None)
         key = str(item["question_id"])
         if key in seen:
             if seen[key] != question:
-                raise LMMEvalError(f"{where}: question_id {item['question_id']!r} repeats with another question")
+                raise UserError(f"{where}: question_id {item['question_id']!r} repeats with another question")
             if counts is not None:
                 counts["duplicate_questions"] = counts.get("duplicate_questions", 0) + 1
             continue
         seen[key] = question
         questions.append(question)
     if not questions:
-        raise LMMEvalError(f"question file {path} holds no questions")
+        raise UserError(f"question file {path} holds no questions")
     return questions
 
 
@@ -105,7 +105,7 @@ def read_coco_objects(path: str | Path) -> list[ImageObjects]:
 
     path = Path(path)
     if not path.is_file():
-        raise LMMEvalError(f"instances file {path} does not exist")
+        raise UserError(f"instances file {path} does not exist")
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
             coco = COCO(str(path))
@@ -116,7 +116,7 @@ def read_coco_objects(path: str | Path) -> list[ImageObjects]:
             objects = sorted({names[annotation["category_id"]] for annotation in annotations})
             images.append(ImageObjects(image_id, coco.imgs[image_id]["file_name"], objects))
     except (json.JSONDecodeError, KeyError, TypeError, AssertionError) as error:
-        raise LMMEvalError(f"{path} is not a COCO instances file (needs images, annotations, categories): {error!r}") from error
+        raise UserError(f"{path} is not a COCO instances file (needs images, annotations, categories): {error!r}") from error
     return images
 
 
@@ -153,7 +153,7 @@ def build_pope_questions(
     popular = _ranked(frequency)
     eligible = [image for image in images if len(image.objects) >= per_image and len(vocabulary) - len(image.objects) >= per_image]
     if not eligible:
-        raise LMMEvalError(f"no image has at least {per_image} annotated classes and {per_image} absent ones")
+        raise UserError(f"no image has at least {per_image} annotated classes and {per_image} absent ones")
     rng = random.Random(seed)
     chosen = rng.sample(eligible, min(num_images, len(eligible)))
     negative_rng = random.Random(f"{seed}:random-negatives")

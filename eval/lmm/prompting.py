@@ -31,7 +31,7 @@ def format_prompt(processor, question: str, prompt_format: str = "auto") -> str:
         raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}")
     has_template = bool(getattr(processor, "chat_template", None))
     if prompt_format == "chat-template" and not has_template:
-        raise ValueError("the model folder's processor has no chat template (use --prompt-format llava15)")
+        raise ValueError("the model folder's processor has no chat template (use --prompt_format llava15)")
     if has_template and prompt_format != "llava15":
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
         return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)

@@ -1,7 +1,7 @@
 """Convert the public RefCOCO / RefCOCO+ / RefCOCOg annotations to the localisation JSONL.
 
     python -m eval.lmm.refer --refs refcoco/refs(unc).p --instances refcoco/instances.json --split testA \\
-        --out refcoco_testA.jsonl
+        --output_file refcoco_testA.jsonl
 
 The release (the `refer` toolkit's refcoco.zip, refcoco+.zip, refcocog.zip) has a pickled list of refs
 (`ref_id`, `ann_id`, `image_id`, `split`, `sentences` with `sent`) and a COCO-style `instances.json`
@@ -13,19 +13,21 @@ Unpickling runs code from the file: only convert files from the official release
 
 from __future__ import annotations
 
-import argparse
 import json
 import pickle
+import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from eval.common.boxes import xywh_pixels_to_normalized
-from eval.lmm.errors import LMMEvalError, run_cli
+from fgclip.cli import CommandParser, option, options_from, run
+from fgclip.errors import UserError
 
 
 def load_refs(path: Path) -> list[dict]:
     if not path.is_file():
-        raise LMMEvalError(f"refs file {path} does not exist")
+        raise UserError(f"refs file {path} does not exist")
     try:
         if path.suffix == ".json":
             refs = json.loads(path.read_text(encoding="utf-8"))
@@ -33,9 +35,9 @@ def load_refs(path: Path) -> list[dict]:
             with path.open("rb") as handle:
                 refs = pickle.load(handle)
     except (pickle.UnpicklingError, EOFError, ValueError, AttributeError, ImportError) as error:
-        raise LMMEvalError(f"{path} is not a refs file: {error}") from error  # (JSON and UTF-8 errors are ValueErrors)
+        raise UserError(f"{path} is not a refs file: {error}") from error  # (JSON and UTF-8 errors are ValueErrors)
     if not isinstance(refs, list) or not all(isinstance(ref, dict) for ref in refs):
-        raise LMMEvalError(f"{path} must hold a list of refs")
+        raise UserError(f"{path} must hold a list of refs")
     return refs
 
 
@@ -66,46 +68,52 @@ def convert(refs: list[dict], instances: dict, split: str) -> tuple[list[dict], 
     return items, skipped
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m eval.lmm.refer",
-                                     description="Convert RefCOCO/+/g refs + instances to the localisation JSONL.")
-    parser.add_argument("--refs", type=Path, required=True, help="refs(unc).p / refs(umd).p / refs(google).p (or a .json list)")
-    parser.add_argument("--instances", type=Path, required=True, help="the release's instances.json (boxes, image sizes)")
-    parser.add_argument("--split", required=True, help="split to export: val, test, testA, testB (RefCOCO/+), val/test (RefCOCOg umd)")
-    parser.add_argument("--out", type=Path, required=True, help="output JSONL (one item per sentence)")
-    parser.add_argument("--overwrite", action="store_true", help="replace --out when the file exists")
+@dataclass
+class ReferOptions:
+    refs: Path = option("refs(unc).p / refs(umd).p / refs(google).p (or a .json list)")
+    instances: Path = option("the release's instances.json (boxes, image sizes)")
+    split: str = option("split to export: val, test, testA, testB (RefCOCO/+), val/test (RefCOCOg umd)")
+    output_file: Path = option("output JSONL (one item per sentence)", aliases=["out"])
+    overwrite: bool = option("replace --output_file when the file exists", False)
+
+
+def build_parser() -> CommandParser:
+    parser = CommandParser(prog="python -m eval.lmm.refer", description=__doc__)
+    parser.add_options(ReferOptions)
     return parser
 
 
-def check_out_file(out: Path, inputs: Sequence[Path], overwrite: bool) -> None:
+def check_output_file(output: Path, inputs: Sequence[Path], overwrite: bool) -> None:
     """The output is a file: never a folder or an input, and an existing one only with --overwrite."""
-    if out.is_dir():
-        raise LMMEvalError(f"--out {out} is a folder; give the JSONL file to write")
-    if any(out.resolve() == Path(source).resolve() for source in inputs):
-        raise LMMEvalError(f"--out {out} is an input of this conversion; choose another file")
-    if out.exists() and not overwrite:
-        raise LMMEvalError(f"--out {out} exists; pass --overwrite to replace it")
+    if output.is_dir():
+        raise UserError(f"--output_file {output} is a folder; give the JSONL file to write")
+    if any(output.resolve() == Path(source).resolve() for source in inputs):
+        raise UserError(f"--output_file {output} is an input of this conversion; choose another file")
+    if output.exists() and not overwrite:
+        raise UserError(f"--output_file {output} exists; pass --overwrite to replace it")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    check_out_file(args.out, [args.refs, args.instances], args.overwrite)
-    refs = load_refs(args.refs)
-    if not args.instances.is_file():
-        raise LMMEvalError(f"instances file {args.instances} does not exist")
+    options = options_from(build_parser().parse_args(argv), ReferOptions)
+    output = options.output_file
+    check_output_file(output, [options.refs, options.instances], options.overwrite)
+    refs = load_refs(options.refs)
+    if not options.instances.is_file():
+        raise UserError(f"instances file {options.instances} does not exist")
     try:
-        instances = json.loads(args.instances.read_bytes())
-        items, skipped = convert(refs, instances, args.split)
+        instances = json.loads(options.instances.read_bytes())
+        items, skipped = convert(refs, instances, options.split)
     except (KeyError, TypeError, ValueError, AttributeError) as error:  # incl. bad JSON and bad UTF-8
-        raise LMMEvalError(f"cannot convert {args.refs} with {args.instances}: {error!r}") from error
+        raise UserError(f"cannot convert {options.refs} with {options.instances}: {error!r}") from error
     if not items:
         splits = sorted({str(ref.get("split")) for ref in refs})
-        raise LMMEvalError(f"no items for split {args.split!r} (splits in the file: {splits})")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w", encoding="utf-8") as handle:
+        raise UserError(f"no items for split {options.split!r} (splits in the file: {splits})")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with output.open("w", encoding="utf-8") as handle:
         handle.writelines(json.dumps(item, ensure_ascii=False) + "\n" for item in items)
-    print(f"wrote {len(items)} items to {args.out}" + (f" ({skipped} refs skipped: box or image not found)" if skipped else ""))
+    print(f"wrote {len(items)} items to {output}"
+          + (f" ({skipped} refs skipped: box or image not found)" if skipped else ""))
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_cli(main))
+    sys.exit(run(main))

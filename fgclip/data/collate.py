@@ -3,7 +3,7 @@
 Every short text of a step (short captions, region texts, hard-negative candidates) goes into ONE
 de-duplicated tensor, so each distinct text is encoded once per step; index tensors say where each
 use finds its embedding. Texts are padded to the longest of the batch (exact under CLIP's causal mask
-and first-EOS pooling).
+and first-EOS pooling). Texts longer than the model's paths (248 tokens long, 77 short) are cut, and counted.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 
 from fgclip.data.dataset import Sample
 from fgclip.data.schema import BadRecord
-from fgclip.tokenizer import FGCLIPTokenizer
+from fgclip.tokenizer import LONG_LENGTH, SHORT_LENGTH, FGCLIPTokenizer
 
 
 @dataclass
@@ -30,7 +30,9 @@ class Batch:
     region_text_index: `(R,)` row of each region's text (its caption or long caption).
     hard_index: `(R, 1 + K)` rows of [positive caption, negative_1..K]; padded slots point at row 0.
     hard_mask: `(R, 1 + K)` bool, False for padded negatives.
-    skipped: bad records passed over while loading this batch (for the skip accounting).
+    seen: how many of the sampled records the run sees for the first time (for the record accounting).
+    bad: those of them that were bad (each replaced by a substitute in the batch).
+    truncated_long / truncated_short: long captions / distinct short texts cut to 248 / 77 tokens.
     """
 
     pixel_values: torch.Tensor
@@ -43,7 +45,10 @@ class Batch:
     region_text_index: torch.Tensor | None = None
     hard_index: torch.Tensor | None = None
     hard_mask: torch.Tensor | None = None
-    skipped: list[BadRecord] = field(default_factory=list)
+    seen: int = 0
+    bad: list[BadRecord] = field(default_factory=list)
+    truncated_long: int = 0
+    truncated_short: int = 0
 
     @property
     def num_images(self) -> int:
@@ -53,7 +58,7 @@ class Batch:
     def num_regions(self) -> int:
         return 0 if self.boxes is None else sum(int(b.shape[0]) for b in self.boxes)
 
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "Batch":
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Batch:
         """The batch on `device`; `dtype` casts only the images (token ids and boxes keep theirs)."""
         moved = {}
         for item in fields(self):
@@ -93,6 +98,16 @@ class _TextTable:
         return list(self.rows)
 
 
+def count_truncated(tokenizer: FGCLIPTokenizer, texts: list[str], attention_mask: torch.Tensor, limit: int) -> int:
+    """How many of `texts` were longer than `limit` tokens. Only rows that fill `limit` can have been cut;
+    those are tokenised once more with room for one more token, which a cut text fills."""
+    full = (attention_mask.sum(dim=1) >= limit).nonzero().flatten().tolist()
+    if not full:
+        return 0
+    again = tokenizer.tokenizer([texts[row] for row in full], max_length=limit + 1, truncation=True)["input_ids"]
+    return sum(len(ids) > limit for ids in again)
+
+
 def collate_records(samples: Sequence[Sample], tokenizer: FGCLIPTokenizer, with_regions: bool) -> Batch:
     """Stack `samples` into a `Batch`; regions (and hard negatives) only when `with_regions`."""
     if not samples:
@@ -114,7 +129,8 @@ def collate_records(samples: Sequence[Sample], tokenizer: FGCLIPTokenizer, with_
             hard_index[row, : len(rows)] = torch.tensor(rows)
             hard_mask[row, : len(rows)] = True
         region_text_index = torch.tensor(region_rows, dtype=torch.long)
-    long_tokens = tokenizer([sample.long_caption for sample in samples], long=True)
+    long_captions = [sample.long_caption for sample in samples]
+    long_tokens = tokenizer(long_captions, long=True)
     short_tokens = tokenizer(table.texts, long=False)
     return Batch(
         pixel_values=torch.stack([sample.pixel_values for sample in samples]),
@@ -127,7 +143,10 @@ def collate_records(samples: Sequence[Sample], tokenizer: FGCLIPTokenizer, with_
         region_text_index=region_text_index,
         hard_index=hard_index,
         hard_mask=hard_mask,
-        skipped=[bad for sample in samples for bad in sample.skipped],
+        seen=sum(sample.first_sighting for sample in samples),
+        bad=[sample.bad for sample in samples if sample.bad is not None and sample.first_sighting],
+        truncated_long=count_truncated(tokenizer, long_captions, long_tokens["attention_mask"], LONG_LENGTH),
+        truncated_short=count_truncated(tokenizer, table.texts, short_tokens["attention_mask"], SHORT_LENGTH),
     )
 
 

@@ -1,9 +1,13 @@
-"""Training samples: decode the image, transform it, pick the regions and their texts; count bad records.
+"""Training samples: decode the image, transform it, pick the regions and their texts; report bad records.
 
 A bad record (malformed JSON, invalid box, empty caption, missing or unreadable image) is never fatal
-and never dropped silently: the dataset reports it with the sample it loaded instead (the next usable
-record of the index), so every rank keeps an equal batch size, and the trainer counts it in a
-`BadRecordCounter`, which stops the run when the share of bad records passes `--max_bad_fraction`.
+and never dropped silently: the dataset returns a substitute (a usable record drawn at random with the
+sample's seed, so every rank keeps an equal batch size) together with the bad record, and the trainer
+counts it (`fgclip.data.accounting`) - once per record, when the sampler says the run sees it for the
+first time.
+
+Items of the official FineHARD files follow the official stage-2 loader: their short caption gets the
+prefix "a photo of ", and the first four boxes are used (`region_choice="random"` draws four instead).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from fgclip.transforms import image_transform
 
 MAX_REGIONS_PER_IMAGE = 4  # FG-CLIP's stage 2 uses up to 4 boxes per image
 NUM_HARD_NEGATIVES = 10
+FINEHARD_SHORT_PREFIX = "a photo of "  # what the official loader puts before FineHARD's short captions
+REGION_CHOICES = ("first", "random")
 
 
 class DataError(UserError, RuntimeError):
@@ -36,6 +42,8 @@ class Sample:
     region_texts: the text each box is contrasted with (its caption or long caption, drawn at random).
     region_captions: each box's short expression, the positive among its hard-negative candidates.
     hard_negatives: up to K negatives per box (possibly none).
+    bad: why the sampled record itself could not be used (this sample is then a substitute), or None.
+    first_sighting: the run sees the sampled record for the first time (it is counted).
     """
 
     pixel_values: torch.Tensor
@@ -46,58 +54,82 @@ class Sample:
     region_captions: list[str] = field(default_factory=list)
     hard_negatives: list[list[str]] = field(default_factory=list)
     source: str = ""
-    skipped: list[BadRecord] = field(default_factory=list)  # bad records passed over to load this one
+    bad: BadRecord | None = None
+    first_sighting: bool = True
 
 
 class FineGrainedDataset(Dataset):
     """Map-style dataset over an indexed record source (`fgclip.data.readers`).
 
-    Keys are `(index, sample_seed)` pairs from `EpochBatchSampler` (a plain int uses itself as the seed).
+    Keys are `(index, sample_seed[, first_sighting])` from `EpochBatchSampler` (a plain int uses itself as
+    the seed).
     """
 
     def __init__(self, source, image_size: int, with_regions: bool, max_regions: int = MAX_REGIONS_PER_IMAGE,
-                 num_hard_negatives: int = NUM_HARD_NEGATIVES, max_substitutes: int = 32):
+                 num_hard_negatives: int = NUM_HARD_NEGATIVES, max_substitutes: int = 64,
+                 region_choice: str = "first", finehard_short_prefix: str = FINEHARD_SHORT_PREFIX):
+        if region_choice not in REGION_CHOICES:
+            raise ValueError(f"region_choice must be one of {REGION_CHOICES}, got {region_choice!r}")
         self.source = source
         self.transform = image_transform(image_size)
         self.with_regions = with_regions
         self.max_regions, self.num_hard_negatives = max_regions, num_hard_negatives
         self.max_substitutes = max_substitutes
+        self.region_choice, self.finehard_short_prefix = region_choice, finehard_short_prefix
 
     def __len__(self) -> int:
         return len(self.source)
 
+    def _load(self, index: int, rng: random.Random) -> Sample | BadRecord:
+        loaded = self.source.load(index)
+        if not isinstance(loaded, LoadedRecord):
+            return loaded
+        try:
+            image = loaded.open_image()
+        except ImageError as error:
+            return BadRecord(loaded.source, str(error), error.kind)
+        return self._make_sample(loaded, image, rng)
+
     def __getitem__(self, key) -> Sample:
-        index, seed = key if isinstance(key, tuple) else (int(key), int(key))
-        skipped: list[BadRecord] = []
-        for attempt in range(self.max_substitutes + 1):
-            position = (index + attempt) % len(self.source)
-            loaded = self.source.load(position)
-            if isinstance(loaded, LoadedRecord):
-                try:
-                    image = loaded.open_image()
-                except ImageError as error:
-                    loaded = BadRecord(loaded.source, str(error))
-                else:
-                    sample = self._make_sample(loaded, image, random.Random(seed))
-                    sample.skipped = skipped
-                    return sample
-            skipped.append(loaded)
-        examples = "; ".join(f"{bad.source}: {bad.reason}" for bad in skipped[:3])
-        raise DataError(f"{len(skipped)} records in a row from index {index} are unusable ({examples})")
+        if isinstance(key, tuple):
+            index, seed, first = (*key, True)[:3]
+        else:
+            index, seed, first = int(key), int(key), True
+        rng = random.Random(seed)
+        loaded = self._load(index, rng)
+        if isinstance(loaded, Sample):
+            loaded.first_sighting = first
+            return loaded
+        bad = loaded
+        # A substitute drawn at random (not the next index): a run of bad records, e.g. a missing image
+        # folder, then costs a few draws, not a walk along it.
+        for _ in range(self.max_substitutes):
+            substitute = self._load(rng.randrange(len(self.source)), rng)
+            if isinstance(substitute, Sample):
+                substitute.bad, substitute.first_sighting = bad, first
+                return substitute
+        raise DataError(f"{self.max_substitutes} records drawn to replace the bad record {bad.source} were all "
+                        f"unusable: the data is (almost) all bad, e.g. {bad.source}: {bad.reason}")
 
     def _make_sample(self, loaded: LoadedRecord, image, rng: random.Random) -> Sample:
         record = loaded.record
         regions = list(record.regions) if self.with_regions else []
         if len(regions) > self.max_regions:
-            keep = sorted(rng.sample(range(len(regions)), self.max_regions))
-            regions = [regions[i] for i in keep]
+            if self.region_choice == "first":
+                regions = regions[: self.max_regions]
+            else:
+                keep = sorted(rng.sample(range(len(regions)), self.max_regions))
+                regions = [regions[i] for i in keep]
         # FG-CLIP contrasts each box with its short or its long expression, chosen at random.
         texts = [rng.choice([r.caption, r.long_caption]) if r.long_caption else r.caption for r in regions]
         boxes = torch.tensor([r.bbox for r in regions], dtype=torch.float32).reshape(-1, 4)
+        short_caption = record.short_caption
+        if loaded.finehard and self.finehard_short_prefix:
+            short_caption = self.finehard_short_prefix + short_caption
         return Sample(
             pixel_values=self.transform(image),
             long_caption=record.long_caption,
-            short_caption=record.short_caption,
+            short_caption=short_caption,
             boxes=boxes,
             region_texts=texts,
             region_captions=[r.caption for r in regions],
@@ -109,57 +141,3 @@ class FineGrainedDataset(Dataset):
         """Up to K distinct negatives, never the region's own caption (that would be a second positive)."""
         negatives = [n for n in dict.fromkeys(region.hard_negatives) if n != region.caption]
         return negatives[: self.num_hard_negatives]
-
-
-class BadRecordCounter:
-    """Counts usable and bad records seen; `check` raises `DataError` above `max_bad_fraction`.
-
-    The share is judged once `min_seen` records have been seen (or at the end of the run), so one bad
-    record among the first few does not stop a large run.
-    """
-
-    def __init__(self, max_bad_fraction: float = 0.01, min_seen: int = 200, keep_examples: int = 5):
-        self.max_bad_fraction, self.min_seen, self.keep_examples = max_bad_fraction, min_seen, keep_examples
-        self.good = 0
-        self.bad = 0
-        self.examples: list[BadRecord] = []
-
-    def add(self, good: int, bad: list[BadRecord]) -> None:
-        self.good += good
-        self.bad += len(bad)
-        room = self.keep_examples - len(self.examples)
-        if room > 0:
-            self.examples.extend(bad[:room])
-
-    @staticmethod
-    def fraction_of(good: int, bad: int) -> float:
-        return bad / max(good + bad, 1)
-
-    def check(self, good: int | None = None, bad: int | None = None, final: bool = False) -> None:
-        """Raise `DataError` if too many records are bad; `good`/`bad` may be totals over all ranks."""
-        good = self.good if good is None else good
-        bad = self.bad if bad is None else bad
-        if bad == 0 or (good + bad < self.min_seen and not final):
-            return
-        share = self.fraction_of(good, bad)
-        if share > self.max_bad_fraction:
-            examples = "; ".join(f"{item.source}: {item.reason}" for item in self.examples[:3])
-            raise DataError(
-                f"{bad} of {good + bad} records are bad ({share:.1%} > --max_bad_fraction "
-                f"{self.max_bad_fraction:.1%}), e.g. {examples}"
-            )
-
-    def summary(self) -> dict:
-        return {
-            "bad_records": self.bad,
-            "seen_records": self.good + self.bad,
-            "bad_fraction": round(self.fraction_of(self.good, self.bad), 6),
-            "bad_examples": [f"{item.source}: {item.reason}" for item in self.examples],
-        }
-
-    def state_dict(self) -> dict:
-        return {"good": self.good, "bad": self.bad, "examples": [[b.source, b.reason] for b in self.examples]}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.good, self.bad = int(state["good"]), int(state["bad"])
-        self.examples = [BadRecord(source, reason) for source, reason in state["examples"]]

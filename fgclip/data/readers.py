@@ -7,11 +7,18 @@ only, which cannot restart mid-epoch; so shards are indexed here from their tar 
 member, no data read) with webdataset's own key/extension rule, and each sample is read by seeking.
 
 Records are parsed lazily: a malformed line or an unreadable image becomes a `BadRecord` when the
-sample is loaded, and the dataset counts it.
+sample is loaded, and the dataset counts it. Relative image paths are taken from `--images` when given,
+else from the folder of the record file. `--data` may name files, folders (every .jsonl / .json / .tar
+in them, e.g. FineHARD's `jsonfiles/`), glob patterns and webdataset brace patterns.
+
+Duplicated records (the same JSONL line, the same image and captions in a JSON list, the same shard sample)
+are counted when the data is opened: a file given twice counts all its records twice.
 """
 
 from __future__ import annotations
 
+import functools
+import glob
 import io
 import json
 import tarfile
@@ -24,7 +31,16 @@ from PIL import Image
 from webdataset.shardlists import expand_urls
 from webdataset.tariterators import base_plus_ext
 
-from fgclip.data.schema import BadRecord, Record, parse_item
+from fgclip.data.schema import (
+    INCOMPLETE_SAMPLE,
+    MALFORMED_JSON,
+    MISSING_IMAGE,
+    UNREADABLE_IMAGE,
+    BadRecord,
+    Record,
+    is_finehard_item,
+    parse_item,
+)
 from fgclip.errors import UserError
 from fgclip.images import to_rgb
 
@@ -36,7 +52,11 @@ class DataPathError(UserError, ValueError):
 
 
 class ImageError(ValueError):
-    """An image that is missing or that Pillow cannot decode."""
+    """An image that is missing (`kind` MISSING_IMAGE) or that Pillow cannot decode (UNREADABLE_IMAGE)."""
+
+    def __init__(self, message: str, kind: str = UNREADABLE_IMAGE):
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass
@@ -47,6 +67,7 @@ class LoadedRecord:
     source: str  # "file:line" or "shard.tar:key", for skip messages
     image_path: Path | None = None
     image_bytes: bytes | None = None
+    finehard: bool = False  # read from an official FineHARD item (the trainer applies the official text rules)
 
     def open_image(self) -> Image.Image:
         """The decoded RGB image, or `ImageError`."""
@@ -55,10 +76,10 @@ class LoadedRecord:
                 image = Image.open(io.BytesIO(self.image_bytes))
             elif self.image_path is not None:
                 if not self.image_path.is_file():
-                    raise ImageError(f"image not found: {self.image_path}")
+                    raise ImageError(f"image not found: {self.image_path}", MISSING_IMAGE)
                 image = Image.open(self.image_path)
             else:
-                raise ImageError("the sample has no image")
+                raise ImageError("the sample has no image", MISSING_IMAGE)
             image.load()  # decode now, so a truncated file fails here and not later in a transform
             return to_rgb(image)
         except ImageError:
@@ -67,22 +88,30 @@ class LoadedRecord:
             raise ImageError(f"cannot decode image: {type(error).__name__}: {error}") from error
 
 
+def _identity(*parts) -> int:
+    """A 64-bit key of a record's identity, for counting duplicates within this process."""
+    return hash(parts)
+
+
 class JsonlSource:
     """A `.jsonl` file, indexed by line offsets (records are parsed when loaded)."""
 
-    def __init__(self, path: Path, require_captions: bool = True):
+    def __init__(self, path: Path, require_captions: bool = True, images: Path | None = None):
         self.path, self.require_captions = path, require_captions
-        self.root = path.parent
-        offsets, lines = [], []
+        self.root = images if images is not None else path.parent
+        offsets, lines, identities = [], [], []
         with path.open("rb") as handle:
             position = 0
             for number, line in enumerate(handle, start=1):
-                if line.strip():
+                stripped = line.strip()
+                if stripped:
                     offsets.append(position)
                     lines.append(number)
+                    identities.append(_identity(stripped))
                 position += len(line)
         self._offsets = np.asarray(offsets, dtype=np.int64)
         self._lines = np.asarray(lines, dtype=np.int64)
+        self.identities = np.asarray(identities, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self._offsets)
@@ -95,19 +124,28 @@ class JsonlSource:
         try:
             item = json.loads(line)
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            return BadRecord(source, f"not valid JSON: {error}")
+            return BadRecord(source, f"not valid JSON: {error}", MALFORMED_JSON)
         parsed = parse_item(item, source, self.require_captions)
         if isinstance(parsed, BadRecord):
             return parsed
-        return LoadedRecord(parsed, source, image_path=parsed.resolve_image(self.root))
+        return LoadedRecord(parsed, source, image_path=parsed.resolve_image(self.root),
+                            finehard=is_finehard_item(item))
+
+
+def _item_identity(item) -> int:
+    if isinstance(item, dict):
+        if is_finehard_item(item):
+            return _identity(str(item.get("f_path")), str(item.get("caption")), str(item.get("short_caption")))
+        return _identity(str(item.get("image")), str(item.get("long_caption")), str(item.get("short_caption")))
+    return _identity(json.dumps(item, sort_keys=True, default=str))
 
 
 class JsonListSource:
     """A `.json` file holding a list of records (this format or the official FineHARD items)."""
 
-    def __init__(self, path: Path, require_captions: bool = True):
+    def __init__(self, path: Path, require_captions: bool = True, images: Path | None = None):
         self.path, self.require_captions = path, require_captions
-        self.root = path.parent
+        self.root = images if images is not None else path.parent
         try:
             items = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -115,16 +153,19 @@ class JsonListSource:
         if not isinstance(items, list):
             raise DataPathError(f"{path}: a .json record file must hold a list of records")
         self._items = items
+        self.identities = np.asarray([_item_identity(item) for item in items], dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self._items)
 
     def load(self, index: int) -> LoadedRecord | BadRecord:
         source = f"{self.path}:{index}"
-        parsed = parse_item(self._items[index], source, self.require_captions)
+        item = self._items[index]
+        parsed = parse_item(item, source, self.require_captions)
         if isinstance(parsed, BadRecord):
             return parsed
-        return LoadedRecord(parsed, source, image_path=parsed.resolve_image(self.root))
+        return LoadedRecord(parsed, source, image_path=parsed.resolve_image(self.root),
+                            finehard=is_finehard_item(item))
 
 
 class TarShardSource:
@@ -145,6 +186,8 @@ class TarShardSource:
                 image_ext.append(image_name or "")
         self._shard = np.asarray(shard_ids, dtype=np.int32)
         self._keys = keys
+        resolved = [str(path.resolve()) for path in self.paths]
+        self.identities = np.asarray([_identity(resolved[s], k) for s, k in zip(shard_ids, keys)], dtype=np.int64)
         self._json = np.asarray(json_at, dtype=np.int64).reshape(-1, 2)
         self._image = np.asarray(image_at, dtype=np.int64).reshape(-1, 2)
 
@@ -162,19 +205,21 @@ class TarShardSource:
         json_offset, json_size = (int(v) for v in self._json[index])
         image_offset, image_size = (int(v) for v in self._image[index])
         if json_offset < 0:
-            return BadRecord(source, "the sample has no .json record")
+            return BadRecord(source, "the sample has no .json record", INCOMPLETE_SAMPLE)
         if image_offset < 0:
-            return BadRecord(source, f"the sample has no image member ({', '.join(IMAGE_EXTENSIONS)})")
+            return BadRecord(source, f"the sample has no image member ({', '.join(IMAGE_EXTENSIONS)})",
+                             INCOMPLETE_SAMPLE)
         try:
             item = json.loads(self._read(shard, json_offset, json_size))
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            return BadRecord(source, f"not valid JSON: {error}")
+            return BadRecord(source, f"not valid JSON: {error}", MALFORMED_JSON)
         if isinstance(item, dict) and not item.get("image") and not item.get("f_path"):
             item = {**item, "image": self._keys[index]}  # the image is the member; the field is optional here
         parsed = parse_item(item, source, self.require_captions)
         if isinstance(parsed, BadRecord):
             return parsed
-        return LoadedRecord(parsed, source, image_bytes=self._read(shard, image_offset, image_size))
+        return LoadedRecord(parsed, source, image_bytes=self._read(shard, image_offset, image_size),
+                            finehard=is_finehard_item(item))
 
 
 def _tar_samples(path: Path):
@@ -209,8 +254,9 @@ def _tar_samples(path: Path):
 class ConcatSource:
     """Several sources as one index space (in the order given)."""
 
-    def __init__(self, sources: Sequence):
+    def __init__(self, sources: Sequence, files: Sequence[Path] = ()):
         self.sources = list(sources)
+        self.files = list(files)  # every data file read, in order (for the run's identity)
         self._ends = np.cumsum([len(source) for source in self.sources], dtype=np.int64)
 
     def __len__(self) -> int:
@@ -223,36 +269,69 @@ class ConcatSource:
         start = int(self._ends[which - 1]) if which else 0
         return self.sources[which].load(index - start)
 
+    @functools.cached_property
+    def duplicate_records(self) -> int:
+        """Records identical to an earlier one (see the module's docstring for what counts as identical)."""
+        if not self.sources:
+            return 0
+        identities = np.concatenate([source.identities for source in self.sources])
+        return int(len(identities) - len(np.unique(identities)))
+
+
+GLOB_CHARACTERS = "*?["
+DATA_SUFFIXES = (".jsonl", ".json", ".tar")
+
 
 def expand_data_paths(paths: Sequence[str | Path]) -> list[Path]:
-    """Paths as given, with webdataset brace patterns (`shard-{000000..000009}.tar`) expanded."""
+    """The data files `paths` name, in order: files as given, webdataset brace patterns
+    (`shard-{000000..000009}.tar`) and glob patterns (`jsonfiles/*.json`) expanded and sorted, folders
+    replaced by their .jsonl / .json / .tar files (sorted; not recursive). A pattern or folder that
+    matches nothing is a `DataPathError`; a plain path that does not exist is returned as given."""
     expanded: list[Path] = []
     for path in paths:
         for item in expand_urls(str(path)) if "{" in str(path) else [str(path)]:
-            expanded.append(Path(item))
+            if any(character in item for character in GLOB_CHARACTERS) and not Path(item).exists():
+                matches = sorted(glob.glob(item))
+                if not matches:
+                    raise DataPathError(f"--data {item}: no file matches the pattern")
+                expanded.extend(Path(match) for match in matches)
+            elif Path(item).is_dir():
+                files = sorted(p for p in Path(item).iterdir() if p.is_file() and p.suffix.lower() in DATA_SUFFIXES)
+                if not files:
+                    raise DataPathError(f"--data {item} is a folder without .jsonl, .json or .tar files")
+                expanded.extend(files)
+            else:
+                expanded.append(Path(item))
     return expanded
 
 
-def open_sources(paths: Sequence[str | Path], require_captions: bool = True) -> ConcatSource:
-    """One indexed source over all `--data` paths; `DataPathError` for a path that cannot be used."""
+def open_sources(paths: Sequence[str | Path], require_captions: bool = True,
+                 images: str | Path | None = None) -> ConcatSource:
+    """One indexed source over all `--data` paths; `DataPathError` for a path that cannot be used.
+
+    images: the root of relative image paths (`--images`); None: the folder of each record file.
+    """
+    if images is not None:
+        images = Path(images)
+        if not images.is_dir():
+            raise DataPathError(f"--images {images}: no such folder")
     sources, shards = [], []
-    for path in expand_data_paths(paths):
+    files = expand_data_paths(paths)
+    for path in files:
         if not path.exists():
             raise DataPathError(f"data path not found: {path}")
-        if path.is_dir():
-            raise DataPathError(f"{path} is a folder; give record files (.jsonl, .json) or .tar shards")
         suffix = path.suffix.lower()
         if suffix == ".tar":
             shards.append(path)
         elif suffix == ".jsonl":
-            sources.append(JsonlSource(path, require_captions))
+            sources.append(JsonlSource(path, require_captions, images))
         elif suffix == ".json":
-            sources.append(JsonListSource(path, require_captions))
+            sources.append(JsonListSource(path, require_captions, images))
         else:
             raise DataPathError(f"{path}: unsupported data file (expected .jsonl, .json or .tar)")
     if shards:
         sources.append(TarShardSource(shards, require_captions))
-    source = ConcatSource(sources)
+    source = ConcatSource(sources, files)
     if len(source) == 0:
         raise DataPathError(f"no records found in {', '.join(str(p) for p in paths)}")
     return source

@@ -9,13 +9,32 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# Why a record could not be used: the keys of the trainer's bad-record counts (one per reason).
+MALFORMED_JSON = "malformed_json"  # not JSON, or not UTF-8
+INVALID_RECORD = "invalid_record"  # a field of the wrong type or shape
+INVALID_BOX = "invalid_box"  # outside [0, 1], empty, not 4 numbers
+MISSING_CAPTION = "missing_caption"  # a required caption or expression is empty
+MISSING_IMAGE = "missing_image"  # the image file does not exist (e.g. under --images)
+UNREADABLE_IMAGE = "unreadable_image"  # Pillow cannot decode it
+INCOMPLETE_SAMPLE = "incomplete_sample"  # a shard sample without its record or its image
+BAD_RECORD_KINDS = (MALFORMED_JSON, INVALID_RECORD, INVALID_BOX, MISSING_CAPTION, MISSING_IMAGE, UNREADABLE_IMAGE,
+                    INCOMPLETE_SAMPLE)
+
+# The official FineHARD loader strips this prefix from `f_path` before joining it to its image folder.
+FINEHARD_PATH_PREFIX = "grit-20m/data-12m/"
+
 
 class RecordError(ValueError):
-    """A record that breaks the format; the message says which rule."""
+    """A record that breaks the format; the message says which rule, `kind` which kind of rule."""
+
+    def __init__(self, message: str, kind: str = INVALID_RECORD):
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass
@@ -64,33 +83,54 @@ class BadRecord:
 
     source: str  # "file:line" or a shard/key
     reason: str
+    kind: str = INVALID_RECORD  # one of BAD_RECORD_KINDS
 
 
 def check_bbox(bbox) -> list[float]:
     """The box as 4 floats, or `RecordError` if it is not a non-empty box inside [0, 1]."""
     if not isinstance(bbox, (list, tuple)) or len(bbox) < 4:
-        raise RecordError(f"bbox must be [x1, y1, x2, y2], got {bbox!r}")
+        raise RecordError(f"bbox must be [x1, y1, x2, y2], got {bbox!r}", INVALID_BOX)
     try:
         x1, y1, x2, y2 = (float(v) for v in bbox[:4])
     except (TypeError, ValueError) as error:
-        raise RecordError(f"bbox values must be numbers, got {bbox!r}") from error
+        raise RecordError(f"bbox values must be numbers, got {bbox!r}", INVALID_BOX) from error
     if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
-        raise RecordError(f"bbox has a non-finite value: {bbox!r}")
+        raise RecordError(f"bbox has a non-finite value: {bbox!r}", INVALID_BOX)
     if min(x1, y1, x2, y2) < 0 or max(x1, y1, x2, y2) > 1:
-        raise RecordError(f"bbox must be normalised to [0, 1], got {bbox!r}")
+        raise RecordError(f"bbox must be normalised to [0, 1], got {bbox!r}", INVALID_BOX)
     if not (x1 < x2 and y1 < y2):
-        raise RecordError(f"bbox is empty (needs x1 < x2 and y1 < y2): {bbox!r}")
+        raise RecordError(f"bbox is empty (needs x1 < x2 and y1 < y2): {bbox!r}", INVALID_BOX)
     return [x1, y1, x2, y2]
 
 
 def _text(value, name: str, required: bool) -> str:
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
-            raise RecordError(f"{name} is missing or empty")
+            raise RecordError(f"{name} is missing or empty", INVALID_RECORD if name == "image" else MISSING_CAPTION)
         return ""
     if not isinstance(value, str):
         raise RecordError(f"{name} must be a string, got {type(value).__name__}")
     return value.strip()
+
+
+def clean_negatives(caption: str, negatives: Iterable[str], dropped: Counter | None = None) -> list[str]:
+    """The usable hard negatives of a region caption, in order: each stripped, empty ones dropped, each text
+    once (the first kept), and never the caption itself (a negative equal to the positive would be a second
+    positive). The trainer, its held-out evaluation and `eval.fgovd` all clean negatives with this.
+
+    dropped: when given, counts what was left out by reason (`empty`, `repeated`, `equal_to_positive`).
+    """
+    caption = caption.strip()
+    kept: dict[str, None] = {}
+    for negative in negatives:
+        text = negative.strip()
+        reason = ("empty" if not text else "equal_to_positive" if text == caption
+                  else "repeated" if text in kept else None)
+        if reason is None:
+            kept[text] = None
+        elif dropped is not None:
+            dropped[reason] += 1
+    return list(kept)
 
 
 def region_from_json(data: dict) -> Region:
@@ -126,26 +166,53 @@ def record_from_json(data: dict, require_captions: bool = True) -> Record:
     )
 
 
+def _finehard_negatives(box: dict) -> list[str]:
+    """The hard negatives of a FineHARD box: the values of `short_expr_negs` in key order, used only where
+    `flag_short_neg` is 1 (as the official loader does); a box without them has none."""
+    if int(box.get("flag_short_neg", 0) or 0) != 1:
+        return []
+    negatives = box.get("short_expr_negs")
+    if isinstance(negatives, dict):
+        negatives = list(negatives.values())
+    if not isinstance(negatives, list) or not all(isinstance(n, str) for n in negatives):
+        raise RecordError(f"short_expr_negs must be a dict of strings, got {type(negatives).__name__}")
+    return negatives
+
+
+def finehard_image_path(f_path) -> str:
+    """`f_path` as the official loader reads it: the `grit-20m/data-12m/` prefix removed (relative to the
+    image folder)."""
+    return f_path.replace(FINEHARD_PATH_PREFIX, "") if isinstance(f_path, str) else f_path
+
+
 def record_from_finehard(item: dict) -> Record:
-    """Map one item of the official FineHARD JSON lists to a `Record` (data-format.md's table)."""
+    """Map one item of the official FineHARD JSON lists to a `Record` (data-format.md's table).
+
+    Boxes keep their first four values (the release sometimes adds a score); `f_path` loses the prefix the
+    official loader strips. The official stage-2 text rules (the "a photo of " prefix, the first four boxes)
+    are training choices and live in the trainer's dataset, not here.
+    """
     if not isinstance(item, dict):
         raise RecordError(f"a FineHARD item must be an object, got {type(item).__name__}")
+    boxes = item.get("bbox_info") or []
+    if not isinstance(boxes, list):
+        raise RecordError("bbox_info must be a list")
     regions = []
-    for box in item.get("bbox_info") or []:
-        negatives = []
-        if int(box.get("flag_short_neg", 0) or 0) == 1 and isinstance(box.get("short_expr_negs"), dict):
-            negatives = [str(value) for value in box["short_expr_negs"].values()]
+    for box in boxes:
+        if not isinstance(box, dict):
+            raise RecordError(f"a bbox_info entry must be an object, got {type(box).__name__}")
+        bbox = box.get("bbox")
         regions.append(
             {
-                "bbox": (box.get("bbox") or [])[:4],
+                "bbox": bbox[:4] if isinstance(bbox, (list, tuple)) else bbox,
                 "caption": box.get("short_expr"),
                 "long_caption": box.get("long_expr"),
-                "hard_negatives": negatives,
+                "hard_negatives": _finehard_negatives(box),
             }
         )
     return record_from_json(
         {
-            "image": item.get("f_path"),
+            "image": finehard_image_path(item.get("f_path")),
             "long_caption": item.get("caption"),
             "short_caption": item.get("short_caption"),
             "regions": regions,
@@ -169,25 +236,26 @@ def iter_record_file(
         try:
             items = json.loads(path.read_bytes())
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            yield BadRecord(str(path), f"not valid JSON: {error}")
+            yield BadRecord(str(path), f"not valid JSON: {error}", MALFORMED_JSON)
             return
         if not isinstance(items, list):
-            yield BadRecord(str(path), "a .json record file must hold a list")
+            yield BadRecord(str(path), "a .json record file must hold a list", INVALID_RECORD)
             return
         for index, item in enumerate(items):
             yield parse_item(item, f"{path}:{index}", require_captions)
         return
-    with path.open("rb") as handle:  # bytes: a line of invalid UTF-8 is one bad record, as in the trainer
+    with path.open("rb") as handle:  # bytes: a line that is not UTF-8 is one bad record, not the end of the file
         for line_number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             try:
-                item = json.loads(line)
+                item = json.loads(line.decode("utf-8"))
             except json.JSONDecodeError as error:
-                yield BadRecord(f"{path}:{line_number}", f"not valid JSON: {error.msg}")
+                yield BadRecord(f"{path}:{line_number}", f"not valid JSON: {error.msg}", MALFORMED_JSON)
                 continue
-            except UnicodeDecodeError:
-                yield BadRecord(f"{path}:{line_number}", "not UTF-8 text")
+            except UnicodeDecodeError as error:
+                yield BadRecord(f"{path}:{line_number}", f"not UTF-8 text: {error.reason} at byte {error.start}",
+                                MALFORMED_JSON)
                 continue
             yield parse_item(item, f"{path}:{line_number}", require_captions)
 
@@ -199,7 +267,7 @@ def parse_item(item, source: str, require_captions: bool) -> Record | BadRecord:
             return record_from_finehard(item)
         return record_from_json(item, require_captions)
     except RecordError as error:
-        return BadRecord(source, str(error))
+        return BadRecord(source, str(error), error.kind)
 
 
 def write_records(path: str | Path, records: Iterable[Record]) -> int:

@@ -1,24 +1,33 @@
 """Fashion-FINE (ECCV 2024) on FG-CLIP towers: global + local embeddings, image-text matching and
 text-guided composition (`modeling`), its losses (`losses`), readers for FashionGen and FashionIQ as
-released (`data`), a synthetic product set (`synthetic`) and the finetuning commands (`train`, `cli`).
+released (`data`), a synthetic product set (`synthetic`) and the finetuning command (`config`, `train`, `cli`).
 
-Importing this package (or `from fgclip import FashionFINEModel`) registers the `fashion_fine` model type
-with transformers' Auto classes, as `fgclip.model` does for `fgclip` (see `fgclip.auto`). Only the
-configuration and the model are imported here; the trainer is not.
+Importing this package is light (no torch), so that the commands inside it answer `--help` at once: the
+public names below load on first use. Using the model (`from fgclip.fashion import FashionFINEModel`, or
+`fgclip.fashion.modeling`) registers the `fashion_fine` model type with transformers' Auto classes, as
+`fgclip.model` does for `fgclip` (see `fgclip.auto`).
 """
 
-from fgclip.fashion.configuration import FashionFINEConfig
-from fgclip.fashion.modeling import FashionFINEModel, FashionFINEOutput
+from __future__ import annotations
 
-__all__ = ["FashionFINEConfig", "FashionFINEModel", "FashionFINEOutput"]
+import importlib
+
+_EXPORTS = {
+    "FashionFINEConfig": "fgclip.fashion.configuration",
+    "FashionFINEModel": "fgclip.fashion.modeling",
+    "FashionFINEOutput": "fgclip.fashion.modeling",
+}
+
+__all__ = list(_EXPORTS)
 
 
-def _register_auto_classes() -> None:
-    from transformers import AutoConfig, AutoModel, AutoProcessor, CLIPProcessor
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'fgclip.fashion' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # resolved once
+    return value
 
-    AutoConfig.register(FashionFINEConfig.model_type, FashionFINEConfig, exist_ok=True)
-    AutoModel.register(FashionFINEConfig, FashionFINEModel, exist_ok=True)
-    AutoProcessor.register(FashionFINEConfig, CLIPProcessor, exist_ok=True)
 
-
-_register_auto_classes()
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -17,7 +17,7 @@ FashionIQ triplets: `captions/cap.<category>.<split>.json` (a JSON list of `{"ca
 "captions"}`) with images `images/<name>.<jpg|png|...>` and, for evaluation galleries,
 `image_splits/split.<category>.<split>.json` (a JSON list of image names).
 
-A path that does not exist or a file in none of these layouts raises `DataPathError` (one line, exit 2);
+A path that does not exist or a file in none of these layouts raises `UserError` (one line, exit 2);
 an item that cannot be used (missing image, no category, empty text, malformed) is skipped and counted by
 reason, never dropped silently. Images that exist but cannot be decoded are found (and counted) while
 training, by the dataset.
@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from fgclip.data.readers import ImageError
+from fgclip.data.schema import MISSING_IMAGE, UNREADABLE_IMAGE
 from fgclip.errors import UserError
 from fgclip.images import open_rgb, to_rgb
 
@@ -47,14 +49,6 @@ H5_ENCODING = "latin-1"  # FashionGen's strings are ISO-8859-1 bytes (as Fashion
 _CATEGORY_SIGN = re.compile(r"^\s*\[?([a-z]+)_sign\]?\s+")
 _FASHIONIQ_NAME = re.compile(r"^(?:cap|split)\.([^.]+)\.([^.]+)\.json$")
 _HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
-
-
-class DataPathError(UserError, ValueError):
-    """A data path that does not exist or is in no supported layout (one-line message)."""
-
-
-class ImageError(ValueError):
-    """An image that cannot be read (missing or undecodable)."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +79,9 @@ def load_image(ref: ImageRef) -> Image.Image:
             _H5_HANDLES[key] = h5py.File(ref.h5_file, "r")
         return to_rgb(Image.fromarray(np.asarray(_H5_HANDLES[key]["input_image"][ref.h5_row], dtype=np.uint8)))
     except Exception as error:  # Pillow and h5py raise many types for bad data
-        raise ImageError(f"cannot read image {ref.key}: {type(error).__name__}: {error}") from error
+        missing = not (ref.path if ref.h5_file is None else ref.h5_file).exists()
+        raise ImageError(f"cannot read image {ref.key}: {type(error).__name__}: {error}",
+                         MISSING_IMAGE if missing else UNREADABLE_IMAGE) from error
 
 
 def clean_text(text: str) -> str:
@@ -122,9 +118,9 @@ class Products:
 def _require_file(path: Path) -> Path:
     path = Path(path)
     if not path.exists():
-        raise DataPathError(f"data path not found: {path}")
+        raise UserError(f"data path not found: {path}")
     if not path.is_file():
-        raise DataPathError(f"{path} is a folder; give a data file")
+        raise UserError(f"{path} is a folder; give a data file")
     return path
 
 
@@ -132,7 +128,7 @@ def _load_json(path: Path) -> object:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DataPathError(f"{path} is not valid JSON: {error}") from error
+        raise UserError(f"{path} is not valid JSON: {error}") from error
 
 
 def _image_file(root: Path, name: str) -> Path | None:
@@ -166,7 +162,7 @@ def read_products(paths: Sequence[str | Path], images: str | Path | None = None)
         elif path.suffix == ".json":
             items = _load_json(path)
             if not isinstance(items, list) or not items or not isinstance(items[0], dict):
-                raise DataPathError(f"{path}: expected a JSON list of FashionGen items (FashionSAP info_data.json or "
+                raise UserError(f"{path}: expected a JSON list of FashionGen items (FashionSAP info_data.json or "
                                     "Fashion-FINE annotation)")
             if "input_productID" in items[0]:
                 _read_info_data(path, items, products)
@@ -174,13 +170,13 @@ def read_products(paths: Sequence[str | Path], images: str | Path | None = None)
                 root = Path(images) if images else _default_image_root(path, "annotation")
                 _read_annotation(path, items, root, products)
             else:
-                raise DataPathError(f"{path}: items have neither input_productID (FashionSAP info_data.json) nor "
+                raise UserError(f"{path}: items have neither input_productID (FashionSAP info_data.json) nor "
                                     "caption + image (Fashion-FINE annotation)")
         else:
-            raise DataPathError(f"{path}: unsupported FashionGen file (use .h5, FashionSAP info_data.json, a "
+            raise UserError(f"{path}: unsupported FashionGen file (use .h5, FashionSAP info_data.json, a "
                                 "Fashion-FINE annotation .json or .jsonl items)")
     if not products.rows:
-        raise DataPathError(f"no usable product image in {', '.join(str(p) for p in paths)} "
+        raise UserError(f"no usable product image in {', '.join(str(p) for p in paths)} "
                             f"(skipped: {dict(products.counts)})")
     return products
 
@@ -203,11 +199,11 @@ def _open_h5(path: Path):
     try:
         import h5py
     except ImportError as error:
-        raise DataPathError(f"{path}: reading FashionGen HDF5 files needs h5py (pip install h5py)") from error
+        raise UserError(f"{path}: reading FashionGen HDF5 files needs h5py (pip install h5py)") from error
     try:
         return h5py.File(path, "r")
     except OSError as error:
-        raise DataPathError(f"{path} is not a readable HDF5 file: {error}") from error
+        raise UserError(f"{path} is not a readable HDF5 file: {error}") from error
 
 
 def _h5_column(handle, name: str) -> list:
@@ -219,7 +215,7 @@ def _read_h5(path: Path, products: Products) -> None:
     with _open_h5(path) as handle:
         missing = [name for name in ("input_image", *H5_TEXT_COLUMNS) if name not in handle]
         if missing:
-            raise DataPathError(f"{path} is not a FashionGen HDF5 file (no {', '.join(missing)})")
+            raise UserError(f"{path} is not a FashionGen HDF5 file (no {', '.join(missing)})")
         columns = {name: _h5_column(handle, name) for name in H5_TEXT_COLUMNS}
     products.formats.append("fashiongen-h5")
     for row in range(len(columns["input_productID"])):
@@ -232,11 +228,11 @@ def _read_info_data(path: Path, items: list, products: Products) -> None:
     """FashionSAP's `root/<split>/info_data.json`: row i's image is row i of `root/fashiongen_256_256_<split>.h5`."""
     h5_file = path.parent.parent / f"fashiongen_256_256_{path.parent.name}.h5"
     if not h5_file.is_file():
-        raise DataPathError(f"{path}: FashionSAP's info_data.json takes its images from {h5_file}, which is missing")
+        raise UserError(f"{path}: FashionSAP's info_data.json takes its images from {h5_file}, which is missing")
     with _open_h5(h5_file) as handle:
         rows_in_h5 = len(handle["input_image"]) if "input_image" in handle else -1
     if rows_in_h5 != len(items):
-        raise DataPathError(f"{path} has {len(items)} rows but {h5_file} has {rows_in_h5} images")
+        raise UserError(f"{path} has {len(items)} rows but {h5_file} has {rows_in_h5} images")
     products.formats.append("fashionsap-info-data")
     for row, item in enumerate(items):
         if not isinstance(item, dict):
@@ -325,7 +321,7 @@ def read_triplets(paths: Sequence[str | Path], images: str | Path | None = None)
         path = _require_file(Path(path))
         items = _load_json(path) if path.suffix == ".json" else None
         if not isinstance(items, list):
-            raise DataPathError(f"{path}: expected a FashionIQ caption file (a JSON list, cap.<category>.<split>.json)")
+            raise UserError(f"{path}: expected a FashionIQ caption file (a JSON list, cap.<category>.<split>.json)")
         parts = fashioniq_name_parts(path)
         root = Path(images) if images else _default_image_root(path, "captions")
         if parts is not None:
@@ -333,7 +329,7 @@ def read_triplets(paths: Sequence[str | Path], images: str | Path | None = None)
         for index, item in enumerate(items):
             _add_triplet(triplets, item, parts[0] if parts else None, root, f"{path}:{index}")
     if not triplets.items:
-        raise DataPathError(f"no usable triplet in {', '.join(str(p) for p in paths)} (skipped: {dict(triplets.counts)})")
+        raise UserError(f"no usable triplet in {', '.join(str(p) for p in paths)} (skipped: {dict(triplets.counts)})")
     _attach_galleries(triplets, split_files)
     return triplets
 
@@ -381,7 +377,7 @@ def _attach_galleries(triplets: Triplets, split_files: list[tuple[Path, Path]]) 
         for path, root in found:
             names = _load_json(path)
             if not isinstance(names, list):
-                raise DataPathError(f"{path}: expected a JSON list of image names")
+                raise UserError(f"{path}: expected a JSON list of image names")
             category = fashioniq_name_parts(path)[0]
             gallery = by_category.setdefault(category, {})
             for name in names:

@@ -5,7 +5,9 @@ it drawn with the sample's seed, and its text; so a batch never holds one produc
 retrieval: one sample per triplet (reference image, modification text, target image).
 
 An image that cannot be decoded is never fatal: the sample falls back to another image of the product
-(or the next triplet) and reports what it passed over, which the trainer counts (`BadRecordCounter`).
+(or the next triplet) and reports what it passed over, which the trainer counts (`fgclip.data.accounting`),
+as it counts pretraining records: at the sample's first sighting (the sampler says when), so an item
+is counted once, not once per epoch.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class FashionSample:
     reference_pixel_values: torch.Tensor | None = None
     reference_id: int = -1
     skipped: list[BadRecord] = field(default_factory=list)
+    first_sighting: bool = True
 
 
 @dataclass
@@ -44,7 +47,8 @@ class FashionBatch:
     groups: torch.Tensor
     reference_pixel_values: torch.Tensor | None = None
     reference_ids: torch.Tensor | None = None
-    skipped: list[BadRecord] = field(default_factory=list)
+    seen: int = 0  # samples the run sees for the first time (for the record accounting)
+    bad: list[BadRecord] = field(default_factory=list)  # what those samples passed over
 
     @property
     def num_images(self) -> int:
@@ -67,8 +71,9 @@ class FashionBatch:
         return inputs
 
 
-def _key(key) -> tuple[int, int]:
-    return key if isinstance(key, tuple) else (int(key), int(key))
+def _key(key) -> tuple[int, int, bool]:
+    """`(index, sample_seed, first_sighting)` of an `EpochBatchSampler` key (a plain int is its own seed)."""
+    return (*key, True)[:3] if isinstance(key, tuple) else (int(key), int(key), True)
 
 
 class ProductDataset(Dataset):
@@ -84,7 +89,7 @@ class ProductDataset(Dataset):
         return len(self.groups)
 
     def __getitem__(self, key) -> FashionSample:
-        index, seed = _key(key)
+        index, seed, first = _key(key)
         rng = random.Random(seed)
         skipped: list[BadRecord] = []
         for attempt in range(self.max_substitutes + 1):
@@ -96,9 +101,10 @@ class ProductDataset(Dataset):
                 try:
                     image = load_image(row.image)
                 except ImageError as error:
-                    skipped.append(BadRecord(row.source, str(error)))
+                    skipped.append(BadRecord(row.source, str(error), error.kind))
                     continue
-                return FashionSample(self.transform(image), row.text, position, skipped=skipped)
+                return FashionSample(self.transform(image), row.text, position, skipped=skipped,
+                                     first_sighting=first)
         examples = "; ".join(f"{bad.source}: {bad.reason}" for bad in skipped[:3])
         raise DataError(f"{len(skipped)} images in a row from product {index} are unusable ({examples})")
 
@@ -119,18 +125,19 @@ class TripletDataset(Dataset):
         return len(self.items)
 
     def __getitem__(self, key) -> FashionSample:
-        index, _ = _key(key)
+        index, _, first = _key(key)
         skipped: list[BadRecord] = []
         for attempt in range(self.max_substitutes + 1):
             item = self.items[(index + attempt) % len(self.items)]
             try:
                 reference, target = load_image(item.reference), load_image(item.target)
             except ImageError as error:
-                skipped.append(BadRecord(item.source, str(error)))
+                skipped.append(BadRecord(item.source, str(error), error.kind))
                 continue
             return FashionSample(self.transform(target), item.text, self.image_ids[item.target.key],
                                  reference_pixel_values=self.transform(reference),
-                                 reference_id=self.image_ids[item.reference.key], skipped=skipped)
+                                 reference_id=self.image_ids[item.reference.key], skipped=skipped,
+                                 first_sighting=first)
         examples = "; ".join(f"{bad.source}: {bad.reason}" for bad in skipped[:3])
         raise DataError(f"{len(skipped)} triplets in a row from index {index} are unusable ({examples})")
 
@@ -153,5 +160,6 @@ class FashionCollator:
             groups=torch.tensor([s.group for s in samples], dtype=torch.long),
             reference_pixel_values=torch.stack([s.reference_pixel_values for s in samples]) if composed else None,
             reference_ids=torch.tensor([s.reference_id for s in samples], dtype=torch.long) if composed else None,
-            skipped=[bad for s in samples for bad in s.skipped],
+            seen=sum(s.first_sighting for s in samples),
+            bad=[bad for s in samples if s.first_sighting for bad in s.skipped],
         )

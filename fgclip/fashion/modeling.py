@@ -29,6 +29,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from fgclip.fashion.configuration import FashionFINEConfig
+from fgclip.hf_files import folder_special_token_ids, model_fields
 from fgclip.model.modeling import FGCLIPModel
 
 # FG-CLIP weights a Fashion-FINE model adds to; everything else of a Fashion-FINE folder is these.
@@ -163,7 +164,7 @@ class FashionFINEModel(FGCLIPModel):
         from fgclip.model import conversion
 
         # As FGCLIPModel: pool at the end-of-text id of the tokenizer the folder carries.
-        ids = conversion.checkpoint_special_token_ids(path, conversion.read_text_vocab_size(path))
+        ids = folder_special_token_ids(path, conversion.read_text_vocab_size(path))
         model = PreTrainedModel.from_pretrained.__func__(cls, str(path), *args, **kwargs)
         model.config.set_special_token_ids(ids)
         return model
@@ -172,9 +173,7 @@ class FashionFINEModel(FGCLIPModel):
     def from_towers(cls, directory: str | Path, dtype: torch.dtype | None = None, **overrides) -> FashionFINEModel:
         """Fashion-FINE parts (freshly initialised) on the towers of an FG-CLIP / CLIP / official folder."""
         towers = FGCLIPModel.from_pretrained(str(directory), dtype=torch.float32)
-        values = towers.config.to_dict()
-        for key in ("model_type", "architectures", "transformers_version", "auto_map", "dtype", "torch_dtype"):
-            values.pop(key, None)
+        values = {k: v for k, v in model_fields(towers.config.to_dict()).items() if k not in ("dtype", "torch_dtype")}
         config = FashionFINEConfig(**{**values, **overrides})
         model = cls(config)
         result = model.load_state_dict(towers.state_dict(), strict=False)
@@ -313,3 +312,15 @@ def model_type_of(directory: Path) -> str | None:
         return json.loads(config_file.read_text()).get("model_type")
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
+
+
+def register_auto_classes() -> None:
+    """Register Fashion-FINE with AutoConfig, AutoModel and AutoProcessor (a CLIPProcessor). Idempotent."""
+    from transformers import AutoConfig, AutoModel, AutoProcessor, CLIPProcessor
+
+    AutoConfig.register(FashionFINEConfig.model_type, FashionFINEConfig, exist_ok=True)
+    AutoModel.register(FashionFINEConfig, FashionFINEModel, exist_ok=True)
+    AutoProcessor.register(FashionFINEConfig, CLIPProcessor, exist_ok=True)
+
+
+register_auto_classes()

@@ -1,6 +1,6 @@
 """A synthetic product set for Fashion-FINE experiments, drawn with PIL, in the public releases' layouts.
 
-    python -m fgclip.fashion.synthetic --out DIR [--families 240] [--views 3] [--seed 0]
+    python -m fgclip.fashion.synthetic --output_dir DIR [--families 240] [--views 3] [--seed 0]
 
 Products come in families: a base garment and siblings that differ from it in one or two attributes
 (colour, pattern, material, and sleeve + collar for tops and dresses, or detail for bottoms), so titles
@@ -21,7 +21,6 @@ Deterministic by seed.
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import sys
@@ -32,6 +31,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
+
+from fgclip.cli import CommandParser, option, options_from, positive_int, run
+from fgclip.errors import UserError
+from fgclip.outputs import prepare_output_dir
 
 COLOURS = {
     "red": (210, 40, 40), "blue": (40, 70, 210), "green": (40, 160, 60), "yellow": (235, 205, 40),
@@ -323,15 +326,19 @@ def generate(out: str | Path, settings: SyntheticSettings | None = None, progres
     return manifest
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m fgclip.fashion.synthetic", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", required=True, type=Path, help="output folder (created; must not hold other files)")
-    parser.add_argument("--families", type=int, default=240, help="product families (default 240, ~1080 products)")
-    parser.add_argument("--views", type=int, default=3, help="images per product (default 3)")
-    parser.add_argument("--image-size", type=int, default=64, help="image side in pixels (default 64)")
-    parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    parser.add_argument("--overwrite", action="store_true", help="write into a folder that holds other files")
+@dataclass
+class SyntheticOptions:
+    output_dir: Path = option("output folder (created; must not hold other files)", aliases=["out"], metavar="DIR")
+    families: int = option("product families (~4.5 products each)", 240, type=positive_int)
+    views: int = option("images per product", 3, type=positive_int)
+    image_size: int = option("image side in pixels (at least 16)", 64, type=positive_int)
+    seed: int = option("seed", 0)
+    overwrite: bool = option("write into a folder that holds other files", False)
+
+
+def build_parser() -> CommandParser:
+    parser = CommandParser(prog="python -m fgclip.fashion.synthetic", description=__doc__)
+    parser.add_options(SyntheticOptions)
     return parser
 
 
@@ -339,24 +346,17 @@ OWNED = ("images", "fashiongen", "captions", "image_splits", "manifest.json")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from fgclip.errors import UserError
-    from fgclip.outputs import prepare_output_dir
-
-    try:
-        if args.families < 1 or args.views < 1 or args.image_size < 16:
-            raise UserError("--families and --views must be >= 1 and --image-size >= 16")
-        prepare_output_dir(args.out, owned=OWNED, overwrite=args.overwrite, what="files")
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    manifest = generate(args.out, SyntheticSettings(families=args.families, views=args.views,
-                                                    image_size=args.image_size, seed=args.seed))
-    print(f"wrote {sum(manifest['images'].values())} images of {sum(manifest['products'].values())} products "
-          f"(train/val/test {manifest['products']['train']}/{manifest['products']['val']}/{manifest['products']['test']}) "
-          f"to {args.out}")
+    options = options_from(build_parser().parse_args(argv), SyntheticOptions)
+    if options.image_size < 16:
+        raise UserError(f"--image_size must be at least 16, got {options.image_size}")
+    prepare_output_dir(options.output_dir, owned=OWNED, overwrite=options.overwrite, what="files")
+    manifest = generate(options.output_dir, SyntheticSettings(families=options.families, views=options.views,
+                                                              image_size=options.image_size, seed=options.seed))
+    products = manifest["products"]
+    print(f"wrote {sum(manifest['images'].values())} images of {sum(products.values())} products "
+          f"(train/val/test {products['train']}/{products['val']}/{products['test']}) to {options.output_dir}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -1,5 +1,7 @@
-"""Fashion-FINE finetuning on the project's trainer machinery (`fgclip.train`): DeepSpeed ZeRO-2 past one
-process, atomic resumable checkpoints, metrics.jsonl / TensorBoard, bad-record accounting, progress bar.
+"""Fashion-FINE finetuning on the project's trainer machinery (`fgclip.train.runner`, shared with pretraining):
+DeepSpeed ZeRO-2 past one process, atomic resumable checkpoints checked against the run's identity,
+bitwise reproducible runs on CPU, pre-emption by SIGTERM, metrics.jsonl / TensorBoard, bad-record
+accounting with the evidence stop rule, progress bar.
 
 Two tasks:
 * `retrieval`: cross-modal retrieval on FashionGen-style products; focal contrastive + image-text matching
@@ -20,107 +22,64 @@ import json
 import random
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
-from fgclip.data.dataset import BadRecordCounter, DataError
+from fgclip.data.accounting import RecordAccounting
+from fgclip.data.dataset import DataError
 from fgclip.data.sampler import EpochBatchSampler, sample_seed
 from fgclip.errors import UserError
+from fgclip.fashion.config import TASKS, FinetuneConfig
 from fgclip.fashion.data import Products, Triplets, read_products, read_triplets
-from fgclip.fashion.dataset import FashionCollator, ProductDataset, TripletDataset
-from fgclip.fashion.losses import CompositionLossInputs, FashionFINELoss, FashionLossConfig, RetrievalLossInputs
+from fgclip.fashion.dataset import (
+    FashionBatch,
+    FashionCollator,
+    ProductDataset,
+    TripletDataset,
+)
+from fgclip.fashion.losses import (
+    CompositionLossInputs,
+    FashionFINELoss,
+    RetrievalLossInputs,
+)
 from fgclip.fashion.modeling import FashionFINEModel, model_type_of
 from fgclip.fashion.validate import validate_composition, validate_retrieval
-from fgclip.model.conversion import CheckpointError, save_with_processors
+from fgclip.folders import save_with_processors
+from fgclip.hf_files import CheckpointError
 from fgclip.model_card import Provenance
 from fgclip.tokenizer import FGCLIPTokenizer
 from fgclip.train import checkpoint as ckpt
-from fgclip.train.config import OptimConfig
-from fgclip.train.distributed import DistributedContext, all_reduce_sum, barrier, setup_distributed
+from fgclip.train.distributed import (
+    DistributedContext,
+    all_reduce_sum,
+    barrier,
+    setup_distributed,
+)
 from fgclip.train.engine import build_engine
-from fgclip.train.loop import FINAL_DIR, default_num_workers, resolve_bf16
-from fgclip.train.runner import Runner, RunSettings, TrainingError, TrainingTask
+from fgclip.train.loop import default_num_workers, resolve_bf16
+from fgclip.train.model_init import describe_model_files
+from fgclip.train.preemption import ignore_termination_in_worker
+from fgclip.train.run_folder import RUN_FILES as PRETRAINING_RUN_FILES
+from fgclip.train.runner import (
+    Runner,
+    RunSettings,
+    TrainingError,
+    TrainingTask,
+    find_resume,
+    prepare_run_folder,
+    start_run,
+    write_json,
+)
 from fgclip.train.step import MAX_LOGIT_SCALE
 
-TASKS = ("retrieval", "tgir")
 BEST_DIR = "best"
-OWNED_OUTPUTS = ("metrics.jsonl", "validation.jsonl", "checkpoints", FINAL_DIR, BEST_DIR, "best.json", "summary.json",
-                 "finetune_config.json", "tensorboard")
+CONFIG_FILE = "finetune_config.json"
+RUN_FILES = (*(name for name in PRETRAINING_RUN_FILES if name != "train_config.json"), CONFIG_FILE,
+             "validation.jsonl", BEST_DIR, "best.json")
 _NEGATIVES_STREAM = 0x5EED  # sample_seed(seed, stream, micro-batch): the hard-negative draws of a batch
-
-
-class FinetuneUsageError(UserError, ValueError):
-    """Options that do not fit the data or the model (one-line message, exit code 2)."""
-
-
-@dataclass(frozen=True)
-class FashionRecipe:
-    lr: float
-    weight_decay: float
-    batch_size: int
-    epochs: int
-    min_lr_ratio: float
-    matching_weight: float
-    focal_gamma: float
-    focal_alpha: float
-
-
-# Fashion-FINE's configs: retrieval lr 1e-5 (min 1e-6), wd 0.02, 64 per GPU, 30 epochs, focal + matching;
-# text-guided lr 3e-5 (min 1e-7), wd 0.3, 16 per GPU, 10 epochs, plain contrastive. Warm-up: one epoch.
-RECIPES = {
-    "retrieval": FashionRecipe(1e-5, 0.02, 64, 30, 0.1, 1.0, 2.0, 0.25),
-    "tgir": FashionRecipe(3e-5, 0.3, 16, 10, 1e-7 / 3e-5, 0.0, 0.0, 1.0),
-}
-
-
-@dataclass
-class FashionModelSettings:
-    """Set when the Fashion-FINE parts are created on towers; a Fashion-FINE `--init` keeps its own."""
-
-    local_pooling: bool | None = None  # None: on (or the folder's)
-    image_local_ratio: float | None = None
-    text_local_ratio: float | None = None
-    fusion_layers: int | None = None
-    gradient_checkpointing: bool = False
-
-
-@dataclass
-class FinetuneConfig:
-    task: str = "retrieval"
-    init: str = ""
-    data: list[str] = field(default_factory=list)
-    val: list[str] = field(default_factory=list)
-    val_fraction: float = 0.0
-    images: str | None = None
-    output_dir: str = "runs/fashion"
-    model: FashionModelSettings = field(default_factory=FashionModelSettings)
-    loss: FashionLossConfig = field(default_factory=FashionLossConfig)
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(warmup_steps=-1))  # warm-up < 0: one epoch
-    epochs: int = 1
-    max_steps: int | None = None
-    batch_size: int = 64
-    grad_accum: int = 1
-    eval_every: int = 0  # optimizer steps between validations; 0: once per epoch
-    bf16: bool | None = None
-    seed: int = 42
-    num_workers: int | None = None
-    max_bad_fraction: float = 0.01
-    deepspeed_config: str | None = None
-    force_deepspeed: bool = False
-    resume: str | None = None
-    save_every: int = 0
-    save_total_limit: int = 2
-    log_every: int = 10
-    report_to: str = "none"
-    max_nonfinite_steps: int = 10
-    stop_at_step: int | None = None
-    progress: bool = True
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, default=str)
 
 
 @dataclass
@@ -152,7 +111,7 @@ def split_products(products: Products, fraction: float, seed: int) -> tuple[Prod
     names = list(products.by_product())
     held = set(random.Random(seed).sample(names, max(1, round(fraction * len(names)))))
     if len(held) >= len(names):
-        raise FinetuneUsageError(f"--val_fraction {fraction} leaves no training product of {len(names)}")
+        raise UserError(f"--val_fraction {fraction} leaves no training product of {len(names)}")
     train = Products([r for r in products.rows if r.product not in held], products.counts, products.formats)
     val = Products([r for r in products.rows if r.product in held], Counter(), products.formats)
     return train, val
@@ -163,7 +122,7 @@ def split_triplets(triplets: Triplets, fraction: float, seed: int) -> tuple[Trip
     targets = sorted({t.target_name for t in triplets.items})
     held = set(random.Random(seed).sample(targets, max(1, round(fraction * len(targets)))))
     if len(held) >= len(targets):
-        raise FinetuneUsageError(f"--val_fraction {fraction} leaves no training triplet")
+        raise UserError(f"--val_fraction {fraction} leaves no training triplet")
     train = Triplets([t for t in triplets.items if t.target_name not in held], triplets.counts)
     val = Triplets([t for t in triplets.items if t.target_name in held])
     galleries: dict = {}
@@ -197,23 +156,21 @@ def build_fashion_model(config: FinetuneConfig) -> FashionFINEModel:
     of an FG-CLIP / CLIP / official FG-CLIP folder. Parts no loss of the task uses are frozen."""
     path = Path(config.init)
     if not path.is_dir():
-        raise CheckpointError(f"--init {config.init}: no such folder (give an FG-CLIP, CLIP, official FG-CLIP or "
+        raise UserError(f"--init {config.init}: no such folder (give an FG-CLIP, CLIP, official FG-CLIP or "
                               "Fashion-FINE model folder)")
-    settings = config.model
-    overrides = {k: v for k, v in (("local_pooling", settings.local_pooling),
-                                   ("image_local_ratio", settings.image_local_ratio),
-                                   ("text_local_ratio", settings.text_local_ratio),
-                                   ("fusion_layers", settings.fusion_layers)) if v is not None}
+    overrides = {name: getattr(config, name) for name in ("local_pooling", "image_local_ratio", "text_local_ratio",
+                                                          "fusion_layers") if getattr(config, name) is not None}
     try:
         if model_type_of(path) == "fashion_fine":
             model = FashionFINEModel.from_pretrained(str(path), dtype=torch.float32)
             changed = [k for k, v in overrides.items() if getattr(model.config, k) != v]
             if changed:
-                raise FinetuneUsageError(f"--init {path} is a Fashion-FINE folder with its own {changed[0]} "
+                raise UserError(f"--init {path} is a Fashion-FINE folder with its own {changed[0]} "
                                          f"({getattr(model.config, changed[0])}); drop --{changed[0]} or start from towers")
         else:
+            torch.manual_seed(config.seed)  # the new parts' initial weights: the same seed, the same model
             model = FashionFINEModel.from_towers(path, **overrides)
-    except (CheckpointError, FinetuneUsageError):
+    except UserError:  # already one line
         raise
     except (OSError, ValueError, RuntimeError, KeyError) as error:
         message = str(error).splitlines()[0] if str(error) else ""
@@ -229,19 +186,12 @@ def build_fashion_model(config: FinetuneConfig) -> FashionFINEModel:
     for name, parameter in model.named_parameters():
         if name.split(".")[0] in unused:
             parameter.requires_grad_(False)
-    if settings.gradient_checkpointing:
+    if config.gradient_checkpointing:
         if hasattr(model, "activation_checkpointing_enable"):  # the name in later transformers 5.x
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model
-
-
-def save_model(engine, checkpoint: Path, directory: Path, tokenizer: FGCLIPTokenizer, config: FinetuneConfig) -> None:
-    """A `from_pretrained` folder (fp32, tokenizer, image processor, model card) from a run's checkpoint."""
-    provenance = Provenance.trained(ckpt.read_trainer_state(checkpoint), config.output_dir)
-    provenance.source = config.init
-    save_with_processors(engine.fp32_model(checkpoint), directory, tokenizer=tokenizer, provenance=provenance)
 
 
 # ---------------------------------------------------------------------------------------------- the task
@@ -255,6 +205,23 @@ class FashionTask(TrainingTask):
         self.validation, self.total_steps, self.eval_every = validation, total_steps, eval_every
         self.tokenizer, self.output_dir = tokenizer, output_dir
         self.best: dict | None = None
+        if config.task == "tgir":
+            self.loss_terms = ("composition",)
+        else:
+            self.loss_terms = ("contrastive", "matching") if config.matching_weight else ("contrastive",)
+
+    def account(self, accounting: RecordAccounting, batch: FashionBatch) -> None:
+        accounting.add(batch.seen, batch.bad)
+
+    def export(self, engine, checkpoint_dir: Path, directory: Path) -> None:
+        """A `from_pretrained` folder (fp32, tokenizer, image processor, model card) from a run's checkpoint."""
+        provenance = Provenance.trained(ckpt.read_trainer_state(checkpoint_dir), self.config.output_dir)
+        provenance.source = self.config.init
+        save_with_processors(engine.fp32_model(checkpoint_dir), directory, tokenizer=self.tokenizer,
+                             provenance=provenance)
+
+    def summary(self) -> dict:
+        return {"best": self.best}
 
     def compute_loss(self, engine, batch, micro_batch: int):
         step_seed = sample_seed(self.config.seed, _NEGATIVES_STREAM, micro_batch)
@@ -290,10 +257,9 @@ class FashionTask(TrainingTask):
         if all_reduce_sum([1.0 if improved else 0.0], self.context.device)[0] > 0:
             if self.context.is_main:
                 self.best = {"step": step, **metrics}  # before the checkpoint, which keeps it for a resume
-            checkpoint = runner.save()
+            runner.export(runner.save(), self.output_dir / BEST_DIR)
             if self.context.is_main:
-                save_model(self.engine, checkpoint, self.output_dir / BEST_DIR, self.tokenizer, self.config)
-                (self.output_dir / "best.json").write_text(json.dumps(self.best, indent=2) + "\n")
+                write_json(self.output_dir / "best.json", self.best)
             barrier()
 
     def state_dict(self) -> dict:
@@ -304,73 +270,104 @@ class FashionTask(TrainingTask):
 
 
 # ---------------------------------------------------------------------------------------------- the run
+def run_identity(config: FinetuneConfig, train_data, engine_kind: str, world_size: int, bf16: bool,
+                 total_steps: int, optim) -> dict:
+    """What makes a run the same run (checked when resuming): data, model, task and optimisation values."""
+    return {
+        "layout": {"engine": engine_kind, "world_size": world_size, "batch_size": config.batch_size,
+                   "grad_accum": config.grad_accum},
+        "task": config.task,
+        "model": describe_model_files(config.init),
+        "data": [[str(Path(path).resolve()), Path(path).stat().st_size] for path in config.data],
+        "validation": {"val": [str(Path(path).resolve()) for path in config.val], "val_fraction": config.val_fraction},
+        "images": str(Path(config.images).resolve()) if config.images else None,
+        "num_samples": len(train_data),
+        "seed": config.seed,
+        "bf16": bf16,
+        "optimisation": {"lr": optim.lr, "weight_decay": optim.weight_decay, "warmup_steps": optim.warmup_steps,
+                         "total_steps": total_steps, "min_lr_ratio": optim.min_lr_ratio, "grad_clip": optim.grad_clip},
+        "loss": {"contrastive_weight": config.contrastive_weight, "matching_weight": config.matching_weight,
+                 "focal_gamma": config.focal_gamma, "focal_alpha": config.focal_alpha},
+        "parts": {name: getattr(config, name) for name in ("local_pooling", "image_local_ratio", "text_local_ratio",
+                                                           "fusion_layers")},
+    }
+
+
 def finetune(config: FinetuneConfig, context: DistributedContext | None = None,
              launched_by_deepspeed: bool = False) -> FinetuneResult:
-    """Run one finetuning as configured."""
+    """Run one finetuning as configured (unset recipe values are the task's, `FinetuneConfig.resolved`)."""
     started = time.time()
     if config.task not in TASKS:
-        raise FinetuneUsageError(f"task must be one of {TASKS}, got {config.task!r}")
+        raise UserError(f"task must be one of {TASKS}, got {config.task!r}")
+    config = config.resolved()
     context = context or setup_distributed(config.force_deepspeed, launched_by_deepspeed)
+    deterministic = start_run(context, config.deterministic, config.progress)
     output_dir = Path(config.output_dir)
+    say = print if context.is_main else (lambda *args, **kwargs: None)
+    prepare_run_folder(output_dir, [*config.data, *config.val, config.init, config.images, config.deepspeed_config],
+                       bool(config.resume), config.overwrite_output_dir, context, RUN_FILES)
     train_data, val_data = load_task_data(config)
-    model = build_fashion_model(config)
-    tokenizer = FGCLIPTokenizer.from_pretrained(config.init)
     dataset_class = ProductDataset if config.task == "retrieval" else TripletDataset
+    model = build_fashion_model(config)
     dataset = dataset_class(train_data, model.image_size)
     try:
         sampler = EpochBatchSampler(len(dataset), config.batch_size, config.seed, context.rank, context.world_size)
     except ValueError as error:
-        raise FinetuneUsageError(f"{error} (lower --batch_size)") from error
-    workers = config.num_workers if config.num_workers is not None else default_num_workers(context.world_size)
-    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=FashionCollator(tokenizer), num_workers=workers,
-                        pin_memory=context.device.type == "cuda",
-                        generator=torch.Generator().manual_seed(config.seed + context.rank))
+        raise UserError(f"{error} (lower --batch_size)") from error
     per_epoch = len(sampler) // config.grad_accum
     total_steps = config.max_steps or config.epochs * per_epoch
     if total_steps < 1:
         raise TrainingError(f"{len(sampler)} batches per epoch are fewer than --grad_accum {config.grad_accum}")
-    eval_every = config.eval_every or max(per_epoch, 1)
-    optim = config.optim if config.optim.warmup_steps >= 0 else replace(config.optim, warmup_steps=per_epoch)
+    optim = config.optim(max(per_epoch, 1))
     bf16 = resolve_bf16(config.bf16, context.device)
+    identity = run_identity(config, dataset, "deepspeed" if context.use_deepspeed else "plain", context.world_size,
+                            bf16, total_steps, optim)
+    resume = find_resume(config.resume, output_dir, identity, config.resume_anyway, say)
+
+    tokenizer = FGCLIPTokenizer.from_pretrained(config.init)
+    workers = config.num_workers if config.num_workers is not None else default_num_workers(context.world_size)
+    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=FashionCollator(tokenizer), num_workers=workers,
+                        pin_memory=context.device.type == "cuda",
+                        worker_init_fn=ignore_termination_in_worker if workers else None,
+                        generator=torch.Generator().manual_seed(config.seed + context.rank))
     engine = build_engine(model, optim, total_steps, context, config.batch_size, config.grad_accum, bf16,
                           config.deepspeed_config)
-    counter = BadRecordCounter(config.max_bad_fraction, min_seen=min(200, len(dataset)))
-    run_facts = {"engine": engine.kind, "world_size": context.world_size, "batch_size": config.batch_size,
-                 "grad_accum": config.grad_accum, "stage": f"fashion-{config.task}", "seed": config.seed,
-                 "num_samples": len(dataset), "total_steps": total_steps}
     if context.is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "finetune_config.json").write_text(config.to_json() + "\n")
+        if resume is None or not (output_dir / CONFIG_FILE).is_file() or resume.overrides:
+            write_json(output_dir / CONFIG_FILE, {**json.loads(config.to_json()), "identity": identity,
+                                                  "deterministic": deterministic})
+        say(f"fashion {config.task}: {len(dataset)} training {'products' if config.task == 'retrieval' else 'triplets'}"
+            f", {total_steps} steps (lr {optim.lr:g}, batch {config.batch_size} x {context.world_size} process(es) x "
+            f"{config.grad_accum}, warm-up {optim.warmup_steps}); {'deterministic' if deterministic else 'non-deterministic'}"
+            f" kernels, {engine.kind} engine")
+        for difference in resume.overrides if resume else []:
+            say(f"--resume_anyway: {difference}")
+    eval_every = config.eval_every or max(per_epoch, 1)
     task = FashionTask(config, engine, context, val_data, total_steps, eval_every, tokenizer, output_dir)
+    read_counts = dict(train_data.counts)
+    validation = "none" if val_data is None else (
+        "--val files" if config.val else f"{config.val_fraction:.1%} of the training data held out")
     settings = RunSettings(total_steps=total_steps, seed=config.seed, log_every=config.log_every,
                            save_every=config.save_every, save_total_limit=config.save_total_limit,
                            max_nonfinite_steps=config.max_nonfinite_steps, stop_at_step=config.stop_at_step,
-                           resume=config.resume, report_to=config.report_to, progress=config.progress,
-                           description=f"fashion {config.task}")
-    outcome = Runner(engine, loader, sampler, task, counter, context, output_dir, run_facts, settings,
-                     config.to_json()).run()
+                           report_to=config.report_to, progress=config.progress,
+                           description=f"fashion {config.task}", optim=optim, started=started,
+                           summary={"task": config.task, "skipped_at_read": read_counts, "validation": validation,
+                                    "bf16": bf16, "deterministic": deterministic})
+    run_facts = {**identity["layout"], "stage": f"fashion-{config.task}", "seed": config.seed,
+                 "num_samples": len(dataset), "total_steps": total_steps}  # flat, as the model card reads them
+    runner = Runner(engine, loader, sampler, task, RecordAccounting(config.max_bad_fraction), context, output_dir,
+                    {**run_facts, "identity": identity, "config": json.loads(config.to_json())}, settings)
+    outcome = runner.run(resume)
     best_dir = output_dir / BEST_DIR if (output_dir / BEST_DIR).is_dir() else None
-    if outcome.stopped_early:
-        return FinetuneResult(output_dir, None, best_dir, outcome.steps, time.time() - started, outcome.first_loss,
-                              outcome.last_loss, task.best, stopped_early=True)
-    final_dir = output_dir / FINAL_DIR
-    if context.is_main:
-        save_model(engine, outcome.final_checkpoint, final_dir, tokenizer, config)
-    barrier()
-    result = FinetuneResult(output_dir, final_dir, best_dir, outcome.steps, time.time() - started, outcome.first_loss,
-                            outcome.last_loss, task.best)
-    if context.is_main:
-        read_counts = dict(train_data.counts)
-        summary = {"task": config.task, "steps": outcome.steps, "seconds": round(result.seconds, 2),
-                   "first_logged_loss": outcome.first_loss, "last_logged_loss": outcome.last_loss,
-                   "nonfinite_steps": outcome.nonfinite_steps, "skipped_at_read": read_counts, **counter.summary(),
-                   "best": task.best, "validation": "none" if val_data is None else (
-                       "--val files" if config.val else f"{config.val_fraction:.1%} of the training data held out"),
-                   "engine": engine.kind, "world_size": context.world_size, "bf16": bf16}
-        (output_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    result = FinetuneResult(output_dir, outcome.final_dir, best_dir, outcome.steps, outcome.seconds,
+                            outcome.first_loss, outcome.last_loss, task.best, stopped_early=outcome.stopped_early)
+    if not outcome.stopped_early:
+        summary = outcome.summary
         best_note = f"; best (validation) at step {task.best['step']} in {best_dir}" if task.best else ""
-        print(f"fashion {config.task} done: {outcome.steps} steps in {result.seconds:.0f}s, loss {outcome.first_loss} -> "
-              f"{outcome.last_loss}; {counter.bad} bad records skipped while training, "
-              f"{sum(v for k, v in read_counts.items() if k.startswith('skipped_'))} while reading; model in "
-              f"{final_dir}{best_note}")
+        say(f"fashion {config.task} done: {outcome.steps} steps in {result.seconds:.0f}s, loss {outcome.first_loss} -> "
+            f"{outcome.last_loss}; {summary['bad_records']} bad items skipped while training, "
+            f"{sum(v for k, v in read_counts.items() if k.startswith('skipped_'))} while reading; model in "
+            f"{outcome.final_dir}{best_note}")
     return result

@@ -1,4 +1,5 @@
-"""FG-CLIP model: configuration, modeling, position stretching and checkpoint conversions.
+"""FG-CLIP model: configuration, modeling, position stretching, checkpoint conversions (data only) and the
+vision-tower export.
 
 Importing this package registers FG-CLIP with transformers' Auto classes (see `fgclip.auto`).
 """

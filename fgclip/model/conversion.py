@@ -1,8 +1,12 @@
-"""Checkpoint conversions: stock CLIP -> FG-CLIP, official FG-CLIP release -> this project, and
-FG-CLIP -> a plain `CLIPVisionModel` folder for LLaVA-style models.
+"""Checkpoint conversions as data: config.json -> `FGCLIPConfig`, weights -> this project's names.
 
-Each is one function here and one sub-command of `python -m fgclip.convert`. The imports are data-only:
-config.json -> `FGCLIPConfig` (legacy keys read as transformers reads them), weights -> renamed weights.
+Three kinds of folder load into `FGCLIPModel` (`FGCLIPModel.from_pretrained` dispatches on
+`detect_checkpoint_kind`): this project's own ('fgclip', loaded by transformers as it is), stock Hugging Face
+CLIP ('clip': FG-CLIP's own parts derived from CLIP's by `derived_weights`) and the official FG-CLIP release
+('official-fgclip': its weights renamed by `OFFICIAL_KEY_MAP`, the way transformers applies key mappings at
+load time). This module turns a folder into a config and a state dict; it imports nothing of the model, which
+imports it. Writing whole folders (tokenizer, image processor, model card) is `fgclip.folders`' job.
+
 Folders are read as the Hub has them: the special-token ids come from the folder's tokenizer files, never
 from a config's legacy `eos_token_id: 2`, and every folder is checked (config, whole weight files) before
 use, so a bad one is a one-line `CheckpointError` naming the file.
@@ -12,24 +16,27 @@ from __future__ import annotations
 
 import json
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
-from transformers import CLIPConfig, CLIPTextConfig, CLIPVisionConfig
+from safetensors.torch import load_file
+from transformers import CLIPConfig, CLIPTextConfig
 
-from fgclip.errors import UserError
-from fgclip.model.configuration import FGCLIPConfig
-from fgclip.model.modeling import FGCLIPModel
-from fgclip.model_card import Provenance, write_model_card
-from fgclip.tokenizer import (
+from fgclip.hf_files import (
     CLIP_SPECIAL_TOKEN_IDS,
-    FGCLIPTokenizer,
+    FILE_KEYS,
+    CheckpointError,
     SpecialTokenIds,
-    TokenizerFilesError,
     folder_special_token_ids,
+    read_config,
 )
-from fgclip.transforms import image_processor
+from fgclip.model.configuration import FGCLIPConfig
+from fgclip.model.positions import stretch_position_table
+
+__all__ = ["CHECKPOINT_KINDS", "OFFICIAL_KEY_MAP", "CheckpointError", "check_weight_files", "converted_checkpoint",
+           "derived_weights", "detect_checkpoint_kind", "fgclip_config_from_clip", "read_state_dict",
+           "read_text_vocab_size", "weight_files"]
 
 # Official FG-CLIP (qihoo360/fg-clip-base, -large; release v1.0) weight names -> this project's.
 # Every other weight has the same name in both: they are transformers' CLIPModel names.
@@ -42,32 +49,40 @@ OFFICIAL_KEY_MAP = {
 }
 
 CHECKPOINT_KINDS = ("fgclip", "clip", "official-fgclip")
-
-
-class CheckpointError(UserError, ValueError):
-    """A folder that is not a checkpoint this project can load, with a one-line reason."""
-
-
-# Keys of a CLIP config.json that describe the file, not the model (dropped when building an FG-CLIP config).
-_FILE_KEYS = ("model_type", "architectures", "transformers_version", "auto_map", "_name_or_path", "_commit_hash")
+SHORT_POSITIONS = "text_model.embeddings.position_embedding.weight"
 # Weight names older transformers versions saved (persistent position-id buffers); never weights.
 _BUFFER_NAMES = ("text_model.embeddings.position_ids", "vision_model.embeddings.position_ids")
-# The FG-CLIP parts a stock CLIP checkpoint does not have (derived from its short parts on import).
-_FGCLIP_ONLY = frozenset({"long_text_projection.weight", "long_text_positions.original",
-                          "long_text_positions.residual", "logit_scale_region", "logit_scale_hard"})
 
 
-def _read_config(directory: Path) -> dict:
-    config_file = directory / "config.json"
-    if not config_file.is_file():
-        raise CheckpointError(f"{directory} has no config.json: not a Hugging Face model folder")
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{config_file} is not valid JSON: {error}") from error
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{config_file} must hold a JSON object, not {type(config).__name__}")
-    return config
+def derived_weights(weights: Mapping[str, torch.Tensor], config: FGCLIPConfig) -> dict[str, torch.Tensor]:
+    """FG-CLIP's own parts as they start, derived from CLIP's: the one rule for their initial values.
+
+    * both long-text position tables (`long_text_positions.original` and `.residual`): the short table
+      stretched from 77 to 248 slots (`stretch_position_table`, slots below `long_text_keep_positions` kept);
+    * the long-text projection: a copy of the text projection;
+    * the regional and hard-negative temperatures: the global one (FG-CLIP starts them there), unless the
+      config gives them their own initial value.
+
+    `weights` maps CLIP's names to tensors (a state dict, or a model's own parameters). Used for every new
+    model (`FGCLIPModel._init_weights`), for the parts a stock CLIP checkpoint lacks (`converted_checkpoint`),
+    and to start stage 2's temperatures (`FGCLIPModel.reset_fine_grained_temperatures`).
+    """
+    stretched = stretch_position_table(weights[SHORT_POSITIONS].detach(), config.long_text_keep_positions)
+    scale = weights["logit_scale"].detach()
+
+    def temperature(initial: float | None) -> torch.Tensor:
+        return scale.clone() if initial is None else torch.full_like(scale, initial)
+
+    return {
+        "long_text_positions.original": stretched,
+        "long_text_positions.residual": stretched.clone(),
+        "long_text_projection.weight": weights["text_projection.weight"].detach().clone(),
+        "logit_scale_region": temperature(config.region_logit_scale_init_value),
+        "logit_scale_hard": temperature(config.hard_negative_logit_scale_init_value),
+    }
+
+
+# ---------------------------------------------------------------- weight files
 
 
 def weight_files(directory: Path) -> list[Path]:
@@ -119,6 +134,12 @@ def check_weight_files(directory: Path) -> list[Path]:
     return files
 
 
+def _load_weight_file(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix == ".safetensors":
+        return load_file(str(path))
+    return torch.load(str(path), map_location="cpu", weights_only=True)
+
+
 def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
     """All weights of a folder: safetensors or PyTorch `.bin`, single file or sharded with an index."""
     state: dict[str, torch.Tensor] = {}
@@ -128,12 +149,6 @@ def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
         except Exception as error:  # any failure to read a weight file is a damaged file
             raise _damaged(path, error) from error
     return state
-
-
-def _load_weight_file(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        return load_file(str(path))
-    return torch.load(str(path), map_location="cpu", weights_only=True)
 
 
 def _weight_names(directory: Path) -> set[str]:
@@ -149,6 +164,9 @@ def _weight_names(directory: Path) -> set[str]:
     return names
 
 
+# ---------------------------------------------------------------- folders
+
+
 def detect_checkpoint_kind(directory: str | Path) -> str:
     """'fgclip' (this project), 'clip' (stock HF CLIP) or 'official-fgclip' (the v1.0 release layout).
 
@@ -161,7 +179,7 @@ def detect_checkpoint_kind(directory: str | Path) -> str:
                               "weights)")
     if not directory.is_dir():
         raise CheckpointError(f"{directory} is not a folder")
-    config = _read_config(directory)
+    config = read_config(directory)
     model_type = config.get("model_type")
     config_file = directory / "config.json"
     if model_type == FGCLIPConfig.model_type:
@@ -186,17 +204,8 @@ def detect_checkpoint_kind(directory: str | Path) -> str:
 
 def read_text_vocab_size(directory: Path) -> int:
     """Rows of the text model's token embedding, from config.json (CLIP's 49,408 when unstated)."""
-    text_config = _read_config(directory).get("text_config") or {}
+    text_config = read_config(directory).get("text_config") or {}
     return int(text_config.get("vocab_size", CLIPTextConfig().vocab_size))
-
-
-def checkpoint_special_token_ids(directory: Path, vocab_size: int | None = None) -> SpecialTokenIds:
-    """The special-token ids of the tokenizer a checkpoint folder carries (CLIP's when it carries none),
-    as a `CheckpointError` when its files cannot give a usable end-of-text token."""
-    try:
-        return folder_special_token_ids(directory, vocab_size)
-    except TokenizerFilesError as error:
-        raise CheckpointError(str(error)) from error
 
 
 def fgclip_config_from_clip(clip_config: CLIPConfig | dict, special_token_ids: SpecialTokenIds | None = None,
@@ -205,7 +214,7 @@ def fgclip_config_from_clip(clip_config: CLIPConfig | dict, special_token_ids: S
     or a config.json dict as it is, legacy `*_config_dict` keys included), and the tokenizer's real
     special-token ids (CLIP's by default; never the legacy `eos_token_id: 2` of the Hub's OpenAI configs)."""
     values = clip_config.to_dict() if isinstance(clip_config, CLIPConfig) else dict(clip_config)
-    for key in _FILE_KEYS:
+    for key in FILE_KEYS:
         values.pop(key, None)
     values.update(overrides)
     config = FGCLIPConfig.from_dict(values)
@@ -214,104 +223,32 @@ def fgclip_config_from_clip(clip_config: CLIPConfig | dict, special_token_ids: S
     return config
 
 
-def _load_into_fgclip(directory: Path, config: FGCLIPConfig, state: dict[str, torch.Tensor],
-                      allowed_missing: frozenset[str]) -> FGCLIPModel:
-    """An `FGCLIPModel` from `config` holding `state`; `CheckpointError` when the names do not fit."""
-    state = {name: tensor for name, tensor in state.items() if name not in _BUFFER_NAMES}
-    model = FGCLIPModel(config)
-    expected = set(model.state_dict())
-    missing, unexpected = expected - set(state) - allowed_missing, set(state) - expected
-    if missing or unexpected:
-        raise CheckpointError(f"{directory}: weights do not fit its config.json (missing {sorted(missing)[:3]}, "
-                              f"unexpected {sorted(unexpected)[:3]})")
-    try:
-        model.load_state_dict(state, strict=False)
-    except RuntimeError as error:  # shapes that contradict the config
-        raise CheckpointError(f"{directory}: weights do not fit its config.json: "
-                              f"{str(error).strip().splitlines()[-1].strip()}") from error
-    return model
+def converted_checkpoint(directory: str | Path, kind: str) -> tuple[FGCLIPConfig, dict[str, torch.Tensor]]:
+    """The `FGCLIPConfig` and the state dict under this project's names of a 'clip' or 'official-fgclip'
+    folder (`detect_checkpoint_kind`).
 
-
-def fgclip_from_clip(directory: str | Path, dtype: torch.dtype | None = None) -> FGCLIPModel:
-    """FG-CLIP initialised from a stock CLIP folder: long tables stretched, long projection copied.
-
-    A data-only conversion: config.json -> `FGCLIPConfig`, the folder's weights under their own names."""
-    directory = Path(directory)
-    kind = detect_checkpoint_kind(directory)
-    if kind != "clip":
-        raise CheckpointError(f"{directory} is not a stock CLIP checkpoint but {_KIND_WORDS[kind]}")
-    config = fgclip_config_from_clip(_read_config(directory))
-    config.set_special_token_ids(checkpoint_special_token_ids(directory, config.text_config.vocab_size))
-    model = _load_into_fgclip(directory, config, read_state_dict(directory), _FGCLIP_ONLY)
-    model.reset_long_text_from_short()
-    return model.to(dtype) if dtype is not None else model
-
-
-_KIND_WORDS = {"fgclip": "an FG-CLIP folder of this project", "clip": "a stock CLIP folder",
-               "official-fgclip": "an official FG-CLIP release (use from-official)"}
-
-
-def fgclip_from_official(directory: str | Path, dtype: torch.dtype | None = None) -> FGCLIPModel:
-    """Import an official FG-CLIP release folder. Its trained long tables and projection are loaded as
-    they are (after stage 2 they are trained weights, so they are never re-derived).
-
-    A data-only conversion: config.json -> `FGCLIPConfig`, weights renamed by `OFFICIAL_KEY_MAP`."""
-    directory = Path(directory)
-    kind = detect_checkpoint_kind(directory)
-    if kind != "official-fgclip":
-        raise CheckpointError(f"{directory} is not an official FG-CLIP release but {_KIND_WORDS[kind]}")
-    config_dict = _read_config(directory)
-    renamed = {OFFICIAL_KEY_MAP.get(name, name): tensor for name, tensor in read_state_dict(directory).items()}
-    short_table = renamed.get("text_model.embeddings.position_embedding.weight")
-    if short_table is None:
-        raise CheckpointError(f"{directory}: the weights have no text_model.embeddings.position_embedding.weight")
-    config_dict["text_config"] = dict(config_dict.get("text_config") or {}, max_position_embeddings=short_table.shape[0])
-    # The release code hard-codes CLIP's special tokens; the folder's tokenizer files say the same.
-    config = fgclip_config_from_clip(config_dict)
-    config.set_special_token_ids(checkpoint_special_token_ids(directory, config.text_config.vocab_size))
-    model = _load_into_fgclip(directory, config, renamed, frozenset())
-    return model.to(dtype) if dtype is not None else model
-
-
-def save_with_processors(model: FGCLIPModel, directory: str | Path, tokenizer: FGCLIPTokenizer | None = None,
-                         provenance: Provenance | None = None) -> None:
-    """`save_pretrained` plus the tokenizer (CLIP's unless given), FG-CLIP's image processor (square
-    resize, no centre crop) and a model card (`fgclip.model_card`; `provenance` says how the weights came to
-    be), so the folder is self-contained and ready for the Hub. The saved config carries the saved tokenizer's
-    special-token ids, so that every later load pools where that tokenizer ends a text."""
-    directory = Path(directory)
-    tokenizer = tokenizer or FGCLIPTokenizer()
-    ids = tokenizer.special_token_ids
-    if ids.eos >= model.config.text_config.vocab_size:
-        raise CheckpointError(f"the tokenizer's end-of-text id {ids.eos} is outside the model's "
-                              f"{model.config.text_config.vocab_size}-token vocabulary")
-    model.config.set_special_token_ids(ids)
-    model.save_pretrained(str(directory))
-    tokenizer.save_pretrained(directory)
-    image_processor(model.image_size).save_pretrained(str(directory))
-    write_model_card(model, directory, provenance)
-
-
-def export_vision_tower(model: FGCLIPModel, directory: str | Path) -> Path:
-    """Write the image tower as a stock `CLIPVisionModel` folder with a `CLIPImageProcessor`.
-
-    Weights are written with the `vision_model.` prefix: transformers 5.x loads that layout, and so does
-    the 4.x line the original LLaVA pins (4.37), which silently re-initialises every weight of the
-    un-prefixed layout that `CLIPVisionModel.save_pretrained` writes in 5.x.
+    A stock CLIP folder's weights keep their names and FG-CLIP's own parts are derived (`derived_weights`);
+    an official release's weights are renamed by `OFFICIAL_KEY_MAP` and loaded as they are (after stage 2 its
+    long tables and projection are trained weights: never re-derived). Whether the weights fit the config is
+    checked when they are loaded into the model.
     """
+    if kind not in ("clip", "official-fgclip"):
+        raise ValueError(f"converted_checkpoint reads 'clip' or 'official-fgclip' folders, not {kind!r}")
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    vision_config = CLIPVisionConfig(**model.config.vision_config.to_dict())
-    vision_config.architectures = ["CLIPVisionModel"]
-    config_dict = vision_config.to_dict()
-    config_dict["model_type"] = "clip_vision_model"
-    config_dict["torch_dtype"] = str(model.dtype).removeprefix("torch.")  # the 4.x name of `dtype`
-    (directory / "config.json").write_text(json.dumps(config_dict, indent=2, sort_keys=True) + "\n")
-    state = {
-        f"vision_model.{name}": tensor.detach().contiguous().cpu()
-        for name, tensor in model.vision_model.state_dict().items()
-        if not name.endswith("position_ids")
-    }
-    save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
-    image_processor(model.image_size).save_pretrained(str(directory))
-    return directory
+    config_dict = read_config(directory)
+    state = {name: tensor for name, tensor in read_state_dict(directory).items() if name not in _BUFFER_NAMES}
+    if kind == "official-fgclip":
+        state = {OFFICIAL_KEY_MAP.get(name, name): tensor for name, tensor in state.items()}
+    needed = (SHORT_POSITIONS, "text_projection.weight", "logit_scale") if kind == "clip" else (SHORT_POSITIONS,)
+    for name in needed:
+        if name not in state:
+            raise CheckpointError(f"{directory}: the weights have no {name}")
+    if kind == "official-fgclip":
+        # The table in the weights decides the short length (the release code sizes its long tables itself).
+        text_config = config_dict.get("text_config") or {}
+        config_dict["text_config"] = dict(text_config, max_position_embeddings=state[SHORT_POSITIONS].shape[0])
+    config = fgclip_config_from_clip(config_dict)
+    config.set_special_token_ids(folder_special_token_ids(directory, config.text_config.vocab_size))
+    if kind == "clip":
+        state.update({name: value for name, value in derived_weights(state, config).items() if name not in state})
+    return config, state

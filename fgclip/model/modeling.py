@@ -24,9 +24,12 @@ from transformers.masking_utils import create_causal_mask
 from transformers.models.clip.modeling_clip import CLIPPreTrainedModel
 from transformers.utils import ModelOutput
 
+from fgclip.hf_files import CheckpointError, folder_special_token_ids
+from fgclip.model import conversion
 from fgclip.model.configuration import FGCLIPConfig
-from fgclip.model.positions import stretch_position_table
 from fgclip.model.text_groups import length_groups
+from fgclip.model.vision_tower import write_vision_tower
+from fgclip.value_path import value_path_features
 
 
 class LongTextPositions(nn.Module):
@@ -34,7 +37,7 @@ class LongTextPositions(nn.Module):
 
     `original` serves slots ``< keep`` and is frozen (those slots equal CLIP's own table): it is a
     saved buffer, so no optimizer or `requires_grad_` call can train it. `residual` serves slots
-    ``>= keep`` and is trained. Both start as the stretched short table.
+    ``>= keep`` and is trained. Both start as the stretched short table (`conversion.derived_weights`).
     """
 
     def __init__(self, num_positions: int, dim: int, keep: int):
@@ -51,12 +54,6 @@ class LongTextPositions(nn.Module):
         """The ``(length, dim)`` table for a sequence of `length` tokens."""
         use_original = torch.arange(length, device=self.original.device)[:, None] < self.keep
         return torch.where(use_original, self.original[:length], self.residual[:length])
-
-    @torch.no_grad()
-    def reset_from_short_table(self, short_table: torch.Tensor) -> None:
-        stretched = stretch_position_table(short_table, self.keep)
-        init.copy_(self.original, stretched)
-        init.copy_(self.residual, stretched)
 
 
 @dataclass
@@ -112,9 +109,6 @@ class FGCLIPModel(CLIPPreTrainedModel):
     config: FGCLIPConfig
     config_class = FGCLIPConfig
     base_model_prefix = "fgclip"
-    # `forward` encodes the step's short texts in at most this many length groups, each padded only to
-    # its own longest (exact; a speed lever for stage 2, see fgclip.model.text_groups). 1: one tensor.
-    short_text_groups: int = 1
 
     def __init__(self, config: FGCLIPConfig):
         super().__init__(config)
@@ -127,78 +121,88 @@ class FGCLIPModel(CLIPPreTrainedModel):
         self.long_text_positions = LongTextPositions(
             config.long_max_position_embeddings, text_config.hidden_size, config.long_text_keep_positions
         )
-        global_scale, region_scale, hard_scale = config.initial_logit_scales()
-        self.logit_scale = nn.Parameter(torch.tensor(global_scale))
-        self.logit_scale_region = nn.Parameter(torch.tensor(region_scale))
-        self.logit_scale_hard = nn.Parameter(torch.tensor(hard_scale))
+        # Values are set by _init_weights: the global one from the config, the other two derived from it.
+        self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init_value)))
+        self.logit_scale_region = nn.Parameter(torch.tensor(float(config.logit_scale_init_value)))
+        self.logit_scale_hard = nn.Parameter(torch.tensor(float(config.logit_scale_init_value)))
         self.post_init()
+
+    def _named_tensors(self) -> dict[str, torch.Tensor]:
+        return {**dict(self.named_parameters()), **dict(self.named_buffers())}
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
         if isinstance(module, FGCLIPModel):
-            # Children are initialised first, so the short table and projection hold their final values.
+            # Children are initialised first, so the short table and projection hold their final values. The
+            # `init` functions leave alone what a checkpoint loaded, so only missing parts are derived.
             factor = self.config.initializer_factor
             init.normal_(module.text_projection.weight, std=module.text_model.config.hidden_size**-0.5 * factor)
             init.normal_(module.visual_projection.weight, std=module.vision_model.config.hidden_size**-0.5 * factor)
-            init.copy_(module.long_text_projection.weight, module.text_projection.weight)
-            short_table = module.text_model.embeddings.position_embedding.weight
-            stretched = stretch_position_table(short_table, module.long_text_positions.keep)
-            init.copy_(module.long_text_positions.original, stretched)
-            init.copy_(module.long_text_positions.residual, stretched)
-            global_scale, region_scale, hard_scale = self.config.initial_logit_scales()
-            init.constant_(module.logit_scale, global_scale)
-            init.constant_(module.logit_scale_region, region_scale)
-            init.constant_(module.logit_scale_hard, hard_scale)
+            init.constant_(module.logit_scale, self.config.logit_scale_init_value)
+            tensors = module._named_tensors()
+            for name, value in conversion.derived_weights(tensors, self.config).items():
+                init.copy_(tensors[name], value)
 
     @torch.no_grad()
-    def reset_long_text_from_short(self) -> None:
-        """Re-derive the long-text tables and projection from the short ones (for CLIP initialisation).
-
-        Also starts the regional and hard-negative temperatures at the global one, as FG-CLIP does.
-        """
-        self.long_text_positions.reset_from_short_table(self.text_model.embeddings.position_embedding.weight)
-        self.long_text_projection.weight.copy_(self.text_projection.weight)
-        self.logit_scale_region.copy_(self.logit_scale)
-        self.logit_scale_hard.copy_(self.logit_scale)
+    def reset_fine_grained_temperatures(self) -> None:
+        """Start the regional and hard-negative temperatures again where a new model starts them: at the
+        global one (or the config's own initial values). FG-CLIP starts stage 2 this way, after a stage 1
+        that leaves both untrained."""
+        tensors = self._named_tensors()
+        derived = conversion.derived_weights(tensors, self.config)
+        for name in ("logit_scale_region", "logit_scale_hard"):
+            tensors[name].copy_(derived[name])
 
     # ------------------------------------------------------------------ checkpoints
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs) -> FGCLIPModel:
-        """Load this project's folders, and also stock CLIP folders (long-text parts created on the fly)
-        and official FG-CLIP release folders (converted on load). No `trust_remote_code` needed.
+        """Load this project's folders, and also stock CLIP folders (FG-CLIP's own parts derived from CLIP's)
+        and official FG-CLIP release folders (weights renamed on load). No `trust_remote_code` needed.
 
-        Text is pooled at the end-of-text id of the tokenizer the folder carries (CLIP's 49407 when it has
-        none), never at a config's legacy `eos_token_id: 2`. A local folder that cannot be used (not a
-        model, a missing or damaged weight file, a tokenizer without an end-of-text token) is a one-line
+        A converted folder is read by `fgclip.model.conversion` (a config and a state dict) and loaded by
+        transformers like any state dict, in float32 unless `dtype` says otherwise. Text is pooled at the
+        end-of-text id of the tokenizer the folder carries (CLIP's 49407 when it has none), never at a config's
+        legacy `eos_token_id: 2`. A local folder that cannot be used (not a model, a missing or damaged weight
+        file, weights that do not fit its config, a tokenizer without an end-of-text token) is a one-line
         `CheckpointError`; a name that is not a local path is looked up on the Hub.
         """
-        from fgclip.model import conversion
-
         path = Path(str(pretrained_model_name_or_path)).expanduser()
         if not path.is_dir() and _looks_like_local_path(str(pretrained_model_name_or_path)):
             conversion.detect_checkpoint_kind(path)  # one line: a file, or no such folder
         if not path.is_dir():
             return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         kind = conversion.detect_checkpoint_kind(path)
-        dtype = kwargs.get("dtype")
-        dtype = dtype if isinstance(dtype, torch.dtype) else None
-        if kind == "clip":
-            return conversion.fgclip_from_clip(path, dtype)
-        if kind == "official-fgclip":
-            return conversion.fgclip_from_official(path, dtype)
-        vocab_size = conversion.read_text_vocab_size(path)
-        ids = conversion.checkpoint_special_token_ids(path, vocab_size)
-        model = super().from_pretrained(str(path), *args, **kwargs)
+        if kind != "fgclip":
+            config, state = conversion.converted_checkpoint(path, kind)
+            cls._check_weights_fit(path, config, state)
+            kwargs.setdefault("dtype", torch.float32)
+            return super().from_pretrained(None, *args, config=config, state_dict=state, **kwargs)
+        ids = folder_special_token_ids(path, conversion.read_text_vocab_size(path))
+        loaded = super().from_pretrained(str(path), *args, **kwargs)
         # Our older folders carry the legacy ids (repaired by the config) or ids of another tokenizer.
-        model.config.set_special_token_ids(ids)
-        return model
+        (loaded[0] if isinstance(loaded, tuple) else loaded).config.set_special_token_ids(ids)
+        return loaded
+
+    @classmethod
+    def _check_weights_fit(cls, directory: Path, config: FGCLIPConfig, state: dict[str, torch.Tensor]) -> None:
+        """`CheckpointError` unless `state` holds exactly the model's weights in the model's shapes (checked
+        on a model built on the meta device: no memory, no initialisation cost)."""
+        with torch.device("meta"):
+            expected = {name: tuple(tensor.shape) for name, tensor in cls(config).state_dict().items()}
+        missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+        if missing or unexpected:
+            raise CheckpointError(f"{directory}: weights do not fit its config.json (missing {missing[:3]}, "
+                                  f"unexpected {unexpected[:3]})")
+        for name, shape in expected.items():
+            if tuple(state[name].shape) != shape:
+                raise CheckpointError(f"{directory}: weights do not fit its config.json: {name} has shape "
+                                      f"{tuple(state[name].shape)}, the config gives {shape}")
 
     def export_vision_tower(self, directory: str | Path) -> Path:
-        """Write the image tower as a stock `CLIPVisionModel` folder (+ image processor) for LLaVA."""
-        from fgclip.model import conversion
-
-        return conversion.export_vision_tower(self, directory)
+        """Write the image tower as a stock `CLIPVisionModel` folder (+ image processor) for LLaVA: plain
+        transformers 5.x and 4.37 load it with every weight, without fgclip (`fgclip.model.vision_tower`)."""
+        return write_vision_tower(self.vision_model, directory)
 
     # ------------------------------------------------------------------ geometry
     @property
@@ -345,12 +349,8 @@ class FGCLIPModel(CLIPPreTrainedModel):
         return self.visual_projection(vision.post_layernorm(hidden[:, 0]))
 
     def _dense_from_trunk(self, trunk: torch.Tensor) -> torch.Tensor:
-        """The value-path last block (MaskCLIP/CLIPSelf): attention replaced by out_proj(v_proj(LN1(x)))."""
-        vision = self.vision_model
-        block = vision.encoder.layers[-1]
-        hidden = trunk + block.self_attn.out_proj(block.self_attn.v_proj(block.layer_norm1(trunk)))
-        hidden = hidden + block.mlp(block.layer_norm2(hidden))
-        patches = self.visual_projection(vision.post_layernorm(hidden[:, 1:]))
+        """The value-path last block (MaskCLIP/CLIPSelf, `fgclip.value_path`), patches projected to the grid."""
+        patches = self.visual_projection(value_path_features(self.vision_model, trunk)[:, 1:])
         grid = self.grid_size
         return patches.reshape(patches.shape[0], grid, grid, patches.shape[-1])
 
@@ -414,6 +414,6 @@ class FGCLIPModel(CLIPPreTrainedModel):
             output.long_text_embeds = self.encode_text(long_input_ids, long_attention_mask, True, normalize)
         if short_input_ids is not None:
             output.short_text_embeds = self.encode_text_grouped(
-                short_input_ids, short_attention_mask, False, normalize, self.short_text_groups
+                short_input_ids, short_attention_mask, False, normalize, self.config.short_text_groups
             )
         return output

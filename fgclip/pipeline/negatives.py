@@ -2,7 +2,7 @@
 
 A hard negative of "a small brown dog" is a caption of the same object noun with one attribute changed
 ("a small black dog", "a large brown dog"). The generator swaps words for contrasting words of the
-curated lexicons (`fgclip.pipeline.lexicons`); it is deterministic for a given seed and expression, needs
+curated lexicons (`fgclip.attributes`); it is deterministic for a given seed and expression, needs
 no model, and is the fallback whenever an LM's output fails `validate_negatives`.
 """
 
@@ -14,27 +14,17 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from fgclip.pipeline.lexicons import INSERTABLE, attribute_category, replacement_table, synonyms
+from fgclip.attributes import (
+    BOUNDARY_WORDS,
+    FUNCTION_WORDS,
+    WORD,
+    attribute_category,
+    object_noun,
+    replacement_table,
+    synonyms,
+)
+from fgclip.pipeline.lexicons import INSERTABLE
 
-_WORD = re.compile(r"[A-Za-z]+(?:[-'][A-Za-z]+)*|\d+")
-# Words after which the rest of an expression describes something else ("a man *in* a red shirt").
-_BOUNDARY = set(
-    (
-        "with on in of at near by under over behind beside next from for to into onto inside outside above "
-        "below across against along around between among holding wearing carrying that which who while where "
-        "sitting standing lying"
-    ).split()
-)
-# "a pair of shoes": the object is the noun after "of".
-_QUANTITY_NOUNS = set(
-    (
-        "pair group couple bunch set stack pile row herd flock number lot lots bundle collection variety "
-        "cluster crowd team"
-    ).split()
-)
-_FUNCTION_WORDS = set(
-    ("a an the this that these those some its his her their my our your and or very light dark bright pale").split()
-)
 _PEOPLE = set(
     (
         "man men woman women person people boy boys girl girls child children kid kids baby babies lady "
@@ -49,34 +39,6 @@ _AN_EXCEPTIONS_AN = ("hour", "honest", "honou", "heir")  # vowel sound despite t
 def normalise_text(text: str) -> str:
     """Lower case, single spaces, no surrounding punctuation: the form compared for equality."""
     return " ".join(text.lower().strip().strip(".,;:!?\"'").split())
-
-
-def object_noun(expression: str) -> str | None:
-    """The head noun of an expression by rule: the last content word before the first boundary word.
-
-    "a small brown dog with a red collar" -> "dog"; "a pair of red shoes" -> "shoes";
-    "two white cats" -> "cats". Returns None for an expression without words.
-    """
-    words = [m.group(0) for m in _WORD.finditer(expression)]
-    if not words:
-        return None
-    start = 0
-    # Skip a leading quantity phrase so "a pair of red shoes" is about the shoes.
-    for index, word in enumerate(words[:-2]):
-        if word.lower() in _QUANTITY_NOUNS and words[index + 1].lower() == "of":
-            start = index + 2
-            break
-    segment = []
-    for word in words[start:]:
-        if word.lower() in _BOUNDARY and segment:
-            break
-        segment.append(word)
-    table = replacement_table()
-    for word in reversed(segment):
-        lowered = word.lower()
-        if lowered not in _FUNCTION_WORDS and lowered not in table and not lowered.isdigit():
-            return word
-    return segment[-1]
 
 
 @dataclass
@@ -146,7 +108,7 @@ def _fix_article(text: str, position: int) -> str:
     match = re.search(r"\b(a|an|A|An|AN)(\s+)$", before)
     if not match:
         return text
-    next_word = _WORD.match(text, position)
+    next_word = WORD.match(text, position)
     if not next_word:
         return text
     article = _match_case(match.group(1), _article_for(next_word.group(0)))
@@ -190,7 +152,7 @@ class RuleNegativeGenerator:
     def _slots(self, expression: str, noun: str | None, rng: random.Random) -> list[_Slot]:
         table = replacement_table()
         slots = []
-        for match in _WORD.finditer(expression):
+        for match in WORD.finditer(expression):
             word = match.group(0)
             if noun and word.lower() == noun.lower():
                 continue
@@ -241,14 +203,14 @@ class RuleNegativeGenerator:
         Targets are the object noun and, when the expression goes on ("a man in a hat"), its last
         noun. People never get a colour inserted: "a red man" is no attribute change one can see.
         """
-        words = list(_WORD.finditer(expression))
+        words = list(WORD.finditer(expression))
         lowered = [m.group(0).lower() for m in words]
         targets = [i for i, w in enumerate(lowered) if w == noun.lower()][:1]
         if not targets:
             return []
         last = len(words) - 1
-        if last > targets[0] and any(w in _BOUNDARY for w in lowered[targets[0] : last]):
-            if lowered[last] not in _FUNCTION_WORDS and attribute_category(lowered[last]) is None:
+        if last > targets[0] and any(w in BOUNDARY_WORDS for w in lowered[targets[0] : last]):
+            if lowered[last] not in FUNCTION_WORDS and attribute_category(lowered[last]) is None:
                 targets.append(last)
         present = set()
         for word in lowered:
@@ -263,10 +225,10 @@ class RuleNegativeGenerator:
                 index -= 1
             size_at = words[0].start()
             for index in range(target - 1, -1, -1):
-                if lowered[index] in _FUNCTION_WORDS or attribute_category(lowered[index]) == "count":
+                if lowered[index] in FUNCTION_WORDS or attribute_category(lowered[index]) == "count":
                     size_at = words[index + 1].start()
                     break
-                if lowered[index] in _BOUNDARY:
+                if lowered[index] in BOUNDARY_WORDS:
                     size_at = words[index + 1].start()
                     break
             if lowered[target] not in _PEOPLE:

@@ -1,10 +1,10 @@
 """Typed configuration of a pretraining run, and the per-stage recipe defaults.
 
-Recipes: when `--init` is a real checkpoint the defaults are FG-CLIP's published ones (stage 1: lr 1e-4,
+Recipes: for a CLIP-size checkpoint the defaults are FG-CLIP's published ones (stage 1: lr 1e-4,
 384 per device; stage 2: lr 1e-6, weight decay 0.001, 200 warm-up steps, 512 per device; cosine;
-AdamW). Stage 1's weight decay and warm-up were not published; we use stage 2's. `--init tiny` trains
-a small model from scratch on CPU, which needs far larger learning rates; its recipe is the one the
-embedded default experiment was tuned with (see benchmarks/default_experiment.py).
+AdamW). Stage 1's weight decay and warm-up were not published; we use stage 2's. `--init tiny` and other
+small models need far larger learning rates; their recipe is the one the embedded default experiment was
+tuned with (see benchmarks/default_experiment.py). `fgclip.train.recipes` chooses between them.
 """
 
 from __future__ import annotations
@@ -36,11 +36,6 @@ TINY_RECIPES = {
     1: Recipe(lr=1e-3, weight_decay=0.01, warmup_steps=50, batch_size=32),
     2: Recipe(lr=1e-3, weight_decay=0.01, warmup_steps=20, batch_size=32),
 }
-
-
-def recipe_for(stage: int, init: str) -> Recipe:
-    """The default hyper-parameters of `stage` for this `--init` (tiny or a real checkpoint)."""
-    return (TINY_RECIPES if init == "tiny" else PUBLISHED_RECIPES)[stage]
 
 
 def stage_loss_weights(stage: int, weights: LossWeights | None = None) -> LossWeights:
@@ -92,6 +87,9 @@ class DataConfig:
     max_regions: int = 4
     num_hard_negatives: int = 10
     max_bad_fraction: float = 0.01
+    images: str | None = None  # root of relative image paths; None: the folder of each record file
+    region_choice: str = "first"  # "first" boxes of a record (the official loader) or a "random" draw
+    finehard_short_prefix: str = "a photo of "  # put before FineHARD short captions, as the official loader does
 
 
 @dataclass
@@ -129,6 +127,11 @@ class TrainConfig:
     max_nonfinite_steps: int = 10  # consecutive non-finite losses before the run stops
     stop_at_step: int | None = None  # end right after this step without a final save (simulates a crash)
     progress: bool = True
+    deterministic: bool | None = None  # None: on for CPU, off for GPUs (fgclip.train.determinism)
+    overwrite_output_dir: bool = False  # replace a run already in output_dir
+    resume_anyway: bool = False  # resume although the run's settings differ from the checkpoint's (recorded)
+    recipe: str | None = None  # the recipe the defaults came from ("tiny" / "published"); recorded in final/
+    sources: dict[str, str] = field(default_factory=dict)  # where each optimisation value came from
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, default=str)

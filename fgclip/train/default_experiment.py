@@ -19,6 +19,7 @@ from pathlib import Path
 
 from fgclip.data.synthetic import generate
 from fgclip.model import FGCLIPModel
+from fgclip.outputs import prepare_output_dir
 from fgclip.train.config import TINY_RECIPES, DataConfig, ModelInit, OptimConfig, TinyModel, TrainConfig
 from fgclip.train.distributed import DistributedContext, barrier, setup_distributed
 from fgclip.train.evaluate import evaluate_heldout
@@ -41,12 +42,18 @@ class DefaultExperiment:
     deepspeed_config: str | None = None
     force_deepspeed: bool = False
     report_to: str = "none"
+    deterministic: bool | None = None
+    overwrite: bool = False  # write into an output folder that holds files the experiment did not write
     log_every: int = 25
     progress: bool = True
     tiny: TinyModel = field(default_factory=TinyModel)
 
     def stage_config(self, stage: int, init: str, data: Path) -> TrainConfig:
         recipe = TINY_RECIPES[stage]
+        sources = {name: "embedded default (tiny recipe)" for name in ("lr", "weight_decay", "warmup_steps")}
+        sources.update({name: "embedded default" for name in ("batch_size", "max_steps", "grad_accum", "epochs",
+                                                              "min_lr_ratio", "grad_clip")})
+        sources["recipe"] = "the embedded default's tiny model"
         return TrainConfig(
             stage=stage,
             model=ModelInit(init=init, tiny=self.tiny),
@@ -62,8 +69,14 @@ class DefaultExperiment:
             log_every=self.log_every,
             report_to=self.report_to,
             progress=self.progress,
+            deterministic=self.deterministic,
+            overwrite_output_dir=True,  # the experiment's own folder: a re-run replaces the previous one
+            recipe="tiny",
+            sources=sources,
         )
 
+
+OWNED = ("data", "stage1", "stage2", "default_experiment.json", "default_experiment.md")
 
 COLUMNS = ("model", "region top-1", "x chance", "I->T R@1", "T->I R@1", "train s")
 
@@ -88,6 +101,8 @@ def run_default_experiment(experiment: DefaultExperiment, context: DistributedCo
     started = time.time()
     context = context or setup_distributed(experiment.force_deepspeed, launched_by_deepspeed)
     out = Path(experiment.output_dir)
+    prepare_output_dir(out, owned=OWNED, overwrite=experiment.overwrite, overwrite_flag="--overwrite_output_dir",
+                       option="--output_dir", what="files that are not the embedded default's")
     data_dir = out / "data"
     if context.is_main:
         generate(data_dir, experiment.num_images, experiment.seed, experiment.tiny.image_size,
@@ -153,6 +168,8 @@ def run_from_args(args: argparse.Namespace, launched_by_deepspeed: bool = False)
     experiment.num_workers = args.num_workers
     experiment.bf16 = args.bf16
     experiment.report_to = args.report_to or "none"
+    experiment.deterministic = args.deterministic
+    experiment.overwrite = bool(args.overwrite_output_dir)
     experiment.progress = not args.no_progress
     if args.deepspeed is not None:
         experiment.deepspeed_config, experiment.force_deepspeed = args.deepspeed, True

@@ -93,6 +93,15 @@ def any_rank(flag: bool, device: torch.device) -> bool:
     return all_reduce_sum([1.0 if flag else 0.0], device)[0] > 0
 
 
+def gather_objects(value) -> list:
+    """`value` of every rank, in rank order (rare, small things: examples of bad records)."""
+    if not is_initialized() or dist.get_world_size() == 1:
+        return [value]
+    gathered = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
 def cleanup_quietly() -> None:
     """Tear the process group down (no barrier: after an error on one rank a barrier would hang)."""
     if is_initialized():

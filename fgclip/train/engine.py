@@ -64,6 +64,19 @@ def make_scheduler(optimizer, optim: OptimConfig, total_steps: int) -> torch.opt
     )
 
 
+def apply_optimisation(optimizer, scheduler, optim: OptimConfig) -> None:
+    """After loading a checkpoint made with other values (`--resume_anyway`): use this run's lr and weight
+    decay from the current step on (the schedule's shape, warm-up and length, is already this run's)."""
+    scheduler.base_lrs = [optim.lr for _ in optimizer.param_groups]
+    multipliers = [fn(scheduler.last_epoch) for fn in scheduler.lr_lambdas]
+    for index, (group, multiplier) in enumerate(zip(optimizer.param_groups, multipliers)):
+        group["initial_lr"] = optim.lr
+        group["lr"] = optim.lr * multiplier
+        if index == 0:  # the decayed group (`parameter_groups` puts it first)
+            group["weight_decay"] = optim.weight_decay
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+
+
 def resolve_deepspeed_config(path: str | Path | None, batch_size: int, grad_accum: int, world_size: int,
                              bf16: bool, grad_clip: float) -> dict:
     """The DeepSpeed config with its "auto" values filled from the run's options."""
@@ -170,6 +183,9 @@ class PlainEngine:
         self.micro_steps = state["micro_steps"]
         return state["client_state"]
 
+    def apply_optimisation(self, optim: OptimConfig) -> None:
+        apply_optimisation(self.optimizer, self.scheduler, optim)
+
     def fp32_model(self, checkpoint_dir: Path | None = None) -> nn.Module:
         return self.module
 
@@ -251,6 +267,9 @@ class DeepSpeedEngine:
         if path is None:
             raise FileNotFoundError(f"DeepSpeed found no checkpoint in {directory}")
         return client_state
+
+    def apply_optimisation(self, optim: OptimConfig) -> None:
+        apply_optimisation(self.optimizer, self.scheduler, optim)
 
     def fp32_model(self, checkpoint_dir: Path | None = None) -> nn.Module:
         """The model with fp32 weights: under bf16, rebuilt from the fp32 master copy in `checkpoint_dir`."""

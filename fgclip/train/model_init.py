@@ -48,3 +48,15 @@ def build_model(init: ModelInit, stage: int, seed: int) -> FGCLIPModel:
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+def describe_model_files(init: str) -> dict:
+    """What a resumed run checks of its model: the folder (resolved) and the size of its weight files."""
+    if init == "tiny":
+        return {"init": "tiny"}
+    folder = Path(init).expanduser().resolve()
+    weights = sum(p.stat().st_size for p in folder.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+    return {"init": str(folder), "weight_bytes": weights}

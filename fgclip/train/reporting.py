@@ -16,13 +16,28 @@ METRICS_FILE = "metrics.jsonl"
 VALIDATION_FILE = "validation.jsonl"
 
 
+def _parsed(line: str) -> dict | None:
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError:  # a line cut short by a kill
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The logged steps of `metrics.jsonl`, without a line a kill cut short."""
+    if not path.is_file():
+        return []
+    return [item for item in map(_parsed, path.read_text().splitlines()) if item is not None]
+
+
 def truncate_metrics(path: Path, after_step: int) -> None:
-    """Drop lines logged after `after_step` (a resumed run logs those steps again)."""
+    """Drop lines logged after `after_step` (a resumed run logs those steps again) and cut-short lines."""
     if not path.is_file():
         return
-    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= after_step]
+    kept = [item for item in read_metrics(path) if item.get("step", 0) <= after_step]
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text("".join(line + "\n" for line in kept))
+    temporary.write_text("".join(json.dumps(item) + "\n" for item in kept))
     temporary.replace(path)
 
 
@@ -36,14 +51,15 @@ class RunReporter:
         self.writer = None
         self.bar = None
         self.first_logged_loss: float | None = None  # of the whole run, also across a resume
+        self.last_logged_loss: float | None = None
         if not is_main:
             return
         self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
         truncate_metrics(self.metrics_path, start_step)
         truncate_metrics(self.metrics_path.with_name(VALIDATION_FILE), start_step)
-        if self.metrics_path.is_file():
-            earlier = [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
-            self.first_logged_loss = earlier[0]["loss"] if earlier else None
+        earlier = read_metrics(self.metrics_path)
+        self.first_logged_loss = earlier[0]["loss"] if earlier else None
+        self.last_logged_loss = earlier[-1]["loss"] if earlier else None
         if report_to == "tensorboard":
             from torch.utils.tensorboard import SummaryWriter
 
@@ -61,12 +77,13 @@ class RunReporter:
             return
         if self.first_logged_loss is None:
             self.first_logged_loss = metrics["loss"]
+        self.last_logged_loss = metrics["loss"]
         record = {"time": round(time.time(), 3), **metrics}
         with self.metrics_path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
         if self.writer is not None:
             for name, value in metrics.items():
-                if name != "step" and isinstance(value, (int, float)):
+                if name != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
                     self.writer.add_scalar(f"train/{name}", value, metrics["step"])
             self.writer.flush()
         if self.bar is not None:

@@ -69,7 +69,7 @@ def test_levers_give_the_same_loss_and_gradients(tiny_model, batch, pad_id, leve
 def test_length_groups_in_the_step_give_the_same_loss_and_gradients(tiny_model, batch):
     tiny_model.train()
     plain, grads = _loss_and_grads(tiny_model, batch)
-    tiny_model.short_text_groups = 3
+    tiny_model.config.short_text_groups = 3
     grouped, grouped_grads = _loss_and_grads(tiny_model, batch)
     torch.testing.assert_close(grouped.total, plain.total, atol=1e-5, rtol=1e-5)
     for name, grad in grads.items():

@@ -14,8 +14,17 @@ import pytest
 import torch
 
 from benchmarks.run import BENCHMARKS, main
+from fgclip.cli import run
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def exit_code(argv: list[str]) -> int:
+    """What `python -m benchmarks.run ARGV` exits with (argparse's usage errors exit from the parser)."""
+    try:
+        return run(main, argv)
+    except SystemExit as stop:
+        return stop.code
 
 
 def test_help_lists_every_benchmark(capsys):
@@ -23,26 +32,27 @@ def test_help_lists_every_benchmark(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for name in [*BENCHMARKS, "default_experiment", "all", "--smoke", "--device", "--out", "--compile"]:
+    for name in [*BENCHMARKS, "default_experiment", "all", "--smoke", "--device", "--output_dir", "--compile"]:
         assert name in text
+    assert "--out " not in text and "--batch-size" not in text  # old spellings work but are not shown
 
 
 @pytest.mark.parametrize("argv, message", [
     (["no_such_benchmark"], "unknown benchmark"),
-    (["train_step", "--batch-size", "0"], "--batch-size must be at least 1"),
-    (["train_step", "--repeats", "0"], "--repeats must be at least 1"),
+    (["train_step", "--batch-size", "0"], "--batch_size/--batch-size: must be a positive integer, got 0"),
+    (["train_step", "--repeats", "0"], "--repeats: must be a positive integer, got 0"),
     (["train_step", "--device", "tpu"], "--device"),
     (["train_step", "--tag", "a/b"], "--tag"),
 ])
 def test_usage_errors_exit_2_with_one_line(argv, message, capsys):
-    assert main(argv) == 2
+    assert exit_code(argv) == 2
     error = capsys.readouterr().err.strip()
     assert message in error and len(error.splitlines()) == 1
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
 def test_cuda_without_a_gpu_is_a_usage_error(capsys):
-    assert main(["train_step", "--smoke", "--device", "cuda"]) == 2
+    assert exit_code(["train_step", "--smoke", "--device", "cuda"]) == 2
     assert "CUDA is not available" in capsys.readouterr().err
 
 
@@ -50,14 +60,14 @@ def test_a_missing_benchmark_module_is_a_usage_error(capsys, monkeypatch):
     import benchmarks.run as run
 
     monkeypatch.setitem(run.EXTERNAL, "ghost", ("benchmarks.no_such_module", "absent"))
-    assert main(["ghost", "--smoke"]) == 2
+    assert exit_code(["ghost", "--smoke"]) == 2
     assert "benchmarks/no_such_module.py is not in this checkout" in capsys.readouterr().err
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(BENCHMARKS))
 def test_every_benchmark_runs_in_smoke_mode(name, tmp_path, capsys):
-    assert main([name, "--smoke", "--quiet", "--out", str(tmp_path)]) == 0
+    assert main([name, "--smoke", "--quiet", "--output_dir", str(tmp_path)]) == 0
     report = json.loads((tmp_path / f"{name}.json").read_text())
     assert report["benchmark"] == name and report["settings"]["smoke"] is True
     assert report["device"]["name"] and report["date"] and report["command"].startswith("python -m benchmarks.run")
@@ -113,7 +123,7 @@ def test_a_module_with_a_dict_returning_main_is_reported(tmp_path, monkeypatch, 
     module.main = lambda argv: {"region_top1": 0.5, "steps": 10, "argv": argv, "ok": True}
     monkeypatch.setitem(sys.modules, "fake_experiment", module)
     monkeypatch.setitem(run.EXTERNAL, "fake", ("fake_experiment", "a dict-returning main"))
-    assert main(["fake", "--out", str(tmp_path), "--", "--max_steps", "3"]) == 0
+    assert main(["fake", "--out", str(tmp_path), "--", "--max_steps", "3"]) == 0  # --out: the old spelling
     report = json.loads((tmp_path / "fake.json").read_text())
     assert {f["name"]: f["value"] for f in report["figures"]} == {"region_top1": 0.5, "steps": 10.0}
     assert report["details"]["argv"] == ["--max_steps", "3"]

@@ -6,6 +6,7 @@ import torch
 
 from benchmarks.harness import Figure, Report, describe_device
 from benchmarks.tables import main
+from fgclip.cli import run
 
 
 def test_tables_print_each_result_file(tmp_path, capsys):
@@ -19,7 +20,7 @@ def test_tables_print_each_result_file(tmp_path, capsys):
 
 
 def test_bad_inputs_exit_2(tmp_path, capsys):
-    assert main([str(tmp_path)]) == 2
+    assert run(main, [str(tmp_path)]) == 2
     (tmp_path / "x.json").write_text("{}")
-    assert main([str(tmp_path / "x.json")]) == 2
+    assert run(main, [str(tmp_path / "x.json")]) == 2
     assert "not a benchmark result file" in capsys.readouterr().err

@@ -38,6 +38,40 @@ def write_jsonl(path: Path, items: list) -> Path:
     return path
 
 
+OFFICIAL_JSON_NAMES = ("2024-12-06_18-32-53_results_10_218_126_44_1025.json",
+                       "2024-12-06_18-33-17_results_llama70b-shcdt-h100-4gpus-no-2.json")
+
+
+def official_finehard(root, missing_image: bool = False):
+    """FineHARD as users have it after the official download and renaming scripts: `jsonfiles/*.json` lists
+    whose `f_path` starts with `grit-20m/data-12m/`, images under `grit-12m/coyo_image_<i>/<nnnnn>/`."""
+    items = []
+    for part, name in enumerate(OFFICIAL_JSON_NAMES):
+        part_items = []
+        for index in range(3):
+            relative = f"coyo_image_{part}/0000{index}/{part:03d}{index:06d}.jpg"
+            if not (missing_image and part == 1 and index == 2):
+                write_image(root / "grit-12m" / relative, colour=(40 * index, 90, 30 * part))
+            part_items.append({
+                "f_path": f"grit-20m/data-12m/{relative}",
+                "caption": f"A detailed description of picture {part}-{index}: a dog, a sofa and a lamp.",
+                "short_caption": f"a dog on a sofa {part}-{index}",
+                "bbox_info": [
+                    {"bbox": [0.1, 0.2, 0.5, 0.9, 0.873], "short_expr": "a brown dog",
+                     "long_expr": "a small brown dog lying on the left of the sofa", "flag_short_neg": 1,
+                     "short_expr_negs": {str(k): f"a {colour} dog" for k, colour in
+                                         enumerate(("black", "white", "grey", "red", "blue", "green", "yellow",
+                                                    "pink", "purple", "orange"))}},
+                    {"bbox": [0.55, 0.1, 0.9, 0.45, 0.61], "short_expr": "a lamp", "long_expr": "a tall lamp",
+                     "flag_short_neg": 0},
+                ],
+            })
+        (root / "jsonfiles").mkdir(parents=True, exist_ok=True)
+        (root / "jsonfiles" / name).write_text(json.dumps(part_items))
+        items += part_items
+    return items
+
+
 @pytest.fixture
 def good_set(tmp_path) -> Path:
     """8 valid records with images in tmp_path/set/images; returns the JSONL path."""

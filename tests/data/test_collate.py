@@ -54,3 +54,12 @@ def test_stage_one_batch_has_no_region_fields(tokenizer):
     assert batch.short_input_ids.shape[0] == 2
     moved = batch.to("cpu", torch.bfloat16)
     assert moved.pixel_values.dtype == torch.bfloat16 and moved.short_input_ids.dtype == torch.long
+
+
+def test_texts_cut_to_length_are_counted(tokenizer):
+    exact = "a " * 75  # 75 words + start + end = 77 tokens: fits exactly
+    samples = [sample(exact, []), sample("a " * 90, []), sample("short", [])]
+    samples[0].long_caption = "word " * 300
+    batch = collate_records(samples, tokenizer, with_regions=False)
+    assert batch.truncated_short == 1 and batch.truncated_long == 1
+    assert batch.seen == 3 and batch.bad == []

@@ -1,30 +1,31 @@
-"""Samples: image decoding, region picking, skip accounting and the bad-record limit."""
+"""Samples: image decoding, region picking, the official FineHARD text rules, bad records and substitutes."""
 
 import json
 
 import pytest
-import torch
 
-from fgclip.data.dataset import BadRecordCounter, DataError, FineGrainedDataset
-from fgclip.data.readers import open_sources
-from fgclip.data.schema import BadRecord
-from tests.data.conftest import record, write_jsonl
+from fgclip.data.dataset import DataError, FineGrainedDataset
+from fgclip.data.readers import ImageError, open_sources
+from tests.data.conftest import record, write_image, write_jsonl
 
 
-def test_sample_has_image_texts_and_at_most_four_regions(good_set):
+def test_sample_has_image_texts_and_the_first_four_regions(good_set):
     dataset = FineGrainedDataset(open_sources([good_set]), image_size=32, with_regions=True)
     sample = dataset[(5, 123)]  # record 5 has 6 regions
     assert sample.pixel_values.shape == (3, 32, 32)
     assert sample.boxes.shape == (4, 4)
+    assert sample.region_captions == [f"object {r} of picture 5" for r in range(4)]  # the official loader's rule
     assert len(sample.region_texts) == len(sample.region_captions) == len(sample.hard_negatives) == 4
     for text, caption in zip(sample.region_texts, sample.region_captions):
         assert text == caption or text.startswith("the long expression of " + caption.split(" of ")[0])
     assert all(len(negatives) == 10 for negatives in sample.hard_negatives)
-    assert sample.skipped == []
+    assert sample.bad is None and sample.first_sighting
     again = dataset[(5, 123)]
     assert again.region_texts == sample.region_texts  # random choices follow the sample seed
-    choices = {tuple(dataset[(5, seed)].region_captions) for seed in range(20)}
-    assert len(choices) > 1  # and other seeds pick other boxes
+    assert {tuple(dataset[(5, seed)].region_texts) for seed in range(20)} != {tuple(sample.region_texts)}
+    drawn = FineGrainedDataset(open_sources([good_set]), image_size=32, with_regions=True, region_choice="random")
+    choices = {tuple(drawn[(5, seed)].region_captions) for seed in range(20)}
+    assert len(choices) > 1  # the random option draws other boxes for other seeds
 
 
 def test_stage_one_samples_have_no_regions(good_set):
@@ -40,39 +41,60 @@ def test_negatives_are_distinct_and_never_the_caption(tmp_path, good_set):
     assert sample.hard_negatives[0] == ["a", "b"] + [f"n{i}" for i in range(8)]
 
 
-def test_bad_records_are_reported_with_the_substitute(good_set):
+def test_a_bad_record_is_reported_with_a_random_usable_substitute(good_set):
     lines = good_set.read_text().splitlines()
     lines[2] = json.dumps(record("images/missing.png", 2))
     lines[3] = "{broken"
     path = good_set.parent / "with_bad.jsonl"
     path.write_text("\n".join(lines) + "\n")
     dataset = FineGrainedDataset(open_sources([path]), image_size=32, with_regions=True)
-    sample = dataset[2]
-    assert sample.long_caption.endswith("picture 4 with many details")  # the next usable record
-    assert [bad.source.rsplit(":", 1)[-1] for bad in sample.skipped] == ["3", "4"]  # file lines
-    assert "not found" in sample.skipped[0].reason and "not valid JSON" in sample.skipped[1].reason
+    missing = dataset[(2, 7, True)]
+    assert missing.bad.kind == "missing_image" and missing.bad.source.endswith("with_bad.jsonl:3")
+    assert "not found" in missing.bad.reason
+    assert missing.first_sighting
+    assert missing.long_caption not in (json.loads(lines[2])["long_caption"],)  # another, usable record
+    broken = dataset[(3, 7, False)]
+    assert broken.bad.kind == "malformed_json" and not broken.first_sighting
+    assert dataset[(3, 7)].long_caption == broken.long_caption  # the substitute follows the sample seed
+    assert dataset[(4, 7)].bad is None
 
 
-def test_a_run_of_unusable_records_is_a_data_error(tmp_path):
+def test_unusable_data_is_a_data_error(tmp_path):
     path = write_jsonl(tmp_path / "d.jsonl", [record(f"missing{i}.png", i) for i in range(5)])
     dataset = FineGrainedDataset(open_sources([path]), image_size=32, with_regions=False, max_substitutes=3)
-    with pytest.raises(DataError, match="4 records in a row"):
+    with pytest.raises(DataError, match="3 records drawn to replace the bad record .*d.jsonl:1 were all unusable"):
         dataset[0]
 
 
-def test_counter_stops_above_the_limit_and_names_examples():
-    counter = BadRecordCounter(max_bad_fraction=0.1, min_seen=10)
-    counter.add(5, [BadRecord("a.jsonl:3", "image not found: x.png")])
-    counter.check()  # 6 seen < 10: not judged yet
-    counter.add(3, [])
-    counter.check(final=False)
-    with pytest.raises(DataError, match=r"1 of 9 records are bad .*a.jsonl:3: image not found"):
-        counter.check(final=True)
-    counter.add(100, [])
-    counter.check()  # 1 of 109 < 10 %
-    assert counter.summary()["bad_records"] == 1 and counter.summary()["seen_records"] == 109
-    restored = BadRecordCounter()
-    restored.load_state_dict(counter.state_dict())
-    assert restored.summary() == counter.summary() | {"bad_fraction": restored.summary()["bad_fraction"]}
-    with pytest.raises(DataError):
-        counter.check(good=10, bad=5)  # totals over ranks
+def finehard_item(f_path: str, boxes: int = 6) -> dict:
+    """One item as the official FineHARD jsonfiles/*.json have it (a score after the box, string keys)."""
+    return {
+        "f_path": f_path,
+        "caption": "In the image, a brown dog lies on a grey sofa next to a red cushion and a lamp.",
+        "short_caption": "a dog on a sofa",
+        "bbox_info": [
+            {"bbox": [0.1 * b, 0.1, 0.1 * b + 0.3, 0.6, 0.91], "short_expr": f"object {b}",
+             "long_expr": f"the long expression of object {b}", "flag_short_neg": b % 2,
+             **({"short_expr_negs": {str(k): f"not object {b} ({k})" for k in range(10)}} if b % 2 else {})}
+            for b in range(boxes)
+        ],
+    }
+
+
+def test_finehard_items_follow_the_official_text_rules(tmp_path):
+    write_image(tmp_path / "grit-12m" / "coyo_image_0" / "00000" / "000000001.jpg")
+    data = tmp_path / "jsonfiles" / "part.json"
+    data.parent.mkdir()
+    data.write_text(json.dumps([finehard_item("grit-20m/data-12m/coyo_image_0/00000/000000001.jpg")]))
+    source = open_sources([data], images=tmp_path / "grit-12m")
+    sample = FineGrainedDataset(source, image_size=32, with_regions=True)[(0, 3)]
+    assert sample.short_caption == "a photo of a dog on a sofa"
+    assert sample.region_captions == ["object 0", "object 1", "object 2", "object 3"]  # the first four boxes
+    assert [len(n) for n in sample.hard_negatives] == [0, 10, 0, 10]  # flag_short_neg 0: no negatives
+    plain = FineGrainedDataset(source, image_size=32, with_regions=False, finehard_short_prefix="")[(0, 3)]
+    assert plain.short_caption == "a dog on a sofa"
+    without_root = open_sources([data]).load(0)  # without --images: next to the JSON file, where it is not
+    assert without_root.image_path == data.parent / "coyo_image_0" / "00000" / "000000001.jpg"
+    with pytest.raises(ImageError) as error:
+        without_root.open_image()
+    assert error.value.kind == "missing_image"

@@ -9,7 +9,7 @@ from PIL import Image
 
 from fgclip.data.readers import DataPathError, ImageError, LoadedRecord, expand_data_paths, open_sources
 from fgclip.data.schema import BadRecord
-from tests.data.conftest import record, write_image, write_jsonl
+from tests.data.conftest import OFFICIAL_JSON_NAMES, official_finehard, record, write_image, write_jsonl
 
 
 def png_bytes(colour=(10, 200, 10), size=40) -> bytes:
@@ -147,3 +147,64 @@ def test_bad_data_paths_are_clear_errors(tmp_path):
 def test_brace_patterns_expand_like_webdataset():
     assert [p.name for p in expand_data_paths(["s/shard-{000000..000002}.tar", "a.jsonl"])] == [
         "shard-000000.tar", "shard-000001.tar", "shard-000002.tar", "a.jsonl"]
+
+
+@pytest.mark.parametrize("data", ["jsonfiles", "jsonfiles/*.json"])
+def test_official_finehard_folder_or_glob_with_an_image_root(tmp_path, data):
+    official_finehard(tmp_path)
+    source = open_sources([str(tmp_path / data)], images=tmp_path / "grit-12m")
+    assert [p.name for p in source.files] == sorted(OFFICIAL_JSON_NAMES)
+    assert len(source) == 6
+    loaded = source.load(4)
+    assert isinstance(loaded, LoadedRecord) and loaded.finehard
+    assert loaded.image_path == tmp_path / "grit-12m" / "coyo_image_1" / "00001" / "001000001.jpg"
+    assert loaded.open_image().size == (48, 48)
+    regions = loaded.record.regions
+    assert regions[0].bbox == [0.1, 0.2, 0.5, 0.9] and len(regions[0].hard_negatives) == 10
+    assert regions[0].hard_negatives[:2] == ["a black dog", "a white dog"]
+    assert regions[1].hard_negatives == [] and regions[1].long_caption == "a tall lamp"
+    assert source.duplicate_records == 0
+
+
+def test_a_finehard_image_missing_under_the_root_is_a_missing_image(tmp_path):
+    official_finehard(tmp_path, missing_image=True)
+    source = open_sources([tmp_path / "jsonfiles"], images=tmp_path / "grit-12m")
+    with pytest.raises(ImageError, match="image not found") as error:
+        source.load(5).open_image()
+    assert error.value.kind == "missing_image"
+    with pytest.raises(DataPathError, match="--images .*no such folder"):
+        open_sources([tmp_path / "jsonfiles"], images=tmp_path / "nowhere")
+    with pytest.raises(DataPathError, match="no file matches"):
+        open_sources([str(tmp_path / "jsonfiles" / "*.jsonl")])
+
+
+def test_relative_paths_of_this_format_follow_images_too(tmp_path):
+    write_image(tmp_path / "pictures" / "a.png")
+    data = write_jsonl(tmp_path / "records" / "d.jsonl", [record("a.png", 0)])
+    assert open_sources([data], images=tmp_path / "pictures").load(0).image_path == tmp_path / "pictures" / "a.png"
+    assert open_sources([data]).load(0).image_path == tmp_path / "records" / "a.png"
+
+
+def test_duplicated_records_are_counted(tmp_path):
+    write_image(tmp_path / "a.png")
+    lines = [record("a.png", 0), record("a.png", 1), record("a.png", 0)]
+    data = write_jsonl(tmp_path / "d.jsonl", lines)
+    assert open_sources([data]).duplicate_records == 1
+    assert open_sources([data, data]).duplicate_records == 4  # a file given twice: all of it again
+    items = official_finehard(tmp_path / "fh")
+    (tmp_path / "fh" / "jsonfiles" / "copy.json").write_text(json.dumps(items[:2]))
+    assert open_sources([tmp_path / "fh" / "jsonfiles"]).duplicate_records == 2
+
+
+def test_a_line_that_is_not_utf8_is_one_bad_record(tmp_path):
+    from fgclip.data.schema import iter_record_file
+
+    write_image(tmp_path / "a.png")
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(json.dumps(record("a.png", 0)).encode() + b"\n" + b'{"image": "\xff\xfe"}\n'
+                     + json.dumps(record("a.png", 1)).encode() + b"\n")
+    source = open_sources([path])
+    assert source.load(1).kind == "malformed_json"
+    items = list(iter_record_file(path))
+    assert [type(item).__name__ for item in items] == ["Record", "BadRecord", "Record"]
+    assert items[1].kind == "malformed_json" and "UTF-8" in items[1].reason

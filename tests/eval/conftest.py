@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from fgclip import FGCLIPModel
-from fgclip.model.conversion import save_with_processors
+from fgclip.folders import save_with_processors
 from tests.conftest import tiny_config
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 30)}
@@ -45,5 +45,5 @@ def write_jsonl(path: Path, items) -> Path:
 
 def common_args(model_dir: Path, out: Path, cache: Path | None = None) -> list[str]:
     """Options every benchmark takes: the model, no worker processes, the output and cache folders."""
-    args = ["--model", str(model_dir), "--num-workers", "0", "--batch-size", "4", "--out", str(out)]
-    return args + (["--cache-dir", str(cache)] if cache else ["--no-cache"])
+    args = ["--model", str(model_dir), "--num_workers", "0", "--batch_size", "4", "--output_dir", str(out)]
+    return args + (["--cache_dir", str(cache)] if cache else ["--no_cache"])

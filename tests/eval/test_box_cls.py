@@ -7,7 +7,8 @@ import json
 import pytest
 
 from eval import box_cls
-from eval.common.cli import EvalError, run_main
+from fgclip.cli import run
+from fgclip.errors import UserError
 from tests.eval.conftest import common_args, make_image
 
 
@@ -101,16 +102,16 @@ def test_classnames_override_and_errors(tiny_model_dir, coco_dir, tmp_path, caps
     (tmp_path / "names.json").write_text(json.dumps({"1": "frankfurter", "2": "kitten", "3": "puppy"}))
     assert box_cls.category_names(coco, tmp_path / "names.json")[1] == ["frankfurter", "kitten", "puppy"]
     (tmp_path / "two.txt").write_text("a\nb\n")
-    with pytest.raises(EvalError, match="2 names for 3 categories"):
+    with pytest.raises(UserError, match="2 names for 3 categories"):
         box_cls.category_names(coco, tmp_path / "two.txt")
     (tmp_path / "broken.json").write_text('{"images": [')
     args = common_args(tiny_model_dir, tmp_path / "out")
-    assert run_main(box_cls.main, ["--data", str(tmp_path / "broken.json"), *args]) == 2
+    assert run(box_cls.main, ["--data", str(tmp_path / "broken.json"), *args]) == 2
     assert "is not valid JSON" in capsys.readouterr().err
     write_instances(tmp_path / "nocats.json", [{"id": 1, "file_name": "a.png"}],
                     [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1]}], [])
-    with pytest.raises(EvalError, match="no categories"):
+    with pytest.raises(UserError, match="no categories"):
         box_cls.main(["--data", str(tmp_path / "nocats.json"), *args])
     (tmp_path / "list.json").write_text("[]")
-    with pytest.raises(EvalError, match="not a COCO annotation file"):
+    with pytest.raises(UserError, match="not a COCO annotation file"):
         box_cls.main(["--data", str(tmp_path / "list.json"), *args])

@@ -20,7 +20,8 @@ pytest.importorskip("clip_benchmark")
 
 from eval.clip_benchmark import main, topk_accuracy  # noqa: E402
 from fgclip import FGCLIPModel, FGCLIPTokenizer  # noqa: E402
-from fgclip.model.conversion import save_with_processors  # noqa: E402
+from fgclip.cli import run  # noqa: E402
+from fgclip.folders import save_with_processors  # noqa: E402
 from fgclip.transforms import image_transform  # noqa: E402
 from tests.conftest import tiny_config  # noqa: E402
 from tests.hub_copies.clip import make_hub_copy  # noqa: E402
@@ -169,14 +170,15 @@ def test_default_output_template_with_a_folder_and_missing_output_folder(tmp_pat
     assert main(args) == 0  # the default template holds {pretrained}: a path with slashes
     written = list(tmp_path.glob("*.json"))
     assert len(written) == 1 and "model" in written[0].name and "/" not in written[0].name
-    assert main([*args, "--output", str(tmp_path / "missing" / "r.json")]) == 2
+    assert run(main, [*args, "--output", str(tmp_path / "missing" / "r.json")]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 
 def test_bad_pretrained_is_one_line_exit_2(tmp_path, classification_set, capsys):
     root, _, _ = classification_set
-    code = main(["eval", "--model_type", "fgclip", "--pretrained", str(tmp_path / "nope"), "--dataset", "wds/tiny",
-                 "--dataset_root", str(root), "--num_workers", "0", "--quiet", "--output", str(tmp_path / "r.json")])
+    code = run(main, ["eval", "--model_type", "fgclip", "--pretrained", str(tmp_path / "nope"), "--dataset",
+                      "wds/tiny", "--dataset_root", str(root), "--num_workers", "0", "--quiet", "--output",
+                      str(tmp_path / "r.json")])
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "not a folder" in err and "\n" not in err
@@ -186,7 +188,7 @@ def test_missing_requests_is_a_clear_error_and_the_extra_declares_it(monkeypatch
     for name in [name for name in sys.modules if name == "clip_benchmark" or name.startswith("clip_benchmark.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "requests", None)  # as on a machine where nothing else installed it
-    assert main(["eval", "--model_type", "fgclip"]) == 2
+    assert run(main, ["eval", "--model_type", "fgclip"]) == 2
     err = capsys.readouterr().err
     assert "requests" in err and "fgclip[clip-benchmark]" in err
     extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from eval.common.cli import EvalError
 from eval.common.coverage import Coverage, skipped_reasons
+from fgclip.errors import UserError
 
 
 def test_complete_only_when_every_given_item_was_scored(capsys):
@@ -33,11 +33,11 @@ def test_duplicates_truncation_and_limits_are_said_but_do_not_make_it_partial():
 
 
 def test_nothing_scored_is_an_error_and_strict_turns_a_skip_into_one(tmp_path):
-    with pytest.raises(EvalError, match="no items could be scored out of 4 \\(missing_image 4\\)"):
+    with pytest.raises(UserError, match="no items could be scored out of 4 \\(missing_image 4\\)"):
         Coverage("items", 4, 0, {"missing_image": 4})
     Coverage("items", 2, 2).enforce(True, tmp_path / "results.json")
     Coverage("items", 2, 1, {"bad": 1}).enforce(False, tmp_path / "results.json")
-    with pytest.raises(EvalError, match="--strict: scored 1 of 2 items; skipped: bad 1 \\(partial results in"):
+    with pytest.raises(UserError, match="--strict: scored 1 of 2 items; skipped: bad 1 \\(partial results in"):
         Coverage("items", 2, 1, {"bad": 1}).enforce(True, tmp_path / "results.json")
 
 

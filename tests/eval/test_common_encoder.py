@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from transformers import CLIPConfig, CLIPModel
 
 from eval.common.cache import EmbeddingCache, model_fingerprint
-from eval.common.cli import EvalError
 from eval.common.encoder import Encoder, EncoderConfig, resolve_autocast
 from eval.common.fusion import FusionSettings
-from fgclip.model.conversion import save_with_processors
+from fgclip.errors import UserError
+from fgclip.folders import save_with_processors
 from fgclip.transforms import image_transform
 from tests.conftest import TINY_TEXT, TINY_VISION
 from tests.eval.conftest import make_image
@@ -130,12 +130,12 @@ def test_stock_clip_folder_loads_as_the_baseline(tmp_path):
 
 
 def test_load_errors_are_one_line_eval_errors(tmp_path):
-    with pytest.raises(EvalError, match="is not a folder"):
+    with pytest.raises(UserError, match="is not a folder"):
         Encoder.load(tmp_path / "absent", CONFIG)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(EvalError, match="config.json"):
+    with pytest.raises(UserError, match="config.json"):
         Encoder.load(tmp_path / "empty", CONFIG)
-    with pytest.raises(EvalError, match="fp16 needs a CUDA"):
+    with pytest.raises(UserError, match="fp16 needs a CUDA"):
         resolve_autocast("fp16", torch.device("cpu"))
     assert resolve_autocast("auto", torch.device("cpu")) is None
     assert resolve_autocast("bf16", torch.device("cpu")) is torch.bfloat16

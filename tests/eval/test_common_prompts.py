@@ -7,8 +7,8 @@ import json
 import pytest
 
 from eval.common.boxes import xywh_pixels_to_normalized
-from eval.common.cli import EvalError
 from eval.common.prompts import CLIP_IMAGENET_TEMPLATES, fill_template, load_classnames, load_templates
+from fgclip.errors import UserError
 
 
 def test_the_80_clip_templates():
@@ -24,9 +24,9 @@ def test_template_files(tmp_path):
     assert load_templates(str(good)) == ("a {} here", "the {}")
     bad = tmp_path / "bad.txt"
     bad.write_text("no placeholder\n")
-    with pytest.raises(EvalError, match="needs a"):
+    with pytest.raises(UserError, match="needs a"):
         load_templates(str(bad))
-    with pytest.raises(EvalError, match="neither"):
+    with pytest.raises(UserError, match="neither"):
         load_templates(str(tmp_path / "absent.txt"))
 
 
@@ -36,10 +36,10 @@ def test_classname_files(tmp_path):
     (tmp_path / "b.json").write_text(json.dumps({"n01": "goldfish"}))
     assert load_classnames(tmp_path / "b.json") == {"n01": "goldfish"}
     (tmp_path / "empty.txt").write_text("\n\n")
-    with pytest.raises(EvalError, match="no class names"):
+    with pytest.raises(UserError, match="no class names"):
         load_classnames(tmp_path / "empty.txt")
     (tmp_path / "bad.json").write_text("[1,")
-    with pytest.raises(EvalError, match="not valid JSON"):
+    with pytest.raises(UserError, match="not valid JSON"):
         load_classnames(tmp_path / "bad.json")
 
 

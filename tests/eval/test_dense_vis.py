@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from eval import dense_vis
-from eval.common.cli import EvalError, run_main
+from fgclip.cli import run
+from fgclip.errors import UserError
 from tests.eval.conftest import make_image, write_jsonl
 
 
@@ -69,9 +70,9 @@ def test_boxes_of_a_record_with_ground_truth(tiny_model_dir, tmp_path):
     assert [r["caption"] for r in regions] == ["a red square", "green grass"]
     assert result["region_top1"] == sum(r["correct"] for r in regions) / 2
     assert [t["text"] for t in result["details"]["texts"]] == ["a red square", "green grass"]
-    with pytest.raises(EvalError, match="has no regions"):
+    with pytest.raises(UserError, match="has no regions"):
         dense_vis.main(["--model", str(tiny_model_dir), "--record", str(records), "--out", str(tmp_path / "o")])
-    with pytest.raises(EvalError, match="fewer than 6 records"):
+    with pytest.raises(UserError, match="fewer than 6 records"):
         dense_vis.main(["--model", str(tiny_model_dir), "--record", str(records), "--index", "5",
                         "--out", str(tmp_path / "o")])
 
@@ -79,11 +80,11 @@ def test_boxes_of_a_record_with_ground_truth(tiny_model_dir, tmp_path):
 def test_usage_errors(tiny_model_dir, tmp_path, capsys):
     image = scene(tmp_path)
     base = ["--model", str(tiny_model_dir), "--out", str(tmp_path / "o")]
-    assert run_main(dense_vis.main, [*base, "--image", str(image), "--text", "a", "--normalize", "softmax"]) == 2
+    assert run(dense_vis.main, [*base, "--image", str(image), "--text", "a", "--normalize", "softmax"]) == 2
     assert "two or more --text" in capsys.readouterr().err
-    with pytest.raises(EvalError, match="does not exist"):
+    with pytest.raises(UserError, match="does not exist"):
         dense_vis.main([*base, "--image", str(tmp_path / "none.png"), "--text", "a"])
-    with pytest.raises(EvalError, match="give --image"):
+    with pytest.raises(UserError, match="give --image"):
         dense_vis.main(base)
     with pytest.raises(SystemExit) as exit_info:  # argparse: a bad box is a usage error, exit 2
         dense_vis.main([*base, "--image", str(image), "--text", "a", "--boxes", "0.5,0.5,0.2,0.9"])

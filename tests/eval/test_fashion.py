@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from eval import fashion
-from eval.common.cli import EvalError
 from eval.common.fashion_data import ProductItem, category_from_name, load_gallery, load_triplets
+from fgclip.errors import UserError
 from tests.eval.conftest import common_args, make_image, write_jsonl
 
 
@@ -131,7 +131,7 @@ def test_fashiongen_and_fashioniq_end_to_end(tiny_model_dir, tmp_path):
     assert iq["num_queries"] == 3 and iq["dress_r50"] == 1.0 and iq["shirt_r10"] == 1.0  # tiny galleries
     assert "fusion_avg_r10" in iq and iq["gallery"] == "references and targets of the data"
     (tmp_path / "split.dress.val.json").write_text(json.dumps(["P0_0", "P0_1"]))
-    with pytest.raises(EvalError, match="no images for category 'shirt'"):
+    with pytest.raises(UserError, match="no images for category 'shirt'"):
         fashion.main(["--task", "fashioniq", "--data", str(tmp_path / "cap.dress.val.json"),
                       str(tmp_path / "cap.shirt.val.json"), "--gallery", str(tmp_path / "split.dress.val.json"),
                       "--images", str(tmp_path / "img"), *common_args(tiny_model_dir, tmp_path / "iq2")])

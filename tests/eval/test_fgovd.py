@@ -11,8 +11,10 @@ import pytest
 import torch
 
 from eval import fgovd
-from eval.common.cli import EvalError, run_main
 from eval.common.coverage import skipped_reasons
+from fgclip.cli import run
+from fgclip.errors import UserError
+from fgclip.metrics import candidate_scores, region_top1_hits
 from tests.eval.conftest import common_args, make_image, write_jsonl
 
 
@@ -123,15 +125,31 @@ def test_fgclip_jsonl_form_in_a_json_file(tmp_path):
                                                              ("a table", [0.0, 0.0, 1.0, 1.0])]
 
 
-def test_score_regions_ties_are_misses():
+def test_score_regions_uses_the_one_region_rule_ties_are_hits():
     queries = [fgovd.RegionQuery(Path("i"), [0, 0, 1, 1], "pos", ["neg1", "neg2"]),
                fgovd.RegionQuery(Path("i"), [0, 0, 1, 1], "pos", ["same"]),
                fgovd.RegionQuery(Path("i"), [0, 0, 1, 1], "pos", ["neg2"])]
     texts = {"pos": 0, "neg1": 1, "neg2": 2, "same": 3}
     text_embeds = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8], [1.0, 0.0]])
     regions = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
-    # region 0: pos 1.0 beats 0.0 and 0.6; region 1: pos ties "same" (an equal vector); region 2: 0.8 > 0.0
-    assert fgovd.score_regions(regions, queries, texts, text_embeds).tolist() == [True, False, False]
+    # region 0: pos 1.0 beats 0.0 and 0.6; region 1: pos ties "same" (an equal vector): a hit, as in the public
+    # FG-OVD evaluation; region 2: 0.8 > 0.0
+    hits, ties = fgovd.score_regions(regions, queries, texts, text_embeds)
+    assert hits.tolist() == [True, True, False] and ties.tolist() == [False, True, False]
+    columns = [[0, 1, 2], [0, 3], [0, 2]]
+    assert hits.tolist() == region_top1_hits(candidate_scores(regions, text_embeds, columns)).tolist()
+
+
+def test_a_negative_cut_to_the_positive_by_the_token_window_ties_and_counts_as_a_hit(tiny_model_dir, tmp_path):
+    """Two captions that differ only past the 77-token window encode to one vector: the region ties, and the
+    tie is a hit (counted in num_ties), the public FG-OVD rule (fgclip.metrics.region_top1_hits)."""
+    make_image(tmp_path / "a.png", seed=3)
+    long = "a red car " + "parked on a quiet street near a tall old building " * 10
+    data = write_jsonl(tmp_path / "ties.jsonl", [fgovd_line("a.png", [2, 2, 30, 30], long + "at noon",
+                                                            [long + "at night"])])
+    result = fgovd.main(["--data", str(data), *common_args(tiny_model_dir, tmp_path / "out")])
+    assert result["top1"] == 1.0 and result["num_ties"] == 1 and result["num_regions"] == 1
+    assert "| ties | 1 | 1 | 1.0000 | 1.0000 | 0.5000 | 1 |" in (tmp_path / "out" / "results.md").read_text()
 
 
 def test_command_end_to_end_with_difficulties_cache_and_plot(tiny_model_dir, tmp_path):
@@ -160,20 +178,20 @@ def test_command_end_to_end_with_difficulties_cache_and_plot(tiny_model_dir, tmp
 
 def test_errors_are_one_line_with_exit_code_2(tiny_model_dir, tmp_path, capsys):
     args = common_args(tiny_model_dir, tmp_path / "out")
-    assert run_main(fgovd.main, ["--data", str(tmp_path / "absent.jsonl"), *args]) == 2
+    assert run(fgovd.main, ["--data", str(tmp_path / "absent.jsonl"), *args]) == 2
     assert capsys.readouterr().err.strip().startswith("error: --data")
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n")
-    with pytest.raises(EvalError, match="holds no items"):
+    with pytest.raises(UserError, match="holds no items"):
         fgovd.main(["--data", str(empty), *args])
     only_missing = write_jsonl(tmp_path / "m.jsonl", [fgovd_line("nope.png", [0, 0, 5, 5], "a", ["b"])])
-    with pytest.raises(EvalError, match="m.jsonl: no region could be scored \\({'skipped_missing_image': 1}\\)"):
+    with pytest.raises(UserError, match="m.jsonl: no region could be scored \\({'skipped_missing_image': 1}\\)"):
         fgovd.main(["--data", str(only_missing), *args])
     make_image(tmp_path / "ok.png")
     fine = write_jsonl(tmp_path / "fine.jsonl", [fgovd_line("ok.png", [0, 0, 5, 5], "a", ["b"])])
-    with pytest.raises(EvalError, match="m.jsonl: no region could be scored"):  # one file empty among several
+    with pytest.raises(UserError, match="m.jsonl: no region could be scored"):  # one file empty among several
         fgovd.main(["--data", str(fine), str(only_missing), *args])
-    with pytest.raises(EvalError, match="--names has 2 labels"):
+    with pytest.raises(UserError, match="--names has 2 labels"):
         fgovd.main(["--data", str(only_missing), "--names", "a", "b", *args])
 
 

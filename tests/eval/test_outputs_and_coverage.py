@@ -9,9 +9,8 @@ import json
 import pytest
 
 from eval import attributes, box_cls, dense_vis, fashion, fgovd, localization, pope, report, retrieval, zeroshot
-from eval.common.cli import run_main
 from eval.common.reporting import write_results
-from eval.lmm.errors import run_cli
+from fgclip.cli import run
 from tests.eval.conftest import common_args, make_image, write_jsonl
 
 
@@ -52,8 +51,7 @@ def inputs_for_every_eval(tmp_path):
 
 
 def run_command(module, argv):
-    runner = run_cli if module in (pope, attributes, localization) else run_main
-    return runner(module.main, argv)
+    return run(module.main, argv)
 
 
 def test_out_naming_a_file_is_refused_first_in_every_eval(tmp_path, capsys):
@@ -90,13 +88,13 @@ def test_own_results_are_rewritten_another_evals_are_not(tiny_model_dir, tmp_pat
     records = write_jsonl(tmp_path / "records.jsonl", [{"image": "img.png", "regions": [
         {"bbox": [0.1, 0.1, 0.6, 0.6], "caption": "a red cube", "hard_negatives": ["a blue cube"]}]}])
     fgovd_argv = ["--data", str(records), *common_args(tiny_model_dir, out)]
-    assert run_main(fgovd.main, fgovd_argv) == 2  # retrieval's results.json and plot are not fgovd's to replace
+    assert run(fgovd.main, fgovd_argv) == 2  # retrieval's results.json and plot are not fgovd's to replace
     err = capsys.readouterr().err
     assert "already holds files this evaluation did not write (recall_curve.png, results.json" in err
     assert fgovd.main([*fgovd_argv, "--overwrite"])["benchmark"] == "fgovd"
     into_model = ["--data", str(records), "--model", str(tiny_model_dir), "--no-cache", "--out", str(tiny_model_dir),
                   "--overwrite"]
-    assert run_main(fgovd.main, into_model) == 2  # an input is never an output, --overwrite or not
+    assert run(fgovd.main, into_model) == 2  # an input is never an output, --overwrite or not
     assert "is the input" in capsys.readouterr().err
 
 
@@ -108,13 +106,13 @@ def test_a_cache_folder_that_is_a_file_is_one_line(tiny_model_dir, tmp_path, cap
     blocker.write_text("")
     monkeypatch.setenv("FGCLIP_EVAL_CACHE", str(blocker))
     argv = ["--data", str(pairs), "--model", str(tiny_model_dir), "--num-workers", "0", "--out", str(tmp_path / "o")]
-    assert run_main(retrieval.main, argv) == 2
+    assert run(retrieval.main, argv) == 2
     assert capsys.readouterr().err.strip() == (f"error: $FGCLIP_EVAL_CACHE {blocker} is a file; the embedding cache "
-                                               "needs a folder (or pass --no-cache)")
-    assert run_main(retrieval.main, [*argv, "--cache-dir", str(blocker)]) == 2
-    assert capsys.readouterr().err.startswith(f"error: --cache-dir {blocker} is a file")
+                                               "needs a folder (or pass --no_cache)")
+    assert run(retrieval.main, [*argv, "--cache-dir", str(blocker)]) == 2  # the old spelling names the option's one
+    assert capsys.readouterr().err.startswith(f"error: --cache_dir {blocker} is a file")
     monkeypatch.setenv("FGCLIP_EVAL_CACHE", str(tmp_path / "cache"))
-    assert run_main(retrieval.main, argv) == 0 and (tmp_path / "cache").is_dir()
+    assert run(retrieval.main, argv) == 0 and (tmp_path / "cache").is_dir()
 
 
 def test_fgovd_17_regions_3_bad_is_14_of_17_and_strict_exits_2(tiny_model_dir, tmp_path, capsys):
@@ -134,7 +132,7 @@ def test_fgovd_17_regions_3_bad_is_14_of_17_and_strict_exits_2(tiny_model_dir, t
     assert result["coverage"] == {"unit": "regions", "given": 17, "scored": 14, "skipped": {"bad_box": 3},
                                   "not_read_limit": 0, "duplicates_scored_once": 0, "truncated_texts": {}}
     assert "on 14 of 17 regions" in capsys.readouterr().out
-    assert run_main(fgovd.main, [*argv, "--strict"]) == 2
+    assert run(fgovd.main, [*argv, "--strict"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == f"error: --strict: scored 14 of 17 regions; skipped: bad_box 3 (partial results in " \
                       f"{out.resolve() / 'results.json'})"
@@ -215,7 +213,7 @@ def test_pope_answers_that_cannot_be_read_are_errors_not_zero(tmp_path, capsys, 
     answers = tmp_path / "answers.json"
     answers.write_text(content)
     argv = ["--questions", str(questions), "--answers", str(answers), "--out", str(tmp_path / "o")]
-    assert run_cli(pope.main, argv) == 2
+    assert run(pope.main, argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: answers file {answers} ") and message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "o" / "results.json").exists()
@@ -231,8 +229,8 @@ def test_pope_unanswered_questions_make_it_incomplete(tmp_path, capsys):
     result = pope.main(argv)
     assert result["complete"] is False and result["num_missing"] == 2
     assert result["note"] == "scored 2 of 4 questions; skipped: no_answer_scored_as_wrong 2"
-    assert run_cli(pope.main, [*argv, "--strict"]) == 2
+    assert run(pope.main, [*argv, "--strict"]) == 2
     assert "error: --strict: scored 2 of 4 questions" in capsys.readouterr().err
     other = write_jsonl(tmp_path / "other.jsonl", [{"question_id": 99, "text": "Yes"}])
-    assert run_cli(pope.main, ["--questions", str(questions), "--answers", str(other), "--out", argv[-1]]) == 2
+    assert run(pope.main, ["--questions", str(questions), "--answers", str(other), "--out", argv[-1]]) == 2
     assert "no questions could be scored out of 4" in capsys.readouterr().err

@@ -7,8 +7,9 @@ import json
 import pytest
 
 from eval import report
-from eval.common.cli import EvalError, run_main
 from eval.common.reporting import write_results
+from fgclip.cli import run
+from fgclip.errors import UserError
 
 
 def fake_run(folder, benchmark, metrics, data="d.jsonl", model="runs/x/final"):
@@ -49,14 +50,14 @@ def test_report_groups_by_benchmark_and_data(tmp_path):
 
 
 def test_report_errors(tmp_path, capsys):
-    assert run_main(report.main, [str(tmp_path / "absent"), "--out", str(tmp_path / "o")]) == 2
+    assert run(report.main, [str(tmp_path / "absent"), "--out", str(tmp_path / "o")]) == 2
     assert "does not exist" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    with pytest.raises(EvalError, match="holds no results.json"):
+    with pytest.raises(UserError, match="holds no results.json"):
         report.main([str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "results.json").write_text("{")
-    with pytest.raises(EvalError, match="not valid JSON"):
+    with pytest.raises(UserError, match="not valid JSON"):
         report.main([str(tmp_path / "bad"), "--out", str(tmp_path / "o")])
-    with pytest.raises(EvalError, match="--names has 2 labels for 1 runs"):
+    with pytest.raises(UserError, match="--names has 2 labels for 1 runs"):
         report.main([str(tmp_path / "bad"), "--names", "a", "b", "--out", str(tmp_path / "o")])

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from eval import retrieval
-from eval.common.cli import EvalError
 from eval.common.coverage import skipped_reasons
+from fgclip.errors import UserError
 from tests.eval.conftest import common_args, make_image, write_jsonl
 
 
@@ -61,7 +61,7 @@ def test_karpathy_dataset_coco_as_shipped(tmp_path):
     flickr.write_text(json.dumps({"images": [karpathy_image(None, "1000092795.jpg", "test", 0, None, guys, 0)],
                                   "dataset": "flickr30k"}))
     assert retrieval.load_retrieval_set(flickr).image_names == ["1000092795.jpg"]
-    with pytest.raises(EvalError, match="no images in split 'val'; its splits are test"):
+    with pytest.raises(UserError, match="no images in split 'val'; its splits are test"):
         retrieval.load_retrieval_set(flickr, split="val")
 
 
@@ -148,7 +148,7 @@ def test_items_malformed_caption_less_and_duplicated_are_counted(tmp_path):
     assert retrieval.load_retrieval_set(records, long=True).captions == [["a long one"]]
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"foo": 1}))
-    with pytest.raises(EvalError, match="COCO captions"):
+    with pytest.raises(UserError, match="COCO captions"):
         retrieval.load_retrieval_set(other)
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from eval import zeroshot
-from eval.common.cli import EvalError
+from fgclip.errors import UserError
 from tests.eval.conftest import COLOURS, common_args, make_image
 
 
@@ -18,10 +18,10 @@ def test_numbered_folders_take_names_by_index_not_by_text_order(tmp_path):
     assert zeroshot.class_display_names(folders, tmp_path / "names.json") == ["class0", "class1", "class10", "class2"]
     assert zeroshot.class_display_names(["golden_retriever", "tabby"], None) == ["golden retriever", "tabby"]
     (tmp_path / "map.json").write_text(json.dumps({"n1": "goldfish"}))
-    with pytest.raises(EvalError, match="no name for class folder 'n2'"):
+    with pytest.raises(UserError, match="no name for class folder 'n2'"):
         zeroshot.class_display_names(["n1", "n2"], tmp_path / "map.json")
     (tmp_path / "one.txt").write_text("only\n")
-    with pytest.raises(EvalError, match="1 names for 2 class folders"):
+    with pytest.raises(UserError, match="1 names for 2 class folders"):
         zeroshot.class_display_names(["a", "b"], tmp_path / "one.txt")
 
 
@@ -63,21 +63,21 @@ def test_imagenet_val_tree_as_sorted_into_wordnet_folders(tiny_model_dir, tmp_pa
     named = zeroshot.class_display_names(["n01484850", "n15075141"], "imagenet1k")
     assert named == ["great white shark", "toilet paper"]
     assert zeroshot.class_display_names(["0", "1", "10"], "imagenet1k") == ["tench", "goldfish", "brambling"]
-    with pytest.raises(EvalError, match="'n99999999' is not one of the 1,000 ImageNet WordNet ids"):
+    with pytest.raises(UserError, match="'n99999999' is not one of the 1,000 ImageNet WordNet ids"):
         zeroshot.class_display_names(["n01440764", "n99999999"], "imagenet1k")
 
 
 def test_empty_trees_and_class_lists_are_errors(tiny_model_dir, tmp_path):
     args = common_args(tiny_model_dir, tmp_path / "out")
     (tmp_path / "none").mkdir()
-    with pytest.raises(EvalError, match="class list is empty|no class sub-folders"):
+    with pytest.raises(UserError, match="class list is empty|no class sub-folders"):
         zeroshot.main(["--data", str(tmp_path / "none"), *args])
     (tmp_path / "empty_classes" / "a").mkdir(parents=True)
-    with pytest.raises(EvalError, match="no images could be scored"):
+    with pytest.raises(UserError, match="no images could be scored"):
         zeroshot.main(["--data", str(tmp_path / "empty_classes"), *args])
     make_image(tmp_path / "one" / "a" / "0.png")
     (tmp_path / "names.txt").write_text("\n")
-    with pytest.raises(EvalError, match="holds no class names"):
+    with pytest.raises(UserError, match="holds no class names"):
         zeroshot.main(["--data", str(tmp_path / "one"), "--classnames", str(tmp_path / "names.txt"), *args])
-    with pytest.raises(EvalError, match="is not a folder"):
+    with pytest.raises(UserError, match="is not a folder"):
         zeroshot.main(["--data", str(tmp_path / "absent"), *args])

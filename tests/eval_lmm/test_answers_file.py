@@ -5,7 +5,7 @@ import json
 import pytest
 
 from eval.lmm.answers_file import AnswerWriter, check_same_prompts, read_answers, repair_torn_tail
-from eval.lmm.errors import LMMEvalError
+from fgclip.errors import UserError
 
 
 def test_reads_llava_and_pope_answer_fields(tmp_path):
@@ -53,5 +53,5 @@ def test_resume_refuses_other_prompts(tmp_path):
         writer.write([(1, "Is there a dog?", "yes", {})])
     existing = read_answers(path)
     check_same_prompts(existing, {"1": "Is there a dog?", "2": "new"}, path)
-    with pytest.raises(LMMEvalError, match="another prompt"):
+    with pytest.raises(UserError, match="another prompt"):
         check_same_prompts(existing, {"1": "Is there a cat?"}, path)

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from eval import attributes
-from eval.lmm.errors import run_cli
+from fgclip.cli import run
 from tests.eval_lmm.conftest import make_images
 
 RECORDS = [
@@ -40,7 +40,7 @@ def test_scores_a_hand_made_answers_file_per_type(data, tmp_path, capsys):
     empty.write_text("")
     out = tmp_path / "out"
     # an empty answers file is an error, not an accuracy of 0; the questions are written first all the same
-    assert run_cli(attributes.main, ["--data", str(data), "--answers", str(empty), "--out", str(out)]) == 2
+    assert run(attributes.main, ["--data", str(data), "--answers", str(empty), "--out", str(out)]) == 2
     assert capsys.readouterr().err.strip() == f"error: answers file {empty} is empty"
     questions = read_questions(out)
     # region 0: 2 yes/no + mc (colour); region 1: 2 yes/no + mc (material); region 2: 2 yes/no (count, 2 negatives)
@@ -113,5 +113,5 @@ def test_data_errors_exit_2(tmp_path, capsys):
     for argv in (["--data", str(no_negatives), "--answers", str(answers)],
                  ["--data", str(tmp_path / "none.jsonl"), "--answers", str(answers)],
                  ["--data", str(no_negatives)]):
-        assert run_cli(attributes.main, [*argv, "--out", str(tmp_path / "out")]) == 2
+        assert run(attributes.main, [*argv, "--out", str(tmp_path / "out")]) == 2
         assert capsys.readouterr().err.startswith("error: ")

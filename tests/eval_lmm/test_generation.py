@@ -6,7 +6,6 @@ import pytest
 import torch
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
-from eval.lmm.errors import LMMEvalError
 from eval.lmm.generation import (
     GenerationSettings,
     PromptItem,
@@ -18,6 +17,7 @@ from eval.lmm.generation import (
     prepare_inputs,
 )
 from eval.lmm.prompting import format_prompt
+from fgclip.errors import UserError
 from tests.eval_lmm.conftest import make_images
 
 QUESTIONS = [
@@ -99,18 +99,18 @@ def test_missing_images_are_counted_not_fatal(tiny_llava, items, tmp_path):
     summary = answer_all(lmm, mixed, tmp_path / "a.jsonl", SETTINGS)
     assert summary.num_missing_image == 1 and summary.num_unreadable_image == 1
     assert set(summary.answers) == {"0"}
-    with pytest.raises(LMMEvalError, match="none of the 1 images"):
+    with pytest.raises(UserError, match="none of the 1 images"):
         answer_all(lmm, [PromptItem("x", tmp_path / "nope.png", "q")], tmp_path / "b.jsonl", SETTINGS)
-    with pytest.raises(LMMEvalError, match="repeat"):
+    with pytest.raises(UserError, match="repeat"):
         answer_all(lmm, [items[0], items[0]], tmp_path / "c.jsonl", SETTINGS)
 
 
 def test_not_a_llava_folder(tmp_path):
-    with pytest.raises(LMMEvalError, match="no config.json"):
+    with pytest.raises(UserError, match="no config.json"):
         load_lmm(tmp_path, SETTINGS)
     CLIPVisionModel(CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                                      num_attention_heads=4, image_size=32, patch_size=8)).save_pretrained(tmp_path / "clip")
-    with pytest.raises(LMMEvalError, match="needs? a LLaVA folder|need a LLaVA folder"):
+    with pytest.raises(UserError, match="needs? a LLaVA folder|need a LLaVA folder"):
         load_lmm(tmp_path / "clip", SETTINGS)
 
 
@@ -126,10 +126,10 @@ def test_gpu_defaults_to_bfloat16_and_generates(tiny_llava, items, tmp_path):
 def test_cuda_request_without_cuda_is_a_clear_error(tiny_llava):
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")
-    with pytest.raises(LMMEvalError, match="CUDA is not available"):
+    with pytest.raises(UserError, match="CUDA is not available"):
         load_lmm(tiny_llava, GenerationSettings(device="cuda"))
 
 
 def test_unknown_device_is_a_clear_error(tiny_llava):
-    with pytest.raises(LMMEvalError, match="not a device"):
+    with pytest.raises(UserError, match="not a device"):
         load_lmm(tiny_llava, GenerationSettings(device="gpu0"))

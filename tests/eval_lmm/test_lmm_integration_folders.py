@@ -21,7 +21,7 @@ def built_llava(tmp_path_factory):
     import torch
 
     from fgclip import FGCLIPModel
-    from fgclip.model.conversion import save_with_processors
+    from fgclip.folders import save_with_processors
     from lmm_integration.build import BuildOptions, build_llava
     from lmm_integration.miniature.tiny_lm import build_tiny_llm
 

@@ -6,7 +6,7 @@ import pytest
 
 from eval import localization
 from eval.lmm.boxes import box_to_square, format_box
-from eval.lmm.errors import run_cli
+from fgclip.cli import run
 from tests.eval_lmm.conftest import make_images
 
 SIZES = [(64, 48), (48, 64), (40, 40)]
@@ -88,5 +88,5 @@ def test_errors_exit_2(tmp_path, capsys):
     for argv in (["--data", str(bad), "--answers", str(answers)],
                  ["--data", str(tmp_path / "none.jsonl"), "--answers", str(answers)],
                  ["--data", str(bad), "--answers", str(answers), "--model", str(tmp_path)]):
-        assert run_cli(localization.main, [*argv, "--out", str(tmp_path / "out")]) == 2
+        assert run(localization.main, [*argv, "--out", str(tmp_path / "out")]) == 2
         assert capsys.readouterr().err.startswith("error: ")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from eval import pope
-from eval.lmm.errors import run_cli
+from fgclip.cli import run
 from tests.eval_lmm.conftest import make_images
 from tests.eval_lmm.test_pope_questions import write_coco
 
@@ -89,7 +89,7 @@ def test_usage_and_data_errors_exit_2(tmp_path, capsys):
         ["--build-questions"],  # no --instances
     ]
     for argv in cases:
-        assert run_cli(pope.main, [*argv, "--out", str(tmp_path / "out")]) == 2
+        assert run(pope.main, [*argv, "--out", str(tmp_path / "out")]) == 2
         error = capsys.readouterr().err.strip().splitlines()
         assert len(error) == 1 and error[0].startswith("error: ")
 
@@ -99,8 +99,8 @@ def test_help_explains_every_option(capsys):
         pope.main(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for option in ("--questions", "--answers", "--model", "--images", "--build-questions", "--batch-size",
-                   "--no-pad-to-square", "--prompt-format", "--limit"):
+    for option in ("--questions", "--answers", "--model", "--images", "--build_questions", "--batch_size",
+                   "--pad_to_square", "--no-pad-to-square", "--prompt_format", "--limit", "--output_dir"):
         assert option in text
 
 

@@ -4,7 +4,6 @@ import json
 
 import pytest
 
-from eval.lmm.errors import LMMEvalError
 from eval.lmm.pope_questions import (
     _adversarial,
     build_pope_questions,
@@ -14,6 +13,7 @@ from eval.lmm.pope_questions import (
     read_pope_questions,
     write_question_files,
 )
+from fgclip.errors import UserError
 
 CATEGORIES = ["person", "car", "dog", "cat", "bus", "apple", "umbrella", "kite"]
 IMAGES = {  # image id -> (file, objects); image 4 has only two classes, image 6 none
@@ -148,24 +148,24 @@ def test_public_coco_pope_file_as_shipped(tmp_path):
 
 
 def test_no_eligible_image_is_an_error(images):
-    with pytest.raises(LMMEvalError, match="at least 4"):
+    with pytest.raises(UserError, match="at least 4"):
         build_pope_questions(images, per_image=4)
 
 
 def test_bad_question_files_fail_clearly(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"question_id": 1, "image": "a.jpg", "text": "Is there a dog?", "label": "maybe"}\n')
-    with pytest.raises(LMMEvalError, match="bad.json:1: label"):
+    with pytest.raises(UserError, match="bad.json:1: label"):
         read_pope_questions(bad)
     bad.write_text('{"question_id": 1, "image": "a.jpg", "text": "?", "label": "yes"}\nnot json\n')
-    with pytest.raises(LMMEvalError, match="bad.json:2: not valid JSON"):
+    with pytest.raises(UserError, match="bad.json:2: not valid JSON"):
         read_pope_questions(bad)
     bad.write_text('{"question_id": 1, "image": "a.jpg", "text": "?", "label": "yes"}\n'
                    '{"question_id": 1, "image": "b.jpg", "text": "?", "label": "yes"}\n')
-    with pytest.raises(LMMEvalError, match="repeats with another question"):
+    with pytest.raises(UserError, match="repeats with another question"):
         read_pope_questions(bad)
     bad.write_bytes(b'{"question_id": 1, "image": "a.jpg", "text": "Is there a caf\xe9?", "label": "yes"}\n')
-    with pytest.raises(LMMEvalError, match="bad.json is not UTF-8 text"):
+    with pytest.raises(UserError, match="bad.json is not UTF-8 text"):
         read_pope_questions(bad)
     listed = tmp_path / "list.json"
     listed.write_text(json.dumps([{"question_id": 1, "image": "a.jpg", "text": "?", "label": "No"}]))
@@ -175,5 +175,5 @@ def test_bad_question_files_fail_clearly(tmp_path):
 def test_not_a_coco_file(tmp_path):
     path = tmp_path / "x.json"
     path.write_text(json.dumps({"images": []}))
-    with pytest.raises(LMMEvalError, match="not a COCO instances file"):
+    with pytest.raises(UserError, match="not a COCO instances file"):
         read_coco_objects(path)

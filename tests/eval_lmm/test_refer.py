@@ -4,7 +4,7 @@ import json
 import pickle
 
 from eval.lmm import refer
-from eval.lmm.errors import run_cli
+from fgclip.cli import run
 
 
 def test_converts_one_item_per_sentence(tmp_path):
@@ -29,7 +29,7 @@ def test_converts_one_item_per_sentence(tmp_path):
         {"id": "7_2", "image": "COCO_train2014_000000000001.jpg", "expression": "left guy",
          "bbox": [0.1, 0.1, 0.5, 0.6], "width": 200, "height": 100},
     ]  # ref 9's box is not in the instances: skipped and reported
-    assert run_cli(refer.main, ["--refs", str(tmp_path / "refs(unc).p"), "--instances", str(tmp_path / "instances.json"),
+    assert run(refer.main, ["--refs", str(tmp_path / "refs(unc).p"), "--instances", str(tmp_path / "instances.json"),
                                 "--split", "val", "--out", str(out), "--overwrite"]) == 2
 
 
@@ -42,10 +42,10 @@ def test_the_output_file_is_never_an_input_a_folder_or_replaced_unasked(tmp_path
     base = ["--refs", str(refs), "--instances", str(instances), "--split", "val"]
     out = tmp_path / "val.jsonl"
     for target, message in ((instances, "is an input"), (tmp_path, "is a folder")):
-        assert run_cli(refer.main, [*base, "--out", str(target), "--overwrite"]) == 2
+        assert run(refer.main, [*base, "--out", str(target), "--overwrite"]) == 2
         assert message in capsys.readouterr().err
     refer.main([*base, "--out", str(out)])
-    assert run_cli(refer.main, [*base, "--out", str(out)]) == 2
-    assert capsys.readouterr().err.strip() == f"error: --out {out} exists; pass --overwrite to replace it"
+    assert run(refer.main, [*base, "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: --output_file {out} exists; pass --overwrite to replace it"
     refer.main([*base, "--out", str(out), "--overwrite"])
     assert len(out.read_text().splitlines()) == 1

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fgclip import FashionFINEConfig, FashionFINEModel, FGCLIPModel
-from fgclip.model.conversion import save_with_processors
+from fgclip.folders import save_with_processors
 from tests.conftest import tiny_config
 
 

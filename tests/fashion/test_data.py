@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fgclip.fashion.data import DataPathError, ImageRef, clean_text, load_image, read_products, read_triplets
+from fgclip.errors import UserError
+from fgclip.fashion.data import (
+    ImageRef,
+    clean_text,
+    load_image,
+    read_products,
+    read_triplets,
+)
 
 # (product id, description, category, subcategory, pose): rows of one product are consecutive, as released
 FASHIONGEN_ROWS = [
@@ -77,7 +84,7 @@ def test_fashionsap_info_data_takes_images_from_the_h5_rows(tmp_path):
     assert products.formats == ["fashionsap-info-data"] and len(products.rows) == 3
     assert products.rows[1].image == ImageRef(h5_file=root / "fashiongen_256_256_train.h5", h5_row=1)
     (root / "fashiongen_256_256_train.h5").unlink()
-    with pytest.raises(DataPathError, match="fashiongen_256_256_train.h5, which is missing"):
+    with pytest.raises(UserError, match="fashiongen_256_256_train.h5, which is missing"):
         read_products([root / "train" / "info_data.json"])
 
 
@@ -121,26 +128,26 @@ def test_jsonl_items_and_counted_skips(tmp_path):
 
 
 def test_wrong_paths_and_formats_are_one_line_errors(tmp_path):
-    with pytest.raises(DataPathError, match="data path not found"):
+    with pytest.raises(UserError, match="data path not found"):
         read_products([tmp_path / "nope.h5"])
     (tmp_path / "dict.json").write_text(json.dumps({"images": []}))
-    with pytest.raises(DataPathError, match="expected a JSON list"):
+    with pytest.raises(UserError, match="expected a JSON list"):
         read_products([tmp_path / "dict.json"])
     (tmp_path / "notes.txt").write_text("hello")
-    with pytest.raises(DataPathError, match="unsupported FashionGen file"):
+    with pytest.raises(UserError, match="unsupported FashionGen file"):
         read_products([tmp_path / "notes.txt"])
     with h5py.File(tmp_path / "other.h5", "w") as handle:
         handle["x"] = np.zeros(3)
-    with pytest.raises(DataPathError, match="not a FashionGen HDF5 file"):
+    with pytest.raises(UserError, match="not a FashionGen HDF5 file"):
         read_products([tmp_path / "other.h5"])
     (tmp_path / "broken.h5").write_bytes(b"not hdf5")
-    with pytest.raises(DataPathError, match="not a readable HDF5 file"):
+    with pytest.raises(UserError, match="not a readable HDF5 file"):
         read_products([tmp_path / "broken.h5"])
     only_bad = tmp_path / "bad.jsonl"
     only_bad.write_text(json.dumps({"image": "x.jpg", "text": "t", "product_id": 1, "subcategory": "TOPS"}) + "\n")
-    with pytest.raises(DataPathError, match=r"no usable product image .*missing_image"):
+    with pytest.raises(UserError, match=r"no usable product image .*missing_image"):
         read_products([only_bad])
-    with pytest.raises(DataPathError, match="expected a FashionIQ caption file"):
+    with pytest.raises(UserError, match="expected a FashionIQ caption file"):
         read_triplets([tmp_path / "dict.json"])
 
 
@@ -187,6 +194,7 @@ def test_clean_text():
 
 def test_export_makes_hdf5_products_readable_by_eval_fashion(tmp_path, capsys):
     from eval.common.fashion_data import load_products
+    from fgclip.cli import run
     from fgclip.fashion.export import main
 
     h5 = write_fashiongen_h5(tmp_path / "fashiongen_256_256_validation.h5")
@@ -195,4 +203,4 @@ def test_export_makes_hdf5_products_readable_by_eval_fashion(tmp_path, capsys):
     loaded = load_products(tmp_path / "out" / "items.jsonl")
     assert [(i.product, i.subcategory) for i in loaded.items] == [("86605", "DENIM JACKETS")] * 2 + [("86773", "TANK TOPS")]
     assert Image.open(tmp_path / "out" / loaded.items[2].image).getpixel((0, 0)) == (80, 175, 128)
-    assert main(["--data", str(h5), "--out", str(h5)]) == 2  # the input itself
+    assert run(main, ["--data", str(h5), "--output_dir", str(h5)]) == 2  # the input itself

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from eval import fashion, retrieval
-from eval.common.cli import EvalError
 from fgclip import FashionFINEModel, FGCLIPTokenizer
+from fgclip.errors import UserError
 from fgclip.fashion.synthetic import SyntheticSettings, generate
+from fgclip.folders import save_with_processors
 from fgclip.images import open_rgb
-from fgclip.model.conversion import save_with_processors
 from fgclip.transforms import image_transform
 
 COMMON = ["--no-cache", "--num-workers", "0", "--batch-size", "8", "--device", "cpu"]
@@ -80,6 +80,6 @@ def test_retrieval_uses_the_learned_embeddings(fashion_dir, test_split, tmp_path
     gen = fashion.main(["--task", "fashiongen", "--data", data, "--model", str(fashion_dir), "--mode", "full",
                         "--out", str(tmp_path / "g"), *COMMON])
     assert result["i2t_r1"] == pytest.approx(gen["fusion_full_i2t_r1"])  # the same protocol on these items
-    with pytest.raises(EvalError, match="77-token path"):
+    with pytest.raises(UserError, match="77-token path"):
         retrieval.main(["--model", str(fashion_dir), "--data", data, "--caption-field", "text", "--long",
                         "--out", str(tmp_path / "long"), *COMMON])

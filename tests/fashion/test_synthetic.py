@@ -7,6 +7,7 @@ import json
 import pytest
 
 from eval.common.fashion_data import load_products, load_triplets
+from fgclip.cli import run
 from fgclip.fashion.data import read_products, read_triplets
 from fgclip.fashion.synthetic import (
     FASHIONIQ_CATEGORY,
@@ -96,6 +97,8 @@ def test_deterministic_by_seed(synthetic, tmp_path):
 
 def test_the_command_refuses_a_folder_holding_other_files(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("mine")
-    assert main(["--out", str(tmp_path), "--families", "2"]) == 2
+    assert run(main, ["--out", str(tmp_path), "--families", "2"]) == 2  # --out: the old spelling of --output_dir
     assert "already holds" in capsys.readouterr().err
-    assert main(["--out", str(tmp_path / "new"), "--families", "0"]) == 2
+    with pytest.raises(SystemExit) as stop:
+        main(["--output_dir", str(tmp_path / "new"), "--families", "0"])
+    assert stop.value.code == 2 and "--families: must be a positive integer" in capsys.readouterr().err

@@ -17,6 +17,7 @@ from transformers import AutoModel
 
 from eval import fashion
 from fgclip import FashionFINEModel
+from fgclip.cli import run
 from fgclip.fashion.cli import main
 from fgclip.fashion.synthetic import SyntheticSettings, generate
 
@@ -52,19 +53,21 @@ def test_help_and_usage_errors_are_one_line_exit_2(products, tiny_towers_dir, tm
         (["--task", "tgir", "--matching_weight", "1", *retrieval_args(products, tiny_towers_dir, tmp_path / "b")[2:]],
          "--matching_weight applies to --task retrieval"),
         (retrieval_args(products, tmp_path / "no_model", tmp_path / "c"), "no such folder"),
-        (retrieval_args(products, tiny_towers_dir, tmp_path / "d", "--batch_size", "0"), "--batch_size must be > 0"),
         (["--task", "retrieval", "--data", str(products / "manifest.json"), "--init", str(tiny_towers_dir),
           "--output_dir", str(tmp_path / "e"), "--max_steps", "1"], "expected a JSON list"),
         (retrieval_args(products, tiny_towers_dir, products, "--max_steps", "1"), "already holds"),
     ]
     for argv, message in cases:
-        assert main(argv) == 2, argv
+        assert run(main, argv) == 2, argv
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, (argv, err)
-    with pytest.raises(SystemExit) as stop:
-        main(["--data", "x"])
-    err = capsys.readouterr().err.strip()
-    assert stop.value.code == 2 and "the following arguments are required" in err and len(err.splitlines()) == 1
+    for argv, message in ((["--data", "x"], "the following arguments are required"),
+                          (retrieval_args(products, tiny_towers_dir, tmp_path / "d", "--batch_size", "0"),
+                           "--batch_size: must be a positive integer")):
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        err = capsys.readouterr().err.strip()
+        assert stop.value.code == 2 and message in err and len(err.splitlines()) == 1, (argv, err)
 
 
 def test_retrieval_run_selects_on_validation_and_writes_loadable_folders(products, tiny_towers_dir, tmp_path):
@@ -89,19 +92,19 @@ def test_retrieval_run_selects_on_validation_and_writes_loadable_folders(product
 
 def test_global_only_with_a_held_out_share_of_the_training_products(products, tiny_towers_dir, tmp_path):
     out = tmp_path / "global"
-    assert main(retrieval_args(products, tiny_towers_dir, out, "--no-local_pooling", "--val_fraction", "0.25",
+    assert main(retrieval_args(products, tiny_towers_dir, out, "--no_local_pooling", "--val_fraction", "0.25",
                                "--max_steps", "2", "--matching_weight", "0")) == 0
     model = FashionFINEModel.from_pretrained(out / "final")
     assert not model.config.local_pooling and model.local_pooling is None
     with safe_open(str(out / "final" / "model.safetensors"), framework="pt") as weights:
-        assert not any(name.startswith("local_pooling") for name in weights)
+        assert not any(name.startswith("local_pooling") for name in weights.keys())
     assert json.loads((out / "summary.json").read_text())["validation"] == "25.0% of the training data held out"
     assert "loss_matching" not in read_jsonl(out / "metrics.jsonl")[0]
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
     with safe_open(str(folder / "model.safetensors"), framework="pt") as handle:
-        return {name: handle.get_tensor(name) for name in handle}
+        return {name: handle.get_tensor(name) for name in handle.keys()}
 
 
 def test_a_resumed_run_reaches_the_same_weights(products, tiny_towers_dir, tmp_path):
@@ -244,11 +247,15 @@ def test_recipes_are_fashion_fines(tmp_path):
         return config_from_args(build_parser().parse_args(["--data", "d.h5", "--init", "m", "--output_dir", "o", *argv]))
 
     retrieval = config("--task", "retrieval")
-    assert (retrieval.optim.lr, retrieval.optim.weight_decay, retrieval.batch_size, retrieval.epochs) == (1e-5, 0.02, 64, 30)
-    assert retrieval.optim.lr * retrieval.optim.min_lr_ratio == pytest.approx(1e-6) and retrieval.optim.warmup_steps < 0
+    optim = retrieval.optim(1)
+    assert (optim.lr, optim.weight_decay, retrieval.batch_size, retrieval.epochs) == (1e-5, 0.02, 64, 30)
+    assert retrieval.optim(7).lr * retrieval.optim(7).min_lr_ratio == pytest.approx(1e-6)
+    assert retrieval.optim(7).warmup_steps == 7  # one epoch
     assert (retrieval.loss.focal_gamma, retrieval.loss.focal_alpha, retrieval.loss.matching_weight) == (2.0, 0.25, 1.0)
     tgir = config("--task", "tgir")
-    assert (tgir.optim.lr, tgir.optim.weight_decay, tgir.batch_size, tgir.epochs) == (3e-5, 0.3, 16, 10)
-    assert tgir.optim.lr * tgir.optim.min_lr_ratio == pytest.approx(1e-7)
+    assert (tgir.optim(1).lr, tgir.optim(1).weight_decay, tgir.batch_size, tgir.epochs) == (3e-5, 0.3, 16, 10)
+    assert tgir.optim(1).lr * tgir.optim(1).min_lr_ratio == pytest.approx(1e-7)
     assert (tgir.loss.focal_gamma, tgir.loss.focal_alpha, tgir.loss.matching_weight) == (0.0, 1.0, 0.0)
-    assert config("--task", "retrieval", "--lr", "2e-5", "--no-local_pooling").model.local_pooling is False
+    assert config("--task", "retrieval", "--lr", "2e-5", "--no_local_pooling").local_pooling is False
+    assert config("--task", "retrieval", "--no-local-pooling").local_pooling is False  # the kebab spelling
+    assert config("--task", "tgir", "--out", "elsewhere").output_dir == "elsewhere"  # the old spelling

@@ -22,7 +22,7 @@ WORDS = ["Describe the image briefly .", QUESTION, "Is there a red square in the
 def save_fgclip(folder: Path, seed: int = 0, **vision) -> Path:
     """A random tiny FG-CLIP folder (4x4 patch grid unless `vision` overrides the tower)."""
     from fgclip import FGCLIPModel
-    from fgclip.model.conversion import save_with_processors
+    from fgclip.folders import save_with_processors
 
     config = tiny_config(vision_config={**TINY_VISION, **vision})
     torch.manual_seed(seed)

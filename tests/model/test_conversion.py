@@ -2,32 +2,33 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
-import sysconfig
 import textwrap
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
-from transformers import AutoConfig, AutoModel, CLIPModel, LlamaConfig, LlamaForCausalLM
+from safetensors.torch import load_file, save_file
+from transformers import AutoConfig, AutoModel, CLIPModel, CLIPVisionModel, LlamaConfig, LlamaForCausalLM
 
 from fgclip import FGCLIPModel, FGCLIPTokenizer
+from fgclip.cli import run
 from fgclip.convert import main as convert_main
+from fgclip.hf_files import CLIP_SPECIAL_TOKEN_IDS
 from fgclip.model.conversion import (
     OFFICIAL_KEY_MAP,
     CheckpointError,
+    converted_checkpoint,
+    derived_weights,
     detect_checkpoint_kind,
-    save_with_processors,
 )
 from fgclip.model.positions import stretch_position_table
-from fgclip.tokenizer import CLIP_SPECIAL_TOKEN_IDS
+from fgclip.model.vision_tower import standalone_vision_tower
 from tests.conftest import tiny_config
 from tests.hub_copies.clip import HUB_FOLDERS, OFFICIAL_FGCLIP_IDS, STOCK_CLIP_IDS
-
-REPO = Path(__file__).resolve().parents[2]
-
+from tests.transformers_437 import run_437
 
 def _trained_looking(model: FGCLIPModel) -> FGCLIPModel:
     """Give the FG-CLIP-only weights values no rule would re-derive (as after stage 2)."""
@@ -91,7 +92,7 @@ def test_official_release_imports_its_trained_weights_as_they_are(hub_copy, repo
     assert imported.image_size == HUB_FOLDERS[repo_id].image_size
     assert imported.config.special_token_ids == CLIP_SPECIAL_TOKEN_IDS  # not the file's legacy 0 / 2 / 1
     # The CLI writes it in this project's format, which then loads as an FG-CLIP folder, bit for bit.
-    assert convert_main(["from-official", str(release), str(tmp_path / "ours")]) == 0
+    assert run(convert_main, ["from-official", str(release), str(tmp_path / "ours")]) == 0
     assert detect_checkpoint_kind(tmp_path / "ours") == "fgclip"
     reloaded = FGCLIPModel.from_pretrained(tmp_path / "ours").state_dict()
     assert all(torch.equal(reloaded[name], tensor) for name, tensor in ours.items())
@@ -121,7 +122,7 @@ def test_folder_of_another_model_type_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(CheckpointError, match=r"config.json describes a 'llama' model, which FG-CLIP does not read"):
         FGCLIPModel.from_pretrained(tmp_path)
     capsys.readouterr()
-    assert convert_main(["export-vision", str(tmp_path), str(tmp_path / "out")]) == 2
+    assert run(convert_main, ["export-vision", str(tmp_path), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "llama" in err and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
@@ -130,7 +131,7 @@ def test_folder_of_another_model_type_is_a_clear_error(tmp_path, capsys):
 def test_cli_from_clip_on_every_stock_folder(hub_copy, tmp_path):
     for repo_id in STOCK_CLIP_IDS:
         out = tmp_path / repo_id.replace("/", "--")
-        assert convert_main(["from-clip", str(hub_copy(repo_id)), str(out)]) == 0
+        assert run(convert_main, ["from-clip", str(hub_copy(repo_id)), str(out)]) == 0
         saved = json.loads((out / "config.json").read_text())
         assert saved["model_type"] == "fgclip"
         pad = 0 if HUB_FOLDERS[repo_id].pad_token == "!" else 49407
@@ -162,67 +163,87 @@ def _export_and_expected(tiny_model, tmp_path):
     return folder, expected
 
 
-def _load_in_fresh_interpreter(python: str, folder: Path, tmp_path: Path) -> dict:
-    script = tmp_path / "fresh_load.py"
-    script.write_text(FRESH_LOAD)
-    out = tmp_path / "features.pt"
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run([python, str(script), str(folder), str(tmp_path / "pixels.pt"), str(out)],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return torch.load(out)
-
-
 def test_exported_tower_loads_in_stock_transformers_without_fgclip(tiny_model, tmp_path):
     folder, expected = _export_and_expected(_trained_looking(tiny_model), tmp_path)
     names = set(load_file(str(folder / "model.safetensors")))
     assert names and all(name.startswith("vision_model.") for name in names)
-    got = _load_in_fresh_interpreter(sys.executable, folder, tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-c", FRESH_LOAD, str(folder), str(tmp_path / "pixels.pt"),
+                             str(tmp_path / "out.pt")], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    got = torch.load(tmp_path / "out.pt")
     torch.testing.assert_close(got["last"], expected.last_hidden_state, rtol=0, atol=1e-6)
     torch.testing.assert_close(got["penultimate"], expected.hidden_states[-2], rtol=0, atol=1e-6)
 
 
-def _transformers_437_python() -> str:
-    """A virtual environment with transformers 4.37.2 (the original LLaVA's pin) over this torch, cached."""
-    venv = Path(os.environ.get("FGCLIP_TF437_VENV", Path.home() / ".cache" / "fgclip" / "tf437-venv"))
-    python = venv / "bin" / "python"
-    marker = venv / ".ready"
-    if not marker.is_file():
-        # This interpreter's packages (torch, ...) are seen after the venv's own through a .pth file, not
-        # --system-site-packages, which would give the base interpreter's when the tests run in a venv.
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-        own = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-        ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-        (Path(own) / "fgclip_parent_packages.pth").write_text("".join(f"{path}\n" for path in sorted(ours)))
-        install = subprocess.run([str(python), "-m", "pip", "install", "-q", "transformers==4.37.2"],
-                                 capture_output=True, text=True, timeout=900)
-        if install.returncode != 0:
-            pytest.skip(f"could not install transformers 4.37.2: {install.stderr.strip().splitlines()[-1:]}")
-        marker.touch()
-    return str(python)
+def test_the_standalone_tower_is_what_the_export_writes(tiny_model, tmp_path):
+    """One route: the in-memory tower and the folder hold the same model, apart from the dual encoder."""
+    tower = standalone_vision_tower(tiny_model.vision_model)
+    assert type(tower) is CLIPVisionModel and tower.config.architectures == ["CLIPVisionModel"]
+    assert all(a.data_ptr() != b.data_ptr() for a, b in zip(tower.parameters(), tiny_model.vision_model.parameters()))
+    loaded = CLIPVisionModel.from_pretrained(tiny_model.export_vision_tower(tmp_path / "tower")).eval()
+    pixels = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(tower.eval()(pixels).pooler_output, loaded(pixels).pooler_output, rtol=0, atol=0)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_exported_tower_loads_every_weight_in_transformers_4_37(tiny_model, tmp_path):
-    python = _transformers_437_python()
-    version = subprocess.run([python, "-c", "import transformers; print(transformers.__version__)"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-    assert version == "4.37.2"
     folder, expected = _export_and_expected(_trained_looking(tiny_model), tmp_path)
-    got = _load_in_fresh_interpreter(python, folder, tmp_path)
+    result = run_437(FRESH_LOAD, str(folder), str(tmp_path / "pixels.pt"), str(tmp_path / "out.pt"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    got = torch.load(tmp_path / "out.pt")
     torch.testing.assert_close(got["last"], expected.last_hidden_state, rtol=0, atol=1e-6)
-
-
-def test_save_with_processors_makes_a_self_contained_folder(tiny_model, tmp_path):
-    save_with_processors(tiny_model, tmp_path)
-    from transformers import CLIPImageProcessor, CLIPTokenizer
-
-    assert CLIPTokenizer.from_pretrained(tmp_path)("a cat")["input_ids"] == [49406, 320, 2368, 49407]
-    processor = CLIPImageProcessor.from_pretrained(tmp_path)
-    assert processor.size == {"height": 32, "width": 32} and not processor.do_center_crop
 
 
 def test_tiny_config_helper_is_small():
     assert sum(p.numel() for p in FGCLIPModel(tiny_config()).parameters()) < 3_000_000
+
+
+def test_new_models_and_clip_imports_derive_fgclip_parts_by_one_rule(hub_copy):
+    fresh = FGCLIPModel(tiny_config())
+    state = fresh.state_dict()
+    for name, value in derived_weights(state, fresh.config).items():
+        assert torch.equal(state[name], value), name
+    folder = hub_copy("openai/clip-vit-base-patch16")
+    config, converted = converted_checkpoint(folder, "clip")  # data only: no model is built
+    loaded = FGCLIPModel.from_pretrained(folder).state_dict()
+    for name, value in derived_weights(load_file(str(folder / "model.safetensors")), config).items():
+        assert torch.equal(converted[name], value) and torch.equal(loaded[name], value), name
+    assert loaded["logit_scale_region"].item() == loaded["logit_scale"].item() == pytest.approx(4.6052)  # trained
+
+
+def test_the_config_can_start_the_fine_grained_temperatures_elsewhere(tmp_path):
+    model = FGCLIPModel(tiny_config(region_logit_scale_init_value=1.5))
+    assert model.logit_scale_region.item() == 1.5 and model.logit_scale_hard.item() == model.logit_scale.item()
+    model.save_pretrained(tmp_path)
+    loaded = FGCLIPModel.from_pretrained(tmp_path)
+    with torch.no_grad():
+        loaded.logit_scale.fill_(3.0)
+        loaded.logit_scale_hard.fill_(0.1)
+    loaded.reset_fine_grained_temperatures()  # as the trainer starts stage 2, on a loaded model too
+    assert (loaded.logit_scale_region.item(), loaded.logit_scale_hard.item()) == (1.5, 3.0)
+
+
+def test_weights_that_do_not_fit_the_config_are_one_line_errors(hub_copy, tmp_path):
+    folder = tmp_path / "clip"
+    shutil.copytree(hub_copy("openai/clip-vit-base-patch16"), folder)
+    state = load_file(str(folder / "model.safetensors"))
+    state["text_projection.weight"] = state["text_projection.weight"][:, :-1].contiguous()
+    save_file(state, str(folder / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=r"text_projection.weight has shape \(\d+, \d+\), the config gives"):
+        FGCLIPModel.from_pretrained(folder)
+    del state["visual_projection.weight"]
+    save_file(state, str(folder / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=r"weights do not fit its config.json \(missing \['visual_projection"):
+        FGCLIPModel.from_pretrained(folder)
+
+
+def test_short_text_groups_is_saved_with_the_model(tmp_path):
+    FGCLIPModel(tiny_config(short_text_groups=8)).save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["short_text_groups"] == 8
+    assert FGCLIPModel.from_pretrained(tmp_path).config.short_text_groups == 8
+    with pytest.raises(ValueError, match="short_text_groups must be a positive integer"):
+        tiny_config(short_text_groups=0)

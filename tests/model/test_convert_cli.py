@@ -10,10 +10,11 @@ import pytest
 from safetensors import safe_open
 
 from eval import fgovd
-from eval.common.cli import run_main
 from fgclip import FGCLIPModel
+from fgclip.cli import run
 from fgclip.convert import main as convert_main
-from fgclip.model.conversion import CheckpointError, save_with_processors
+from fgclip.folders import save_with_processors
+from fgclip.model.conversion import CheckpointError
 from fgclip.train.cli import main as train_main
 
 CLIP = "openai/clip-vit-base-patch16"
@@ -40,7 +41,7 @@ def test_export_vision_onto_its_own_source_is_refused_even_with_overwrite(fgclip
     before = _snapshot(fgclip_folder)
     for extra in ([], ["--overwrite"]):
         capsys.readouterr()
-        assert convert_main(["export-vision", str(fgclip_folder), str(fgclip_folder), *extra]) == 2
+        assert run(convert_main, ["export-vision", str(fgclip_folder), str(fgclip_folder), *extra]) == 2
         assert "is the input" in _one_error_line(capsys)
     assert _snapshot(fgclip_folder) == before  # the text tower is still there
 
@@ -50,7 +51,7 @@ def test_from_clip_onto_the_stock_clip_folder_is_refused(hub_copy, tmp_path, cap
     shutil.copytree(hub_copy(CLIP), clip)
     before = _snapshot(clip)
     for extra in ([], ["--overwrite"]):
-        assert convert_main(["from-clip", str(clip), str(clip) + "/", *extra]) == 2  # same folder, spelled otherwise
+        assert run(convert_main, ["from-clip", str(clip), str(clip) + "/", *extra]) == 2  # same folder, spelled otherwise
         assert "is the input" in _one_error_line(capsys)
     assert _snapshot(clip) == before
 
@@ -60,12 +61,12 @@ def test_output_holding_another_model_is_refused_unless_overwrite(fgclip_folder,
     shutil.copytree(hub_copy(CLIP), other)
     before = _snapshot(other)
     capsys.readouterr()
-    assert convert_main(["export-vision", str(fgclip_folder), str(other)]) == 2
+    assert run(convert_main, ["export-vision", str(fgclip_folder), str(other)]) == 2
     line = _one_error_line(capsys)
     assert "already holds a model (" in line and "config.json" in line and "--overwrite" in line
     assert _snapshot(other) == before
 
-    assert convert_main(["export-vision", str(fgclip_folder), str(other), "--overwrite"]) == 0
+    assert run(convert_main, ["export-vision", str(fgclip_folder), str(other), "--overwrite"]) == 0
     with safe_open(str(other / "model.safetensors"), framework="pt") as handle:
         names = list(handle.keys())
     assert names and all(name.startswith("vision_model.") for name in names)
@@ -75,15 +76,15 @@ def test_output_holding_another_model_is_refused_unless_overwrite(fgclip_folder,
 
 def test_an_empty_or_new_output_folder_is_fine(fgclip_folder, tmp_path):
     (tmp_path / "empty").mkdir()
-    assert convert_main(["export-vision", str(fgclip_folder), str(tmp_path / "empty")]) == 0
-    assert convert_main(["export-vision", str(fgclip_folder), str(tmp_path / "new" / "deeper")]) == 0
+    assert run(convert_main, ["export-vision", str(fgclip_folder), str(tmp_path / "empty")]) == 0
+    assert run(convert_main, ["export-vision", str(fgclip_folder), str(tmp_path / "new" / "deeper")]) == 0
 
 
 def test_output_that_is_a_file_is_refused_before_any_work(fgclip_folder, tmp_path, capsys):
     target = tmp_path / "tower.safetensors"
     target.write_text("keep me")
     capsys.readouterr()
-    assert convert_main(["export-vision", str(fgclip_folder), str(target)]) == 2
+    assert run(convert_main, ["export-vision", str(fgclip_folder), str(target)]) == 2
     assert "is a file" in _one_error_line(capsys)
     assert target.read_text() == "keep me"
 
@@ -101,7 +102,7 @@ def test_a_truncated_model_safetensors_is_one_line_everywhere(kind, fgclip_folde
     source = fgclip_folder if kind == "fgclip" else hub_copy(CLIP)
     broken = _truncated_copy(source, tmp_path / "broken")
     capsys.readouterr()
-    assert convert_main(["export-vision", str(broken), str(tmp_path / "out")]) == 2
+    assert run(convert_main, ["export-vision", str(broken), str(tmp_path / "out")]) == 2
     line = _one_error_line(capsys)
     assert "model.safetensors is damaged" in line and "download" in line
     assert not (tmp_path / "out").exists()
@@ -110,7 +111,7 @@ def test_a_truncated_model_safetensors_is_one_line_everywhere(kind, fgclip_folde
     data = tmp_path / "regions.jsonl"
     data.write_text(json.dumps({"image": "a.png", "regions": [
         {"bbox": [0.1, 0.1, 0.5, 0.5], "caption": "a red cube", "hard_negatives": ["a blue cube"]}]}) + "\n")
-    assert run_main(fgovd.main, ["--model", str(broken), "--data", str(data), "--out", str(tmp_path / "ev"),
+    assert run(fgovd.main, ["--model", str(broken), "--data", str(data), "--out", str(tmp_path / "ev"),
                                  "--no-cache"]) == 2
     assert "model.safetensors is damaged" in _one_error_line(capsys)
     assert train_main(["--data", str(data), "--init", str(broken), "--output_dir", str(tmp_path / "run")]) == 2
@@ -124,7 +125,7 @@ def test_a_missing_shard_is_named(fgclip_folder, tmp_path, capsys):
     index = {"metadata": {}, "weight_map": {"logit_scale": "model-00001-of-00002.safetensors",
                                             "text_projection.weight": "model-00002-of-00002.safetensors"}}
     (sharded / "model.safetensors.index.json").write_text(json.dumps(index))
-    assert convert_main(["export-vision", str(sharded), str(tmp_path / "out")]) == 2
+    assert run(convert_main, ["export-vision", str(sharded), str(tmp_path / "out")]) == 2
     assert "lists model-00002-of-00002.safetensors, which is not in the folder" in _one_error_line(capsys)
 
 
@@ -134,7 +135,7 @@ def test_a_missing_shard_is_named(fgclip_folder, tmp_path, capsys):
 ])
 def test_a_missing_source_is_not_answered_with_a_hub_message(source, message, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert convert_main(["export-vision", source, str(tmp_path / "out")]) == 2
+    assert run(convert_main, ["export-vision", source, str(tmp_path / "out")]) == 2
     line = _one_error_line(capsys)
     assert message in line and "Repo id" not in line
 
@@ -167,16 +168,16 @@ def test_folders_that_are_none_of_the_kinds_read(case, message, fgclip_folder, t
     elif case == "weights_file":
         source = folder / "model.safetensors"
     capsys.readouterr()
-    assert convert_main(["export-vision", str(source), str(tmp_path / "out")]) == 2
+    assert run(convert_main, ["export-vision", str(source), str(tmp_path / "out")]) == 2
     assert message in _one_error_line(capsys)
 
 
 def test_wrong_sub_command_for_the_folder_says_which_to_use(hub_copy, fgclip_folder, tmp_path, capsys):
-    assert convert_main(["from-clip", str(hub_copy("qihoo360/fg-clip-base")), str(tmp_path / "a")]) == 2
+    assert run(convert_main, ["from-clip", str(hub_copy("qihoo360/fg-clip-base")), str(tmp_path / "a")]) == 2
     assert "use from-official" in _one_error_line(capsys)
-    assert convert_main(["from-official", str(hub_copy(CLIP)), str(tmp_path / "b")]) == 2
+    assert run(convert_main, ["from-official", str(hub_copy(CLIP)), str(tmp_path / "b")]) == 2
     assert "use from-clip" in _one_error_line(capsys)
-    assert convert_main(["from-clip", str(fgclip_folder), str(tmp_path / "c")]) == 2
+    assert run(convert_main, ["from-clip", str(fgclip_folder), str(tmp_path / "c")]) == 2
     assert "already an FG-CLIP folder" in _one_error_line(capsys)
     assert not any((tmp_path / name).exists() for name in "abc")
 
@@ -184,7 +185,7 @@ def test_wrong_sub_command_for_the_folder_says_which_to_use(hub_copy, fgclip_fol
 def test_help_explains_overwrite_and_preprocessing(capsys):
     for argv in (["export-vision", "--help"], ["--help"]):
         with pytest.raises(SystemExit):
-            convert_main(argv)
+            run(convert_main, argv)
     shown = " ".join(capsys.readouterr().out.split())
     assert "--overwrite" in shown and "never allowed when OUT_DIR is the source folder" in shown
     assert "resize to a square, no centre crop" in shown and "is not carried over" in shown
@@ -203,5 +204,5 @@ def test_an_older_download_with_only_pytorch_model_bin(hub_copy, tmp_path, capsy
     weights = folder / "pytorch_model.bin"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     capsys.readouterr()
-    assert convert_main(["from-clip", str(folder), str(tmp_path / "out")]) == 2
+    assert run(convert_main, ["from-clip", str(folder), str(tmp_path / "out")]) == 2
     assert "pytorch_model.bin is damaged (incomplete zip archive)" in _one_error_line(capsys)

@@ -15,9 +15,9 @@ from PIL import Image
 from transformers import CLIPImageProcessor, CLIPVisionModel
 
 from eval import fgovd, retrieval
-from eval.common.cli import run_main
 from eval.common.encoder import Encoder, EncoderConfig
 from fgclip import FGCLIPModel, FGCLIPTokenizer
+from fgclip.cli import run
 from fgclip.convert import main as convert_main
 from fgclip.data.synthetic import generate
 from fgclip.train.cli import main as train_main
@@ -57,7 +57,7 @@ def test_python_api_on_every_folder(hub_copy, repo_id):
 @pytest.mark.parametrize("repo_id", ALL)
 def test_export_vision_on_every_folder(hub_copy, repo_id, tmp_path):
     folder = hub_copy(repo_id)
-    assert convert_main(["export-vision", str(folder), str(tmp_path / "tower")]) == 0
+    assert run(convert_main, ["export-vision", str(folder), str(tmp_path / "tower")]) == 0
     tower = CLIPVisionModel.from_pretrained(tmp_path / "tower").eval()
     model = FGCLIPModel.from_pretrained(folder).eval()
     size = HUB_FOLDERS[repo_id].image_size
@@ -72,7 +72,7 @@ def test_export_vision_on_every_folder(hub_copy, repo_id, tmp_path):
 @pytest.mark.parametrize("repo_id", ALL)
 def test_convert_to_this_projects_format_on_every_folder(hub_copy, repo_id, tmp_path):
     command = "from-official" if repo_id in OFFICIAL_FGCLIP_IDS else "from-clip"
-    assert convert_main([command, str(hub_copy(repo_id)), str(tmp_path / "out")]) == 0
+    assert run(convert_main, [command, str(hub_copy(repo_id)), str(tmp_path / "out")]) == 0
     converted = FGCLIPModel.from_pretrained(tmp_path / "out").eval()
     original = FGCLIPModel.from_pretrained(hub_copy(repo_id)).eval()
     assert all(torch.equal(converted.state_dict()[name], tensor) for name, tensor in original.state_dict().items())
@@ -102,11 +102,11 @@ def test_evaluations_on_every_folder(hub_copy, repo_id, scenes, tmp_path):
     folder = hub_copy(repo_id)
     data = _fgovd_public_file(scenes, tmp_path / "1_attributes.jsonl")
     common = ["--model", str(folder), "--no-cache", "--device", "cpu", "--batch-size", "4"]
-    assert run_main(fgovd.main, [*common, "--data", str(data), "--images", str(scenes),
+    assert run(fgovd.main, [*common, "--data", str(data), "--images", str(scenes),
                                  "--out", str(tmp_path / "fgovd")]) == 0
     results = json.loads((tmp_path / "fgovd" / "results.json").read_text())
     assert results["num_regions"] == len(data.read_text().splitlines()) and 0 <= results["top1"] <= 1
-    assert run_main(retrieval.main, [*common, "--data", str(scenes / "heldout.jsonl"), "--long",
+    assert run(retrieval.main, [*common, "--data", str(scenes / "heldout.jsonl"), "--long",
                                      "--out", str(tmp_path / "retrieval")]) == 0
     assert (tmp_path / "retrieval" / "results.json").is_file()
 

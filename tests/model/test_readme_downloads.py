@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from eval import fgovd, retrieval
-from eval.common.cli import run_main
+from fgclip.cli import run
 from fgclip.convert import main as convert_main
 from fgclip.data.synthetic import generate
 from fgclip.train.cli import main as train_main
@@ -21,9 +21,9 @@ from tests.hub_copies.clip import HUB_FOLDERS, make_hub_copy
 README = Path(__file__).resolve().parents[2] / "README.md"
 SUBSECTIONS = ("### CLIP checkpoints (OpenAI, LAION)", "### Official FG-CLIP releases")
 RUNNERS = {
-    ("-m", "fgclip.convert"): convert_main,
-    ("-m", "eval.fgovd"): lambda argv: run_main(fgovd.main, argv + ["--device", "cpu", "--no-cache"]),
-    ("-m", "eval.retrieval"): lambda argv: run_main(retrieval.main, argv + ["--device", "cpu", "--no-cache"]),
+    ("-m", "fgclip.convert"): lambda argv: run(convert_main, argv),
+    ("-m", "eval.fgovd"): lambda argv: run(fgovd.main, argv + ["--device", "cpu", "--no-cache"]),
+    ("-m", "eval.retrieval"): lambda argv: run(retrieval.main, argv + ["--device", "cpu", "--no-cache"]),
     ("scripts/pretrain_fgclip.py",): lambda argv: train_main(argv + ["--max_steps", "2", "--batch_size", "2",
                                                                      "--num_workers", "0", "--no_progress"]),
 }

@@ -9,10 +9,11 @@ import torch
 from transformers import CLIPModel
 
 from eval import fgovd
-from eval.common.cli import run_main
 from fgclip import FGCLIPModel, FGCLIPTokenizer
-from fgclip.model.conversion import CheckpointError, save_with_processors
-from fgclip.tokenizer import CLIP_SPECIAL_TOKEN_IDS, TokenizerFilesError, folder_special_token_ids
+from fgclip.cli import run
+from fgclip.folders import save_with_processors
+from fgclip.hf_files import CLIP_SPECIAL_TOKEN_IDS, folder_special_token_ids
+from fgclip.model.conversion import CheckpointError
 from tests.hub_copies.clip import HUB_FOLDERS, STOCK_CLIP_IDS
 
 # "item #." holds token id 2 ("#" without </w>): pooled there, the old code gave a wrong feature silently.
@@ -97,9 +98,9 @@ def _with_tokenizer_config(source, directory, **changes):
 def test_an_end_of_text_token_missing_from_the_vocabulary_is_a_one_line_error(hub_copy, tmp_path, capsys):
     folder = _with_tokenizer_config(hub_copy("openai/clip-vit-base-patch16"), tmp_path / "clip", eos_token="</s>")
     expected = r"tokenizer_config.json: the end-of-text token '</s>' is not in the vocabulary"
-    with pytest.raises(TokenizerFilesError, match=expected):
+    with pytest.raises(CheckpointError, match=expected):
         folder_special_token_ids(folder)
-    with pytest.raises(TokenizerFilesError, match=expected):
+    with pytest.raises(CheckpointError, match=expected):
         FGCLIPTokenizer.from_pretrained(folder)
     with pytest.raises(CheckpointError, match=expected):
         FGCLIPModel.from_pretrained(folder)
@@ -107,7 +108,7 @@ def test_an_end_of_text_token_missing_from_the_vocabulary_is_a_one_line_error(hu
     data.write_text(json.dumps({"image": "a.png", "regions": [
         {"bbox": [0.1, 0.1, 0.5, 0.5], "caption": "a red cube", "hard_negatives": ["a blue cube"]}]}) + "\n")
     argv = ["--model", str(folder), "--data", str(data), "--out", str(tmp_path / "eval"), "--no-cache"]
-    assert run_main(fgovd.main, argv) == 2
+    assert run(fgovd.main, argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "'</s>' is not in the vocabulary" in err
 

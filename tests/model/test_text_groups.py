@@ -66,7 +66,7 @@ def test_forward_uses_groups_only_when_asked(tiny_model):
     tokens = tokenizer(["a dog", "a small brown dog with a red collar", "red"])
     pixels = torch.randn(1, 3, 32, 32)
     plain = tiny_model(pixels, short_input_ids=tokens["input_ids"], short_attention_mask=tokens["attention_mask"])
-    tiny_model.short_text_groups = 3
+    tiny_model.config.short_text_groups = 3
     grouped = tiny_model(pixels, short_input_ids=tokens["input_ids"], short_attention_mask=tokens["attention_mask"])
     torch.testing.assert_close(grouped.short_text_embeds, plain.short_text_embeds, atol=1e-5, rtol=1e-5)
 

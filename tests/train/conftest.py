@@ -10,7 +10,7 @@ import torch
 
 from fgclip import FGCLIPModel
 from fgclip.data.synthetic import generate
-from fgclip.model.conversion import save_with_processors
+from fgclip.folders import save_with_processors
 from fgclip.train.config import DataConfig, ModelInit, OptimConfig, TrainConfig
 from tests.conftest import tiny_config
 
@@ -30,6 +30,27 @@ def tiny_init(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     save_with_processors(FGCLIPModel(tiny_config()), folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def wide_init(tmp_path_factory) -> Path:
+    """`tiny_init` with 128-wide embeddings: wide enough that, with 16 images a batch, the loss's gather
+    backward runs on several threads (what made runs differ before deterministic kernels)."""
+    folder = tmp_path_factory.mktemp("wide_init")
+    torch.manual_seed(0)
+    save_with_processors(FGCLIPModel(tiny_config(projection_dim=128)), folder)
+    return folder
+
+
+def final_weights(run_dir: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(run_dir) / "final" / "model.safetensors"))
+
+
+def max_difference(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max((a[name].double() - b[name].double()).abs().max().item() for name in a)
 
 
 def small_config(data: Path, init: Path, output_dir: Path, stage: int = 1, **overrides) -> TrainConfig:
@@ -52,3 +73,22 @@ def small_config(data: Path, init: Path, output_dir: Path, stage: int = 1, **ove
 
 def read_metrics(output_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (Path(output_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def records_file(synthetic_set: Path, path: Path, count: int, bad: int = 0, change=None) -> Path:
+    """`count` distinct records made from the synthetic train split (its images, the caption numbered), the
+    first `bad` of every evenly spread group pointing at a missing image; `change(record, i)` edits each."""
+    base = [json.loads(line) for line in (synthetic_set / "train.jsonl").read_text().splitlines()]
+    bad_at = {round(i * count / bad) for i in range(bad)} if bad else set()
+    lines = []
+    for i in range(count):
+        record = json.loads(json.dumps(base[i % len(base)]))
+        record["image"] = str(synthetic_set / record["image"])
+        record["short_caption"] += f" number {i}"
+        if i in bad_at:
+            record["image"] = str(synthetic_set / "images" / f"missing_{i}.png")
+        if change is not None:
+            change(record, i)
+        lines.append(json.dumps(record))
+    path.write_text("\n".join(lines) + "\n")
+    return path

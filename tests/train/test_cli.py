@@ -1,6 +1,7 @@
 """The command line: --help, one-line errors with exit code 2, recipe defaults, the default's options."""
 
 import json
+import shutil
 
 import pytest
 
@@ -54,22 +55,53 @@ def test_missing_paths_and_incompatible_checkpoints_exit_2(tmp_path, synthetic_s
     (other / "config.json").write_text(json.dumps({"model_type": "bert"}))
     assert main(["--data", data, "--init", str(other)]) == 2
     assert "'bert' model" in capsys.readouterr().err
-    assert main(["--data", data, "--init", "tiny", "--output_dir", str(tmp_path / "r"), "--resume", "latest"]) == 2
+    assert main(["--data", data, "--init", "tiny", "--output_dir", str(tmp_path / "r"), "--resume",
+                 str(tmp_path / "r")]) == 2  # an explicit checkpoint path must hold one
     assert "no checkpoint found" in capsys.readouterr().err
     assert main(["--data", data, "--init", "tiny", "--deepspeed", str(tmp_path / "ds.json")]) == 2
     assert "DeepSpeed config not found" in capsys.readouterr().err
+    (tmp_path / "a_file").write_text("not a folder")
+    assert main(["--data", data, "--init", "tiny", "--output_dir", str(tmp_path / "a_file")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a file" in err[0]
+    assert main(["--data", data, "--init", "tiny", "--images", str(tmp_path / "nowhere")]) == 2
+    assert "--images" in capsys.readouterr().err
+    assert main(["--data", data, "--init", "tiny", "--resume", "latest", "--overwrite_output_dir"]) == 2
+    assert "contradict" in capsys.readouterr().err
 
 
-def test_recipe_defaults_depend_on_stage_and_init(tiny_init):
-    stage2 = config_from_args(parse("--stage", "2", "--data", "d.jsonl", "--init", str(tiny_init)))
+def test_recipe_comes_from_what_the_model_is(tiny_init, tmp_path):
+    # a small model folder (no recipe recorded): the tiny recipe, whatever the stage
+    small = config_from_args(parse("--stage", "2", "--data", "d.jsonl", "--init", str(tiny_init)))
+    assert (small.optim.lr, small.optim.weight_decay, small.optim.warmup_steps, small.batch_size) == (
+        1e-3, 0.01, 20, 32)
+    assert small.recipe == "tiny" and small.sources["lr"] == "recipe tiny" and "vision width 32" in small.sources["recipe"]
+    assert (small.loss_weights.region, small.loss_weights.hard) == (0.1, 0.5)
+    # a folder this trainer wrote records its recipe, which wins over the size rule
+    recorded = tmp_path / "recorded"
+    shutil.copytree(tiny_init, recorded)
+    (recorded / "training_recipe.json").write_text(json.dumps({"recipe": "published", "stage": 1}))
+    stage2 = config_from_args(parse("--stage", "2", "--data", "d.jsonl", "--init", str(recorded)))
     assert (stage2.optim.lr, stage2.optim.weight_decay, stage2.optim.warmup_steps, stage2.batch_size) == (
         1e-6, 0.001, 200, 512)
-    assert (stage2.loss_weights.region, stage2.loss_weights.hard) == (0.1, 0.5)
-    stage1 = config_from_args(parse("--data", "d.jsonl", "--init", str(tiny_init), "--lr", "3e-5"))
-    assert stage1.stage == 1 and stage1.optim.lr == 3e-5 and stage1.batch_size == 384
+    assert "training_recipe.json" in stage2.sources["recipe"]
+    # a CLIP-size folder: the published recipe; flags win. The choice reads only config.json, so the folder
+    # holds the towers' keys of the Hub's openai/clip-vit-base-patch16 config (no 600 MB of weights)
+    clip = tmp_path / "clip-vit-base-patch16"
+    clip.mkdir()
+    (clip / "config.json").write_text(json.dumps({
+        "architectures": ["CLIPModel"], "model_type": "clip", "projection_dim": 512, "logit_scale_init_value": 2.6592,
+        "text_config": {"hidden_size": 512, "intermediate_size": 2048, "num_attention_heads": 8,
+                        "num_hidden_layers": 12, "max_position_embeddings": 77, "bos_token_id": 0, "eos_token_id": 2,
+                        "pad_token_id": 1, "hidden_act": "quick_gelu"},
+        "vision_config": {"hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12,
+                          "num_hidden_layers": 12, "image_size": 224, "patch_size": 16, "hidden_act": "quick_gelu"}}))
+    stage1 = config_from_args(parse("--data", "d.jsonl", "--init", str(clip), "--lr", "3e-5"))
+    assert stage1.stage == 1 and stage1.optim.lr == 3e-5 and stage1.batch_size == 384 and stage1.recipe == "published"
+    assert stage1.sources["lr"] == "--lr" and stage1.sources["batch_size"] == "recipe published"
     assert (stage1.loss_weights.region, stage1.loss_weights.hard) == (0.0, 0.0)
     tiny = config_from_args(parse("--data", "d.jsonl", "--init", "tiny"))
-    assert tiny.optim.lr == 1e-3 and tiny.batch_size == 32
+    assert tiny.optim.lr == 1e-3 and tiny.batch_size == 32 and tiny.sources["recipe"] == "--init tiny"
     assert not tiny.force_deepspeed
     forced = config_from_args(parse("--data", "d.jsonl", "--init", "tiny", "--deepspeed"))
     assert forced.force_deepspeed and forced.deepspeed_config.endswith("scripts/zero2.json")
@@ -77,3 +109,13 @@ def test_recipe_defaults_depend_on_stage_and_init(tiny_init):
 
 def test_default_experiment_takes_only_its_options():
     validate(parse("--output_dir", "x", "--seed", "3", "--synthetic_images", "50", "--max_steps", "5"))
+
+
+def test_resume_latest_on_a_fresh_folder_starts_from_scratch_and_says_so(tmp_path, synthetic_set, capsys):
+    out = tmp_path / "fresh"
+    assert main(["--data", str(synthetic_set / "train.jsonl"), "--init", "tiny", "--output_dir", str(out),
+                 "--max_steps", "1", "--batch_size", "4", "--no_progress", "--resume", "latest"]) == 0
+    printed = capsys.readouterr().out
+    assert "--resume latest: no checkpoint in" in printed and "starting from scratch" in printed
+    assert (out / "final" / "model.safetensors").is_file()
+    assert json.loads((out / "final" / "training_recipe.json").read_text())["recipe"] == "tiny"

@@ -1,29 +1,42 @@
-"""Kill-and-resume: a run stopped after step k and resumed ends with the uninterrupted run's weights.
+"""Reproducible and resumable runs: the same seed gives bitwise the same weights; a run stopped after step k
+and resumed ends with the uninterrupted run's weights, bitwise; resuming refuses another run.
 
 Stage 2 (random region and text choices), gradient accumulation, an epoch boundary inside the run, a
 crash between checkpoints, and a data-loader worker in one of the runs but not the other.
 """
 
+import json
 from dataclasses import replace
 
 import pytest
-from safetensors.torch import load_file
+import torch
 
 from fgclip.train import checkpoint as ckpt
-from fgclip.train.engine import PlainEngine
+from fgclip.train.engine import PlainEngine, warmup_cosine
 from fgclip.train.loop import train
-from tests.train.conftest import read_metrics, small_config
+from tests.train.conftest import final_weights, max_difference, read_metrics, records_file, small_config
 
 
 def weights(run_dir):
-    return load_file(str(run_dir / "final" / "model.safetensors"))
+    return final_weights(run_dir)
 
 
-def assert_same_weights(a, b, atol=1e-6):
-    assert a.keys() == b.keys()
-    for name in a:
-        difference = (a[name].float() - b[name].float()).abs().max().item()
-        assert difference <= atol, f"{name} differs by {difference}"
+def assert_same_weights(a, b):
+    assert max_difference(a, b) == 0.0
+
+
+def test_same_seed_and_arguments_give_bitwise_the_same_weights(tmp_path, synthetic_set, wide_init):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # the multi-threaded kernels are what made runs differ
+    try:
+        config = small_config(synthetic_set / "train.jsonl", wide_init, tmp_path / "a", stage=2, max_steps=3,
+                              batch_size=16)
+        train(config)
+        train(replace(config, output_dir=str(tmp_path / "b")))
+    finally:
+        torch.set_num_threads(threads)
+    assert_same_weights(weights(tmp_path / "a"), weights(tmp_path / "b"))
+    assert json.loads((tmp_path / "a" / "summary.json").read_text())["deterministic"] is True
 
 
 def test_resumed_run_reaches_the_uninterrupted_weights(tmp_path, synthetic_set, tiny_init):
@@ -75,10 +88,30 @@ def test_a_crash_while_saving_leaves_latest_on_the_previous_checkpoint(tmp_path,
     assert not (root / "step-00000004.partial").exists()
 
 
-def test_resume_refuses_an_incompatible_run(tmp_path, synthetic_set, tiny_init):
-    config = small_config(synthetic_set / "train.jsonl", tiny_init, tmp_path / "run", max_steps=2)
+def test_resume_refuses_another_run_naming_the_difference(tmp_path, synthetic_set, tiny_init):
+    data = records_file(synthetic_set, tmp_path / "d.jsonl", 24)
+    config = small_config(data, tiny_init, tmp_path / "run", max_steps=4, save_every=2, stop_at_step=2)
     train(config)
-    with pytest.raises(ckpt.ResumeError, match="batch_size"):
-        train(replace(config, batch_size=2, max_steps=4, resume="latest"))
-    with pytest.raises(ckpt.ResumeError, match="no checkpoint"):
-        train(replace(config, output_dir=str(tmp_path / "empty"), resume="latest"))
+    resumed = replace(config, stop_at_step=None, resume="latest")
+    with pytest.raises(ckpt.ResumeError, match="batch_size=4, this run has 2"):
+        train(replace(resumed, batch_size=2))
+    with pytest.raises(ckpt.ResumeError, match=r"optimisation.lr was 0.001 in the checkpoint's run, this run has "
+                                                r"0.002; pass --resume_anyway"):
+        train(replace(resumed, optim=replace(config.optim, lr=2e-3)))
+    with open(data, "a") as handle:  # the data file grows
+        handle.write(data.read_text().splitlines()[0] + "\n")
+    size = data.stat().st_size
+    with pytest.raises(ckpt.ResumeError, match=rf"data file {data} had [0-9,]+ bytes in the checkpoint's run and has "
+                                               rf"{size:,} now"):
+        train(resumed)
+    before = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    result = train(replace(resumed, optim=replace(config.optim, lr=2e-3), resume_anyway=True))
+    assert result.steps == 4
+    recorded = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    assert recorded["optim"]["lr"] == 2e-3 and before["optim"]["lr"] == 1e-3
+    [override] = recorded["resumed_anyway"]
+    assert override["at_step"] == 2 and any("optimisation.lr" in d for d in override["differences"])
+    assert any("num_samples" in d for d in override["differences"])
+    lrs = [m["lr"] for m in read_metrics(tmp_path / "run")]
+    assert lrs[1] == pytest.approx(1e-3 * warmup_cosine(2, 2, 4))
+    assert lrs[2] == pytest.approx(2e-3 * warmup_cosine(3, 2, 4))  # the new peak lr from the resumed step on

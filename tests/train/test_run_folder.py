@@ -1,0 +1,69 @@
+"""--output_dir: a folder holding a run is continued (--resume) or replaced (--overwrite_output_dir), never
+mixed; files the trainer did not write and its own inputs are never destroyed."""
+
+import json
+
+import pytest
+
+from fgclip.train.cli import main
+from tests.train.conftest import read_metrics
+
+
+@pytest.fixture
+def finished_run(tmp_path, synthetic_set, tiny_init):
+    out = tmp_path / "run"
+    argv = ["--data", str(synthetic_set / "train.jsonl"), "--init", str(tiny_init), "--output_dir", str(out),
+            "--batch_size", "4", "--log_every", "1", "--no_progress"]
+    assert main(argv + ["--max_steps", "3", "--save_every", "1", "--save_total_limit", "3"]) == 0
+    return out, argv
+
+
+def error_lines(capsys):
+    return [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+
+
+def test_a_finished_run_is_refused_then_replaced_without_mixing(finished_run, capsys):
+    out, argv = finished_run
+    assert main(argv + ["--max_steps", "2"]) == 2
+    assert error_lines(capsys) == [(f"error: --output_dir {out} holds a finished run (summary.json, final/); pass "
+                                    "--resume latest to continue it or --overwrite_output_dir to replace it")]
+    assert [m["step"] for m in read_metrics(out)] == [1, 2, 3]  # untouched
+    (out / "notes.txt").write_text("the user's own notes")
+    assert main(argv + ["--max_steps", "2", "--overwrite_output_dir"]) == 0
+    assert [m["step"] for m in read_metrics(out)] == [1, 2]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["latest", "step-00000002"]
+    assert json.loads((out / "summary.json").read_text())["steps"] == 2
+    assert (out / "notes.txt").read_text() == "the user's own notes"
+
+
+def test_resume_latest_on_a_finished_run_keeps_it(finished_run, capsys):
+    out, argv = finished_run
+    before = (out / "final" / "model.safetensors").read_bytes()
+    (out / "notes.txt").write_text("the user's own notes")  # beside a run they stay, and do not block a resume
+    assert main(argv + ["--max_steps", "3", "--resume", "latest"]) == 0
+    assert "resumed from" in capsys.readouterr().out
+    assert (out / "final" / "model.safetensors").read_bytes() == before
+    assert [m["step"] for m in read_metrics(out)] == [1, 2, 3]
+
+
+def test_an_unfinished_run_and_foreign_files_are_refused(tmp_path, synthetic_set, tiny_init, capsys):
+    out = tmp_path / "run"
+    argv = ["--data", str(synthetic_set / "train.jsonl"), "--init", str(tiny_init), "--output_dir", str(out),
+            "--batch_size", "4", "--max_steps", "4", "--no_progress"]
+    assert main(argv + ["--save_every", "2", "--stop_at_step", "2"]) == 0
+    assert main(argv) == 2
+    assert "holds an unfinished run (last checkpoint step-00000002); pass --resume latest" in error_lines(capsys)[0]
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "weights.bin").write_bytes(b"someone else's")
+    assert main(argv[:5] + [str(other)] + argv[6:]) == 2
+    assert "already holds files that are not a training run's (weights.bin)" in error_lines(capsys)[0]
+
+
+def test_an_input_inside_the_run_folder_is_refused(finished_run, capsys):
+    out, argv = finished_run
+    argv = [str(out / "final") if item == argv[3] else item for item in argv]  # --init OUT/final
+    assert main(argv + ["--max_steps", "2", "--overwrite_output_dir"]) == 2
+    assert error_lines(capsys) == [(f"error: --output_dir {out} holds the input {out / 'final'} in its final/, which "
+                                    "this run would overwrite; choose another --output_dir")]
+    assert (out / "final" / "model.safetensors").is_file()

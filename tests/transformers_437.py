@@ -1,0 +1,49 @@
+"""A Python with transformers 4.37.2 (the original LLaVA's pin) over this environment's torch: what the towers
+and modules meant for old LLaVA environments are tested under. Built once and cached; a test is skipped when
+the package cannot be installed (no network)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+VERSION = "4.37.2"
+
+
+def transformers_437_python() -> str:
+    """The interpreter of a cached virtual environment with transformers 4.37.2 (`$FGCLIP_TF437_VENV`, else
+    ~/.cache/fgclip/tf437-venv), made on first use."""
+    venv = Path(os.environ.get("FGCLIP_TF437_VENV", Path.home() / ".cache" / "fgclip" / "tf437-venv"))
+    python = venv / "bin" / "python"
+    marker = venv / ".ready"
+    if not marker.is_file():
+        # This interpreter's packages (torch, ...) are seen after the venv's own through a .pth file, not
+        # --system-site-packages, which would give the base interpreter's when the tests run in a venv.
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        own = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+        (Path(own) / "fgclip_parent_packages.pth").write_text("".join(f"{path}\n" for path in sorted(ours)))
+        install = subprocess.run([str(python), "-m", "pip", "install", "-q", f"transformers=={VERSION}"],
+                                 capture_output=True, text=True, timeout=900)
+        if install.returncode != 0:
+            pytest.skip(f"could not install transformers {VERSION}: {install.stderr.strip().splitlines()[-1:]}")
+        marker.touch()
+    version = subprocess.run([str(python), "-c", "import transformers; print(transformers.__version__)"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    assert version == VERSION
+    return str(python)
+
+
+def run_437(script: str, *args: str, cwd: Path, with_repository: bool = False) -> subprocess.CompletedProcess:
+    """Run `script` under transformers 4.37.2; the repository is importable only `with_repository`."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    if with_repository:
+        env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    return subprocess.run([transformers_437_python(), "-c", script, *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
