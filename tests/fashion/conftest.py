@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from fgclip import FashionFINEConfig, FashionFINEModel, FGCLIPModel
+from fgclip.fashion.synthetic import SyntheticSettings, generate
 from fgclip.folders import save_with_processors
 from tests.conftest import tiny_config
 
@@ -31,3 +32,11 @@ def tiny_towers_dir(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("tiny_towers")
     save_with_processors(FGCLIPModel(tiny_config()).eval(), directory)
     return directory
+
+
+@pytest.fixture(scope="session")
+def products(tmp_path_factory) -> Path:
+    """A small synthetic set at the tiny towers' 32 px."""
+    out = tmp_path_factory.mktemp("fashion_set")
+    generate(out, SyntheticSettings(families=10, views=2, image_size=32, seed=1), progress=False)
+    return out

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from fgclip.cli import run
 from fgclip.fashion.cli import main
-from tests.fashion.test_train import products, retrieval_args  # noqa: F401 - `products` is a fixture
+from tests.fashion.test_train import retrieval_args
 from tests.train.test_preemption import Run
 
 REPO = Path(__file__).resolve().parents[2]

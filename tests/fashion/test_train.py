@@ -19,18 +19,9 @@ from eval import fashion
 from fgclip import FashionFINEModel
 from fgclip.cli import run
 from fgclip.fashion.cli import main
-from fgclip.fashion.synthetic import SyntheticSettings, generate
 
 REPO = Path(__file__).resolve().parents[2]
 CATEGORIES = ("dress", "shirt", "toptee")
-
-
-@pytest.fixture(scope="module")
-def products(tmp_path_factory) -> Path:
-    """A small synthetic set at the tiny towers' 32 px."""
-    out = tmp_path_factory.mktemp("fashion_set")
-    generate(out, SyntheticSettings(families=10, views=2, image_size=32, seed=1), progress=False)
-    return out
 
 
 def retrieval_args(products: Path, init: Path, out: Path, *extra) -> list[str]:
