@@ -12,7 +12,6 @@ candidate captions, labelled with the best match (green when it is the box's own
 from __future__ import annotations
 
 import argparse
-import sys
 import textwrap
 import time
 from collections.abc import Sequence
@@ -24,7 +23,7 @@ from eval.common.cli import owned_outputs, prepare_output
 from eval.common.jsonfiles import iter_items
 from eval.common.options import EncoderConfig, ModelOption, OutputFolder, add_encoder_options
 from eval.common.reporting import markdown_table, pyplot, write_results
-from fgclip.cli import CommandParser, fraction, non_negative_int, option, options_from, positive_float, run
+from fgclip.cli import CommandParser, entry_point, fraction, non_negative_int, option, options_from, positive_float
 from fgclip.data.schema import RecordError, check_bbox, record_from_json
 from fgclip.errors import UserError
 
@@ -260,5 +259,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     return result
 
 
+cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])
+
 if __name__ == "__main__":
-    sys.exit(run(main))
+    cli()
