@@ -54,7 +54,7 @@ def parse_box(text: str) -> list[float]:
         values = [float(v) for v in text.replace(" ", "").split(",")]
         return check_bbox(values if len(values) == 4 else None)
     except (ValueError, RecordError) as error:
-        raise argparse.ArgumentTypeError(f"a box is x1,y1,x2,y2 normalised to [0, 1] with x1<x2, y1<y2: {error}")
+        raise argparse.ArgumentTypeError(f"a box is x1,y1,x2,y2 normalised to [0, 1] with x1<x2, y1<y2: {error}") from error
 
 
 def similarity_maps(dense: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
