@@ -19,9 +19,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 import lmm_integration  # noqa: F401  (registers the dense tower type for --vision-features dense folders)
-from eval.lmm.boxes import expand_to_square, mean_background
 from fgclip.errors import UserError
 from fgclip.images import to_rgb
+from fgclip.lmm.boxes import expand_to_square, mean_background
 from lmm_integration.conversation import user_message
 
 

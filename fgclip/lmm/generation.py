@@ -22,13 +22,13 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from eval.common.cli import resolve_device
-from eval.lmm.answers_file import AnswerWriter, check_same_prompts, question_key, read_answers
-from eval.lmm.boxes import expand_to_square, mean_background
-from eval.lmm.options import GenerationSettings
-from eval.lmm.prompting import format_prompt
 from fgclip.errors import UserError
 from fgclip.images import to_rgb
+from fgclip.lmm.answers_file import AnswerWriter, check_same_prompts, question_key, read_answers
+from fgclip.lmm.boxes import expand_to_square, mean_background
+from fgclip.lmm.prompting import format_prompt
+from fgclip.lmm.settings import GenerationSettings
+from fgclip.runtime import resolve_device
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
