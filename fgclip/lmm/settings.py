@@ -1,4 +1,4 @@
-"""How a LLaVA model is run (`GenerationSettings`): the runner's config and the LMM commands' options, so each
+"""How a LLaVA model is run (`DecodingSettings`, `GenerationSettings`): the runner's config and the LMM commands' options, so each
 default is written once, here. Standard library only: a command's `--help` loads no torch.
 """
 
@@ -20,10 +20,9 @@ def non_negative_float(text: str) -> float:
 
 
 @dataclass
-class GenerationSettings:
-    """How the model is run; the same for every LMM evaluation."""
+class DecodingSettings:
+    """How one answer is generated and on what: the LMM evaluations' and `lmm_integration.chat`'s options."""
 
-    batch_size: int = option("questions per generate() call", 8, type=positive_int)
     max_new_tokens: int = option("longest answer in tokens", 32, type=positive_int)
     temperature: float = option("0 = greedy decoding, as LLaVA-1.5 evaluates; > 0 samples with this temperature", 0.0,
                                 type=non_negative_float)
@@ -35,9 +34,17 @@ class GenerationSettings:
     pad_to_square: bool = option(
         "pad each image to a square with the image mean first, as LLaVA-1.5 (image_aspect_ratio pad) trains and "
         "evaluates; --no-pad-to-square gives the processor the image as it is. eval.localization also reads answer "
-        "boxes as normalised to the padded square unless it is off (with --answers too)", True)
+        "boxes as normalised to the padded square unless it is off (with --answers too)", True,
+        aliases=["pad"])  # lmm_integration.chat's old --no-pad
+    seed: int = option("random seed (sampling only)", 0)
+
+
+@dataclass
+class GenerationSettings(DecodingSettings):
+    """How the model is run on many questions; the same for every LMM evaluation."""
+
+    batch_size: int = option("questions per generate() call", 8, type=positive_int)
     prompt_format: str = option(
         "'auto' uses the folder's chat template when its processor has one, else the built-in LLaVA-1.5 format 'USER: "
         "<image>\\n<question> ASSISTANT:'; 'chat-template' requires the template; 'llava15' always uses the built-in "
         "format", "auto", choices=PROMPT_FORMATS)
-    seed: int = option("random seed (sampling only)", 0)
