@@ -124,7 +124,9 @@ def load_image(path: Path) -> Image.Image | None:
         return None
 
 
-def prepare_inputs(lmm: LoadedLMM, images: Sequence[Image.Image], prompts: Sequence[str], settings: GenerationSettings) -> dict:
+def prepare_inputs(
+    lmm: LoadedLMM, images: Sequence[Image.Image], prompts: Sequence[str], settings: GenerationSettings
+) -> dict:
     """Processor tensors for one batch of questions (without the chat format; `settings.prompt_format` applies it),
     on the model's device: see `encode_prompts`."""
     texts = [format_prompt(lmm.processor, prompt, settings.prompt_format) for prompt in prompts]

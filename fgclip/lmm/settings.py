@@ -1,5 +1,5 @@
-"""How a LLaVA model is run (`DecodingSettings`, `GenerationSettings`): the runner's config and the LMM commands' options, so each
-default is written once, here. Standard library only: a command's `--help` loads no torch.
+"""How a LLaVA model is run (`DecodingSettings`, `GenerationSettings`): the runner's config and the LMM
+commands' options, so each default is written once, here. Standard library only: a command's `--help` loads no torch.
 """
 
 from __future__ import annotations
