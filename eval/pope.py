@@ -14,7 +14,6 @@ an error, not a score of 0. A question line repeated exactly is scored once and 
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -32,7 +31,7 @@ from eval.lmm.pope_questions import (
     read_pope_questions,
     write_question_files,
 )
-from fgclip.cli import CommandParser, option, options_from, positive_int, run
+from fgclip.cli import CommandParser, entry_point, option, options_from, positive_int
 from fgclip.errors import UserError
 from fgclip.lmm.answers_file import question_key, read_answers_file
 from fgclip.lmm.pope_rule import average_metrics, score_yes_no
@@ -227,5 +226,7 @@ def main(argv: Sequence[str] | None = None) -> dict | None:
     )
 
 
+cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])
+
 if __name__ == "__main__":
-    sys.exit(run(main))
+    cli()

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from eval.common.cli import prepare_output
 from eval.common.options import OutputFolder
-from fgclip.cli import CommandParser, option, options_from, run
+from fgclip.cli import CommandParser, entry_point, option, options_from
 from fgclip.errors import UserError
 from fgclip.reporting import grouped_bar_plot, markdown_table, model_label
 
@@ -220,5 +219,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     return summary
 
 
+cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])
+
 if __name__ == "__main__":
-    sys.exit(run(main))
+    cli()
