@@ -6,7 +6,7 @@ A LLaVA folder is built from configs the way a user builds one (`lmm_integration
 image tower saved by this project, a fresh projector and a random Llama-architecture LM from
 `lmm_integration.miniature.tiny_lm`), POPE-style yes/no questions are asked about synthetic scenes (the
 miniature's question maker, written as a POPE question file and read back with `eval.pope`'s reader),
-and `fgclip.lmm.generation.compare_batched_to_sequential` answers them in batches (left padding, KV cache,
+and `eval.lmm.generation.compare_batched_to_sequential` answers them in batches (left padding, KV cache,
 greedy) and one by one, the way the original LLaVA evaluation scripts loop. The figure is the time ratio;
 every answer must be identical. Answers are capped at 8 new tokens: a trained model answers POPE in one
 word and stops, a random one never stops, and the cap keeps the decode share realistic. The LM runs in
@@ -73,10 +73,10 @@ def build_pope_setup(root: Path, plan: dict, seed: int):
 
 
 def run(settings: BenchSettings) -> Report:
+    from eval.lmm.generation import GenerationSettings, PromptItem, compare_batched_to_sequential, generate_answers
+    from eval.lmm.generation import load_image, load_lmm
     from eval.lmm.pope_questions import read_pope_questions
-    from fgclip.lmm.generation import PromptItem, compare_batched_to_sequential, generate_answers, load_image, load_lmm
-    from fgclip.lmm.prompting import SHORT_ANSWER, with_suffix
-    from fgclip.lmm.settings import GenerationSettings
+    from eval.lmm.prompting import SHORT_ANSWER, with_suffix
 
     plan = _plan(settings)
     dtype = settings.lmm_dtype

@@ -22,17 +22,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from eval.common.cli import owned_outputs, prepare_output
-from eval.common.coverage import Coverage, write_scored_results
+from eval.common.coverage import Coverage
 from eval.common.options import OutputOptions
+from eval.common.reporting import grouped_bar_plot, markdown_table, write_scored_results
+from eval.lmm.answers_file import question_key, read_answers_file
 from eval.lmm.attribute_questions import AttributeQuestion, parse_choice, region_questions
-from eval.lmm.options import LMMModelOption, add_generation_options, one_answer_source
+from eval.lmm.options import GenerationSettings, LMMModelOption, add_generation_options, one_answer_source
+from eval.lmm.pope_rule import pope_answer
 from fgclip.cli import CommandParser, entry_point, option, options_from, positive_int
 from fgclip.data.schema import BadRecord, iter_record_file
 from fgclip.errors import UserError
-from fgclip.lmm.answers_file import question_key, read_answers_file
-from fgclip.lmm.pope_rule import pope_answer
-from fgclip.lmm.settings import GenerationSettings
-from fgclip.reporting import grouped_bar_plot, markdown_table
 
 KINDS = ("yes_no", "multiple_choice")
 KIND_LABELS = {"yes_no": "yes/no", "multiple_choice": "multiple choice"}
@@ -106,7 +105,7 @@ def write_questions(path: Path, questions: list[AttributeQuestion]) -> None:
 
 def run_model(model: Path, settings: GenerationSettings, root: Path, questions: list[AttributeQuestion], out: Path,
               counts: dict) -> dict[str, str]:
-    from fgclip.lmm.generation import PromptItem, answer_all, load_lmm
+    from eval.lmm.generation import PromptItem, answer_all, load_lmm
 
     lmm = load_lmm(model, settings)
     items = [PromptItem(q.question_id, Path(q.image) if Path(q.image).is_absolute() else root / q.image, q.prompt)

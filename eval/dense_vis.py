@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Literal
 from eval.common.cli import owned_outputs, prepare_output
 from eval.common.jsonfiles import iter_items
 from eval.common.options import EncoderConfig, ModelOption, OutputFolder, add_encoder_options
+from eval.common.reporting import markdown_table, pyplot, write_results
 from fgclip.cli import CommandParser, entry_point, fraction, non_negative_int, option, options_from, positive_float
 from fgclip.data.schema import RecordError, check_bbox, record_from_json
 from fgclip.errors import UserError
-from fgclip.reporting import markdown_table, pyplot, write_results
 
 if TYPE_CHECKING:  # loaded in main, after the options are checked
     import torch

@@ -45,9 +45,9 @@ from eval.common.fashion_data import Triplet, load_gallery, load_products, load_
 from eval.common.fusion import FusionSettings
 from eval.common.images import resolve_image_path
 from eval.common.options import add_encoder_options
+from eval.common.reporting import grouped_bar_plot, markdown_table, model_label
 from fgclip.cli import CommandParser, entry_point, option, options_from, positive_int
 from fgclip.errors import UserError
-from fgclip.reporting import grouped_bar_plot, markdown_table, model_label
 
 if TYPE_CHECKING:  # loaded in main, after the options are checked
     import torch

@@ -34,10 +34,10 @@ from eval.common.coverage import Coverage, skipped_reasons
 from eval.common.images import failure_reason, image_size_of
 from eval.common.jsonfiles import iter_items, json_document, list_items
 from eval.common.options import add_encoder_options
+from eval.common.reporting import bar_plot, markdown_table, model_label
 from fgclip.cli import CommandParser, entry_point, non_negative_int, option, options_from
 from fgclip.data.schema import RecordError, check_bbox, clean_negatives, region_from_json
 from fgclip.errors import UserError
-from fgclip.reporting import bar_plot, markdown_table, model_label
 
 if TYPE_CHECKING:  # loaded in main, after the options are checked: --help needs neither
     import torch

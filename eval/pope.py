@@ -5,7 +5,7 @@
     python -m eval.pope --questions coco_pope_random.json --answers answers.jsonl --output_dir runs/pope
     python -m eval.pope --build_questions --instances instances_val2014.json --output_dir pope_files/
 
-Scores with the public POPE rule (fgclip.lmm.pope_rule) per split (random / popular / adversarial, named
+Scores with the public POPE rule (eval.lmm.pope_rule) per split (random / popular / adversarial, named
 from the file names or a merged file's `category` field) and averaged. A question without an answer is
 scored as wrong and reported in `num_missing`; nothing leaves the denominator, and results.json says
 complete: false (--strict: exit 2). An answers file that is empty, a JSON list or holds no usable line is
@@ -20,9 +20,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from eval.common.cli import owned_outputs, prepare_output
-from eval.common.coverage import Coverage, write_scored_results
+from eval.common.coverage import Coverage
 from eval.common.options import OutputOptions
-from eval.lmm.options import LMMModelOption, add_generation_options, one_answer_source
+from eval.common.reporting import grouped_bar_plot, markdown_table, write_scored_results
+from eval.lmm.answers_file import question_key, read_answers_file
+from eval.lmm.options import GenerationSettings, LMMModelOption, add_generation_options, one_answer_source
 from eval.lmm.pope_questions import (
     STRATEGIES,
     PopeQuestion,
@@ -31,13 +33,10 @@ from eval.lmm.pope_questions import (
     read_pope_questions,
     write_question_files,
 )
+from eval.lmm.pope_rule import average_metrics, score_yes_no
+from eval.lmm.prompting import SHORT_ANSWER, with_suffix
 from fgclip.cli import CommandParser, entry_point, option, options_from, positive_int
 from fgclip.errors import UserError
-from fgclip.lmm.answers_file import question_key, read_answers_file
-from fgclip.lmm.pope_rule import average_metrics, score_yes_no
-from fgclip.lmm.prompting import SHORT_ANSWER, with_suffix
-from fgclip.lmm.settings import GenerationSettings
-from fgclip.reporting import grouped_bar_plot, markdown_table
 
 METRICS = ("accuracy", "precision", "recall", "f1", "yes_ratio")
 OWNED = owned_outputs({"pope"}, {"results.md", "pope.png", "answers"})
@@ -135,7 +134,7 @@ def answers_from_files(options: PopeOptions, splits: dict[str, list[PopeQuestion
 
 def answers_from_model(model: Path, images: Path | None, settings: GenerationSettings, out: Path,
                        splits: dict[str, list[PopeQuestion]], counts: dict) -> dict[str, dict[str, str]]:
-    from fgclip.lmm.generation import PromptItem, answer_all, load_lmm
+    from eval.lmm.generation import PromptItem, answer_all, load_lmm
 
     if images is None or not images.is_dir():
         raise UserError("--model needs --images, the folder that holds the question files' images")

@@ -6,7 +6,7 @@ Each RUN is a results.json file or a folder searched (recursively) for results.j
 per model holding one sub-folder per benchmark works as it is. Every run is kept: runs are labelled by
 their folder name, lengthened with parent folders where two would otherwise share a label (runs/a/eval and
 runs/b/eval become a/eval and b/eval), or by --names. Any results.json written through
-fgclip.reporting.write_results is understood, the encoder benchmarks' and the LMM evaluations'
+eval.common.reporting.write_results is understood, the encoder benchmarks' and the LMM evaluations'
 alike. Results are grouped by benchmark and data file; each group gets a table of the metrics every run
 in it shares (numbers, nested objects flattened as `a/b`), and a grouped bar PNG of those that are
 fractions in [0, 1] (counts such as num_regions are tabled, not plotted).
@@ -22,9 +22,9 @@ from pathlib import Path
 
 from eval.common.cli import prepare_output
 from eval.common.options import OutputFolder
+from eval.common.reporting import grouped_bar_plot, markdown_table, model_label
 from fgclip.cli import CommandParser, entry_point, option, options_from
 from fgclip.errors import UserError
-from fgclip.reporting import grouped_bar_plot, markdown_table, model_label
 
 # Keys of results.json that describe the run rather than measure it.
 METADATA_KEYS = {"benchmark", "model", "data", "counts", "seconds", "device", "date", "details", "encoder", "cache",

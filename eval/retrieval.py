@@ -41,9 +41,9 @@ from eval.common.coverage import Coverage, skipped_reasons
 from eval.common.images import resolve_image_path
 from eval.common.jsonfiles import iter_items, json_document, load_json
 from eval.common.options import add_encoder_options
+from eval.common.reporting import line_plot, markdown_table, model_label
 from fgclip.cli import CommandParser, entry_point, non_negative_int, option, options_from
 from fgclip.errors import UserError
-from fgclip.reporting import line_plot, markdown_table, model_label
 
 if TYPE_CHECKING:
     from eval.common.encoder import Encoder

@@ -6,9 +6,11 @@
     lmm_integration.tower      the vision-tower class of the original LLaVA codebase
     lmm_integration.miniature  the whole path on CPU with tiny models
 
-Importing the package imports nothing, so every command answers `--help` before torch loads and
-`lmm_integration.tower` stays importable next to the old transformers the original LLaVA pins. LLaVA folders
-built with `--vision-features dense` need the dense FG-CLIP tower type ("fgclip_dense_vision") registered with
-transformers' Auto classes: `import lmm_integration.dense_tower` does it (the chat, training and miniature
-commands do it themselves).
+Importing the package registers the dense FG-CLIP tower type ("fgclip_dense_vision") with transformers'
+Auto classes, which LLaVA folders built with `--vision-features dense` need. Nothing else is imported
+here, so `lmm_integration.tower` stays importable next to the old transformers the original LLaVA pins.
 """
+
+from lmm_integration.dense_tower import register_auto_classes
+
+register_auto_classes()

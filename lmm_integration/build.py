@@ -4,7 +4,7 @@
     python -m lmm_integration.build --from-llava LLAVA_DIR --vision FGCLIP_DIR --out DIR   # swap the tower
 
 The folder written loads with stock `LlavaForConditionalGeneration.from_pretrained` and
-`AutoProcessor.from_pretrained` (for `--vision-features dense`, after `import lmm_integration.dense_tower`; see
+`AutoProcessor.from_pretrained` (for `--vision-features dense`, after `import lmm_integration`; see
 `lmm_integration.dense_tower`). It also holds `lmm_build.json`: where the parts came from and whether the
 projector fits the tower (a new tower with another hidden size or patch count gets a fresh projector,
 which stage A of `lmm_integration.train` must train before stage B).
@@ -431,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "the names of this command's outputs are replaced)")
     parser.add_argument("--vision-features", choices=FEATURE_SOURCES, default="hidden",
                         help="projector input: 'hidden' = hidden_states[--vision-feature-layer] (LLaVA-1.5); "
-                             "'dense' = FG-CLIP's value-path patch features (needs `import lmm_integration.dense_tower` to load)")
+                             "'dense' = FG-CLIP's value-path patch features (needs `import lmm_integration` to load)")
     parser.add_argument("--vision-feature-layer", type=int, default=None,
                         help="tower layer feeding the projector for hidden features (default -2; with "
                              "--from-llava the checkpoint's)")

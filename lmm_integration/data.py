@@ -4,7 +4,7 @@ Each record is rendered with the model's chat template (lmm_integration.conversa
 `<image>` placeholder is expanded to one token per image feature, and every token that is not part of an
 assistant answer gets the label -100. Texts are tokenised when the dataset is made, so bad records are
 counted and reported before training starts; images are read, padded to a square with the processor's
-mean colour (LLaVA-1.5 `image_aspect_ratio pad`, with `fgclip.lmm.boxes`, the project's one place for that
+mean colour (LLaVA-1.5 `image_aspect_ratio pad`, with `eval.lmm.boxes`, the project's one place for that
 geometry) and preprocessed on demand.
 """
 
@@ -20,9 +20,9 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from eval.lmm.boxes import expand_to_square, mean_background
 from fgclip.errors import UserError
 from fgclip.images import to_rgb
-from fgclip.lmm.boxes import expand_to_square, mean_background
 from lmm_integration.conversation import IMAGE_TOKEN, ConversationError, llava_turns_to_messages
 
 IGNORE_INDEX = -100

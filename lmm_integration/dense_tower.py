@@ -3,8 +3,8 @@
 Used as the `vision_tower` of a `LlavaForConditionalGeneration` built with `--vision-features dense`.
 Its weights are exactly a `CLIPVisionModel`'s (same names); only the forward differs, and the config
 carries its own `model_type` ("fgclip_dense_vision") on purpose: stock transformers does not know it, so
-a dense LLaVA folder fails loudly without `import lmm_integration.dense_tower` instead of silently running the
-ordinary last block. Importing this module registers the type with the Auto classes (no remote code).
+a dense LLaVA folder fails loudly without `import lmm_integration` instead of silently running the
+ordinary last block. `import lmm_integration` registers the type with the Auto classes (no remote code).
 
 `hidden_states` has the stock length (embeddings + one entry per block); entries `0 .. L-1` are the
 stock ones and entry `-1` is the dense features, so LLaVA selects them with `vision_feature_layer=-1`.
@@ -73,6 +73,3 @@ def register_auto_classes() -> None:
 
     AutoConfig.register(DENSE_MODEL_TYPE, FGCLIPDenseVisionConfig, exist_ok=True)
     AutoModel.register(FGCLIPDenseVisionConfig, FGCLIPDenseVisionModel, exist_ok=True)
-
-
-register_auto_classes()

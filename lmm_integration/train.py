@@ -163,8 +163,6 @@ def _is_main_process() -> bool:
 # ---------------------------------------------------------------------- model
 def load_model(options: TrainOptions) -> LlavaForConditionalGeneration:
     """The LLaVA model in the dtype training needs (quantised LM for QLoRA)."""
-    import lmm_integration.dense_tower  # noqa: F401  (registers the tower type of --vision_features dense folders)
-
     compute_dtype = torch.bfloat16 if options.bf16 else torch.float32
     kwargs = {}
     if options.qlora:

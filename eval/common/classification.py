@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from eval.common.prompts import TEMPLATES_HELP, class_text_embeddings
+from eval.common.reporting import bar_plot, markdown_table, model_label
 from fgclip.cli import option
-from fgclip.reporting import bar_plot, markdown_table, model_label
 
 if TYPE_CHECKING:
     import torch

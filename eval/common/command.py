@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from eval.common.cli import prepare_output
-from eval.common.coverage import write_scored_results
 from eval.common.options import CacheOptions, EncoderConfig, ModelOption, OutputOptions
+from eval.common.reporting import write_scored_results
 from fgclip.cli import options_from
 
 if TYPE_CHECKING:

@@ -11,12 +11,11 @@ the model's token window (77, or 248 on the long path), which the tokenizer cuts
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fgclip.errors import UserError
-from fgclip.reporting import write_results
 
 
 def skipped_reasons(counts: Mapping[str, int]) -> dict[str, int]:
@@ -96,29 +95,3 @@ class Coverage:
         if strict and not self.complete:
             raise UserError(f"--strict: {self.note} (partial results in {results})")
 
-
-def write_scored_results(
-    out_dir: str | Path,
-    benchmark: str,
-    metrics: Mapping,
-    cover: Coverage,
-    *,
-    model: str | Path,
-    data: str | Sequence[str],
-    counts: Mapping[str, int],
-    started: float,
-    table: str,
-    headline: str,
-    strict: bool,
-    extra: Mapping | None = None,
-) -> dict:
-    """The end of every scoring evaluation: `write_results` with what the score covers (`complete`, the note
-    under the table, the counts by reason), the command's last line ("<headline> on 14 of 17 regions ->
-    OUT/results.json"), then with --strict a one-line error (exit 2) when anything was skipped. Returns the
-    JSON object."""
-    results = Path(out_dir) / "results.json"
-    result = write_results(out_dir, benchmark, metrics, model=str(model), data=data, counts=counts, started=started,
-                           table=table + f"\n{cover.note}\n", extra={**cover.as_json(), **(extra or {})})
-    print(f"{headline} on {cover.summary} -> {results}")
-    cover.enforce(strict, results)
-    return result

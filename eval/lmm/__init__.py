@@ -1,5 +1,5 @@
-"""Shared pieces of the LMM evaluations (POPE, attributes, localisation): their question readers and options.
+"""Shared pieces of the LMM evaluations (POPE, attributes, localisation).
 
-Running a LLaVA folder, the yes/no rule and the box convention live below `eval` in `fgclip.lmm` (shared with
-`lmm_integration`).
+`generation` loads any stock LLaVA folder and answers questions in resumable batches; `pope_rule` is the
+one place for the yes/no answer rule; `boxes` is the one place for the LLaVA-1.5 box convention.
 """

@@ -16,8 +16,8 @@ import random
 import re
 from dataclasses import dataclass, field
 
+from eval.lmm.prompting import LETTER_ANSWER, SHORT_ANSWER, with_suffix
 from fgclip.attributes import BOUNDARY_WORDS, LEXICONS, attribute_category, object_noun, words
-from fgclip.lmm.prompting import LETTER_ANSWER, SHORT_ANSWER, with_suffix
 
 ATTRIBUTE_TYPES = (*LEXICONS, "other", "mixed")
 LETTERS = "ABCD"

@@ -20,8 +20,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from eval.lmm.pope_rule import normalise_label
 from fgclip.errors import UserError
-from fgclip.lmm.pope_rule import normalise_label
 
 STRATEGIES = ("random", "popular", "adversarial")
 

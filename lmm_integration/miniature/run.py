@@ -9,7 +9,7 @@ trains, and a baseline), on the same synthetic scenes and the same tiny Llama LM
 2. a word-level tokenizer trained on those texts and a random tiny Llama (lmm_integration.miniature.tiny_lm);
 3. `lmm_integration.build`, then stages A and B with scripts/finetune_llava.sh: the `deepspeed` launcher,
    scripts/zero2_llava.json, 2 processes (gloo on CPU);
-4. held-out questions answered with the evaluation runner (fgclip.lmm.generation, stock loaders) and
+4. held-out questions answered with the evaluation runner (eval.lmm.generation, stock loaders) and
    scored per kind against chance. OUT/results.json, results.md and results.png compare the encoders.
 """
 
@@ -132,8 +132,7 @@ def train_one(vision: str, label: str, llm: Path, data, options: MiniatureOption
 
 def evaluate(model_dir: Path, data, root: Path, options: MiniatureOptions, out: Path) -> dict:
     """Answer the held-out questions with the evaluation runner and score them."""
-    from fgclip.lmm.generation import PromptItem, answer_all, load_lmm
-    from fgclip.lmm.settings import GenerationSettings
+    from eval.lmm.generation import GenerationSettings, PromptItem, answer_all, load_lmm
     from lmm_integration.miniature.questions import Question, Vocabulary
     from lmm_integration.miniature.score import chance_levels, constant_box_hit_rate, score
 
@@ -158,7 +157,7 @@ def _labels(options: MiniatureOptions) -> list[str]:
 
 
 def run(options: MiniatureOptions) -> dict:
-    from fgclip.reporting import grouped_bar_plot, markdown_table, write_results
+    from eval.common.reporting import grouped_bar_plot, markdown_table, write_results
 
     started = time.time()
     for vision in options.vision:

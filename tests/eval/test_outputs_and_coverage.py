@@ -9,8 +9,8 @@ import json
 import pytest
 
 from eval import attributes, box_cls, dense_vis, fashion, fgovd, localization, pope, report, retrieval, zeroshot
+from eval.common.reporting import write_results
 from fgclip.cli import run
-from fgclip.reporting import write_results
 from tests.eval.conftest import common_args, make_image, write_jsonl
 
 

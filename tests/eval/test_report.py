@@ -7,9 +7,9 @@ import json
 import pytest
 
 from eval import report
+from eval.common.reporting import write_results
 from fgclip.cli import run
 from fgclip.errors import UserError
-from fgclip.reporting import write_results
 
 
 def fake_run(folder, benchmark, metrics, data="d.jsonl", model="runs/x/final"):

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from eval.lmm.answers_file import AnswerWriter, check_same_prompts, read_answers, repair_torn_tail
 from fgclip.errors import UserError
-from fgclip.lmm.answers_file import AnswerWriter, check_same_prompts, read_answers, repair_torn_tail
 
 
 def test_reads_llava_and_pope_answer_fields(tmp_path):

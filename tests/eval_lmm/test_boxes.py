@@ -3,7 +3,7 @@
 import pytest
 from PIL import Image
 
-from fgclip.lmm.boxes import (
+from eval.lmm.boxes import (
     box_from_square,
     box_iou,
     box_to_square,

@@ -6,8 +6,8 @@ import pytest
 import torch
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
-from fgclip.errors import UserError
-from fgclip.lmm.generation import (
+from eval.lmm.generation import (
+    GenerationSettings,
     PromptItem,
     answer_all,
     compare_batched_to_sequential,
@@ -16,8 +16,8 @@ from fgclip.lmm.generation import (
     load_lmm,
     prepare_inputs,
 )
-from fgclip.lmm.prompting import format_prompt
-from fgclip.lmm.settings import GenerationSettings
+from eval.lmm.prompting import format_prompt
+from fgclip.errors import UserError
 from tests.eval_lmm.conftest import make_images
 
 QUESTIONS = [

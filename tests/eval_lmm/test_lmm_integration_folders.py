@@ -6,9 +6,8 @@ import json
 import pytest
 
 from eval import localization, pope
-from fgclip.lmm.generation import load_image, load_lmm, prepare_inputs
-from fgclip.lmm.prompting import format_prompt
-from fgclip.lmm.settings import GenerationSettings
+from eval.lmm.generation import GenerationSettings, load_image, load_lmm, prepare_inputs
+from eval.lmm.prompting import format_prompt
 from tests.conftest import tiny_config
 from tests.eval_lmm.conftest import make_images
 

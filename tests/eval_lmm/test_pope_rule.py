@@ -2,7 +2,7 @@
 
 import pytest
 
-from fgclip.lmm.pope_rule import average_metrics, normalise_label, pope_answer, score_yes_no
+from eval.lmm.pope_rule import average_metrics, normalise_label, pope_answer, score_yes_no
 
 
 @pytest.mark.parametrize(

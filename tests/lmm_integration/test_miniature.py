@@ -6,8 +6,8 @@ import random
 
 import pytest
 
+from eval.lmm.boxes import format_box
 from fgclip.data.schema import Record, iter_record_file
-from fgclip.lmm.boxes import format_box
 from lmm_integration.miniature.questions import (
     Question,
     SceneObject,

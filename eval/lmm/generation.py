@@ -22,13 +22,13 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
+from eval.common.cli import resolve_device
+from eval.lmm.answers_file import AnswerWriter, check_same_prompts, question_key, read_answers
+from eval.lmm.boxes import expand_to_square, mean_background
+from eval.lmm.options import GenerationSettings
+from eval.lmm.prompting import format_prompt
 from fgclip.errors import UserError
 from fgclip.images import to_rgb
-from fgclip.lmm.answers_file import AnswerWriter, check_same_prompts, question_key, read_answers
-from fgclip.lmm.boxes import expand_to_square, mean_background
-from fgclip.lmm.prompting import format_prompt
-from fgclip.lmm.settings import GenerationSettings
-from fgclip.runtime import resolve_device
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -124,27 +124,20 @@ def load_image(path: Path) -> Image.Image | None:
         return None
 
 
-def prepare_inputs(
-    lmm: LoadedLMM, images: Sequence[Image.Image], prompts: Sequence[str], settings: GenerationSettings
-) -> dict:
-    """Processor tensors for one batch of questions (without the chat format; `settings.prompt_format` applies it),
-    on the model's device: see `encode_prompts`."""
-    texts = [format_prompt(lmm.processor, prompt, settings.prompt_format) for prompt in prompts]
-    return encode_prompts(lmm, images, texts, settings.pad_to_square)
+def prepare_inputs(lmm: LoadedLMM, images: Sequence[Image.Image], prompts: Sequence[str], settings: GenerationSettings) -> dict:
+    """Processor tensors for one batch, on the model's device: left-padded `input_ids` (B, T),
+    `attention_mask` (B, T) and `pixel_values` (B, 3, S, S) in the model dtype.
 
-
-def encode_prompts(lmm: LoadedLMM, images: Sequence[Image.Image], texts: Sequence[str], pad_to_square: bool) -> dict:
-    """Processor tensors for full text prompts (one image token each): left-padded `input_ids` (B, T),
-    `attention_mask` (B, T) and `pixel_values` (B, 3, S, S) in the model dtype, on the model's device.
-
-    images: RGB PIL images (padded to a square with the image mean here when `pad_to_square`).
+    images: RGB PIL images (padded to a square here when settings.pad_to_square).
+    prompts: questions without the chat format.
     """
-    if pad_to_square:
+    if settings.pad_to_square:
         images = [expand_to_square(image, lmm.pad_color) for image in images]
+    texts = [format_prompt(lmm.processor, prompt, settings.prompt_format) for prompt in prompts]
     bos = lmm.processor.tokenizer.bos_token
     # a chat template that writes the BOS itself (lmm_integration's does) must not get a second one
     add_special_tokens = not (bos and all(text.startswith(bos) for text in texts))
-    inputs = lmm.processor(images=list(images), text=list(texts), return_tensors="pt", padding=True,
+    inputs = lmm.processor(images=list(images), text=texts, return_tensors="pt", padding=True,
                            add_special_tokens=add_special_tokens)
     inputs = {name: value.to(lmm.device) for name, value in inputs.items()}
     inputs["pixel_values"] = inputs["pixel_values"].to(lmm.dtype)
@@ -152,19 +145,15 @@ def encode_prompts(lmm: LoadedLMM, images: Sequence[Image.Image], texts: Sequenc
 
 
 @torch.no_grad()
-def generate_from_inputs(lmm: LoadedLMM, inputs: dict, settings: GenerationSettings) -> list[str]:
-    """The answers to one encoded batch (special tokens removed, stripped), in input order."""
+def generate_answers(
+    lmm: LoadedLMM, images: Sequence[Image.Image], prompts: Sequence[str], settings: GenerationSettings
+) -> list[str]:
+    """One batch: raw answer strings (special tokens removed, stripped), in input order."""
+    inputs = prepare_inputs(lmm, images, prompts, settings)
     output = lmm.model.generate(**inputs, generation_config=_generation_config(lmm, settings))
     new_tokens = output[:, inputs["input_ids"].shape[1]:]  # left padding: every prompt ends at the same column
     answers = lmm.processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
     return [answer.strip() for answer in answers]
-
-
-def generate_answers(
-    lmm: LoadedLMM, images: Sequence[Image.Image], prompts: Sequence[str], settings: GenerationSettings
-) -> list[str]:
-    """One batch of questions: raw answer strings (special tokens removed, stripped), in input order."""
-    return generate_from_inputs(lmm, prepare_inputs(lmm, images, prompts, settings), settings)
 
 
 @dataclass

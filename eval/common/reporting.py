@@ -1,4 +1,4 @@
-"""Result files every evaluation and the LMM miniature write: `results.json`, `results.md` and a PNG plot.
+"""Result files every evaluation writes: `results.json`, `results.md` and a PNG plot.
 
 `results.json` always carries the metrics, the model and data it came from, item counts (with the
 number skipped and why) and the wall time, so a number never travels without its provenance.
@@ -11,6 +11,10 @@ import platform
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from eval.common.coverage import Coverage
 
 
 def pyplot():
@@ -86,6 +90,33 @@ def write_results(
     (out_dir / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     header = f"# {benchmark}\n\nmodel: `{model}`  \ndata: `{result['data']}`  \ncounts: {dict(counts)}\n\n"
     (out_dir / "results.md").write_text(header + table)
+    return result
+
+
+def write_scored_results(
+    out_dir: str | Path,
+    benchmark: str,
+    metrics: Mapping,
+    cover: Coverage,
+    *,
+    model: str | Path,
+    data: str | Sequence[str],
+    counts: Mapping[str, int],
+    started: float,
+    table: str,
+    headline: str,
+    strict: bool,
+    extra: Mapping | None = None,
+) -> dict:
+    """The end of every scoring evaluation: `write_results` with what the score covers (`complete`, the note
+    under the table, the counts by reason), the command's last line ("<headline> on 14 of 17 regions ->
+    OUT/results.json"), then with --strict a one-line error (exit 2) when anything was skipped. Returns the
+    JSON object."""
+    results = Path(out_dir) / "results.json"
+    result = write_results(out_dir, benchmark, metrics, model=str(model), data=data, counts=counts, started=started,
+                           table=table + f"\n{cover.note}\n", extra={**cover.as_json(), **(extra or {})})
+    print(f"{headline} on {cover.summary} -> {results}")
+    cover.enforce(strict, results)
     return result
 
 
