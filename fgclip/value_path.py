@@ -13,6 +13,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+# The `model_type` of a CLIP image tower whose last block runs the value path (`fgclip.model.dense_tower`); here so
+# that the LLaVA tower code under transformers 4.37 reads folder types without importing transformers-5 code.
+DENSE_MODEL_TYPE = "fgclip_dense_vision"
+
 
 def vision_core(vision_model: nn.Module) -> nn.Module:
     """The module holding `embeddings` / `encoder` / `post_layernorm`: a 5.x `CLIPVisionModel` is it, a 4.x

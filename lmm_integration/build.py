@@ -5,7 +5,7 @@
 
 The folder written loads with stock `LlavaForConditionalGeneration.from_pretrained` and
 `AutoProcessor.from_pretrained` (for `--vision-features dense`, after `import lmm_integration`; see
-`lmm_integration.dense_tower`). It also holds `lmm_build.json`: where the parts came from and whether the
+`fgclip.model.dense_tower`). It also holds `lmm_build.json`: where the parts came from and whether the
 projector fits the tower (a new tower with another hidden size or patch count gets a fresh projector,
 which stage A of `lmm_integration.train` must train before stage B).
 
@@ -46,7 +46,7 @@ from lmm_integration.conversation import (
     chat_template,
 )
 from lmm_integration.dense import FEATURE_SOURCES
-from lmm_integration.dense_tower import DENSE_MODEL_TYPE
+from fgclip.model.dense_tower import DENSE_MODEL_TYPE
 from lmm_integration.vision import VisionTower, load_vision_tower, vision_source_kind
 
 BUILD_NOTE = "lmm_build.json"
@@ -58,9 +58,6 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json",
 SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff")
 PROBE_ANSWER = "Probe answer"
 
-
-class BuildError(UserError, ValueError):
-    """A build that cannot go on, with a one-line reason."""
 
 
 @dataclass
@@ -82,21 +79,21 @@ class BuildOptions:
 
 def _check_options(options: BuildOptions) -> None:
     if options.vision_features not in FEATURE_SOURCES:
-        raise BuildError(f"--vision-features must be one of {FEATURE_SOURCES}")
+        raise UserError(f"--vision-features must be one of {FEATURE_SOURCES}")
     if options.vision_features == "dense" and options.vision_feature_layer not in (None, -1):
-        raise BuildError("--vision-feature-layer does not apply to dense features (they come from the last block)")
+        raise UserError("--vision-feature-layer does not apply to dense features (they come from the last block)")
     if options.vision_feature_select_strategy not in ("default", "full"):
-        raise BuildError("--select-strategy must be 'default' or 'full'")
+        raise UserError("--select-strategy must be 'default' or 'full'")
     if options.dtype != "auto" and options.dtype not in DTYPES:
-        raise BuildError(f"--dtype must be auto or one of {sorted(DTYPES)}")
+        raise UserError(f"--dtype must be auto or one of {sorted(DTYPES)}")
 
 
 def _require_folder(path: str | Path | None, what: str) -> Path:
     if path is None:
-        raise BuildError(f"{what} folder is required")
+        raise UserError(f"{what} folder is required")
     directory = Path(path)
     if not (directory / "config.json").is_file():
-        raise BuildError(f"{what} folder not found or has no config.json: {directory}")
+        raise UserError(f"{what} folder not found or has no config.json: {directory}")
     return directory
 
 
@@ -109,7 +106,7 @@ def _model_type(directory: Path, option: str) -> str | None:
     try:
         config = json.loads((directory / "config.json").read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise BuildError(f"{option} {directory}: config.json is not valid JSON ({_first_line(error)})") from error
+        raise UserError(f"{option} {directory}: config.json is not valid JSON ({_first_line(error)})") from error
     return config.get("model_type") if isinstance(config, dict) else None
 
 
@@ -121,17 +118,17 @@ def check_llm_folder(path: str | Path | None) -> Path:
     directory = _require_folder(path, "LLM")
     model_type = _model_type(directory, "--llm")
     if model_type in VISION_MODEL_TYPES:
-        raise BuildError(f"--llm {directory} holds a vision encoder (model_type '{model_type}'), not a language model; "
+        raise UserError(f"--llm {directory} holds a vision encoder (model_type '{model_type}'), not a language model; "
                          "give it as --vision and a causal LM folder (e.g. vicuna-7b-v1.5) as --llm")
     if model_type and model_type.startswith("llava"):
-        raise BuildError(f"--llm {directory} is a LLaVA folder; to give it an FG-CLIP tower use "
+        raise UserError(f"--llm {directory} is a LLaVA folder; to give it an FG-CLIP tower use "
                          f"--from-llava {directory}")
     if model_type not in CONFIG_MAPPING_NAMES:
-        raise BuildError(f"--llm {directory}: model_type {model_type!r} is not a model type this transformers knows")
+        raise UserError(f"--llm {directory}: model_type {model_type!r} is not a model type this transformers knows")
     if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
-        raise BuildError(f"--llm {directory} holds a '{model_type}' model, which is not a causal language model")
+        raise UserError(f"--llm {directory} holds a '{model_type}' model, which is not a causal language model")
     if not any((directory / name).is_file() for name in TOKENIZER_FILES):
-        raise BuildError(f"--llm {directory} has no tokenizer files ({', '.join(TOKENIZER_FILES)}); copy the "
+        raise UserError(f"--llm {directory} has no tokenizer files ({', '.join(TOKENIZER_FILES)}); copy the "
                          "tokenizer of the LM into it")
     return directory
 
@@ -142,14 +139,14 @@ def _load_tokenizer(directory: Path, option: str):
     except (OSError, ValueError, TypeError, ImportError) as error:
         needs_sentencepiece = (directory / "tokenizer.model").is_file()
         hint = "; a tokenizer.model needs the sentencepiece package" if needs_sentencepiece else ""
-        raise BuildError(f"{option} {directory}: cannot read its tokenizer ({_first_line(error)}){hint}") from error
+        raise UserError(f"{option} {directory}: cannot read its tokenizer ({_first_line(error)}){hint}") from error
 
 
 def _load_weights(loader, directory: Path, option: str, **kwargs):
     try:
         return loader.from_pretrained(str(directory), **kwargs)
     except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as error:  # missing, truncated, mismatched
-        raise BuildError(f"{option} {directory}: cannot load its weights ({_first_line(error)})") from error
+        raise UserError(f"{option} {directory}: cannot load its weights ({_first_line(error)})") from error
 
 
 def _absolute(path: str | Path) -> str:
@@ -159,7 +156,7 @@ def _absolute(path: str | Path) -> str:
 def existing_build(out: str | Path, vision: str | Path, llm: str | Path | None, from_llava: str | Path | None,
                    options: BuildOptions) -> bool:
     """True when `out` holds a complete build of the same inputs and options (a re-run of
-    scripts/finetune_llava.sh after a stop keeps it); a complete build of anything else is a `BuildError`."""
+    scripts/finetune_llava.sh after a stop keeps it); a complete build of anything else is a `UserError`."""
     note_file = Path(out) / BUILD_NOTE
     if not note_file.is_file() or not previous_build(Path(out)):
         return False
@@ -172,7 +169,7 @@ def existing_build(out: str | Path, vision: str | Path, llm: str | Path | None, 
         wanted.pop("vision_feature_layer")
     differences = [f"{key} {note.get(key)!r} -> {value!r}" for key, value in wanted.items() if note.get(key) != value]
     if differences:
-        raise BuildError(f"--out {out} holds a build of other inputs or options ({'; '.join(differences[:2])}); "
+        raise UserError(f"--out {out} holds a build of other inputs or options ({'; '.join(differences[:2])}); "
                          "choose another --out, or pass --overwrite to build there again")
     return True
 
@@ -217,7 +214,7 @@ def prepare_tokenizer(tokenizer, system_prompt: str) -> int:
     tokenizer.chat_template = chat_template(system_prompt)
     image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     if tokenizer(IMAGE_TOKEN * 3, add_special_tokens=False)["input_ids"] != [image_token_id] * 3:
-        raise BuildError("the tokenizer does not split a run of <image> tokens into single tokens")
+        raise UserError("the tokenizer does not split a run of <image> tokens into single tokens")
     return image_token_id
 
 
@@ -249,16 +246,16 @@ def _decoder_of(language_model, llm_dir: Path) -> torch.nn.Module:
     try:
         expected = AutoModel._model_mapping[type(language_model.config)]
     except KeyError as error:
-        raise BuildError(f"{llm_dir}: transformers has no base model for {type(language_model.config).__name__}") from error
+        raise UserError(f"{llm_dir}: transformers has no base model for {type(language_model.config).__name__}") from error
     if decoder is language_model or not isinstance(decoder, expected):
-        raise BuildError(f"{llm_dir}: the causal LM's body is not a {expected.__name__}; LLaVA cannot hold it")
+        raise UserError(f"{llm_dir}: the causal LM's body is not a {expected.__name__}; LLaVA cannot hold it")
     return decoder
 
 
 def _assert_materialised(model: torch.nn.Module) -> None:
     on_meta = [name for name, tensor in list(model.named_parameters()) + list(model.named_buffers()) if tensor.is_meta]
     if on_meta:
-        raise BuildError(f"internal: {len(on_meta)} tensors were not filled (e.g. {on_meta[0]})")
+        raise UserError(f"internal: {len(on_meta)} tensors were not filled (e.g. {on_meta[0]})")
 
 
 def _save(model: LlavaForConditionalGeneration, processor: LlavaProcessor, out: Path, note: dict) -> Path:
@@ -368,7 +365,7 @@ def swap_vision_tower(from_llava: str | Path, vision: str | Path, out: str | Pat
     llava_dir = _require_folder(from_llava, "LLaVA")
     model_type = _model_type(llava_dir, "--from-llava")
     if model_type != "llava":
-        raise BuildError(f"--from-llava {llava_dir} is not a LLaVA (model_type 'llava') folder: it holds "
+        raise UserError(f"--from-llava {llava_dir} is not a LLaVA (model_type 'llava') folder: it holds "
                          f"model_type {model_type!r}" + ("; give a language model as --llm" if model_type else ""))
     vision_source_kind(vision)
     model = _load_weights(LlavaForConditionalGeneration, llava_dir, "--from-llava",
@@ -376,7 +373,7 @@ def swap_vision_tower(from_llava: str | Path, vision: str | Path, out: str | Pat
     try:
         old_processor = AutoProcessor.from_pretrained(str(llava_dir))
     except (OSError, ValueError, TypeError) as error:
-        raise BuildError(f"--from-llava {llava_dir}: cannot read its processor ({_first_line(error)})") from error
+        raise UserError(f"--from-llava {llava_dir}: cannot read its processor ({_first_line(error)})") from error
     tokenizer = old_processor.tokenizer
     template = getattr(old_processor, "chat_template", None) or ""
     unfit = template_unfit_for_training(tokenizer, template)
@@ -463,11 +460,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.from_llava:
             if args.llm:
-                raise BuildError("give either --llm (new model) or --from-llava (tower swap), not both")
+                raise UserError("give either --llm (new model) or --from-llava (tower swap), not both")
             out = swap_vision_tower(args.from_llava, args.vision, args.out, options, args.overwrite)
         else:
             if not args.llm:
-                raise BuildError("--llm is required (or --from-llava to swap the tower of a LLaVA folder)")
+                raise UserError("--llm is required (or --from-llava to swap the tower of a LLaVA folder)")
             out = build_llava(args.vision, args.llm, args.out, options, args.overwrite)
     except (UserError, OSError) as error:
         print(f"error: {_first_line(error)}", file=sys.stderr)

@@ -19,14 +19,11 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 import lmm_integration  # noqa: F401  (registers the dense tower type for --vision-features dense folders)
-from eval.lmm.boxes import expand_to_square, mean_background
+from fgclip.llava.boxes import expand_to_square, mean_background
 from fgclip.errors import UserError
 from fgclip.images import to_rgb
 from lmm_integration.conversation import user_message
 
-
-class ChatError(UserError, ValueError):
-    """A model folder or image that cannot be used, with a one-line reason."""
 
 
 @dataclass
@@ -43,16 +40,16 @@ def load_chat_model(model_dir: str | Path, device: str = "auto"):
 
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
-        raise ChatError(f"model folder not found or has no config.json: {model_dir}")
+        raise UserError(f"model folder not found or has no config.json: {model_dir}")
     target = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
     dtype = torch.bfloat16 if target.type == "cuda" else torch.float32
     try:
         model = LlavaForConditionalGeneration.from_pretrained(str(model_dir), dtype=dtype).to(target).eval()
         processor = AutoProcessor.from_pretrained(str(model_dir))
     except (OSError, ValueError) as error:
-        raise ChatError(f"cannot load {model_dir}: {str(error).splitlines()[0]}") from error
+        raise UserError(f"cannot load {model_dir}: {str(error).splitlines()[0]}") from error
     if not getattr(processor, "chat_template", None):
-        raise ChatError(f"{model_dir} has no chat template; build it with lmm_integration.build")
+        raise UserError(f"{model_dir} has no chat template; build it with lmm_integration.build")
     return model, processor
 
 
@@ -62,7 +59,7 @@ def load_image(path: str | Path, processor, pad_to_square: bool = True) -> Image
         with Image.open(path) as image:
             image = to_rgb(image)
     except (OSError, UnidentifiedImageError) as error:
-        raise ChatError(f"cannot read image {path}: {error}") from error
+        raise UserError(f"cannot read image {path}: {error}") from error
     if pad_to_square:
         image = expand_to_square(image, mean_background(getattr(processor.image_processor, "image_mean", None) or (0.5,) * 3))
     return image
@@ -108,11 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     settings = ChatSettings(args.max_new_tokens, args.temperature, not args.no_pad, args.device)
     try:
         if not Path(args.image).is_file():
-            raise ChatError(f"image not found: {args.image}")
+            raise UserError(f"image not found: {args.image}")
         load_image(args.image, None, pad_to_square=False)  # fail on a bad image before loading the model
         model, processor = load_chat_model(args.model, settings.device)
         image = load_image(args.image, processor, settings.pad_to_square)
-    except ChatError as error:
+    except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     messages: list[dict] = []

@@ -42,7 +42,7 @@ from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
 from lmm_integration.dense import check_feature_source, value_path_features
 
 NAME_PREFIX = "fgclip:"
-DENSE_MODEL_TYPE = "fgclip_dense_vision"  # the same string as lmm_integration.dense_tower (not imported: 5.x code)
+DENSE_MODEL_TYPE = "fgclip_dense_vision"  # the same string as fgclip.model.dense_tower (not imported: 5.x code)
 FGCLIP_MODEL_TYPES = ("fgclip",)
 _CONFIG_BOOKKEEPING = ("model_type", "architectures", "transformers_version", "auto_map", "_name_or_path")
 

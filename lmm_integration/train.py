@@ -71,9 +71,6 @@ RESUMABLE_CHANGES = ("output_dir", "num_workers", "logging_steps", "save_steps",
                      "overwrite_output_dir", "gradient_checkpointing", "deepspeed", "max_bad_fraction")
 
 
-class TrainSetupError(UserError, ValueError):
-    """Options or inputs that make training impossible, with a one-line reason."""
-
 
 class Preempted(Exception):
     """The stage stopped on SIGTERM/SIGINT after saving `checkpoint`."""
@@ -124,24 +121,24 @@ class TrainOptions:
 
     def validate(self) -> None:
         if self.stage not in STAGE_LR:
-            raise TrainSetupError("--stage must be A or B")
+            raise UserError("--stage must be A or B")
         if self.resume and self.overwrite_output_dir:
-            raise TrainSetupError("give --resume (continue the run in --output-dir) or --overwrite-output-dir "
+            raise UserError("give --resume (continue the run in --output-dir) or --overwrite-output-dir "
                                   "(start it again), not both")
         if self.qlora is not None:
             if self.qlora not in (4, 8):
-                raise TrainSetupError("--qlora takes 4 or 8")
+                raise UserError("--qlora takes 4 or 8")
             self.lora = True  # QLoRA is LoRA on a quantised LM
         if self.lora and self.stage == "A":
-            raise TrainSetupError("LoRA applies to stage B (stage A trains the projector only)")
+            raise UserError("LoRA applies to stage B (stage A trains the projector only)")
         if self.image_aspect_ratio not in ASPECT_MODES:
-            raise TrainSetupError(f"--image-aspect-ratio must be one of {ASPECT_MODES}")
+            raise UserError(f"--image-aspect-ratio must be one of {ASPECT_MODES}")
         if not (Path(self.model) / "config.json").is_file():
-            raise TrainSetupError(f"model folder not found or has no config.json: {self.model}")
+            raise UserError(f"model folder not found or has no config.json: {self.model}")
         if not Path(self.data).is_file():
-            raise TrainSetupError(f"data file not found: {self.data}")
+            raise UserError(f"data file not found: {self.data}")
         if self.deepspeed and not Path(self.deepspeed).is_file():
-            raise TrainSetupError(f"DeepSpeed config not found: {self.deepspeed}")
+            raise UserError(f"DeepSpeed config not found: {self.deepspeed}")
 
     @property
     def learning_rate(self) -> float:
@@ -316,12 +313,12 @@ def prepare_run_dir(options: TrainOptions) -> tuple[str, list[str]]:
     if options.overwrite_output_dir:
         return "fresh", []
     if not options.resume:
-        raise TrainSetupError(f"--output-dir {output_dir} already holds a run ({', '.join(held[:4])}); pass --resume "
+        raise UserError(f"--output-dir {output_dir} already holds a run ({', '.join(held[:4])}); pass --resume "
                               "to continue it, --overwrite-output-dir to start again, or choose another folder")
     saved_file = output_dir / "train_options.json"
     differences = run_differences(json.loads(saved_file.read_text()), options) if saved_file.is_file() else []
     if differences and not options.resume_anyway:
-        raise TrainSetupError(f"--resume: {output_dir} holds another run ({'; '.join(differences[:3])}); choose "
+        raise UserError(f"--resume: {output_dir} holds another run ({'; '.join(differences[:3])}); choose "
                               "another --output-dir, or pass --resume-anyway to continue it with these values")
     if (output_dir / "final" / "train_options.json").is_file():
         return "finished", differences

@@ -16,7 +16,7 @@ from eval.lmm.generation import (
     load_lmm,
     prepare_inputs,
 )
-from eval.lmm.prompting import format_prompt
+from fgclip.llava.prompting import format_prompt
 from fgclip.errors import UserError
 from tests.eval_lmm.conftest import make_images
 

@@ -7,7 +7,7 @@ import pytest
 
 from eval import localization, pope
 from eval.lmm.generation import GenerationSettings, load_image, load_lmm, prepare_inputs
-from eval.lmm.prompting import format_prompt
+from fgclip.llava.prompting import format_prompt
 from tests.conftest import tiny_config
 from tests.eval_lmm.conftest import make_images
 
@@ -23,7 +23,7 @@ def built_llava(tmp_path_factory):
     from fgclip import FGCLIPModel
     from fgclip.folders import save_with_processors
     from lmm_integration.build import BuildOptions, build_llava
-    from lmm_integration.miniature.tiny_lm import build_tiny_llm
+    from benchmarks.llava_miniature.tiny_lm import build_tiny_llm
 
     root = tmp_path_factory.mktemp("built")
     torch.manual_seed(0)

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from eval import localization
-from eval.lmm.boxes import box_to_square, format_box
+from fgclip.llava.boxes import box_to_square, format_box
 from fgclip.cli import run
 from tests.eval_lmm.conftest import make_images
 

@@ -3,7 +3,7 @@
 import pytest
 
 from lmm_integration import build, chat, train
-from lmm_integration.miniature import run as miniature
+from benchmarks.llava_miniature import run as miniature
 
 
 @pytest.mark.parametrize("module", [build, chat, train, miniature], ids=lambda m: m.__name__)

@@ -9,7 +9,7 @@ from lmm_integration.conversation import (
     llava_turns_to_messages,
     user_message,
 )
-from lmm_integration.miniature.tiny_lm import train_word_tokenizer
+from benchmarks.llava_miniature.tiny_lm import train_word_tokenizer
 
 TURNS = [{"from": "human", "value": "Is there a red cube?\n<image>"}, {"from": "gpt", "value": "Yes."},
          {"from": "human", "value": "What colour?"}, {"from": "gpt", "value": "Red."}]

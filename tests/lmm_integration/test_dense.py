@@ -3,7 +3,7 @@
 import torch
 
 from lmm_integration.dense import value_path_features
-from lmm_integration.dense_tower import DENSE_MODEL_TYPE, FGCLIPDenseVisionModel, to_dense_tower
+from fgclip.model.dense_tower import DENSE_MODEL_TYPE, FGCLIPDenseVisionModel, to_dense_tower
 
 
 def test_value_path_features_are_encode_dense_before_the_projection(tiny_model):

@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from eval.lmm.boxes import format_box
+from fgclip.llava.boxes import format_box
 from fgclip.data.schema import Record, iter_record_file
-from lmm_integration.miniature.questions import (
+from benchmarks.llava_miniature.questions import (
     Question,
     SceneObject,
     Vocabulary,
@@ -17,9 +17,9 @@ from lmm_integration.miniature.questions import (
     unique_reference,
     write_miniature_data,
 )
-from lmm_integration.miniature.run import main
-from lmm_integration.miniature.score import chance_levels, constant_box_hit_rate, is_correct, score
-from lmm_integration.miniature.tiny_lm import train_word_tokenizer
+from benchmarks.llava_miniature.run import main
+from benchmarks.llava_miniature.score import chance_levels, constant_box_hit_rate, is_correct, score
+from benchmarks.llava_miniature.tiny_lm import train_word_tokenizer
 from tests.lmm_integration.conftest import save_fgclip
 
 VOCABULARY = Vocabulary(("red", "blue", "green"), ("small", "large"), ("solid", "striped"), ("circle", "square"))

@@ -18,7 +18,7 @@ import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from eval.lmm.boxes import box_to_square, format_box
+from fgclip.llava.boxes import box_to_square, format_box
 from fgclip.data.schema import Record
 
 ATTRIBUTES = ("size", "colour", "texture")  # the order words take in an expression, before the shape

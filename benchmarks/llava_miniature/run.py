@@ -1,12 +1,12 @@
 """The whole LLaVA path on CPU with tiny models: build -> stage A -> stage B (ZeRO-2) -> held-out answers.
 
-    python -m lmm_integration.miniature --vision runs/fgclip_tiny/final [runs/clip_tiny/final ...] --out runs/llava_mini
+    python -m benchmarks.llava_miniature --vision runs/fgclip_tiny/final [runs/clip_tiny/final ...] --out runs/llava_mini
 
 For each vision encoder folder (e.g. the tiny FG-CLIP the embedded default of scripts/pretrain_fgclip.py
 trains, and a baseline), on the same synthetic scenes and the same tiny Llama LM:
 1. synthetic scenes (fgclip.data.synthetic; or --scenes an existing set) -> captions for stage A,
    multi-turn attribute / yes-no / "where is" conversations for stage B, held-out questions;
-2. a word-level tokenizer trained on those texts and a random tiny Llama (lmm_integration.miniature.tiny_lm);
+2. a word-level tokenizer trained on those texts and a random tiny Llama (benchmarks.llava_miniature.tiny_lm);
 3. `lmm_integration.build`, then stages A and B with scripts/finetune_llava.sh: the `deepspeed` launcher,
    scripts/zero2_llava.json, 2 processes (gloo on CPU);
 4. held-out questions answered with the evaluation runner (eval.lmm.generation, stock loaders) and
@@ -35,9 +35,6 @@ DEFAULT_ZERO2 = REPO_ROOT / "scripts" / "zero2_llava.json"
 FINETUNE_SCRIPT = REPO_ROOT / "scripts" / "finetune_llava.sh"
 OWN_ENTRIES = ("scenes", "data", "llm", "results.json", "results.md", "results.png")  # and one folder per label
 
-
-class MiniatureError(UserError, ValueError):
-    """A miniature run that cannot go on, with a one-line reason."""
 
 
 @dataclass
@@ -78,21 +75,21 @@ def _run(command: list[str], log: Path, threads: int | None = None) -> None:
         process = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=environment, cwd=REPO_ROOT)
     if process.returncode != 0:
         tail = log.read_text().splitlines()[-15:]
-        raise MiniatureError(f"{' '.join(command[:2])} failed (exit {process.returncode}); "
+        raise UserError(f"{' '.join(command[:2])} failed (exit {process.returncode}); "
                              f"see {log}:\n" + "\n".join(tail))
 
 
 def prepare_data(options: MiniatureOptions, out: Path):
     """Scenes, conversations, held-out questions and the tiny LM (shared by every encoder)."""
     from fgclip.data.schema import Record, iter_record_file
-    from lmm_integration.miniature.questions import Vocabulary, write_miniature_data
-    from lmm_integration.miniature.tiny_lm import build_tiny_llm
+    from benchmarks.llava_miniature.questions import Vocabulary, write_miniature_data
+    from benchmarks.llava_miniature.tiny_lm import build_tiny_llm
 
     if options.scenes:
         root = Path(options.scenes)
         train_file, heldout_file = root / "train.jsonl", root / "heldout.jsonl"
         if not train_file.is_file() or not heldout_file.is_file():
-            raise MiniatureError(f"{root} is not a synthetic set (needs train.jsonl and heldout.jsonl)")
+            raise UserError(f"{root} is not a synthetic set (needs train.jsonl and heldout.jsonl)")
     else:
         from fgclip.data.synthetic import generate
 
@@ -132,9 +129,11 @@ def train_one(vision: str, label: str, llm: Path, data, options: MiniatureOption
 
 def evaluate(model_dir: Path, data, root: Path, options: MiniatureOptions, out: Path) -> dict:
     """Answer the held-out questions with the evaluation runner and score them."""
-    from eval.lmm.generation import GenerationSettings, PromptItem, answer_all, load_lmm
-    from lmm_integration.miniature.questions import Question, Vocabulary
-    from lmm_integration.miniature.score import chance_levels, constant_box_hit_rate, score
+    from benchmarks.llava_miniature.questions import Question, Vocabulary
+    from benchmarks.llava_miniature.score import chance_levels, constant_box_hit_rate, score
+    from eval.lmm.generation import PromptItem, answer_all
+    from fgclip.llava.generation import load_lmm
+    from fgclip.llava.settings import GenerationSettings
 
     questions = [Question(**json.loads(line)) for line in data.heldout.read_text().splitlines()][: options.max_heldout]
     settings = GenerationSettings(batch_size=16, max_new_tokens=24, device="cpu", dtype="float32")
@@ -150,7 +149,7 @@ def evaluate(model_dir: Path, data, root: Path, options: MiniatureOptions, out: 
 def _labels(options: MiniatureOptions) -> list[str]:
     if options.labels:
         if len(options.labels) != len(options.vision):
-            raise MiniatureError("give one --label per --vision folder")
+            raise UserError("give one --label per --vision folder")
         return options.labels
     names = [Path(vision).name if Path(vision).name not in ("final", "") else Path(vision).parent.name for vision in options.vision]
     return [f"{index}_{name}" if names.count(name) > 1 else name for index, name in enumerate(names)]
@@ -162,7 +161,7 @@ def run(options: MiniatureOptions) -> dict:
     started = time.time()
     for vision in options.vision:
         if not (Path(vision) / "config.json").is_file():
-            raise MiniatureError(f"vision folder not found or has no config.json: {vision}")
+            raise UserError(f"vision folder not found or has no config.json: {vision}")
     labels = _labels(options)
     # a re-run into the same OUT continues (finished stages are kept); other files there need --overwrite
     out = prepare_output_dir(options.out, inputs=[*options.vision, options.scenes], overwrite=options.overwrite,
@@ -203,7 +202,7 @@ def _write_train_boxes(data) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m lmm_integration.miniature", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m benchmarks.llava_miniature", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--vision", nargs="+", required=True, help="vision encoder folders to compare (FG-CLIP, CLIP or tower)")
     parser.add_argument("--label", dest="labels", nargs="+", default=[], help="a name per --vision folder (default: folder names)")
