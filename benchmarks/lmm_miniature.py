@@ -20,7 +20,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from fgclip.cli import CommandParser, option, options_from, run
@@ -99,11 +99,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     from benchmarks.llava_miniature.run import MiniatureOptions, build_parser
     from benchmarks.llava_miniature.run import run as run_miniature
 
-    options = vars(build_parser().parse_args(
-        ["--out", str(args.output_dir), "--vision", str(args.stage1), str(args.stage2), "--label", "stage 1 tower",
-         "stage 2 tower", *miniature_args]))
+    miniature = options_from(build_parser().parse_args(
+        ["--output_dir", str(args.output_dir), "--vision", str(args.stage1), str(args.stage2), "--label",
+         "stage 1 tower", "stage 2 tower", *miniature_args]), MiniatureOptions)
+    options = asdict(miniature)
     started = time.time()
-    result = run_miniature(MiniatureOptions(**options))
+    result = run_miniature(miniature)
     encoders = result["encoders"]
     rows = claim_rows(encoders)
     chance = _chance(next(iter(encoders.values())))

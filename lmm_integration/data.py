@@ -22,11 +22,10 @@ from tqdm.auto import tqdm
 
 from fgclip.errors import UserError
 from fgclip.images import to_rgb
-from fgclip.llava.boxes import expand_to_square, mean_background
+from fgclip.llava.boxes import ASPECT_MODES, expand_to_square, mean_background
 from lmm_integration.conversation import IMAGE_TOKEN, ConversationError, llava_turns_to_messages
 
 IGNORE_INDEX = -100
-ASPECT_MODES = ("pad", "resize")
 
 
 @dataclass

@@ -3,5 +3,6 @@
 import sys
 
 from benchmarks.llava_miniature.run import main
+from fgclip.cli import run
 
-sys.exit(main())
+sys.exit(run(main))
