@@ -127,6 +127,7 @@ class RunOptions:
 def build_parser() -> CommandParser:
     parser = CommandParser(prog="python -m lmm_integration.tower", description=__doc__)
     commands = parser.add_commands()
+    commands.help = "export: write a tower folder; run: a LLaVA script with FGCLIPVisionTower registered"
     commands.add_parser("export", help="write a tower folder for LLaVA's --vision_tower").add_options(ExportOptions)
     script = commands.add_parser("run", help="register FGCLIPVisionTower with LLaVA, then run a LLaVA script")
     script.add_options(RunOptions)

@@ -22,7 +22,8 @@ class Terminated(Exception):
 class TerminationRequest:
     """Context manager that turns SIGTERM into a flag (`requested`) while a run trains.
 
-    interrupt: treat the first Ctrl-C (SIGINT) the same way (a second one stops at once), as the LLaVA stages do.
+    interrupt: treat the first Ctrl-C (SIGINT) the same way (a second one stops at once) and say on stderr that the
+        step is being finished, as the LLaVA stages do.
     """
 
     def __init__(self, interrupt: bool = False):
@@ -36,8 +37,9 @@ class TerminationRequest:
             raise KeyboardInterrupt  # the second Ctrl-C: stop now
         if not self.requested:
             self.signal_name = signal.Signals(signum).name
-            if signum == signal.SIGINT:
-                print("SIGINT received: finishing this step, then saving a checkpoint (Ctrl-C again to stop at once)",
+            if len(self._signals) > 1:
+                again = " (Ctrl-C again to stop at once)" if signum == signal.SIGINT else ""
+                print(f"{self.signal_name} received: finishing this step, then saving a checkpoint{again}",
                       file=sys.stderr, flush=True)
         self.requested = True
 
