@@ -11,6 +11,7 @@ Interactive mode keeps the conversation, so follow-up questions see earlier answ
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -74,6 +75,7 @@ def build_parser() -> CommandParser:
     parser = CommandParser(prog="python -m lmm_integration.chat", description=__doc__)
     parser.add_options(ChatInputs)
     parser.add_options(ChatSettings, "generation")
+    parser.add_argument("--no-pad", dest="pad_to_square", action="store_false", help=argparse.SUPPRESS)  # old spelling
     return parser
 
 

@@ -34,7 +34,7 @@ class ChatSettings:
     pad_to_square: bool = option(
         "pad each image to a square with the image mean first, as LLaVA-1.5 (image_aspect_ratio pad) trains and "
         "evaluates; --no_pad_to_square gives the processor the image as it is (answer boxes are then read in the "
-        "image's own frame)", True, aliases=["pad"])
+        "image's own frame)", True)
     seed: int = option("random seed (sampling only)", 0)
 
 

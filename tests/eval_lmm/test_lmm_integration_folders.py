@@ -6,8 +6,10 @@ import json
 import pytest
 
 from eval import localization, pope
-from eval.lmm.generation import GenerationSettings, load_image, load_lmm, prepare_inputs
+from fgclip.llava.generation import load_lmm, prepare_inputs
+from fgclip.llava.generation import read_image as load_image
 from fgclip.llava.prompting import format_prompt
+from fgclip.llava.settings import GenerationSettings
 from tests.conftest import tiny_config
 from tests.eval_lmm.conftest import make_images
 
