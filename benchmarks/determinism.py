@@ -14,7 +14,6 @@ process (cuBLAS reads it once), so both candidates share it and the ratio leaves
 from __future__ import annotations
 
 import os
-import sys
 
 import torch
 
@@ -57,7 +56,7 @@ class _WithDeterminism:
 
 def _measure(settings: BenchSettings, batch_size: int) -> dict:
     shape = get_shape(settings.shape_name())
-    device = settings.device
+    device = settings.torch_device
     records = make_records(batch_size, settings.seed)
     batch = make_batch(make_samples(records, shape.image_size, True, settings.seed), True, FGCLIPTokenizer())
     model = build_fgclip(shape, settings.seed).to(device)
@@ -75,7 +74,7 @@ def run(settings: BenchSettings) -> Report:
     requested = settings.batch_or(cpu=8, gpu=64, smoke=2)
     result, batch_size = with_smaller_batch_on_oom(lambda size: _measure(settings, size), requested)
     timings = result["timings"]
-    device = describe_device(settings.device)
+    device = describe_device(settings.torch_device)
     figures = [
         Figure("stage-2 step, deterministic / default kernels", paired_ratio(timings["deterministic"],
                                                                           timings["default_kernels"]), "x", None,
@@ -93,6 +92,6 @@ def run(settings: BenchSettings) -> Report:
 
 
 if __name__ == "__main__":
-    from benchmarks.run import main
+    from benchmarks.run import run_as_main
 
-    sys.exit(main([NAME, *sys.argv[1:]]))
+    run_as_main(NAME)

@@ -18,9 +18,14 @@ fashioniq: text-guided image retrieval, R@10/R@50 per category: the query is the
 
 --embedding fusion uses Fashion-FINE's global+local embedding, normalize(g*(1-r) + l*r) with r = 0.05
 for images and 0.25 for texts, where l is an attention pooling over the patch tokens (encode_dense) or
-the word tokens (encode_text_tokens). Fashion-FINE trains that pooling layer; no such weights exist for
-FG-CLIP, so here it is parameter-free (query = the global embedding, keys/values = normalised tokens,
-softmax with --temperature). --embedding both scores the two on the same data and samples.
+the word tokens (encode_text_tokens). Fashion-FINE trains that pooling layer; plain FG-CLIP / CLIP folders
+have none, so for them it is parameter-free (query = the global embedding, keys/values = normalised
+tokens, softmax with --temperature). --embedding both scores the two on the same data and samples.
+
+Fashion-FINE folders (scripts/finetune_fashion.py) are evaluated with what they learned: "fusion" is their
+trained pooling and ratios (the fusion options do not apply), it is the default embedding for them, and
+a folder finetuned for text-guided retrieval composes its fashioniq queries with its trained
+cross-attention composition instead of the sum.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from eval.common.fusion import FusionSettings
 from eval.common.images import resolve_image_path
 from eval.common.options import add_encoder_options
 from eval.common.reporting import grouped_bar_plot, markdown_table, model_label
-from fgclip.cli import CommandParser, option, options_from, positive_int, run
+from fgclip.cli import CommandParser, entry_point, option, options_from, positive_int
 from fgclip.errors import UserError
 
 if TYPE_CHECKING:  # loaded in main, after the options are checked
@@ -252,6 +257,8 @@ def run_fashioniq(options: FashionOptions, iq: FashionIQOptions, encoder: Encode
                   embeddings: dict[str, FusionSettings | None]):
     import torch.nn.functional as F
 
+    from eval.common.learned_fusion import composed_queries
+
     loaded = load_triplets(options.data)
     counts = loaded.counts
     images_root = options.images or options.data[0].parent
@@ -272,6 +279,9 @@ def run_fashioniq(options: FashionOptions, iq: FashionIQOptions, encoder: Encode
     for reason, count in first.failures.items():
         counts[f"images_{reason}"] = count
     usable = [t for t in loaded.items if first.ok[row[paths[t.candidate]]] and first.ok[row[paths[t.target]]]]
+    trained_composition = {
+        name: composed_queries(encoder, [paths[t.candidate] for t in usable], [t.text for t in usable])[0]
+        for name, fusion in embeddings.items() if getattr(fusion, "composition", "sum") == "fusion"}
     counts["skipped_image_failed"] = len(loaded.items) - len(usable)
     galleries = {}
     for category in categories:
@@ -291,8 +301,11 @@ def run_fashioniq(options: FashionOptions, iq: FashionIQOptions, encoder: Encode
             gallery = galleries[category]
             if not rows or not gallery:
                 continue
-            references = image_embeds[[row[paths[usable[i].candidate]] for i in rows]]
-            queries = F.normalize(references + text_embeds[rows], dim=-1)
+            if name in trained_composition:
+                queries = trained_composition[name][rows]
+            else:
+                references = image_embeds[[row[paths[usable[i].candidate]] for i in rows]]
+                queries = F.normalize(references + text_embeds[rows], dim=-1)
             result = iq_scores([usable[i] for i in rows], gallery, image_embeds[[row[p] for p in gallery]], queries,
                                paths, iq.keep_reference, run_counts)
             if result is not None:
@@ -323,8 +336,9 @@ class FashionOptions:
                               "(cap.<category>.<split>.json or JSON-lines triplets)")
     images: Path | None = option("root folder for image paths (default: the first data file's folder); FashionIQ "
                                  "names without a suffix are looked up as .jpg/.png/...", None)
-    embedding: Literal["global", "fusion", "both"] = option(
-        "global: the model's own embeddings; fusion: Fashion-FINE's global+local mix; both: compare them", "global")
+    embedding: Literal["global", "fusion", "both"] | None = option(
+        "global: the towers' global embeddings; fusion: Fashion-FINE's global+local mix (a Fashion-FINE folder's own "
+        "trained one); both: compare them (default: fusion for Fashion-FINE folders, else global)", None)
 
 
 @dataclass
@@ -363,11 +377,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
             raise UserError(f"{path} does not exist")
     if options.task == "fashiongen" and len(options.data) != 1:
         raise UserError("--task fashiongen takes one --data file")
-    embeddings = {"global": None, "fusion": fusion}
-    if options.embedding != "both":
-        embeddings = {options.embedding: embeddings[options.embedding]}
     out = run_options.prepare_output([*options.data, *(iq.gallery or []), options.images], OWNED)
     encoder = run_options.load_encoder()
+    from eval.common.learned_fusion import learned_fusion
+
+    learned = learned_fusion(encoder)  # a Fashion-FINE folder: its trained pooling, ratios and composition
+    fusion = learned or fusion
+    embeddings = {"global": None, "fusion": fusion}
+    embedding = options.embedding or ("fusion" if learned else "global")
+    if embedding != "both":
+        embeddings = {embedding: embeddings[embedding]}
     if options.task == "fashiongen":
         metrics, series, counts, cover, table = run_fashiongen(options, gen, encoder, embeddings)
     else:
@@ -378,7 +397,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     grouped_bar_plot(out / plot, series, f"{options.task} ({model_label(run_options.model)})", "recall")
     extra = {"task": options.task, "embeddings": list(embeddings), "plots": [plot], "details": {"series": series}}
     if "fusion" in embeddings:
-        extra["fusion"] = {**fusion.as_dict(), "pooling": "parameter-free attention (query: global embedding)"}
+        extra["fusion"] = fusion.as_dict() if learned else {
+            **fusion.as_dict(), "pooling": "parameter-free attention (query: global embedding)"}
     if options.task == "fashiongen":
         extra.update(mode=gen.mode, seed=gen.seed, num_negatives=gen.num_negatives)
     else:
@@ -390,5 +410,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         extra=extra)
 
 
+cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])
+
 if __name__ == "__main__":
-    sys.exit(run(main))
+    cli()

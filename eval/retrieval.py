@@ -29,7 +29,6 @@ token window (77, or 248 with --long) are cut and counted.
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,7 +42,7 @@ from eval.common.images import resolve_image_path
 from eval.common.jsonfiles import iter_items, json_document, load_json
 from eval.common.options import add_encoder_options
 from eval.common.reporting import line_plot, markdown_table, model_label
-from fgclip.cli import CommandParser, non_negative_int, option, options_from, run
+from fgclip.cli import CommandParser, entry_point, non_negative_int, option, options_from
 from fgclip.errors import UserError
 
 if TYPE_CHECKING:
@@ -283,10 +282,12 @@ def positive_sets(captions: list[list[str]]) -> tuple[list[str], list[int], list
 
 
 def evaluate(encoder: Encoder, data: RetrievalSet, images_root: Path, long: bool) -> dict:
+    from eval.common.learned_fusion import learned_fusion
     from eval.common.metrics import curve_ks, recall_at_k, recall_keys, retrieval_ranks
 
     paths = [resolve_image_path(images_root, name, try_basename=True) for name in data.image_names]
-    encoded = encoder.images(paths)
+    fusion = learned_fusion(encoder)  # a Fashion-FINE folder: its trained global + local embeddings
+    encoded = encoder.images(paths, fusion)
     kept = [i for i in range(len(paths)) if encoded.ok[i]]
     for reason, count in encoded.failures.items():
         data.counts[f"skipped_{reason}"] = count
@@ -299,7 +300,7 @@ def evaluate(encoder: Encoder, data: RetrievalSet, images_root: Path, long: bool
     captions = [data.captions[i] for i in kept]
     texts, _, image_positives, text_positives = positive_sets(captions)
     image_embeds = encoded.embeddings[kept]
-    text_embeds = encoder.texts(texts, long=long)
+    text_embeds = encoder.texts(texts, long=long, fusion=fusion)
     cover.truncated = encoder.truncated_texts()
     i2t = retrieval_ranks(image_embeds, text_embeds, image_positives)
     t2i = retrieval_ranks(text_embeds, image_embeds, text_positives)
@@ -352,6 +353,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     data = load_retrieval_set(options.data, options.long, options.split, options.caption_field, options.limit)
     images_root = options.images or (dci_images_root(options.data) if options.data.is_dir() else options.data.parent)
     encoder = run_options.load_encoder()
+    from eval.common.learned_fusion import learned_fusion
+
+    learned = learned_fusion(encoder) is not None
+    if options.long and learned:
+        raise UserError("--long: a Fashion-FINE folder embeds texts with the 77-token path it was finetuned on")
     scores = evaluate(encoder, data, images_root, options.long)
     cover: Coverage = scores["coverage"]
     cover.warn()
@@ -367,9 +373,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
         out, "retrieval_long" if options.long else "retrieval", metrics, cover, encoder, data=str(options.data),
         counts=counts, table=table,
         headline=f"retrieval I->T R@1 {metrics['i2t_r1']:.4f} T->I R@1 {metrics['t2i_r1']:.4f}",
-        extra={"format": data.format, "long": options.long, "plots": ["recall_curve.png"],
+        extra={"format": data.format, "long": options.long, "embedding": "learned fusion" if learned else "global",
+               "plots": ["recall_curve.png"],
                "details": {"i2t_curve": scores["i2t_curve"], "t2i_curve": scores["t2i_curve"]}})
 
 
+cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])
+
 if __name__ == "__main__":
-    sys.exit(run(main))
+    cli()

@@ -15,6 +15,8 @@ __version__ = "0.1.0"
 
 # public name -> the module that defines it
 _EXPORTS = {
+    "FashionFINEConfig": "fgclip.fashion",
+    "FashionFINEModel": "fgclip.fashion",
     "FGCLIPConfig": "fgclip.model",
     "FGCLIPModel": "fgclip.model",
     "FGCLIPTokenizer": "fgclip.tokenizer",

@@ -42,6 +42,7 @@ def option(
     nargs: str | None = None,
     type: Callable[[str], Any] | None = None,  # noqa: A002 - argparse's name
     append: bool = False,
+    const: Any = None,
 ) -> Any:
     """A dataclass field that is also a command-line option. Without a default the option is required.
 
@@ -52,9 +53,10 @@ def option(
     positional: a positional argument instead of an option.
     type: a parser for one value (e.g. `positive_int`); by default the field's annotation decides.
     append: for a list field, one value per occurrence (`--text a --text b`) instead of several after one flag.
+    const: with `nargs="?"`, the value of the option given without one (`--deepspeed` alone: the shipped config).
     """
     metadata = {"help": help, "aliases": tuple(aliases), "name": name, "positional": positional, "metavar": metavar,
-                "choices": choices, "nargs": nargs, "type": type, "append": append}
+                "choices": choices, "nargs": nargs, "type": type, "append": append, "const": const}
     if default_factory is not _MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -205,6 +207,8 @@ def _add_field(container, field: dataclasses.Field, annotation: Any) -> None:
                 kwargs["nargs"] = meta["nargs"] or ("+" if not has_default else "*")
         elif meta["nargs"]:
             kwargs["nargs"] = meta["nargs"]
+            if meta.get("const") is not None:
+                kwargs["const"] = meta["const"]
         if typing.get_origin(element) is Literal:
             kwargs["choices"] = typing.get_args(element)
             element = type(kwargs["choices"][0])

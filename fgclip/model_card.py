@@ -15,12 +15,11 @@ The card is rendered with huggingface_hub's `ModelCard` / `ModelCardData` (the H
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fgclip.cli import CommandParser, option, options_from, run
+from fgclip.cli import CommandParser, entry_point, option, options_from
 from fgclip.errors import UserError
 
 CARD_FILE = "README.md"
@@ -172,7 +171,40 @@ def _describe_training(provenance: Provenance) -> str:
             "is in the run folder's `train_config.json`.\n\n" + table)
 
 
+def _describe_fashion_finetuning(provenance: Provenance) -> str:
+    """The origin of a Fashion-FINE folder (`scripts/finetune_fashion.py`, run facts as its checkpoints store them)."""
+    state = provenance.trainer_state
+    config = state.get("config", {})
+    optim, loss, model = config.get("optim", {}), config.get("loss", {}), config.get("model", {})
+    world, batch, accum = state.get("world_size", 1), state.get("batch_size"), state.get("grad_accum", 1)
+    validation = ", ".join(f"`{p}`" for p in config.get("val", [])) or (
+        f"{config.get('val_fraction', 0):.1%} of the training data held out" if config.get("val_fraction") else "none")
+    rows = [
+        ("task", f"{config.get('task')} (Fashion-FINE)"),
+        ("init", f"`{provenance.source}`"),
+        ("data", f"{', '.join(f'`{p}`' for p in config.get('data', []))} ({state.get('num_samples', '?')} samples)"),
+        ("validation (model selection)", validation),
+        ("steps", f"{state.get('step')} optimizer steps (planned {state.get('total_steps')})"),
+        ("batch", f"{batch} per device x {world} processes x {accum} accumulation"),
+        ("optimizer", f"AdamW, lr {optim.get('lr')}, weight decay {optim.get('weight_decay')}, cosine decay to "
+                      f"{optim.get('min_lr_ratio')} x lr"),
+        ("losses", f"contrastive x{loss.get('contrastive_weight')} (focal gamma {loss.get('focal_gamma')}, alpha "
+                   f"{loss.get('focal_alpha')}), matching x{loss.get('matching_weight')}"),
+        ("local pooling", "off (global only)" if model.get("local_pooling") is False else "on"),
+        ("precision / engine", f"{PRECISIONS[config.get('bf16')]} / {state.get('engine')}"),
+        ("seed", str(config.get("seed"))),
+        ("last logged loss", f"{provenance.final_loss:.4f} (step {provenance.last_logged_step})"
+         if provenance.final_loss is not None else "not logged"),
+    ]
+    table = "| setting | value |\n|---|---|\n" + "".join(f"| {name} | {value} |\n" for name, value in rows)
+    return ("Finetuned with fgclip's Fashion-FINE finetuning (`scripts/finetune_fashion.py`): global + local "
+            "embeddings, an image-text matching head and a text-guided composition on the towers; the full "
+            "configuration is in the run folder's `finetune_config.json`.\n\n" + table)
+
+
 def _describe_origin(provenance: Provenance) -> str:
+    if provenance.how == "trained" and str(provenance.trainer_state.get("stage", "")).startswith("fashion-"):
+        return _describe_fashion_finetuning(provenance)
     if provenance.how == "trained":
         return _describe_training(provenance)
     if provenance.how == "converted":
@@ -206,7 +238,23 @@ def _card_data(model_name: str, license_id: str, results: dict, artifact: str = 
                          model_name=model_name, eval_results=evals or None)
 
 
-def _load_section(name: str, artifact: str) -> str:
+def _load_section(name: str, artifact: str, fashion_fine: bool = False) -> str:
+    if fashion_fine:  # a Fashion-FINE folder (scripts/finetune_fashion.py): its own class and retrieval embeddings
+        return (
+            "```python\n"
+            "from fgclip import FashionFINEModel  # also registers Fashion-FINE with transformers' Auto classes\n"
+            "from PIL import Image\n"
+            "from transformers import AutoModel, AutoProcessor\n\n"
+            f'model = AutoModel.from_pretrained("{name}")  # an fgclip FashionFINEModel\n'
+            f'processor = AutoProcessor.from_pretrained("{name}")  # CLIPProcessor: tokenizer + image processor\n'
+            'image = Image.open("photo.jpg")\n'
+            'inputs = processor(text=["a red striped shirt"], images=image, return_tensors="pt", padding=True)\n'
+            'image_embeds = model.encode_image_fused(inputs["pixel_values"])  # (B, D) global + local, L2-normalised\n'
+            'text_embeds = model.encode_text_fused(inputs["input_ids"], inputs["attention_mask"])\n'
+            "```\n\nThe towers' global embeddings: `model.encode_image`, `model.encode_text`; text-guided queries: "
+            "`model.compose(reference_pixels, input_ids, attention_mask)`; `python -m eval.fashion` on this folder "
+            "uses its trained pooling."
+        )
     if artifact == "export-vision":
         return (
             "```python\nfrom transformers import CLIPImageProcessor, CLIPVisionModel  # no fgclip needed\n\n"
@@ -256,6 +304,8 @@ def render_model_card(model, directory: str | Path, provenance: Provenance | Non
     from huggingface_hub import ModelCard
 
     directory = Path(directory)
+    # a trainer writes `final/` as `final.partial/` and renames it into place (fgclip.train.runner.export_folder)
+    directory = directory.with_name(directory.name.removesuffix(".partial"))
     provenance = provenance or Provenance()
     artifact = _artifact(provenance)
     license_id, license_text = _license(provenance)
@@ -269,7 +319,7 @@ def render_model_card(model, directory: str | Path, provenance: Provenance | Non
     text = "\n\n".join([
         f"# {name}", _describe_model(model, artifact), "## How it was made", _describe_origin(provenance),
         "## Evaluation", evaluation, "## License", license_text,
-        "## How to load", _load_section(str(directory), artifact),
+        "## How to load", _load_section(str(directory), artifact, model.config.model_type == "fashion_fine"),
     ])
     return str(ModelCard(f"---\n{_card_data(name, license_id, results, artifact).to_yaml()}\n---\n\n{text}\n"))
 
@@ -344,5 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])
+
 if __name__ == "__main__":
-    sys.exit(run(main))
+    cli()

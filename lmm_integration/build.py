@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from fgclip.cli import CommandParser, option, options_from, run
+from fgclip.cli import CommandParser, entry_point, option, options_from
 from fgclip.errors import UserError
 from fgclip.outputs import prepare_output_dir
 from fgclip.value_path import DENSE_MODEL_TYPE
@@ -487,5 +486,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])
+
 if __name__ == "__main__":
-    sys.exit(run(main))
+    cli()

@@ -19,7 +19,6 @@ from lmm_integration.dense import check_feature_source
 from lmm_integration.tower_names import NAME_PREFIX, is_fgclip_dual_encoder
 
 
-
 def _strip_prefix(name: str) -> str:
     return name[len(NAME_PREFIX):] if name.startswith(NAME_PREFIX) else name
 

@@ -37,10 +37,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fgclip.cli import CommandParser, option, options_from, run
+from fgclip.cli import CommandParser, entry_point, option, options_from
 from fgclip.value_path import DENSE_MODEL_TYPE
 from lmm_integration.dense import FEATURE_SOURCES
 from lmm_integration.tower_names import wants_fgclip
+
 
 def __getattr__(name: str):
     """`FGCLIPVisionTower` loads torch and transformers: imported on first use, so that `--help` stays fast."""
@@ -153,5 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])
+
 if __name__ == "__main__":
-    sys.exit(run(main))
+    cli()

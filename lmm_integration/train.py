@@ -27,10 +27,10 @@ The options of the original LLaVA's train.py are accepted under its names too (-
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from fgclip.cli import CommandParser, options_from, run
+from fgclip.cli import CommandParser, entry_point, options_from
 from lmm_integration.train_options import TrainOptions
 
 __all__ = ["TrainOptions", "build_parser", "main", "train"]
@@ -71,5 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])
+
 if __name__ == "__main__":
-    sys.exit(run(main))
+    cli()

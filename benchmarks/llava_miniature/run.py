@@ -25,7 +25,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from fgclip.cli import CommandParser, option, options_from, positive_float, positive_int
+from fgclip.cli import CommandParser, entry_point, option, options_from, positive_float, positive_int
 from fgclip.errors import UserError
 from fgclip.outputs import prepare_output_dir
 from fgclip.runtime import free_port
@@ -80,9 +80,9 @@ def _run(command: list[str], log: Path, threads: int | None = None) -> None:
 
 def prepare_data(options: MiniatureOptions, out: Path):
     """Scenes, conversations, held-out questions and the tiny LM (shared by every encoder)."""
-    from fgclip.data.schema import Record, iter_record_file
     from benchmarks.llava_miniature.questions import Vocabulary, write_miniature_data
     from benchmarks.llava_miniature.tiny_lm import build_tiny_llm
+    from fgclip.data.schema import Record, iter_record_file
 
     if options.scenes:
         root = Path(options.scenes)
@@ -209,3 +209,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = run(options_from(build_parser().parse_args(argv), MiniatureOptions))
     print(json.dumps({label: {"accuracy": r["accuracy"], "chance": r["chance"]} for label, r in result["encoders"].items()}))
     return 0
+
+
+cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])

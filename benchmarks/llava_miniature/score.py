@@ -12,9 +12,9 @@ import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
-from fgclip.llava.boxes import box_iou, parse_box
-from eval.lmm.pope_rule import pope_answer, score_yes_no
 from benchmarks.llava_miniature.questions import QUESTION_TYPES, Question, Vocabulary
+from eval.lmm.pope_rule import pope_answer, score_yes_no
+from fgclip.llava.boxes import box_iou, parse_box
 
 IOU_THRESHOLD = 0.5
 ATTRIBUTE_KINDS = ("colour", "texture", "size")

@@ -19,12 +19,19 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from eval.common.cache import EmbeddingCache, files_digest, model_fingerprint, texts_digest
+from eval.common.cache import (
+    EmbeddingCache,
+    files_digest,
+    model_fingerprint,
+    texts_digest,
+)
 from eval.common.cli import cache_dir, resolve_device
 from eval.common.fusion import FusionSettings, attention_pool, fuse, text_token_mask
 from eval.common.images import iter_image_batches
 from eval.common.options import CacheOptions, EncoderConfig
 from fgclip.errors import UserError
+from fgclip.fashion import FashionFINEConfig, FashionFINEModel
+from fgclip.fashion.modeling import model_type_of
 from fgclip.model import FGCLIPModel
 from fgclip.model.conversion import CheckpointError, detect_checkpoint_kind
 from fgclip.tokenizer import LONG_LENGTH, SHORT_LENGTH, FGCLIPTokenizer
@@ -64,6 +71,8 @@ def load_model(directory: Path, device: torch.device) -> tuple[FGCLIPModel, str]
     if not directory.is_dir():
         raise UserError(f"--model {directory} is not a folder")
     try:
+        if model_type_of(directory) == FashionFINEConfig.model_type:  # evaluated with its trained parts
+            return FashionFINEModel.from_pretrained(str(directory)).eval().to(device), "fashion-fine"
         kind = detect_checkpoint_kind(directory)
         model = FGCLIPModel.from_pretrained(str(directory))
     except CheckpointError:  # already a one-line UserError; not one of the ValueErrors below
@@ -177,6 +186,9 @@ class Encoder:
             input_ids = batch["input_ids"].to(self.device)
             attention_mask = batch["attention_mask"].to(self.device)
             with self._autocast():
+                if getattr(fusion, "learned", False):  # a Fashion-FINE folder's trained pooling (learned_fusion.py)
+                    embeddings[rows] = self.model.encode_text_fused(input_ids, attention_mask).float().cpu()
+                    continue
                 global_embeds = self.model.encode_text(input_ids, attention_mask, long=long)
                 if fusion is not None:
                     tokens = self.model.encode_text_tokens(input_ids, attention_mask, long=long)
@@ -204,6 +216,8 @@ class Encoder:
         return EncodedImages(encoded.embeddings[index], encoded.ok[index], failures)
 
     def _image_rows(self, pixels: torch.Tensor, fusion: FusionSettings | None) -> torch.Tensor:
+        if getattr(fusion, "learned", False):  # a Fashion-FINE folder's trained pooling (learned_fusion.py)
+            return self.model.encode_image_fused(pixels)
         global_embeds = F.normalize(self.model.encode_image(pixels).float(), dim=-1)
         if fusion is None:
             return global_embeds

@@ -1,8 +1,10 @@
 """The optimisation engine: DeepSpeed ZeRO-2 across processes, or a plain AdamW loop in one process.
 
-Both expose the same small interface to the training loop: `forward(batch)` -> loss, `backward`,
-`step` (True when the optimizer stepped, i.e. at a gradient-accumulation boundary), `lr`,
-`save`/`load` of their resumable state, and `module` (the `FGCLIPModel`).
+Both expose the same small interface to the training loop: `run(fn)` calls `fn` with the model to call
+(the module, or the DeepSpeed engine around it) under the engine's precision and returns what it returns;
+`forward(batch, loss_fn)` is that for an FG-CLIP batch; `backward`, `step` (True when the optimizer
+stepped, i.e. at a gradient-accumulation boundary), `lr`, `save`/`load` of their resumable state, and
+`module` (the model).
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import contextlib
 import copy
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -24,6 +28,7 @@ from fgclip.train.distributed import DistributedContext
 from fgclip.train.step import LossOutput, compute_loss
 
 PLAIN_STATE_FILE = "trainer_state.pt"
+T = TypeVar("T")
 
 
 class ConfigError(UserError, ValueError):
@@ -131,10 +136,13 @@ class PlainEngine:
     def input_dtype(self) -> torch.dtype | None:
         return None  # autocast casts inside
 
-    def forward(self, batch: Batch, loss_fn: FGCLIPLoss) -> LossOutput:
+    def run(self, fn: Callable[[nn.Module], T]) -> T:
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
         with autocast:
-            return compute_loss(self.module, batch, loss_fn)
+            return fn(self.module)
+
+    def forward(self, batch: Batch, loss_fn: FGCLIPLoss) -> LossOutput:
+        return self.run(lambda model: compute_loss(model, batch, loss_fn))
 
     def backward(self, loss: torch.Tensor) -> None:
         (loss / self.grad_accum).backward()
@@ -231,8 +239,11 @@ class DeepSpeedEngine:
     def input_dtype(self) -> torch.dtype | None:
         return torch.bfloat16 if self.bf16 else None  # DeepSpeed runs the module itself in bf16
 
+    def run(self, fn: Callable[[nn.Module], T]) -> T:
+        return fn(self.engine)  # DeepSpeed runs the module in its own precision
+
     def forward(self, batch: Batch, loss_fn: FGCLIPLoss) -> LossOutput:
-        return compute_loss(self.engine, batch, loss_fn)
+        return self.run(lambda model: compute_loss(model, batch, loss_fn))
 
     def backward(self, loss: torch.Tensor) -> None:
         self.engine.backward(loss)

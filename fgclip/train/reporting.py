@@ -13,6 +13,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 METRICS_FILE = "metrics.jsonl"
+VALIDATION_FILE = "validation.jsonl"
 
 
 def _parsed(line: str) -> dict | None:
@@ -55,6 +56,7 @@ class RunReporter:
             return
         self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
         truncate_metrics(self.metrics_path, start_step)
+        truncate_metrics(self.metrics_path.with_name(VALIDATION_FILE), start_step)
         earlier = read_metrics(self.metrics_path)
         self.first_logged_loss = earlier[0]["loss"] if earlier else None
         self.last_logged_loss = earlier[-1]["loss"] if earlier else None
@@ -87,6 +89,18 @@ class RunReporter:
         if self.bar is not None:
             self.bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics.get('lr', 0):.2e}",
                                  samples_per_s=f"{metrics.get('samples_per_s', 0):.1f}", refresh=False)
+
+    def log_validation(self, metrics: dict) -> None:
+        """Write one validation result (`metrics` has at least `step`) to validation.jsonl and TensorBoard."""
+        if not self.is_main:
+            return
+        with self.metrics_path.with_name(VALIDATION_FILE).open("a") as handle:
+            handle.write(json.dumps({"time": round(time.time(), 3), **metrics}) + "\n")
+        if self.writer is not None:
+            for name, value in metrics.items():
+                if name != "step" and isinstance(value, (int, float)):
+                    self.writer.add_scalar(f"validation/{name}", value, metrics["step"])
+            self.writer.flush()
 
     def message(self, text: str) -> None:
         if self.is_main:

@@ -20,18 +20,20 @@ from fgclip.outputs import OutputError, prepare_output_dir
 
 RUN_FILES = ("train_config.json", "metrics.jsonl", "summary.json", "checkpoints", "final", "tensorboard")
 SUMMARY_FILE = "summary.json"
+# The files of a command's runs: pretraining's by default; Fashion-FINE finetuning adds its own
+# (fgclip.fashion.train.RUN_FILES).
 
 
-def is_run_file(entry: Path) -> bool:
-    """What a training run writes at the top of its folder, temporary names included."""
-    return entry.name in RUN_FILES or entry.name.startswith(("final.", "metrics.jsonl.", "train_config.json."))
+def is_run_file(entry: Path, names: tuple[str, ...] = RUN_FILES) -> bool:
+    """What a training run writes at the top of its folder, temporary names (`final.partial`, `x.tmp`) included."""
+    return entry.name in names or entry.name.startswith(tuple(f"{name}." for name in names))
 
 
-def run_files(output_dir: Path) -> list[Path]:
-    return sorted(entry for entry in output_dir.iterdir() if is_run_file(entry)) if output_dir.is_dir() else []
+def run_files(output_dir: Path, names: tuple[str, ...] = RUN_FILES) -> list[Path]:
+    return sorted(entry for entry in output_dir.iterdir() if is_run_file(entry, names)) if output_dir.is_dir() else []
 
 
-def describe_run(output_dir: Path) -> str:
+def describe_run(output_dir: Path, names: tuple[str, ...] = RUN_FILES) -> str:
     """"a finished run" / "an unfinished run (last checkpoint step-00000040)" / "the files of a run"."""
     summary = output_dir / SUMMARY_FILE
     if summary.is_file():
@@ -44,20 +46,21 @@ def describe_run(output_dir: Path) -> str:
     latest = output_dir / "checkpoints" / "latest"
     if latest.is_file():
         return f"an unfinished run (last checkpoint {latest.read_text().strip()})"
-    return "the files of a run (" + ", ".join(p.name for p in run_files(output_dir)[:3]) + ")"
+    return "the files of a run (" + ", ".join(p.name for p in run_files(output_dir, names)[:3]) + ")"
 
 
 def check_run_folder(output_dir: str | Path, inputs: Iterable[str | Path | None], resume: bool,
-                     overwrite: bool) -> list[Path]:
+                     overwrite: bool, names: tuple[str, ...] = RUN_FILES) -> list[Path]:
     """Check `--output_dir` (on every rank, before anything is written); returns the run files to remove
     (non-empty only with `--overwrite_output_dir`)."""
     inputs = [Path(path) for path in inputs if path is not None]
-    continuing = resume and bool(run_files(Path(output_dir)))  # the user's own notes beside a run may stay
-    output = prepare_output_dir(output_dir, inputs=inputs, owned=(lambda entry: True) if continuing else is_run_file,
+    continuing = resume and bool(run_files(Path(output_dir), names))  # the user's own notes beside a run may stay
+    owned = (lambda entry: True) if continuing else (lambda entry: is_run_file(entry, names))
+    output = prepare_output_dir(output_dir, inputs=inputs, owned=owned,
                                 overwrite=overwrite,
                                 overwrite_flag="--overwrite_output_dir", option="--output_dir",
                                 what="files that are not a training run's")
-    existing = run_files(output)
+    existing = run_files(output, names)
     for path in inputs:
         resolved = path.expanduser().resolve()
         for entry in existing:
@@ -68,7 +71,7 @@ def check_run_folder(output_dir: str | Path, inputs: Iterable[str | Path | None]
         return []
     if overwrite:
         return existing
-    raise OutputError(f"--output_dir {output_dir} holds {describe_run(output)}; pass --resume latest to continue it "
+    raise OutputError(f"--output_dir {output_dir} holds {describe_run(output, names)}; pass --resume latest to continue it "
                       "or --overwrite_output_dir to replace it")
 
 

@@ -21,9 +21,14 @@ from benchmarks.llava_miniature.tiny_lm import train_word_tokenizer
 from fgclip.cli import run
 from fgclip.data.schema import Record, iter_record_file
 from fgclip.llava.boxes import format_box
-from tests.lmm_integration.conftest import fgclip_dir, save_fgclip  # noqa: F401 (fgclip_dir: a fixture)
+from tests.lmm_integration.conftest import save_fgclip
 
 VOCABULARY = Vocabulary(("red", "blue", "green"), ("small", "large"), ("solid", "striped"), ("circle", "square"))
+
+
+@pytest.fixture(scope="module")
+def fgclip_dir(tmp_path_factory):
+    return save_fgclip(tmp_path_factory.mktemp("fgclip"))
 
 
 def _obj(size, colour, texture, shape, box=(0.1, 0.1, 0.4, 0.4)):

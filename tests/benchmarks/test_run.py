@@ -39,7 +39,7 @@ def test_help_lists_every_benchmark(capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["no_such_benchmark"], "unknown benchmark"),
-    (["train_step", "--batch-size", "0"], "--batch_size/--batch-size: must be a positive integer, got 0"),
+    (["train_step", "--batch-size", "0"], "--batch_size: must be a positive integer, got 0"),
     (["train_step", "--repeats", "0"], "--repeats: must be a positive integer, got 0"),
     (["train_step", "--device", "tpu"], "--device"),
     (["train_step", "--tag", "a/b"], "--tag"),

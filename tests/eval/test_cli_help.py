@@ -73,11 +73,11 @@ OLD_AND_NEW = [
      "--build_questions --instances i --num_images 3 --per_image 2 --build_seed 1 --output_dir o"),
     (pope, "--questions q --model m --images i --out o --batch-size 2 --max-new-tokens 3 --no-pad-to-square "
      "--prompt-format llava15", "--questions q --model m --images i --output_dir o --batch_size 2 --max_new_tokens 3 "
-     "--no-pad_to_square --prompt_format llava15"),
+     "--no_pad_to_square --prompt_format llava15"),
     (attributes, "--data d --answers a --out o --question-seed 2",
      "--data d --answers a --output_dir o --question_seed 2"),
     (localization, "--data d --answers a --out o --no-pad-to-square", "--data d --answers a --output_dir o "
-     "--no-pad_to_square"),
+     "--no_pad_to_square"),
     (refer, "--refs r --instances i --split val --out o", "--refs r --instances i --split val --output_file o"),
 ]
 

@@ -149,7 +149,7 @@ def test_every_evaluation_data_command_runs_verbatim(downloads, monkeypatch):
         module = importlib.import_module(argv[2])
         result = module.main(argv[3:])
         assert result["complete"] is True, (command, result["note"])
-        results[argv[argv.index("--out") + 1]] = result
+        results[argv[argv.index("--output_dir") + 1]] = result
         print(f"{time.time() - started:6.1f} s  {command[:90]}")
     fgovd = results["runs/eval/fgovd"]
     assert fgovd["num_regions"] == 4 and set(fgovd["details"]["per_file"]) == {"hard", "medium", "easy", "trivial"}

@@ -22,10 +22,10 @@ WORDS = ["Is there a dog in the image ?", "Answer the question using a single wo
 def built_llava(tmp_path_factory):
     import torch
 
+    from benchmarks.llava_miniature.tiny_lm import build_tiny_llm
     from fgclip import FGCLIPModel
     from fgclip.folders import save_with_processors
     from lmm_integration.build import BuildOptions, build_llava
-    from benchmarks.llava_miniature.tiny_lm import build_tiny_llm
 
     root = tmp_path_factory.mktemp("built")
     torch.manual_seed(0)

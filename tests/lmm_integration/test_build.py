@@ -11,8 +11,8 @@ from transformers import AutoProcessor, LlavaForConditionalGeneration
 
 from fgclip import FGCLIPModel
 from fgclip.cli import run
-from lmm_integration.build import BuildOptions, build_llava, main, swap_vision_tower
 from fgclip.value_path import value_path_features
+from lmm_integration.build import BuildOptions, build_llava, main, swap_vision_tower
 from tests.lmm_integration.conftest import save_fgclip
 
 STOCK_LOAD = """

@@ -4,7 +4,6 @@ import json
 
 import pytest
 import torch
-from PIL import Image
 from transformers import AutoProcessor, LlavaProcessor
 
 from fgclip.errors import UserError

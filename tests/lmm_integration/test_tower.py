@@ -179,12 +179,12 @@ torch.save(out, sys.argv[1] + ".out")
 @pytest.mark.timeout(1200)
 def test_tower_class_runs_under_the_transformers_the_original_llava_pins(fgclip_dir, exported, tmp_path):
     """The original LLaVA pins transformers 4.37: the class must import and give the same features there."""
-    from tests.model.test_conversion import _transformers_437_python
+    from tests.transformers_437 import transformers_437_python
 
     assert run(main, ["export", "--vision", str(fgclip_dir), "--out", str(tmp_path / "dense"), "--features", "dense"]) == 0
     images = torch.randn(2, 3, 32, 32)
     torch.save(images, tmp_path / "images.pt")
-    result = subprocess.run([_transformers_437_python(), "-c", TOWER_IN_437, str(tmp_path / "images.pt"), str(exported),
+    result = subprocess.run([transformers_437_python(), "-c", TOWER_IN_437, str(tmp_path / "images.pt"), str(exported),
                              str(tmp_path / "dense")], capture_output=True, text=True, timeout=600,
                             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     assert result.returncode == 0, result.stderr[-2000:]
