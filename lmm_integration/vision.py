@@ -80,7 +80,7 @@ def vision_source_kind(source: str | Path) -> str:
         return model_type
     if model_type and model_type.startswith("llava"):
         raise UserError(f"--vision {directory} is a LLaVA folder; give an FG-CLIP or CLIP folder as --vision "
-                                f"(and {directory} as --from-llava to swap its tower)")
+                                f"(and {directory} as --from_llava to swap its tower)")
     try:
         return detect_checkpoint_kind(directory)
     except CheckpointError as error:
@@ -149,5 +149,5 @@ def load_vision_tower(source: str | Path, features: str = "hidden", dtype: torch
     if features == "dense" and not isinstance(model, FGCLIPDenseVisionModel):
         model = to_dense_tower(model)
     if features == "hidden" and isinstance(model, FGCLIPDenseVisionModel):
-        raise UserError(f"{directory} is a dense tower; build with --vision-features dense")
+        raise UserError(f"{directory} is a dense tower; build with --vision_features dense")
     return VisionTower(model=model.eval(), image_processor=processor, kind=kind, source=str(directory), features=features)
