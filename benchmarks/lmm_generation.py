@@ -4,7 +4,7 @@
 
 A LLaVA folder is built from configs the way a user builds one (`lmm_integration.build`: an FG-CLIP
 image tower saved by this project, a fresh projector and a random Llama-architecture LM from
-`lmm_integration.miniature.tiny_lm`), POPE-style yes/no questions are asked about synthetic scenes (the
+`benchmarks.llava_miniature.tiny_lm`), POPE-style yes/no questions are asked about synthetic scenes (the
 miniature's question maker, written as a POPE question file and read back with `eval.pope`'s reader),
 and `eval.lmm.generation.compare_batched_to_sequential` answers them in batches (left padding, KV cache,
 greedy) and one by one, the way the original LLaVA evaluation scripts loop. The figure is the time ratio;
@@ -46,8 +46,8 @@ def build_pope_setup(root: Path, plan: dict, seed: int):
     from fgclip.data.synthetic import generate
     from fgclip.folders import save_with_processors
     from lmm_integration.build import BuildOptions, build_llava
-    from lmm_integration.miniature.questions import Vocabulary, write_miniature_data
-    from lmm_integration.miniature.tiny_lm import build_tiny_llm
+    from benchmarks.llava_miniature.questions import Vocabulary, write_miniature_data
+    from benchmarks.llava_miniature.tiny_lm import build_tiny_llm
 
     shape = get_shape(plan["shape"])
     scenes = generate(root / "scenes", plan["images"], seed, max(64, shape.image_size), heldout_fraction=0.5,
@@ -73,10 +73,11 @@ def build_pope_setup(root: Path, plan: dict, seed: int):
 
 
 def run(settings: BenchSettings) -> Report:
-    from eval.lmm.generation import GenerationSettings, PromptItem, compare_batched_to_sequential, generate_answers
-    from eval.lmm.generation import load_image, load_lmm
+    from eval.lmm.generation import PromptItem, compare_batched_to_sequential
     from eval.lmm.pope_questions import read_pope_questions
-    from eval.lmm.prompting import SHORT_ANSWER, with_suffix
+    from fgclip.llava.generation import generate_answers, load_lmm, read_image
+    from fgclip.llava.prompting import SHORT_ANSWER, with_suffix
+    from fgclip.llava.settings import GenerationSettings
 
     plan = _plan(settings)
     dtype = settings.lmm_dtype
@@ -90,7 +91,7 @@ def run(settings: BenchSettings) -> Report:
         lmm = load_lmm(llava, generation)
         warm = items[: plan["batch"]]
         for _ in range(settings.warmup_or(1)):
-            generate_answers(lmm, [load_image(item.image) for item in warm], [item.prompt for item in warm], generation)
+            generate_answers(lmm, [read_image(item.image) for item in warm], [item.prompt for item in warm], generation)
         reports = [compare_batched_to_sequential(lmm, items, generation) for _ in range(settings.repeats_or(3))]
         parameters = sum(p.numel() for p in lmm.model.parameters())
     batched = statistics.median(r.batched_seconds for r in reports)

@@ -3,7 +3,7 @@
     python scripts/pretrain_fgclip.py                      # trains the two towers (runs/default_experiment)
     python -m benchmarks.lmm_miniature [--stage1 DIR] [--stage2 DIR] [--output_dir DIR] [-- MINIATURE OPTIONS]
 
-Two LLaVA models are built and finetuned the same way (`lmm_integration.miniature`: same synthetic scenes,
+Two LLaVA models are built and finetuned the same way (`benchmarks.llava_miniature`: same synthetic scenes,
 same tiny Llama, same stage A/B steps through scripts/finetune_llava.sh) and differ only in the vision tower:
 the stage-1-only FG-CLIP (global losses) and the stage-2 FG-CLIP (+ regional and hard-negative losses) of
 the embedded default. On the held-out questions it reports, for each: POPE-style yes/no F1 (accuracy,
@@ -19,7 +19,7 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from fgclip.cli import CommandParser, entry_point, option, options_from
@@ -81,7 +81,7 @@ class MiniatureBenchOptions:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     parser = CommandParser(prog="python -m benchmarks.lmm_miniature", description=__doc__,
-                           epilog="Options it does not know (or all after `--`) go to lmm_integration.miniature.")
+                           epilog="Options it does not know (or all after `--`) go to benchmarks.llava_miniature.")
     parser.add_options(MiniatureBenchOptions)
     namespace, miniature_args = parser.parse_known_args(argv)
     args = options_from(namespace, MiniatureBenchOptions)
@@ -95,14 +95,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
     import torch
 
     from benchmarks.harness import describe_device
-    from lmm_integration.miniature.run import MiniatureOptions, build_parser
-    from lmm_integration.miniature.run import run as run_miniature
+    from benchmarks.llava_miniature.run import MiniatureOptions, build_parser
+    from benchmarks.llava_miniature.run import run as run_miniature
 
-    options = vars(build_parser().parse_args(
-        ["--out", str(args.output_dir), "--vision", str(args.stage1), str(args.stage2), "--label", "stage 1 tower",
-         "stage 2 tower", *miniature_args]))
+    miniature = options_from(build_parser().parse_args(
+        ["--output_dir", str(args.output_dir), "--vision", str(args.stage1), str(args.stage2), "--label",
+         "stage 1 tower", "stage 2 tower", *miniature_args]), MiniatureOptions)
+    options = asdict(miniature)
     started = time.time()
-    result = run_miniature(MiniatureOptions(**options))
+    result = run_miniature(miniature)
     encoders = result["encoders"]
     rows = claim_rows(encoders)
     chance = _chance(next(iter(encoders.values())))

@@ -27,11 +27,12 @@ from eval.common.options import OutputOptions
 from eval.common.reporting import grouped_bar_plot, markdown_table, write_scored_results
 from eval.lmm.answers_file import question_key, read_answers_file
 from eval.lmm.attribute_questions import AttributeQuestion, parse_choice, region_questions
-from eval.lmm.options import GenerationSettings, LMMModelOption, add_generation_options, one_answer_source
+from eval.lmm.options import LMMModelOption, add_generation_options, one_answer_source
 from eval.lmm.pope_rule import pope_answer
 from fgclip.cli import CommandParser, entry_point, option, options_from, positive_int
 from fgclip.data.schema import BadRecord, iter_record_file
 from fgclip.errors import UserError
+from fgclip.llava.settings import GenerationSettings
 
 KINDS = ("yes_no", "multiple_choice")
 KIND_LABELS = {"yes_no": "yes/no", "multiple_choice": "multiple choice"}
@@ -105,7 +106,8 @@ def write_questions(path: Path, questions: list[AttributeQuestion]) -> None:
 
 def run_model(model: Path, settings: GenerationSettings, root: Path, questions: list[AttributeQuestion], out: Path,
               counts: dict) -> dict[str, str]:
-    from eval.lmm.generation import PromptItem, answer_all, load_lmm
+    from eval.lmm.generation import PromptItem, answer_all
+    from fgclip.llava.generation import load_lmm
 
     lmm = load_lmm(model, settings)
     items = [PromptItem(q.question_id, Path(q.image) if Path(q.image).is_absolute() else root / q.image, q.prompt)

@@ -6,7 +6,7 @@
 
 Data: data-format.md section 4, one `{"id", "image", "expression", "bbox"}` per line, the box normalised to
 the original image (`python -m eval.lmm.refer` converts the public RefCOCO annotations). The model is asked
-LLaVA-1.5's question; its `[x1, y1, x2, y2]` answer is parsed (eval.lmm.boxes.parse_box) and, when images
+LLaVA-1.5's question; its `[x1, y1, x2, y2]` answer is parsed (fgclip.llava.boxes.parse_box) and, when images
 were padded to a square (the default, as LLaVA-1.5), mapped back from the square before IoU. An answer
 without a readable box, or no answer, is a miss with IoU 0 and is counted; items without an answer or with
 a malformed line make results.json say complete: false (--strict: exit 2). A line repeating an earlier
@@ -29,11 +29,12 @@ from eval.common.coverage import Coverage
 from eval.common.options import OutputOptions
 from eval.common.reporting import line_plot, markdown_table, write_scored_results
 from eval.lmm.answers_file import question_key, read_answers_file
-from eval.lmm.boxes import box_iou, parse_box
-from eval.lmm.options import GenerationSettings, LMMModelOption, add_generation_options, one_answer_source
+from eval.lmm.options import LMMModelOption, add_generation_options, one_answer_source
 from fgclip.cli import CommandParser, entry_point, option, options_from, positive_int
 from fgclip.data.schema import RecordError, check_bbox
 from fgclip.errors import UserError
+from fgclip.llava.boxes import box_iou, parse_box
+from fgclip.llava.settings import GenerationSettings
 
 PROMPT = "Please provide the bounding box coordinate of the region this sentence describes: {expression}"
 IOU_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
@@ -183,7 +184,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     root = options.images or options.data.parent
     generation = None
     if model is not None:
-        from eval.lmm.generation import PromptItem, answer_all, load_lmm
+        from eval.lmm.generation import PromptItem, answer_all
+        from fgclip.llava.generation import load_lmm
 
         lmm = load_lmm(model, settings)
         prompts = [PromptItem(item.id, image_path(root, item.image), PROMPT.format(expression=item.expression))

@@ -24,7 +24,7 @@ from eval.common.coverage import Coverage
 from eval.common.options import OutputOptions
 from eval.common.reporting import grouped_bar_plot, markdown_table, write_scored_results
 from eval.lmm.answers_file import question_key, read_answers_file
-from eval.lmm.options import GenerationSettings, LMMModelOption, add_generation_options, one_answer_source
+from eval.lmm.options import LMMModelOption, add_generation_options, one_answer_source
 from eval.lmm.pope_questions import (
     STRATEGIES,
     PopeQuestion,
@@ -34,9 +34,10 @@ from eval.lmm.pope_questions import (
     write_question_files,
 )
 from eval.lmm.pope_rule import average_metrics, score_yes_no
-from eval.lmm.prompting import SHORT_ANSWER, with_suffix
 from fgclip.cli import CommandParser, entry_point, option, options_from, positive_int
 from fgclip.errors import UserError
+from fgclip.llava.prompting import SHORT_ANSWER, with_suffix
+from fgclip.llava.settings import GenerationSettings
 
 METRICS = ("accuracy", "precision", "recall", "f1", "yes_ratio")
 OWNED = owned_outputs({"pope"}, {"results.md", "pope.png", "answers"})
@@ -134,7 +135,8 @@ def answers_from_files(options: PopeOptions, splits: dict[str, list[PopeQuestion
 
 def answers_from_model(model: Path, images: Path | None, settings: GenerationSettings, out: Path,
                        splits: dict[str, list[PopeQuestion]], counts: dict) -> dict[str, dict[str, str]]:
-    from eval.lmm.generation import PromptItem, answer_all, load_lmm
+    from eval.lmm.generation import PromptItem, answer_all
+    from fgclip.llava.generation import load_lmm
 
     if images is None or not images.is_dir():
         raise UserError("--model needs --images, the folder that holds the question files' images")

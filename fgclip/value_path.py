@@ -10,8 +10,15 @@ torch only, and only the attribute names transformers 4.37 (the original LLaVA's
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the functions only call the modules they are given: importing this module loads no torch
+    import torch
+    from torch import nn
+
+# The `model_type` of a CLIP image tower whose last block runs the value path (`fgclip.model.dense_tower`); here so
+# that the LLaVA tower code under transformers 4.37 reads folder types without importing transformers-5 code.
+DENSE_MODEL_TYPE = "fgclip_dense_vision"
 
 
 def vision_core(vision_model: nn.Module) -> nn.Module:

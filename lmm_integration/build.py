@@ -1,57 +1,46 @@
 """Build a LLaVA-1.5-style `LlavaForConditionalGeneration` whose vision tower is FG-CLIP.
 
-    python -m lmm_integration.build --vision FGCLIP_OR_CLIP_DIR --llm LLM_DIR --out DIR
-    python -m lmm_integration.build --from-llava LLAVA_DIR --vision FGCLIP_DIR --out DIR   # swap the tower
+    python -m lmm_integration.build --vision FGCLIP_OR_CLIP_DIR --llm LLM_DIR --output_dir DIR
+    python -m lmm_integration.build --from_llava LLAVA_DIR --vision FGCLIP_DIR --output_dir DIR   # swap the tower
 
 The folder written loads with stock `LlavaForConditionalGeneration.from_pretrained` and
-`AutoProcessor.from_pretrained` (for `--vision-features dense`, after `import lmm_integration`; see
-`lmm_integration.dense_tower`). It also holds `lmm_build.json`: where the parts came from and whether the
-projector fits the tower (a new tower with another hidden size or patch count gets a fresh projector,
-which stage A of `lmm_integration.train` must train before stage B).
+`AutoProcessor.from_pretrained` (for `--vision_features dense`, once `fgclip.auto.register_auto_classes` has run,
+which any use of `fgclip.model` and every LLaVA loader of the project does; see `fgclip.model.dense_tower`). It also
+holds `lmm_build.json`: where the parts came from and whether the projector fits the tower (a new tower with another
+hidden size or patch count gets a fresh projector, which stage A of `lmm_integration.train` must train before
+stage B).
 
---out is checked first: it may not be an input folder, and a folder holding anything but an earlier build
-is refused unless --overwrite is given. Folders of the wrong kind (a CLIP folder as --llm, a LLaVA folder
+--output_dir (old spelling --out) is checked first: it may not be an input folder, and a folder holding anything but
+an earlier build is refused unless --overwrite is given. Folders of the wrong kind (a CLIP folder as --llm, a LLaVA folder
 as --llm or --vision, a folder without tokenizer or weights) are one-line errors with exit code 2.
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
-import sys
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
-import torch
-from safetensors import SafetensorError
-from tokenizers import AddedToken
-from transformers import (
-    AutoModel,
-    AutoModelForCausalLM,
-    AutoProcessor,
-    AutoTokenizer,
-    LlavaConfig,
-    LlavaForConditionalGeneration,
-    LlavaProcessor,
-)
-from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
-
+from fgclip.cli import CommandParser, entry_point, option, options_from
 from fgclip.errors import UserError
 from fgclip.outputs import prepare_output_dir
-from lmm_integration.conversation import (
-    DEFAULT_SYSTEM_PROMPT,
-    IMAGE_TOKEN,
-    chat_template,
-)
+from fgclip.value_path import DENSE_MODEL_TYPE
+from lmm_integration.conversation import DEFAULT_SYSTEM_PROMPT, IMAGE_TOKEN, chat_template
 from lmm_integration.dense import FEATURE_SOURCES
-from lmm_integration.dense_tower import DENSE_MODEL_TYPE
-from lmm_integration.vision import VisionTower, load_vision_tower, vision_source_kind
+
+if TYPE_CHECKING:  # loaded where a model is built: --help needs neither
+    import torch
+    from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+    from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
+
+    from lmm_integration.vision import VisionTower
 
 BUILD_NOTE = "lmm_build.json"
 PAD_TOKEN = "<pad>"
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 VISION_MODEL_TYPES = ("clip", "fgclip", "clip_vision_model", "siglip", "siglip_vision_model", DENSE_MODEL_TYPE)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json")
 # sampling values that transformers refuses to save without do_sample (Vicuna v1.5 ships temperature and top_p)
@@ -59,20 +48,43 @@ SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "typical_p", "epsilon
 PROBE_ANSWER = "Probe answer"
 
 
-class BuildError(UserError, ValueError):
-    """A build that cannot go on, with a one-line reason."""
+
+@dataclass
+class BuildInputs:
+    """What the command reads and where it writes."""
+
+    vision: str = option("FG-CLIP folder (this project's or an official release), stock CLIP folder, or exported "
+                         "CLIPVisionModel folder")
+    output_dir: str = option("output folder (created). It may not be an input; a folder holding anything but an "
+                             "earlier build is refused unless --overwrite is given", aliases=["out"])
+    llm: str | None = option("causal LM folder (e.g. a local vicuna-7b-v1.5); not used with --from_llava", None)
+    from_llava: str | None = option("existing LLaVA folder whose tower is swapped (LM and projector kept)", None)
+    overwrite: bool = option("write into an --output_dir folder that holds files of another model or run (its files "
+                             "with the names of this command's outputs are replaced)", False)
+    keep_existing: bool = option(
+        "when --output_dir already holds a complete build of the same inputs and options, keep it and exit 0 "
+        "(scripts/finetune_llava.sh passes this, so that a re-run continues); a build of anything else there is "
+        "refused unless --overwrite", False)
 
 
 @dataclass
 class BuildOptions:
     """How the LLaVA model is assembled (saved in `lmm_build.json`)."""
 
-    vision_features: str = "hidden"  # hidden: hidden_states[vision_feature_layer]; dense: FG-CLIP value path
-    vision_feature_layer: int | None = None  # None: -2 for hidden (LLaVA-1.5), -1 (the dense block) for dense
-    vision_feature_select_strategy: str = "default"  # default drops CLS, full keeps it
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    dtype: str = "auto"  # auto: the LLM folder's dtype
-    seed: int = 0  # projector initialisation
+    vision_features: str = option(
+        "projector input: 'hidden' = hidden_states[--vision_feature_layer] (LLaVA-1.5); 'dense' = FG-CLIP's value-path "
+        "patch features (the folder's tower type is registered by fgclip.auto on load)", "hidden",
+        choices=FEATURE_SOURCES)
+    vision_feature_layer: int | None = option(
+        "tower layer feeding the projector for hidden features (default -2, LLaVA-1.5's; with --from_llava the "
+        "checkpoint's; dense features always come from the last block)", None)
+    vision_feature_select_strategy: Literal["default", "full"] = option(
+        "'default' drops the CLS token (LLaVA-1.5), 'full' keeps it", "default", name="select_strategy")
+    system_prompt: str = option("system prompt of the chat template ('' for none); default: LLaVA-1.5's",
+                                DEFAULT_SYSTEM_PROMPT)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = option(
+        "weights dtype of the saved model (auto: the LLM's / the LLaVA checkpoint's)", "auto")
+    seed: int = option("seed of the projector initialisation", 0)
 
     def feature_layer(self) -> int:
         if self.vision_features == "dense":
@@ -82,21 +94,28 @@ class BuildOptions:
 
 def _check_options(options: BuildOptions) -> None:
     if options.vision_features not in FEATURE_SOURCES:
-        raise BuildError(f"--vision-features must be one of {FEATURE_SOURCES}")
+        raise UserError(f"--vision_features must be one of {FEATURE_SOURCES}")
     if options.vision_features == "dense" and options.vision_feature_layer not in (None, -1):
-        raise BuildError("--vision-feature-layer does not apply to dense features (they come from the last block)")
+        raise UserError("--vision_feature_layer does not apply to dense features (they come from the last block)")
     if options.vision_feature_select_strategy not in ("default", "full"):
-        raise BuildError("--select-strategy must be 'default' or 'full'")
-    if options.dtype != "auto" and options.dtype not in DTYPES:
-        raise BuildError(f"--dtype must be auto or one of {sorted(DTYPES)}")
+        raise UserError("--select_strategy must be 'default' or 'full'")
+    if options.dtype != "auto":
+        _weights_dtype(options)  # a name torch does not know is a UserError
+
+
+def _weights_dtype(options: BuildOptions):
+    """`--dtype` for `from_pretrained`: 'auto' (the folder's own) or a torch dtype."""
+    from fgclip.runtime import dtype_by_name
+
+    return "auto" if options.dtype == "auto" else dtype_by_name(options.dtype)
 
 
 def _require_folder(path: str | Path | None, what: str) -> Path:
     if path is None:
-        raise BuildError(f"{what} folder is required")
+        raise UserError(f"{what} folder is required")
     directory = Path(path)
     if not (directory / "config.json").is_file():
-        raise BuildError(f"{what} folder not found or has no config.json: {directory}")
+        raise UserError(f"{what} folder not found or has no config.json: {directory}")
     return directory
 
 
@@ -109,7 +128,7 @@ def _model_type(directory: Path, option: str) -> str | None:
     try:
         config = json.loads((directory / "config.json").read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise BuildError(f"{option} {directory}: config.json is not valid JSON ({_first_line(error)})") from error
+        raise UserError(f"{option} {directory}: config.json is not valid JSON ({_first_line(error)})") from error
     return config.get("model_type") if isinstance(config, dict) else None
 
 
@@ -121,35 +140,39 @@ def check_llm_folder(path: str | Path | None) -> Path:
     directory = _require_folder(path, "LLM")
     model_type = _model_type(directory, "--llm")
     if model_type in VISION_MODEL_TYPES:
-        raise BuildError(f"--llm {directory} holds a vision encoder (model_type '{model_type}'), not a language model; "
+        raise UserError(f"--llm {directory} holds a vision encoder (model_type '{model_type}'), not a language model; "
                          "give it as --vision and a causal LM folder (e.g. vicuna-7b-v1.5) as --llm")
     if model_type and model_type.startswith("llava"):
-        raise BuildError(f"--llm {directory} is a LLaVA folder; to give it an FG-CLIP tower use "
-                         f"--from-llava {directory}")
+        raise UserError(f"--llm {directory} is a LLaVA folder; to give it an FG-CLIP tower use "
+                         f"--from_llava {directory}")
     if model_type not in CONFIG_MAPPING_NAMES:
-        raise BuildError(f"--llm {directory}: model_type {model_type!r} is not a model type this transformers knows")
+        raise UserError(f"--llm {directory}: model_type {model_type!r} is not a model type this transformers knows")
     if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
-        raise BuildError(f"--llm {directory} holds a '{model_type}' model, which is not a causal language model")
+        raise UserError(f"--llm {directory} holds a '{model_type}' model, which is not a causal language model")
     if not any((directory / name).is_file() for name in TOKENIZER_FILES):
-        raise BuildError(f"--llm {directory} has no tokenizer files ({', '.join(TOKENIZER_FILES)}); copy the "
+        raise UserError(f"--llm {directory} has no tokenizer files ({', '.join(TOKENIZER_FILES)}); copy the "
                          "tokenizer of the LM into it")
     return directory
 
 
 def _load_tokenizer(directory: Path, option: str):
+    from transformers import AutoTokenizer
+
     try:
         return AutoTokenizer.from_pretrained(str(directory))
     except (OSError, ValueError, TypeError, ImportError) as error:
         needs_sentencepiece = (directory / "tokenizer.model").is_file()
         hint = "; a tokenizer.model needs the sentencepiece package" if needs_sentencepiece else ""
-        raise BuildError(f"{option} {directory}: cannot read its tokenizer ({_first_line(error)}){hint}") from error
+        raise UserError(f"{option} {directory}: cannot read its tokenizer ({_first_line(error)}){hint}") from error
 
 
 def _load_weights(loader, directory: Path, option: str, **kwargs):
+    from safetensors import SafetensorError
+
     try:
         return loader.from_pretrained(str(directory), **kwargs)
     except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as error:  # missing, truncated, mismatched
-        raise BuildError(f"{option} {directory}: cannot load its weights ({_first_line(error)})") from error
+        raise UserError(f"{option} {directory}: cannot load its weights ({_first_line(error)})") from error
 
 
 def _absolute(path: str | Path) -> str:
@@ -159,7 +182,7 @@ def _absolute(path: str | Path) -> str:
 def existing_build(out: str | Path, vision: str | Path, llm: str | Path | None, from_llava: str | Path | None,
                    options: BuildOptions) -> bool:
     """True when `out` holds a complete build of the same inputs and options (a re-run of
-    scripts/finetune_llava.sh after a stop keeps it); a complete build of anything else is a `BuildError`."""
+    scripts/finetune_llava.sh after a stop keeps it); a complete build of anything else is a `UserError`."""
     note_file = Path(out) / BUILD_NOTE
     if not note_file.is_file() or not previous_build(Path(out)):
         return False
@@ -172,8 +195,8 @@ def existing_build(out: str | Path, vision: str | Path, llm: str | Path | None, 
         wanted.pop("vision_feature_layer")
     differences = [f"{key} {note.get(key)!r} -> {value!r}" for key, value in wanted.items() if note.get(key) != value]
     if differences:
-        raise BuildError(f"--out {out} holds a build of other inputs or options ({'; '.join(differences[:2])}); "
-                         "choose another --out, or pass --overwrite to build there again")
+        raise UserError(f"--output_dir {out} holds a build of other inputs or options "
+                        f"({'; '.join(differences[:2])}); choose another --output_dir, or pass --overwrite to build there again")
     return True
 
 
@@ -183,11 +206,11 @@ def previous_build(folder: Path) -> bool:
 
 
 def prepare_out(out: str | Path, inputs: list, overwrite: bool) -> Path:
-    """--out checked before any model is loaded (see `fgclip.outputs.prepare_output_dir`)."""
+    """--output_dir checked before any model is loaded (see `fgclip.outputs.prepare_output_dir`)."""
     folder = Path(out)
     owned = previous_build(folder) if folder.is_dir() else False
     return prepare_output_dir(folder, inputs=inputs, owned=lambda entry: owned, overwrite=overwrite,
-                              what="files of another model or run")
+                              option="--output_dir", what="files of another model or run")
 
 
 def valid_generation_config(source, pad_token_id: int | None):
@@ -210,6 +233,8 @@ def prepare_tokenizer(tokenizer, system_prompt: str) -> int:
     `<image>` must be an added special token so that the run of image tokens the processor writes
     splits into single tokens. Returns the id of `<image>`.
     """
+    from tokenizers import AddedToken
+
     if IMAGE_TOKEN not in tokenizer.get_vocab():
         tokenizer.add_tokens([AddedToken(IMAGE_TOKEN, special=True, normalized=False)], special_tokens=True)
     if tokenizer.pad_token is None:
@@ -217,12 +242,14 @@ def prepare_tokenizer(tokenizer, system_prompt: str) -> int:
     tokenizer.chat_template = chat_template(system_prompt)
     image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     if tokenizer(IMAGE_TOKEN * 3, add_special_tokens=False)["input_ids"] != [image_token_id] * 3:
-        raise BuildError("the tokenizer does not split a run of <image> tokens into single tokens")
+        raise UserError("the tokenizer does not split a run of <image> tokens into single tokens")
     return image_token_id
 
 
 def make_processor(tower: VisionTower, tokenizer, strategy: str, template: str) -> LlavaProcessor:
     """`LlavaProcessor` for a CLIP tower: one CLS token, hence `num_additional_image_tokens=1`."""
+    from transformers import LlavaProcessor
+
     return LlavaProcessor(
         image_processor=tower.image_processor, tokenizer=tokenizer, patch_size=tower.patch_size,
         vision_feature_select_strategy=strategy, num_additional_image_tokens=1, chat_template=template,
@@ -235,6 +262,9 @@ def _image_seq_length(tower: VisionTower, strategy: str) -> int:
 
 def _fresh_projector(config: LlavaConfig, dtype: torch.dtype, seed: int) -> LlavaMultiModalProjector:
     """A randomly initialised 2-layer GELU MLP (PyTorch's default Linear init, as LLaVA's `mlp2x_gelu`)."""
+    import torch
+    from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
+
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     projector = LlavaMultiModalProjector(config).to(dtype)
@@ -245,20 +275,22 @@ def _fresh_projector(config: LlavaConfig, dtype: torch.dtype, seed: int) -> Llav
 def _decoder_of(language_model, llm_dir: Path) -> torch.nn.Module:
     """The LM without its head, checked to be the class `LlavaModel` rebuilds from the text config
     (`AutoModel`), so that the saved folder loads back."""
+    from transformers import AutoModel
+
     decoder = language_model.base_model
     try:
         expected = AutoModel._model_mapping[type(language_model.config)]
     except KeyError as error:
-        raise BuildError(f"{llm_dir}: transformers has no base model for {type(language_model.config).__name__}") from error
+        raise UserError(f"{llm_dir}: transformers has no base model for {type(language_model.config).__name__}") from error
     if decoder is language_model or not isinstance(decoder, expected):
-        raise BuildError(f"{llm_dir}: the causal LM's body is not a {expected.__name__}; LLaVA cannot hold it")
+        raise UserError(f"{llm_dir}: the causal LM's body is not a {expected.__name__}; LLaVA cannot hold it")
     return decoder
 
 
 def _assert_materialised(model: torch.nn.Module) -> None:
     on_meta = [name for name, tensor in list(model.named_parameters()) + list(model.named_buffers()) if tensor.is_meta]
     if on_meta:
-        raise BuildError(f"internal: {len(on_meta)} tensors were not filled (e.g. {on_meta[0]})")
+        raise UserError(f"internal: {len(on_meta)} tensors were not filled (e.g. {on_meta[0]})")
 
 
 def _save(model: LlavaForConditionalGeneration, processor: LlavaProcessor, out: Path, note: dict) -> Path:
@@ -279,13 +311,18 @@ def build_llava(vision: str | Path, llm: str | Path, out: str | Path, options: B
 
     overwrite: write into an `out` that holds files of another model or run (an input folder is never written).
     """
+    import torch
+    from transformers import AutoModelForCausalLM, LlavaConfig, LlavaForConditionalGeneration
+
+    from lmm_integration.vision import load_vision_tower, vision_source_kind
+
     options = options or BuildOptions()
     _check_options(options)
     out = prepare_out(out, [vision, llm], overwrite)
     llm_dir = check_llm_folder(llm)
     vision_source_kind(vision)
     tokenizer = _load_tokenizer(llm_dir, "--llm")
-    language_model = _load_weights(AutoModelForCausalLM, llm_dir, "--llm", dtype=DTYPES.get(options.dtype, "auto"))
+    language_model = _load_weights(AutoModelForCausalLM, llm_dir, "--llm", dtype=_weights_dtype(options))
     dtype = language_model.dtype
     tower = load_vision_tower(vision, options.vision_features, dtype)
     image_token_id = prepare_tokenizer(tokenizer, options.system_prompt)
@@ -362,21 +399,25 @@ def swap_vision_tower(from_llava: str | Path, vision: str | Path, out: str | Pat
     The checkpoint's chat template is kept when training can use it (`template_unfit_for_training`);
     otherwise this project's LLaVA-1.5 (Vicuna-v1) template is installed and `lmm_build.json` says why.
     """
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    from lmm_integration.vision import load_vision_tower, vision_source_kind
+
     options = options or BuildOptions()
     _check_options(options)
     out = prepare_out(out, [vision, from_llava], overwrite)
     llava_dir = _require_folder(from_llava, "LLaVA")
-    model_type = _model_type(llava_dir, "--from-llava")
+    model_type = _model_type(llava_dir, "--from_llava")
     if model_type != "llava":
-        raise BuildError(f"--from-llava {llava_dir} is not a LLaVA (model_type 'llava') folder: it holds "
+        raise UserError(f"--from_llava {llava_dir} is not a LLaVA (model_type 'llava') folder: it holds "
                          f"model_type {model_type!r}" + ("; give a language model as --llm" if model_type else ""))
     vision_source_kind(vision)
-    model = _load_weights(LlavaForConditionalGeneration, llava_dir, "--from-llava",
-                          dtype=DTYPES.get(options.dtype, "auto"))
+    model = _load_weights(LlavaForConditionalGeneration, llava_dir, "--from_llava",
+                          dtype=_weights_dtype(options))
     try:
         old_processor = AutoProcessor.from_pretrained(str(llava_dir))
     except (OSError, ValueError, TypeError) as error:
-        raise BuildError(f"--from-llava {llava_dir}: cannot read its processor ({_first_line(error)})") from error
+        raise UserError(f"--from_llava {llava_dir}: cannot read its processor ({_first_line(error)})") from error
     tokenizer = old_processor.tokenizer
     template = getattr(old_processor, "chat_template", None) or ""
     unfit = template_unfit_for_training(tokenizer, template)
@@ -414,69 +455,38 @@ def swap_vision_tower(from_llava: str | Path, vision: str | Path, out: str | Pat
     return _save(model.eval(), processor, out, note)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m lmm_integration.build", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--vision", required=True,
-                        help="FG-CLIP folder (this project's or an official release), stock CLIP folder, "
-                             "or exported CLIPVisionModel folder")
-    parser.add_argument("--llm", help="causal LM folder (e.g. a local vicuna-7b-v1.5); not used with --from-llava")
-    parser.add_argument("--from-llava", help="existing LLaVA folder whose tower is swapped (LM and projector kept)")
-    parser.add_argument("--out", required=True,
-                        help="output folder (created). It may not be an input; a folder holding anything but an "
-                             "earlier build is refused unless --overwrite is given")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="write into an --out folder that holds files of another model or run (its files with "
-                             "the names of this command's outputs are replaced)")
-    parser.add_argument("--vision-features", choices=FEATURE_SOURCES, default="hidden",
-                        help="projector input: 'hidden' = hidden_states[--vision-feature-layer] (LLaVA-1.5); "
-                             "'dense' = FG-CLIP's value-path patch features (needs `import lmm_integration` to load)")
-    parser.add_argument("--vision-feature-layer", type=int, default=None,
-                        help="tower layer feeding the projector for hidden features (default -2; with "
-                             "--from-llava the checkpoint's)")
-    parser.add_argument("--select-strategy", choices=("default", "full"), default="default",
-                        help="'default' drops the CLS token (LLaVA-1.5), 'full' keeps it")
-    parser.add_argument("--system-prompt", default=DEFAULT_SYSTEM_PROMPT,
-                        help="system prompt of the chat template ('' for none); default: LLaVA-1.5's")
-    parser.add_argument("--keep-existing", action="store_true",
-                        help="when --out already holds a complete build of the same inputs and options, keep it and "
-                             "exit 0 (scripts/finetune_llava.sh passes this, so that a re-run continues); a build of "
-                             "anything else there is refused unless --overwrite")
-    parser.add_argument("--dtype", default="auto", choices=("auto", *DTYPES),
-                        help="weights dtype of the saved model (auto: the LLM's / the LLaVA checkpoint's)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the projector initialisation")
+def build_parser() -> CommandParser:
+    parser = CommandParser(prog="python -m lmm_integration.build", description=__doc__)
+    parser.add_options(BuildInputs)
+    parser.add_options(BuildOptions, "how the model is assembled")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    options = BuildOptions(
-        vision_features=args.vision_features, vision_feature_layer=args.vision_feature_layer,
-        vision_feature_select_strategy=args.select_strategy, system_prompt=args.system_prompt,
-        dtype=args.dtype, seed=args.seed,
-    )
+    inputs, options = options_from(args, BuildInputs), options_from(args, BuildOptions)
+    if inputs.from_llava and inputs.llm:
+        raise UserError("give either --llm (new model) or --from_llava (tower swap), not both")
+    if not inputs.from_llava and not inputs.llm:
+        raise UserError("--llm is required (or --from_llava to swap the tower of a LLaVA folder)")
     try:
-        if args.keep_existing and not args.overwrite and existing_build(args.out, args.vision, args.llm,
-                                                                         args.from_llava, options):
-            print(f"keeping the LLaVA model already built in {args.out} (same inputs and options)")
+        if inputs.keep_existing and not inputs.overwrite and existing_build(
+                inputs.output_dir, inputs.vision, inputs.llm, inputs.from_llava, options):
+            print(f"keeping the LLaVA model already built in {inputs.output_dir} (same inputs and options)")
             return 0
-        if args.from_llava:
-            if args.llm:
-                raise BuildError("give either --llm (new model) or --from-llava (tower swap), not both")
-            out = swap_vision_tower(args.from_llava, args.vision, args.out, options, args.overwrite)
+        if inputs.from_llava:
+            out = swap_vision_tower(inputs.from_llava, inputs.vision, inputs.output_dir, options, inputs.overwrite)
         else:
-            if not args.llm:
-                raise BuildError("--llm is required (or --from-llava to swap the tower of a LLaVA folder)")
-            out = build_llava(args.vision, args.llm, args.out, options, args.overwrite)
-    except (UserError, OSError) as error:
-        print(f"error: {_first_line(error)}", file=sys.stderr)
-        return 2
+            out = build_llava(inputs.vision, inputs.llm, inputs.output_dir, options, inputs.overwrite)
+    except OSError as error:  # a folder that cannot be read or written
+        raise UserError(_first_line(error)) from error
     note = json.loads((out / BUILD_NOTE).read_text())
     print(f"LLaVA model written to {out} ({note['vision_kind']} tower, {note['vision_features']} features, "
           f"{note['image_tokens_per_image']} image tokens); projector: {note['projector']}")
     return 0
 
 
+cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

@@ -5,119 +5,92 @@
 
 The image is padded to a square with the processor's mean colour, as in training (LLaVA-1.5 `pad`).
 Interactive mode keeps the conversation, so follow-up questions see earlier answers; an empty line,
-`exit` or end of input stops it.
+`exit` or end of input stops it. The model is loaded and run by the project's one LLaVA path
+(`fgclip.llava.generation`), the one the LMM evaluations use.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from PIL import Image, UnidentifiedImageError
-
-import lmm_integration  # noqa: F401  (registers the dense tower type for --vision-features dense folders)
-from eval.lmm.boxes import expand_to_square, mean_background
+from fgclip.cli import CommandParser, entry_point, option, options_from
 from fgclip.errors import UserError
-from fgclip.images import to_rgb
-from lmm_integration.conversation import user_message
+from fgclip.llava.settings import ChatSettings
 
+if TYPE_CHECKING:  # loaded in main, after the options are checked: --help needs neither
+    from PIL import Image
 
-class ChatError(UserError, ValueError):
-    """A model folder or image that cannot be used, with a one-line reason."""
+    from fgclip.llava.generation import LoadedLMM
+
+__all__ = ["ChatSettings", "answer", "load_chat_model", "load_image", "main"]
 
 
 @dataclass
-class ChatSettings:
-    max_new_tokens: int = 128
-    temperature: float = 0.0  # 0: greedy
-    pad_to_square: bool = True
-    device: str = "auto"
+class ChatInputs:
+    model: Path = option("LLaVA folder (lmm_integration.build / train output, or stock)")
+    image: Path = option("image file (any format Pillow opens)")
+    question: str | None = option("ask this one question and exit (default: interactive)", None)
 
 
-def load_chat_model(model_dir: str | Path, device: str = "auto"):
-    """(model, processor) from a LLaVA folder, with stock transformers loaders."""
-    from transformers import AutoProcessor, LlavaForConditionalGeneration
+def load_chat_model(model_dir: str | Path, settings: ChatSettings | None = None) -> LoadedLMM:
+    """The model and its processor from a LLaVA folder with a chat template (stock transformers loaders)."""
+    from fgclip.llava.generation import load_lmm
 
-    model_dir = Path(model_dir)
-    if not (model_dir / "config.json").is_file():
-        raise ChatError(f"model folder not found or has no config.json: {model_dir}")
-    target = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
-    dtype = torch.bfloat16 if target.type == "cuda" else torch.float32
-    try:
-        model = LlavaForConditionalGeneration.from_pretrained(str(model_dir), dtype=dtype).to(target).eval()
-        processor = AutoProcessor.from_pretrained(str(model_dir))
-    except (OSError, ValueError) as error:
-        raise ChatError(f"cannot load {model_dir}: {str(error).splitlines()[0]}") from error
-    if not getattr(processor, "chat_template", None):
-        raise ChatError(f"{model_dir} has no chat template; build it with lmm_integration.build")
-    return model, processor
+    lmm = load_lmm(model_dir, settings or ChatSettings())
+    if not lmm.has_chat_template:
+        raise UserError(f"{model_dir} has no chat template; build it with lmm_integration.build")
+    return lmm
 
 
-def load_image(path: str | Path, processor, pad_to_square: bool = True) -> Image.Image:
-    """The image as RGB, padded to a square with the processor's mean colour when asked."""
-    try:
-        with Image.open(path) as image:
-            image = to_rgb(image)
-    except (OSError, UnidentifiedImageError) as error:
-        raise ChatError(f"cannot read image {path}: {error}") from error
-    if pad_to_square:
-        image = expand_to_square(image, mean_background(getattr(processor.image_processor, "image_mean", None) or (0.5,) * 3))
+def load_image(path: str | Path) -> Image.Image:
+    """The image as RGB; a missing or unreadable file is a one-line `UserError`."""
+    from fgclip.llava.generation import read_image
+
+    if not Path(path).is_file():
+        raise UserError(f"image not found: {path}")
+    image = read_image(path)
+    if image is None:
+        raise UserError(f"cannot read image {path}")
     return image
 
 
-@torch.no_grad()
-def answer(model, processor, image: Image.Image, messages: list[dict], question: str, settings: ChatSettings) -> str:
+def answer(lmm: LoadedLMM, image: Image.Image, messages: list[dict], question: str, settings: ChatSettings) -> str:
     """Append `question` (with the image on the first turn) to `messages`, generate, append the answer."""
+    from fgclip.llava.generation import generate
+    from lmm_integration.conversation import user_message
+
     messages.append(user_message(question, with_image=not messages))
-    if len(messages) == 1:
-        messages[0]["content"][0]["image"] = image
-    inputs = processor.apply_chat_template(
-        messages, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
-    ).to(model.device)
-    inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
-    sampling = settings.temperature > 0
-    output = model.generate(
-        **inputs, max_new_tokens=settings.max_new_tokens, do_sample=sampling,
-        temperature=settings.temperature if sampling else None, top_p=None, top_k=None,
-        pad_token_id=processor.tokenizer.pad_token_id,
-    )
-    text = processor.tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+    prompt = lmm.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    text = generate(lmm, [image], [prompt], settings)[0]
     messages.append({"role": "assistant", "content": [{"type": "text", "text": text}]})
     return text
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m lmm_integration.chat", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model", required=True, help="LLaVA folder (lmm_integration.build / train output, or stock)")
-    parser.add_argument("--image", required=True, help="image file (any format Pillow opens)")
-    parser.add_argument("--question", help="ask this one question and exit (default: interactive)")
-    parser.add_argument("--max-new-tokens", type=int, default=128, help="longest answer in tokens")
-    parser.add_argument("--temperature", type=float, default=0.0, help="sampling temperature; 0 = greedy")
-    parser.add_argument("--no-pad", action="store_true", help="squash the image instead of padding it to a square")
-    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
+def build_parser() -> CommandParser:
+    parser = CommandParser(prog="python -m lmm_integration.chat", description=__doc__)
+    parser.add_options(ChatInputs)
+    parser.add_options(ChatSettings, "generation")
+    parser.add_argument("--no-pad", dest="pad_to_square", action="store_false", help=argparse.SUPPRESS)  # old spelling
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = ChatSettings(args.max_new_tokens, args.temperature, not args.no_pad, args.device)
-    try:
-        if not Path(args.image).is_file():
-            raise ChatError(f"image not found: {args.image}")
-        load_image(args.image, None, pad_to_square=False)  # fail on a bad image before loading the model
-        model, processor = load_chat_model(args.model, settings.device)
-        image = load_image(args.image, processor, settings.pad_to_square)
-    except ChatError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    inputs, settings = options_from(args, ChatInputs), options_from(args, ChatSettings)
+    image = load_image(inputs.image)  # a bad image fails before the model loads
+    lmm = load_chat_model(inputs.model, settings)
+
+    import torch
+
+    torch.manual_seed(settings.seed)
     messages: list[dict] = []
-    if args.question:
-        print(answer(model, processor, image, messages, args.question, settings))
+    if inputs.question:
+        print(answer(lmm, image, messages, inputs.question, settings))
         return 0
     interactive = sys.stdin.isatty()
     while True:
@@ -127,9 +100,11 @@ def main(argv: list[str] | None = None) -> int:
             break
         if not question or question.lower() == "exit":
             break
-        print(answer(model, processor, image, messages, question, settings), flush=True)
+        print(answer(lmm, image, messages, question, settings), flush=True)
     return 0
 
 
+cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

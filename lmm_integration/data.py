@@ -4,7 +4,7 @@ Each record is rendered with the model's chat template (lmm_integration.conversa
 `<image>` placeholder is expanded to one token per image feature, and every token that is not part of an
 assistant answer gets the label -100. Texts are tokenised when the dataset is made, so bad records are
 counted and reported before training starts; images are read, padded to a square with the processor's
-mean colour (LLaVA-1.5 `image_aspect_ratio pad`, with `eval.lmm.boxes`, the project's one place for that
+mean colour (LLaVA-1.5 `image_aspect_ratio pad`, with `fgclip.llava.boxes`, the project's one place for that
 geometry) and preprocessed on demand.
 """
 
@@ -20,17 +20,12 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from eval.lmm.boxes import expand_to_square, mean_background
 from fgclip.errors import UserError
 from fgclip.images import to_rgb
+from fgclip.llava.boxes import ASPECT_MODES, expand_to_square, mean_background
 from lmm_integration.conversation import IMAGE_TOKEN, ConversationError, llava_turns_to_messages
 
 IGNORE_INDEX = -100
-ASPECT_MODES = ("pad", "resize")
-
-
-class DataError(UserError, ValueError):
-    """Data that cannot be trained on at all (unreadable file, wrong setup, too many bad records)."""
 
 
 @dataclass
@@ -60,7 +55,7 @@ def read_conversations(path: str | Path) -> list[dict]:
     """A JSON list or a JSONL file of LLaVA conversation records."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"conversation file not found: {path}")
+        raise UserError(f"conversation file not found: {path}")
     text = path.read_text(encoding="utf-8")
     try:
         if text.lstrip().startswith("["):
@@ -68,9 +63,9 @@ def read_conversations(path: str | Path) -> list[dict]:
         else:
             records = [json.loads(line) for line in text.splitlines() if line.strip()]
     except json.JSONDecodeError as error:
-        raise DataError(f"{path} is neither a JSON list nor JSONL: {error}") from error
+        raise UserError(f"{path} is neither a JSON list nor JSONL: {error}") from error
     if not isinstance(records, list):
-        raise DataError(f"{path} must hold a list of conversation records")
+        raise UserError(f"{path} must hold a list of conversation records")
     return records
 
 
@@ -83,7 +78,7 @@ def image_token_count(processor, tower_config, select_strategy: str) -> int:
     from_processor += processor.num_additional_image_tokens - (1 if processor.vision_feature_select_strategy == "default" else 0)
     from_tower = (tower_config.image_size // tower_config.patch_size) ** 2 + (0 if select_strategy == "default" else 1)
     if from_processor != from_tower:
-        raise DataError(
+        raise UserError(
             f"image token count after expansion ({from_processor}, from the processor) does not match the tower's "
             f"patch count ({from_tower}); rebuild the processor with lmm_integration.build"
         )
@@ -109,7 +104,7 @@ class ConversationDataset(Dataset):
                  image_root: str | Path | None = None, image_aspect_ratio: str = "pad",
                  max_bad_fraction: float = 0.5, show_progress: bool = True):
         if image_aspect_ratio not in ASPECT_MODES:
-            raise DataError(f"image_aspect_ratio must be one of {ASPECT_MODES}")
+            raise UserError(f"image_aspect_ratio must be one of {ASPECT_MODES}")
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.num_image_tokens = num_image_tokens
@@ -128,9 +123,9 @@ class ConversationDataset(Dataset):
                 self.examples.append(example)
                 self.report.kept += 1
         if self.report.total == 0 or self.report.kept == 0:
-            raise DataError(f"no usable conversation in {path} ({self.report.summary()})")
+            raise UserError(f"no usable conversation in {path} ({self.report.summary()})")
         if self.report.num_skipped > max_bad_fraction * self.report.total:
-            raise DataError(f"too many bad records in {path}: {self.report.summary()} (limit {max_bad_fraction:.0%})")
+            raise UserError(f"too many bad records in {path}: {self.report.summary()} (limit {max_bad_fraction:.0%})")
 
     # ------------------------------------------------------------------ text
     def _prepare(self, record: dict, root: Path) -> Example | None:
@@ -173,14 +168,14 @@ class ConversationDataset(Dataset):
     def _expand_image(self, ids: list[int], answer_mask: list[int]) -> tuple[list[int], list[int]]:
         """One `<image>` id -> `num_image_tokens` of them; labels -100 except on answers."""
         if ids.count(self.image_token_id) != 1:
-            raise DataError(f"the chat template wrote {ids.count(self.image_token_id)} <image> tokens for one image; "
+            raise UserError(f"the chat template wrote {ids.count(self.image_token_id)} <image> tokens for one image; "
                             "rebuild the model folder with lmm_integration.build")
         position = ids.index(self.image_token_id)
         input_ids = ids[:position] + [self.image_token_id] * self.num_image_tokens + ids[position + 1:]
         labels = [token if keep else IGNORE_INDEX for token, keep in zip(ids, answer_mask)]
         labels = labels[:position] + [IGNORE_INDEX] * self.num_image_tokens + labels[position + 1:]
         if input_ids.count(self.image_token_id) != self.num_image_tokens:
-            raise DataError(
+            raise UserError(
                 f"image token count after expansion ({input_ids.count(self.image_token_id)}) does not match the "
                 f"tower's patch count ({self.num_image_tokens}): the chat template or tokenizer adds <image> tokens"
             )
@@ -193,7 +188,7 @@ class ConversationDataset(Dataset):
             with Image.open(path) as image:
                 image = to_rgb(image)
         except OSError as error:
-            raise DataError(f"cannot read image {path}: {error}") from error
+            raise UserError(f"cannot read image {path}: {error}") from error
         if self.image_aspect_ratio == "pad":
             image = expand_to_square(image, self.background)
         return self.processor.image_processor(images=image, return_tensors="pt")["pixel_values"][0]

@@ -33,151 +33,23 @@ from __future__ import annotations
 import json
 import runpy
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from torch import nn
-from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
-
-from lmm_integration.dense import check_feature_source, value_path_features
-
-NAME_PREFIX = "fgclip:"
-DENSE_MODEL_TYPE = "fgclip_dense_vision"  # the same string as lmm_integration.dense_tower (not imported: 5.x code)
-FGCLIP_MODEL_TYPES = ("fgclip",)
-_CONFIG_BOOKKEEPING = ("model_type", "architectures", "transformers_version", "auto_map", "_name_or_path")
+from fgclip.cli import CommandParser, entry_point, option, options_from
+from fgclip.value_path import DENSE_MODEL_TYPE
+from lmm_integration.dense import FEATURE_SOURCES
+from lmm_integration.tower_names import wants_fgclip
 
 
-def _strip_prefix(name: str) -> str:
-    return name[len(NAME_PREFIX):] if name.startswith(NAME_PREFIX) else name
+def __getattr__(name: str):
+    """`FGCLIPVisionTower` loads torch and transformers: imported on first use, so that `--help` stays fast."""
+    if name == "FGCLIPVisionTower":
+        from lmm_integration.llava_tower import FGCLIPVisionTower
 
-
-def _read_config(directory: Path) -> dict:
-    config_file = directory / "config.json"
-    if not config_file.is_file():
-        raise ValueError(f"FG-CLIP vision tower: {directory} has no config.json")
-    return json.loads(config_file.read_text())
-
-
-def _is_fgclip_dual_encoder(config: dict) -> bool:
-    return config.get("model_type") in FGCLIP_MODEL_TYPES or "FGCLIPModel" in (config.get("architectures") or [])
-
-
-def _vision_config(config: dict) -> CLIPVisionConfig:
-    """The tower's `CLIPVisionConfig` from a tower, CLIP or FG-CLIP `config.json`."""
-    values = config.get("vision_config", config) if "vision_config" in config else config
-    return CLIPVisionConfig(**{key: value for key, value in values.items() if key not in _CONFIG_BOOKKEEPING})
-
-
-class FGCLIPVisionTower(nn.Module):
-    """Drop-in for LLaVA's `CLIPVisionTower`: same constructor, methods and properties.
-
-    vision_tower: a folder (optionally written `fgclip:FOLDER`): an exported tower (plain or dense), a
-        stock CLIP folder, or an FG-CLIP folder (the last needs transformers 5 and `fgclip`).
-    args: LLaVA's model arguments or model config; reads `mm_vision_select_layer`,
-        `mm_vision_select_feature` (`patch` drops CLS, `cls_patch` keeps it), `unfreeze_mm_vision_tower`
-        and, if present, `mm_vision_features` (`hidden` or `dense`; a dense tower folder implies dense).
-    """
-
-    def __init__(self, vision_tower: str, args, delay_load: bool = False):
-        super().__init__()
-        self.is_loaded = False
-        self.vision_tower_name = vision_tower
-        self.path = Path(_strip_prefix(str(vision_tower)))
-        self.select_layer = getattr(args, "mm_vision_select_layer", -2)
-        self.select_feature = getattr(args, "mm_vision_select_feature", "patch")
-        if self.select_feature not in ("patch", "cls_patch"):
-            raise ValueError(f"Unexpected select feature: {self.select_feature}")
-        config = _read_config(self.path)
-        implied = "dense" if config.get("model_type") == DENSE_MODEL_TYPE else "hidden"
-        self.features = check_feature_source(getattr(args, "mm_vision_features", None) or implied)
-        self.cfg_only = _vision_config(config)
-        if not delay_load or getattr(args, "unfreeze_mm_vision_tower", False):
-            self.load_model()
-
-    def load_model(self, device_map=None) -> None:
-        if self.is_loaded:
-            print(f"{self.vision_tower_name} is already loaded, `load_model` called again, skipping.")
-            return
-        config = _read_config(self.path)
-        if _is_fgclip_dual_encoder(config):
-            from lmm_integration.vision import load_vision_tower  # transformers 5 + fgclip
-
-            loaded = load_vision_tower(self.path, "hidden")
-            self.vision_tower, self.image_processor = loaded.model, loaded.image_processor
-            if device_map is not None:
-                self.vision_tower.to(device_map)
-        else:
-            self.vision_tower = CLIPVisionModel.from_pretrained(str(self.path), config=self.cfg_only, device_map=device_map)
-            self.image_processor = self._folder_image_processor()
-        self.vision_tower.requires_grad_(False)
-        self.is_loaded = True
-
-    def _folder_image_processor(self) -> CLIPImageProcessor:
-        if (self.path / "preprocessor_config.json").is_file():
-            return CLIPImageProcessor.from_pretrained(str(self.path))
-        size = self.cfg_only.image_size  # FG-CLIP's square resize; crop_size is read by LLaVA for blank images
-        return CLIPImageProcessor(size={"height": size, "width": size}, crop_size={"height": size, "width": size},
-                                  do_center_crop=False, resample=3)
-
-    def feature_select(self, forward_output) -> torch.Tensor:
-        """`(B, N, C)` patch features (`N` = patches, +1 with `cls_patch`)."""
-        if self.features == "dense":
-            features = value_path_features(self.vision_tower, forward_output.hidden_states[-2])
-        else:
-            features = forward_output.hidden_states[self.select_layer]
-        return features[:, 1:] if self.select_feature == "patch" else features
-
-    def _encode(self, images: torch.Tensor) -> torch.Tensor:
-        output = self.vision_tower(images.to(device=self.device, dtype=self.dtype), output_hidden_states=True)
-        return self.feature_select(output).to(images.dtype)
-
-    def forward(self, images):
-        """images: `(B, 3, S, S)` or a list of `(3, S, S)`; returns `(B, N, C)` or a list of `(1, N, C)`."""
-        trainable = any(parameter.requires_grad for parameter in self.vision_tower.parameters())
-        with torch.set_grad_enabled(trainable and torch.is_grad_enabled()):
-            if isinstance(images, list):
-                return [self._encode(image.unsqueeze(0)) for image in images]
-            return self._encode(images)
-
-    @property
-    def dummy_feature(self) -> torch.Tensor:
-        return torch.zeros(1, self.hidden_size, device=self.device, dtype=self.dtype)
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.vision_tower.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.vision_tower.device
-
-    @property
-    def config(self) -> CLIPVisionConfig:
-        return self.vision_tower.config if self.is_loaded else self.cfg_only
-
-    @property
-    def hidden_size(self) -> int:
-        return self.config.hidden_size
-
-    @property
-    def num_patches_per_side(self) -> int:
-        return self.config.image_size // self.config.patch_size
-
-    @property
-    def num_patches(self) -> int:
-        return self.num_patches_per_side**2
-
-
-def _wants_fgclip(name: str | None) -> bool:
-    if not name:
-        return False
-    if name.startswith(NAME_PREFIX):
-        return True
-    directory = Path(name)
-    if not (directory / "config.json").is_file():
-        return False
-    config = json.loads((directory / "config.json").read_text())
-    return _is_fgclip_dual_encoder(config) or config.get("model_type") == DENSE_MODEL_TYPE
+        return FGCLIPVisionTower
+    raise AttributeError(f"module 'lmm_integration.tower' has no attribute {name!r}")
 
 
 def register_with_llava() -> None:
@@ -194,7 +66,9 @@ def register_with_llava() -> None:
 
     def build_vision_tower(vision_tower_cfg, **kwargs):
         name = getattr(vision_tower_cfg, "mm_vision_tower", getattr(vision_tower_cfg, "vision_tower", None))
-        if _wants_fgclip(name):
+        if wants_fgclip(name):
+            from lmm_integration.llava_tower import FGCLIPVisionTower
+
             return FGCLIPVisionTower(name, args=vision_tower_cfg, **kwargs)
         return original(vision_tower_cfg, **kwargs)
 
@@ -203,87 +77,84 @@ def register_with_llava() -> None:
     llava_arch.build_vision_tower = build_vision_tower
 
 
+EXPORT_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
+
+
 def _earlier_export(folder: Path) -> bool:
     """A tower folder this command wrote (a tower config, its weights and image processor, nothing else)."""
-    import json
-
     try:
         model_type = json.loads((folder / "config.json").read_text()).get("model_type")
     except (OSError, ValueError):
         return False
     names = {entry.name for entry in folder.iterdir()}
-    return model_type in ("clip_vision_model", "fgclip_dense_vision") and names <= set(EXPORT_FILES)
+    return model_type in ("clip_vision_model", DENSE_MODEL_TYPE) and names <= set(EXPORT_FILES)
 
 
 def export_tower(source: str | Path, out: str | Path, features: str = "hidden", overwrite: bool = False) -> Path:
-    """Write a tower folder LLaVA can use: a stock `CLIPVisionModel` folder, or a dense one.
+    """Write a tower folder LLaVA can use: a stock `CLIPVisionModel` folder, or a dense one, through the project's
+    one tower export route (`fgclip.model.vision_tower.write_vision_tower`: the layout transformers 4.37 loads).
 
     A dense folder holds the same weights; only its `model_type` says that the value-path features
     are meant (so `FGCLIPVisionTower` and `lmm_integration.build` pick them up by themselves). `out` may not be
     `source`; a folder holding anything but an earlier export is refused unless `overwrite`.
     """
+    from fgclip.model.vision_tower import write_vision_tower
     from fgclip.outputs import prepare_output_dir
     from lmm_integration.vision import load_vision_tower  # transformers 5 + fgclip
 
     out = Path(out)
     owned = out.is_dir() and _earlier_export(out)
-    prepare_output_dir(out, inputs=[source], owned=lambda entry: owned, overwrite=overwrite,
+    prepare_output_dir(out, inputs=[source], owned=lambda entry: owned, overwrite=overwrite, option="--output_dir",
                        what="files of another model")
     loaded = load_vision_tower(source, features)
-    loaded.model.save_pretrained(str(out))
-    loaded.image_processor.save_pretrained(str(out))
-    _prefix_weights(out)
-    return out
+    return write_vision_tower(loaded.model, out, loaded.image_processor)
 
 
-EXPORT_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
+@dataclass
+class ExportOptions:
+    vision: str = option("FG-CLIP, CLIP or tower folder")
+    output_dir: str = option("output folder; not the --vision folder, and one holding anything but an earlier export "
+                             "only with --overwrite", aliases=["out"])
+    overwrite: bool = option("write into an --output_dir folder holding other files", False)
+    features: str = option("hidden: stock CLIPVisionModel folder; dense: FG-CLIP value-path features (needs "
+                           "registration)", "hidden", choices=FEATURE_SOURCES)
 
 
-def _prefix_weights(directory: Path) -> None:
-    """Rewrite the weights with the `vision_model.` prefix that transformers 4.37 needs (see
-    fgclip.model.conversion.export_vision_tower); transformers 5 loads both layouts."""
-    from safetensors.torch import load_file, save_file
-
-    weights = directory / "model.safetensors"
-    state = load_file(str(weights))
-    state = {name if name.startswith("vision_model.") else f"vision_model.{name}": tensor for name, tensor in state.items()}
-    save_file(state, str(weights), metadata={"format": "pt"})
+@dataclass
+class RunOptions:
+    script: str = option("the LLaVA script to run, e.g. llava/train/train_mem.py", positional=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
+def build_parser() -> CommandParser:
+    parser = CommandParser(prog="python -m lmm_integration.tower", description=__doc__)
+    commands = parser.add_commands()
+    commands.help = "export: write a tower folder; run: a LLaVA script with FGCLIPVisionTower registered"
+    commands.add_parser("export", help="write a tower folder for LLaVA's --vision_tower").add_options(ExportOptions)
+    script = commands.add_parser("run", help="register FGCLIPVisionTower with LLaVA, then run a LLaVA script")
+    script.add_options(RunOptions)
+    script.add_argument("script_args", nargs="...", help="its arguments, passed unchanged")
+    return parser
 
-    parser = argparse.ArgumentParser(
-        prog="python -m lmm_integration.tower", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    export = commands.add_parser("export", help="write a tower folder for LLaVA's --vision_tower")
-    export.add_argument("--vision", required=True, help="FG-CLIP, CLIP or tower folder")
-    export.add_argument("--out", required=True,
-                        help="output folder; not the --vision folder, and one holding anything but an earlier export "
-                             "only with --overwrite")
-    export.add_argument("--overwrite", action="store_true", help="write into an --out folder holding other files")
-    export.add_argument("--features", choices=("hidden", "dense"), default="hidden",
-                        help="hidden: stock CLIPVisionModel folder; dense: FG-CLIP value-path features (needs registration)")
-    run = commands.add_parser("run", help="register FGCLIPVisionTower with LLaVA, then run a LLaVA script")
-    run.add_argument("script", help="the LLaVA script to run, e.g. llava/train/train_mem.py")
-    run.add_argument("script_args", nargs=argparse.REMAINDER, help="its arguments, passed unchanged")
-    args = parser.parse_args(argv)
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.command == "run":
         register_with_llava()
         sys.argv = [args.script, *args.script_args]
         runpy.run_path(args.script, run_name="__main__")
         return 0
-    from fgclip.errors import UserError
-
+    options = options_from(args, ExportOptions)
     try:
-        out = export_tower(args.vision, args.out, args.features, args.overwrite)
-    except (UserError, ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"{args.features} tower of {args.vision} written to {out}")
+        out = export_tower(options.vision, options.output_dir, options.features, options.overwrite)
+    except (ValueError, OSError) as error:  # a folder the loaders cannot read
+        from fgclip.errors import UserError
+
+        raise UserError(str(error)) from error
+    print(f"{options.features} tower of {options.vision} written to {out}")
     return 0
 
 
+cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

@@ -16,18 +16,13 @@ from safetensors import SafetensorError
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
 
 from fgclip.errors import UserError
+from fgclip.model.dense_tower import FGCLIPDenseVisionModel, to_dense_tower
+from fgclip.model.vision_tower import standalone_vision_tower
+from fgclip.value_path import DENSE_MODEL_TYPE
 from lmm_integration.dense import check_feature_source
-from lmm_integration.dense_tower import (
-    DENSE_MODEL_TYPE,
-    FGCLIPDenseVisionModel,
-    to_dense_tower,
-)
 
 TOWER_MODEL_TYPES = ("clip_vision_model", DENSE_MODEL_TYPE)
 
-
-class VisionSourceError(UserError, ValueError):
-    """A `--vision` folder that cannot serve as a LLaVA tower, with a one-line reason."""
 
 
 @dataclass
@@ -65,31 +60,31 @@ class VisionTower:
 def _model_type(directory: Path) -> str | None:
     config_file = directory / "config.json"
     if not config_file.is_file():
-        raise VisionSourceError(f"{directory} has no config.json: not a Hugging Face model folder")
+        raise UserError(f"{directory} has no config.json: not a Hugging Face model folder")
     try:
         return json.loads(config_file.read_text()).get("model_type")
     except json.JSONDecodeError as error:
-        raise VisionSourceError(f"{config_file} is not valid JSON: {error}") from error
+        raise UserError(f"{config_file} is not valid JSON: {error}") from error
 
 
 def vision_source_kind(source: str | Path) -> str:
     """What `source` is (fgclip | official-fgclip | clip | clip_vision_model | fgclip_dense_vision), read from its
-    config only; a folder of any other kind is a one-line `VisionSourceError`."""
+    config only; a folder of any other kind is a one-line `UserError`."""
     from fgclip.model.conversion import CheckpointError, detect_checkpoint_kind
 
     directory = Path(source)
     if not directory.is_dir():
-        raise VisionSourceError(f"vision folder not found: {directory}")
+        raise UserError(f"vision folder not found: {directory}")
     model_type = _model_type(directory)
     if model_type in TOWER_MODEL_TYPES:
         return model_type
     if model_type and model_type.startswith("llava"):
-        raise VisionSourceError(f"--vision {directory} is a LLaVA folder; give an FG-CLIP or CLIP folder as --vision "
-                                f"(and {directory} as --from-llava to swap its tower)")
+        raise UserError(f"--vision {directory} is a LLaVA folder; give an FG-CLIP or CLIP folder as --vision "
+                                f"(and {directory} as --from_llava to swap its tower)")
     try:
         return detect_checkpoint_kind(directory)
     except CheckpointError as error:
-        raise VisionSourceError(f"--vision {error}") from error
+        raise UserError(f"--vision {error}") from error
 
 
 def _from_pretrained(model_class, directory: Path, **kwargs):
@@ -99,7 +94,7 @@ def _from_pretrained(model_class, directory: Path, **kwargs):
         raise
     except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as error:  # missing, truncated, mismatched
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise VisionSourceError(f"--vision {directory}: cannot load its weights ({reason})") from error
+        raise UserError(f"--vision {directory}: cannot load its weights ({reason})") from error
 
 
 def _load_plain_tower(directory: Path, model_type: str, dtype: torch.dtype) -> CLIPVisionModel:
@@ -108,7 +103,7 @@ def _load_plain_tower(directory: Path, model_type: str, dtype: torch.dtype) -> C
     model, info = _from_pretrained(model_class, directory, dtype=dtype, output_loading_info=True)
     missing = [name for name in info["missing_keys"] if not name.endswith("position_ids")]
     if missing:
-        raise VisionSourceError(
+        raise UserError(
             f"{directory}: {len(missing)} tower weights are missing (e.g. {sorted(missing)[0]}); "
             "the tower would be random"
         )
@@ -149,23 +144,10 @@ def load_vision_tower(source: str | Path, features: str = "hidden", dtype: torch
             from fgclip.model import FGCLIPModel
 
             encoder = _from_pretrained(FGCLIPModel, directory, dtype=dtype)
-            model = _standalone_tower(encoder)
+            model = standalone_vision_tower(encoder.vision_model)
             processor = image_processor(encoder.image_size)
     if features == "dense" and not isinstance(model, FGCLIPDenseVisionModel):
         model = to_dense_tower(model)
     if features == "hidden" and isinstance(model, FGCLIPDenseVisionModel):
-        raise VisionSourceError(f"{directory} is a dense tower; build with --vision-features dense")
+        raise UserError(f"{directory} is a dense tower; build with --vision_features dense")
     return VisionTower(model=model.eval(), image_processor=processor, kind=kind, source=str(directory), features=features)
-
-
-def _standalone_tower(encoder) -> CLIPVisionModel:
-    """The dual encoder's image tower as a stock `CLIPVisionModel` with a plain `CLIPVisionConfig`
-    (what `export_vision_tower` writes, without the round trip through disk)."""
-    values = encoder.config.vision_config.to_dict()
-    for key in ("model_type", "architectures", "transformers_version"):
-        values.pop(key, None)
-    config = CLIPVisionConfig(**values)
-    config.architectures = ["CLIPVisionModel"]
-    tower = CLIPVisionModel(config).to(encoder.dtype)
-    tower.load_state_dict(encoder.vision_model.state_dict(), strict=True)
-    return tower

@@ -18,17 +18,18 @@
 #   NUM_GPUS          processes per stage (default: GPUs seen by nvidia-smi, else 2 CPU processes)
 #   BATCH_A, ACCUM_A  per-device batch and accumulation of stage A (default 32, 1: 256 on 8 GPUs)
 #   BATCH_B, ACCUM_B  the same for stage B (default 16, 1: 128 on 8 GPUs)
-#   LR_A, LR_B        learning rates (default 1e-3 and 2e-5; 2e-4 with LORA=1)
-#   EPOCHS            epochs per stage (default 1); MAX_STEPS_A / MAX_STEPS_B cap the steps (default -1: no cap)
-#   MAX_LEN           model_max_length (default 2048)
-#   LORA=1            LoRA on the LM in stage B (r LORA_R=128, alpha LORA_ALPHA=256)
+#   LR_A, LR_B        learning rates (default: the LLaVA-1.5 recipe's, from python -m lmm_integration.train --help)
+#   EPOCHS            epochs per stage (default: lmm_integration.train's)
+#   MAX_STEPS_A, MAX_STEPS_B  cap the steps of a stage (default -1: no cap)
+#   MAX_LEN           model_max_length (default: lmm_integration.train's)
+#   LORA=1            LoRA on the LM in stage B (rank LORA_R, alpha LORA_ALPHA: lmm_integration.train's defaults)
 #   QLORA=4|8         QLoRA in stage B: LM in 4-bit NF4 or 8-bit (implies LoRA)
 #   UNFREEZE_VISION=1 also train the vision tower in stage B
 #   BF16=1            bfloat16 (default 1; set 0 on CPU), GRAD_CKPT=1 gradient checkpointing (default 1)
 #   DS_CONFIG         DeepSpeed config (default scripts/zero2_llava.json)
-#   NUM_WORKERS       data loader workers (default 4); MASTER_PORT (default 29511); SEED (default 42)
+#   NUM_WORKERS       data loader workers; SEED (defaults: lmm_integration.train's); MASTER_PORT (default 29511)
 #   EXTRA_ARGS        more arguments for both stages of `python -m lmm_integration.train`
-#   OVERWRITE=1       start again in an OUT that holds an earlier run (build --overwrite, --overwrite-output-dir)
+#   OVERWRITE=1       start again in an OUT that holds an earlier run (build --overwrite, --overwrite_output_dir)
 #   DRY_RUN=1         print the commands without running them
 #
 # Re-running the same command continues: a finished build or stage is kept, a stopped stage resumes from its
@@ -62,8 +63,8 @@ DS_CONFIG="${DS_CONFIG:-$here/zero2_llava.json}"
 VISION_FEATURES="${VISION_FEATURES:-hidden}"
 LORA="${LORA:-0}"; QLORA="${QLORA:-}"
 [[ -n "$QLORA" ]] && LORA=1
-if [[ "$LORA" == 1 ]]; then LR_B="${LR_B:-2e-4}"; else LR_B="${LR_B:-2e-5}"; fi
-LR_A="${LR_A:-1e-3}"
+# learning rates, epochs, sequence length, workers, seed and LoRA sizes: lmm_integration.train's defaults (the one
+# place for them) unless set here
 
 [[ -f "$DS_CONFIG" ]] || fail "DeepSpeed config not found: $DS_CONFIG"
 for stage in $STAGES; do
@@ -117,12 +118,12 @@ run() {
     return "$status"
 }
 
-common=(--deepspeed "$DS_CONFIG" --epochs "${EPOCHS:-1}" --model-max-length "${MAX_LEN:-2048}"
-        --num-workers "${NUM_WORKERS:-4}" --seed "${SEED:-42}")
+common=(--deepspeed "$DS_CONFIG" ${EPOCHS:+--epochs "$EPOCHS"} ${MAX_LEN:+--model_max_length "$MAX_LEN"}
+        ${NUM_WORKERS:+--num_workers "$NUM_WORKERS"} ${SEED:+--seed "$SEED"})
 [[ "${BF16:-1}" == 1 ]] && common+=(--bf16)
-[[ "${GRAD_CKPT:-1}" == 1 ]] && common+=(--gradient-checkpointing)
-if [[ "${OVERWRITE:-0}" == 1 ]]; then common+=(--overwrite-output-dir); build_flags=(--overwrite)
-else common+=(--resume); build_flags=(--keep-existing); fi
+[[ "${GRAD_CKPT:-1}" == 1 ]] && common+=(--gradient_checkpointing)
+if [[ "${OVERWRITE:-0}" == 1 ]]; then common+=(--overwrite_output_dir); build_flags=(--overwrite)
+else common+=(--resume); build_flags=(--keep_existing); fi
 read -r -a extra <<< "${EXTRA_ARGS:-}"
 launcher=(deepspeed --num_gpus "$NUM_GPUS" --master_port "${MASTER_PORT:-29511}" --module lmm_integration.train)
 
@@ -130,25 +131,25 @@ model="${BUILT:-}"
 if [[ -z "$model" ]]; then
     [[ -n "${VISION:-}" && -n "${LLM:-}" ]] || fail "set VISION and LLM (or BUILT, an already built LLaVA folder)"
     model="$OUT/built"
-    run python -m lmm_integration.build --vision "$VISION" --llm "$LLM" --out "$model" \
-        --vision-features "$VISION_FEATURES" "${build_flags[@]}"
+    run python -m lmm_integration.build --vision "$VISION" --llm "$LLM" --output_dir "$model" \
+        --vision_features "$VISION_FEATURES" "${build_flags[@]}"
 fi
 
 running_training=1
 for stage in $STAGES; do
     if [[ "$stage" == A ]]; then
-        run "${launcher[@]}" --stage A --model "$model" --data "$PRETRAIN_DATA" ${PRETRAIN_IMAGES:+--image-root "$PRETRAIN_IMAGES"} \
-            --output-dir "$OUT/stage_a" --batch-size "${BATCH_A:-32}" --grad-accum "${ACCUM_A:-1}" --lr "$LR_A" \
-            --max-steps "${MAX_STEPS_A:--1}" "${common[@]}" ${extra[@]+"${extra[@]}"}
+        run "${launcher[@]}" --stage A --model "$model" --data "$PRETRAIN_DATA" ${PRETRAIN_IMAGES:+--image_root "$PRETRAIN_IMAGES"} \
+            --output_dir "$OUT/stage_a" --batch_size "${BATCH_A:-32}" --grad_accum "${ACCUM_A:-1}" ${LR_A:+--lr "$LR_A"} \
+            --max_steps "${MAX_STEPS_A:--1}" "${common[@]}" ${extra[@]+"${extra[@]}"}
         model="$OUT/stage_a/final"
     else
         lora=()
-        [[ "$LORA" == 1 ]] && lora+=(--lora --lora-r "${LORA_R:-128}" --lora-alpha "${LORA_ALPHA:-256}")
+        [[ "$LORA" == 1 ]] && lora+=(--lora ${LORA_R:+--lora_r "$LORA_R"} ${LORA_ALPHA:+--lora_alpha "$LORA_ALPHA"})
         [[ -n "$QLORA" ]] && lora+=(--qlora "$QLORA")
-        [[ "${UNFREEZE_VISION:-0}" == 1 ]] && lora+=(--unfreeze-vision)
-        run "${launcher[@]}" --stage B --model "$model" --data "$FINETUNE_DATA" ${FINETUNE_IMAGES:+--image-root "$FINETUNE_IMAGES"} \
-            --output-dir "$OUT/stage_b" --batch-size "${BATCH_B:-16}" --grad-accum "${ACCUM_B:-1}" --lr "$LR_B" \
-            --max-steps "${MAX_STEPS_B:--1}" ${lora[@]+"${lora[@]}"} "${common[@]}" ${extra[@]+"${extra[@]}"}
+        [[ "${UNFREEZE_VISION:-0}" == 1 ]] && lora+=(--unfreeze_vision)
+        run "${launcher[@]}" --stage B --model "$model" --data "$FINETUNE_DATA" ${FINETUNE_IMAGES:+--image_root "$FINETUNE_IMAGES"} \
+            --output_dir "$OUT/stage_b" --batch_size "${BATCH_B:-16}" --grad_accum "${ACCUM_B:-1}" ${LR_B:+--lr "$LR_B"} \
+            --max_steps "${MAX_STEPS_B:--1}" ${lora[@]+"${lora[@]}"} "${common[@]}" ${extra[@]+"${extra[@]}"}
         model="$OUT/stage_b/final"
     fi
 done

@@ -1,5 +1,5 @@
 """Shared pieces of the LMM evaluations (POPE, attributes, localisation).
 
-`generation` loads any stock LLaVA folder and answers questions in resumable batches; `pope_rule` is the
-one place for the yes/no answer rule; `boxes` is the one place for the LLaVA-1.5 box convention.
+`generation` answers questions in resumable batches through the one LLaVA path (`fgclip.llava.generation`);
+`pope_rule` is the one place for the yes/no answer rule; the LLaVA-1.5 box convention is `fgclip.llava.boxes`.
 """

@@ -16,7 +16,7 @@ import random
 import re
 from dataclasses import dataclass, field
 
-from eval.lmm.prompting import LETTER_ANSWER, SHORT_ANSWER, with_suffix
+from fgclip.llava.prompting import LETTER_ANSWER, SHORT_ANSWER, with_suffix
 from fgclip.attributes import BOUNDARY_WORDS, LEXICONS, attribute_category, object_noun, words
 
 ATTRIBUTE_TYPES = (*LEXICONS, "other", "mixed")

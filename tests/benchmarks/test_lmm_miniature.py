@@ -4,8 +4,8 @@ tested in tests/lmm_integration)."""
 import pytest
 
 from benchmarks.lmm_miniature import _chance, claim_rows, claim_table, main
-from lmm_integration.miniature.questions import Question, Vocabulary
-from lmm_integration.miniature.score import chance_levels, score
+from benchmarks.llava_miniature.questions import Question, Vocabulary
+from benchmarks.llava_miniature.score import chance_levels, score
 
 VOCABULARY = Vocabulary(("red", "blue", "green", "white"), ("small", "large"), ("solid", "striped"), ("circle", "square"))
 QUESTIONS = [

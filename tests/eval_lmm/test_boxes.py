@@ -3,7 +3,7 @@
 import pytest
 from PIL import Image
 
-from eval.lmm.boxes import (
+from fgclip.llava.boxes import (
     box_from_square,
     box_iou,
     box_to_square,

@@ -6,18 +6,12 @@ import pytest
 import torch
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
-from eval.lmm.generation import (
-    GenerationSettings,
-    PromptItem,
-    answer_all,
-    compare_batched_to_sequential,
-    generate_answers,
-    load_image,
-    load_lmm,
-    prepare_inputs,
-)
-from eval.lmm.prompting import format_prompt
+from eval.lmm.generation import PromptItem, answer_all, compare_batched_to_sequential
 from fgclip.errors import UserError
+from fgclip.llava.generation import generate_answers, load_lmm, prepare_inputs
+from fgclip.llava.generation import read_image as load_image
+from fgclip.llava.prompting import format_prompt
+from fgclip.llava.settings import GenerationSettings
 from tests.eval_lmm.conftest import make_images
 
 QUESTIONS = [

@@ -6,8 +6,10 @@ import json
 import pytest
 
 from eval import localization, pope
-from eval.lmm.generation import GenerationSettings, load_image, load_lmm, prepare_inputs
-from eval.lmm.prompting import format_prompt
+from fgclip.llava.generation import load_lmm, prepare_inputs
+from fgclip.llava.generation import read_image as load_image
+from fgclip.llava.prompting import format_prompt
+from fgclip.llava.settings import GenerationSettings
 from tests.conftest import tiny_config
 from tests.eval_lmm.conftest import make_images
 
@@ -20,10 +22,10 @@ WORDS = ["Is there a dog in the image ?", "Answer the question using a single wo
 def built_llava(tmp_path_factory):
     import torch
 
+    from benchmarks.llava_miniature.tiny_lm import build_tiny_llm
     from fgclip import FGCLIPModel
     from fgclip.folders import save_with_processors
     from lmm_integration.build import BuildOptions, build_llava
-    from lmm_integration.miniature.tiny_lm import build_tiny_llm
 
     root = tmp_path_factory.mktemp("built")
     torch.manual_seed(0)

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from eval import localization
-from eval.lmm.boxes import box_to_square, format_box
 from fgclip.cli import run
+from fgclip.llava.boxes import box_to_square, format_box
 from tests.eval_lmm.conftest import make_images
 
 SIZES = [(64, 48), (48, 64), (40, 40)]

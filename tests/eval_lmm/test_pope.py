@@ -100,7 +100,7 @@ def test_help_explains_every_option(capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     for option in ("--questions", "--answers", "--model", "--images", "--build_questions", "--batch_size",
-                   "--pad_to_square", "--no-pad-to-square", "--prompt_format", "--limit", "--output_dir"):
+                   "--pad_to_square", "--no_pad_to_square", "--prompt_format", "--limit", "--output_dir"):
         assert option in text
 
 

@@ -37,7 +37,7 @@ def fgclip_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def llm_dir(tmp_path_factory) -> Path:
-    from lmm_integration.miniature.tiny_lm import build_tiny_llm
+    from benchmarks.llava_miniature.tiny_lm import build_tiny_llm
 
     return build_tiny_llm(tmp_path_factory.mktemp("llm"), WORDS, hidden_size=32, num_layers=1)
 

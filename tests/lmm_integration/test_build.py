@@ -10,8 +10,9 @@ from PIL import Image
 from transformers import AutoProcessor, LlavaForConditionalGeneration
 
 from fgclip import FGCLIPModel
+from fgclip.cli import run
+from fgclip.value_path import value_path_features
 from lmm_integration.build import BuildOptions, build_llava, main, swap_vision_tower
-from lmm_integration.dense import value_path_features
 from tests.lmm_integration.conftest import save_fgclip
 
 STOCK_LOAD = """
@@ -126,17 +127,17 @@ def test_swap_installs_a_trainable_template_when_the_checkpoint_has_none(llava_d
 
 
 def test_cli_builds_and_reports_bad_input_with_exit_code_2(fgclip_dir, llm_dir, tmp_path, capsys):
-    assert main(["--vision", str(fgclip_dir), "--llm", str(llm_dir), "--out", str(tmp_path / "m"), "--system-prompt", ""]) == 0
+    assert run(main, ["--vision", str(fgclip_dir), "--llm", str(llm_dir), "--out", str(tmp_path / "m"), "--system-prompt", ""]) == 0
     assert "16 image tokens" in capsys.readouterr().out
-    assert main(["--vision", str(fgclip_dir), "--llm", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
+    assert run(main, ["--vision", str(fgclip_dir), "--llm", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
     assert "LLM folder not found" in capsys.readouterr().err
-    assert main(["--vision", str(tmp_path / "none"), "--llm", str(llm_dir), "--out", str(tmp_path / "x")]) == 2
-    assert main(["--vision", str(fgclip_dir), "--out", str(tmp_path / "x")]) == 2
-    assert main(["--vision", str(fgclip_dir), "--llm", str(llm_dir), "--from-llava", str(tmp_path / "m"),
+    assert run(main, ["--vision", str(tmp_path / "none"), "--llm", str(llm_dir), "--out", str(tmp_path / "x")]) == 2
+    assert run(main, ["--vision", str(fgclip_dir), "--out", str(tmp_path / "x")]) == 2
+    assert run(main, ["--vision", str(fgclip_dir), "--llm", str(llm_dir), "--from-llava", str(tmp_path / "m"),
                  "--out", str(tmp_path / "x")]) == 2
-    assert main(["--vision", str(fgclip_dir), "--llm", str(llm_dir), "--out", str(tmp_path / "x"),
+    assert run(main, ["--vision", str(fgclip_dir), "--llm", str(llm_dir), "--out", str(tmp_path / "x"),
                  "--vision-features", "dense", "--vision-feature-layer", "-2"]) == 2
-    assert main(["--vision", str(fgclip_dir), "--from-llava", str(llm_dir), "--out", str(tmp_path / "x")]) == 2
+    assert run(main, ["--vision", str(fgclip_dir), "--from-llava", str(llm_dir), "--out", str(tmp_path / "x")]) == 2
     assert "not a LLaVA" in capsys.readouterr().err
 
 
@@ -155,11 +156,11 @@ def _snapshot(folder):
 
 def test_out_may_not_be_an_input_and_inputs_stay_untouched(fgclip_dir, llm_dir, llava_dir, capsys):
     before = {folder: _snapshot(folder) for folder in (fgclip_dir, llm_dir, llava_dir)}
-    assert main(["--vision", str(fgclip_dir), "--llm", str(llm_dir), "--out", str(llm_dir)]) == 2
-    assert f"--out {llm_dir} is the input" in _one_line_error(capsys)
-    assert main(["--vision", str(fgclip_dir), "--llm", str(llm_dir), "--out", str(fgclip_dir)]) == 2
+    assert run(main, ["--vision", str(fgclip_dir), "--llm", str(llm_dir), "--out", str(llm_dir)]) == 2
+    assert f"--output_dir {llm_dir} is the input" in _one_line_error(capsys)
+    assert run(main, ["--vision", str(fgclip_dir), "--llm", str(llm_dir), "--out", str(fgclip_dir)]) == 2
     _one_line_error(capsys)
-    assert main(["--vision", str(fgclip_dir), "--from-llava", str(llava_dir), "--out", str(llava_dir)]) == 2
+    assert run(main, ["--vision", str(fgclip_dir), "--from-llava", str(llava_dir), "--out", str(llava_dir)]) == 2
     _one_line_error(capsys)
     assert {folder: _snapshot(folder) for folder in before} == before
 
@@ -171,26 +172,26 @@ def test_out_holding_another_model_needs_overwrite_and_an_earlier_build_is_rebui
     other = tmp_path / "other-model"
     shutil.copytree(llm_dir, other)
     args = ["--vision", str(fgclip_dir), "--llm", str(llm_dir), "--system-prompt", ""]
-    assert main([*args, "--out", str(other)]) == 2
+    assert run(main, [*args, "--out", str(other)]) == 2
     assert "already holds files of another model or run" in _one_line_error(capsys)
     assert not (other / "lmm_build.json").exists()
-    assert main([*args, "--out", str(other), "--overwrite"]) == 0
+    assert run(main, [*args, "--out", str(other), "--overwrite"]) == 0
     assert json.loads((other / "lmm_build.json").read_text())["complete"]
-    assert main([*args, "--out", str(other)]) == 0  # its own earlier build: written again without a flag
+    assert run(main, [*args, "--out", str(other)]) == 0  # its own earlier build: written again without a flag
     (tmp_path / "file").write_text("x")
-    assert main([*args, "--out", str(tmp_path / "file")]) == 2
+    assert run(main, [*args, "--out", str(tmp_path / "file")]) == 2
     assert "is a file" in _one_line_error(capsys)
 
 
 def test_keep_existing_keeps_the_same_build_and_refuses_another(fgclip_dir, llm_dir, tmp_path, capsys):
     args = ["--vision", str(fgclip_dir), "--llm", str(llm_dir), "--out", str(tmp_path / "m"), "--system-prompt", ""]
-    assert main([*args, "--keep-existing"]) == 0
+    assert run(main, [*args, "--keep-existing"]) == 0
     weights = (tmp_path / "m" / "model.safetensors").stat().st_mtime_ns
     capsys.readouterr()
-    assert main([*args, "--keep-existing"]) == 0
+    assert run(main, [*args, "--keep-existing"]) == 0
     assert "keeping the LLaVA model already built" in capsys.readouterr().out
     assert (tmp_path / "m" / "model.safetensors").stat().st_mtime_ns == weights
-    assert main([*args, "--keep-existing", "--seed", "3"]) == 2
+    assert run(main, [*args, "--keep-existing", "--seed", "3"]) == 2
     assert "holds a build of other inputs or options (seed 0 -> 3)" in _one_line_error(capsys)
 
 
@@ -207,30 +208,30 @@ def test_wrong_folder_kinds_are_one_line_errors(fgclip_dir, llm_dir, llava_dir, 
     out = ["--out", str(tmp_path / "out")]
     clip = _clip_folder(tmp_path / "clip")
     for vision_encoder in (clip, fgclip_dir):
-        assert main(["--vision", str(fgclip_dir), "--llm", str(vision_encoder), *out]) == 2
+        assert run(main, ["--vision", str(fgclip_dir), "--llm", str(vision_encoder), *out]) == 2
         assert "holds a vision encoder" in _one_line_error(capsys)
-    assert main(["--vision", str(fgclip_dir), "--llm", str(llava_dir), *out]) == 2
-    assert f"use --from-llava {llava_dir}" in _one_line_error(capsys)
+    assert run(main, ["--vision", str(fgclip_dir), "--llm", str(llava_dir), *out]) == 2
+    assert f"use --from_llava {llava_dir}" in _one_line_error(capsys)
     no_tokenizer = tmp_path / "no-tokenizer"
     no_tokenizer.mkdir()
     shutil.copy(llm_dir / "config.json", no_tokenizer)
     shutil.copy(llm_dir / "model.safetensors", no_tokenizer)
-    assert main(["--vision", str(fgclip_dir), "--llm", str(no_tokenizer), *out]) == 2
+    assert run(main, ["--vision", str(fgclip_dir), "--llm", str(no_tokenizer), *out]) == 2
     assert "has no tokenizer files" in _one_line_error(capsys)
     no_weights = tmp_path / "no-weights"
     shutil.copytree(llm_dir, no_weights)
     (no_weights / "model.safetensors").unlink()
-    assert main(["--vision", str(fgclip_dir), "--llm", str(no_weights), *out]) == 2
+    assert run(main, ["--vision", str(fgclip_dir), "--llm", str(no_weights), *out]) == 2
     assert "cannot load its weights" in _one_line_error(capsys)
-    assert main(["--vision", str(llm_dir), "--llm", str(llm_dir), *out]) == 2
+    assert run(main, ["--vision", str(llm_dir), "--llm", str(llm_dir), *out]) == 2
     assert "a 'llama' model" in _one_line_error(capsys)
-    assert main(["--vision", str(llava_dir), "--llm", str(llm_dir), *out]) == 2
+    assert run(main, ["--vision", str(llava_dir), "--llm", str(llm_dir), *out]) == 2
     assert "is a LLaVA folder" in _one_line_error(capsys)
     truncated = tmp_path / "truncated"
     shutil.copytree(fgclip_dir, truncated)
     weights = truncated / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
-    assert main(["--vision", str(truncated), "--llm", str(llm_dir), *out]) == 2
+    assert run(main, ["--vision", str(truncated), "--llm", str(llm_dir), *out]) == 2
     _one_line_error(capsys)
-    assert main(["--vision", str(fgclip_dir), "--from-llava", str(llm_dir), *out]) == 2
+    assert run(main, ["--vision", str(fgclip_dir), "--from-llava", str(llm_dir), *out]) == 2
     assert "is not a LLaVA" in _one_line_error(capsys)

@@ -3,13 +3,13 @@
 import pytest
 from tokenizers import AddedToken
 
+from benchmarks.llava_miniature.tiny_lm import train_word_tokenizer
 from lmm_integration.conversation import (
     ConversationError,
     chat_template,
     llava_turns_to_messages,
     user_message,
 )
-from lmm_integration.miniature.tiny_lm import train_word_tokenizer
 
 TURNS = [{"from": "human", "value": "Is there a red cube?\n<image>"}, {"from": "gpt", "value": "Yes."},
          {"from": "human", "value": "What colour?"}, {"from": "gpt", "value": "Red."}]

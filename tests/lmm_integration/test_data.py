@@ -4,14 +4,13 @@ import json
 
 import pytest
 import torch
-from PIL import Image
 from transformers import AutoProcessor, LlavaProcessor
 
+from fgclip.errors import UserError
 from lmm_integration.data import (
     IGNORE_INDEX,
     ConversationCollator,
     ConversationDataset,
-    DataError,
     image_token_count,
     read_conversations,
 )
@@ -80,14 +79,14 @@ def test_model_max_length_truncates_text_and_skips_what_loses_its_answer_or_imag
     length = len(full.examples[0].input_ids)
     shorter = ConversationDataset(colour_data, processor, 16, model_max_length=length - 1, show_progress=False)
     assert len(shorter.examples[0].input_ids) == length - 1  # the final </s> is cut, the answer words stay
-    with pytest.raises(DataError, match="no usable conversation"):
+    with pytest.raises(UserError, match="no usable conversation"):
         ConversationDataset(colour_data, processor, 16, model_max_length=10, show_progress=False)
 
 
 def test_too_many_bad_records_stop_with_a_clear_error(processor, tmp_path):
     extra = [{"id": str(i), "conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "Yes"}]} for i in range(5)]
     data = write_colour_set(tmp_path, count=2, extra=extra)
-    with pytest.raises(DataError, match="too many bad records"):
+    with pytest.raises(UserError, match="too many bad records"):
         ConversationDataset(data, processor, 16, max_bad_fraction=0.5, show_progress=False)
 
 
@@ -98,7 +97,7 @@ def test_image_token_count_must_match_the_tower(llava_dir, processor):
                                             chat_template=processor.chat_template), _config(llava_dir), "full") == 17
     wrong = LlavaProcessor(processor.image_processor, processor.tokenizer, patch_size=8,
                            vision_feature_select_strategy="default", num_additional_image_tokens=0)
-    with pytest.raises(DataError, match="does not match the tower's patch count"):
+    with pytest.raises(UserError, match="does not match the tower's patch count"):
         image_token_count(wrong, _config(llava_dir), "default")
 
 
@@ -106,7 +105,7 @@ def test_a_template_that_writes_extra_image_tokens_is_an_error(processor, colour
     original = processor.tokenizer.chat_template
     processor.tokenizer.chat_template = original.replace("IMAGE + '\\n'", "IMAGE + IMAGE + '\\n'")
     try:
-        with pytest.raises(DataError, match="<image> tokens for one image"):
+        with pytest.raises(UserError, match="<image> tokens for one image"):
             ConversationDataset(colour_data, processor, 16, show_progress=False)
     finally:
         processor.tokenizer.chat_template = original
@@ -118,9 +117,9 @@ def test_reading_json_lists_and_jsonl(tmp_path):
     (tmp_path / "a.jsonl").write_text(json.dumps(rows[0]) + "\n\n")
     assert read_conversations(tmp_path / "a.json") == read_conversations(tmp_path / "a.jsonl") == rows
     (tmp_path / "bad.jsonl").write_text("{not json\n")
-    with pytest.raises(DataError, match="neither a JSON list nor JSONL"):
+    with pytest.raises(UserError, match="neither a JSON list nor JSONL"):
         read_conversations(tmp_path / "bad.jsonl")
-    with pytest.raises(DataError, match="not found"):
+    with pytest.raises(UserError, match="not found"):
         read_conversations(tmp_path / "missing.json")
 
 
@@ -128,7 +127,7 @@ def test_unreadable_image_is_a_clear_error(processor, tmp_path):
     data = write_colour_set(tmp_path, count=2)
     (tmp_path / "1.png").write_bytes(b"not an image")
     dataset = ConversationDataset(data, processor, 16, show_progress=False)
-    with pytest.raises(DataError, match="cannot read image"):
+    with pytest.raises(UserError, match="cannot read image"):
         dataset[1]
 
 

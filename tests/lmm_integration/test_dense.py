@@ -2,8 +2,8 @@
 
 import torch
 
-from lmm_integration.dense import value_path_features
-from lmm_integration.dense_tower import DENSE_MODEL_TYPE, FGCLIPDenseVisionModel, to_dense_tower
+from fgclip.model.dense_tower import FGCLIPDenseVisionModel, to_dense_tower
+from fgclip.value_path import DENSE_MODEL_TYPE, value_path_features
 
 
 def test_value_path_features_are_encode_dense_before_the_projection(tiny_model):

@@ -16,7 +16,8 @@ from torch import nn
 from transformers import CLIPVisionModel
 
 from fgclip import FGCLIPModel
-from lmm_integration.dense import value_path_features
+from fgclip.cli import run
+from fgclip.value_path import value_path_features
 from lmm_integration.tower import FGCLIPVisionTower, main, register_with_llava
 
 
@@ -64,7 +65,7 @@ def test_select_layer_and_cls_patch_are_honoured(exported):
 
 
 def test_dense_features_from_a_dense_folder_or_from_args(exported, fgclip_dir, tmp_path):
-    assert main(["export", "--vision", str(fgclip_dir), "--out", str(tmp_path / "dense"), "--features", "dense"]) == 0
+    assert run(main, ["export", "--vision", str(fgclip_dir), "--out", str(tmp_path / "dense"), "--features", "dense"]) == 0
     images = torch.randn(1, 3, 32, 32)
     reference = CLIPVisionModel.from_pretrained(str(exported))
     with torch.no_grad():
@@ -87,12 +88,12 @@ def test_fgclip_folder_directly_and_unfrozen_training(fgclip_dir, exported):
 
 
 def test_export_writes_the_prefixed_layout_and_errors_exit_2(fgclip_dir, tmp_path):
-    assert main(["export", "--vision", str(fgclip_dir), "--out", str(tmp_path / "t")]) == 0
+    assert run(main, ["export", "--vision", str(fgclip_dir), "--out", str(tmp_path / "t")]) == 0
     with safe_open(str(tmp_path / "t" / "model.safetensors"), framework="pt") as handle:
         assert all(key.startswith("vision_model.") for key in handle.keys())
     _, info = CLIPVisionModel.from_pretrained(str(tmp_path / "t"), output_loading_info=True)
     assert not info["missing_keys"]
-    assert main(["export", "--vision", str(tmp_path / "missing"), "--out", str(tmp_path / "u")]) == 2
+    assert run(main, ["export", "--vision", str(tmp_path / "missing"), "--out", str(tmp_path / "u")]) == 2
 
 
 @pytest.fixture
@@ -155,7 +156,7 @@ def test_run_registers_then_runs_the_script_unchanged(fake_llava, exported, tmp_
     """))
     marker = tmp_path / "marker.txt"
     monkeypatch.setattr(sys, "argv", list(sys.argv))
-    assert main(["run", str(script), str(marker), "--local_rank=0"]) == 0
+    assert run(main, ["run", str(script), str(marker), "--local_rank=0"]) == 0
     assert marker.read_text() == "FGCLIPVisionTower --local_rank=0"
 
 
@@ -180,7 +181,7 @@ def test_tower_class_runs_under_the_transformers_the_original_llava_pins(fgclip_
     """The original LLaVA pins transformers 4.37: the class must import and give the same features there."""
     from tests.transformers_437 import transformers_437_python
 
-    assert main(["export", "--vision", str(fgclip_dir), "--out", str(tmp_path / "dense"), "--features", "dense"]) == 0
+    assert run(main, ["export", "--vision", str(fgclip_dir), "--out", str(tmp_path / "dense"), "--features", "dense"]) == 0
     images = torch.randn(2, 3, 32, 32)
     torch.save(images, tmp_path / "images.pt")
     result = subprocess.run([transformers_437_python(), "-c", TOWER_IN_437, str(tmp_path / "images.pt"), str(exported),
@@ -198,12 +199,12 @@ def test_export_never_writes_over_its_source_or_another_model(fgclip_dir, tmp_pa
     import shutil
 
     before = {path.name: path.read_bytes() for path in fgclip_dir.iterdir() if path.is_file()}
-    assert main(["export", "--vision", str(fgclip_dir), "--out", str(fgclip_dir)]) == 2
+    assert run(main, ["export", "--vision", str(fgclip_dir), "--out", str(fgclip_dir)]) == 2
     assert "is the input" in capsys.readouterr().err
     assert {path.name: path.read_bytes() for path in fgclip_dir.iterdir() if path.is_file()} == before
     other = shutil.copytree(fgclip_dir, tmp_path / "other")
-    assert main(["export", "--vision", str(fgclip_dir), "--out", str(other)]) == 2
+    assert run(main, ["export", "--vision", str(fgclip_dir), "--out", str(other)]) == 2
     assert "--overwrite" in capsys.readouterr().err
-    assert main(["export", "--vision", str(fgclip_dir), "--out", str(other), "--overwrite"]) == 0
-    assert main(["export", "--vision", str(fgclip_dir), "--out", str(tmp_path / "t")]) == 0
-    assert main(["export", "--vision", str(fgclip_dir), "--out", str(tmp_path / "t")]) == 0  # its own earlier export
+    assert run(main, ["export", "--vision", str(fgclip_dir), "--out", str(other), "--overwrite"]) == 0
+    assert run(main, ["export", "--vision", str(fgclip_dir), "--out", str(tmp_path / "t")]) == 0
+    assert run(main, ["export", "--vision", str(fgclip_dir), "--out", str(tmp_path / "t")]) == 0  # its own earlier export

@@ -6,8 +6,10 @@ import pytest
 import torch
 from transformers import AutoProcessor, LlavaForConditionalGeneration
 
+from fgclip.cli import run
 from lmm_integration.lora import quantization_config
-from lmm_integration.train import TrainOptions, load_model, main
+from lmm_integration.train import TrainOptions, main
+from lmm_integration.trainer import load_model
 
 FAST = ["--max-steps", "2", "--batch-size", "4", "--num-workers", "0", "--logging-steps", "1", "--warmup-ratio", "0"]
 
@@ -35,7 +37,7 @@ def _changed(before, after):
 @pytest.fixture(scope="module")
 def stage_a(llava_dir, colour_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("stage_a")
-    assert main(["--stage", "A", "--model", str(llava_dir), "--data", str(colour_data), "--output-dir", str(out), *FAST]) == 0
+    assert run(main, ["--stage", "A", "--model", str(llava_dir), "--data", str(colour_data), "--output-dir", str(out), *FAST]) == 0
     return out
 
 
@@ -50,19 +52,19 @@ def test_stage_a_trains_only_the_projector_and_saves_a_stock_folder(stage_a, lla
 
 
 def test_stage_b_trains_projector_and_lm_with_the_tower_frozen(stage_a, colour_data, tmp_path):
-    assert main(["--stage", "B", "--model", str(stage_a / "final"), "--data", str(colour_data),
+    assert run(main, ["--stage", "B", "--model", str(stage_a / "final"), "--data", str(colour_data),
                  "--output-dir", str(tmp_path), "--gradient-checkpointing", *FAST]) == 0
     assert _changed(_weights(stage_a / "final"), _weights(tmp_path / "final")) == {"projector", "lm", "head"}
 
 
 def test_unfreeze_vision_trains_the_tower_too(stage_a, colour_data, tmp_path):
-    assert main(["--stage", "B", "--model", str(stage_a / "final"), "--data", str(colour_data),
+    assert run(main, ["--stage", "B", "--model", str(stage_a / "final"), "--data", str(colour_data),
                  "--output-dir", str(tmp_path), "--unfreeze-vision", "--bf16", *FAST]) == 0
     assert "tower" in _changed(_weights(stage_a / "final"), _weights(tmp_path / "final"))
 
 
 def test_lora_merges_into_a_stock_folder(stage_a, colour_data, tmp_path):
-    assert main(["--stage", "B", "--model", str(stage_a / "final"), "--data", str(colour_data), "--output-dir",
+    assert run(main, ["--stage", "B", "--model", str(stage_a / "final"), "--data", str(colour_data), "--output-dir",
                  str(tmp_path), "--lora", "--lora-r", "4", "--lora-alpha", "8", "--lr", "1e-2", *FAST]) == 0
     assert (tmp_path / "adapter" / "adapter_config.json").is_file()
     changed = _changed(_weights(stage_a / "final"), _weights(tmp_path / "final"))
@@ -77,7 +79,7 @@ def test_qlora_4bit_quantises_the_lm_only_and_trains(stage_a, colour_data, tmp_p
              for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
     assert kinds["language_model"] == "Linear4bit"
     assert kinds["vision_tower"] == kinds["multi_modal_projector"] == kinds["lm_head"] == "Linear"
-    assert main(["--stage", "B", "--model", str(stage_a / "final"), "--data", str(colour_data), "--output-dir",
+    assert run(main, ["--stage", "B", "--model", str(stage_a / "final"), "--data", str(colour_data), "--output-dir",
                  str(tmp_path), "--qlora", "4", "--lora-r", "4", "--lora-alpha", "8", "--lr", "1e-2", *FAST]) == 0
     final = LlavaForConditionalGeneration.from_pretrained(tmp_path / "final")
     assert getattr(final.config, "quantization_config", None) is None  # merged into full precision
@@ -93,15 +95,15 @@ def test_qlora_8bit_config():
 
 def test_bad_setups_exit_2_with_one_line(llava_dir, colour_data, tmp_path, capsys):
     base = ["--data", str(colour_data), "--output-dir", str(tmp_path / "run")]
-    assert main(["--stage", "A", "--model", str(tmp_path / "missing"), *base]) == 2
+    assert run(main, ["--stage", "A", "--model", str(tmp_path / "missing"), *base]) == 2
     assert "model folder not found" in capsys.readouterr().err
-    assert main(["--stage", "A", "--model", str(llava_dir), "--data", str(tmp_path / "none.json"), *base[2:]]) == 2
-    assert main(["--stage", "A", "--model", str(llava_dir), "--lora", *base]) == 2
+    assert run(main, ["--stage", "A", "--model", str(llava_dir), "--data", str(tmp_path / "none.json"), *base[2:]]) == 2
+    assert run(main, ["--stage", "A", "--model", str(llava_dir), "--lora", *base]) == 2
     assert "stage B" in capsys.readouterr().err
-    assert main(["--stage", "B", "--model", str(llava_dir), "--deepspeed", str(tmp_path / "ds.json"), *base]) == 2
+    assert run(main, ["--stage", "B", "--model", str(llava_dir), "--deepspeed", str(tmp_path / "ds.json"), *base]) == 2
     text_only = tmp_path / "text.json"
     text_only.write_text(json.dumps([{"id": "1", "conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "Yes"}]}]))
-    assert main(["--stage", "A", "--model", str(llava_dir), "--data", str(text_only), *base[2:]]) == 2
+    assert run(main, ["--stage", "A", "--model", str(llava_dir), "--data", str(text_only), *base[2:]]) == 2
     assert "no usable conversation" in capsys.readouterr().err
 
 
@@ -148,7 +150,7 @@ def test_sigterm_saves_a_checkpoint_and_resume_continues_it(variant, llava_dir, 
             "--max-steps", "6", "--batch-size", "2", "--num-workers", "1", "--logging-steps", "1",
             "--warmup-ratio", "0"]
     watcher = _stop_like_a_scheduler_at_first_log(out / "metrics.jsonl")
-    assert main(args) == 143
+    assert run(main, args) == 143
     watcher.join(timeout=5)
     printed = capsys.readouterr()
     checkpoints = sorted(out.glob("checkpoint-*"))
@@ -161,7 +163,7 @@ def test_sigterm_saves_a_checkpoint_and_resume_continues_it(variant, llava_dir, 
     logged = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert logged == list(range(1, stopped_at + 1))
 
-    assert main(args + ["--resume"]) == 0
+    assert run(main, args + ["--resume"]) == 0
     assert f"resuming stage {variant[1]} from {checkpoints[0]}" in capsys.readouterr().out
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 7))  # continued after the checkpoint, nothing trained twice
@@ -170,26 +172,26 @@ def test_sigterm_saves_a_checkpoint_and_resume_continues_it(variant, llava_dir, 
     # the resumed stage ends with the weights of an uninterrupted one (CPU, fp32: bitwise)
     uninterrupted = tmp_path / "uninterrupted"
     where = args.index("--output-dir") + 1
-    assert main([*args[:where], str(uninterrupted), *args[where + 1:]]) == 0
+    assert run(main, [*args[:where], str(uninterrupted), *args[where + 1:]]) == 0
     resumed, reference = _all_weights(out / "final"), _all_weights(uninterrupted / "final")
     assert resumed.keys() == reference.keys() and all(torch.equal(resumed[k], reference[k]) for k in reference)
 
 
 def test_a_run_folder_is_never_mixed_with_another_run(stage_a, llava_dir, colour_data, capsys):
     same = ["--stage", "A", "--model", str(llava_dir), "--data", str(colour_data), "--output-dir", str(stage_a), *FAST]
-    assert main(same) == 2
+    assert run(main, same) == 2
     assert "already holds a run" in capsys.readouterr().err
-    assert main([*same, "--resume"]) == 0  # finished with the same options: nothing to do
+    assert run(main, [*same, "--resume"]) == 0  # finished with the same options: nothing to do
     assert "already finished with these options" in capsys.readouterr().out
-    assert main([*same, "--resume", "--lr", "0.5"]) == 2
+    assert run(main, [*same, "--resume", "--lr", "0.5"]) == 2
     err = capsys.readouterr().err
     assert "holds another run (lr None -> 0.5)" in err and len(err.strip().splitlines()) == 1
-    assert main([*same, "--resume", "--overwrite-output-dir"]) == 2
+    assert run(main, [*same, "--resume", "--overwrite-output-dir"]) == 2
 
 
 def test_resume_on_a_fresh_folder_starts_and_says_so(llava_dir, colour_data, tmp_path, capsys):
     out = tmp_path / "fresh"
-    assert main(["--stage", "A", "--model", str(llava_dir), "--data", str(colour_data), "--output-dir", str(out),
+    assert run(main, ["--stage", "A", "--model", str(llava_dir), "--data", str(colour_data), "--output-dir", str(out),
                  "--resume", *FAST]) == 0
     assert "holds no run yet; starting from scratch" in capsys.readouterr().out
     assert (out / "final" / "config.json").is_file()
@@ -198,15 +200,15 @@ def test_resume_on_a_fresh_folder_starts_and_says_so(llava_dir, colour_data, tmp
 def test_overwrite_output_dir_starts_again_and_foreign_folders_are_refused(llava_dir, colour_data, tmp_path, capsys):
     out = tmp_path / "run"
     base = ["--stage", "A", "--model", str(llava_dir), "--data", str(colour_data), "--output-dir", str(out), *FAST]
-    assert main(base) == 0
+    assert run(main, base) == 0
     (out / "checkpoint-99").mkdir()  # a checkpoint of the earlier run
-    assert main([*base, "--overwrite-output-dir"]) == 0
+    assert run(main, [*base, "--overwrite-output-dir"]) == 0
     assert not (out / "checkpoint-99").exists()
     assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2]
     foreign = tmp_path / "photos"
     foreign.mkdir()
     (foreign / "holiday.jpg").write_bytes(b"...")
-    assert main([*base[:-len(FAST) - 2], "--output-dir", str(foreign), *FAST]) == 2
+    assert run(main, [*base[:-len(FAST) - 2], "--output-dir", str(foreign), *FAST]) == 2
     assert "holiday.jpg" in capsys.readouterr().err
-    assert main([*base[:-len(FAST) - 2], "--output-dir", str(llava_dir), *FAST]) == 2
+    assert run(main, [*base[:-len(FAST) - 2], "--output-dir", str(llava_dir), *FAST]) == 2
     assert "is the input" in capsys.readouterr().err

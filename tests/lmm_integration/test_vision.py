@@ -7,7 +7,8 @@ import torch
 from transformers import CLIPConfig, CLIPModel, CLIPVisionModel
 
 from fgclip import FGCLIPModel
-from lmm_integration.vision import VisionSourceError, load_vision_tower
+from fgclip.errors import UserError
+from lmm_integration.vision import load_vision_tower
 from tests.conftest import TINY_TEXT, TINY_VISION
 
 
@@ -44,11 +45,11 @@ def test_dense_request_wraps_the_same_weights(fgclip_dir):
 
 
 def test_bad_folders_are_clear_errors(tmp_path):
-    with pytest.raises(VisionSourceError, match="not found"):
+    with pytest.raises(UserError, match="not found"):
         load_vision_tower(tmp_path / "nowhere")
     (tmp_path / "text").mkdir()
     (tmp_path / "text" / "config.json").write_text(json.dumps({"model_type": "llama"}))
-    with pytest.raises(VisionSourceError, match="llama"):
+    with pytest.raises(UserError, match="llama"):
         load_vision_tower(tmp_path / "text")
     with pytest.raises(ValueError, match="vision features"):
         load_vision_tower(tmp_path / "text", features="pooled")
@@ -61,5 +62,5 @@ def test_tower_folder_with_missing_weights_is_refused(fgclip_dir, tmp_path):
     weights = tmp_path / "tower" / "model.safetensors"
     state = load_file(str(weights))
     save_file({k: v for k, v in state.items() if "layers.1." not in k}, str(weights), metadata={"format": "pt"})
-    with pytest.raises(VisionSourceError, match="missing"):
+    with pytest.raises(UserError, match="missing"):
         load_vision_tower(tmp_path / "tower")

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from PIL import Image
 
 Box = tuple[float, float, float, float]
+# LLaVA's `image_aspect_ratio`: "pad" pastes the image on its padded square first (LLaVA-1.5), "resize" squashes it
+ASPECT_MODES = ("pad", "resize")
 
 
 def square_geometry(width: int, height: int) -> tuple[int, int, int]:

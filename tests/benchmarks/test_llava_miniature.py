@@ -6,9 +6,7 @@ import random
 
 import pytest
 
-from eval.lmm.boxes import format_box
-from fgclip.data.schema import Record, iter_record_file
-from lmm_integration.miniature.questions import (
+from benchmarks.llava_miniature.questions import (
     Question,
     SceneObject,
     Vocabulary,
@@ -17,12 +15,20 @@ from lmm_integration.miniature.questions import (
     unique_reference,
     write_miniature_data,
 )
-from lmm_integration.miniature.run import main
-from lmm_integration.miniature.score import chance_levels, constant_box_hit_rate, is_correct, score
-from lmm_integration.miniature.tiny_lm import train_word_tokenizer
+from benchmarks.llava_miniature.run import main
+from benchmarks.llava_miniature.score import chance_levels, constant_box_hit_rate, is_correct, score
+from benchmarks.llava_miniature.tiny_lm import train_word_tokenizer
+from fgclip.cli import run
+from fgclip.data.schema import Record, iter_record_file
+from fgclip.llava.boxes import format_box
 from tests.lmm_integration.conftest import save_fgclip
 
 VOCABULARY = Vocabulary(("red", "blue", "green"), ("small", "large"), ("solid", "striped"), ("circle", "square"))
+
+
+@pytest.fixture(scope="module")
+def fgclip_dir(tmp_path_factory):
+    return save_fgclip(tmp_path_factory.mktemp("fgclip"))
 
 
 def _obj(size, colour, texture, shape, box=(0.1, 0.1, 0.4, 0.4)):
@@ -107,9 +113,9 @@ def test_out_is_checked_before_any_work(fgclip_dir, tmp_path, capsys):
     photos = tmp_path / "photos"
     photos.mkdir()
     (photos / "holiday.jpg").write_bytes(b"...")
-    assert main(["--vision", str(fgclip_dir), "--out", str(photos)]) == 2
+    assert run(main, ["--vision", str(fgclip_dir), "--out", str(photos)]) == 2
     assert "holiday.jpg" in capsys.readouterr().err and sorted(p.name for p in photos.iterdir()) == ["holiday.jpg"]
-    assert main(["--vision", str(fgclip_dir), "--out", str(fgclip_dir)]) == 2
+    assert run(main, ["--vision", str(fgclip_dir), "--out", str(fgclip_dir)]) == 2
     assert "is the input" in capsys.readouterr().err
 
 
@@ -118,7 +124,7 @@ def test_out_is_checked_before_any_work(fgclip_dir, tmp_path, capsys):
 def test_whole_path_through_the_finetune_script_with_zero2_on_two_processes(tmp_path):
     encoder = save_fgclip(tmp_path / "encoder", image_size=64)
     out = tmp_path / "mini"
-    assert main(["--vision", str(encoder), "--label", "tiny", "--out", str(out), "--num-images", "30", "--steps-a", "2",
+    assert run(main, ["--vision", str(encoder), "--label", "tiny", "--out", str(out), "--num-images", "30", "--steps-a", "2",
                  "--steps-b", "3", "--batch-size", "4", "--max-heldout", "12"]) == 0
     info = json.loads((out / "tiny" / "stage_b" / "run_info.json").read_text())
     assert info["world_size"] == 2 and info["deepspeed_zero_stage"] == 2 and info["global_batch_size"] == 8
@@ -128,4 +134,4 @@ def test_whole_path_through_the_finetune_script_with_zero2_on_two_processes(tmp_
     assert 0.0 <= tiny["accuracy"] <= 1.0 and set(tiny["per_kind"]) <= {"colour", "texture", "size", "yes_no", "where"}
     assert result["counts"]["heldout_questions"] == 12 and (out / "results.png").is_file()
     assert len((out / "tiny" / "answers.jsonl").read_text().splitlines()) == 12
-    assert main(["--vision", str(tmp_path / "missing"), "--out", str(out)]) == 2
+    assert run(main, ["--vision", str(tmp_path / "missing"), "--out", str(out)]) == 2

@@ -1,12 +1,12 @@
 """The whole LLaVA path on CPU with tiny models: build -> stage A -> stage B (ZeRO-2) -> held-out answers.
 
-    python -m lmm_integration.miniature --vision runs/fgclip_tiny/final [runs/clip_tiny/final ...] --out runs/llava_mini
+    python -m benchmarks.llava_miniature --vision runs/fgclip_tiny/final [runs/clip_tiny/final ...] --output_dir runs/llava_mini
 
 For each vision encoder folder (e.g. the tiny FG-CLIP the embedded default of scripts/pretrain_fgclip.py
 trains, and a baseline), on the same synthetic scenes and the same tiny Llama LM:
 1. synthetic scenes (fgclip.data.synthetic; or --scenes an existing set) -> captions for stage A,
    multi-turn attribute / yes-no / "where is" conversations for stage B, held-out questions;
-2. a word-level tokenizer trained on those texts and a random tiny Llama (lmm_integration.miniature.tiny_lm);
+2. a word-level tokenizer trained on those texts and a random tiny Llama (benchmarks.llava_miniature.tiny_lm);
 3. `lmm_integration.build`, then stages A and B with scripts/finetune_llava.sh: the `deepspeed` launcher,
    scripts/zero2_llava.json, 2 processes (gloo on CPU);
 4. held-out questions answered with the evaluation runner (eval.lmm.generation, stock loaders) and
@@ -15,20 +15,20 @@ trains, and a baseline), on the same synthetic scenes and the same tiny Llama LM
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import socket
 import subprocess
-import sys
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from PIL import Image
 
+from fgclip.cli import CommandParser, entry_point, option, options_from, positive_float, positive_int
 from fgclip.errors import UserError
 from fgclip.outputs import prepare_output_dir
+from fgclip.runtime import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ZERO2 = REPO_ROOT / "scripts" / "zero2_llava.json"
@@ -36,36 +36,32 @@ FINETUNE_SCRIPT = REPO_ROOT / "scripts" / "finetune_llava.sh"
 OWN_ENTRIES = ("scenes", "data", "llm", "results.json", "results.md", "results.png")  # and one folder per label
 
 
-class MiniatureError(UserError, ValueError):
-    """A miniature run that cannot go on, with a one-line reason."""
-
 
 @dataclass
 class MiniatureOptions:
-    vision: list[str]
-    out: str
-    scenes: str | None = None
-    num_images: int = 3000
-    image_size: int = 64
-    seed: int = 0
-    llm_hidden: int = 128
-    llm_layers: int = 2
-    steps_a: int = 150
-    steps_b: int = 900
-    batch_size: int = 16
-    lr_a: float = 1e-3
-    lr_b: float = 1e-3
-    processes: int = 2
-    deepspeed_config: str = str(DEFAULT_ZERO2)
-    max_heldout: int = 400
-    labels: list[str] = field(default_factory=list)
-    overwrite: bool = False
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    vision: list[str] = option("vision encoder folders to compare (FG-CLIP, CLIP or tower)")
+    output_dir: str = option("output folder (scenes, data, tiny LM, one folder per encoder, results)", aliases=["out"])
+    scenes: str | None = option("an existing fgclip.data.synthetic set (default: generate one in OUTPUT_DIR/scenes)",
+                                None)
+    num_images: int = option("synthetic images to generate (20%% held out)", 3000, type=positive_int)
+    image_size: int = option("synthetic image side in pixels", 64, type=positive_int)
+    seed: int = option("seed of scenes, questions, LM and training", 0)
+    llm_hidden: int = option("hidden size of the tiny Llama", 128, type=positive_int)
+    llm_layers: int = option("layers of the tiny Llama", 2, type=positive_int)
+    steps_a: int = option("stage A optimizer steps", 150, type=positive_int)
+    steps_b: int = option("stage B optimizer steps", 900, type=positive_int)
+    batch_size: int = option("per-process batch size", 16, type=positive_int)
+    lr_a: float = option("stage A learning rate", 1e-3, type=positive_float)
+    lr_b: float = option("stage B learning rate (higher than LLaVA's: the tiny LM starts from random)", 1e-3,
+                         type=positive_float)
+    processes: int = option("processes per stage for the deepspeed launcher", 2, type=positive_int)
+    deepspeed_config: str = option("DeepSpeed config of both stages", str(DEFAULT_ZERO2))
+    max_heldout: int = option("held-out questions to answer", 400, type=positive_int)
+    labels: list[str] = option("a name per --vision folder (default: folder names)", default_factory=list,
+                               name="label")
+    overwrite: bool = option("write into an OUTPUT_DIR holding other files, and train again the stages whose runs in "
+                             "OUTPUT_DIR used other settings (a re-run with the same settings continues without it)",
+                             False)
 
 
 def _run(command: list[str], log: Path, threads: int | None = None) -> None:
@@ -78,21 +74,21 @@ def _run(command: list[str], log: Path, threads: int | None = None) -> None:
         process = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=environment, cwd=REPO_ROOT)
     if process.returncode != 0:
         tail = log.read_text().splitlines()[-15:]
-        raise MiniatureError(f"{' '.join(command[:2])} failed (exit {process.returncode}); "
+        raise UserError(f"{' '.join(command[:2])} failed (exit {process.returncode}); "
                              f"see {log}:\n" + "\n".join(tail))
 
 
 def prepare_data(options: MiniatureOptions, out: Path):
     """Scenes, conversations, held-out questions and the tiny LM (shared by every encoder)."""
+    from benchmarks.llava_miniature.questions import Vocabulary, write_miniature_data
+    from benchmarks.llava_miniature.tiny_lm import build_tiny_llm
     from fgclip.data.schema import Record, iter_record_file
-    from lmm_integration.miniature.questions import Vocabulary, write_miniature_data
-    from lmm_integration.miniature.tiny_lm import build_tiny_llm
 
     if options.scenes:
         root = Path(options.scenes)
         train_file, heldout_file = root / "train.jsonl", root / "heldout.jsonl"
         if not train_file.is_file() or not heldout_file.is_file():
-            raise MiniatureError(f"{root} is not a synthetic set (needs train.jsonl and heldout.jsonl)")
+            raise UserError(f"{root} is not a synthetic set (needs train.jsonl and heldout.jsonl)")
     else:
         from fgclip.data.synthetic import generate
 
@@ -119,10 +115,10 @@ def train_one(vision: str, label: str, llm: Path, data, options: MiniatureOption
     built = build_llava(vision, llm, work / "built", BuildOptions(system_prompt="", seed=options.seed))
     settings = {
         "BUILT": built, "OUT": work, "PRETRAIN_DATA": data.stage_a, "FINETUNE_DATA": data.stage_b,
-        "NUM_GPUS": options.processes, "MASTER_PORT": _free_port(), "DS_CONFIG": options.deepspeed_config,
+        "NUM_GPUS": options.processes, "MASTER_PORT": free_port(), "DS_CONFIG": options.deepspeed_config,
         "BATCH_A": options.batch_size, "BATCH_B": options.batch_size, "LR_A": options.lr_a, "LR_B": options.lr_b,
         "MAX_STEPS_A": options.steps_a, "MAX_STEPS_B": options.steps_b, "MAX_LEN": 512, "NUM_WORKERS": 0,
-        "BF16": 0, "GRAD_CKPT": 0, "SEED": options.seed, "EXTRA_ARGS": "--logging-steps 25 --warmup-ratio 0.03",
+        "BF16": 0, "GRAD_CKPT": 0, "SEED": options.seed, "EXTRA_ARGS": "--logging_steps 25 --warmup_ratio 0.03",
         "OVERWRITE": int(options.overwrite),
     }
     _run(["bash", str(FINETUNE_SCRIPT), *(f"{key}={value}" for key, value in settings.items())], work / "finetune.log",
@@ -132,9 +128,11 @@ def train_one(vision: str, label: str, llm: Path, data, options: MiniatureOption
 
 def evaluate(model_dir: Path, data, root: Path, options: MiniatureOptions, out: Path) -> dict:
     """Answer the held-out questions with the evaluation runner and score them."""
-    from eval.lmm.generation import GenerationSettings, PromptItem, answer_all, load_lmm
-    from lmm_integration.miniature.questions import Question, Vocabulary
-    from lmm_integration.miniature.score import chance_levels, constant_box_hit_rate, score
+    from benchmarks.llava_miniature.questions import Question, Vocabulary
+    from benchmarks.llava_miniature.score import chance_levels, constant_box_hit_rate, score
+    from eval.lmm.generation import PromptItem, answer_all
+    from fgclip.llava.generation import load_lmm
+    from fgclip.llava.settings import GenerationSettings
 
     questions = [Question(**json.loads(line)) for line in data.heldout.read_text().splitlines()][: options.max_heldout]
     settings = GenerationSettings(batch_size=16, max_new_tokens=24, device="cpu", dtype="float32")
@@ -150,7 +148,7 @@ def evaluate(model_dir: Path, data, root: Path, options: MiniatureOptions, out: 
 def _labels(options: MiniatureOptions) -> list[str]:
     if options.labels:
         if len(options.labels) != len(options.vision):
-            raise MiniatureError("give one --label per --vision folder")
+            raise UserError("give one --label per --vision folder")
         return options.labels
     names = [Path(vision).name if Path(vision).name not in ("final", "") else Path(vision).parent.name for vision in options.vision]
     return [f"{index}_{name}" if names.count(name) > 1 else name for index, name in enumerate(names)]
@@ -162,10 +160,10 @@ def run(options: MiniatureOptions) -> dict:
     started = time.time()
     for vision in options.vision:
         if not (Path(vision) / "config.json").is_file():
-            raise MiniatureError(f"vision folder not found or has no config.json: {vision}")
+            raise UserError(f"vision folder not found or has no config.json: {vision}")
     labels = _labels(options)
     # a re-run into the same OUT continues (finished stages are kept); other files there need --overwrite
-    out = prepare_output_dir(options.out, inputs=[*options.vision, options.scenes], overwrite=options.overwrite,
+    out = prepare_output_dir(options.output_dir, inputs=[*options.vision, options.scenes], overwrite=options.overwrite,
                              owned=lambda entry: entry.name in {*OWN_ENTRIES, *labels}, what="other files")
     root, data, llm = prepare_data(options, out)
     _write_train_boxes(data)
@@ -201,40 +199,16 @@ def _write_train_boxes(data) -> None:
     (data.stage_b.parent / "train_boxes.json").write_text("".join(json.dumps(box) + "\n" for box in boxes))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m lmm_integration.miniature", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--vision", nargs="+", required=True, help="vision encoder folders to compare (FG-CLIP, CLIP or tower)")
-    parser.add_argument("--label", dest="labels", nargs="+", default=[], help="a name per --vision folder (default: folder names)")
-    parser.add_argument("--out", required=True, help="output folder (scenes, data, tiny LM, one folder per encoder, results)")
-    parser.add_argument("--scenes", help="an existing fgclip.data.synthetic set (default: generate one in OUT/scenes)")
-    parser.add_argument("--num-images", type=int, default=3000, help="synthetic images to generate (20%% held out)")
-    parser.add_argument("--image-size", type=int, default=64, help="synthetic image side in pixels")
-    parser.add_argument("--seed", type=int, default=0, help="seed of scenes, questions, LM and training")
-    parser.add_argument("--llm-hidden", type=int, default=128, help="hidden size of the tiny Llama")
-    parser.add_argument("--llm-layers", type=int, default=2, help="layers of the tiny Llama")
-    parser.add_argument("--steps-a", type=int, default=150, help="stage A optimizer steps")
-    parser.add_argument("--steps-b", type=int, default=900, help="stage B optimizer steps")
-    parser.add_argument("--batch-size", type=int, default=16, help="per-process batch size")
-    parser.add_argument("--lr-a", type=float, default=1e-3, help="stage A learning rate")
-    parser.add_argument("--lr-b", type=float, default=1e-3,
-                        help="stage B learning rate (higher than LLaVA's 2e-5: the tiny LM starts from random)")
-    parser.add_argument("--processes", type=int, default=2, help="processes per stage for the deepspeed launcher")
-    parser.add_argument("--deepspeed-config", default=str(DEFAULT_ZERO2), help="DeepSpeed config of both stages")
-    parser.add_argument("--max-heldout", type=int, default=400, help="held-out questions to answer")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="write into an OUT holding other files, and train again the stages whose runs in OUT used "
-                             "other settings (a re-run with the same settings continues without it)")
+def build_parser() -> CommandParser:
+    parser = CommandParser(prog="python -m benchmarks.llava_miniature", description=__doc__)
+    parser.add_options(MiniatureOptions)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        result = run(MiniatureOptions(**vars(args)))
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+def main(argv: Sequence[str] | None = None) -> int:
+    result = run(options_from(build_parser().parse_args(argv), MiniatureOptions))
     print(json.dumps({label: {"accuracy": r["accuracy"], "chance": r["chance"]} for label, r in result["encoders"].items()}))
     return 0
+
+
+cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])

@@ -1,10 +1,12 @@
 """A transformers vision tower whose last hidden state is FG-CLIP's dense value-path features.
 
-Used as the `vision_tower` of a `LlavaForConditionalGeneration` built with `--vision-features dense`.
+Used as the `vision_tower` of a `LlavaForConditionalGeneration` built with `--vision_features dense`.
 Its weights are exactly a `CLIPVisionModel`'s (same names); only the forward differs, and the config
 carries its own `model_type` ("fgclip_dense_vision") on purpose: stock transformers does not know it, so
-a dense LLaVA folder fails loudly without `import lmm_integration` instead of silently running the
-ordinary last block. `import lmm_integration` registers the type with the Auto classes (no remote code).
+a dense LLaVA folder fails loudly where the type is not registered instead of silently running the
+ordinary last block. `fgclip.auto.register_auto_classes` registers it with the Auto classes (no remote code);
+that happens on any use of `fgclip.model` and in every LLaVA loader of the project (`fgclip.llava.generation`,
+`lmm_integration`).
 
 `hidden_states` has the stock length (embeddings + one entry per block); entries `0 .. L-1` are the
 stock ones and entry `-1` is the dense features, so LLaVA selects them with `vision_feature_layer=-1`.
@@ -16,9 +18,8 @@ import torch
 from transformers import CLIPVisionConfig, CLIPVisionModel
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from lmm_integration.dense import value_path_features
-
-DENSE_MODEL_TYPE = "fgclip_dense_vision"
+from fgclip.hf_files import model_fields
+from fgclip.value_path import DENSE_MODEL_TYPE, value_path_features
 
 
 class FGCLIPDenseVisionConfig(CLIPVisionConfig):
@@ -28,7 +29,7 @@ class FGCLIPDenseVisionConfig(CLIPVisionConfig):
 
 
 class FGCLIPDenseVisionModel(CLIPVisionModel):
-    """CLIP image tower whose last block runs the value path only (see `lmm_integration.dense`)."""
+    """CLIP image tower whose last block runs the value path only (see `fgclip.value_path`)."""
 
     config_class = FGCLIPDenseVisionConfig
 
@@ -53,23 +54,8 @@ class FGCLIPDenseVisionModel(CLIPVisionModel):
 
 def to_dense_tower(tower: CLIPVisionModel) -> FGCLIPDenseVisionModel:
     """The same weights in a dense tower (a copy; the input tower is left as it is)."""
-    config = FGCLIPDenseVisionConfig(**_config_fields(tower.config))
-    config.architectures = ["FGCLIPDenseVisionModel"]
+    config = FGCLIPDenseVisionConfig(**model_fields(tower.config.to_dict()))
+    config.architectures = [FGCLIPDenseVisionModel.__name__]
     dense = FGCLIPDenseVisionModel(config).to(tower.dtype)
     dense.load_state_dict(tower.state_dict(), strict=True)
     return dense
-
-
-def _config_fields(config: CLIPVisionConfig) -> dict:
-    values = config.to_dict()
-    for key in ("model_type", "architectures", "transformers_version"):
-        values.pop(key, None)
-    return values
-
-
-def register_auto_classes() -> None:
-    """Make `AutoConfig`/`AutoModel` (and so `LlavaForConditionalGeneration`) know the dense tower."""
-    from transformers import AutoConfig, AutoModel
-
-    AutoConfig.register(DENSE_MODEL_TYPE, FGCLIPDenseVisionConfig, exist_ok=True)
-    AutoModel.register(FGCLIPDenseVisionConfig, FGCLIPDenseVisionModel, exist_ok=True)

@@ -18,8 +18,8 @@ import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from eval.lmm.boxes import box_to_square, format_box
 from fgclip.data.schema import Record
+from fgclip.llava.boxes import box_to_square, format_box
 
 ATTRIBUTES = ("size", "colour", "texture")  # the order words take in an expression, before the shape
 QUESTION_TYPES = ("colour", "texture", "size", "yes_no", "where")

@@ -3,7 +3,7 @@
 - attribute questions: right when the answer names the reference value and no other value of it;
 - yes/no: the public POPE rule (eval.lmm.pope_rule);
 - where: IoU >= 0.5 with the object's box after mapping the answer back from the padded square
-  (eval.lmm.boxes). Its "chance" is the hit rate of the best constant answer: the mean training box.
+  (fgclip.llava.boxes). Its "chance" is the hit rate of the best constant answer: the mean training box.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
-from eval.lmm.boxes import box_iou, parse_box
+from benchmarks.llava_miniature.questions import QUESTION_TYPES, Question, Vocabulary
 from eval.lmm.pope_rule import pope_answer, score_yes_no
-from lmm_integration.miniature.questions import QUESTION_TYPES, Question, Vocabulary
+from fgclip.llava.boxes import box_iou, parse_box
 
 IOU_THRESHOLD = 0.5
 ATTRIBUTE_KINDS = ("colour", "texture", "size")
