@@ -97,6 +97,11 @@ class ModelInit:
         "every value and where it came from. With neither --data nor --init: the embedded default experiment",
         "tiny", metavar="tiny|DIR")
     gradient_checkpointing: bool = option("recompute activations in the backward pass to save memory", False)
+    short_text_groups: int | None = option(
+        "encode a step's short texts (captions, region captions, hard negatives) in at most this many length groups, "
+        "each padded only to its own longest: the same result, a faster stage 2 (8 is a good value, see "
+        "benchmarks/RESULTS.md); saved in the model's config (default: the --init model's, 1 for tiny and stock "
+        "CLIP)", None, type=positive_int)
     tiny: TinyModel = field(default_factory=TinyModel)
 
 

@@ -152,8 +152,10 @@ def test_default_experiment_takes_only_its_options():
 def test_resume_latest_on_a_fresh_folder_starts_from_scratch_and_says_so(tmp_path, synthetic_set, capsys):
     out = tmp_path / "fresh"
     assert main(["--data", str(synthetic_set / "train.jsonl"), "--init", "tiny", "--output_dir", str(out),
-                 "--max_steps", "1", "--batch_size", "4", "--no_progress", "--resume", "latest"]) == 0
+                 "--max_steps", "1", "--batch_size", "4", "--no_progress", "--resume", "latest",
+                 "--short_text_groups", "4"]) == 0
     printed = capsys.readouterr().out
     assert "--resume latest: no checkpoint in" in printed and "starting from scratch" in printed
     assert (out / "final" / "model.safetensors").is_file()
     assert json.loads((out / "final" / "training_recipe.json").read_text())["recipe"] == "tiny"
+    assert json.loads((out / "final" / "config.json").read_text())["short_text_groups"] == 4  # the speed lever, saved
