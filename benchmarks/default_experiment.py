@@ -1,6 +1,6 @@
 """Benchmark: the embedded default experiment (what `python scripts/pretrain_fgclip.py` runs).
 
-    python -m benchmarks.default_experiment [--out benchmarks/results/default_experiment.json]
+    python -m benchmarks.default_experiment [--output_file benchmarks/results/default_experiment.json]
 
 Runs the whole experiment (synthesis, stage 1, stage 2, held-out evaluation) in this process, times it,
 and writes one JSON with the stage-1 vs stage-2 table, the targets (2-core CPU under 10 minutes; region
@@ -10,11 +10,13 @@ it ran on, including the load average, since a shared machine slows a run down.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+from fgclip.cli import CommandParser, entry_point, option, options_from
 
 TIME_TARGET_SECONDS = 600
 CHANCE_MULTIPLE_TARGET = 5.0
@@ -32,20 +34,26 @@ def machine() -> dict:
     return facts
 
 
+@dataclass
+class DefaultExperimentBench:
+    output_file: Path = option("JSON file to write", Path("benchmarks/results/default_experiment.json"),
+                               aliases=["out"])
+    run_dir: Path = option("where the experiment writes its data, checkpoints and table",
+                           Path("runs/benchmark_default_experiment"))
+    progress: bool = option("progress bars (--no_progress: none)", True)
+
+
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.default_experiment",
-                                     description="Time the embedded default experiment and check its targets.")
-    parser.add_argument("--out", default="benchmarks/results/default_experiment.json", help="JSON file to write")
-    parser.add_argument("--run_dir", default="runs/benchmark_default_experiment",
-                        help="where the experiment writes its data, checkpoints and table")
-    parser.add_argument("--no_progress", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
+    parser = CommandParser(prog="python -m benchmarks.default_experiment",
+                           description="Time the embedded default experiment and check its targets.")
+    parser.add_options(DefaultExperimentBench)
+    args = options_from(parser.parse_args(argv), DefaultExperimentBench)
 
     from fgclip.train.default_experiment import DefaultExperiment, run_default_experiment
 
     facts = machine()
     started = time.time()
-    result = run_default_experiment(DefaultExperiment(output_dir=args.run_dir, progress=not args.no_progress))
+    result = run_default_experiment(DefaultExperiment(output_dir=str(args.run_dir), progress=args.progress))
     seconds = time.time() - started
     facts["load_average_1m_at_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     rows = {row["model"]: row for row in result["rows"]}
@@ -73,12 +81,14 @@ def main(argv=None) -> dict:
         "settings": result["settings"],
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    out = Path(args.out)
+    out = args.output_file
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(json.dumps({"seconds": report["seconds"], "met": report["met"], "rows": report["rows"]}, indent=2))
     return report  # `python -m benchmarks.run default_experiment` turns it into a report
 
 
+cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -14,7 +14,6 @@ process (cuBLAS reads it once), so both candidates share it and the ratio leaves
 from __future__ import annotations
 
 import os
-import sys
 
 import torch
 
@@ -93,6 +92,6 @@ def run(settings: BenchSettings) -> Report:
 
 
 if __name__ == "__main__":
-    from benchmarks.run import main
+    from benchmarks.run import run_as_main
 
-    sys.exit(main([NAME, *sys.argv[1:]]))
+    run_as_main(NAME)

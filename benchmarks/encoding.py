@@ -93,7 +93,7 @@ def _cache_effect(model_dir: Path, config: EncoderConfig, paths: list[Path], tex
     with tempfile.TemporaryDirectory(prefix="fgclip-cache-bench-") as root:
         for repeat in range(repeats):
             encoder = Encoder.load(model_dir, config, EmbeddingCache(Path(root) / str(repeat)))
-            for kind, run in (("images", lambda: encoder.images(paths)), ("texts", lambda: encoder.texts(texts))):
+            for kind, run in (("images", lambda e=encoder: e.images(paths)), ("texts", lambda e=encoder: e.texts(texts))):
                 for which in ("first", "second"):
                     started = time.perf_counter()
                     run()

@@ -20,19 +20,18 @@ from __future__ import annotations
 import json
 import os
 import resource
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from fgclip.cli import (
     CommandParser,
+    entry_point,
     non_negative_int,
     option,
     options_from,
     positive_int,
 )
-from fgclip.cli import run as run_command
 from fgclip.train.config import TinyModel
 
 GEN_COLUMNS = ("s100_i2t_r1", "s100_i2t_r10", "s100_t2i_r1", "s100_t2i_r10",
@@ -81,12 +80,12 @@ def _finetune(m: Miniature, task: str, init: Path, out: Path, data: list[Path], 
 def _evaluate(model_dir: Path, data: Path, out: Path, m: Miniature) -> dict:
     from eval import fashion
 
-    common = ["--model", str(model_dir), "--device", "cpu", "--num-workers", "0", "--no-cache", "--batch-size", "128"]
+    common = ["--model", str(model_dir), "--device", "cpu", "--num_workers", "0", "--no_cache", "--batch_size", "128"]
     gen = fashion.main(["--task", "fashiongen", "--data", str(data / "fashiongen" / "test.jsonl"), "--mode", "both",
-                        "--num-queries", str(m.num_queries), "--num-negatives", str(m.num_negatives),
-                        "--seed", str(m.seed), "--out", str(out / "fashiongen"), *common])
+                        "--num_queries", str(m.num_queries), "--num_negatives", str(m.num_negatives),
+                        "--seed", str(m.seed), "--output_dir", str(out / "fashiongen"), *common])
     categories = ("dress", "shirt", "toptee")
-    iq = fashion.main(["--task", "fashioniq", "--images", str(data / "images"), "--out", str(out / "fashioniq"),
+    iq = fashion.main(["--task", "fashioniq", "--images", str(data / "images"), "--output_dir", str(out / "fashioniq"),
                        "--data", *[str(data / "captions" / f"cap.{c}.test.json") for c in categories],
                        "--gallery", *[str(data / "image_splits" / f"split.{c}.test.json") for c in categories],
                        *common])
@@ -184,5 +183,7 @@ def main(argv=None) -> dict:
     return report
 
 
+cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])
+
 if __name__ == "__main__":
-    sys.exit(run_command(main))
+    cli()

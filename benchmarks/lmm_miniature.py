@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fgclip.cli import CommandParser, option, options_from, run
+from fgclip.cli import CommandParser, entry_point, option, options_from
 
 CLAIM_COLUMNS = ("tower", "POPE F1", "POPE acc.", "yes-ratio", "attribute acc.", "loc. Acc@0.5", "all")
 
@@ -128,5 +127,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     return report
 
 
+cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])
+
 if __name__ == "__main__":
-    sys.exit(run(main))
+    cli()

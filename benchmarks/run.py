@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn
 
 from benchmarks.settings import BenchSettings
-from fgclip.cli import CommandParser, option, options_from, run
+from fgclip.cli import CommandParser, entry_point, option, options_from, run
 from fgclip.errors import UserError
 
 if TYPE_CHECKING:  # loaded after parsing: --help and usage errors need no torch
@@ -160,5 +160,7 @@ def run_as_main(name: str) -> NoReturn:
     sys.exit(run(main, [name, *sys.argv[1:]]))
 
 
+cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])
+
 if __name__ == "__main__":
-    sys.exit(run(main))
+    cli()

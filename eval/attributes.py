@@ -15,7 +15,6 @@ a missing or unreadable answer is scored as wrong and counted, and results.json 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -30,7 +29,7 @@ from eval.lmm.answers_file import question_key, read_answers_file
 from eval.lmm.attribute_questions import AttributeQuestion, parse_choice, region_questions
 from eval.lmm.options import GenerationSettings, LMMModelOption, add_generation_options, one_answer_source
 from eval.lmm.pope_rule import pope_answer
-from fgclip.cli import CommandParser, option, options_from, positive_int, run
+from fgclip.cli import CommandParser, entry_point, option, options_from, positive_int
 from fgclip.data.schema import BadRecord, iter_record_file
 from fgclip.errors import UserError
 
@@ -207,5 +206,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                            "missing_answers_scored_as": "wrong"}})
 
 
+cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])
+
 if __name__ == "__main__":
-    sys.exit(run(main))
+    cli()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from eval.common.coverage import Coverage, skipped_reasons
 from eval.common.images import failure_reason, image_size_of
 from eval.common.options import add_encoder_options
 from eval.common.prompts import load_classnames, load_templates
-from fgclip.cli import CommandParser, non_negative_int, option, options_from, run
+from fgclip.cli import CommandParser, entry_point, non_negative_int, option, options_from
 from fgclip.errors import UserError
 
 if TYPE_CHECKING:
@@ -207,5 +206,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                                unit="boxes", data=str(options.data), counts=dict(counts))
 
 
+cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])
+
 if __name__ == "__main__":
-    sys.exit(run(main))
+    cli()

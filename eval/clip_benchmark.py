@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eval.common.cli import wrapped
-from fgclip.cli import CommandParser, option, options_from, run
+from fgclip.cli import CommandParser, entry_point, option, options_from
 from fgclip.errors import UserError
 
 MODEL_TYPE = "fgclip"
@@ -175,5 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])
+
 if __name__ == "__main__":
-    sys.exit(run(main))
+    cli()

@@ -12,7 +12,6 @@ candidate captions, labelled with the best match (green when it is the box's own
 from __future__ import annotations
 
 import argparse
-import sys
 import textwrap
 import time
 from collections.abc import Sequence
@@ -24,7 +23,7 @@ from eval.common.cli import owned_outputs, prepare_output
 from eval.common.jsonfiles import iter_items
 from eval.common.options import EncoderConfig, ModelOption, OutputFolder, add_encoder_options
 from eval.common.reporting import markdown_table, pyplot, write_results
-from fgclip.cli import CommandParser, fraction, non_negative_int, option, options_from, positive_float, run
+from fgclip.cli import CommandParser, entry_point, fraction, non_negative_int, option, options_from, positive_float
 from fgclip.data.schema import RecordError, check_bbox, record_from_json
 from fgclip.errors import UserError
 
@@ -55,7 +54,7 @@ def parse_box(text: str) -> list[float]:
         values = [float(v) for v in text.replace(" ", "").split(",")]
         return check_bbox(values if len(values) == 4 else None)
     except (ValueError, RecordError) as error:
-        raise argparse.ArgumentTypeError(f"a box is x1,y1,x2,y2 normalised to [0, 1] with x1<x2, y1<y2: {error}")
+        raise argparse.ArgumentTypeError(f"a box is x1,y1,x2,y2 normalised to [0, 1] with x1<x2, y1<y2: {error}") from error
 
 
 def similarity_maps(dense: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
@@ -260,5 +259,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     return result
 
 
+cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])
+
 if __name__ == "__main__":
-    sys.exit(run(main))
+    cli()

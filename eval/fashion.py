@@ -46,7 +46,7 @@ from eval.common.fusion import FusionSettings
 from eval.common.images import resolve_image_path
 from eval.common.options import add_encoder_options
 from eval.common.reporting import grouped_bar_plot, markdown_table, model_label
-from fgclip.cli import CommandParser, option, options_from, positive_int, run
+from fgclip.cli import CommandParser, entry_point, option, options_from, positive_int
 from fgclip.errors import UserError
 
 if TYPE_CHECKING:  # loaded in main, after the options are checked
@@ -410,5 +410,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         extra=extra)
 
 
+cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])
+
 if __name__ == "__main__":
-    sys.exit(run(main))
+    cli()

@@ -21,7 +21,6 @@ exactly (image, box, positive and negatives) is scored once and counted as a dup
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from eval.common.images import failure_reason, image_size_of
 from eval.common.jsonfiles import iter_items, json_document, list_items
 from eval.common.options import add_encoder_options
 from eval.common.reporting import bar_plot, markdown_table, model_label
-from fgclip.cli import CommandParser, non_negative_int, option, options_from, run
+from fgclip.cli import CommandParser, entry_point, non_negative_int, option, options_from
 from fgclip.data.schema import RecordError, check_bbox, clean_negatives, region_from_json
 from fgclip.errors import UserError
 
@@ -383,5 +382,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                "plots": ["fgovd_top1.png"]})
 
 
+cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])
+
 if __name__ == "__main__":
-    sys.exit(run(main))
+    cli()

@@ -16,7 +16,6 @@ item (same image, expression and box) is scored once and counted.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -32,7 +31,7 @@ from eval.common.reporting import line_plot, markdown_table, write_scored_result
 from eval.lmm.answers_file import question_key, read_answers_file
 from eval.lmm.boxes import box_iou, parse_box
 from eval.lmm.options import GenerationSettings, LMMModelOption, add_generation_options, one_answer_source
-from fgclip.cli import CommandParser, option, options_from, positive_int, run
+from fgclip.cli import CommandParser, entry_point, option, options_from, positive_int
 from fgclip.data.schema import RecordError, check_bbox
 from fgclip.errors import UserError
 
@@ -224,5 +223,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                                                  "failures_scored_as": "miss (IoU 0)"}})
 
 
+cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])
+
 if __name__ == "__main__":
-    sys.exit(run(main))
+    cli()

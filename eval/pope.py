@@ -14,7 +14,6 @@ an error, not a score of 0. A question line repeated exactly is scored once and 
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -36,7 +35,7 @@ from eval.lmm.pope_questions import (
 )
 from eval.lmm.pope_rule import average_metrics, score_yes_no
 from eval.lmm.prompting import SHORT_ANSWER, with_suffix
-from fgclip.cli import CommandParser, option, options_from, positive_int, run
+from fgclip.cli import CommandParser, entry_point, option, options_from, positive_int
 from fgclip.errors import UserError
 
 METRICS = ("accuracy", "precision", "recall", "f1", "yes_ratio")
@@ -226,5 +225,7 @@ def main(argv: Sequence[str] | None = None) -> dict | None:
     )
 
 
+cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])
+
 if __name__ == "__main__":
-    sys.exit(run(main))
+    cli()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 from eval.common.cli import prepare_output
 from eval.common.options import OutputFolder
 from eval.common.reporting import grouped_bar_plot, markdown_table, model_label
-from fgclip.cli import CommandParser, option, options_from, run
+from fgclip.cli import CommandParser, entry_point, option, options_from
 from fgclip.errors import UserError
 
 # Keys of results.json that describe the run rather than measure it.
@@ -220,5 +219,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     return summary
 
 
+cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])
+
 if __name__ == "__main__":
-    sys.exit(run(main))
+    cli()

@@ -29,7 +29,6 @@ token window (77, or 248 with --long) are cut and counted.
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,7 +42,7 @@ from eval.common.images import resolve_image_path
 from eval.common.jsonfiles import iter_items, json_document, load_json
 from eval.common.options import add_encoder_options
 from eval.common.reporting import line_plot, markdown_table, model_label
-from fgclip.cli import CommandParser, non_negative_int, option, options_from, run
+from fgclip.cli import CommandParser, entry_point, non_negative_int, option, options_from
 from fgclip.errors import UserError
 
 if TYPE_CHECKING:
@@ -379,5 +378,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                "details": {"i2t_curve": scores["i2t_curve"], "t2i_curve": scores["t2i_curve"]}})
 
 
+cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])
+
 if __name__ == "__main__":
-    sys.exit(run(main))
+    cli()

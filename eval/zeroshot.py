@@ -13,7 +13,6 @@ by cosine similarity. Reports top-1 and top-5. (A folder tree lists each file on
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from eval.common.command import EncoderRun
 from eval.common.coverage import Coverage, skipped_reasons
 from eval.common.options import add_encoder_options
 from eval.common.prompts import imagenet_names_by_wnid, load_classnames, load_templates
-from fgclip.cli import CommandParser, non_negative_int, option, options_from, run
+from fgclip.cli import CommandParser, entry_point, non_negative_int, option, options_from
 from fgclip.errors import UserError
 
 OWNED = owned_outputs({"zeroshot"}, {"results.md", "zeroshot.png"})
@@ -135,5 +134,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                                unit="images", data=str(options.data), counts=counts)
 
 
+cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])
+
 if __name__ == "__main__":
-    sys.exit(run(main))
+    cli()

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import json
 import pickle
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from eval.common.boxes import xywh_pixels_to_normalized
-from fgclip.cli import CommandParser, option, options_from, run
+from fgclip.cli import CommandParser, entry_point, option, options_from
 from fgclip.errors import UserError
 
 
@@ -115,5 +114,7 @@ def main(argv: Sequence[str] | None = None) -> None:
           + (f" ({skipped} refs skipped: box or image not found)" if skipped else ""))
 
 
+cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])
+
 if __name__ == "__main__":
-    sys.exit(run(main))
+    cli()

@@ -10,11 +10,10 @@ checkpoint, data in no supported layout or too many bad items (one line on stder
 from __future__ import annotations
 
 import os
-import sys
 import textwrap
 from collections.abc import Sequence
 
-from fgclip.cli import CommandParser, options_from, run
+from fgclip.cli import CommandParser, entry_point, options_from
 from fgclip.errors import UserError
 from fgclip.fashion.config import OPTION_GROUPS, FinetuneConfig
 
@@ -81,5 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return training_exit_code(
         lambda: finetune(config, setup_distributed(config.force_deepspeed, config.local_rank is not None)))
 
+cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])
+
 if __name__ == "__main__":
-    sys.exit(run(main))
+    cli()

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fgclip.cli import CommandParser, option, options_from, run
+from fgclip.cli import CommandParser, entry_point, option, options_from
 from fgclip.outputs import prepare_output_dir
 from fgclip.pipeline.config import PipelineConfig
 from fgclip.pipeline.runner import run_pipeline
@@ -102,5 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])
+
 if __name__ == "__main__":
-    sys.exit(run(main))
+    cli()

@@ -29,10 +29,10 @@ def test_attention_pool_ignores_masked_tokens_and_needs_one_valid():
 
 
 def test_fuse_formula_and_extremes():
-    g, l = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 3.0]])
-    torch.testing.assert_close(fuse(g, l, 0.25), torch.tensor([[0.75, 0.25]]) / math.hypot(0.75, 0.25))
-    torch.testing.assert_close(fuse(g, l, 0.0), g)
-    torch.testing.assert_close(fuse(g, l, 1.0), torch.tensor([[0.0, 1.0]]))
+    glob, local = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 3.0]])
+    torch.testing.assert_close(fuse(glob, local, 0.25), torch.tensor([[0.75, 0.25]]) / math.hypot(0.75, 0.25))
+    torch.testing.assert_close(fuse(glob, local, 0.0), glob)
+    torch.testing.assert_close(fuse(glob, local, 1.0), torch.tensor([[0.0, 1.0]]))
 
 
 def test_text_token_mask_keeps_words_up_to_the_first_eos():

@@ -42,7 +42,7 @@ def test_scores_hand_made_answers(data, tmp_path):
     path.write_text("".join(json.dumps(a) + "\n" for a in answers))
     out = tmp_path / "out"
     result = localization.main(["--data", str(data), "--answers", str(path), "--out", str(out)])
-    rows = {json.loads(l)["id"]: json.loads(l) for l in (out / "predictions.jsonl").read_text().splitlines()}
+    rows = {json.loads(line)["id"]: json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()}
     assert rows["a"]["iou"] == pytest.approx(1.0, abs=0.03)  # two-decimal rounding
     assert rows["c"]["iou"] == pytest.approx(1.0) and rows["c"]["scale"] == "percent"
     # b: x 0.25..0.75 of the 64-wide square is 16..48 px -> 8..40 of the 48-px image = 1/6..5/6
@@ -62,7 +62,7 @@ def test_scores_hand_made_answers(data, tmp_path):
     unpadded = localization.main(["--data", str(data), "--answers", str(path), "--out", str(tmp_path / "o2"),
                                   "--no-pad-to-square"])
     assert unpadded["details"]["boxes_in_padded_square"] is False
-    rows = {json.loads(l)["id"]: json.loads(l) for l in (tmp_path / "o2" / "predictions.jsonl").read_text().splitlines()}
+    rows = {json.loads(line)["id"]: json.loads(line) for line in (tmp_path / "o2" / "predictions.jsonl").read_text().splitlines()}
     assert rows["b"]["iou"] == pytest.approx(1.0)  # read as it is written
     assert rows["a"]["iou"] == pytest.approx(0.45 / 0.6, abs=0.03)  # the square's y range is no longer undone
 
@@ -74,7 +74,7 @@ def test_runs_a_tiny_llava(tiny_llava, data, tmp_path):
     result = localization.main(argv)
     assert result["num_items"] == 3 and result["num_missing"] == 0
     assert result["num_parse_failures"] + sum(v for k, v in result["counts"].items() if k.startswith("scale_")) == 3
-    rows = [json.loads(l) for l in (out / "answers.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]
     assert rows[0]["prompt"] == ("Please provide the bounding box coordinate of the region this sentence "
                                  "describes: the left dog")
     assert localization.main(argv)["counts"]["generated_now"] == 0

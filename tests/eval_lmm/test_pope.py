@@ -162,7 +162,7 @@ def test_killed_run_resumes_to_the_same_answers(tiny_llava, tmp_path):
     resumed = pope.main([*common, "--batch-size", "4", "--out", str(killed_out)])
     assert resumed["counts"]["resumed_from_answers_file"] == written
     clean = pope.main([*common, "--batch-size", "4", "--out", str(tmp_path / "clean")])
-    read = lambda path: {json.loads(l)["question_id"]: json.loads(l)["text"] for l in path.read_text().splitlines()}  # noqa: E731
+    read = lambda path: {json.loads(line)["question_id"]: json.loads(line)["text"] for line in path.read_text().splitlines()}  # noqa: E731
     assert read(answers) == read(tmp_path / "clean" / "answers" / "random.jsonl")
     assert resumed["splits"] == clean["splits"]
 

@@ -40,7 +40,7 @@ def write_fashiongen_h5(path: Path, rows=FASHIONGEN_ROWS) -> Path:
     with h5py.File(path, "w") as handle:
         images = np.zeros((n, 256, 256, 3), dtype=np.uint8)
         for i in range(n):
-            images[i] = (40 * i, 255 - 40 * i, 128)
+            images[i] = ((40 * i) % 256, (255 - 40 * i) % 256, 128)
         handle["input_image"] = images
         handle["index"] = np.arange(n, dtype=np.int64).reshape(-1, 1)
         handle["index_2"] = np.arange(n, dtype=np.int64)

@@ -41,19 +41,19 @@ def test_the_global_local_mix_by_hand(tokens):
     model = tiny_fashion_model().eval()
     pooling = model.local_pooling
 
-    def pool(t):  # a_i = softmax(w . tanh(W t_i + b)), l = sum a_i t_i
+    def pool(t):  # a_i = softmax(w . tanh(W t_i + b)), local = sum a_i t_i
         weights = (torch.tanh(t @ pooling.hidden.weight.T + pooling.hidden.bias) @ pooling.score.weight.T).softmax(0)
         return (weights * t).sum(0)
 
     image_tokens = model.image_tokens(pixels())
     for row in range(2):
-        g, l = image_tokens[row, 0], pool(image_tokens[row, 1:])
-        expected = F.normalize(F.normalize(g, dim=0) * 0.95 + F.normalize(l, dim=0) * 0.05, dim=0)
+        glob, local = image_tokens[row, 0], pool(image_tokens[row, 1:])
+        expected = F.normalize(F.normalize(glob, dim=0) * 0.95 + F.normalize(local, dim=0) * 0.05, dim=0)
         torch.testing.assert_close(model.encode_image_fused(pixels())[row], expected)
     text_tokens, _ = model.text_tokens(tokens["input_ids"], tokens["attention_mask"])
     words = text_tokens[1, 1:4]  # "a", "dress", EOS: BOS and padding are left out of the local vector
-    g = text_tokens[1, 3]
-    expected = F.normalize(F.normalize(g, dim=0) * 0.75 + F.normalize(pool(words), dim=0) * 0.25, dim=0)
+    glob = text_tokens[1, 3]
+    expected = F.normalize(F.normalize(glob, dim=0) * 0.75 + F.normalize(pool(words), dim=0) * 0.25, dim=0)
     torch.testing.assert_close(model.encode_text_fused(**tokens)[1], expected)
 
 
