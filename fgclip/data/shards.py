@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fgclip.cli import CommandParser, option, options_from, positive_int, run
+from fgclip.cli import CommandParser, entry_point, option, options_from, positive_int
 from fgclip.data.options import OutputFolderOptions
 from fgclip.data.schema import BadRecord, iter_record_file
 from fgclip.errors import UserError
@@ -149,5 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])
+
 if __name__ == "__main__":
-    sys.exit(run(main))
+    cli()

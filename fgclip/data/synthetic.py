@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import json
 import random
-import sys
 import textwrap
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fgclip.cli import CommandParser, fraction, option, options_from, positive_int, run
+from fgclip.cli import CommandParser, entry_point, fraction, option, options_from, positive_int
 from fgclip.data.options import OutputFolderOptions
 from fgclip.data.schema import Record, Region, write_records
 from fgclip.errors import UserError
@@ -277,5 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])
+
 if __name__ == "__main__":
-    sys.exit(run(main))
+    cli()

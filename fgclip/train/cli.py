@@ -11,12 +11,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import sys
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from fgclip.cli import CommandParser, option, positive_int, run
+from fgclip.cli import CommandParser, entry_point, option, positive_int
 from fgclip.errors import UserError
 from fgclip.loss_weights import LossWeights
 from fgclip.train.config import DataConfig, ModelInit, OptimConfig, TrainConfig
@@ -179,5 +178,7 @@ def _start(args: argparse.Namespace) -> None:
     train(config_from_args(args), launched_by_deepspeed=launched_by_deepspeed)
 
 
+cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])
+
 if __name__ == "__main__":
-    sys.exit(run(main))
+    cli()

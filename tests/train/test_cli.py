@@ -60,8 +60,8 @@ def test_bad_values_are_usage_errors_exit_2(argv, message, capsys):
 
 def test_help_answers_before_torch_loads():
     code = ("import sys\nfrom fgclip.train.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit as stop:\n"
-            "    assert stop.code == 0\nheavy = [m for m in ('torch', 'transformers', 'deepspeed') if m in sys.modules]\n"
-            "assert not heavy, heavy\n")
+            "    assert stop.code == 0\n"
+            "heavy = [m for m in ('torch', 'transformers', 'deepspeed') if m in sys.modules]\nassert not heavy, heavy\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 
