@@ -20,6 +20,8 @@ import torch.distributed.nn as dist_nn
 import torch.nn.functional as F
 from torch import nn
 
+from fgclip.loss_weights import LossWeights
+
 
 def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
@@ -89,16 +91,6 @@ def hard_negative_loss(
         return region_features.sum() * 0.0 + candidate_features.sum() * 0.0
     targets = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
     return F.cross_entropy(logits, targets)
-
-
-@dataclass
-class LossWeights:
-    """Weights of the four terms; FG-CLIP's are 1, 1, 0.1, 0.5 (stage 1 uses only the first two)."""
-
-    long: float = 1.0
-    short: float = 1.0
-    region: float = 0.1
-    hard: float = 0.5
 
 
 @dataclass

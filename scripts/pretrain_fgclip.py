@@ -14,7 +14,8 @@ import sys
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the tokenizer also runs in data-loader workers
 
+from fgclip.cli import run  # noqa: E402
 from fgclip.train.cli import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -1,6 +1,6 @@
 """Pack record files into webdataset `.tar` shards: one image + one `.json` record per sample.
 
-    python -m fgclip.data.shards --records data.jsonl --out shards/ --shard-size 10000
+    python -m fgclip.data.shards --records data.jsonl --output_dir shards/ --shard_size 10000
 
 writes `shards/shard-000000.tar, ...` and `shards/shards.json` (file names and sample counts).
 Train on them with `--data 'shards/shard-{000000..000012}.tar'` (or list the files). Invalid records
@@ -9,18 +9,23 @@ and missing or unreadable images are skipped, counted and listed, never packed.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
+import re
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import webdataset as wds
-from tqdm import tqdm
-
-from fgclip.data.readers import IMAGE_EXTENSIONS, DataPathError, ImageError, LoadedRecord
+from fgclip.cli import CommandParser, entry_point, option, options_from, positive_int
+from fgclip.data.options import OutputFolderOptions
 from fgclip.data.schema import BadRecord, iter_record_file
+from fgclip.errors import UserError
+
+DESCRIPTION = (
+    "Pack fine-grained record files (JSONL, .json, FineHARD) into webdataset .tar shards (image + .json record per "
+    "sample) for --data of scripts/pretrain_fgclip.py: OUTPUT_DIR/shard-NNNNNN.tar and OUTPUT_DIR/shards.json."
+)
+SHARD_NAME = re.compile(r"shard-\d{6}\.tar")
 
 
 @dataclass
@@ -39,6 +44,8 @@ class ShardSummary:
 
 
 def _image_extension(path: Path) -> str:
+    from fgclip.data.readers import IMAGE_EXTENSIONS
+
     extension = path.suffix.lower().lstrip(".")
     return extension if extension in IMAGE_EXTENSIONS else "png"
 
@@ -47,6 +54,11 @@ def write_shards(
     record_files: Sequence[str | Path], out_dir: str | Path, shard_size: int = 10000, progress: bool = True
 ) -> ShardSummary:
     """Pack the valid records of `record_files` into shards of `shard_size` samples in `out_dir`."""
+    import webdataset as wds
+    from tqdm import tqdm
+
+    from fgclip.data.readers import DataPathError, ImageError, LoadedRecord
+
     if shard_size < 1:
         raise ValueError("shard size must be at least 1")
     out_dir = Path(out_dir)
@@ -57,7 +69,8 @@ def write_shards(
     def shard_done(file_name: str) -> None:
         summary.shards.append({"url": Path(file_name).name, "nsamples": writer.count})
 
-    writer = wds.ShardWriter(str(out_dir / "shard-%06d.tar"), maxcount=shard_size, maxsize=1e12, post=shard_done, verbose=0)
+    writer = wds.ShardWriter(str(out_dir / "shard-%06d.tar"), maxcount=shard_size, maxsize=1e12, post=shard_done,
+                             verbose=0)
     try:
         for record_file in record_files:
             record_file = Path(record_file)
@@ -96,41 +109,46 @@ def write_shards(
     return summary
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m fgclip.data.shards",
-        description="Pack fine-grained record files (JSONL, .json, FineHARD) into webdataset .tar shards "
-        "(image + .json record per sample) for --data of scripts/pretrain_fgclip.py.",
-    )
-    parser.add_argument("--records", nargs="+", required=True, help="record files (.jsonl or .json lists); "
-                        "relative image paths are read from the folder of each file")
-    parser.add_argument("--out", required=True, help="output folder for shard-NNNNNN.tar and shards.json")
-    parser.add_argument("--shard-size", type=int, default=10000, help="samples per shard (default 10000)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+@dataclass(kw_only=True)
+class ShardOptions(OutputFolderOptions):
+    records: list[str] = option("record files (.jsonl or .json lists); relative image paths are read from the folder "
+                                "of each file", metavar="PATH")
+    shard_size: int = option("samples per shard", 10000, type=positive_int)
+
+
+def build_parser() -> CommandParser:
+    parser = CommandParser(prog="python -m fgclip.data.shards", description=textwrap.fill(DESCRIPTION, 110))
+    parser.add_options(ShardOptions)
     return parser
 
 
+def owned_by_shards(path: Path) -> bool:
+    """What this command writes into its output folder."""
+    return path.name == "shards.json" or SHARD_NAME.fullmatch(path.name) is not None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.shard_size < 1:
-        print("error: --shard-size must be at least 1", file=sys.stderr)
-        return 2
-    try:
-        summary = write_shards(args.records, args.out, args.shard_size, progress=not args.quiet)
-    except DataPathError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"wrote {summary.written} samples in {len(summary.shards)} shards to {args.out}; "
+    options = options_from(build_parser().parse_args(argv), ShardOptions)
+    for record_file in options.records:  # before the output folder is made
+        if not Path(record_file).is_file():
+            raise UserError(f"record file not found: {record_file}")
+    out = options.prepare(owned_by_shards, inputs=options.records)
+    for stale in out.glob("shard-*.tar"):  # a previous run's shards: a folder pattern would read them too
+        if owned_by_shards(stale):
+            stale.unlink()
+    summary = write_shards(options.records, out, options.shard_size, progress=not options.quiet)
+    print(f"wrote {summary.written} samples in {len(summary.shards)} shards to {options.output_dir}; "
           f"skipped {len(summary.skipped)} bad records")
     for bad in summary.skipped[:5]:
         print(f"  skipped {bad.source}: {bad.reason}")
     if summary.shards:
-        print(f"train with: --data '{Path(args.out) / summary.brace_pattern}'")
+        print(f"train with: --data '{Path(options.output_dir) / summary.brace_pattern}'")
     if summary.written == 0:
-        print("error: no valid record to pack", file=sys.stderr)
-        return 2
+        raise UserError("no valid record to pack")
     return 0
 
 
+cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

@@ -1,30 +1,41 @@
 """Synthetic fine-grained scenes: shapes with colour, size, texture and position, drawn with PIL.
 
-    python -m fgclip.data.synthetic --out DIR --num-images N --seed S
+    python -m fgclip.data.synthetic --output_dir DIR --num_images N --seed S
 
 Each image holds 1-4 non-overlapping objects. Every object is a region with a referring expression
 ("a small red striped circle"), a longer one with its position, and 10 hard negatives that change one
 attribute (colour, size or texture) and keep the noun, as FineHARD's do. Short captions are coarse (the
 largest object's colour and noun, and a count); long captions spell out every attribute and position,
-so fine detail lives in the long text and in the regions. Writes `images/`, `train.jsonl`, `heldout.jsonl` (a held-out split drawn from
-its own images) and `data.jsonl` (both, each record with a `split` field). Deterministic by seed.
+so fine detail lives in the long text and in the regions. Writes `images/`, `train.jsonl`, `heldout.jsonl` (a
+held-out split drawn from its own images) and `data.jsonl` (both, each record with a `split` field). Deterministic
+by seed.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
-import sys
+import textwrap
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-from PIL import Image, ImageDraw
-from tqdm import tqdm
-
+from fgclip.cli import CommandParser, entry_point, fraction, option, options_from, positive_int
+from fgclip.data.options import OutputFolderOptions
 from fgclip.data.schema import Record, Region, write_records
+from fgclip.errors import UserError
+
+if TYPE_CHECKING:  # numpy and Pillow load when a scene is drawn, so that --help answers at once
+    import numpy as np
+    from PIL import Image
+
+DESCRIPTION = (
+    "Generate a synthetic fine-grained scene set (images + records with regions and 10 attribute-swapped hard "
+    "negatives per region) with a train and a held-out split: OUTPUT_DIR/images/, train.jsonl, heldout.jsonl, "
+    "data.jsonl and synthetic.json (the settings)."
+)
+OWNED = ("images", "train.jsonl", "heldout.jsonl", "data.jsonl", "synthetic.json")
 
 COLOURS = {
     "red": (220, 40, 40),
@@ -77,6 +88,9 @@ def hard_negatives(obj: SceneObject, rng: random.Random, count: int = 10) -> lis
 
 def _shape_mask(shape: str, box: tuple[int, int, int, int], image_size: int, outline: int | None) -> np.ndarray:
     """Boolean `(S, S)` mask of a filled shape, or of its outline `outline` pixels wide."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
     canvas = Image.new("L", (image_size, image_size), 0)
     draw = ImageDraw.Draw(canvas)
     x1, y1, x2, y2 = box[0], box[1], box[2] - 1, box[3] - 1
@@ -105,6 +119,8 @@ def _shape_mask(shape: str, box: tuple[int, int, int, int], image_size: int, out
 
 def _texture_mask(texture: str, image_size: int) -> np.ndarray:
     """Where the colour goes inside a filled shape: everywhere, stripes or dots (4-pixel period)."""
+    import numpy as np
+
     ys, xs = np.mgrid[0:image_size, 0:image_size]
     if texture == "striped":
         return (ys % 4) < 2
@@ -113,8 +129,12 @@ def _texture_mask(texture: str, image_size: int) -> np.ndarray:
     return np.ones((image_size, image_size), dtype=bool)
 
 
-def render_scene(objects: Sequence[SceneObject], image_size: int, background: int, rng: np.random.Generator) -> Image.Image:
+def render_scene(objects: Sequence[SceneObject], image_size: int, background: int, rng: np.random.Generator
+                 ) -> Image.Image:
     """The scene as an RGB image: a noisy grey background with each object painted on it."""
+    import numpy as np
+    from PIL import Image
+
     pixels = np.full((image_size, image_size, 3), float(background))
     pixels += rng.normal(0.0, 6.0, size=pixels.shape)
     for obj in objects:
@@ -163,6 +183,8 @@ def describe(objects: Sequence[SceneObject], image_size: int, background_word: s
 
 def make_record(index: int, seed: int, image_size: int, image_dir: Path, split: str) -> Record:
     """Draw image `index` of the set, save it, and return its record (deterministic in (seed, index))."""
+    import numpy as np
+
     rng = random.Random(f"{seed}:{index}")
     objects = sample_scene(rng, image_size)
     background = rng.randint(90, 170)
@@ -199,6 +221,8 @@ class SyntheticSet:
 def generate(out_dir: str | Path, num_images: int, seed: int = 0, image_size: int = 64,
              heldout_fraction: float = 0.2, progress: bool = True) -> SyntheticSet:
     """Write a synthetic set of `num_images` images; the last `heldout_fraction` of them are held out."""
+    from tqdm import tqdm
+
     if num_images < 2:
         raise ValueError("need at least 2 images (one for each split)")
     if not 0 < heldout_fraction < 1:
@@ -226,33 +250,33 @@ def generate(out_dir: str | Path, num_images: int, seed: int = 0, image_size: in
     return result
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m fgclip.data.synthetic",
-        description="Generate a synthetic fine-grained scene set (images + records with regions and 10 "
-        "attribute-swapped hard negatives per region) with a train and a held-out split.",
-    )
-    parser.add_argument("--out", required=True, help="output folder (images/, train.jsonl, heldout.jsonl, data.jsonl)")
-    parser.add_argument("--num-images", type=int, required=True, help="images in both splits together (>= 2)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same set (default 0)")
-    parser.add_argument("--image-size", type=int, default=64, help="image side in pixels (default 64, at least 32)")
-    parser.add_argument("--heldout-fraction", type=float, default=0.2,
-                        help="share of images in the held-out split (default 0.2)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+@dataclass(kw_only=True)
+class SyntheticOptions(OutputFolderOptions):
+    num_images: int = option("images in both splits together (>= 2)", type=positive_int)
+    seed: int = option("random seed; the same seed gives the same set", 0)
+    image_size: int = option("image side in pixels (at least 32)", 64, type=positive_int)
+    heldout_fraction: float = option("share of images in the held-out split", 0.2, type=fraction)
+
+
+def build_parser() -> CommandParser:
+    parser = CommandParser(prog="python -m fgclip.data.synthetic", description=textwrap.fill(DESCRIPTION, 110))
+    parser.add_options(SyntheticOptions)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    options = options_from(build_parser().parse_args(argv), SyntheticOptions)
+    out = options.prepare(OWNED)
     try:
-        result = generate(args.out, args.num_images, args.seed, args.image_size, args.heldout_fraction,
-                          progress=not args.quiet)
-    except (ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        result = generate(out, options.num_images, options.seed, options.image_size, options.heldout_fraction,
+                          progress=not options.quiet)
+    except ValueError as error:  # settings generate() refuses
+        raise UserError(str(error)) from error
     print(json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in asdict(result).items()}))
     return 0
 
 
+cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

@@ -170,7 +170,7 @@ def run_from_args(args: argparse.Namespace, launched_by_deepspeed: bool = False)
     experiment.report_to = args.report_to or "none"
     experiment.deterministic = args.deterministic
     experiment.overwrite = bool(args.overwrite_output_dir)
-    experiment.progress = not args.no_progress
+    experiment.progress = args.progress is not False
     if args.deepspeed is not None:
         experiment.deepspeed_config, experiment.force_deepspeed = args.deepspeed, True
     return run_default_experiment(experiment, launched_by_deepspeed=launched_by_deepspeed)

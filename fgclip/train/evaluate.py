@@ -1,7 +1,9 @@
 """A small held-out evaluation for training runs (the embedded default uses it after each stage):
 
-* FG-OVD-style region top-1: each box's embedding against its caption + its hard negatives;
-  chance is the mean of 1 / (1 + K) over the boxes (1/11 with 10 negatives).
+* FG-OVD-style region top-1: each box's embedding against its caption + its hard negatives (cleaned by
+  `fgclip.data.schema.clean_negatives`; a box without any is not scored), scored by
+  `fgclip.metrics.region_top1_hits`, the one rule `eval.fgovd` also uses (a tie is a hit, as the public FG-OVD
+  evaluation counts it); chance is the mean of 1 / (1 + K) over the boxes (1/11 with 10 negatives).
 * Image-text retrieval R@1 with the long captions, both directions.
 
 Everything is computed through `FGCLIPModel.encode_*`; the full FG-OVD benchmark lives in `eval/fgovd.py`.
@@ -16,6 +18,8 @@ import torch
 from tqdm import tqdm
 
 from fgclip.data.readers import ImageError, LoadedRecord, open_sources
+from fgclip.data.schema import clean_negatives
+from fgclip.metrics import region_chance, region_top1_hits
 from fgclip.model import FGCLIPModel
 from fgclip.tokenizer import FGCLIPTokenizer
 from fgclip.transforms import image_transform
@@ -29,7 +33,8 @@ def encode_texts(model: FGCLIPModel, tokenizer: FGCLIPTokenizer, texts: Sequence
     parts = []
     for start in range(0, len(texts), batch_size):
         tokens = tokenizer(list(texts[start : start + batch_size]), long=long)
-        parts.append(model.encode_text(tokens["input_ids"].to(device), tokens["attention_mask"].to(device), long=long).float())
+        ids, mask = tokens["input_ids"].to(device), tokens["attention_mask"].to(device)
+        parts.append(model.encode_text(ids, mask, long=long).float())
     return torch.cat(parts) if parts else torch.zeros(0, model.config.projection_dim)
 
 
@@ -67,11 +72,12 @@ def evaluate_heldout(model: FGCLIPModel, record_files: Sequence[str | Path], bat
             skipped += 1
             continue
         record = loaded.record
-        scored = [r for r in record.regions if r.hard_negatives]
+        negatives = [clean_negatives(r.caption, r.hard_negatives) for r in record.regions]
+        scored = [(region, kept) for region, kept in zip(record.regions, negatives) if kept]
         pixels.append(transform(image))
-        boxes.append(torch.tensor([r.bbox for r in scored], dtype=torch.float32).reshape(-1, 4))
+        boxes.append(torch.tensor([r.bbox for r, _ in scored], dtype=torch.float32).reshape(-1, 4))
         long_captions.append(record.long_caption)
-        candidates.extend([[r.caption] + [n for n in dict.fromkeys(r.hard_negatives) if n != r.caption] for r in scored])
+        candidates.extend([r.caption, *kept] for r, kept in scored)
         if len(pixels) == batch_size:
             flush(pixels, boxes)
     flush(pixels, boxes)
@@ -93,13 +99,14 @@ def evaluate_heldout(model: FGCLIPModel, record_files: Sequence[str | Path], bat
         distinct = list(dict.fromkeys(text for row in candidates for text in row))
         row_of = {text: row for row, text in enumerate(distinct)}
         text_embeds = encode_texts(model, tokenizer, distinct, long=False)
-        correct = 0
-        for region, row in zip(regions, candidates):
-            scores = text_embeds[[row_of[t] for t in row]] @ region
-            correct += int(scores.argmax().item() == 0)
-        chance = sum(1.0 / len(row) for row in candidates) / len(candidates)
-        metrics.update(region_top1=correct / len(candidates), num_regions=len(candidates), chance=chance,
-                       region_top1_over_chance=correct / len(candidates) / chance)
+        widest = max(len(row) for row in candidates)
+        scores = torch.full((len(candidates), widest), float("-inf"), device=regions.device)  # -inf: no such candidate
+        for index, (region, row) in enumerate(zip(regions, candidates)):
+            scores[index, : len(row)] = text_embeds[[row_of[t] for t in row]] @ region
+        top1 = region_top1_hits(scores).float().mean().item()
+        chance = region_chance([len(row) - 1 for row in candidates])
+        metrics.update(region_top1=top1, num_regions=len(candidates), chance=chance,
+                       region_top1_over_chance=top1 / chance)
     else:
         metrics.update(region_top1=None, num_regions=0, chance=None, region_top1_over_chance=None)
     model.train(was_training)

@@ -1,9 +1,13 @@
 """JSONL -> webdataset shards: what goes in, what is skipped, and that webdataset itself reads them."""
 
 import json
+import subprocess
+import sys
 
+import pytest
 import webdataset as wds
 
+from fgclip.cli import run
 from fgclip.data.readers import LoadedRecord, open_sources
 from fgclip.data.shards import main, write_shards
 from tests.data.conftest import record, write_jsonl
@@ -39,9 +43,31 @@ def test_shards_hold_every_valid_record_and_skip_the_rest(tmp_path, good_set):
 
 
 def test_cli_reports_and_exit_codes(tmp_path, good_set, capsys):
-    assert main(["--records", str(good_set), "--out", str(tmp_path / "out"), "--shard-size", "5", "--quiet"]) == 0
+    out = str(tmp_path / "out")
+    assert main(["--records", str(good_set), "--output_dir", out, "--shard_size", "5", "--quiet"]) == 0
     output = capsys.readouterr().out
     assert "wrote 8 samples in 2 shards" in output and "shard-{000000..000001}.tar" in output
-    assert main(["--records", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "o2"), "--quiet"]) == 2
+    assert run(main, ["--records", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "o2"), "--quiet"]) == 2
     assert "not found" in capsys.readouterr().err
-    assert main(["--records", str(good_set), "--out", str(tmp_path / "o3"), "--shard-size", "0"]) == 2
+    with pytest.raises(SystemExit) as stop:  # old spellings (--out, --shard-size) still work
+        main(["--records", str(good_set), "--out", str(tmp_path / "o3"), "--shard-size", "0"])
+    assert stop.value.code == 2 and "--shard_size: must be a positive integer" in capsys.readouterr().err
+    assert not (tmp_path / "o2").exists()  # a missing input fails before the output folder is made
+    # a folder holding other files is refused unless --overwrite_output_dir; a re-run into its own output is fine
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    assert run(main, ["--records", str(good_set), "--output_dir", str(other), "--quiet"]) == 2
+    assert "--overwrite_output_dir" in capsys.readouterr().err
+    assert main(["--records", str(good_set), "--output_dir", str(other), "--quiet", "--overwrite_output_dir"]) == 0
+    assert main(["--records", str(good_set), "--output_dir", out, "--quiet"]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["shard-000000.tar", "shards.json"]  # none stale
+
+
+def test_help_answers_before_heavy_imports():
+    for module in ("fgclip.data.shards", "fgclip.data.synthetic"):
+        done = subprocess.run([sys.executable, "-c", f"import sys, runpy\nsys.argv = ['x', '--help']\ntry:\n"
+                               f"    runpy.run_module('{module}', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+                               "assert not {'torch', 'numpy', 'webdataset', 'PIL'} & set(sys.modules), module\n"],
+                              capture_output=True, text=True)
+        assert done.returncode == 0 and "--output_dir" in done.stdout, done.stderr

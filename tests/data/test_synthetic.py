@@ -6,6 +6,7 @@ import random
 
 from PIL import Image
 
+from fgclip.cli import run
 from fgclip.data.readers import LoadedRecord, open_sources
 from fgclip.data.synthetic import COLOURS, SIZES, TEXTURES, SceneObject, generate, hard_negatives, main
 
@@ -68,8 +69,14 @@ def test_hard_negatives_change_exactly_one_attribute_and_keep_the_noun():
 
 
 def test_cli(tmp_path, capsys):
-    assert main(["--out", str(tmp_path / "s"), "--num-images", "5", "--seed", "3", "--quiet"]) == 0
+    assert main(["--output_dir", str(tmp_path / "s"), "--num_images", "5", "--seed", "3", "--quiet"]) == 0
     assert json.loads(capsys.readouterr().out)["num_train"] == 4
     assert Image.open(tmp_path / "s" / "images" / "000000.png").size == (64, 64)
-    assert main(["--out", str(tmp_path / "t"), "--num-images", "1"]) == 2
+    assert main(["--out", str(tmp_path / "s"), "--num-images", "5", "--quiet"]) == 0  # old spellings; a re-run
+    capsys.readouterr()
+    assert run(main, ["--out", str(tmp_path / "t"), "--num-images", "1"]) == 2
     assert "at least 2" in capsys.readouterr().err
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("not the generator's")
+    assert run(main, ["--output_dir", str(tmp_path / "mine"), "--num_images", "2", "--quiet"]) == 2
+    assert "--overwrite_output_dir" in capsys.readouterr().err

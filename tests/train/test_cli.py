@@ -2,6 +2,8 @@
 
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -18,8 +20,8 @@ def test_help_explains_every_option(capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     for action in build_parser()._actions:
-        for flag in action.option_strings:
-            assert flag in text
+        if action.option_strings:  # each under its one spelling; kebab forms and old names are hidden
+            assert action.option_strings[0] in text
         assert action.help, f"{action.option_strings} has no help"
 
 
@@ -34,14 +36,50 @@ def test_unknown_option_is_one_line_exit_2(capsys):
     (["--data", "x.jsonl"], "--init is required"),
     (["--init", "tiny"], "--data is required"),
     (["--lr", "1e-3"], "needs a training run"),
-    (["--data", "x.jsonl", "--init", "tiny", "--batch_size", "0"], "--batch_size must be > 0"),
-    (["--data", "x.jsonl", "--init", "tiny", "--max_bad_fraction", "2"], "--max_bad_fraction"),
+    (["--data", "x.jsonl", "--init", "tiny", "--weight_decay", "-1"], "--weight_decay must be >= 0"),
     (["--data", "x.jsonl", "--init", "tiny", "--synthetic_images", "9"], "embedded default only"),
 ])
 def test_bad_combinations_exit_2(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--data", "x.jsonl", "--init", "tiny", "--batch_size", "0"], "--batch_size: must be a positive integer"),
+    (["--data", "x.jsonl", "--init", "tiny", "--max_bad_fraction", "2"], "--max_bad_fraction: must be in [0, 1]"),
+    (["--data", "x.jsonl", "--init", "tiny", "--min_lr_ratio", "1.5"], "--min_lr_ratio: must be in [0, 1]"),
+])
+def test_bad_values_are_usage_errors_exit_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+
+
+def test_help_answers_before_torch_loads():
+    code = ("import sys\nfrom fgclip.train.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit as stop:\n"
+            "    assert stop.code == 0\n"
+            "heavy = [m for m in ('torch', 'transformers', 'deepspeed') if m in sys.modules]\nassert not heavy, heavy\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_old_and_kebab_spellings_still_work():
+    old = parse("--data", "d.jsonl", "--init", "tiny", "--out", "o", "--no-progress", "--batch-size", "8",
+                "--short-caption-prefix", "")
+    assert (old.output_dir, old.progress, old.batch_size, old.short_caption_prefix) == ("o", False, 8, "")
+    config = config_from_args(old)
+    assert config.output_dir == "o" and not config.progress and config.data.finehard_short_prefix == ""
+    assert config.sources["batch_size"] == "--batch_size"
+
+
+def test_values_not_given_come_from_the_dataclasses_and_the_recipe():
+    config = config_from_args(parse("--data", "d.jsonl", "--init", "tiny", "--stage", "2"))
+    assert (config.output_dir, config.epochs, config.data.max_regions, config.loss.region) == ("runs/stage2", 1, 4, 0.1)
+    assert config.sources["grad_clip"] == "default" and config.sources["max_steps"] == "not set"
+    assert config.progress and not config.overwrite_output_dir and config.deepspeed_config is None
 
 
 def test_missing_paths_and_incompatible_checkpoints_exit_2(tmp_path, synthetic_set, capsys):
@@ -114,8 +152,10 @@ def test_default_experiment_takes_only_its_options():
 def test_resume_latest_on_a_fresh_folder_starts_from_scratch_and_says_so(tmp_path, synthetic_set, capsys):
     out = tmp_path / "fresh"
     assert main(["--data", str(synthetic_set / "train.jsonl"), "--init", "tiny", "--output_dir", str(out),
-                 "--max_steps", "1", "--batch_size", "4", "--no_progress", "--resume", "latest"]) == 0
+                 "--max_steps", "1", "--batch_size", "4", "--no_progress", "--resume", "latest",
+                 "--short_text_groups", "4"]) == 0
     printed = capsys.readouterr().out
     assert "--resume latest: no checkpoint in" in printed and "starting from scratch" in printed
     assert (out / "final" / "model.safetensors").is_file()
     assert json.loads((out / "final" / "training_recipe.json").read_text())["recipe"] == "tiny"
+    assert json.loads((out / "final" / "config.json").read_text())["short_text_groups"] == 4  # the speed lever, saved
