@@ -31,7 +31,7 @@ from fgclip.outputs import prepare_output_dir
 from fgclip.runtime import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_ZERO2 = REPO_ROOT / "scripts" / "zero2_llava.json"
+DEFAULT_ZERO2 = REPO_ROOT / "lmm_integration" / "zero2_llava.json"  # package data; scripts/zero2_llava.json links to it
 FINETUNE_SCRIPT = REPO_ROOT / "scripts" / "finetune_llava.sh"
 OWN_ENTRIES = ("scenes", "data", "llm", "results.json", "results.md", "results.png")  # and one folder per label
 

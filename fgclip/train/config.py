@@ -18,7 +18,7 @@ from typing import Literal
 from fgclip.cli import fraction, non_negative_int, option, positive_float, positive_int
 from fgclip.loss_weights import LossWeights
 
-SHIPPED_DEEPSPEED_CONFIG = Path(__file__).resolve().parents[2] / "scripts" / "zero2.json"
+SHIPPED_DEEPSPEED_CONFIG = Path(__file__).with_name("zero2.json")  # package data; scripts/zero2.json links to it
 
 
 @dataclass(frozen=True)
