@@ -56,8 +56,12 @@ def _webdataset_stream(shards: list[Path], image_size: int) -> int:
     import webdataset as wds
 
     transform = image_transform(image_size)
-    pipeline = (wds.WebDataset([str(s) for s in shards], shardshuffle=False, empty_check=False)
-                .decode("pil").to_tuple("png", "json").map_tuple(transform, lambda record: record))
+    pipeline = (
+        wds.WebDataset([str(s) for s in shards], shardshuffle=False, empty_check=False)
+        .decode("pil")
+        .to_tuple("png", "json")
+        .map_tuple(transform, lambda record: record)
+    )
     return sum(1 for _ in pipeline)
 
 
@@ -67,15 +71,17 @@ def _dataset_only(dataset) -> int:
     return len(dataset)
 
 
-def training_wait_share(dataset, stage: int, settings: BenchSettings, model, batch_size: int, steps: int,
-                        workers: int) -> dict:
+def training_wait_share(
+    dataset, stage: int, settings: BenchSettings, model, batch_size: int, steps: int, workers: int
+) -> dict:
     """Run `steps` training steps fed by the trainer's dataset, collator and worker count; time spent
     waiting for batches vs stepping. Batches cycle over the dataset in one loader iteration, so worker
     start-up happens once, in the first (untimed) step, as in a long epoch."""
     size = len(dataset)
     cycling = [[(batch * batch_size + row) % size for row in range(batch_size)] for batch in range(steps + 1)]
-    loader = DataLoader(dataset, batch_sampler=cycling, collate_fn=Collator(with_regions=stage == 2),
-                        num_workers=workers)
+    loader = DataLoader(
+        dataset, batch_sampler=cycling, collate_fn=Collator(with_regions=stage == 2), num_workers=workers
+    )
     step = None
     waiting = stepping = 0.0
     done = 0
@@ -94,19 +100,30 @@ def training_wait_share(dataset, stage: int, settings: BenchSettings, model, bat
             waiting, stepping = waiting + waited, stepping + time.perf_counter() - started
         done += 1
     del iterator
-    return {"stage": stage, "steps": steps, "workers": workers, "batch_size": batch_size,
-            "wait_s": waiting, "step_s": stepping, "wait_share": waiting / (waiting + stepping),
-            "step_images_per_s": steps * batch_size / stepping}
+    return {
+        "stage": stage,
+        "steps": steps,
+        "workers": workers,
+        "batch_size": batch_size,
+        "wait_s": waiting,
+        "step_s": stepping,
+        "wait_share": waiting / (waiting + stepping),
+        "step_images_per_s": steps * batch_size / stepping,
+    }
 
 
 def _plan(settings: BenchSettings) -> dict:
     if settings.smoke:
         return {"images": 12, "stored": 64, "batch": 4, "steps": 1, "shard_size": 6}
     if settings.on_gpu:
-        return {"images": 256, "stored": STORED_IMAGE_SIZE, "batch": settings.batch_or(8, 64), "steps": 12,
-                "shard_size": 256}
-    return {"images": 192, "stored": STORED_IMAGE_SIZE, "batch": settings.batch_or(8, 64), "steps": 4,
-            "shard_size": 64}
+        return {
+            "images": 256,
+            "stored": STORED_IMAGE_SIZE,
+            "batch": settings.batch_or(8, 64),
+            "steps": 12,
+            "shard_size": 256,
+        }
+    return {"images": 192, "stored": STORED_IMAGE_SIZE, "batch": settings.batch_or(8, 64), "steps": 4, "shard_size": 64}
 
 
 def run(settings: BenchSettings) -> Report:
@@ -114,8 +131,14 @@ def run(settings: BenchSettings) -> Report:
     shape = get_shape(settings.shape_name())
     size = shape.image_size
     with tempfile.TemporaryDirectory(prefix="fgclip-data-bench-") as root:
-        synthetic = generate(Path(root) / "data", plan["images"], settings.seed, plan["stored"],
-                             heldout_fraction=0.01, progress=settings.progress)
+        synthetic = generate(
+            Path(root) / "data",
+            plan["images"],
+            settings.seed,
+            plan["stored"],
+            heldout_fraction=0.01,
+            progress=settings.progress,
+        )
         summary = write_shards([synthetic.all], Path(root) / "shards", plan["shard_size"], progress=False)
         shards = sorted((Path(root) / "shards").glob("shard-*.tar"))
         jsonl_set = FineGrainedDataset(open_sources([synthetic.all]), size, with_regions=True)
@@ -128,38 +151,77 @@ def run(settings: BenchSettings) -> Report:
             "webdataset_stream": lambda: _webdataset_stream(shards, size),
         }
         timings = time_interleaved(candidates, torch.device("cpu"), settings.warmup_or(1), settings.repeats_or(3))
-        counts = {"jsonl_loader": len(jsonl_set) // batch * batch, "shard_loader": len(shard_set) // batch * batch,
-                  "shard_dataset_only": len(shard_set), "webdataset_stream": summary.written}
+        counts = {
+            "jsonl_loader": len(jsonl_set) // batch * batch,
+            "shard_loader": len(shard_set) // batch * batch,
+            "shard_dataset_only": len(shard_set),
+            "webdataset_stream": summary.written,
+        }
         rate = {name: counts[name] / timing.median for name, timing in timings.items()}
         workers = default_num_workers(1)
         model = build_fgclip(shape, settings.seed).to(settings.torch_device)
         stage1_set = FineGrainedDataset(open_sources([synthetic.all]), size, with_regions=False)
-        runs = [training_wait_share(dataset, stage, settings, model, batch, plan["steps"], workers)
-                for stage, dataset in ((1, stage1_set), (2, jsonl_set))]
+        runs = [
+            training_wait_share(dataset, stage, settings, model, batch, plan["steps"], workers)
+            for stage, dataset in ((1, stage1_set), (2, jsonl_set))
+        ]
     device_name = describe_device(settings.torch_device)["name"]
     cpu = describe_device(torch.device("cpu"))["cpu"]
     figures = [
-        Figure("shard reader / webdataset stream (records/s, decode + transform, one worker)",
-               counts["shard_dataset_only"] / counts["webdataset_stream"]
-               * paired_ratio(timings["webdataset_stream"], timings["shard_dataset_only"]), "x", (">=", 0.95),
-               "indexed seek-and-read vs sequential streaming, same shards, same transform"),
-        Figure("JSONL loader records/s per worker (decode + transform + regions + tokenise)", rate["jsonl_loader"],
-               "records/s", None, f"{plan['stored']}-px PNG -> {size} px; {cpu}"),
+        Figure(
+            "shard reader / webdataset stream (records/s, decode + transform, one worker)",
+            counts["shard_dataset_only"]
+            / counts["webdataset_stream"]
+            * paired_ratio(timings["webdataset_stream"], timings["shard_dataset_only"]),
+            "x",
+            (">=", 0.95),
+            "indexed seek-and-read vs sequential streaming, same shards, same transform",
+        ),
+        Figure(
+            "JSONL loader records/s per worker (decode + transform + regions + tokenise)",
+            rate["jsonl_loader"],
+            "records/s",
+            None,
+            f"{plan['stored']}-px PNG -> {size} px; {cpu}",
+        ),
         Figure("shard loader records/s per worker", rate["shard_loader"], "records/s", None, cpu),
-        Figure("collate (tokenising the batch's texts) share of loader time",
-               100 * (1 - rate["shard_loader"] / rate["shard_dataset_only"]), "%", None, "stage-2 records"),
+        Figure(
+            "collate (tokenising the batch's texts) share of loader time",
+            100 * (1 - rate["shard_loader"] / rate["shard_dataset_only"]),
+            "%",
+            None,
+            "stage-2 records",
+        ),
     ]
     for result in runs:
         stage = result["stage"]
-        figures.append(Figure(f"stage-{stage} training run: share of wall time waiting on data",
-                              100 * result["wait_share"], "%", ("<=", 5.0),
-                              f"{result['workers']} workers (trainer default), batch {result['batch_size']}, {device_name}"))
-        figures.append(Figure(f"stage-{stage}: loader workers the step rate needs",
-                              result["step_images_per_s"] / rate["jsonl_loader"], "workers", None,
-                              f"step {result['step_images_per_s']:.1f} images/s / {rate['jsonl_loader']:.1f} records/s per worker"))
-    details = {"plan": plan, "timings": {name: t.as_dict() for name, t in timings.items()},
-               "records_per_s": rate, "records": counts, "training_runs": runs, "shape": shape.name,
-               "shards": len(shards)}
+        figures.append(
+            Figure(
+                f"stage-{stage} training run: share of wall time waiting on data",
+                100 * result["wait_share"],
+                "%",
+                ("<=", 5.0),
+                f"{result['workers']} workers (trainer default), batch {result['batch_size']}, {device_name}",
+            )
+        )
+        figures.append(
+            Figure(
+                f"stage-{stage}: loader workers the step rate needs",
+                result["step_images_per_s"] / rate["jsonl_loader"],
+                "workers",
+                None,
+                f"step {result['step_images_per_s']:.1f} images/s / {rate['jsonl_loader']:.1f} records/s per worker",
+            )
+        )
+    details = {
+        "plan": plan,
+        "timings": {name: t.as_dict() for name, t in timings.items()},
+        "records_per_s": rate,
+        "records": counts,
+        "training_runs": runs,
+        "shape": shape.name,
+        "shards": len(shards),
+    }
     return Report(NAME, figures, details, describe_device(settings.torch_device), settings.as_dict())
 
 

@@ -36,16 +36,20 @@ def machine() -> dict:
 
 @dataclass
 class DefaultExperimentBench:
-    output_file: Path = option("JSON file to write", Path("benchmarks/results/default_experiment.json"),
-                               aliases=["out"])
-    run_dir: Path = option("where the experiment writes its data, checkpoints and table",
-                           Path("runs/benchmark_default_experiment"))
+    output_file: Path = option(
+        "JSON file to write", Path("benchmarks/results/default_experiment.json"), aliases=["out"]
+    )
+    run_dir: Path = option(
+        "where the experiment writes its data, checkpoints and table", Path("runs/benchmark_default_experiment")
+    )
     progress: bool = option("progress bars (--no_progress: none)", True)
 
 
 def main(argv=None) -> dict:
-    parser = CommandParser(prog="python -m benchmarks.default_experiment",
-                           description="Time the embedded default experiment and check its targets.")
+    parser = CommandParser(
+        prog="python -m benchmarks.default_experiment",
+        description="Time the embedded default experiment and check its targets.",
+    )
     parser.add_options(DefaultExperimentBench)
     args = options_from(parser.parse_args(argv), DefaultExperimentBench)
 
@@ -65,8 +69,20 @@ def main(argv=None) -> dict:
         "chance": result["chance"],
         "num_regions": stage2["num_regions"],
         "num_images": stage2["num_images"],
-        "rows": [{key: row[key] for key in ("model", "region_top1", "region_top1_over_chance", "image_to_text_r1",
-                                            "text_to_image_r1", "train_seconds")} for row in result["rows"]],
+        "rows": [
+            {
+                key: row[key]
+                for key in (
+                    "model",
+                    "region_top1",
+                    "region_top1_over_chance",
+                    "image_to_text_r1",
+                    "text_to_image_r1",
+                    "train_seconds",
+                )
+            }
+            for row in result["rows"]
+        ],
         "targets": {
             "seconds_under": TIME_TARGET_SECONDS,
             "stage2_region_top1_over_chance_at_least": CHANCE_MULTIPLE_TARGET,

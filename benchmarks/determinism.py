@@ -76,18 +76,38 @@ def run(settings: BenchSettings) -> Report:
     timings = result["timings"]
     device = describe_device(settings.torch_device)
     figures = [
-        Figure("stage-2 step, deterministic / default kernels", paired_ratio(timings["deterministic"],
-                                                                          timings["default_kernels"]), "x", None,
-               f"shape {result['shape']}, batch {batch_size}, {result['regions']} regions; {device['torch_threads']} "
-               "threads" if not settings.on_gpu else f"shape {result['shape']}, batch {batch_size}"),
-        Figure(f"stage-2 images/s, default kernels (batch {batch_size})",
-               batch_size / timings["default_kernels"].median, "images/s", None, device["name"]),
-        Figure(f"stage-2 images/s, deterministic (batch {batch_size})",
-               batch_size / timings["deterministic"].median, "images/s", None, device["name"]),
+        Figure(
+            "stage-2 step, deterministic / default kernels",
+            paired_ratio(timings["deterministic"], timings["default_kernels"]),
+            "x",
+            None,
+            f"shape {result['shape']}, batch {batch_size}, {result['regions']} regions; {device['torch_threads']} "
+            "threads"
+            if not settings.on_gpu
+            else f"shape {result['shape']}, batch {batch_size}",
+        ),
+        Figure(
+            f"stage-2 images/s, default kernels (batch {batch_size})",
+            batch_size / timings["default_kernels"].median,
+            "images/s",
+            None,
+            device["name"],
+        ),
+        Figure(
+            f"stage-2 images/s, deterministic (batch {batch_size})",
+            batch_size / timings["deterministic"].median,
+            "images/s",
+            None,
+            device["name"],
+        ),
     ]
-    details = {"batch_size": batch_size, "requested_batch_size": requested, "shape": result["shape"],
-               "timings": {name: timing.as_dict() for name, timing in timings.items()},
-               "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+    details = {
+        "batch_size": batch_size,
+        "requested_batch_size": requested,
+        "shape": result["shape"],
+        "timings": {name: timing.as_dict() for name, timing in timings.items()},
+        "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
     return Report(NAME, figures, details, device, settings.as_dict())
 
 

@@ -83,7 +83,12 @@ def _plan(settings: BenchSettings) -> dict:
     if settings.smoke:
         return {"images": 8, "texts": 16, "batch": 4, "workers": 0}
     if settings.on_gpu:
-        return {"images": 512, "texts": 8192, "batch": settings.batch_or(32, 256), "workers": min(8, os.cpu_count() or 1)}
+        return {
+            "images": 512,
+            "texts": 8192,
+            "batch": settings.batch_or(32, 256),
+            "workers": min(8, os.cpu_count() or 1),
+        }
     return {"images": 128, "texts": 512, "batch": settings.batch_or(32, 256), "workers": min(4, os.cpu_count() or 1)}
 
 
@@ -93,7 +98,10 @@ def _cache_effect(model_dir: Path, config: EncoderConfig, paths: list[Path], tex
     with tempfile.TemporaryDirectory(prefix="fgclip-cache-bench-") as root:
         for repeat in range(repeats):
             encoder = Encoder.load(model_dir, config, EmbeddingCache(Path(root) / str(repeat)))
-            for kind, run in (("images", lambda e=encoder: e.images(paths)), ("texts", lambda e=encoder: e.texts(texts))):
+            for kind, run in (
+                ("images", lambda e=encoder: e.images(paths)),
+                ("texts", lambda e=encoder: e.texts(texts)),
+            ):
                 for which in ("first", "second"):
                     started = time.perf_counter()
                     run()
@@ -111,14 +119,26 @@ def run(settings: BenchSettings) -> Report:
     with tempfile.TemporaryDirectory(prefix="fgclip-encoding-bench-") as root:
         model_dir = Path(root) / "model"
         save_with_processors(build_fgclip(shape, settings.seed).eval(), model_dir)
-        data = generate(Path(root) / "images", plan["images"], settings.seed, max(32, 2 * shape.image_size),
-                        heldout_fraction=0.01, progress=settings.progress)
+        data = generate(
+            Path(root) / "images",
+            plan["images"],
+            settings.seed,
+            max(32, 2 * shape.image_size),
+            heldout_fraction=0.01,
+            progress=settings.progress,
+        )
         paths = sorted((data.root / "images").glob("*.png"))
-        encoder_config = EncoderConfig(batch_size=plan["batch"], device=str(device), precision="auto",
-                                       num_workers=plan["workers"])
+        encoder_config = EncoderConfig(
+            batch_size=plan["batch"], device=str(device), precision="auto", num_workers=plan["workers"]
+        )
         encoder = Encoder.load(model_dir, encoder_config)  # no cache: every call encodes
-        reference = OpenCLIPEncoder(build_open_clip_twin(config, settings.seed).eval().to(device), encoder.transform,
-                                    settings, plan["batch"], plan["workers"])
+        reference = OpenCLIPEncoder(
+            build_open_clip_twin(config, settings.seed).eval().to(device),
+            encoder.transform,
+            settings,
+            plan["batch"],
+            plan["workers"],
+        )
         ours_model, twin = encoder.model, reference.model
         pixels = torch.randn(plan["batch"], 3, shape.image_size, shape.image_size, device=device)
         from open_clip.tokenizer import tokenize
@@ -129,6 +149,7 @@ def run(settings: BenchSettings) -> Report:
             def call():
                 with torch.no_grad(), settings.autocast():
                     function(*inputs)
+
             return call
 
         candidates = {
@@ -146,23 +167,45 @@ def run(settings: BenchSettings) -> Report:
     median = {name: timing.median for name, timing in timings.items()}
     device_name = describe_device(device)["name"]
     figures = [
-        Figure("eval image encoding: Encoder / open_clip (decode + encode, same loader)",
-               paired_ratio(timings["images_encoder"], timings["images_open_clip"]), "x", ("<=", 1.05)),
-        Figure("eval text encoding: Encoder / open_clip (tokenise + encode)",
-               paired_ratio(timings["texts_encoder"], timings["texts_open_clip"]), "x", ("<=", 1.05),
-               "ours pads each batch to its longest text, open_clip to 77"),
-        Figure("image tower only: FG-CLIP encode_image / open_clip encode_image",
-               paired_ratio(timings["image_model_fgclip"], timings["image_model_open_clip"]), "x", ("<=", 1.05)),
-        Figure("text tower only, 77 tokens: FG-CLIP encode_text / open_clip encode_text",
-               paired_ratio(timings["text77_model_fgclip"], timings["text77_model_open_clip"]), "x", ("<=", 1.05)),
+        Figure(
+            "eval image encoding: Encoder / open_clip (decode + encode, same loader)",
+            paired_ratio(timings["images_encoder"], timings["images_open_clip"]),
+            "x",
+            ("<=", 1.05),
+        ),
+        Figure(
+            "eval text encoding: Encoder / open_clip (tokenise + encode)",
+            paired_ratio(timings["texts_encoder"], timings["texts_open_clip"]),
+            "x",
+            ("<=", 1.05),
+            "ours pads each batch to its longest text, open_clip to 77",
+        ),
+        Figure(
+            "image tower only: FG-CLIP encode_image / open_clip encode_image",
+            paired_ratio(timings["image_model_fgclip"], timings["image_model_open_clip"]),
+            "x",
+            ("<=", 1.05),
+        ),
+        Figure(
+            "text tower only, 77 tokens: FG-CLIP encode_text / open_clip encode_text",
+            paired_ratio(timings["text77_model_fgclip"], timings["text77_model_open_clip"]),
+            "x",
+            ("<=", 1.05),
+        ),
         Figure("Encoder images/s", len(paths) / median["images_encoder"], "images/s", None, device_name),
         Figure("Encoder texts/s", len(texts) / median["texts_encoder"], "texts/s", None, device_name),
         Figure("embedding cache: second run / first run, images", cache["images_second"] / cache["images_first"], "x"),
         Figure("embedding cache: second run / first run, texts", cache["texts_second"] / cache["texts_first"], "x"),
     ]
-    details = {"plan": plan, "shape": shape.name, "images": len(paths), "texts": len(texts),
-               "timings": {name: t.as_dict() for name, t in timings.items()}, "cache_seconds": cache,
-               "precision": encoder.precision_name}
+    details = {
+        "plan": plan,
+        "shape": shape.name,
+        "images": len(paths),
+        "texts": len(texts),
+        "timings": {name: t.as_dict() for name, t in timings.items()},
+        "cache_seconds": cache,
+        "precision": encoder.precision_name,
+    }
     return Report(NAME, figures, details, describe_device(device), settings.as_dict())
 
 

@@ -47,12 +47,19 @@ class Timing:
         return (max(self.seconds) - min(self.seconds)) / self.median if self.median > 0 else 0.0
 
     def as_dict(self) -> dict:
-        return {"median_s": self.median, "min_s": min(self.seconds), "max_s": max(self.seconds),
-                "repeats": len(self.seconds), "spread": round(self.spread, 4), "seconds": list(self.seconds)}
+        return {
+            "median_s": self.median,
+            "min_s": min(self.seconds),
+            "max_s": max(self.seconds),
+            "repeats": len(self.seconds),
+            "spread": round(self.spread, 4),
+            "seconds": list(self.seconds),
+        }
 
 
-def time_interleaved(candidates: dict[str, Callable[[], object]], device: torch.device, warmup: int,
-                     repeats: int) -> dict[str, Timing]:
+def time_interleaved(
+    candidates: dict[str, Callable[[], object]], device: torch.device, warmup: int, repeats: int
+) -> dict[str, Timing]:
     """Run each candidate `warmup` times, then `repeats` timed rounds (one call of each per round).
 
     Rounds interleave the candidates, so a slow patch of the machine costs every candidate one
@@ -105,8 +112,9 @@ def describe_device(device: torch.device) -> dict:
     }
     if device.type == "cuda":
         properties = torch.cuda.get_device_properties(device)
-        description.update(gpu=properties.name, gpu_memory_gib=round(properties.total_memory / 2**30, 1),
-                           cuda=torch.version.cuda)
+        description.update(
+            gpu=properties.name, gpu_memory_gib=round(properties.total_memory / 2**30, 1), cuda=torch.version.cuda
+        )
         description["name"] = properties.name
     else:
         description["name"] = f"{cores}-core CPU ({cpu_name()})"
@@ -169,11 +177,20 @@ class Report:
         raise KeyError(name)
 
     @classmethod
-    def from_json(cls, data: dict) -> "Report":
-        figures = [Figure(item["name"], item["value"], item["unit"], tuple(item["target"]) if item["target"] else None,
-                          item.get("note", "")) for item in data["figures"]]
-        return cls(data["benchmark"], figures, data["details"], data["device"], data["settings"], data["date"],
-                   data["command"])
+    def from_json(cls, data: dict) -> Report:
+        figures = [
+            Figure(
+                item["name"],
+                item["value"],
+                item["unit"],
+                tuple(item["target"]) if item["target"] else None,
+                item.get("note", ""),
+            )
+            for item in data["figures"]
+        ]
+        return cls(
+            data["benchmark"], figures, data["details"], data["device"], data["settings"], data["date"], data["command"]
+        )
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -183,10 +200,18 @@ class Report:
 
     def markdown(self) -> str:
         """A table of the figures, with the device, date and command they belong to."""
-        lines = [f"### {self.benchmark} ({self.device['name']}, {self.date})", "", f"`{self.command}`", "",
-                 "| figure | value | target | note |", "|---|---|---|---|"]
+        lines = [
+            f"### {self.benchmark} ({self.device['name']}, {self.date})",
+            "",
+            f"`{self.command}`",
+            "",
+            "| figure | value | target | note |",
+            "|---|---|---|---|",
+        ]
         for figure in self.figures:
-            lines.append(f"| {figure.name} | {figure.formatted_value()} | {figure.formatted_target()} | {figure.note} |")
+            lines.append(
+                f"| {figure.name} | {figure.formatted_value()} | {figure.formatted_target()} | {figure.note} |"
+            )
         return "\n".join(lines) + "\n"
 
     def write(self, out_dir: Path, tag: str | None = None) -> Path:
@@ -245,8 +270,9 @@ def with_smaller_batch_on_oom(attempt: Callable[[int], object], batch_size: int,
             torch.cuda.empty_cache()
 
 
-def drop_what_does_not_fit(candidates: dict[str, Callable[[], object]], device: torch.device,
-                           required: tuple[str, ...] = ()) -> tuple[dict[str, Callable[[], object]], list[str]]:
+def drop_what_does_not_fit(
+    candidates: dict[str, Callable[[], object]], device: torch.device, required: tuple[str, ...] = ()
+) -> tuple[dict[str, Callable[[], object]], list[str]]:
     """On a GPU, run each candidate once and drop those that run out of memory (their names are returned,
     a finding in itself). A `required` candidate that does not fit raises, so the caller can shrink the batch."""
     if device.type != "cuda":

@@ -26,8 +26,9 @@ def _pad(ids: torch.Tensor, mask: torch.Tensor, length: int, pad_token_id: int) 
     return F.pad(ids, (0, missing), value=pad_token_id), F.pad(mask, (0, missing), value=0)
 
 
-def pad_to_fixed(batch: Batch, pad_token_id: int, short_length: int = SHORT_LENGTH,
-                 long_length: int = LONG_LENGTH) -> Batch:
+def pad_to_fixed(
+    batch: Batch, pad_token_id: int, short_length: int = SHORT_LENGTH, long_length: int = LONG_LENGTH
+) -> Batch:
     """The batch with every short text padded to `short_length` tokens and every long one to
     `long_length` (right padding with the tokenizer's pad token, mask 0), as fixed-shape trainers do."""
     short_ids, short_mask = _pad(batch.short_input_ids, batch.short_attention_mask, short_length, pad_token_id)

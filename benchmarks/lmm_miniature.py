@@ -32,31 +32,39 @@ def claim_rows(encoders: dict) -> list[dict]:
     rows = []
     for label, result in encoders.items():
         counts = result["questions_per_kind"]
-        rows.append({
-            "tower": label,
-            "pope_f1": result["pope"]["f1"],
-            "pope_accuracy": result["pope"]["accuracy"],
-            "pope_yes_ratio": result["pope"]["yes_ratio"],
-            "attribute_accuracy": result["attribute_accuracy"],
-            "localisation_acc50": result["localisation_acc50"],
-            "accuracy": result["accuracy"],
-            "yes_no_questions": counts.get("yes_no", 0),
-            "attribute_questions": sum(counts.get(kind, 0) for kind in ("colour", "texture", "size")),
-            "where_questions": counts.get("where", 0),
-        })
+        rows.append(
+            {
+                "tower": label,
+                "pope_f1": result["pope"]["f1"],
+                "pope_accuracy": result["pope"]["accuracy"],
+                "pope_yes_ratio": result["pope"]["yes_ratio"],
+                "attribute_accuracy": result["attribute_accuracy"],
+                "localisation_acc50": result["localisation_acc50"],
+                "accuracy": result["accuracy"],
+                "yes_no_questions": counts.get("yes_no", 0),
+                "attribute_questions": sum(counts.get(kind, 0) for kind in ("colour", "texture", "size")),
+                "where_questions": counts.get("where", 0),
+            }
+        )
     return rows
 
 
 def claim_table(rows: list[dict], chance: dict) -> str:
     lines = ["| " + " | ".join(CLAIM_COLUMNS) + " |", "|" + "---|" * len(CLAIM_COLUMNS)]
     for row in rows:
-        lines.append(f"| {row['tower']} | {row['pope_f1']:.3f} | {row['pope_accuracy']:.3f} | {row['pope_yes_ratio']:.2f} | "
-                     f"{row['attribute_accuracy']:.3f} | {row['localisation_acc50']:.3f} | {row['accuracy']:.3f} |")
-    lines.append(f"| chance | - | 0.500 | - | {chance['attributes']:.3f} | {chance['where']:.3f} | {chance['all']:.3f} |")
+        lines.append(
+            f"| {row['tower']} | {row['pope_f1']:.3f} | {row['pope_accuracy']:.3f} | {row['pope_yes_ratio']:.2f} | "
+            f"{row['attribute_accuracy']:.3f} | {row['localisation_acc50']:.3f} | {row['accuracy']:.3f} |"
+        )
+    lines.append(
+        f"| chance | - | 0.500 | - | {chance['attributes']:.3f} | {chance['where']:.3f} | {chance['all']:.3f} |"
+    )
     first = rows[0]
     lines.append("")
-    lines.append(f"Held-out questions: {first['yes_no_questions']} yes/no, {first['attribute_questions']} attribute, "
-                 f"{first['where_questions']} where. Localisation chance: always answering the mean training box.")
+    lines.append(
+        f"Held-out questions: {first['yes_no_questions']} yes/no, {first['attribute_questions']} attribute, "
+        f"{first['where_questions']} where. Localisation chance: always answering the mean training box."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -64,24 +72,35 @@ def _chance(result: dict) -> dict:
     per_kind, counts = result["chance_per_kind"], result["questions_per_kind"]
     attribute_kinds = [kind for kind in ("colour", "texture", "size") if kind in counts]
     total = sum(counts[kind] for kind in attribute_kinds)
-    return {"attributes": sum(per_kind[k] * counts[k] for k in attribute_kinds) / total if total else 0.0,
-            "where": per_kind.get("where", 0.0), "all": result["chance"]}
+    return {
+        "attributes": sum(per_kind[k] * counts[k] for k in attribute_kinds) / total if total else 0.0,
+        "where": per_kind.get("where", 0.0),
+        "all": result["chance"],
+    }
 
 
 @dataclass
 class MiniatureBenchOptions:
-    stage1: Path = option("the stage-1-only FG-CLIP folder (default: the embedded default experiment's)",
-                          Path("runs/default_experiment/stage1/final"))
-    stage2: Path = option("the stage-2 FG-CLIP folder (default: the embedded default experiment's)",
-                          Path("runs/default_experiment/stage2/final"))
-    output_dir: Path = option("the miniature's run folder (data, models, answers)", Path("runs/lmm_miniature"),
-                              aliases=["out"])
+    stage1: Path = option(
+        "the stage-1-only FG-CLIP folder (default: the embedded default experiment's)",
+        Path("runs/default_experiment/stage1/final"),
+    )
+    stage2: Path = option(
+        "the stage-2 FG-CLIP folder (default: the embedded default experiment's)",
+        Path("runs/default_experiment/stage2/final"),
+    )
+    output_dir: Path = option(
+        "the miniature's run folder (data, models, answers)", Path("runs/lmm_miniature"), aliases=["out"]
+    )
     json: Path = option("the benchmark's JSON", Path("benchmarks/results/lmm_miniature.json"))
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    parser = CommandParser(prog="python -m benchmarks.lmm_miniature", description=__doc__,
-                           epilog="Options it does not know (or all after `--`) go to benchmarks.llava_miniature.")
+    parser = CommandParser(
+        prog="python -m benchmarks.lmm_miniature",
+        description=__doc__,
+        epilog="Options it does not know (or all after `--`) go to benchmarks.llava_miniature.",
+    )
     parser.add_options(MiniatureBenchOptions)
     namespace, miniature_args = parser.parse_known_args(argv)
     args = options_from(namespace, MiniatureBenchOptions)
@@ -89,8 +108,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
         miniature_args = miniature_args[1:]
     for folder in (args.stage1, args.stage2):
         if not (folder / "config.json").is_file():
-            parser.error(f"no FG-CLIP folder at {folder}: run `python scripts/pretrain_fgclip.py` first or pass "
-                         "--stage1/--stage2")
+            parser.error(
+                f"no FG-CLIP folder at {folder}: run `python scripts/pretrain_fgclip.py` first or pass "
+                "--stage1/--stage2"
+            )
 
     import torch
 
@@ -98,9 +119,22 @@ def main(argv: Sequence[str] | None = None) -> dict:
     from benchmarks.llava_miniature.run import MiniatureOptions, build_parser
     from benchmarks.llava_miniature.run import run as run_miniature
 
-    miniature = options_from(build_parser().parse_args(
-        ["--output_dir", str(args.output_dir), "--vision", str(args.stage1), str(args.stage2), "--label",
-         "stage 1 tower", "stage 2 tower", *miniature_args]), MiniatureOptions)
+    miniature = options_from(
+        build_parser().parse_args(
+            [
+                "--output_dir",
+                str(args.output_dir),
+                "--vision",
+                str(args.stage1),
+                str(args.stage2),
+                "--label",
+                "stage 1 tower",
+                "stage 2 tower",
+                *miniature_args,
+            ]
+        ),
+        MiniatureOptions,
+    )
     options = asdict(miniature)
     started = time.time()
     result = run_miniature(miniature)
@@ -117,8 +151,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "table": table,
         "towers": {"stage 1 tower": str(args.stage1), "stage 2 tower": str(args.stage2)},
         "miniature": options,
-        "machine": {**describe_device(torch.device("cpu")),
-                    "load_average_1m_at_end": os.getloadavg()[0] if hasattr(os, "getloadavg") else None},
+        "machine": {
+            **describe_device(torch.device("cpu")),
+            "load_average_1m_at_end": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        },
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     out = Path(args.json)

@@ -39,8 +39,9 @@ def simulated_rank(world_size: int):
     """Within the block, `gather_with_grad` behaves as on rank 0 of `world_size` equal ranks."""
 
     def gather(features: torch.Tensor) -> tuple[torch.Tensor, int]:
-        others = torch.randn((world_size - 1) * features.shape[0], features.shape[1], device=features.device,
-                             dtype=features.dtype)  # what the collective receives from the other ranks
+        others = torch.randn(
+            (world_size - 1) * features.shape[0], features.shape[1], device=features.device, dtype=features.dtype
+        )  # what the collective receives from the other ranks
         return torch.cat([features, others]), 0
 
     with mock.patch.object(fgclip.losses, "gather_with_grad", gather):
@@ -74,8 +75,9 @@ def cpu_peak_bytes(run) -> int:
         trace = Path(folder) / "trace.json"
         profiler.export_chrome_trace(str(trace))
         events = json.loads(trace.read_text())["traceEvents"]
-    memory = sorted((e for e in events if e.get("name") == "[memory]" and e["args"].get("Device Type") == 0),
-                    key=lambda e: e["ts"])
+    memory = sorted(
+        (e for e in events if e.get("name") == "[memory]" and e["args"].get("Device Type") == 0), key=lambda e: e["ts"]
+    )
     if not memory:
         return 0
     start = memory[0]["args"]["Total Allocated"] - memory[0]["args"]["Bytes"]
@@ -108,24 +110,45 @@ def power_law_exponent(sizes: list[int], values: list[float]) -> float:
 
 def _plan(settings: BenchSettings) -> dict:
     if settings.smoke:
-        return {"dim": 16, "local": 16, "globals": [32, 64, 128], "fixed_global": 128, "locals": [8, 16, 32],
-                "reference_globals": [32, 64, 128]}
+        return {
+            "dim": 16,
+            "local": 16,
+            "globals": [32, 64, 128],
+            "fixed_global": 128,
+            "locals": [8, 16, 32],
+            "reference_globals": [32, 64, 128],
+        }
     reference = [1024, 2048, 4096, 8192, 16384] if settings.on_gpu else [1024, 2048, 4096]
-    return {"dim": EMBED_DIM, "local": 256, "globals": [1024, 2048, 4096, 8192, 16384, 32768],
-            "fixed_global": 8192, "locals": [128, 256, 512, 1024], "reference_globals": reference}
+    return {
+        "dim": EMBED_DIM,
+        "local": 256,
+        "globals": [1024, 2048, 4096, 8192, 16384, 32768],
+        "fixed_global": 8192,
+        "locals": [128, 256, 512, 1024],
+        "reference_globals": reference,
+    }
 
 
 def run(settings: BenchSettings) -> Report:
     plan, device = _plan(settings), settings.torch_device
     dim = plan["dim"]
-    jobs = ([("by_global", plan["local"], g // plan["local"]) for g in plan["globals"]]
-            + [("by_local", b, plan["fixed_global"] // b) for b in plan["locals"]]
-            + [("reference", g, 1) for g in plan["reference_globals"]])
+    jobs = (
+        [("by_global", plan["local"], g // plan["local"]) for g in plan["globals"]]
+        + [("by_local", b, plan["fixed_global"] // b) for b in plan["locals"]]
+        + [("reference", g, 1) for g in plan["reference_globals"]]
+    )
     rows = []
     for series, local_batch, world_size in tqdm(jobs, desc="loss memory", disable=not settings.progress):
         peak = measure_rank(local_batch, world_size, dim, device, settings.seed)
-        rows.append({"series": series, "local_batch": local_batch, "world_size": world_size,
-                     "global_batch": local_batch * world_size, "peak_bytes": peak})
+        rows.append(
+            {
+                "series": series,
+                "local_batch": local_batch,
+                "world_size": world_size,
+                "global_batch": local_batch * world_size,
+                "peak_bytes": peak,
+            }
+        )
 
     def series(name: str, key: str) -> tuple[list[int], list[float]]:
         chosen = [row for row in rows if row["series"] == name]
@@ -140,20 +163,49 @@ def run(settings: BenchSettings) -> Report:
     local_at_common = next(r["peak_bytes"] for r in rows if r["series"] == "by_global" and r["global_batch"] == common)
     full_at_common = next(r["peak_bytes"] for r in rows if r["series"] == "reference" and r["global_batch"] == common)
     figures = [
-        Figure(f"exponent of peak loss memory vs global batch (local batch {plan['local']})", by_global, "", ("<=", 1.2),
-               f"global {min(plan['globals'])}-{largest}: 1 = linear, 2 = quadratic"),
-        Figure(f"exponent of peak loss memory vs local batch (global batch {plan['fixed_global']})", by_local, "",
-               ("<=", 1.2), f"local {min(plan['locals'])}-{max(plan['locals'])}"),
-        Figure("reference (every rank scores the whole batch): exponent vs global batch", reference, "", None,
-               f"global {min(plan['reference_globals'])}-{common}"),
-        Figure(f"peak loss memory, local / whole-batch scoring, at global batch {common}",
-               local_at_common / full_at_common, "x", None, f"local batch {plan['local']}"),
-        Figure(f"peak loss memory per rank at global batch {largest} (local {plan['local']})",
-               largest_peak / 2**20, "MiB", None, f"embedding dim {dim}, fp32"),
+        Figure(
+            f"exponent of peak loss memory vs global batch (local batch {plan['local']})",
+            by_global,
+            "",
+            ("<=", 1.2),
+            f"global {min(plan['globals'])}-{largest}: 1 = linear, 2 = quadratic",
+        ),
+        Figure(
+            f"exponent of peak loss memory vs local batch (global batch {plan['fixed_global']})",
+            by_local,
+            "",
+            ("<=", 1.2),
+            f"local {min(plan['locals'])}-{max(plan['locals'])}",
+        ),
+        Figure(
+            "reference (every rank scores the whole batch): exponent vs global batch",
+            reference,
+            "",
+            None,
+            f"global {min(plan['reference_globals'])}-{common}",
+        ),
+        Figure(
+            f"peak loss memory, local / whole-batch scoring, at global batch {common}",
+            local_at_common / full_at_common,
+            "x",
+            None,
+            f"local batch {plan['local']}",
+        ),
+        Figure(
+            f"peak loss memory per rank at global batch {largest} (local {plan['local']})",
+            largest_peak / 2**20,
+            "MiB",
+            None,
+            f"embedding dim {dim}, fp32",
+        ),
     ]
-    details = {"rows": rows, "embedding_dim": dim, "dtype": "float32",
-               "method": "cuda max_memory_allocated" if settings.on_gpu else "torch.profiler CPU allocation events",
-               "expected_bytes_note": "per rank ~ 2 logit matrices of local x global fp32 plus their gradients"}
+    details = {
+        "rows": rows,
+        "embedding_dim": dim,
+        "dtype": "float32",
+        "method": "cuda max_memory_allocated" if settings.on_gpu else "torch.profiler CPU allocation events",
+        "expected_bytes_note": "per rank ~ 2 logit matrices of local x global fp32 plus their gradients",
+    }
     return Report(NAME, figures, details, describe_device(device), settings.as_dict())
 
 

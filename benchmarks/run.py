@@ -35,8 +35,10 @@ if TYPE_CHECKING:  # loaded after parsing: --help and usage errors need no torch
 BENCHMARKS = {
     "train_step": ("benchmarks.train_step", "stage-1 step vs open_clip's step (same towers, batch, precision, AdamW)"),
     "stage2": ("benchmarks.stage2", "stage-2 step vs stage-1 step on the same images, and what each lever saves"),
-    "loss_memory": ("benchmarks.loss_memory",
-                    "peak loss memory per rank at global batches 1k-32k (local loss + gather)"),
+    "loss_memory": (
+        "benchmarks.loss_memory",
+        "peak loss memory per rank at global batches 1k-32k (local loss + gather)",
+    ),
     "data_loading": ("benchmarks.data_loading", "records/s of the JSONL and shard loaders; share of step time waiting"),
     "encoding": ("benchmarks.encoding", "eval encoding images/s and texts/s vs open_clip; embedding-cache effect"),
     "lmm_generation": ("benchmarks.lmm_generation", "POPE questions/s batched vs one at a time, identical answers"),
@@ -44,8 +46,10 @@ BENCHMARKS = {
 }
 EXTERNAL = {
     "default_experiment": ("benchmarks.default_experiment", "the trainer's embedded default experiment (tiny, CPU)"),
-    "lmm_miniature": ("benchmarks.lmm_miniature",
-                      "LLaVA miniature: stage-1 vs stage-2 FG-CLIP tower (POPE F1, attributes, boxes)"),
+    "lmm_miniature": (
+        "benchmarks.lmm_miniature",
+        "LLaVA miniature: stage-1 vs stage-2 FG-CLIP tower (POPE F1, attributes, boxes)",
+    ),
 }
 
 
@@ -54,8 +58,9 @@ class RunOptions:
     """Which benchmark, and how its result is named and shown (the rest is `BenchSettings`)."""
 
     name: str = option("which benchmark to run (see the list below), or 'all'", positional=True)
-    tag: str | None = option("suffix of the JSON file name (NAME-TAG.json), to keep runs with other options apart",
-                             None)
+    tag: str | None = option(
+        "suffix of the JSON file name (NAME-TAG.json), to keep runs with other options apart", None
+    )
     quiet: bool = option("no progress bars", False)
 
 
@@ -65,8 +70,8 @@ def build_parser() -> CommandParser:
         prog="python -m benchmarks.run",
         description="Measured speed and memory of fgclip against reference implementations, in one process.",
         epilog=f"benchmarks:\n{listing}\n  {'all':<16} every benchmark above except default_experiment and "
-               "lmm_miniature\n\nOptions after `--` go to a benchmark with its own options (default_experiment, "
-               "lmm_miniature).",
+        "lmm_miniature\n\nOptions after `--` go to a benchmark with its own options (default_experiment, "
+        "lmm_miniature).",
     )
     parser.add_options(RunOptions)
     parser.add_options(BenchSettings, "how to run")
@@ -93,8 +98,11 @@ def report_from_result(name: str, result: dict, settings: BenchSettings) -> Repo
     """A `Report` for a benchmark whose `main` returns a dict of results."""
     from benchmarks.harness import Figure, Report, describe_device
 
-    figures = [Figure(key, float(value), "") for key, value in result.items()
-               if isinstance(value, (int, float)) and not isinstance(value, bool)]
+    figures = [
+        Figure(key, float(value), "")
+        for key, value in result.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    ]
     return Report(name, figures, result, describe_device(settings.torch_device), settings.as_dict())
 
 

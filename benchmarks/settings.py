@@ -32,24 +32,39 @@ class BenchSettings:
 
     device: str = option("cpu, cuda, cuda:N or auto; on a GPU the benchmarks run bf16 autocast and fused AdamW", "cpu")
     smoke: bool = option("tiny shapes, 1 repetition: checks that the benchmark runs (numbers mean nothing)", False)
-    output_dir: Path | None = option("folder for NAME.json (default: print only; 'all' writes one file per benchmark)",
-                                     None, aliases=["out"])
-    shape: str | None = option("model shape: tiny, small (scaled-down ViT) or b16 (ViT-B/16 at 224) (default: tiny "
-                               "with --smoke, small on CPU, b16 on GPU)", None, choices=tuple(SHAPES))
-    batch_size: int | None = option("images per step (default: each benchmark's, e.g. 256 for stage 1 on GPU); on GPU "
-                                    "out-of-memory it is halved until it fits, and the report says so", None,
-                                    type=positive_int)
-    repeats: int | None = option("timed repetitions; the median is reported (default: each benchmark's, 1 with "
-                                 "--smoke)", None, type=positive_int)
-    warmup: int | None = option("untimed runs before timing (default: each benchmark's, 1 with --smoke)", None,
-                                type=non_negative_int)
+    output_dir: Path | None = option(
+        "folder for NAME.json (default: print only; 'all' writes one file per benchmark)", None, aliases=["out"]
+    )
+    shape: str | None = option(
+        "model shape: tiny, small (scaled-down ViT) or b16 (ViT-B/16 at 224) (default: tiny "
+        "with --smoke, small on CPU, b16 on GPU)",
+        None,
+        choices=tuple(SHAPES),
+    )
+    batch_size: int | None = option(
+        "images per step (default: each benchmark's, e.g. 256 for stage 1 on GPU); on GPU "
+        "out-of-memory it is halved until it fits, and the report says so",
+        None,
+        type=positive_int,
+    )
+    repeats: int | None = option(
+        "timed repetitions; the median is reported (default: each benchmark's, 1 with --smoke)", None, type=positive_int
+    )
+    warmup: int | None = option(
+        "untimed runs before timing (default: each benchmark's, 1 with --smoke)", None, type=non_negative_int
+    )
     compile: bool = option("torch.compile the models under test (and their references) before timing", False)
-    peak_tflops: float | None = option("peak dense TFLOP/s of the device for MFU (default: 800 on H100, 790 on H200 "
-                                       "in bf16; no MFU otherwise)", None, type=positive_float)
+    peak_tflops: float | None = option(
+        "peak dense TFLOP/s of the device for MFU (default: 800 on H100, 790 on H200 in bf16; no MFU otherwise)",
+        None,
+        type=positive_float,
+    )
     seed: int = option("seed of the synthetic data and weights", 0)
     lmm_dtype: Literal["auto", "float32", "bfloat16"] = option(
         "lmm_generation only: model dtype (auto = float32: identical answers batched and one at a time need it on a "
-        "random-weight model)", "auto")
+        "random-weight model)",
+        "auto",
+    )
     progress: bool = True  # not an option: `--quiet` turns the progress bars off
 
     @cached_property
@@ -69,7 +84,8 @@ class BenchSettings:
     @property
     def precision(self) -> str:
         return {None: "fp32", "torch.bfloat16": "bf16", "torch.float16": "fp16"}[
-            None if self.autocast_dtype is None else str(self.autocast_dtype)]
+            None if self.autocast_dtype is None else str(self.autocast_dtype)
+        ]
 
     def autocast(self):
         return autocast(self.torch_device, self.autocast_dtype)
@@ -112,7 +128,16 @@ class BenchSettings:
         return None
 
     def as_dict(self) -> dict:
-        return {"device": str(self.torch_device), "smoke": self.smoke, "repeats": self.repeats, "warmup": self.warmup,
-                "shape": self.shape_name(), "batch_size": self.batch_size, "compile": self.compile,
-                "precision": self.precision, "peak_tflops": self.peak_tflops, "seed": self.seed,
-                "lmm_dtype": self.lmm_dtype}
+        return {
+            "device": str(self.torch_device),
+            "smoke": self.smoke,
+            "repeats": self.repeats,
+            "warmup": self.warmup,
+            "shape": self.shape_name(),
+            "batch_size": self.batch_size,
+            "compile": self.compile,
+            "precision": self.precision,
+            "peak_tflops": self.peak_tflops,
+            "seed": self.seed,
+            "lmm_dtype": self.lmm_dtype,
+        }

@@ -36,22 +36,61 @@ class ModelShape:
         from fgclip.model import FGCLIPConfig
 
         return FGCLIPConfig(
-            text_config=dict(hidden_size=self.text_width, intermediate_size=self.mlp_ratio * self.text_width,
-                             num_hidden_layers=self.text_layers, num_attention_heads=self.text_heads),
-            vision_config=dict(hidden_size=self.vision_width, intermediate_size=self.mlp_ratio * self.vision_width,
-                               num_hidden_layers=self.vision_layers, num_attention_heads=self.vision_heads,
-                               image_size=self.image_size, patch_size=self.patch_size),
+            text_config=dict(
+                hidden_size=self.text_width,
+                intermediate_size=self.mlp_ratio * self.text_width,
+                num_hidden_layers=self.text_layers,
+                num_attention_heads=self.text_heads,
+            ),
+            vision_config=dict(
+                hidden_size=self.vision_width,
+                intermediate_size=self.mlp_ratio * self.vision_width,
+                num_hidden_layers=self.vision_layers,
+                num_attention_heads=self.vision_heads,
+                image_size=self.image_size,
+                patch_size=self.patch_size,
+            ),
             projection_dim=self.projection_dim,
         )
 
 
 SHAPES = {
-    "tiny": ModelShape("tiny", image_size=32, patch_size=8, vision_width=32, vision_layers=2, vision_heads=4,
-                       text_width=32, text_layers=2, text_heads=4, projection_dim=16),
-    "small": ModelShape("small", image_size=112, patch_size=16, vision_width=256, vision_layers=6, vision_heads=4,
-                        text_width=256, text_layers=6, text_heads=4, projection_dim=256),
-    "b16": ModelShape("b16", image_size=224, patch_size=16, vision_width=768, vision_layers=12, vision_heads=12,
-                      text_width=512, text_layers=12, text_heads=8, projection_dim=512),
+    "tiny": ModelShape(
+        "tiny",
+        image_size=32,
+        patch_size=8,
+        vision_width=32,
+        vision_layers=2,
+        vision_heads=4,
+        text_width=32,
+        text_layers=2,
+        text_heads=4,
+        projection_dim=16,
+    ),
+    "small": ModelShape(
+        "small",
+        image_size=112,
+        patch_size=16,
+        vision_width=256,
+        vision_layers=6,
+        vision_heads=4,
+        text_width=256,
+        text_layers=6,
+        text_heads=4,
+        projection_dim=256,
+    ),
+    "b16": ModelShape(
+        "b16",
+        image_size=224,
+        patch_size=16,
+        vision_width=768,
+        vision_layers=12,
+        vision_heads=12,
+        text_width=512,
+        text_layers=12,
+        text_heads=8,
+        projection_dim=512,
+    ),
 }
 
 
@@ -78,13 +117,22 @@ def open_clip_config(config: FGCLIPConfig) -> dict:
     return {
         "embed_dim": config.projection_dim,
         "quick_gelu": vision.hidden_act == "quick_gelu",
-        "vision_cfg": {"image_size": vision.image_size, "layers": vision.num_hidden_layers,
-                       "width": vision.hidden_size, "patch_size": vision.patch_size,
-                       "head_width": vision.hidden_size // vision.num_attention_heads,
-                       "mlp_ratio": vision.intermediate_size / vision.hidden_size},
-        "text_cfg": {"context_length": text.max_position_embeddings, "vocab_size": text.vocab_size,
-                     "width": text.hidden_size, "heads": text.num_attention_heads, "layers": text.num_hidden_layers,
-                     "mlp_ratio": text.intermediate_size / text.hidden_size},
+        "vision_cfg": {
+            "image_size": vision.image_size,
+            "layers": vision.num_hidden_layers,
+            "width": vision.hidden_size,
+            "patch_size": vision.patch_size,
+            "head_width": vision.hidden_size // vision.num_attention_heads,
+            "mlp_ratio": vision.intermediate_size / vision.hidden_size,
+        },
+        "text_cfg": {
+            "context_length": text.max_position_embeddings,
+            "vocab_size": text.vocab_size,
+            "width": text.hidden_size,
+            "heads": text.num_attention_heads,
+            "layers": text.num_hidden_layers,
+            "mlp_ratio": text.intermediate_size / text.hidden_size,
+        },
     }
 
 
@@ -95,8 +143,12 @@ def build_open_clip_twin(config: FGCLIPConfig, seed: int = 0):
 
     settings = open_clip_config(config)
     torch.manual_seed(seed)
-    return CLIP(embed_dim=settings["embed_dim"], vision_cfg=CLIPVisionCfg(**settings["vision_cfg"]),
-                text_cfg=CLIPTextCfg(**settings["text_cfg"]), quick_gelu=settings["quick_gelu"]).train()
+    return CLIP(
+        embed_dim=settings["embed_dim"],
+        vision_cfg=CLIPVisionCfg(**settings["vision_cfg"]),
+        text_cfg=CLIPTextCfg(**settings["text_cfg"]),
+        quick_gelu=settings["quick_gelu"],
+    ).train()
 
 
 def parameter_count(model: torch.nn.Module) -> int:

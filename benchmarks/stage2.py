@@ -22,8 +22,16 @@ import copy
 
 import torch
 
-from benchmarks.harness import Figure, Report, describe_device, paired_ratio, peak_memory_bytes, time_interleaved
-from benchmarks.harness import drop_what_does_not_fit, with_smaller_batch_on_oom
+from benchmarks.harness import (
+    Figure,
+    Report,
+    describe_device,
+    drop_what_does_not_fit,
+    paired_ratio,
+    peak_memory_bytes,
+    time_interleaved,
+    with_smaller_batch_on_oom,
+)
 from benchmarks.levers import expand_short_texts, pad_to_fixed, without_text_levers
 from benchmarks.settings import BenchSettings
 from benchmarks.shapes import build_fgclip, get_shape
@@ -57,8 +65,16 @@ def _measure(settings: BenchSettings, batch_size: int) -> dict:
     optimizer = make_adamw(model, settings)
 
     def step(batch, stage, run_model=called, module=model, step_optimizer=optimizer, fused=None, groups=1):
-        return FGCLIPStep(run_model, batch.to(device), stage, settings, fused=fused, module=module,
-                          optimizer=step_optimizer, short_text_groups=groups)
+        return FGCLIPStep(
+            run_model,
+            batch.to(device),
+            stage,
+            settings,
+            fused=fused,
+            module=module,
+            optimizer=step_optimizer,
+            short_text_groups=groups,
+        )
 
     candidates = {
         "stage1": step(stage1, 1),
@@ -82,10 +98,15 @@ def _measure(settings: BenchSettings, batch_size: int) -> dict:
         if not torch.isfinite(run.last_loss).all():
             raise FloatingPointError(f"{name}: non-finite loss")
     return {
-        "timings": timings, "memory": memory, "did_not_fit": did_not_fit,
+        "timings": timings,
+        "memory": memory,
+        "did_not_fit": did_not_fit,
         "flops": {"stage1": batch_flops(config, stage1, 1), "stage2": batch_flops(config, stage2, 2)},
-        "texts": {"stage1": text_stats(stage1), "stage2": text_stats(stage2),
-                  "stage2_no_text_levers": text_stats(without_text_levers(stage2, pad_id))},
+        "texts": {
+            "stage1": text_stats(stage1),
+            "stage2": text_stats(stage2),
+            "stage2_no_text_levers": text_stats(without_text_levers(stage2, pad_id)),
+        },
         "shape": shape.name,
     }
 
@@ -109,19 +130,36 @@ def run(settings: BenchSettings) -> Report:
     per_image = texts["stage2"]["short_texts"] / batch_size
     flop_ratio = flops["stage2"]["computed"] / flops["stage1"]["computed"]
     figures = [
-        Figure("stage-2 step / stage-1 step (same images)", paired_ratio(timings["stage2"], timings["stage1"]), "x",
-               ("<=", 1.35), f"{per_image:.1f} distinct short texts per image; FLOP ratio {flop_ratio:.2f}"),
+        Figure(
+            "stage-2 step / stage-1 step (same images)",
+            paired_ratio(timings["stage2"], timings["stage1"]),
+            "x",
+            ("<=", 1.35),
+            f"{per_image:.1f} distinct short texts per image; FLOP ratio {flop_ratio:.2f}",
+        ),
     ]
-    figures.append(Figure(f"stage-2 step with {LENGTH_GROUPS} length groups / stage-1 step",
-                          paired_ratio(timings["stage2_length_groups"], timings["stage1"]), "x", ("<=", 1.35),
-                          "config.short_text_groups = 8 (exact)"))
+    figures.append(
+        Figure(
+            f"stage-2 step with {LENGTH_GROUPS} length groups / stage-1 step",
+            paired_ratio(timings["stage2_length_groups"], timings["stage1"]),
+            "x",
+            ("<=", 1.35),
+            "config.short_text_groups = 8 (exact)",
+        )
+    )
     for name, label in LEVERS:
         if name == "stage2_length_groups":  # on, it is faster: report (without / with) like the others
-            figures.append(Figure(label, paired_ratio(timings["stage2"], timings[name]), "x", None, "> 1: the lever pays"))
+            figures.append(
+                Figure(label, paired_ratio(timings["stage2"], timings[name]), "x", None, "> 1: the lever pays")
+            )
         elif name in median:
-            figures.append(Figure(label, paired_ratio(timings[name], timings["stage2"]), "x", None, "> 1: the lever pays"))
+            figures.append(
+                Figure(label, paired_ratio(timings[name], timings["stage2"]), "x", None, "> 1: the lever pays")
+            )
         elif name in result["did_not_fit"]:
-            figures.append(Figure(label, None, "x", None, f"without it, stage 2 does not fit the GPU at batch {batch_size}"))
+            figures.append(
+                Figure(label, None, "x", None, f"without it, stage 2 does not fit the GPU at batch {batch_size}")
+            )
     device_name = describe_device(settings.torch_device)["name"]
     figures += [
         Figure(f"stage-1 images/s (batch {batch_size})", batch_size / median["stage1"], "images/s", None, device_name),
@@ -130,12 +168,24 @@ def run(settings: BenchSettings) -> Report:
     peak = settings.peak_flops()
     if peak is not None:
         for stage in ("stage1", "stage2"):
-            figures.append(Figure(f"{stage.replace('stage', 'stage-')} MFU", 100 * flops[stage]["useful"] /
-                                  median[stage] / peak, "%", None, f"peak {peak / 1e12:.0f} TFLOP/s bf16"))
+            figures.append(
+                Figure(
+                    f"{stage.replace('stage', 'stage-')} MFU",
+                    100 * flops[stage]["useful"] / median[stage] / peak,
+                    "%",
+                    None,
+                    f"peak {peak / 1e12:.0f} TFLOP/s bf16",
+                )
+            )
     details = {
-        "batch_size": batch_size, "requested_batch_size": requested,
+        "batch_size": batch_size,
+        "requested_batch_size": requested,
         "timings": {name: timing.as_dict() for name, timing in timings.items()},
-        "peak_memory_bytes": result["memory"], "did_not_fit": result["did_not_fit"], "flops_per_step": flops, "texts": texts, "shape": result["shape"],
+        "peak_memory_bytes": result["memory"],
+        "did_not_fit": result["did_not_fit"],
+        "flops_per_step": flops,
+        "texts": texts,
+        "shape": result["shape"],
         "load": "4 regions x (1 positive + 10 hard negatives) per image, FineHARD-like text lengths",
     }
     return Report(NAME, figures, details, describe_device(settings.torch_device), settings.as_dict())

@@ -41,9 +41,17 @@ def _clip_and_step(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
 class FGCLIPStep:
     """One FG-CLIP training step of `stage` on a fixed batch (call it to run the step)."""
 
-    def __init__(self, model: nn.Module, batch: Batch, stage: int, settings: BenchSettings,
-                 fused: bool | None = None, module: nn.Module | None = None,
-                 optimizer: torch.optim.Optimizer | None = None, short_text_groups: int = 1):
+    def __init__(
+        self,
+        model: nn.Module,
+        batch: Batch,
+        stage: int,
+        settings: BenchSettings,
+        fused: bool | None = None,
+        module: nn.Module | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
+        short_text_groups: int = 1,
+    ):
         self.model = model  # what is called (possibly `torch.compile`d)
         self.module = module or model  # whose parameters are optimised
         self.batch, self.settings = batch, settings
@@ -69,8 +77,15 @@ class FGCLIPStep:
 class OpenCLIPStep:
     """One open_clip training step: `CLIP` forward, `ClipLoss`, the same optimizer and clipping."""
 
-    def __init__(self, model: nn.Module, images: torch.Tensor, texts: torch.Tensor, settings: BenchSettings,
-                 fused: bool | None = None, module: nn.Module | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        images: torch.Tensor,
+        texts: torch.Tensor,
+        settings: BenchSettings,
+        fused: bool | None = None,
+        module: nn.Module | None = None,
+    ):
         from open_clip.loss import ClipLoss
 
         self.model, self.module = model, module or model
@@ -106,13 +121,23 @@ def batch_flops(config: FGCLIPConfig, batch: Batch, stage: int) -> dict[str, flo
     dense = stage == 2 and batch.boxes is not None
 
     def count(long_tokens: float, short_tokens: float) -> float:
-        return float(train_step_flops(config, batch.num_images, long_tokens=long_tokens, short_tokens=short_tokens,
-                                      extra_short_texts=extra, dense=dense))
+        return float(
+            train_step_flops(
+                config,
+                batch.num_images,
+                long_tokens=long_tokens,
+                short_tokens=short_tokens,
+                extra_short_texts=extra,
+                dense=dense,
+            )
+        )
 
     has_long = batch.long_input_ids is not None
     computed = count(batch.long_input_ids.shape[1] if has_long else 0, batch.short_input_ids.shape[1])
-    useful = count(float(batch.long_attention_mask.sum(1).float().mean()) if has_long else 0,
-                   float(batch.short_attention_mask.sum(1).float().mean()))
+    useful = count(
+        float(batch.long_attention_mask.sum(1).float().mean()) if has_long else 0,
+        float(batch.short_attention_mask.sum(1).float().mean()),
+    )
     return {"computed": computed, "useful": useful}
 
 

@@ -29,8 +29,9 @@ def report_files(paths: Sequence[Path]) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = CommandParser(prog="python -m benchmarks.tables",
-                           description="Print markdown tables of benchmark result files (NAME.json).")
+    parser = CommandParser(
+        prog="python -m benchmarks.tables", description="Print markdown tables of benchmark result files (NAME.json)."
+    )
     parser.add_options(TablesOptions)
     options = options_from(parser.parse_args(argv), TablesOptions)
     files = report_files(options.paths)

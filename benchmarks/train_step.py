@@ -14,11 +14,17 @@ Also: images/s of each step and, on a GPU with a known peak, model-FLOPs utilisa
 
 from __future__ import annotations
 
-
 import torch
 
-from benchmarks.harness import Figure, Report, describe_device, paired_ratio, peak_memory_bytes, time_interleaved
-from benchmarks.harness import with_smaller_batch_on_oom
+from benchmarks.harness import (
+    Figure,
+    Report,
+    describe_device,
+    paired_ratio,
+    peak_memory_bytes,
+    time_interleaved,
+    with_smaller_batch_on_oom,
+)
 from benchmarks.levers import pad_to_fixed, short_only
 from benchmarks.settings import BenchSettings
 from benchmarks.shapes import build_fgclip, build_open_clip_twin, get_shape, open_clip_config, parameter_count
@@ -67,9 +73,11 @@ def _measure(settings: BenchSettings, batch_size: int) -> dict:
     return {
         "timings": timings,
         "memory": memory,
-        "flops": {"fgclip_stage1": batch_flops(config, batch, 1),
-                  "fgclip_short_fixed77": batch_flops(config, short_fixed, 1),
-                  "open_clip": open_clip_flops(config, batch_size, context)},
+        "flops": {
+            "fgclip_stage1": batch_flops(config, batch, 1),
+            "fgclip_short_fixed77": batch_flops(config, short_fixed, 1),
+            "open_clip": open_clip_flops(config, batch_size, context),
+        },
         "texts": text_stats(batch),
         "parameters": {"fgclip": parameter_count(model), "open_clip": parameter_count(twin)},
         "open_clip_config": open_clip_config(config),
@@ -86,28 +94,74 @@ def run(settings: BenchSettings) -> Report:
     stage1_time_ratio = paired_ratio(timings["fgclip_stage1"], timings["open_clip"])
     device_name = describe_device(settings.torch_device)["name"]
     figures = [
-        Figure("stage-1 step, short captions at 77 tokens: FG-CLIP / open_clip", paired_ratio(timings["fgclip_short_fixed77"], timings["open_clip"]), "x", ("<=", 1.05),
-            "same texts, same token shapes as open_clip's tokenizer"),
-        Figure("stage-1 step, short captions padded to the batch's longest: FG-CLIP / open_clip", paired_ratio(timings["fgclip_short_longest"], timings["open_clip"]), "x", None, "the collator's dynamic padding"),
-        Figure("full stage-1 step (long + short captions): FG-CLIP / open_clip", stage1_time_ratio, "x", None,
-               f"does {stage1_flop_ratio:.2f}x open_clip's model FLOPs (long captions)"),
-        Figure("full stage-1 step: time ratio / FLOP ratio", stage1_time_ratio / stage1_flop_ratio
-               if stage1_time_ratio else None, "x", None, "1.0 = the extra long-caption work runs as fast per FLOP"),
-        Figure(f"stage-1 images/s per device (FG-CLIP, batch {batch_size})", batch_size / median["fgclip_stage1"],
-               "images/s", None, device_name),
-        Figure(f"open_clip images/s per device (batch {batch_size})", batch_size / median["open_clip"],
-               "images/s", None, device_name),
+        Figure(
+            "stage-1 step, short captions at 77 tokens: FG-CLIP / open_clip",
+            paired_ratio(timings["fgclip_short_fixed77"], timings["open_clip"]),
+            "x",
+            ("<=", 1.05),
+            "same texts, same token shapes as open_clip's tokenizer",
+        ),
+        Figure(
+            "stage-1 step, short captions padded to the batch's longest: FG-CLIP / open_clip",
+            paired_ratio(timings["fgclip_short_longest"], timings["open_clip"]),
+            "x",
+            None,
+            "the collator's dynamic padding",
+        ),
+        Figure(
+            "full stage-1 step (long + short captions): FG-CLIP / open_clip",
+            stage1_time_ratio,
+            "x",
+            None,
+            f"does {stage1_flop_ratio:.2f}x open_clip's model FLOPs (long captions)",
+        ),
+        Figure(
+            "full stage-1 step: time ratio / FLOP ratio",
+            stage1_time_ratio / stage1_flop_ratio if stage1_time_ratio else None,
+            "x",
+            None,
+            "1.0 = the extra long-caption work runs as fast per FLOP",
+        ),
+        Figure(
+            f"stage-1 images/s per device (FG-CLIP, batch {batch_size})",
+            batch_size / median["fgclip_stage1"],
+            "images/s",
+            None,
+            device_name,
+        ),
+        Figure(
+            f"open_clip images/s per device (batch {batch_size})",
+            batch_size / median["open_clip"],
+            "images/s",
+            None,
+            device_name,
+        ),
     ]
     achieved = flops["fgclip_stage1"]["useful"] / median["fgclip_stage1"]
-    figures.append(Figure("stage-1 achieved model TFLOP/s (text FLOPs at each caption's own length)",
-                          achieved / 1e12, "TFLOP/s"))
+    figures.append(
+        Figure("stage-1 achieved model TFLOP/s (text FLOPs at each caption's own length)", achieved / 1e12, "TFLOP/s")
+    )
     peak = settings.peak_flops()
     if peak is not None:
-        figures.append(Figure("stage-1 model-FLOPs utilisation (MFU)", 100 * achieved / peak, "%", (">=", 40.0),
-                              f"peak {peak / 1e12:.0f} TFLOP/s bf16"))
+        figures.append(
+            Figure(
+                "stage-1 model-FLOPs utilisation (MFU)",
+                100 * achieved / peak,
+                "%",
+                (">=", 40.0),
+                f"peak {peak / 1e12:.0f} TFLOP/s bf16",
+            )
+        )
         open_clip_achieved = flops["open_clip"] / median["open_clip"]
-        figures.append(Figure("open_clip step MFU", 100 * open_clip_achieved / peak, "%", None,
-                              "its 77-token captions counted in full"))
+        figures.append(
+            Figure(
+                "open_clip step MFU",
+                100 * open_clip_achieved / peak,
+                "%",
+                None,
+                "its 77-token captions counted in full",
+            )
+        )
     details = {
         "batch_size": batch_size,
         "requested_batch_size": requested,

@@ -85,11 +85,22 @@ def make_records(count: int, seed: int = 0, workload: Workload | None = None) ->
         regions = []
         for _ in range(workload.regions_per_image):
             words = _words(rng, lengths.region_caption)
-            regions.append(Region(bbox=_box(rng), caption=" ".join(words),
-                                  long_caption=" ".join(_words(rng, lengths.region_long_caption)),
-                                  hard_negatives=_negatives(rng, words, workload.negatives_per_region)))
-        records.append(Record(image=f"{index:06d}.png", long_caption=" ".join(_words(rng, lengths.long_caption)),
-                              short_caption=" ".join(_words(rng, lengths.short_caption)), regions=regions))
+            regions.append(
+                Region(
+                    bbox=_box(rng),
+                    caption=" ".join(words),
+                    long_caption=" ".join(_words(rng, lengths.region_long_caption)),
+                    hard_negatives=_negatives(rng, words, workload.negatives_per_region),
+                )
+            )
+        records.append(
+            Record(
+                image=f"{index:06d}.png",
+                long_caption=" ".join(_words(rng, lengths.long_caption)),
+                short_caption=" ".join(_words(rng, lengths.short_caption)),
+                regions=regions,
+            )
+        )
     return records
 
 
@@ -141,8 +152,9 @@ def text_stats(batch: Batch) -> dict:
     }
     if batch.long_input_ids is not None:
         long_lengths = batch.long_attention_mask.sum(dim=1).float()
-        stats.update(long_padded_length=int(batch.long_input_ids.shape[1]),
-                     long_mean_length=round(float(long_lengths.mean()), 2))
+        stats.update(
+            long_padded_length=int(batch.long_input_ids.shape[1]), long_mean_length=round(float(long_lengths.mean()), 2)
+        )
     if batch.hard_index is not None:
         uses = batch.num_images + batch.num_regions + int(batch.hard_mask.sum())
         stats["short_text_uses"] = uses

@@ -41,21 +41,29 @@ OWNED = owned_outputs({"attributes"}, {"results.md", "attributes.png", "question
 
 @dataclass
 class AttributesOptions:
-    data: Path = option("region records (JSONL of data-format.md section 1, or a FineHARD .json list) with "
-                        "hard_negatives")
+    data: Path = option(
+        "region records (JSONL of data-format.md section 1, or a FineHARD .json list) with hard_negatives"
+    )
     images: Path | None = option("root for relative image paths (default: the folder holding --data)", None)
     answers: Path | None = option("score this answers file (question_id + text) instead of running a model", None)
     kinds: list[str] = option(
         "question kinds: yes_no (a true and a false question per region) and multiple_choice (the caption among 3 "
-        "negatives, A-D; needs 3 negatives)", default_factory=lambda: list(KINDS), choices=KINDS, nargs="+")
+        "negatives, A-D; needs 3 negatives)",
+        default_factory=lambda: list(KINDS),
+        choices=KINDS,
+        nargs="+",
+    )
     question_seed: int = option("seed of the negative choice and the option order", 0)
     limit: int | None = option("only the first N records (smoke runs)", None, type=positive_int)
 
 
 @dataclass
 class AttributesOutput(OutputOptions):
-    output_dir: Path = option("output folder: questions.jsonl, answers.jsonl (with --model; re-running resumes from "
-                              "it), results.json, results.md, attributes.png", aliases=["out"])
+    output_dir: Path = option(
+        "output folder: questions.jsonl, answers.jsonl (with --model; re-running resumes from "
+        "it), results.json, results.md, attributes.png",
+        aliases=["out"],
+    )
 
 
 def build_parser() -> CommandParser:
@@ -85,8 +93,14 @@ def build_questions(options: AttributesOptions, counts: dict) -> list[AttributeQ
                 counts["duplicate_regions"] += 1
                 continue
             seen.add(key)
-            built = region_questions(f"{index}:{region_index}", record.image, region.caption, region.hard_negatives,
-                                     options.question_seed, tuple(options.kinds))
+            built = region_questions(
+                f"{index}:{region_index}",
+                record.image,
+                region.caption,
+                region.hard_negatives,
+                options.question_seed,
+                tuple(options.kinds),
+            )
             if not built:
                 counts["regions_without_negatives"] += 1
             elif "multiple_choice" in options.kinds and not any(q.kind == "multiple_choice" for q in built):
@@ -104,14 +118,17 @@ def write_questions(path: Path, questions: list[AttributeQuestion]) -> None:
             handle.write(json.dumps(asdict(question), ensure_ascii=False) + "\n")
 
 
-def run_model(model: Path, settings: GenerationSettings, root: Path, questions: list[AttributeQuestion], out: Path,
-              counts: dict) -> dict[str, str]:
+def run_model(
+    model: Path, settings: GenerationSettings, root: Path, questions: list[AttributeQuestion], out: Path, counts: dict
+) -> dict[str, str]:
     from eval.lmm.generation import PromptItem, answer_all
     from fgclip.llava.generation import load_lmm
 
     lmm = load_lmm(model, settings)
-    items = [PromptItem(q.question_id, Path(q.image) if Path(q.image).is_absolute() else root / q.image, q.prompt)
-             for q in questions]
+    items = [
+        PromptItem(q.question_id, Path(q.image) if Path(q.image).is_absolute() else root / q.image, q.prompt)
+        for q in questions
+    ]
     summary = answer_all(lmm, items, out / "answers.jsonl", settings, description="attributes")
     summary.add_counts(counts)
     return summary.answers
@@ -169,9 +186,19 @@ def main(argv: Sequence[str] | None = None) -> dict:
     started = time.time()
     one_answer_source(options.answers, model)
     out = prepare_output(output, [options.data, options.answers, model, options.images], OWNED)
-    counts = dict.fromkeys(("records", "skipped_bad_records", "regions", "duplicate_regions",
-                            "regions_without_negatives",
-                            "regions_with_fewer_than_3_negatives", "missing_answers", "unparsed_choices"), 0)
+    counts = dict.fromkeys(
+        (
+            "records",
+            "skipped_bad_records",
+            "regions",
+            "duplicate_regions",
+            "regions_without_negatives",
+            "regions_with_fewer_than_3_negatives",
+            "missing_answers",
+            "unparsed_choices",
+        ),
+        0,
+    )
     questions = build_questions(options, counts)
     counts["questions"] = len(questions)
     write_questions(out / "questions.jsonl", questions)  # first: answering them elsewhere needs only this file
@@ -185,27 +212,66 @@ def main(argv: Sequence[str] | None = None) -> dict:
         answers = run_model(model, settings, options.images or options.data.parent, questions, out, counts)
         generation = asdict(settings)
     metrics = score(questions, answers, counts)
-    cover = Coverage("questions", len(questions), len(questions) - counts["missing_answers"],
-                     {"no_answer_scored_as_wrong": counts["missing_answers"],
-                      "bad_records": counts["skipped_bad_records"]}, duplicates=counts["duplicate_regions"])
+    cover = Coverage(
+        "questions",
+        len(questions),
+        len(questions) - counts["missing_answers"],
+        {"no_answer_scored_as_wrong": counts["missing_answers"], "bad_records": counts["skipped_bad_records"]},
+        duplicates=counts["duplicate_regions"],
+    )
     cover.warn()
     per_type = metrics["per_type"]
-    rows = [[name, entry["accuracy"], entry.get("yes_no", "-"), entry.get("yes_no_questions", 0),
-             entry.get("multiple_choice", "-"), entry.get("multiple_choice_questions", 0)]
-            for name, entry in per_type.items()]
-    rows.append(["overall", metrics["accuracy"], metrics.get("yes_no_accuracy", "-"), metrics.get("num_yes_no", 0),
-                 metrics.get("multiple_choice_accuracy", "-"), metrics.get("num_multiple_choice", 0)])
-    table = markdown_table(["attribute", "accuracy", "yes/no", "yes/no questions", "multiple choice", "mc questions"],
-                           rows)
-    groups = {KIND_LABELS[kind]: {name: entry[kind] for name, entry in per_type.items() if kind in entry}
-              for kind in KINDS if f"{kind}_accuracy" in metrics}
+    rows = [
+        [
+            name,
+            entry["accuracy"],
+            entry.get("yes_no", "-"),
+            entry.get("yes_no_questions", 0),
+            entry.get("multiple_choice", "-"),
+            entry.get("multiple_choice_questions", 0),
+        ]
+        for name, entry in per_type.items()
+    ]
+    rows.append(
+        [
+            "overall",
+            metrics["accuracy"],
+            metrics.get("yes_no_accuracy", "-"),
+            metrics.get("num_yes_no", 0),
+            metrics.get("multiple_choice_accuracy", "-"),
+            metrics.get("num_multiple_choice", 0),
+        ]
+    )
+    table = markdown_table(
+        ["attribute", "accuracy", "yes/no", "yes/no questions", "multiple choice", "mc questions"], rows
+    )
+    groups = {
+        KIND_LABELS[kind]: {name: entry[kind] for name, entry in per_type.items() if kind in entry}
+        for kind in KINDS
+        if f"{kind}_accuracy" in metrics
+    }
     grouped_bar_plot(out / "attributes.png", groups, "Accuracy per attribute type", "accuracy")
     print(table)
     return write_scored_results(
-        out, "attributes", metrics, cover, model=model or options.answers, data=str(options.data), counts=counts,
-        started=started, table=table, headline=f"attribute accuracy {metrics['accuracy']:.4f}", strict=output.strict,
-        extra={"details": {"generation": generation, "question_seed": options.question_seed,
-                           "missing_answers_scored_as": "wrong"}})
+        out,
+        "attributes",
+        metrics,
+        cover,
+        model=model or options.answers,
+        data=str(options.data),
+        counts=counts,
+        started=started,
+        table=table,
+        headline=f"attribute accuracy {metrics['accuracy']:.4f}",
+        strict=output.strict,
+        extra={
+            "details": {
+                "generation": generation,
+                "question_seed": options.question_seed,
+                "missing_answers_scored_as": "wrong",
+            }
+        },
+    )
 
 
 cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])

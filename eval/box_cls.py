@@ -62,8 +62,9 @@ def load_coco(path: Path) -> COCO:
     except json.JSONDecodeError as error:
         raise UserError(f"{path} is not valid JSON: {error}") from error
     except AssertionError as error:
-        raise UserError(f"{path} is not a COCO annotation file (a JSON object with images, annotations, "
-                        f"categories): {error}") from error
+        raise UserError(
+            f"{path} is not a COCO annotation file (a JSON object with images, annotations, categories): {error}"
+        ) from error
     except (KeyError, TypeError) as error:
         raise UserError(f"{path} is a malformed COCO annotation file (missing field {error})") from error
     for part in ("images", "annotations", "categories"):
@@ -93,8 +94,15 @@ def category_names(coco: COCO, override: Path | None) -> tuple[list[int], list[s
     return category_ids, names
 
 
-def collect_boxes(coco: COCO, images_root: Path, classnames: list[str], category_ids: list[int],
-                  min_box_size: float, include_crowd: bool, max_images: int) -> BoxSet:
+def collect_boxes(
+    coco: COCO,
+    images_root: Path,
+    classnames: list[str],
+    category_ids: list[int],
+    min_box_size: float,
+    include_crowd: bool,
+    max_images: int,
+) -> BoxSet:
     box_set = BoxSet(classnames)
     counts = box_set.counts
     class_index = {category: index for index, category in enumerate(category_ids)}
@@ -153,21 +161,32 @@ def collect_boxes(coco: COCO, images_root: Path, classnames: list[str], category
 @dataclass
 class BoxClsOptions:
     data: Path = option("COCO-style instances JSON (e.g. instances_val2017.json or lvis_v1_val.json)")
-    images: Path | None = option("folder holding the images' file_name paths (default: the annotation file's folder)",
-                                 None)
+    images: Path | None = option(
+        "folder holding the images' file_name paths (default: the annotation file's folder)", None
+    )
     classnames: Path | None = option(
         "override the categories' names: a JSON object {category id: name}, a JSON list or a text file with one "
-        "name per line in ascending category-id order", None)
+        "name per line in ascending category-id order",
+        None,
+    )
     min_box_size: float = option("skip (and count) boxes whose width or height is below this many pixels", 1.0)
     include_crowd: bool = option("also classify iscrowd boxes (skipped by default)", False)
-    max_images: int = option("classify the boxes of the first N annotated images only (0: all); results.json says "
-                             "how many boxes were not read", 0, type=non_negative_int)
+    max_images: int = option(
+        "classify the boxes of the first N annotated images only (0: all); results.json says "
+        "how many boxes were not read",
+        0,
+        type=non_negative_int,
+    )
 
 
 def build_parser() -> CommandParser:
-    parser = CommandParser(prog="python -m eval.box_cls", description=__doc__,
-                           epilog=wrapped("Ties: a class scoring exactly as high as the true class ranks ahead of it "
-                                          "(counted as a miss)."))
+    parser = CommandParser(
+        prog="python -m eval.box_cls",
+        description=__doc__,
+        epilog=wrapped(
+            "Ties: a class scoring exactly as high as the true class ranks ahead of it (counted as a miss)."
+        ),
+    )
     parser.add_options(BoxClsOptions)
     parser.add_options(ClassificationOptions)
     add_encoder_options(parser)
@@ -183,8 +202,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
     out = run_options.prepare_output([options.data, options.images], OWNED)
     coco = load_coco(options.data)
     category_ids, classnames = category_names(coco, options.classnames)
-    box_set = collect_boxes(coco, options.images or options.data.parent, classnames, category_ids,
-                            options.min_box_size, options.include_crowd, options.max_images)
+    box_set = collect_boxes(
+        coco,
+        options.images or options.data.parent,
+        classnames,
+        category_ids,
+        options.min_box_size,
+        options.include_crowd,
+        options.max_images,
+    )
     counts = box_set.counts
     encoder = run_options.load_encoder()
     import torch  # loaded with the encoder
@@ -198,12 +224,31 @@ def main(argv: Sequence[str] | None = None) -> dict:
         offset += len(boxes)
     counts["scored"] = int(encoded.ok.sum())
     given = counts["annotations"] - counts["duplicate_annotations"] - counts["annotations_not_read_limit"]
-    cover = Coverage("boxes", given, counts["scored"], skipped_reasons(counts),
-                     duplicates=counts["duplicate_annotations"], not_read=counts["annotations_not_read_limit"],
-                     not_read_unit="boxes")
-    return classify_and_finish(run_options, out, encoder, encoded.embeddings[encoded.ok], labels[encoded.ok],
-                               classnames, templates, prompts, cover, benchmark="box_cls", title="box classification",
-                               unit="boxes", data=str(options.data), counts=dict(counts))
+    cover = Coverage(
+        "boxes",
+        given,
+        counts["scored"],
+        skipped_reasons(counts),
+        duplicates=counts["duplicate_annotations"],
+        not_read=counts["annotations_not_read_limit"],
+        not_read_unit="boxes",
+    )
+    return classify_and_finish(
+        run_options,
+        out,
+        encoder,
+        encoded.embeddings[encoded.ok],
+        labels[encoded.ok],
+        classnames,
+        templates,
+        prompts,
+        cover,
+        benchmark="box_cls",
+        title="box classification",
+        unit="boxes",
+        data=str(options.data),
+        counts=dict(counts),
+    )
 
 
 cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])

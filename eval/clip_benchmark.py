@@ -38,15 +38,24 @@ INSTALL_HINT = "pip install 'fgclip[clip-benchmark]'"
 class ClipBenchmarkOptions:
     """This wrapper's own options; every other argument goes to CLIP_benchmark's parser unchanged."""
 
-    long: bool = option("encode texts through FG-CLIP's 248-slot long-text path and long projection (default: the "
-                        "77-slot path that CLIP_benchmark's numbers use for every CLIP model)", False)
+    long: bool = option(
+        "encode texts through FG-CLIP's 248-slot long-text path and long projection (default: the "
+        "77-slot path that CLIP_benchmark's numbers use for every CLIP model)",
+        False,
+    )
 
 
 def build_parser() -> CommandParser:
-    parser = CommandParser(prog="python -m eval.clip_benchmark", add_help=False, description=__doc__,
-                           epilog=wrapped("CLIP_benchmark's own options: python -m eval.clip_benchmark eval --help "
-                                          "(model types now include 'fgclip'; this loads CLIP_benchmark, torch and "
-                                          "open_clip)."))
+    parser = CommandParser(
+        prog="python -m eval.clip_benchmark",
+        add_help=False,
+        description=__doc__,
+        epilog=wrapped(
+            "CLIP_benchmark's own options: python -m eval.clip_benchmark eval --help "
+            "(model types now include 'fgclip'; this loads CLIP_benchmark, torch and "
+            "open_clip)."
+        ),
+    )
     parser.add_options(ClipBenchmarkOptions)
     return parser
 
@@ -95,11 +104,16 @@ def load_fgclip(model_name: str, pretrained: str, cache_dir: str | None = None, 
 
     folder = Path(pretrained)
     if not folder.is_dir():
-        raise UserError(f"--pretrained {pretrained} is not a folder: with --model_type {MODEL_TYPE} it names "
-                                 "a model folder (this project's, a stock CLIP folder or an official FG-CLIP release)")
+        raise UserError(
+            f"--pretrained {pretrained} is not a folder: with --model_type {MODEL_TYPE} it names "
+            "a model folder (this project's, a stock CLIP folder or an official FG-CLIP release)"
+        )
     model = FGCLIPModel.from_pretrained(str(folder)).to(device).eval()
-    return (BenchmarkedFGCLIP(model, long), image_transform(model.image_size),
-            BenchmarkTokenizer(FGCLIPTokenizer.from_pretrained(folder), long))
+    return (
+        BenchmarkedFGCLIP(model, long),
+        image_transform(model.image_size),
+        BenchmarkTokenizer(FGCLIPTokenizer.from_pretrained(folder), long),
+    )
 
 
 def topk_accuracy(output, target, topk=(1,)) -> list[float]:
@@ -134,10 +148,10 @@ def register(long: bool = False) -> None:
         from clip_benchmark.metrics import zeroshot_classification
     except ModuleNotFoundError as error:
         if error.name == "requests":
-            raise UserError(f"clip-benchmark imports 'requests' without declaring it; {INSTALL_HINT} "
-                                     "installs both") from error
-        raise UserError(f"CLIP_benchmark is not installed (missing module {error.name!r}): "
-                                 f"{INSTALL_HINT}") from error
+            raise UserError(
+                f"clip-benchmark imports 'requests' without declaring it; {INSTALL_HINT} installs both"
+            ) from error
+        raise UserError(f"CLIP_benchmark is not installed (missing module {error.name!r}): {INSTALL_HINT}") from error
     models.TYPE2FUNC[MODEL_TYPE] = functools.partial(load_fgclip, long=long)
     if MODEL_TYPE not in models.MODEL_TYPES:
         models.MODEL_TYPES.append(MODEL_TYPE)  # the same list object `cli` imported for --model_type choices
@@ -153,8 +167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, rest = build_parser().parse_known_args(argv)
     options = options_from(args, ClipBenchmarkOptions)
     if not rest:
-        raise UserError("give CLIP_benchmark's arguments, e.g. eval --model_type fgclip --pretrained DIR --dataset "
-                        "NAME (see --help)")
+        raise UserError(
+            "give CLIP_benchmark's arguments, e.g. eval --model_type fgclip --pretrained DIR --dataset "
+            "NAME (see --help)"
+        )
     if rest[0] in ("-h", "--help"):  # this wrapper's help, without loading CLIP_benchmark
         build_parser().print_help()
         return 0

@@ -54,7 +54,9 @@ def parse_box(text: str) -> list[float]:
         values = [float(v) for v in text.replace(" ", "").split(",")]
         return check_bbox(values if len(values) == 4 else None)
     except (ValueError, RecordError) as error:
-        raise argparse.ArgumentTypeError(f"a box is x1,y1,x2,y2 normalised to [0, 1] with x1<x2, y1<y2: {error}") from error
+        raise argparse.ArgumentTypeError(
+            f"a box is x1,y1,x2,y2 normalised to [0, 1] with x1<x2, y1<y2: {error}"
+        ) from error
 
 
 def similarity_maps(dense: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
@@ -88,13 +90,16 @@ def _display_image(path: Path, max_side: int = 512) -> Image.Image:
     return image
 
 
-def draw_heatmaps(path: Path, image: Image.Image, maps: torch.Tensor, texts: list[str], mode: str, alpha: float) -> None:
+def draw_heatmaps(
+    path: Path, image: Image.Image, maps: torch.Tensor, texts: list[str], mode: str, alpha: float
+) -> None:
     import torch.nn.functional as F
 
     plt = pyplot()
     # The model squashes the whole image to a square, so the patch grid spans the full image: stretch it back.
-    upsampled = F.interpolate(maps[:, None].float(), size=(image.height, image.width), mode="bilinear",
-                              align_corners=False)[:, 0]
+    upsampled = F.interpolate(
+        maps[:, None].float(), size=(image.height, image.width), mode="bilinear", align_corners=False
+    )[:, 0]
     vmin, vmax = (float(maps.min()), float(maps.max())) if mode == "raw" else (0.0, 1.0)
     columns = len(texts) + 1
     figure, axes = plt.subplots(1, columns, figsize=(3.2 * columns, 3.6))
@@ -112,7 +117,9 @@ def draw_heatmaps(path: Path, image: Image.Image, maps: torch.Tensor, texts: lis
     plt.close(figure)
 
 
-def draw_regions(path: Path, image: Image.Image, boxes: list[list[float]], labels: list[str], correct: list[bool | None]):
+def draw_regions(
+    path: Path, image: Image.Image, boxes: list[list[float]], labels: list[str], correct: list[bool | None]
+):
     import matplotlib.patches as patches
 
     plt = pyplot()
@@ -122,8 +129,15 @@ def draw_regions(path: Path, image: Image.Image, boxes: list[list[float]], label
         x1, y1, x2, y2 = box[0] * image.width, box[1] * image.height, box[2] * image.width, box[3] * image.height
         colour = "yellow" if right is None else ("lime" if right else "red")
         axis.add_patch(patches.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colour, linewidth=2))
-        axis.text(x1, y1, "\n".join(textwrap.wrap(label, 32)[:2]), fontsize=7, color="black", va="bottom",
-                  bbox={"facecolor": colour, "alpha": 0.8, "pad": 1, "edgecolor": "none"})
+        axis.text(
+            x1,
+            y1,
+            "\n".join(textwrap.wrap(label, 32)[:2]),
+            fontsize=7,
+            color="black",
+            va="bottom",
+            bbox={"facecolor": colour, "alpha": 0.8, "pad": 1, "edgecolor": "none"},
+        )
     axis.axis("off")
     figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)
@@ -143,8 +157,12 @@ def load_record_regions(path: Path, index: int, images_root: Path | None):
         if not record.regions:
             raise UserError(f"{item.source} has no regions to draw")
         candidates = [text for region in record.regions for text in [region.caption, *region.hard_negatives]]
-        return (record.resolve_image(images_root or path.parent), [r.bbox for r in record.regions],
-                [r.caption for r in record.regions], list(dict.fromkeys(candidates)))
+        return (
+            record.resolve_image(images_root or path.parent),
+            [r.bbox for r in record.regions],
+            [r.caption for r in record.regions],
+            list(dict.fromkeys(candidates)),
+        )
     raise UserError(f"{path} has fewer than {index + 1} records")
 
 
@@ -154,17 +172,25 @@ class DenseVisOptions:
     text: list[str] = option("a text to map; repeat for several", default_factory=list, append=True)
     normalize: Literal["minmax", "raw", "softmax"] = option(
         "minmax: each map scaled to [0, 1]; raw: cosine on one shared scale; softmax: per patch over the texts "
-        "(needs two or more)", "minmax")
+        "(needs two or more)",
+        "minmax",
+    )
     temperature: float | None = option(
-        "softmax scale (logit multiplier); default: the model's own exp(logit_scale)", None, type=positive_float)
+        "softmax scale (logit multiplier); default: the model's own exp(logit_scale)", None, type=positive_float
+    )
     alpha: float = option("heatmap opacity over the image, in [0, 1]", 0.5, type=fraction)
     boxes: list[list[float]] | None = option(
-        "boxes x1,y1,x2,y2 (normalised) to label with their best-matching text among --text (or --captions)", None,
-        type=parse_box, nargs="+")
+        "boxes x1,y1,x2,y2 (normalised) to label with their best-matching text among --text (or --captions)",
+        None,
+        type=parse_box,
+        nargs="+",
+    )
     captions: list[str] | None = option("candidate captions for --boxes (default: --text)", None, nargs="+")
     record: Path | None = option(
         "a record JSONL (data-format.md): draw the boxes of record --index, candidates = its region captions and hard "
-        "negatives; --text defaults to its region captions", None)
+        "negatives; --text defaults to its region captions",
+        None,
+    )
     index: int = option("which record of --record", 0, type=non_negative_int)
     images: Path | None = option("root for the record's image path (default: the record file's folder)", None)
 
@@ -184,8 +210,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     own_captions: list[str] | None = None
     boxes, candidates = options.boxes, options.captions
     if options.record is not None:
-        image_path, boxes, own_captions, record_candidates = load_record_regions(options.record, options.index,
-                                                                                 options.images)
+        image_path, boxes, own_captions, record_candidates = load_record_regions(
+            options.record, options.index, options.images
+        )
         candidates = candidates or record_candidates
         texts = options.text or list(dict.fromkeys(own_captions))
     else:
@@ -218,13 +245,23 @@ def main(argv: Sequence[str] | None = None) -> dict:
     per_text = []
     for text, values in zip(texts, cosine):
         peak = int(values.flatten().argmax())
-        per_text.append({"text": text, "min": float(values.min()), "max": float(values.max()),
-                         "mean": float(values.mean()),
-                         "peak_xy": [((peak % grid_w) + 0.5) / grid_w, ((peak // grid_w) + 0.5) / grid_h]})
+        per_text.append(
+            {
+                "text": text,
+                "min": float(values.min()),
+                "max": float(values.max()),
+                "mean": float(values.mean()),
+                "peak_xy": [((peak % grid_w) + 0.5) / grid_w, ((peak // grid_w) + 0.5) / grid_h],
+            }
+        )
     metrics, plots = {"num_texts": len(texts)}, ["heatmap.png"]
-    table = markdown_table(["text", "min cos", "mean cos", "max cos", "peak (x, y)"],
-                           [[t["text"], t["min"], t["mean"], t["max"], f"({t['peak_xy'][0]:.2f}, {t['peak_xy'][1]:.2f})"]
-                            for t in per_text])
+    table = markdown_table(
+        ["text", "min cos", "mean cos", "max cos", "peak (x, y)"],
+        [
+            [t["text"], t["min"], t["mean"], t["max"], f"({t['peak_xy'][0]:.2f}, {t['peak_xy'][1]:.2f})"]
+            for t in per_text
+        ],
+    )
     regions = []
     if boxes:
         import torch
@@ -237,23 +274,57 @@ def main(argv: Sequence[str] | None = None) -> dict:
         for i, box in enumerate(boxes):
             caption = candidates[int(best[i])]
             right = None if own_captions is None else caption == own_captions[i]
-            regions.append({"box": box, "best_caption": caption, "score": float(scores[i, best[i]]), "correct": right,
-                            **({"caption": own_captions[i]} if own_captions else {})})
-        draw_regions(out / "regions.png", image, boxes, [f"{r['best_caption']} ({r['score']:.2f})" for r in regions],
-                     [r["correct"] for r in regions])
+            regions.append(
+                {
+                    "box": box,
+                    "best_caption": caption,
+                    "score": float(scores[i, best[i]]),
+                    "correct": right,
+                    **({"caption": own_captions[i]} if own_captions else {}),
+                }
+            )
+        draw_regions(
+            out / "regions.png",
+            image,
+            boxes,
+            [f"{r['best_caption']} ({r['score']:.2f})" for r in regions],
+            [r["correct"] for r in regions],
+        )
         plots.append("regions.png")
         metrics["num_regions"] = len(regions)
         if own_captions is not None:
             metrics["region_top1"] = sum(bool(r["correct"]) for r in regions) / len(regions)
-        table += "\n" + markdown_table(["box", "best caption", "score", "correct"],
-                                       [[", ".join(f"{v:.2f}" for v in r["box"]), r["best_caption"], r["score"],
-                                         "" if r["correct"] is None else r["correct"]] for r in regions])
+        table += "\n" + markdown_table(
+            ["box", "best caption", "score", "correct"],
+            [
+                [
+                    ", ".join(f"{v:.2f}" for v in r["box"]),
+                    r["best_caption"],
+                    r["score"],
+                    "" if r["correct"] is None else r["correct"],
+                ]
+                for r in regions
+            ],
+        )
     result = write_results(
-        out, "dense_vis", metrics, model=model, data=str(options.record or image_path),
-        counts={"texts": len(texts), "regions": len(regions)}, started=started, table=table,
-        extra={"complete": True, "note": f"all {len(texts)} texts and {len(regions)} boxes drawn",
-               "normalize": options.normalize, "temperature": temperature, "grid": [int(grid_h), int(grid_w)],
-               "encoder": encoder.describe(), "plots": plots, "details": {"texts": per_text, "regions": regions}},
+        out,
+        "dense_vis",
+        metrics,
+        model=model,
+        data=str(options.record or image_path),
+        counts={"texts": len(texts), "regions": len(regions)},
+        started=started,
+        table=table,
+        extra={
+            "complete": True,
+            "note": f"all {len(texts)} texts and {len(regions)} boxes drawn",
+            "normalize": options.normalize,
+            "temperature": temperature,
+            "grid": [int(grid_h), int(grid_w)],
+            "encoder": encoder.describe(),
+            "plots": plots,
+            "details": {"texts": per_text, "regions": regions},
+        },
     )
     print(f"dense similarity maps for {len(texts)} text(s) -> {out / 'heatmap.png'}")
     return result

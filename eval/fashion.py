@@ -112,9 +112,13 @@ def full_mode(index: ProductIndex, image_embeds: torch.Tensor, text_embeds: torc
     from eval.common.metrics import recall_at_k, recall_keys, retrieval_ranks
 
     image_positives = [index.product_texts[product] for product in index.image_product]
-    text_positives = [sorted({i for p in products for i in index.product_images[p]}) for products in index.text_products]
-    return {**recall_keys("full_i2t", recall_at_k(retrieval_ranks(image_embeds, text_embeds, image_positives), GEN_KS)),
-            **recall_keys("full_t2i", recall_at_k(retrieval_ranks(text_embeds, image_embeds, text_positives), GEN_KS))}
+    text_positives = [
+        sorted({i for p in products for i in index.product_images[p]}) for products in index.text_products
+    ]
+    return {
+        **recall_keys("full_i2t", recall_at_k(retrieval_ranks(image_embeds, text_embeds, image_positives), GEN_KS)),
+        **recall_keys("full_t2i", recall_at_k(retrieval_ranks(text_embeds, image_embeds, text_positives), GEN_KS)),
+    }
 
 
 @dataclass
@@ -141,7 +145,11 @@ def sample_queries(index: ProductIndex, num_queries: int, num_negatives: int, se
     for image, text, product in chosen:
         excluded = index.text_products[text] | {product}
         same = [p for p in by_subcategory[index.product_subcategory[product]] if p not in excluded]
-        rest = [p for p in products if p not in excluded and index.product_subcategory[p] != index.product_subcategory[product]]
+        rest = [
+            p
+            for p in products
+            if p not in excluded and index.product_subcategory[p] != index.product_subcategory[product]
+        ]
         rng.shuffle(same)
         rng.shuffle(rest)
         negatives, negative_texts = [], []
@@ -152,8 +160,14 @@ def sample_queries(index: ProductIndex, num_queries: int, num_negatives: int, se
             if candidate_text is not None and candidate_text not in negative_texts:
                 negatives.append(candidate)
                 negative_texts.append(candidate_text)
-        queries.append(SampledQuery(image, text, negative_texts=negative_texts,
-                                    negative_images=[rng.choice(index.product_images[p]) for p in negatives]))
+        queries.append(
+            SampledQuery(
+                image,
+                text,
+                negative_texts=negative_texts,
+                negative_images=[rng.choice(index.product_images[p]) for p in negatives],
+            )
+        )
     return queries
 
 
@@ -170,18 +184,23 @@ def _ranks_against(queries: torch.Tensor, candidates: torch.Tensor, columns: lis
     return rank_of_best_positive(scores, positives)
 
 
-def sample100_mode(queries: list[SampledQuery], image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> dict[str, float]:
+def sample100_mode(
+    queries: list[SampledQuery], image_embeds: torch.Tensor, text_embeds: torch.Tensor
+) -> dict[str, float]:
     from eval.common.metrics import recall_at_k, recall_keys
 
-    i2t = _ranks_against(image_embeds[[q.image for q in queries]], text_embeds,
-                         [[q.text] + q.negative_texts for q in queries])
-    t2i = _ranks_against(text_embeds[[q.text for q in queries]], image_embeds,
-                         [[q.image] + q.negative_images for q in queries])
+    i2t = _ranks_against(
+        image_embeds[[q.image for q in queries]], text_embeds, [[q.text] + q.negative_texts for q in queries]
+    )
+    t2i = _ranks_against(
+        text_embeds[[q.text for q in queries]], image_embeds, [[q.image] + q.negative_images for q in queries]
+    )
     return {**recall_keys("s100_i2t", recall_at_k(i2t, GEN_KS)), **recall_keys("s100_t2i", recall_at_k(t2i, GEN_KS))}
 
 
-def run_fashiongen(options: FashionOptions, gen: FashionGenOptions, encoder: Encoder,
-                   embeddings: dict[str, FusionSettings | None]):
+def run_fashiongen(
+    options: FashionOptions, gen: FashionGenOptions, encoder: Encoder, embeddings: dict[str, FusionSettings | None]
+):
     loaded = load_products(options.data[0])
     counts = loaded.counts
     images_root = options.images or options.data[0].parent
@@ -192,8 +211,13 @@ def run_fashiongen(options: FashionOptions, gen: FashionGenOptions, encoder: Enc
     for reason, count in first.failures.items():
         counts[f"images_{reason}"] = count
     index = build_product_index(loaded.items, paths, image_ok, counts)
-    cover = Coverage("items", counts["items"] - counts["duplicate_items"], len(index.pairs), skipped_reasons(counts),
-                     duplicates=counts["duplicate_items"])
+    cover = Coverage(
+        "items",
+        counts["items"] - counts["duplicate_items"],
+        len(index.pairs),
+        skipped_reasons(counts),
+        duplicates=counts["duplicate_items"],
+    )
     queries = sample_queries(index, gen.num_queries, gen.num_negatives, gen.seed) if gen.mode != "full" else []
     metrics: dict[str, float] = {}
     series: dict[str, dict[str, float]] = {}
@@ -214,15 +238,25 @@ def run_fashiongen(options: FashionOptions, gen: FashionGenOptions, encoder: Enc
         negatives = [len(q.negative_texts) for q in queries]
         metrics.update(s100_queries=len(queries), s100_mean_negatives=sum(negatives) / len(negatives))
         if min(negatives) < gen.num_negatives:
-            print(f"warning: sample100: some queries have fewer than {gen.num_negatives} negatives "
-                  f"(min {min(negatives)}): the data has too few products", file=sys.stderr)
+            print(
+                f"warning: sample100: some queries have fewer than {gen.num_negatives} negatives "
+                f"(min {min(negatives)}): the data has too few products",
+                file=sys.stderr,
+            )
     keys = list(next(iter(series.values())))
     table = markdown_table(["embedding", *keys], [[name, *values.values()] for name, values in series.items()])
     return metrics, series, counts, cover, table
 
 
-def iq_scores(triplets: list[Triplet], gallery: list[Path], gallery_embeds: torch.Tensor, query_embeds: torch.Tensor,
-              paths: dict[str, Path], keep_reference: bool, counts: Counter) -> dict[str, float] | None:
+def iq_scores(
+    triplets: list[Triplet],
+    gallery: list[Path],
+    gallery_embeds: torch.Tensor,
+    query_embeds: torch.Tensor,
+    paths: dict[str, Path],
+    keep_reference: bool,
+    counts: Counter,
+) -> dict[str, float] | None:
     """R@10/R@50 of one category; `query_embeds` has one row per triplet."""
     import torch
 
@@ -253,8 +287,9 @@ def iq_scores(triplets: list[Triplet], gallery: list[Path], gallery_embeds: torc
     return {"r10": recalls[10], "r50": recalls[50], "queries": len(scored), "gallery": len(gallery)}
 
 
-def run_fashioniq(options: FashionOptions, iq: FashionIQOptions, encoder: Encoder,
-                  embeddings: dict[str, FusionSettings | None]):
+def run_fashioniq(
+    options: FashionOptions, iq: FashionIQOptions, encoder: Encoder, embeddings: dict[str, FusionSettings | None]
+):
     import torch.nn.functional as F
 
     from eval.common.learned_fusion import composed_queries
@@ -267,11 +302,16 @@ def run_fashioniq(options: FashionOptions, iq: FashionIQOptions, encoder: Encode
         gallery_names = load_gallery(iq.gallery)
         missing = [c for c in categories if c not in gallery_names]
         if missing:
-            raise UserError(f"--gallery has no images for category {missing[0]!r} (categories: {sorted(gallery_names)})")
+            raise UserError(
+                f"--gallery has no images for category {missing[0]!r} (categories: {sorted(gallery_names)})"
+            )
     else:
-        gallery_names = {c: [n for t in loaded.items if t.category == c for n in (t.candidate, t.target)]
-                         for c in categories}
-    names = [n for c in categories for n in gallery_names[c]] + [n for t in loaded.items for n in (t.candidate, t.target)]
+        gallery_names = {
+            c: [n for t in loaded.items if t.category == c for n in (t.candidate, t.target)] for c in categories
+        }
+    names = [n for c in categories for n in gallery_names[c]] + [
+        n for t in loaded.items for n in (t.candidate, t.target)
+    ]
     paths = {name: resolve_image_path(images_root, name, try_suffixes=True) for name in dict.fromkeys(names)}
     unique = list(dict.fromkeys(paths.values()))
     row = {path: i for i, path in enumerate(unique)}
@@ -281,7 +321,9 @@ def run_fashioniq(options: FashionOptions, iq: FashionIQOptions, encoder: Encode
     usable = [t for t in loaded.items if first.ok[row[paths[t.candidate]]] and first.ok[row[paths[t.target]]]]
     trained_composition = {
         name: composed_queries(encoder, [paths[t.candidate] for t in usable], [t.text for t in usable])[0]
-        for name, fusion in embeddings.items() if getattr(fusion, "composition", "sum") == "fusion"}
+        for name, fusion in embeddings.items()
+        if getattr(fusion, "composition", "sum") == "fusion"
+    }
     counts["skipped_image_failed"] = len(loaded.items) - len(usable)
     galleries = {}
     for category in categories:
@@ -306,8 +348,15 @@ def run_fashioniq(options: FashionOptions, iq: FashionIQOptions, encoder: Encode
             else:
                 references = image_embeds[[row[paths[usable[i].candidate]] for i in rows]]
                 queries = F.normalize(references + text_embeds[rows], dim=-1)
-            result = iq_scores([usable[i] for i in rows], gallery, image_embeds[[row[p] for p in gallery]], queries,
-                               paths, iq.keep_reference, run_counts)
+            result = iq_scores(
+                [usable[i] for i in rows],
+                gallery,
+                image_embeds[[row[p] for p in gallery]],
+                queries,
+                paths,
+                iq.keep_reference,
+                run_counts,
+            )
             if result is not None:
                 found[category] = result
         if not found:
@@ -315,13 +364,23 @@ def run_fashioniq(options: FashionOptions, iq: FashionIQOptions, encoder: Encode
         values = {f"{category}_r{k}": r[f"r{k}"] for category, r in found.items() for k in IQ_KS}
         values.update({f"avg_r{k}": sum(r[f"r{k}"] for r in found.values()) / len(found) for k in IQ_KS})
         series[name] = values
-    metrics = {(f"{name}_{k}" if name == "fusion" else k): v for name, values in series.items() for k, v in values.items()}
+    metrics = {
+        (f"{name}_{k}" if name == "fusion" else k): v for name, values in series.items() for k, v in values.items()
+    }
     scored = sum(r["queries"] for r in next(iter(per_category.values())).values())
     metrics["num_queries"] = scored
-    cover = Coverage("triplets", counts["triplets"] - counts["duplicate_triplets"], scored, skipped_reasons(counts),
-                     duplicates=counts["duplicate_triplets"])
-    rows = [[name, category, r["queries"], r["gallery"], r["r10"], r["r50"]]
-            for name, found in per_category.items() for category, r in found.items()]
+    cover = Coverage(
+        "triplets",
+        counts["triplets"] - counts["duplicate_triplets"],
+        scored,
+        skipped_reasons(counts),
+        duplicates=counts["duplicate_triplets"],
+    )
+    rows = [
+        [name, category, r["queries"], r["gallery"], r["r10"], r["r50"]]
+        for name, found in per_category.items()
+        for category, r in found.items()
+    ]
     table = markdown_table(["embedding", "category", "queries", "gallery", "R@10", "R@50"], rows)
     gallery_note = "--gallery files" if iq.gallery else "references and targets of the data (not the official gallery)"
     reference_note = "kept in" if iq.keep_reference else "excluded from"
@@ -332,13 +391,20 @@ def run_fashioniq(options: FashionOptions, iq: FashionIQOptions, encoder: Encode
 @dataclass
 class FashionOptions:
     task: Literal["fashiongen", "fashioniq"] = option("which protocol")
-    data: list[Path] = option("fashiongen: one JSON-lines file of product items; fashioniq: one or more caption files "
-                              "(cap.<category>.<split>.json or JSON-lines triplets)")
-    images: Path | None = option("root folder for image paths (default: the first data file's folder); FashionIQ "
-                                 "names without a suffix are looked up as .jpg/.png/...", None)
+    data: list[Path] = option(
+        "fashiongen: one JSON-lines file of product items; fashioniq: one or more caption files "
+        "(cap.<category>.<split>.json or JSON-lines triplets)"
+    )
+    images: Path | None = option(
+        "root folder for image paths (default: the first data file's folder); FashionIQ "
+        "names without a suffix are looked up as .jpg/.png/...",
+        None,
+    )
     embedding: Literal["global", "fusion", "both"] | None = option(
         "global: the towers' global embeddings; fusion: Fashion-FINE's global+local mix (a Fashion-FINE folder's own "
-        "trained one); both: compare them (default: fusion for Fashion-FINE folders, else global)", None)
+        "trained one); both: compare them (default: fusion for Fashion-FINE folders, else global)",
+        None,
+    )
 
 
 @dataclass
@@ -353,13 +419,18 @@ class FashionGenOptions:
 class FashionIQOptions:
     gallery: list[Path] | None = option(
         "gallery files (split.<category>.<split>.json lists or JSON-lines {image, category}); default: the "
-        "references and targets of the data", None)
+        "references and targets of the data",
+        None,
+    )
     keep_reference: bool = option("keep the reference image in its own query's gallery (excluded by default)", False)
 
 
 def build_parser() -> CommandParser:
-    parser = CommandParser(prog="python -m eval.fashion", description=__doc__,
-                           epilog="File formats: see eval/common/fashion_data.py. Ties count as misses.")
+    parser = CommandParser(
+        prog="python -m eval.fashion",
+        description=__doc__,
+        epilog="File formats: see eval/common/fashion_data.py. Ties count as misses.",
+    )
     parser.add_options(FashionOptions)
     parser.add_options(FashionGenOptions, "fashiongen")
     parser.add_options(FashionIQOptions, "fashioniq")
@@ -397,17 +468,30 @@ def main(argv: Sequence[str] | None = None) -> dict:
     grouped_bar_plot(out / plot, series, f"{options.task} ({model_label(run_options.model)})", "recall")
     extra = {"task": options.task, "embeddings": list(embeddings), "plots": [plot], "details": {"series": series}}
     if "fusion" in embeddings:
-        extra["fusion"] = fusion.as_dict() if learned else {
-            **fusion.as_dict(), "pooling": "parameter-free attention (query: global embedding)"}
+        extra["fusion"] = (
+            fusion.as_dict()
+            if learned
+            else {**fusion.as_dict(), "pooling": "parameter-free attention (query: global embedding)"}
+        )
     if options.task == "fashiongen":
         extra.update(mode=gen.mode, seed=gen.seed, num_negatives=gen.num_negatives)
     else:
-        extra.update(gallery=[str(p) for p in iq.gallery] if iq.gallery else "references and targets of the data",
-                     keep_reference=iq.keep_reference)
+        extra.update(
+            gallery=[str(p) for p in iq.gallery] if iq.gallery else "references and targets of the data",
+            keep_reference=iq.keep_reference,
+        )
     return run_options.finish(
-        out, options.task, metrics, cover, encoder, data=[str(p) for p in options.data], counts=dict(counts),
-        table=table, headline=f"{options.task}: " + ", ".join(f"{k} {v:.4f}" for k, v in list(metrics.items())[:4]),
-        extra=extra)
+        out,
+        options.task,
+        metrics,
+        cover,
+        encoder,
+        data=[str(p) for p in options.data],
+        counts=dict(counts),
+        table=table,
+        headline=f"{options.task}: " + ", ".join(f"{k} {v:.4f}" for k, v in list(metrics.items())[:4]),
+        extra=extra,
+    )
 
 
 cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])

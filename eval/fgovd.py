@@ -45,8 +45,12 @@ if TYPE_CHECKING:  # loaded in main, after the options are checked: --help needs
     from eval.common.encoder import Encoder
 
 # File names of the public FG-OVD benchmark and the difficulty each one is.
-FGOVD_FILE_DIFFICULTY = {"1_attributes": "hard", "2_attributes": "medium", "3_attributes": "easy",
-                         "shuffle_negatives": "trivial"}
+FGOVD_FILE_DIFFICULTY = {
+    "1_attributes": "hard",
+    "2_attributes": "medium",
+    "3_attributes": "easy",
+    "shuffle_negatives": "trivial",
+}
 DIFFICULTIES = ("hard", "medium", "easy", "trivial")
 OWNED = owned_outputs({"fgovd"}, {"results.md", "fgovd_top1.png"})
 
@@ -172,8 +176,15 @@ def _record_regions(item: dict, images_root: Path, loaded: RegionFile) -> None:
             loaded.add(None)
             continue
         path = Path(image.strip())
-        loaded.add(_query(path if path.is_absolute() else images_root / path, list(region.bbox), region.caption,
-                          region.hard_negatives, counts))
+        loaded.add(
+            _query(
+                path if path.is_absolute() else images_root / path,
+                list(region.bbox),
+                region.caption,
+                region.hard_negatives,
+                counts,
+            )
+        )
 
 
 def _lvis_regions(path: Path, document: dict, images_root: Path, loaded: RegionFile, limit: int) -> None:
@@ -202,13 +213,17 @@ def _lvis_regions(path: Path, document: dict, images_root: Path, loaded: RegionF
             loaded.add(None)
             continue
         box = xywh_pixels_to_normalized(annotation.get("bbox"), image.get("width"), image.get("height"))
-        loaded.add(_query(images_root / image["file_name"], box, captions[wanted[0]],
-                          [captions[c] for c in wanted[1:]], counts))
+        loaded.add(
+            _query(
+                images_root / image["file_name"], box, captions[wanted[0]], [captions[c] for c in wanted[1:]], counts
+            )
+        )
 
 
 def _is_lvis_document(document) -> bool:
-    return isinstance(document, dict) and all(isinstance(document.get(k), list)
-                                              for k in ("images", "annotations", "categories"))
+    return isinstance(document, dict) and all(
+        isinstance(document.get(k), list) for k in ("images", "annotations", "categories")
+    )
 
 
 def load_region_file(path: Path, images_root: Path, label: str, limit: int = 0) -> RegionFile:
@@ -242,8 +257,9 @@ def load_region_file(path: Path, images_root: Path, label: str, limit: int = 0) 
     return loaded
 
 
-def score_regions(region_embeds: torch.Tensor, queries: list[RegionQuery], text_row: dict[str, int],
-                  text_embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def score_regions(
+    region_embeds: torch.Tensor, queries: list[RegionQuery], text_row: dict[str, int], text_embeds: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """`(Q,)` hits and `(Q,)` ties by `fgclip.metrics.region_top1_hits`: a region is a hit when no negative
     scores above its positive (a tie is a hit, as in the public FG-OVD evaluation).
 
@@ -307,27 +323,39 @@ class FgovdOptions:
     data: list[Path] = option(
         "one or more files: the public FG-OVD benchmark .json files, their JSON-lines form or record files (.jsonl or "
         "a .json list); several files are scored separately (e.g. the FG-OVD hard / medium / easy / trivial files) "
-        "and together")
+        "and together"
+    )
     images: Path | None = option(
         "root folder for relative image paths, e.g. the COCO root holding val2017/ for the public FG-OVD files "
-        "(default: the folder holding each data file)", None)
+        "(default: the folder holding each data file)",
+        None,
+    )
     names: list[str] | None = option(
         "a label per data file (default: the FG-OVD difficulty read from the file name, e.g. 1_attributes -> hard, "
-        "else the file name)", None)
-    limit: int = option("read only the first N items (lines, or annotations of a benchmark file) of each file (0: "
-                        "all); results.json says how many were not read", 0, type=non_negative_int)
+        "else the file name)",
+        None,
+    )
+    limit: int = option(
+        "read only the first N items (lines, or annotations of a benchmark file) of each file (0: "
+        "all); results.json says how many were not read",
+        0,
+        type=non_negative_int,
+    )
 
 
 def build_parser() -> CommandParser:
     parser = CommandParser(
         prog="python -m eval.fgovd",
         description=__doc__,
-        epilog=wrapped("Ties: a negative scoring as high as the positive (within 1e-6) counts as a hit, as in the "
-        "public FG-OVD evaluation of FG-CLIP (fgclip.metrics.region_top1_hits); results.json counts them (num_ties). "
-        "Negatives are cleaned as the trainer cleans them (fgclip.data.schema.clean_negatives): those equal to the "
-        "positive text, repeated or empty are dropped and counted. Regions without negatives, with an empty box, or "
-        "whose image is missing are skipped one by one and counted in results.json (complete: false, counts by "
-        "reason; --strict makes that exit 2); a region repeated exactly is scored once and counted."),
+        epilog=wrapped(
+            "Ties: a negative scoring as high as the positive (within 1e-6) counts as a hit, as in the "
+            "public FG-OVD evaluation of FG-CLIP (fgclip.metrics.region_top1_hits); results.json counts them "
+            "(num_ties). Negatives are cleaned as the trainer cleans them (fgclip.data.schema.clean_negatives): those "
+            "equal to the positive text, repeated or empty are dropped and counted. Regions without negatives, with "
+            "an empty box, or "
+            "whose image is missing are skipped one by one and counted in results.json (complete: false, counts by "
+            "reason; --strict makes that exit 2); a region repeated exactly is scored once and counted."
+        ),
     )
     parser.add_options(FgovdOptions)
     add_encoder_options(parser)
@@ -345,8 +373,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     for path in options.data:
         require_file(path, "--data")
     out = run_options.prepare_output([*options.data, options.images], OWNED)
-    files = [load_region_file(path, options.images or path.parent, label, options.limit)
-             for path, label in zip(options.data, labels)]
+    files = [
+        load_region_file(path, options.images or path.parent, label, options.limit)
+        for path, label in zip(options.data, labels)
+    ]
     encoder = run_options.load_encoder()
     per_file = evaluate(encoder, files)
 
@@ -356,30 +386,58 @@ def main(argv: Sequence[str] | None = None) -> dict:
     scored = sum(result["num_regions"] for result in per_file.values())
     correct = sum(result["correct"] for result in per_file.values())
     counts["scored"] = scored
-    cover = Coverage("regions", sum(f.given for f in files), scored, skipped_reasons(counts),
-                     duplicates=counts["duplicate_regions"], truncated=encoder.truncated_texts(),
-                     not_read=counts["items_not_read_limit"], not_read_unit="items")
+    cover = Coverage(
+        "regions",
+        sum(f.given for f in files),
+        scored,
+        skipped_reasons(counts),
+        duplicates=counts["duplicate_regions"],
+        truncated=encoder.truncated_texts(),
+        not_read=counts["items_not_read_limit"],
+        not_read_unit="items",
+    )
     cover.warn()
 
     metrics = {"top1": correct / scored, "num_regions": scored, "num_ties": sum(r["ties"] for r in per_file.values())}
     for label, result in per_file.items():
         metrics[f"top1_{label}"] = result["top1"]
         metrics[f"num_regions_{label}"] = result["num_regions"]
-    rows = [[label, r["num_regions"], files[i].given, round(r["mean_negatives"], 2), r["top1"], r["chance"], r["ties"]]
-            for i, (label, r) in enumerate(per_file.items())]
+    rows = [
+        [label, r["num_regions"], files[i].given, round(r["mean_negatives"], 2), r["top1"], r["chance"], r["ties"]]
+        for i, (label, r) in enumerate(per_file.items())
+    ]
     if len(files) > 1:
         rows.append(["all", scored, sum(f.given for f in files), "", correct / scored, "", metrics["num_ties"]])
-    table = markdown_table(["set", "regions scored", "regions in file", "negatives / region", "top-1", "chance",
-                            "ties (hits)"], rows)
-    bar_plot(out / "fgovd_top1.png", {label: r["top1"] for label, r in per_file.items()},
-             f"FG-OVD top-1 ({model_label(run_options.model)})", "top-1 accuracy",
-             chance=sum(r["chance"] * r["num_regions"] for r in per_file.values()) / scored)
+    table = markdown_table(
+        ["set", "regions scored", "regions in file", "negatives / region", "top-1", "chance", "ties (hits)"], rows
+    )
+    bar_plot(
+        out / "fgovd_top1.png",
+        {label: r["top1"] for label, r in per_file.items()},
+        f"FG-OVD top-1 ({model_label(run_options.model)})",
+        "top-1 accuracy",
+        chance=sum(r["chance"] * r["num_regions"] for r in per_file.values()) / scored,
+    )
     return run_options.finish(
-        out, "fgovd", metrics, cover, encoder, data=[str(p) for p in options.data], counts=dict(counts),
-        table=table, headline=f"FG-OVD top-1 {metrics['top1']:.4f}",
-        extra={"details": {"per_file": {label: {**r, "file": str(f.path), "counts": dict(f.counts)}
-                                        for (label, r), f in zip(per_file.items(), files)}},
-               "plots": ["fgovd_top1.png"]})
+        out,
+        "fgovd",
+        metrics,
+        cover,
+        encoder,
+        data=[str(p) for p in options.data],
+        counts=dict(counts),
+        table=table,
+        headline=f"FG-OVD top-1 {metrics['top1']:.4f}",
+        extra={
+            "details": {
+                "per_file": {
+                    label: {**r, "file": str(f.path), "counts": dict(f.counts)}
+                    for (label, r), f in zip(per_file.items(), files)
+                }
+            },
+            "plots": ["fgovd_top1.png"],
+        },
+    )
 
 
 cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])

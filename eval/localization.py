@@ -110,7 +110,9 @@ def image_size(item: Referral, root: Path) -> tuple[int, int] | None:
         return None
 
 
-def score(items: list[Referral], answers: dict[str, str], root: Path, padded_square: bool, counts: Counter) -> tuple[dict, list[dict]]:
+def score(
+    items: list[Referral], answers: dict[str, str], root: Path, padded_square: bool, counts: Counter
+) -> tuple[dict, list[dict]]:
     """Metrics and one prediction row per item; failures and missing answers count as IoU 0."""
     ious, rows = [], []
     for item in items:
@@ -129,9 +131,17 @@ def score(items: list[Referral], answers: dict[str, str], root: Path, padded_squ
                 counts[f"scale_{parsed.scale}"] += 1
         iou = box_iou(parsed.box, item.bbox) if parsed else 0.0
         ious.append(iou)
-        rows.append({"id": item.id, "expression": item.expression, "answer": text, "bbox": item.bbox,
-                     "predicted": list(parsed.box) if parsed else None, "scale": parsed.scale if parsed else None,
-                     "iou": iou})
+        rows.append(
+            {
+                "id": item.id,
+                "expression": item.expression,
+                "answer": text,
+                "bbox": item.bbox,
+                "predicted": list(parsed.box) if parsed else None,
+                "scale": parsed.scale if parsed else None,
+                "iou": iou,
+            }
+        )
     total = len(items)
     acc_at = {f"{t:.1f}": sum(i >= t for i in ious) / total for t in IOU_THRESHOLDS}
     metrics = {
@@ -155,9 +165,11 @@ class LocalizationOptions:
 
 @dataclass
 class LocalizationOutput(OutputOptions):
-    output_dir: Path = option("output folder: answers.jsonl (with --model; re-running resumes), predictions.jsonl "
-                              "(parsed box and IoU per item), results.json, results.md, localization.png",
-                              aliases=["out"])
+    output_dir: Path = option(
+        "output folder: answers.jsonl (with --model; re-running resumes), predictions.jsonl "
+        "(parsed box and IoU per item), results.json, results.md, localization.png",
+        aliases=["out"],
+    )
 
 
 def build_parser() -> CommandParser:
@@ -175,8 +187,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     started = time.time()
     one_answer_source(options.answers, model)
     out = prepare_output(output, [options.data, options.answers, model, options.images], OWNED)
-    counts: Counter = Counter(skipped_bad_lines=0, duplicate_items=0, missing_answers=0, parse_failures=0,
-                              missing_image_at_scoring=0)
+    counts: Counter = Counter(
+        skipped_bad_lines=0, duplicate_items=0, missing_answers=0, parse_failures=0, missing_image_at_scoring=0
+    )
     items = read_referrals(options.data, counts)
     if options.limit:
         counts["items_not_read_limit"] = max(0, len(items) - options.limit)
@@ -188,8 +201,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
         from fgclip.llava.generation import load_lmm
 
         lmm = load_lmm(model, settings)
-        prompts = [PromptItem(item.id, image_path(root, item.image), PROMPT.format(expression=item.expression))
-                   for item in items]
+        prompts = [
+            PromptItem(item.id, image_path(root, item.image), PROMPT.format(expression=item.expression))
+            for item in items
+        ]
         summary = answer_all(lmm, prompts, out / "answers.jsonl", settings, description="localisation")
         summary.add_counts(counts)
         answers, generation = summary.answers, asdict(settings)
@@ -200,11 +215,18 @@ def main(argv: Sequence[str] | None = None) -> dict:
     padded = settings.pad_to_square
     counts["items"] = len(items)
     metrics, rows = score(items, answers, root, padded, counts)
-    cover = Coverage("items", len(items) + counts["skipped_bad_lines"], len(items) - metrics["num_missing"],
-                     {"bad_lines": counts["skipped_bad_lines"],
-                      "no_answer_scored_as_wrong": counts["missing_answers"],
-                      "missing_image_scored_as_wrong": counts["missing_image_at_scoring"]},
-                     duplicates=counts["duplicate_items"], not_read=counts["items_not_read_limit"])
+    cover = Coverage(
+        "items",
+        len(items) + counts["skipped_bad_lines"],
+        len(items) - metrics["num_missing"],
+        {
+            "bad_lines": counts["skipped_bad_lines"],
+            "no_answer_scored_as_wrong": counts["missing_answers"],
+            "missing_image_scored_as_wrong": counts["missing_image_at_scoring"],
+        },
+        duplicates=counts["duplicate_items"],
+        not_read=counts["items_not_read_limit"],
+    )
     cover.warn()
     if metrics["num_parse_failures"]:
         print(f"warning: {metrics['num_parse_failures']} answers without a readable box are scored as misses")
@@ -212,17 +234,45 @@ def main(argv: Sequence[str] | None = None) -> dict:
         handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
     table = markdown_table(
         ["Acc@0.5", "mean IoU", *[f"Acc@{t}" for t in metrics["acc_at_iou"]], "items", "parse failures", "missing"],
-        [[metrics["accuracy"], metrics["mean_iou"], *metrics["acc_at_iou"].values(), metrics["num_items"],
-          metrics["num_parse_failures"], metrics["num_missing"]]],
+        [
+            [
+                metrics["accuracy"],
+                metrics["mean_iou"],
+                *metrics["acc_at_iou"].values(),
+                metrics["num_items"],
+                metrics["num_parse_failures"],
+                metrics["num_missing"],
+            ]
+        ],
     )
-    line_plot(out / "localization.png", {"accuracy": {float(t): v for t, v in metrics["acc_at_iou"].items()}},
-              "Localisation accuracy by IoU threshold", "IoU threshold", "accuracy")
+    line_plot(
+        out / "localization.png",
+        {"accuracy": {float(t): v for t, v in metrics["acc_at_iou"].items()}},
+        "Localisation accuracy by IoU threshold",
+        "IoU threshold",
+        "accuracy",
+    )
     print(table)
     return write_scored_results(
-        out, "localization", metrics, cover, model=model or options.answers, data=str(options.data),
-        counts=dict(counts), started=started, table=table, headline=f"localisation Acc@0.5 {metrics['accuracy']:.4f}",
-        strict=output.strict, extra={"details": {"generation": generation, "boxes_in_padded_square": padded,
-                                                 "failures_scored_as": "miss (IoU 0)"}})
+        out,
+        "localization",
+        metrics,
+        cover,
+        model=model or options.answers,
+        data=str(options.data),
+        counts=dict(counts),
+        started=started,
+        table=table,
+        headline=f"localisation Acc@0.5 {metrics['accuracy']:.4f}",
+        strict=output.strict,
+        extra={
+            "details": {
+                "generation": generation,
+                "boxes_in_padded_square": padded,
+                "failures_scored_as": "miss (IoU 0)",
+            }
+        },
+    )
 
 
 cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])

@@ -48,10 +48,16 @@ OWNED_QUESTIONS = owned_outputs((), {f"pope_{strategy}.jsonl" for strategy in ST
 class PopeOptions:
     questions: list[Path] | None = option(
         "POPE question files (JSON lines: question_id, image, text, label); one split each, named from the file name "
-        "(random/popular/adversarial), or one merged file split by its 'category' field", None, nargs="+")
+        "(random/popular/adversarial), or one merged file split by its 'category' field",
+        None,
+        nargs="+",
+    )
     answers: list[Path] | None = option(
         "score these answers files (JSON lines with question_id and text or answer) instead of running a model: one "
-        "per --questions file in the same order, or one for all when question ids are unique", None, nargs="+")
+        "per --questions file in the same order, or one for all when question ids are unique",
+        None,
+        nargs="+",
+    )
     images: Path | None = option("folder holding the question files' images (with --model)", None)
     limit: int | None = option("only the first N questions of each split (smoke runs)", None, type=positive_int)
 
@@ -69,7 +75,9 @@ class PopeBuildOptions:
 class PopeOutput(OutputOptions):
     output_dir: Path = option(
         "output folder: results.json, results.md, pope.png; answers/<split>.jsonl when a model runs (re-running with "
-        "the same --output_dir resumes from them); with --build_questions, the question files", aliases=["out"])
+        "the same --output_dir resumes from them); with --build_questions, the question files",
+        aliases=["out"],
+    )
 
 
 def build_parser() -> CommandParser:
@@ -102,8 +110,9 @@ def load_splits(paths: Sequence[Path], limit: int | None, counts: dict | None = 
     return {name: questions[:limit] if limit else questions for name, questions in splits.items()}
 
 
-def answers_from_files(options: PopeOptions, splits: dict[str, list[PopeQuestion]], counts: dict
-                       ) -> dict[str, dict[str, str]]:
+def answers_from_files(
+    options: PopeOptions, splits: dict[str, list[PopeQuestion]], counts: dict
+) -> dict[str, dict[str, str]]:
     """Per split, question id -> answer text, from --answers files."""
     answers, questions = options.answers, options.questions
     if len(answers) not in (1, len(questions)):
@@ -111,8 +120,9 @@ def answers_from_files(options: PopeOptions, splits: dict[str, list[PopeQuestion
     if len(answers) == 1:
         keys = [question_key(q.question_id) for split in splits.values() for q in split]
         if len(set(keys)) != len(keys):
-            raise UserError("question ids repeat across the question files; give one --answers file per --questions "
-                            "file")
+            raise UserError(
+                "question ids repeat across the question files; give one --answers file per --questions file"
+            )
         sources = {name: answers[0] for name in splits}
     elif len(splits) != len(answers):
         raise UserError("a merged question file with categories needs a single --answers file")
@@ -133,8 +143,14 @@ def answers_from_files(options: PopeOptions, splits: dict[str, list[PopeQuestion
     return per_split
 
 
-def answers_from_model(model: Path, images: Path | None, settings: GenerationSettings, out: Path,
-                       splits: dict[str, list[PopeQuestion]], counts: dict) -> dict[str, dict[str, str]]:
+def answers_from_model(
+    model: Path,
+    images: Path | None,
+    settings: GenerationSettings,
+    out: Path,
+    splits: dict[str, list[PopeQuestion]],
+    counts: dict,
+) -> dict[str, dict[str, str]]:
     from eval.lmm.generation import PromptItem, answer_all
     from fgclip.llava.generation import load_lmm
 
@@ -143,9 +159,12 @@ def answers_from_model(model: Path, images: Path | None, settings: GenerationSet
     lmm = load_lmm(model, settings)
     per_split = {}
     for name, questions in splits.items():
-        items = [PromptItem(q.question_id, images / q.image,
-                            q.text if SHORT_ANSWER in q.text else with_suffix(q.text, SHORT_ANSWER))
-                 for q in questions]
+        items = [
+            PromptItem(
+                q.question_id, images / q.image, q.text if SHORT_ANSWER in q.text else with_suffix(q.text, SHORT_ANSWER)
+            )
+            for q in questions
+        ]
         summary = answer_all(lmm, items, out / "answers" / f"{name}.jsonl", settings, description=f"POPE {name}")
         summary.add_counts(counts)
         per_split[name] = summary.answers
@@ -195,34 +214,58 @@ def main(argv: Sequence[str] | None = None) -> dict | None:
     per_split = score(splits, answers)
     counts["missing_answers"] = sum(split["num_missing"] for split in per_split.values())
     counts["empty_answers"] = sum(split["num_empty"] for split in per_split.values())
-    cover = Coverage("questions", counts["questions"], counts["questions"] - counts["missing_answers"],
-                     {"no_answer_scored_as_wrong": counts["missing_answers"]},
-                     duplicates=counts["duplicate_questions"])
+    cover = Coverage(
+        "questions",
+        counts["questions"],
+        counts["questions"] - counts["missing_answers"],
+        {"no_answer_scored_as_wrong": counts["missing_answers"]},
+        duplicates=counts["duplicate_questions"],
+    )
     cover.warn()
     metrics = {
         **average_metrics(per_split, METRICS),
         "num_questions": counts["questions"],
         "num_missing": counts["missing_answers"],
     }
-    rows = [[name] + [split[m] for m in METRICS] + [split["num_questions"], split["num_missing"]]
-            for name, split in per_split.items()]
+    rows = [
+        [name] + [split[m] for m in METRICS] + [split["num_questions"], split["num_missing"]]
+        for name, split in per_split.items()
+    ]
     rows.append(["average"] + [metrics[m] for m in METRICS] + [metrics["num_questions"], metrics["num_missing"]])
     table = markdown_table(["split", *METRICS, "questions", "missing"], rows)
-    grouped_bar_plot(out / "pope.png", {name: {m: split[m] for m in METRICS} for name, split in per_split.items()},
-                     "POPE per split", "fraction")
+    grouped_bar_plot(
+        out / "pope.png",
+        {name: {m: split[m] for m in METRICS} for name, split in per_split.items()},
+        "POPE per split",
+        "fraction",
+    )
     print(table)
     return write_scored_results(
-        out, "pope", metrics, cover, model=model or ", ".join(str(p) for p in options.answers),
-        data=[str(p) for p in options.questions], counts=counts, started=started, table=table,
-        headline=f"POPE F1 {metrics['f1']:.4f}", strict=output.strict,
+        out,
+        "pope",
+        metrics,
+        cover,
+        model=model or ", ".join(str(p) for p in options.answers),
+        data=[str(p) for p in options.questions],
+        counts=counts,
+        started=started,
+        table=table,
+        headline=f"POPE F1 {metrics['f1']:.4f}",
+        strict=output.strict,
         extra={
-            "splits": {name: {key: split[key] for key in (*METRICS, "num_questions", "num_missing")}
-                       for name, split in per_split.items()},
+            "splits": {
+                name: {key: split[key] for key in (*METRICS, "num_questions", "num_missing")}
+                for name, split in per_split.items()
+            },
             # run settings and raw counts: kept out of the metrics that eval.report compares
-            "details": {"generation": generation, "missing_answers_scored_as": "wrong",
-                        "confusion": {name: {key: split[key] for key in ("tp", "fp", "tn", "fn", "num_empty",
-                                                                         "num_yes_answers")}
-                                      for name, split in per_split.items()}},
+            "details": {
+                "generation": generation,
+                "missing_answers_scored_as": "wrong",
+                "confusion": {
+                    name: {key: split[key] for key in ("tp", "fp", "tn", "fn", "num_empty", "num_yes_answers")}
+                    for name, split in per_split.items()
+                },
+            },
         },
     )
 

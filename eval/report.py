@@ -27,9 +27,28 @@ from fgclip.cli import CommandParser, entry_point, option, options_from
 from fgclip.errors import UserError
 
 # Keys of results.json that describe the run rather than measure it.
-METADATA_KEYS = {"benchmark", "model", "data", "counts", "seconds", "device", "date", "details", "encoder", "cache",
-                 "plots", "note", "complete", "coverage", "fusion", "seed", "templates", "num_templates", "gallery",
-                 "format"}
+METADATA_KEYS = {
+    "benchmark",
+    "model",
+    "data",
+    "counts",
+    "seconds",
+    "device",
+    "date",
+    "details",
+    "encoder",
+    "cache",
+    "plots",
+    "note",
+    "complete",
+    "coverage",
+    "fusion",
+    "seed",
+    "templates",
+    "num_templates",
+    "gallery",
+    "format",
+}
 REPORT_FILES = ("report.md", "report.json")
 
 
@@ -85,8 +104,12 @@ def distinct_labels(paths: list[Path]) -> list[str]:
     depth = [1] * len(paths)
     while True:
         labels = ["/".join(p[-d:]) for p, d in zip(parts, depth)]
-        clashes = [i for i, label in enumerate(labels) if depth[i] < len(parts[i]) - 1
-                   and any(other == label and parts[j] != parts[i] for j, other in enumerate(labels))]
+        clashes = [
+            i
+            for i, label in enumerate(labels)
+            if depth[i] < len(parts[i]) - 1
+            and any(other == label and parts[j] != parts[i] for j, other in enumerate(labels))
+        ]
         if not clashes:
             break
         for i in clashes:
@@ -103,8 +126,9 @@ def load_runs(arguments: list[Path], names: list[str] | None) -> list[Run]:
     if names is not None and len(names) != len(arguments):
         raise UserError(f"--names has {len(names)} labels for {len(arguments)} runs")
     if names is not None and len(set(names)) != len(names):
-        raise UserError(f"--names repeats a label ({', '.join(n for n in names if names.count(n) > 1)}); give each run "
-                        "its own")
+        raise UserError(
+            f"--names repeats a label ({', '.join(n for n in names if names.count(n) > 1)}); give each run its own"
+        )
     folders = [argument.parent if argument.is_file() else argument for argument in arguments]
     labels = names or distinct_labels(folders)
     runs = []
@@ -158,26 +182,42 @@ def build_report(runs: list[Run], out: Path) -> dict:
         shared, partial = shared_metrics(members)
         flat = [flatten_metrics(member.result) for member in members]
         title = f"{benchmark}" + (f" ({data})" if data else "")
-        rows = [[member.label, f"`{model_label(str(member.result.get('model', '?')))}`", *[f[key] for key in shared]]
-                for member, f in zip(members, flat)]
+        rows = [
+            [member.label, f"`{model_label(str(member.result.get('model', '?')))}`", *[f[key] for key in shared]]
+            for member, f in zip(members, flat)
+        ]
         section = f"## {title}\n\n" + markdown_table(["run", "model", *shared], rows)
         if partial:
             section += f"\nnot in every run (left out): {', '.join(partial)}\n"
         incomplete = [member.label for member in members if member.result.get("complete") is False]
         if incomplete:
             section += f"\npartial coverage (see each results.json note): {', '.join(incomplete)}\n"
-        plot_keys = [key for key in shared if not key.split("/")[-1].startswith("num_")
-                     and all(0.0 <= f[key] <= 1.0 for f in flat)]
+        plot_keys = [
+            key
+            for key in shared
+            if not key.split("/")[-1].startswith("num_") and all(0.0 <= f[key] <= 1.0 for f in flat)
+        ]
         plot = None
         if plot_keys:
             plot = f"report_{_slug(benchmark + '_' + data)}.png"
-            grouped_bar_plot(out / plot, {member.label: {k: f[k] for k in plot_keys} for member, f in zip(members, flat)},
-                             title, "value")
+            grouped_bar_plot(
+                out / plot,
+                {member.label: {k: f[k] for k in plot_keys} for member, f in zip(members, flat)},
+                title,
+                "value",
+            )
             section += f"\n![{title}]({plot})\n"
         sections.append(section)
-        summary[title] = {"benchmark": benchmark, "data": data, "metrics": shared, "plot": plot,
-                          "runs": {member.label: {"path": str(member.path), **{k: f[k] for k in shared}}
-                                   for member, f in zip(members, flat)}}
+        summary[title] = {
+            "benchmark": benchmark,
+            "data": data,
+            "metrics": shared,
+            "plot": plot,
+            "runs": {
+                member.label: {"path": str(member.path), **{k: f[k] for k in shared}}
+                for member, f in zip(members, flat)
+            },
+        }
     (out / "report.md").write_text("\n".join(sections))
     (out / "report.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
@@ -185,15 +225,19 @@ def build_report(runs: list[Run], out: Path) -> dict:
 
 @dataclass
 class ReportOptions:
-    runs: list[Path] = option("results.json files or folders holding them (searched recursively)", positional=True,
-                              metavar="RUN")
+    runs: list[Path] = option(
+        "results.json files or folders holding them (searched recursively)", positional=True, metavar="RUN"
+    )
     names: list[str] | None = option("a label per RUN for the tables and plots (default: the folder names)", None)
 
 
 @dataclass
 class ReportOutput(OutputFolder):
-    output_dir: Path = option("output folder: report.md (tables), report.json (the same numbers) and report_*.png; a "
-                              "folder holding an earlier report is written again", aliases=["out"])
+    output_dir: Path = option(
+        "output folder: report.md (tables), report.json (the same numbers) and report_*.png; a "
+        "folder holding an earlier report is written again",
+        aliases=["out"],
+    )
 
 
 def is_report_file(entry: Path) -> bool:
@@ -210,12 +254,15 @@ def build_parser() -> CommandParser:
 def main(argv: Sequence[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     options = options_from(args, ReportOptions)
-    out = prepare_output(options_from(args, ReportOutput), options.runs, is_report_file,
-                         what="files eval.report did not write")
+    out = prepare_output(
+        options_from(args, ReportOutput), options.runs, is_report_file, what="files eval.report did not write"
+    )
     runs = load_runs(options.runs, options.names)
     summary = build_report(runs, out)
-    print(f"compared {len(runs)} result(s) of {len(options.runs)} run(s) over {len(summary)} benchmark group(s) "
-          f"-> {out / 'report.md'}")
+    print(
+        f"compared {len(runs)} result(s) of {len(options.runs)} run(s) over {len(summary)} benchmark group(s) "
+        f"-> {out / 'report.md'}"
+    )
     return summary
 
 

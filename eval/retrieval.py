@@ -159,8 +159,11 @@ def _from_items(items, long: bool, caption_field: str | None, data: RetrievalSet
 
 
 def _from_coco_captions(document: dict, data: RetrievalSet) -> None:
-    names = {image.get("id"): image.get("file_name") for image in document["images"]
-             if isinstance(image, dict) and isinstance(image.get("file_name"), str)}
+    names = {
+        image.get("id"): image.get("file_name")
+        for image in document["images"]
+        if isinstance(image, dict) and isinstance(image.get("file_name"), str)
+    }
     by_image: dict = {}
     seen: set = set()
     for annotation in document["annotations"]:
@@ -193,8 +196,10 @@ def _from_karpathy(document: dict, split: str, data: RetrievalSet) -> None:
         path = f"{image['filepath']}/{name}" if image.get("filepath") else name
         data.add(path, captions, record_key=path)
     if not data.counts["items"]:
-        raise UserError(f"the Karpathy file has no images in split {split!r}; its splits are {', '.join(present)} "
-                        "(--split all takes every image)")
+        raise UserError(
+            f"the Karpathy file has no images in split {split!r}; its splits are {', '.join(present)} "
+            "(--split all takes every image)"
+        )
 
 
 def _dci_caption(item: dict, caption_field: str | None) -> list[str] | None:
@@ -232,8 +237,9 @@ def dci_images_root(folder: Path) -> Path:
     return photos if photos.is_dir() else folder
 
 
-def load_retrieval_set(path: Path, long: bool = False, split: str = "test", caption_field: str | None = None,
-                       limit: int = 0) -> RetrievalSet:
+def load_retrieval_set(
+    path: Path, long: bool = False, split: str = "test", caption_field: str | None = None, limit: int = 0
+) -> RetrievalSet:
     """Read any supported format; `limit` > 0 keeps the first `limit` images the file names (ShareGPT4V-1k:
     1000; images merged from several lines count once)."""
     data = RetrievalSet(limit=limit)
@@ -245,13 +251,16 @@ def load_retrieval_set(path: Path, long: bool = False, split: str = "test", capt
         if isinstance(document.get("annotations"), list) and isinstance(document.get("images"), list):
             data.format = "coco-captions"
             _from_coco_captions(document, data)
-        elif isinstance(document.get("images"), list) and any(isinstance(i, dict) and "sentences" in i
-                                                               for i in document["images"][:5]):
+        elif isinstance(document.get("images"), list) and any(
+            isinstance(i, dict) and "sentences" in i for i in document["images"][:5]
+        ):
             data.format = "karpathy"
             _from_karpathy(document, split, data)
         else:
-            raise UserError(f"{path}: a JSON object must be COCO captions (images + annotations) or a Karpathy "
-                            "split file (images with sentences)")
+            raise UserError(
+                f"{path}: a JSON object must be COCO captions (images + annotations) or a Karpathy "
+                "split file (images with sentences)"
+            )
     else:
         data.format = "items"
         _from_items(iter_items(path), long, caption_field, data)
@@ -275,8 +284,9 @@ def positive_sets(captions: list[list[str]]) -> tuple[list[str], list[int], list
     rows_of_text: dict[str, list[int]] = {}
     for row, text in enumerate(texts):
         rows_of_text.setdefault(text, []).append(row)
-    image_positives = [sorted({row for text in set(image_captions) for row in rows_of_text[text]})
-                       for image_captions in captions]
+    image_positives = [
+        sorted({row for text in set(image_captions) for row in rows_of_text[text]}) for image_captions in captions
+    ]
     text_positives = [sorted(images_of_text[text]) for text in texts]
     return texts, owners, image_positives, text_positives
 
@@ -292,11 +302,18 @@ def evaluate(encoder: Encoder, data: RetrievalSet, images_root: Path, long: bool
     for reason, count in encoded.failures.items():
         data.counts[f"skipped_{reason}"] = count
     if len(kept) < len(paths):
-        data.counts["captions_of_failed_images"] = sum(len(data.captions[i]) for i in range(len(paths))
-                                                       if not encoded.ok[i])
-    cover = Coverage("images", data.given, len(kept), skipped_reasons(data.counts),
-                     duplicates=data.counts["duplicate_records"], not_read=data.counts["images_not_read_limit"],
-                     not_read_unit="images")
+        data.counts["captions_of_failed_images"] = sum(
+            len(data.captions[i]) for i in range(len(paths)) if not encoded.ok[i]
+        )
+    cover = Coverage(
+        "images",
+        data.given,
+        len(kept),
+        skipped_reasons(data.counts),
+        duplicates=data.counts["duplicate_records"],
+        not_read=data.counts["images_not_read_limit"],
+        not_read_unit="images",
+    )
     captions = [data.captions[i] for i in kept]
     texts, _, image_positives, text_positives = positive_sets(captions)
     image_embeds = encoded.embeddings[kept]
@@ -306,11 +323,19 @@ def evaluate(encoder: Encoder, data: RetrievalSet, images_root: Path, long: bool
     t2i = retrieval_ranks(text_embeds, image_embeds, text_positives)
     i2t_recall, t2i_recall = recall_at_k(i2t, RECALL_KS), recall_at_k(t2i, RECALL_KS)
     return {
-        "metrics": {**recall_keys("i2t", i2t_recall), **recall_keys("t2i", t2i_recall), "num_images": len(kept),
-                    "num_captions": len(texts)},
-        "i2t": i2t_recall, "t2i": t2i_recall,
-        "i2t_curve": recall_at_k(i2t, curve_ks(len(texts))), "t2i_curve": recall_at_k(t2i, curve_ks(len(kept))),
-        "num_images": len(kept), "num_captions": len(texts), "coverage": cover,
+        "metrics": {
+            **recall_keys("i2t", i2t_recall),
+            **recall_keys("t2i", t2i_recall),
+            "num_images": len(kept),
+            "num_captions": len(texts),
+        },
+        "i2t": i2t_recall,
+        "t2i": t2i_recall,
+        "i2t_curve": recall_at_k(i2t, curve_ks(len(texts))),
+        "t2i_curve": recall_at_k(t2i, curve_ks(len(kept))),
+        "num_images": len(kept),
+        "num_captions": len(texts),
+        "coverage": cover,
     }
 
 
@@ -320,25 +345,38 @@ class RetrievalOptions:
     images: Path | None = option(
         "root folder for relative image paths: the COCO root (holding val2014/) for Karpathy's dataset_coco.json, "
         "ShareGPT4V's data folder (holding coco/, sam/, ...) (default: the data file's folder; for a DCI annotation "
-        "folder, the photos/ folder beside it)", None)
+        "folder, the photos/ folder beside it)",
+        None,
+    )
     long: bool = option("encode captions with the 248-token long-text path (and prefer long_caption fields)", False)
     split: str = option("split of a Karpathy file (all: every image)", "test", choices=(*KARPATHY_SPLITS, "all"))
     caption_field: str | None = option(
         "read captions from this field of each item (default: the first present of short_caption/long_caption (by "
         "--long), captions, caption, sentences, conversations); for DCI: extended (default: short_caption + newline "
-        "+ extra_caption), short_caption or extra_caption", None)
-    limit: int = option("use the first N images the file names (ShareGPT4V-1k: 1000; 0: all); results.json says how "
-                        "many more were not read", 0, type=non_negative_int)
+        "+ extra_caption), short_caption or extra_caption",
+        None,
+    )
+    limit: int = option(
+        "use the first N images the file names (ShareGPT4V-1k: 1000; 0: all); results.json says how "
+        "many more were not read",
+        0,
+        type=non_negative_int,
+    )
 
 
 def build_parser() -> CommandParser:
-    parser = CommandParser(prog="python -m eval.retrieval", description=__doc__,
-                           epilog=wrapped("Ties: a wrong candidate scoring exactly as high as the best correct one "
-                                          "ranks ahead of it. Images that are missing or unreadable are dropped with "
-                                          "their captions and counted, as are entries naming no image and images "
-                                          "without a caption (results.json: complete false, counts by reason; "
-                                          "--strict makes that exit 2); image paths that do not exist under --images "
-                                          "are also tried as bare file names under --images."))
+    parser = CommandParser(
+        prog="python -m eval.retrieval",
+        description=__doc__,
+        epilog=wrapped(
+            "Ties: a wrong candidate scoring exactly as high as the best correct one "
+            "ranks ahead of it. Images that are missing or unreadable are dropped with "
+            "their captions and counted, as are entries naming no image and images "
+            "without a caption (results.json: complete false, counts by reason; "
+            "--strict makes that exit 2); image paths that do not exist under --images "
+            "are also tried as bare file names under --images."
+        ),
+    )
     parser.add_options(RetrievalOptions)
     add_encoder_options(parser)
     return parser
@@ -362,20 +400,40 @@ def main(argv: Sequence[str] | None = None) -> dict:
     cover: Coverage = scores["coverage"]
     cover.warn()
     metrics = scores["metrics"]
-    table = markdown_table(["direction", *[f"R@{k}" for k in RECALL_KS]],
-                           [["image -> text", *scores["i2t"].values()], ["text -> image", *scores["t2i"].values()]])
-    table += f"\n{scores['num_images']} images, {scores['num_captions']} captions " \
-             f"({'long' if options.long else 'short'} text path, format {data.format}).\n"
-    line_plot(out / "recall_curve.png", {"image -> text": scores["i2t_curve"], "text -> image": scores["t2i_curve"]},
-              f"retrieval recall@K ({model_label(run_options.model)})", "K", "recall@K")
+    table = markdown_table(
+        ["direction", *[f"R@{k}" for k in RECALL_KS]],
+        [["image -> text", *scores["i2t"].values()], ["text -> image", *scores["t2i"].values()]],
+    )
+    table += (
+        f"\n{scores['num_images']} images, {scores['num_captions']} captions "
+        f"({'long' if options.long else 'short'} text path, format {data.format}).\n"
+    )
+    line_plot(
+        out / "recall_curve.png",
+        {"image -> text": scores["i2t_curve"], "text -> image": scores["t2i_curve"]},
+        f"retrieval recall@K ({model_label(run_options.model)})",
+        "K",
+        "recall@K",
+    )
     counts = {**data.counts, "scored_images": scores["num_images"], "scored_captions": scores["num_captions"]}
     return run_options.finish(
-        out, "retrieval_long" if options.long else "retrieval", metrics, cover, encoder, data=str(options.data),
-        counts=counts, table=table,
+        out,
+        "retrieval_long" if options.long else "retrieval",
+        metrics,
+        cover,
+        encoder,
+        data=str(options.data),
+        counts=counts,
+        table=table,
         headline=f"retrieval I->T R@1 {metrics['i2t_r1']:.4f} T->I R@1 {metrics['t2i_r1']:.4f}",
-        extra={"format": data.format, "long": options.long, "embedding": "learned fusion" if learned else "global",
-               "plots": ["recall_curve.png"],
-               "details": {"i2t_curve": scores["i2t_curve"], "t2i_curve": scores["t2i_curve"]}})
+        extra={
+            "format": data.format,
+            "long": options.long,
+            "embedding": "learned fusion" if learned else "global",
+            "plots": ["recall_curve.png"],
+            "details": {"i2t_curve": scores["i2t_curve"], "t2i_curve": scores["t2i_curve"]},
+        },
+    )
 
 
 cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])

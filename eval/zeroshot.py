@@ -84,16 +84,24 @@ class ZeroshotOptions:
         "class names to prompt with: imagenet1k (the 1,000 ImageNet names: looked up by WordNet id for "
         "n01440764-style folders, by index for ImageNet-V2's 0..999), a file with one per line or a JSON list (in "
         "the order of the sorted class folders, or by index when folders are numbered 0..N-1), or a JSON object "
-        "folder -> name (default: the folder names)", None)
-    max_per_class: int = option("use at most N images per class (0: all); results.json says how many were not read",
-                                0, type=non_negative_int)
+        "folder -> name (default: the folder names)",
+        None,
+    )
+    max_per_class: int = option(
+        "use at most N images per class (0: all); results.json says how many were not read", 0, type=non_negative_int
+    )
 
 
 def build_parser() -> CommandParser:
-    parser = CommandParser(prog="python -m eval.zeroshot", description=__doc__,
-                           epilog=wrapped("Ties: a class scoring exactly as high as the true class ranks ahead of it. "
-                                          "Unreadable images are skipped and counted; class folders without images "
-                                          "stay in the class list (as distractors) and are counted."))
+    parser = CommandParser(
+        prog="python -m eval.zeroshot",
+        description=__doc__,
+        epilog=wrapped(
+            "Ties: a class scoring exactly as high as the true class ranks ahead of it. "
+            "Unreadable images are skipped and counted; class folders without images "
+            "stay in the class list (as distractors) and are counted."
+        ),
+    )
     parser.add_options(ZeroshotOptions)
     parser.add_options(ClassificationOptions)
     add_encoder_options(parser)
@@ -109,8 +117,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     out = run_options.prepare_output([options.data], OWNED)
     folders, samples = read_image_folder(options.data)
     names = class_display_names(folders, options.classnames)
-    counts = {"images": len(samples), "classes": len(folders),
-              "empty_classes": len(set(range(len(folders))) - {label for _, label in samples})}
+    counts = {
+        "images": len(samples),
+        "classes": len(folders),
+        "empty_classes": len(set(range(len(folders))) - {label for _, label in samples}),
+    }
     if options.max_per_class:
         kept, seen = [], {}
         for path, label in samples:
@@ -126,12 +137,31 @@ def main(argv: Sequence[str] | None = None) -> dict:
     for reason, count in encoded.failures.items():
         counts[f"skipped_{reason}"] = count
     counts["scored"] = int(encoded.ok.sum())
-    cover = Coverage("images", len(samples), counts["scored"], skipped_reasons(counts),
-                     not_read=counts.get("images_not_read_limit", 0), not_read_unit="images")
+    cover = Coverage(
+        "images",
+        len(samples),
+        counts["scored"],
+        skipped_reasons(counts),
+        not_read=counts.get("images_not_read_limit", 0),
+        not_read_unit="images",
+    )
     labels = torch.tensor([label for _, label in samples], dtype=torch.long)
-    return classify_and_finish(run_options, out, encoder, encoded.embeddings[encoded.ok], labels[encoded.ok], names,
-                               templates, prompts, cover, benchmark="zeroshot", title="zero-shot classification",
-                               unit="images", data=str(options.data), counts=counts)
+    return classify_and_finish(
+        run_options,
+        out,
+        encoder,
+        encoded.embeddings[encoded.ok],
+        labels[encoded.ok],
+        names,
+        templates,
+        prompts,
+        cover,
+        benchmark="zeroshot",
+        title="zero-shot classification",
+        unit="images",
+        data=str(options.data),
+        counts=counts,
+    )
 
 
 cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])

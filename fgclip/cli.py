@@ -55,8 +55,18 @@ def option(
     append: for a list field, one value per occurrence (`--text a --text b`) instead of several after one flag.
     const: with `nargs="?"`, the value of the option given without one (`--deepspeed` alone: the shipped config).
     """
-    metadata = {"help": help, "aliases": tuple(aliases), "name": name, "positional": positional, "metavar": metavar,
-                "choices": choices, "nargs": nargs, "type": type, "append": append, "const": const}
+    metadata = {
+        "help": help,
+        "aliases": tuple(aliases),
+        "name": name,
+        "positional": positional,
+        "metavar": metavar,
+        "choices": choices,
+        "nargs": nargs,
+        "type": type,
+        "append": append,
+        "const": const,
+    }
     if default_factory is not _MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -126,8 +136,14 @@ class _BooleanOption(argparse.Action):
     """`--flag` / `--no_flag` (and the hidden `--no-flag`) for a flag that is on by default or decided later.
     argparse's `BooleanOptionalAction` knows only `--no-flag`."""
 
-    def __init__(self, option_strings: Sequence[str], dest: str, default: bool | None = None, required: bool = False,
-                 help: str | None = None):  # noqa: A002 - argparse's name
+    def __init__(
+        self,
+        option_strings: Sequence[str],
+        dest: str,
+        default: bool | None = None,
+        required: bool = False,
+        help: str | None = None,
+    ):  # noqa: A002 - argparse's name
         self.positive = tuple(option_strings)
         negations: list[str] = []
         for name in self.positive:
@@ -167,8 +183,9 @@ class CommandParser(argparse.ArgumentParser):
                 message = message.replace("/".join(action.option_strings), action.option_strings[0])
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
-    def add_options(self, config_type: type, group: str | argparse._ArgumentGroup | None = None
-                    ) -> argparse._ActionsContainer:
+    def add_options(
+        self, config_type: type, group: str | argparse._ArgumentGroup | None = None
+    ) -> argparse._ActionsContainer:
         """Add one argument per `option(...)` field of the dataclass `config_type`; `group` is a new group's
         title or a group returned by an earlier call. Returns where the arguments went."""
         container = self.add_argument_group(group) if isinstance(group, str) else (group or self)
@@ -186,8 +203,11 @@ class CommandParser(argparse.ArgumentParser):
 def _add_field(container, field: dataclasses.Field, annotation: Any) -> None:
     meta = field.metadata
     has_default = field.default is not _MISSING or field.default_factory is not _MISSING
-    default = field.default if field.default is not _MISSING else (
-        field.default_factory() if field.default_factory is not _MISSING else None)
+    default = (
+        field.default
+        if field.default is not _MISSING
+        else (field.default_factory() if field.default_factory is not _MISSING else None)
+    )
     annotation = _unwrap_optional(annotation)
     kwargs: dict[str, Any] = {"help": meta["help"], "default": default}
     if meta["metavar"]:
@@ -242,8 +262,11 @@ def _dest(field: dataclasses.Field) -> str:
 
 def options_from(namespace: argparse.Namespace, config_type: type, **overrides) -> Any:
     """The `config_type` dataclass filled from parsed arguments (fields without an option keep their default)."""
-    values = {field.name: getattr(namespace, _dest(field)) for field in dataclasses.fields(config_type)
-              if field.init and hasattr(namespace, _dest(field))}
+    values = {
+        field.name: getattr(namespace, _dest(field))
+        for field in dataclasses.fields(config_type)
+        if field.init and hasattr(namespace, _dest(field))
+    }
     values.update(overrides)
     return config_type(**values)
 

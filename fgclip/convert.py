@@ -29,43 +29,65 @@ from fgclip.errors import UserError
 
 # sub-command -> (the source kinds it reads, what its source is, what it does)
 COMMANDS = {
-    "from-clip": (("clip",), "a Hugging Face CLIP folder (a local copy of openai/clip-vit-base-patch16, "
-                  "-large-patch14, -large-patch14-336, or a LAION HF-format CLIP)",
-                  "FG-CLIP initialised from a stock CLIP: its weights as they are, the 248-slot long-text table "
-                  "stretched from the 77-slot one and the long-text projection copied from the text projection"),
-    "from-official": (("official-fgclip",), "an official FG-CLIP release folder (qihoo360/fg-clip-base or -large)",
-                      "an official FG-CLIP release in this project's format, every trained weight as released"),
-    "export-vision": (("fgclip", "clip", "official-fgclip"),
-                      "an FG-CLIP folder (this project's, a CLIP folder or an official release)",
-                      "the image tower as a stock CLIPVisionModel folder (+ image processor) that transformers 5.x "
-                      "and the 4.37 of the original LLaVA load with every weight: LLaVA's --vision_tower"),
-    "export-onnx": (("fgclip", "clip", "official-fgclip"),
-                    "an FG-CLIP folder (this project's, a CLIP folder or an official release)",
-                    "ONNX graphs: vision.onnx, text.onnx (77 tokens), text_long.onnx (248 tokens), onnx_config.json, "
-                    "the tokenizer, the image processor and a model card. Needs pip install 'fgclip[onnx]'"),
+    "from-clip": (
+        ("clip",),
+        "a Hugging Face CLIP folder (a local copy of openai/clip-vit-base-patch16, "
+        "-large-patch14, -large-patch14-336, or a LAION HF-format CLIP)",
+        "FG-CLIP initialised from a stock CLIP: its weights as they are, the 248-slot long-text table "
+        "stretched from the 77-slot one and the long-text projection copied from the text projection",
+    ),
+    "from-official": (
+        ("official-fgclip",),
+        "an official FG-CLIP release folder (qihoo360/fg-clip-base or -large)",
+        "an official FG-CLIP release in this project's format, every trained weight as released",
+    ),
+    "export-vision": (
+        ("fgclip", "clip", "official-fgclip"),
+        "an FG-CLIP folder (this project's, a CLIP folder or an official release)",
+        "the image tower as a stock CLIPVisionModel folder (+ image processor) that transformers 5.x "
+        "and the 4.37 of the original LLaVA load with every weight: LLaVA's --vision_tower",
+    ),
+    "export-onnx": (
+        ("fgclip", "clip", "official-fgclip"),
+        "an FG-CLIP folder (this project's, a CLIP folder or an official release)",
+        "ONNX graphs: vision.onnx, text.onnx (77 tokens), text_long.onnx (248 tokens), onnx_config.json, "
+        "the tokenizer, the image processor and a model card. Needs pip install 'fgclip[onnx]'",
+    ),
 }
 # What to use instead when a source is of another kind.
-ADVICE = {"fgclip": "it is already an FG-CLIP folder of this project",
-          "official-fgclip": "it is an official FG-CLIP release: use from-official",
-          "clip": "it is a stock CLIP folder: use from-clip"}
+ADVICE = {
+    "fgclip": "it is already an FG-CLIP folder of this project",
+    "official-fgclip": "it is an official FG-CLIP release: use from-official",
+    "clip": "it is a stock CLIP folder: use from-clip",
+}
 
 
 @dataclass
 class ConvertOptions:
     """What every sub-command reads and writes."""
 
-    source: Path = option("the source model folder (see the command's description for the kinds it reads)",
-                          positional=True, metavar="SOURCE_DIR")
-    output: Path = option("output folder: created, or new and empty (export-onnx: or a previous export)",
-                          positional=True, metavar="OUT_DIR")
-    overwrite: bool = option("write into OUT_DIR even if it holds other files (files of the same names are replaced, "
-                             "the rest is left as it is); never allowed when OUT_DIR is the source folder", False)
+    source: Path = option(
+        "the source model folder (see the command's description for the kinds it reads)",
+        positional=True,
+        metavar="SOURCE_DIR",
+    )
+    output: Path = option(
+        "output folder: created, or new and empty (export-onnx: or a previous export)",
+        positional=True,
+        metavar="OUT_DIR",
+    )
+    overwrite: bool = option(
+        "write into OUT_DIR even if it holds other files (files of the same names are replaced, "
+        "the rest is left as it is); never allowed when OUT_DIR is the source folder",
+        False,
+    )
 
 
 @dataclass
 class OnnxOptions(ConvertOptions):
-    opset: int | None = option("ONNX opset (default: the exporter's; recorded in onnx_config.json)", None,
-                               type=positive_int)
+    opset: int | None = option(
+        "ONNX opset (default: the exporter's; recorded in onnx_config.json)", None, type=positive_int
+    )
 
 
 def _source(command: str, options: ConvertOptions) -> Path:
@@ -82,8 +104,14 @@ def _output(options: ConvertOptions, owned=None, what: str | None = None) -> Pat
     from fgclip.outputs import prepare_output_dir
 
     holds_model = (options.output / "config.json").is_file()
-    return prepare_output_dir(options.output, inputs=[options.source], owned=owned or (), overwrite=options.overwrite,
-                              option="OUT_DIR", what=what or ("a model" if holds_model else ""))
+    return prepare_output_dir(
+        options.output,
+        inputs=[options.source],
+        owned=owned or (),
+        overwrite=options.overwrite,
+        option="OUT_DIR",
+        what=what or ("a model" if holds_model else ""),
+    )
 
 
 def _convert(command: str, options: ConvertOptions) -> str:
@@ -115,8 +143,15 @@ def _export_vision(command: str, options: ConvertOptions) -> str:
 def _export_onnx(command: str, options: OnnxOptions) -> str:
     from fgclip.model import FGCLIPModel
     from fgclip.model_card import Provenance, write_model_card
-    from fgclip.onnx_export import CONFIG_FILE, TEXT_FILE, TEXT_LONG_FILE, VISION_FILE
-    from fgclip.onnx_export import export_onnx, is_export_output, require_packages
+    from fgclip.onnx_export import (
+        CONFIG_FILE,
+        TEXT_FILE,
+        TEXT_LONG_FILE,
+        VISION_FILE,
+        export_onnx,
+        is_export_output,
+        require_packages,
+    )
     from fgclip.tokenizer import FGCLIPTokenizer
 
     require_packages()
@@ -125,12 +160,18 @@ def _export_onnx(command: str, options: OnnxOptions) -> str:
     model = FGCLIPModel.from_pretrained(source)
     info = export_onnx(model, FGCLIPTokenizer.from_pretrained(source), output, options.opset)
     write_model_card(model, output, Provenance.converted(source, command))
-    return (f"ONNX graphs of {source} (opset {info.opset}, image {info.image_size} px, dim {info.embedding_dim}) "
-            f"-> {output}/{{{VISION_FILE},{TEXT_FILE},{TEXT_LONG_FILE}}} + {CONFIG_FILE}")
+    return (
+        f"ONNX graphs of {source} (opset {info.opset}, image {info.image_size} px, dim {info.embedding_dim}) "
+        f"-> {output}/{{{VISION_FILE},{TEXT_FILE},{TEXT_LONG_FILE}}} + {CONFIG_FILE}"
+    )
 
 
-HANDLERS = {"from-clip": (_convert, ConvertOptions), "from-official": (_convert, ConvertOptions),
-            "export-vision": (_export_vision, ConvertOptions), "export-onnx": (_export_onnx, OnnxOptions)}
+HANDLERS = {
+    "from-clip": (_convert, ConvertOptions),
+    "from-official": (_convert, ConvertOptions),
+    "export-vision": (_export_vision, ConvertOptions),
+    "export-onnx": (_export_onnx, OnnxOptions),
+}
 
 
 def build_parser() -> CommandParser:

@@ -20,18 +20,25 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
 
-def save_with_processors(model: PreTrainedModel, directory: str | Path, tokenizer: FGCLIPTokenizer | None = None,
-                         provenance: Provenance | None = None) -> None:
+def save_with_processors(
+    model: PreTrainedModel,
+    directory: str | Path,
+    tokenizer: FGCLIPTokenizer | None = None,
+    provenance: Provenance | None = None,
+) -> None:
     """`model` (an `FGCLIPModel`) saved with `save_pretrained`, plus the tokenizer (CLIP's unless given),
-    FG-CLIP's image processor (square resize, no centre crop) and a model card (`fgclip.model_card`; `provenance` says how the weights came to
-    be), so the folder is self-contained and ready for the Hub. The saved config carries the saved tokenizer's
-    special-token ids, so that every later load pools where that tokenizer ends a text."""
+    FG-CLIP's image processor (square resize, no centre crop) and a model card (`fgclip.model_card`;
+    `provenance` says how the weights came to be), so the folder is self-contained and ready for the Hub. The
+    saved config carries the saved tokenizer's special-token ids, so that every later load pools where that
+    tokenizer ends a text."""
     directory = Path(directory)
     tokenizer = tokenizer or FGCLIPTokenizer()
     ids = tokenizer.special_token_ids
     if ids.eos >= model.config.text_config.vocab_size:
-        raise CheckpointError(f"the tokenizer's end-of-text id {ids.eos} is outside the model's "
-                              f"{model.config.text_config.vocab_size}-token vocabulary")
+        raise CheckpointError(
+            f"the tokenizer's end-of-text id {ids.eos} is outside the model's "
+            f"{model.config.text_config.vocab_size}-token vocabulary"
+        )
     model.config.set_special_token_ids(ids)
     model.save_pretrained(str(directory))
     tokenizer.save_pretrained(directory)

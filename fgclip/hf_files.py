@@ -154,12 +154,16 @@ def folder_special_token_ids(directory: str | Path, vocab_size: int | None = Non
     if not vocab:
         raise CheckpointError(f"{directory} has tokenizer files but no vocabulary (vocab.json or tokenizer.json)")
     if eos_text not in vocab:
-        raise CheckpointError(f"{where}: the end-of-text token {eos_text!r} is not in the vocabulary "
-                              f"({vocab_source.name}); text could not be pooled")
+        raise CheckpointError(
+            f"{where}: the end-of-text token {eos_text!r} is not in the vocabulary "
+            f"({vocab_source.name}); text could not be pooled"
+        )
     eos = int(vocab[eos_text])
     if vocab_size is not None and not 0 <= eos < vocab_size:
-        raise CheckpointError(f"{where}: the end-of-text token {eos_text!r} has id {eos}, outside the model's "
-                              f"{vocab_size}-token vocabulary; the tokenizer does not belong to this model")
+        raise CheckpointError(
+            f"{where}: the end-of-text token {eos_text!r} has id {eos}, outside the model's "
+            f"{vocab_size}-token vocabulary; the tokenizer does not belong to this model"
+        )
     bos = int(vocab.get(texts.get("bos", BOS_TOKEN), CLIP_SPECIAL_TOKEN_IDS.bos))
     pad = int(vocab.get(texts.get("pad", eos_text), eos))
     return SpecialTokenIds(bos=bos, eos=eos, pad=pad)

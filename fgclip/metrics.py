@@ -20,8 +20,7 @@ import torch
 TIE_TOLERANCE = 1e-6  # cosine similarities; float32 rounding of a dot product of unit vectors is ~1e-7
 
 
-def candidate_scores(queries: torch.Tensor, candidates: torch.Tensor, columns: Sequence[Sequence[int]]
-                     ) -> torch.Tensor:
+def candidate_scores(queries: torch.Tensor, candidates: torch.Tensor, columns: Sequence[Sequence[int]]) -> torch.Tensor:
     """`(Q, W)` similarity of each query to its own candidates, padded with `-inf`.
 
     queries: `(Q, D)`; candidates: `(C, D)`; columns[q]: the candidate rows of query q (lists may differ in

@@ -1,10 +1,10 @@
 """Model cards: the `README.md` (YAML metadata + text) that makes a saved folder ready for the Hugging Face Hub.
 
-Every folder `fgclip.folders.save_with_processors` writes gets one, and so do the exports (`export-vision`, `export-onnx`),
-whose card says what was exported from which model: what the model is (towers, sizes, FG-CLIP's long-text and
-region parts), how it came to be (trained by this project's trainer: init, data, steps, batch, recipe, losses,
-final loss; or converted: from what, by which command), the evaluation results recorded for it, its licence
-and how to load it. Evaluation results are added later from the eval commands' `results.json` files:
+Every folder `fgclip.folders.save_with_processors` writes gets one, and so do the exports (`export-vision`,
+`export-onnx`), whose card says what was exported from which model: what the model is (towers, sizes, FG-CLIP's
+long-text and region parts), how it came to be (trained by this project's trainer: init, data, steps, batch,
+recipe, losses, final loss; or converted: from what, by which command), the evaluation results recorded for it,
+its licence and how to load it. Evaluation results are added later from the eval commands' `results.json` files:
 
     python -m fgclip.model_card MODEL_DIR --results runs/eval/fgovd/results.json runs/eval/coco5k/results.json
 
@@ -28,21 +28,21 @@ EVAL_START, EVAL_END = "<!-- evaluation:start -->", "<!-- evaluation:end -->"
 PAPER = "Xie et al., FG-CLIP: Fine-Grained Visual and Textual Alignment, ICML 2025"
 CONVERSIONS = {
     "from-clip": "initialised from the stock CLIP checkpoint `{source}` with `python -m fgclip.convert from-clip`: "
-                 "CLIP's weights unchanged, the 248-slot long-text position table stretched from the 77-slot one "
-                 "(slots below 20 kept) and the long-text projection copied from the text projection. Not trained "
-                 "further: a starting point for FG-CLIP training, not an FG-CLIP model yet.",
+    "CLIP's weights unchanged, the 248-slot long-text position table stretched from the 77-slot one "
+    "(slots below 20 kept) and the long-text projection copied from the text projection. Not trained "
+    "further: a starting point for FG-CLIP training, not an FG-CLIP model yet.",
     "from-official": "imported from the official FG-CLIP release `{source}` (qihoo360/fg-clip-*) with "
-                     "`python -m fgclip.convert from-official`: every weight as released, renamed to this "
-                     "project's layout (the trained long-text tables, long projection and temperatures included).",
+    "`python -m fgclip.convert from-official`: every weight as released, renamed to this "
+    "project's layout (the trained long-text tables, long projection and temperatures included).",
     "export-vision": "the image tower of `{source}` exported with `python -m fgclip.convert export-vision` as a stock "
-                     "`CLIPVisionModel` folder (weights under the `vision_model.` prefix, which transformers 5 and "
-                     "the 4.37 that the original LLaVA pins both load) with its image processor: a vision tower for "
-                     "LLaVA-style models. No text tower, no projection.",
+    "`CLIPVisionModel` folder (weights under the `vision_model.` prefix, which transformers 5 and "
+    "the 4.37 that the original LLaVA pins both load) with its image processor: a vision tower for "
+    "LLaVA-style models. No text tower, no projection.",
     "export-onnx": "`{source}` exported with `python -m fgclip.convert export-onnx` as ONNX graphs (fp32, dynamic "
-                   "batch and text length): `vision.onnx` (`pixel_values` -> `image_embeds`, `dense`, "
-                   "`dense_unnormalized`), `text.onnx` (77-token path) and `text_long.onnx` (248-token path), each "
-                   "`input_ids`, `attention_mask` -> `text_embeds`; all embeddings L2-normalised. Shapes and lengths "
-                   "are in `onnx_config.json`.",
+    "batch and text length): `vision.onnx` (`pixel_values` -> `image_embeds`, `dense`, "
+    "`dense_unnormalized`), `text.onnx` (77-token path) and `text_long.onnx` (248-token path), each "
+    "`input_ids`, `attention_mask` -> `text_embeds`; all embeddings L2-normalised. Shapes and lengths "
+    "are in `onnx_config.json`.",
 }
 # What each kind of folder is for the Hub: (library_name, pipeline_tag, extra tags).
 ARTIFACTS = {
@@ -102,18 +102,20 @@ def _license(provenance: Provenance) -> tuple[str, str]:
     if inherited and inherited != "unknown":
         return inherited, f"`{inherited}`, as declared by the card of `{provenance.source}` these weights derive from."
     if provenance.source:
-        return "unknown", (f"Not recorded: the weights derive from `{provenance.source}`, whose licence applies "
-                           "(OpenAI CLIP: MIT; official FG-CLIP releases: Apache-2.0). fgclip's code is Apache-2.0.")
+        return "unknown", (
+            f"Not recorded: the weights derive from `{provenance.source}`, whose licence applies "
+            "(OpenAI CLIP: MIT; official FG-CLIP releases: Apache-2.0). fgclip's code is Apache-2.0."
+        )
     return "unknown", "Not recorded: this folder does not say where its weights come from."
 
 
 LEADS = {
     "fgclip": "A fine-grained CLIP dual encoder (FG-CLIP; {paper}) in fgclip's format: transformers' CLIP towers "
-              "plus FG-CLIP's long-text and region parts.",
+    "plus FG-CLIP's long-text and region parts.",
     "export-vision": "The image tower of a fine-grained CLIP dual encoder (FG-CLIP; {paper}) as a stock transformers "
-                     "`CLIPVisionModel`. The model it was taken from:",
+    "`CLIPVisionModel`. The model it was taken from:",
     "export-onnx": "A fine-grained CLIP dual encoder (FG-CLIP; {paper}) as ONNX graphs for onnxruntime and other "
-                   "ONNX engines. The model:",
+    "ONNX engines. The model:",
 }
 
 
@@ -140,8 +142,11 @@ def _describe_training(provenance: Provenance) -> str:
     config = state.get("config", {})
     optim, data, loss = config.get("optim", {}), config.get("data", {}), config.get("loss", {})
     stage = state.get("stage", config.get("stage"))
-    world, batch, accum = state.get("world_size", 1), state.get("batch_size", config.get("batch_size")), \
-        state.get("grad_accum", config.get("grad_accum", 1))
+    world, batch, accum = (
+        state.get("world_size", 1),
+        state.get("batch_size", config.get("batch_size")),
+        state.get("grad_accum", config.get("grad_accum", 1)),
+    )
     global_batch = batch * world * accum if batch else None
     # Stage 1 trains the global losses only (fgclip.train.config.stage_loss_weights).
     weights = {"long caption": loss.get("long"), "short caption": loss.get("short")}
@@ -157,18 +162,27 @@ def _describe_training(provenance: Provenance) -> str:
         ("data", f"{paths} ({state.get('num_samples', '?')} samples)"),
         ("steps", f"{state.get('step')} optimizer steps (planned {state.get('total_steps')})"),
         ("batch", f"{batch} per device x {world} processes x {accum} accumulation = {global_batch}"),
-        ("optimizer", f"AdamW, lr {optim.get('lr')}, weight decay {optim.get('weight_decay')}, betas "
-                      f"{optim.get('betas')}, {optim.get('warmup_steps')} warm-up steps, cosine decay to "
-                      f"{optim.get('min_lr_ratio')} x lr, gradient clip {optim.get('grad_clip')}"),
+        (
+            "optimizer",
+            f"AdamW, lr {optim.get('lr')}, weight decay {optim.get('weight_decay')}, betas "
+            f"{optim.get('betas')}, {optim.get('warmup_steps')} warm-up steps, cosine decay to "
+            f"{optim.get('min_lr_ratio')} x lr, gradient clip {optim.get('grad_clip')}",
+        ),
         ("losses", f"InfoNCE: {losses}"),
         ("precision / engine", f"{PRECISIONS[config.get('bf16')]} / {state.get('engine')}"),
         ("seed", str(state.get("seed", config.get("seed")))),
-        ("last logged loss", f"{provenance.final_loss:.4f} (step {provenance.last_logged_step})"
-         if provenance.final_loss is not None else "not logged"),
+        (
+            "last logged loss",
+            f"{provenance.final_loss:.4f} (step {provenance.last_logged_step})"
+            if provenance.final_loss is not None
+            else "not logged",
+        ),
     ]
     table = "| setting | value |\n|---|---|\n" + "".join(f"| {name} | {value} |\n" for name, value in rows)
-    return ("Trained with fgclip's two-stage FG-CLIP trainer (`scripts/pretrain_fgclip.py`); the full configuration "
-            "is in the run folder's `train_config.json`.\n\n" + table)
+    return (
+        "Trained with fgclip's two-stage FG-CLIP trainer (`scripts/pretrain_fgclip.py`); the full configuration "
+        "is in the run folder's `train_config.json`.\n\n" + table
+    )
 
 
 def _describe_fashion_finetuning(provenance: Provenance) -> str:
@@ -178,7 +192,8 @@ def _describe_fashion_finetuning(provenance: Provenance) -> str:
     optim, loss, model = config.get("optim", {}), config.get("loss", {}), config.get("model", {})
     world, batch, accum = state.get("world_size", 1), state.get("batch_size"), state.get("grad_accum", 1)
     validation = ", ".join(f"`{p}`" for p in config.get("val", [])) or (
-        f"{config.get('val_fraction', 0):.1%} of the training data held out" if config.get("val_fraction") else "none")
+        f"{config.get('val_fraction', 0):.1%} of the training data held out" if config.get("val_fraction") else "none"
+    )
     rows = [
         ("task", f"{config.get('task')} (Fashion-FINE)"),
         ("init", f"`{provenance.source}`"),
@@ -186,20 +201,32 @@ def _describe_fashion_finetuning(provenance: Provenance) -> str:
         ("validation (model selection)", validation),
         ("steps", f"{state.get('step')} optimizer steps (planned {state.get('total_steps')})"),
         ("batch", f"{batch} per device x {world} processes x {accum} accumulation"),
-        ("optimizer", f"AdamW, lr {optim.get('lr')}, weight decay {optim.get('weight_decay')}, cosine decay to "
-                      f"{optim.get('min_lr_ratio')} x lr"),
-        ("losses", f"contrastive x{loss.get('contrastive_weight')} (focal gamma {loss.get('focal_gamma')}, alpha "
-                   f"{loss.get('focal_alpha')}), matching x{loss.get('matching_weight')}"),
+        (
+            "optimizer",
+            f"AdamW, lr {optim.get('lr')}, weight decay {optim.get('weight_decay')}, cosine decay to "
+            f"{optim.get('min_lr_ratio')} x lr",
+        ),
+        (
+            "losses",
+            f"contrastive x{loss.get('contrastive_weight')} (focal gamma {loss.get('focal_gamma')}, alpha "
+            f"{loss.get('focal_alpha')}), matching x{loss.get('matching_weight')}",
+        ),
         ("local pooling", "off (global only)" if model.get("local_pooling") is False else "on"),
         ("precision / engine", f"{PRECISIONS[config.get('bf16')]} / {state.get('engine')}"),
         ("seed", str(config.get("seed"))),
-        ("last logged loss", f"{provenance.final_loss:.4f} (step {provenance.last_logged_step})"
-         if provenance.final_loss is not None else "not logged"),
+        (
+            "last logged loss",
+            f"{provenance.final_loss:.4f} (step {provenance.last_logged_step})"
+            if provenance.final_loss is not None
+            else "not logged",
+        ),
     ]
     table = "| setting | value |\n|---|---|\n" + "".join(f"| {name} | {value} |\n" for name, value in rows)
-    return ("Finetuned with fgclip's Fashion-FINE finetuning (`scripts/finetune_fashion.py`): global + local "
-            "embeddings, an image-text matching head and a text-guided composition on the towers; the full "
-            "configuration is in the run folder's `finetune_config.json`.\n\n" + table)
+    return (
+        "Finetuned with fgclip's Fashion-FINE finetuning (`scripts/finetune_fashion.py`): global + local "
+        "embeddings, an image-text matching head and a text-guided composition on the towers; the full "
+        "configuration is in the run folder's `finetune_config.json`.\n\n" + table
+    )
 
 
 def _describe_origin(provenance: Provenance) -> str:
@@ -214,8 +241,10 @@ def _describe_origin(provenance: Provenance) -> str:
 
 def _evaluation_section(results: dict) -> str:
     if not results:
-        body = ("No evaluation recorded yet. Add results with `python -m fgclip.model_card MODEL_DIR --results "
-                "runs/eval/NAME/results.json`.")
+        body = (
+            "No evaluation recorded yet. Add results with `python -m fgclip.model_card MODEL_DIR --results "
+            "runs/eval/NAME/results.json`."
+        )
     else:
         lines = ["| benchmark | data | metric | value |", "|---|---|---|---|"]
         for entry in results.values():
@@ -229,13 +258,25 @@ def _card_data(model_name: str, license_id: str, results: dict, artifact: str = 
     from huggingface_hub import EvalResult, ModelCardData
 
     library, pipeline, extra_tags = ARTIFACTS[artifact]
-    evals = [EvalResult(task_type="zero-shot-image-classification", dataset_type=entry["benchmark"],
-                        dataset_name=f"{entry['benchmark']} ({entry['data']})", metric_type=metric,
-                        metric_value=round(value, 6)) for entry in results.values()
-             for metric, value in entry["metrics"].items()]
-    return ModelCardData(license=license_id, library_name=library, pipeline_tag=pipeline,
-                         tags=["fgclip", "fg-clip", "clip", "fine-grained", "vision-language", *extra_tags],
-                         model_name=model_name, eval_results=evals or None)
+    evals = [
+        EvalResult(
+            task_type="zero-shot-image-classification",
+            dataset_type=entry["benchmark"],
+            dataset_name=f"{entry['benchmark']} ({entry['data']})",
+            metric_type=metric,
+            metric_value=round(value, 6),
+        )
+        for entry in results.values()
+        for metric, value in entry["metrics"].items()
+    ]
+    return ModelCardData(
+        license=license_id,
+        library_name=library,
+        pipeline_tag=pipeline,
+        tags=["fgclip", "fg-clip", "clip", "fine-grained", "vision-language", *extra_tags],
+        model_name=model_name,
+        eval_results=evals or None,
+    )
 
 
 def _load_section(name: str, artifact: str, fashion_fine: bool = False) -> str:
@@ -282,7 +323,7 @@ def _load_section(name: str, artifact: str, fashion_fine: bool = False) -> str:
         'image = Image.open("photo.jpg")\n'
         'inputs = processor(text=["a red umbrella"], images=image, return_tensors="pt", padding=True)\n'
         'image_embeds = model.encode_image(inputs["pixel_values"])  # (B, D), L2-normalised\n'
-        '# the 77-token path; long=True for the 248-token one (tokenize with max_length=248)\n'
+        "# the 77-token path; long=True for the 248-token one (tokenize with max_length=248)\n"
         'text_embeds = model.encode_text(inputs["input_ids"], inputs["attention_mask"])\n'
         "```\n\n(Or the Hub id this folder is pushed to.) Dense and region features: `model.encode_dense(pixels)`, "
         "`model.encode_regions(pixels, boxes)`. ONNX: `python -m fgclip.convert export-onnx` on this folder."
@@ -311,16 +352,26 @@ def render_model_card(model, directory: str | Path, provenance: Provenance | Non
     license_id, license_text = _license(provenance)
     exported = artifact != "fgclip" and provenance.source is not None
     results = _read_results(Path(provenance.source) if exported else directory)
-    name = directory.resolve().name if directory.resolve().name != "final" else \
-        f"{directory.resolve().parent.name}-final"
+    name = (
+        directory.resolve().name if directory.resolve().name != "final" else f"{directory.resolve().parent.name}-final"
+    )
     evaluation = _evaluation_section(results)
     if exported and results:
         evaluation = f"Recorded for `{provenance.source}`, whose weights these are:\n\n{evaluation}"
-    text = "\n\n".join([
-        f"# {name}", _describe_model(model, artifact), "## How it was made", _describe_origin(provenance),
-        "## Evaluation", evaluation, "## License", license_text,
-        "## How to load", _load_section(str(directory), artifact, model.config.model_type == "fashion_fine"),
-    ])
+    text = "\n\n".join(
+        [
+            f"# {name}",
+            _describe_model(model, artifact),
+            "## How it was made",
+            _describe_origin(provenance),
+            "## Evaluation",
+            evaluation,
+            "## License",
+            license_text,
+            "## How to load",
+            _load_section(str(directory), artifact, model.config.model_type == "fashion_fine"),
+        ]
+    )
     return str(ModelCard(f"---\n{_card_data(name, license_id, results, artifact).to_yaml()}\n---\n\n{text}\n"))
 
 
@@ -345,14 +396,18 @@ def _results_entry(path: Path) -> tuple[str, dict]:
         raise UserError(f"--results {path}: not a readable JSON file ({error})") from error
     if not isinstance(result, dict) or "benchmark" not in result:
         raise UserError(f"--results {path}: not an fgclip evaluation results.json (no 'benchmark')")
-    metrics = {name: float(value) for name, value in result.items()
-               if isinstance(value, float) and name != "seconds"}
+    metrics = {name: float(value) for name, value in result.items() if isinstance(value, float) and name != "seconds"}
     if not metrics:
         raise UserError(f"--results {path}: holds no metric values")
     data = result.get("data", "")
     data = ", ".join(data) if isinstance(data, list) else str(data)
-    return f"{result['benchmark']}|{data}", {"benchmark": result["benchmark"], "data": data, "metrics": metrics,
-                                             "date": result.get("date"), "complete": result.get("complete")}
+    return f"{result['benchmark']}|{data}", {
+        "benchmark": result["benchmark"],
+        "data": data,
+        "metrics": metrics,
+        "date": result.get("date"),
+        "complete": result.get("complete"),
+    }
 
 
 def record_evaluation(directory: str | Path, results_files: Sequence[str | Path]) -> dict:
@@ -371,7 +426,7 @@ def record_evaluation(directory: str | Path, results_files: Sequence[str | Path]
     start, end = card.text.find(EVAL_START), card.text.find(EVAL_END)
     if start < 0 or end < 0:
         raise UserError(f"{card_path} has no evaluation section written by fgclip")
-    text = card.text[:start] + _evaluation_section(results) + card.text[end + len(EVAL_END):]
+    text = card.text[:start] + _evaluation_section(results) + card.text[end + len(EVAL_END) :]
     libraries = {library: name for name, (library, _, _) in ARTIFACTS.items()}
     artifact = libraries.get(card.data.library_name, "fgclip")
     data = _card_data(card.data.model_name or directory.name, card.data.license or "unknown", results, artifact)

@@ -86,15 +86,31 @@ def require_packages() -> None:
         raise UserError(f"the ONNX export needs {', '.join(missing)}: {INSTALL_HINT}")
 
 
-def _export(module: nn.Module, example: tuple, path: Path, input_names: list[str], output_names: list[str],
-            dynamic_shapes: dict, opset: int | None) -> int:
+def _export(
+    module: nn.Module,
+    example: tuple,
+    path: Path,
+    input_names: list[str],
+    output_names: list[str],
+    dynamic_shapes: dict,
+    opset: int | None,
+) -> int:
     weight_bytes = sum(p.numel() * p.element_size() for p in module.parameters())
     with warnings.catch_warnings():
         # Dim names shared by two inputs are reported as "not used"; they are, through the shared constraint.
         warnings.filterwarnings("ignore", message=r".*axis name: .* will not be used.*")
-        program = torch.onnx.export(module, example, str(path), dynamo=True, input_names=input_names,
-                                    output_names=output_names, dynamic_shapes=dynamic_shapes, opset_version=opset,
-                                    external_data=weight_bytes > SINGLE_FILE_LIMIT, verbose=False)
+        program = torch.onnx.export(
+            module,
+            example,
+            str(path),
+            dynamo=True,
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_shapes=dynamic_shapes,
+            opset_version=opset,
+            external_data=weight_bytes > SINGLE_FILE_LIMIT,
+            verbose=False,
+        )
     return program.model.opset_imports[""]
 
 
@@ -115,24 +131,48 @@ def export_onnx(model, tokenizer, directory: str | Path, opset: int | None = Non
     size, grid, dim = model.image_size, model.grid_size, model.config.projection_dim
     batch = torch.export.Dim("batch", min=1)
     with torch.no_grad():
-        opset = _export(VisionGraph(model).eval(), (torch.zeros(2, 3, size, size),), directory / VISION_FILE,
-                        ["pixel_values"], ["image_embeds", "dense", "dense_unnormalized"],
-                        {"pixel_values": {0: batch}}, opset)
+        opset = _export(
+            VisionGraph(model).eval(),
+            (torch.zeros(2, 3, size, size),),
+            directory / VISION_FILE,
+            ["pixel_values"],
+            ["image_embeds", "dense", "dense_unnormalized"],
+            {"pixel_values": {0: batch}},
+            opset,
+        )
         for long, name in ((False, TEXT_FILE), (True, TEXT_LONG_FILE)):
             length = torch.export.Dim("long_length" if long else "length", min=2, max=model.text_max_length(long))
             example = _example_texts(model, tokenizer, long)
-            _export(TextGraph(model, long).eval(), (example["input_ids"], example["attention_mask"]), directory / name,
-                    ["input_ids", "attention_mask"], ["text_embeds"],
-                    {"input_ids": {0: batch, 1: length}, "attention_mask": {0: batch, 1: length}}, opset)
-    text_io = {"inputs": {"input_ids": "int64 (N, L)", "attention_mask": "int64 (N, L), right-padded"},
-               "outputs": {"text_embeds": f"float32 (N, {dim}), L2-normalised"}}
+            _export(
+                TextGraph(model, long).eval(),
+                (example["input_ids"], example["attention_mask"]),
+                directory / name,
+                ["input_ids", "attention_mask"],
+                ["text_embeds"],
+                {"input_ids": {0: batch, 1: length}, "attention_mask": {0: batch, 1: length}},
+                opset,
+            )
+    text_io = {
+        "inputs": {"input_ids": "int64 (N, L)", "attention_mask": "int64 (N, L), right-padded"},
+        "outputs": {"text_embeds": f"float32 (N, {dim}), L2-normalised"},
+    }
     info = OnnxExportInfo(
-        image_size=size, grid_size=grid, embedding_dim=dim, short_max_length=model.text_max_length(False),
-        long_max_length=model.text_max_length(True), eos_token_id=model.eos_token_id, opset=opset,
-        vision={"file": VISION_FILE, "inputs": {"pixel_values": f"float32 (B, 3, {size}, {size})"},
-                "outputs": {"image_embeds": f"float32 (B, {dim}), L2-normalised",
-                            "dense": f"float32 (B, {grid}, {grid}, {dim}), L2-normalised per cell",
-                            "dense_unnormalized": f"float32 (B, {grid}, {grid}, {dim}), the grid RoIAlign pools"}},
+        image_size=size,
+        grid_size=grid,
+        embedding_dim=dim,
+        short_max_length=model.text_max_length(False),
+        long_max_length=model.text_max_length(True),
+        eos_token_id=model.eos_token_id,
+        opset=opset,
+        vision={
+            "file": VISION_FILE,
+            "inputs": {"pixel_values": f"float32 (B, 3, {size}, {size})"},
+            "outputs": {
+                "image_embeds": f"float32 (B, {dim}), L2-normalised",
+                "dense": f"float32 (B, {grid}, {grid}, {dim}), L2-normalised per cell",
+                "dense_unnormalized": f"float32 (B, {grid}, {grid}, {dim}), the grid RoIAlign pools",
+            },
+        },
         text={"file": TEXT_FILE, **text_io, "max_length": model.text_max_length(False)},
         text_long={"file": TEXT_LONG_FILE, **text_io, "max_length": model.text_max_length(True)},
     )
@@ -145,5 +185,13 @@ def export_onnx(model, tokenizer, directory: str | Path, opset: int | None = Non
 def is_export_output(entry: Path) -> bool:
     """Whether a top-level entry of an output folder is something `export_onnx` writes."""
     return entry.name.endswith((".onnx", ".onnx.data")) or entry.name in {
-        CONFIG_FILE, "README.md", "preprocessor_config.json", "tokenizer_config.json", "tokenizer.json",
-        "special_tokens_map.json", "vocab.json", "merges.txt", "chat_template.jinja"}
+        CONFIG_FILE,
+        "README.md",
+        "preprocessor_config.json",
+        "tokenizer_config.json",
+        "tokenizer.json",
+        "special_tokens_map.json",
+        "vocab.json",
+        "merges.txt",
+        "chat_template.jinja",
+    }

@@ -53,15 +53,19 @@ def prepare_output_dir(
         if source is None:
             continue
         if output == _resolved(source):
-            raise OutputError(f"{option} {path} is the input {source}: writing there would overwrite what is being "
-                              "read; choose another output folder")
+            raise OutputError(
+                f"{option} {path} is the input {source}: writing there would overwrite what is being "
+                "read; choose another output folder"
+            )
     if output.is_dir():
         is_owned = owned if callable(owned) else (lambda entry, names=frozenset(owned): entry.name in names)
         foreign = sorted(entry.name for entry in output.iterdir() if not is_owned(entry))
         if foreign and not overwrite:
             shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
             holds = f"{what} ({shown})" if what else shown
-            raise OutputError(f"{option} {path} already holds {holds}, which this command did not write; "
-                              f"choose an empty folder or pass {overwrite_flag} to write into it anyway")
+            raise OutputError(
+                f"{option} {path} already holds {holds}, which this command did not write; "
+                f"choose an empty folder or pass {overwrite_flag} to write into it anyway"
+            )
     output.mkdir(parents=True, exist_ok=True)
     return output

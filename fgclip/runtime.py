@@ -17,8 +17,14 @@ if TYPE_CHECKING:
     import torch
 
 # Accepted dtype names (torch's and the short ones of --precision / --bf16 style options) -> torch attribute.
-DTYPE_NAMES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
-               "float16": "float16", "fp16": "float16"}
+DTYPE_NAMES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+}
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 

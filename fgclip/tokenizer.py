@@ -81,8 +81,9 @@ class FGCLIPTokenizer:
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise CheckpointError(f"{directory}: the tokenizer files cannot be loaded: {reason}") from error
         if tokenizer.eos_token_id != expected.eos:
-            raise CheckpointError(f"{directory}: the tokenizer's end-of-text id is {tokenizer.eos_token_id}, "
-                                      f"its files say {expected.eos}")
+            raise CheckpointError(
+                f"{directory}: the tokenizer's end-of-text id is {tokenizer.eos_token_id}, its files say {expected.eos}"
+            )
         return cls(tokenizer)
 
     def save_pretrained(self, directory: str | Path) -> None:
@@ -109,9 +110,7 @@ class FGCLIPTokenizer:
         encoded = self.tokenizer(list(texts), truncation=False, verbose=False)["input_ids"]
         return [len(ids) > limit for ids in encoded]
 
-    def __call__(
-        self, texts: str | list[str], long: bool = False, padding: str = "longest"
-    ) -> dict[str, torch.Tensor]:
+    def __call__(self, texts: str | list[str], long: bool = False, padding: str = "longest") -> dict[str, torch.Tensor]:
         """`{"input_ids", "attention_mask"}` as `(N, L)` tensors; `L <= 248` if long else `<= 77`."""
         if isinstance(texts, str):
             texts = [texts]

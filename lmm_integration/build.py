@@ -11,8 +11,8 @@ hidden size or patch count gets a fresh projector, which stage A of `lmm_integra
 stage B).
 
 --output_dir (old spelling --out) is checked first: it may not be an input folder, and a folder holding anything but
-an earlier build is refused unless --overwrite is given. Folders of the wrong kind (a CLIP folder as --llm, a LLaVA folder
-as --llm or --vision, a folder without tokenizer or weights) are one-line errors with exit code 2.
+an earlier build is refused unless --overwrite is given. Folders of the wrong kind (a CLIP folder as --llm, a LLaVA
+folder as --llm or --vision, a folder without tokenizer or weights) are one-line errors with exit code 2.
 """
 
 from __future__ import annotations
@@ -48,23 +48,31 @@ SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "typical_p", "epsilon
 PROBE_ANSWER = "Probe answer"
 
 
-
 @dataclass
 class BuildInputs:
     """What the command reads and where it writes."""
 
-    vision: str = option("FG-CLIP folder (this project's or an official release), stock CLIP folder, or exported "
-                         "CLIPVisionModel folder")
-    output_dir: str = option("output folder (created). It may not be an input; a folder holding anything but an "
-                             "earlier build is refused unless --overwrite is given", aliases=["out"])
+    vision: str = option(
+        "FG-CLIP folder (this project's or an official release), stock CLIP folder, or exported CLIPVisionModel folder"
+    )
+    output_dir: str = option(
+        "output folder (created). It may not be an input; a folder holding anything but an "
+        "earlier build is refused unless --overwrite is given",
+        aliases=["out"],
+    )
     llm: str | None = option("causal LM folder (e.g. a local vicuna-7b-v1.5); not used with --from_llava", None)
     from_llava: str | None = option("existing LLaVA folder whose tower is swapped (LM and projector kept)", None)
-    overwrite: bool = option("write into an --output_dir folder that holds files of another model or run (its files "
-                             "with the names of this command's outputs are replaced)", False)
+    overwrite: bool = option(
+        "write into an --output_dir folder that holds files of another model or run (its files "
+        "with the names of this command's outputs are replaced)",
+        False,
+    )
     keep_existing: bool = option(
         "when --output_dir already holds a complete build of the same inputs and options, keep it and exit 0 "
         "(scripts/finetune_llava.sh passes this, so that a re-run continues); a build of anything else there is "
-        "refused unless --overwrite", False)
+        "refused unless --overwrite",
+        False,
+    )
 
 
 @dataclass
@@ -73,17 +81,24 @@ class BuildOptions:
 
     vision_features: str = option(
         "projector input: 'hidden' = hidden_states[--vision_feature_layer] (LLaVA-1.5); 'dense' = FG-CLIP's value-path "
-        "patch features (the folder's tower type is registered by fgclip.auto on load)", "hidden",
-        choices=FEATURE_SOURCES)
+        "patch features (the folder's tower type is registered by fgclip.auto on load)",
+        "hidden",
+        choices=FEATURE_SOURCES,
+    )
     vision_feature_layer: int | None = option(
         "tower layer feeding the projector for hidden features (default -2, LLaVA-1.5's; with --from_llava the "
-        "checkpoint's; dense features always come from the last block)", None)
+        "checkpoint's; dense features always come from the last block)",
+        None,
+    )
     vision_feature_select_strategy: Literal["default", "full"] = option(
-        "'default' drops the CLS token (LLaVA-1.5), 'full' keeps it", "default", name="select_strategy")
-    system_prompt: str = option("system prompt of the chat template ('' for none); default: LLaVA-1.5's",
-                                DEFAULT_SYSTEM_PROMPT)
+        "'default' drops the CLS token (LLaVA-1.5), 'full' keeps it", "default", name="select_strategy"
+    )
+    system_prompt: str = option(
+        "system prompt of the chat template ('' for none); default: LLaVA-1.5's", DEFAULT_SYSTEM_PROMPT
+    )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = option(
-        "weights dtype of the saved model (auto: the LLM's / the LLaVA checkpoint's)", "auto")
+        "weights dtype of the saved model (auto: the LLM's / the LLaVA checkpoint's)", "auto"
+    )
     seed: int = option("seed of the projector initialisation", 0)
 
     def feature_layer(self) -> int:
@@ -140,18 +155,23 @@ def check_llm_folder(path: str | Path | None) -> Path:
     directory = _require_folder(path, "LLM")
     model_type = _model_type(directory, "--llm")
     if model_type in VISION_MODEL_TYPES:
-        raise UserError(f"--llm {directory} holds a vision encoder (model_type '{model_type}'), not a language model; "
-                         "give it as --vision and a causal LM folder (e.g. vicuna-7b-v1.5) as --llm")
+        raise UserError(
+            f"--llm {directory} holds a vision encoder (model_type '{model_type}'), not a language model; "
+            "give it as --vision and a causal LM folder (e.g. vicuna-7b-v1.5) as --llm"
+        )
     if model_type and model_type.startswith("llava"):
-        raise UserError(f"--llm {directory} is a LLaVA folder; to give it an FG-CLIP tower use "
-                         f"--from_llava {directory}")
+        raise UserError(
+            f"--llm {directory} is a LLaVA folder; to give it an FG-CLIP tower use --from_llava {directory}"
+        )
     if model_type not in CONFIG_MAPPING_NAMES:
         raise UserError(f"--llm {directory}: model_type {model_type!r} is not a model type this transformers knows")
     if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         raise UserError(f"--llm {directory} holds a '{model_type}' model, which is not a causal language model")
     if not any((directory / name).is_file() for name in TOKENIZER_FILES):
-        raise UserError(f"--llm {directory} has no tokenizer files ({', '.join(TOKENIZER_FILES)}); copy the "
-                         "tokenizer of the LM into it")
+        raise UserError(
+            f"--llm {directory} has no tokenizer files ({', '.join(TOKENIZER_FILES)}); copy the "
+            "tokenizer of the LM into it"
+        )
     return directory
 
 
@@ -179,8 +199,9 @@ def _absolute(path: str | Path) -> str:
     return str(Path(path).expanduser().resolve())
 
 
-def existing_build(out: str | Path, vision: str | Path, llm: str | Path | None, from_llava: str | Path | None,
-                   options: BuildOptions) -> bool:
+def existing_build(
+    out: str | Path, vision: str | Path, llm: str | Path | None, from_llava: str | Path | None, options: BuildOptions
+) -> bool:
     """True when `out` holds a complete build of the same inputs and options (a re-run of
     scripts/finetune_llava.sh after a stop keeps it); a complete build of anything else is a `UserError`."""
     note_file = Path(out) / BUILD_NOTE
@@ -189,14 +210,20 @@ def existing_build(out: str | Path, vision: str | Path, llm: str | Path | None, 
     note = json.loads(note_file.read_text())
     if not note.get("complete"):
         return False  # an interrupted build: written again
-    wanted = {"vision": _absolute(vision), "llm": llm and _absolute(llm),
-              "from_llava": from_llava and _absolute(from_llava), **asdict(options)}
+    wanted = {
+        "vision": _absolute(vision),
+        "llm": llm and _absolute(llm),
+        "from_llava": from_llava and _absolute(from_llava),
+        **asdict(options),
+    }
     if options.vision_feature_layer is None:  # resolved when built
         wanted.pop("vision_feature_layer")
     differences = [f"{key} {note.get(key)!r} -> {value!r}" for key, value in wanted.items() if note.get(key) != value]
     if differences:
-        raise UserError(f"--output_dir {out} holds a build of other inputs or options "
-                        f"({'; '.join(differences[:2])}); choose another --output_dir, or pass --overwrite to build there again")
+        raise UserError(
+            f"--output_dir {out} holds a build of other inputs or options "
+            f"({'; '.join(differences[:2])}); choose another --output_dir, or pass --overwrite to build there again"
+        )
     return True
 
 
@@ -209,8 +236,14 @@ def prepare_out(out: str | Path, inputs: list, overwrite: bool) -> Path:
     """--output_dir checked before any model is loaded (see `fgclip.outputs.prepare_output_dir`)."""
     folder = Path(out)
     owned = previous_build(folder) if folder.is_dir() else False
-    return prepare_output_dir(folder, inputs=inputs, owned=lambda entry: owned, overwrite=overwrite,
-                              option="--output_dir", what="files of another model or run")
+    return prepare_output_dir(
+        folder,
+        inputs=inputs,
+        owned=lambda entry: owned,
+        overwrite=overwrite,
+        option="--output_dir",
+        what="files of another model or run",
+    )
 
 
 def valid_generation_config(source, pad_token_id: int | None):
@@ -251,8 +284,12 @@ def make_processor(tower: VisionTower, tokenizer, strategy: str, template: str) 
     from transformers import LlavaProcessor
 
     return LlavaProcessor(
-        image_processor=tower.image_processor, tokenizer=tokenizer, patch_size=tower.patch_size,
-        vision_feature_select_strategy=strategy, num_additional_image_tokens=1, chat_template=template,
+        image_processor=tower.image_processor,
+        tokenizer=tokenizer,
+        patch_size=tower.patch_size,
+        vision_feature_select_strategy=strategy,
+        num_additional_image_tokens=1,
+        chat_template=template,
     )
 
 
@@ -281,7 +318,9 @@ def _decoder_of(language_model, llm_dir: Path) -> torch.nn.Module:
     try:
         expected = AutoModel._model_mapping[type(language_model.config)]
     except KeyError as error:
-        raise UserError(f"{llm_dir}: transformers has no base model for {type(language_model.config).__name__}") from error
+        raise UserError(
+            f"{llm_dir}: transformers has no base model for {type(language_model.config).__name__}"
+        ) from error
     if decoder is language_model or not isinstance(decoder, expected):
         raise UserError(f"{llm_dir}: the causal LM's body is not a {expected.__name__}; LLaVA cannot hold it")
     return decoder
@@ -305,8 +344,9 @@ def _save(model: LlavaForConditionalGeneration, processor: LlavaProcessor, out: 
     return out
 
 
-def build_llava(vision: str | Path, llm: str | Path, out: str | Path, options: BuildOptions | None = None,
-                overwrite: bool = False) -> Path:
+def build_llava(
+    vision: str | Path, llm: str | Path, out: str | Path, options: BuildOptions | None = None, overwrite: bool = False
+) -> Path:
     """Assemble tower + fresh projector + LM into a LLaVA folder at `out`; returns `out`.
 
     overwrite: write into an `out` that holds files of another model or run (an input folder is never written).
@@ -332,10 +372,13 @@ def build_llava(vision: str | Path, llm: str | Path, out: str | Path, options: B
     text_config.pad_token_id = tokenizer.pad_token_id
     decoder = _decoder_of(language_model, llm_dir)
     config = LlavaConfig(
-        vision_config=tower.config, text_config=text_config, image_token_index=image_token_id,
+        vision_config=tower.config,
+        text_config=text_config,
+        image_token_index=image_token_id,
         vision_feature_layer=options.feature_layer(),
         vision_feature_select_strategy=options.vision_feature_select_strategy,
-        projector_hidden_act="gelu", image_seq_length=_image_seq_length(tower, options.vision_feature_select_strategy),
+        projector_hidden_act="gelu",
+        image_seq_length=_image_seq_length(tower, options.vision_feature_select_strategy),
         tie_word_embeddings=bool(getattr(text_config, "tie_word_embeddings", False)),
     )
     with torch.device("meta"):
@@ -348,13 +391,18 @@ def build_llava(vision: str | Path, llm: str | Path, out: str | Path, options: B
     _assert_materialised(model)
     processor = make_processor(tower, tokenizer, options.vision_feature_select_strategy, tokenizer.chat_template)
     note = {
-        "vision": _absolute(vision), "vision_kind": tower.kind, "llm": _absolute(llm_dir), "from_llava": None,
+        "vision": _absolute(vision),
+        "vision_kind": tower.kind,
+        "llm": _absolute(llm_dir),
+        "from_llava": None,
         "projector": "new (random): train stage A first",
         "image_tokens_per_image": _image_seq_length(tower, options.vision_feature_select_strategy),
-        "image_token_id": image_token_id, "pad_token_id": tokenizer.pad_token_id,
+        "image_token_id": image_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
         "chat_template": "LLaVA-1.5 (Vicuna v1)",
         "generation_config_dropped": dropped,  # e.g. Vicuna v1.5's temperature/top_p without do_sample
-        **asdict(options), "vision_feature_layer": options.feature_layer(),
+        **asdict(options),
+        "vision_feature_layer": options.feature_layer(),
     }
     return _save(model.eval(), processor, out, note)
 
@@ -379,21 +427,28 @@ def template_unfit_for_training(tokenizer, template: str) -> str | None:
     """
     if "generation" not in template:
         return "it does not mark the answers with {% generation %}"
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Question?"}]},
-                {"role": "assistant", "content": [{"type": "text", "text": PROBE_ANSWER}]}]
+    messages = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Question?"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": PROBE_ANSWER}]},
+    ]
     try:
         rendered = tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False)
     except Exception as error:  # noqa: BLE001 - any Jinja or template error means: do not use it
         return f"it does not render a conversation ({_first_line(error)})"
     if tokenizer.bos_token and not rendered.startswith(tokenizer.bos_token):
         return "it writes no BOS token"
-    if tokenizer.eos_token and tokenizer.eos_token not in rendered[rendered.find(PROBE_ANSWER):]:
+    if tokenizer.eos_token and tokenizer.eos_token not in rendered[rendered.find(PROBE_ANSWER) :]:
         return "it writes no EOS token after the answers"
     return None
 
 
-def swap_vision_tower(from_llava: str | Path, vision: str | Path, out: str | Path,
-                      options: BuildOptions | None = None, overwrite: bool = False) -> Path:
+def swap_vision_tower(
+    from_llava: str | Path,
+    vision: str | Path,
+    out: str | Path,
+    options: BuildOptions | None = None,
+    overwrite: bool = False,
+) -> Path:
     """Replace the tower of a LLaVA folder, keeping LM and projector (a fresh projector if it no longer fits).
 
     The checkpoint's chat template is kept when training can use it (`template_unfit_for_training`);
@@ -409,11 +464,12 @@ def swap_vision_tower(from_llava: str | Path, vision: str | Path, out: str | Pat
     llava_dir = _require_folder(from_llava, "LLaVA")
     model_type = _model_type(llava_dir, "--from_llava")
     if model_type != "llava":
-        raise UserError(f"--from_llava {llava_dir} is not a LLaVA (model_type 'llava') folder: it holds "
-                         f"model_type {model_type!r}" + ("; give a language model as --llm" if model_type else ""))
+        raise UserError(
+            f"--from_llava {llava_dir} is not a LLaVA (model_type 'llava') folder: it holds "
+            f"model_type {model_type!r}" + ("; give a language model as --llm" if model_type else "")
+        )
     vision_source_kind(vision)
-    model = _load_weights(LlavaForConditionalGeneration, llava_dir, "--from_llava",
-                          dtype=_weights_dtype(options))
+    model = _load_weights(LlavaForConditionalGeneration, llava_dir, "--from_llava", dtype=_weights_dtype(options))
     try:
         old_processor = AutoProcessor.from_pretrained(str(llava_dir))
     except (OSError, ValueError, TypeError) as error:
@@ -436,21 +492,29 @@ def swap_vision_tower(from_llava: str | Path, vision: str | Path, out: str | Pat
     if misfit:
         warnings.warn(
             f"the projector of {llava_dir} does not fit the new tower ({misfit}); it is re-initialised and must "
-            "be re-trained (stage A) before the model is useful", stacklevel=2,
+            "be re-trained (stage A) before the model is useful",
+            stacklevel=2,
         )
         model.model.multi_modal_projector = _fresh_projector(model.config, model.dtype, options.seed)
     model.generation_config, dropped = valid_generation_config(model.generation_config, tokenizer.pad_token_id)
     processor = make_processor(tower, tokenizer, options.vision_feature_select_strategy, template)
     note = {
-        "vision": _absolute(vision), "vision_kind": tower.kind, "llm": None, "from_llava": _absolute(llava_dir),
-        "projector": f"re-initialised ({misfit}): re-train it with stage A" if misfit
+        "vision": _absolute(vision),
+        "vision_kind": tower.kind,
+        "llm": None,
+        "from_llava": _absolute(llava_dir),
+        "projector": f"re-initialised ({misfit}): re-train it with stage A"
+        if misfit
         else "kept from the LLaVA checkpoint (same hidden size and patch count)",
         "image_tokens_per_image": model.config.image_seq_length,
-        "image_token_id": model.config.image_token_index, "pad_token_id": tokenizer.pad_token_id,
+        "image_token_id": model.config.image_token_index,
+        "pad_token_id": tokenizer.pad_token_id,
         "chat_template": f"replaced by LLaVA-1.5 (Vicuna v1): the checkpoint's cannot be trained with ({unfit})"
-        if unfit else "kept from the LLaVA checkpoint",
+        if unfit
+        else "kept from the LLaVA checkpoint",
         "generation_config_dropped": dropped,
-        **asdict(options), "vision_feature_layer": options.feature_layer(),
+        **asdict(options),
+        "vision_feature_layer": options.feature_layer(),
     }
     return _save(model.eval(), processor, out, note)
 
@@ -470,8 +534,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not inputs.from_llava and not inputs.llm:
         raise UserError("--llm is required (or --from_llava to swap the tower of a LLaVA folder)")
     try:
-        if inputs.keep_existing and not inputs.overwrite and existing_build(
-                inputs.output_dir, inputs.vision, inputs.llm, inputs.from_llava, options):
+        if (
+            inputs.keep_existing
+            and not inputs.overwrite
+            and existing_build(inputs.output_dir, inputs.vision, inputs.llm, inputs.from_llava, options)
+        ):
             print(f"keeping the LLaVA model already built in {inputs.output_dir} (same inputs and options)")
             return 0
         if inputs.from_llava:
@@ -481,8 +548,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as error:  # a folder that cannot be read or written
         raise UserError(_first_line(error)) from error
     note = json.loads((out / BUILD_NOTE).read_text())
-    print(f"LLaVA model written to {out} ({note['vision_kind']} tower, {note['vision_features']} features, "
-          f"{note['image_tokens_per_image']} image tokens); projector: {note['projector']}")
+    print(
+        f"LLaVA model written to {out} ({note['vision_kind']} tower, {note['vision_features']} features, "
+        f"{note['image_tokens_per_image']} image tokens); projector: {note['projector']}"
+    )
     return 0
 
 

@@ -71,11 +71,16 @@ def read_conversations(path: str | Path) -> list[dict]:
 
 def image_token_count(processor, tower_config, select_strategy: str) -> int:
     """Image tokens per image, checked between the processor's arithmetic and the tower's patch grid."""
-    size = processor.image_processor.crop_size if getattr(processor.image_processor, "do_center_crop", False) \
+    size = (
+        processor.image_processor.crop_size
+        if getattr(processor.image_processor, "do_center_crop", False)
         else processor.image_processor.size
+    )
     height, width = size.get("height", size.get("shortest_edge")), size.get("width", size.get("shortest_edge"))
     from_processor = (height // processor.patch_size) * (width // processor.patch_size)
-    from_processor += processor.num_additional_image_tokens - (1 if processor.vision_feature_select_strategy == "default" else 0)
+    from_processor += processor.num_additional_image_tokens - (
+        1 if processor.vision_feature_select_strategy == "default" else 0
+    )
     from_tower = (tower_config.image_size // tower_config.patch_size) ** 2 + (0 if select_strategy == "default" else 1)
     if from_processor != from_tower:
         raise UserError(
@@ -100,9 +105,17 @@ class ConversationDataset(Dataset):
     answer token left within `model_max_length`.
     """
 
-    def __init__(self, path: str | Path, processor, num_image_tokens: int, model_max_length: int = 2048,
-                 image_root: str | Path | None = None, image_aspect_ratio: str = "pad",
-                 max_bad_fraction: float = 0.5, show_progress: bool = True):
+    def __init__(
+        self,
+        path: str | Path,
+        processor,
+        num_image_tokens: int,
+        model_max_length: int = 2048,
+        image_root: str | Path | None = None,
+        image_aspect_ratio: str = "pad",
+        max_bad_fraction: float = 0.5,
+        show_progress: bool = True,
+    ):
         if image_aspect_ratio not in ASPECT_MODES:
             raise UserError(f"image_aspect_ratio must be one of {ASPECT_MODES}")
         self.processor = processor
@@ -134,7 +147,11 @@ class ConversationDataset(Dataset):
             self.report.skip("without an image")
             return None
         turns = record.get("conversations")
-        human_text = " ".join(turn.get("value", "") for turn in turns if isinstance(turn, dict)) if isinstance(turns, list) else ""
+        human_text = (
+            " ".join(turn.get("value", "") for turn in turns if isinstance(turn, dict))
+            if isinstance(turns, list)
+            else ""
+        )
         placeholders = human_text.count(IMAGE_TOKEN)
         if placeholders == 0:
             self.report.skip("without an <image> token")
@@ -168,12 +185,14 @@ class ConversationDataset(Dataset):
     def _expand_image(self, ids: list[int], answer_mask: list[int]) -> tuple[list[int], list[int]]:
         """One `<image>` id -> `num_image_tokens` of them; labels -100 except on answers."""
         if ids.count(self.image_token_id) != 1:
-            raise UserError(f"the chat template wrote {ids.count(self.image_token_id)} <image> tokens for one image; "
-                            "rebuild the model folder with lmm_integration.build")
+            raise UserError(
+                f"the chat template wrote {ids.count(self.image_token_id)} <image> tokens for one image; "
+                "rebuild the model folder with lmm_integration.build"
+            )
         position = ids.index(self.image_token_id)
-        input_ids = ids[:position] + [self.image_token_id] * self.num_image_tokens + ids[position + 1:]
+        input_ids = ids[:position] + [self.image_token_id] * self.num_image_tokens + ids[position + 1 :]
         labels = [token if keep else IGNORE_INDEX for token, keep in zip(ids, answer_mask)]
-        labels = labels[:position] + [IGNORE_INDEX] * self.num_image_tokens + labels[position + 1:]
+        labels = labels[:position] + [IGNORE_INDEX] * self.num_image_tokens + labels[position + 1 :]
         if input_ids.count(self.image_token_id) != self.num_image_tokens:
             raise UserError(
                 f"image token count after expansion ({input_ids.count(self.image_token_id)}) does not match the "
@@ -225,4 +244,9 @@ class ConversationCollator:
             labels[row, :length] = item["labels"]
             attention_mask[row, :length] = 1
         pixel_values = torch.stack([item["pixel_values"] for item in batch])
-        return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask, "pixel_values": pixel_values}
+        return {
+            "input_ids": input_ids,
+            "labels": labels,
+            "attention_mask": attention_mask,
+            "pixel_values": pixel_values,
+        }

@@ -20,7 +20,7 @@ from lmm_integration.tower_names import NAME_PREFIX, is_fgclip_dual_encoder
 
 
 def _strip_prefix(name: str) -> str:
-    return name[len(NAME_PREFIX):] if name.startswith(NAME_PREFIX) else name
+    return name[len(NAME_PREFIX) :] if name.startswith(NAME_PREFIX) else name
 
 
 def _read_config(directory: Path) -> dict:
@@ -75,7 +75,9 @@ class FGCLIPVisionTower(nn.Module):
             if device_map is not None:
                 self.vision_tower.to(device_map)
         else:
-            self.vision_tower = CLIPVisionModel.from_pretrained(str(self.path), config=self.cfg_only, device_map=device_map)
+            self.vision_tower = CLIPVisionModel.from_pretrained(
+                str(self.path), config=self.cfg_only, device_map=device_map
+            )
             self.image_processor = self._folder_image_processor()
         self.vision_tower.requires_grad_(False)
         self.is_loaded = True
@@ -84,8 +86,12 @@ class FGCLIPVisionTower(nn.Module):
         if (self.path / "preprocessor_config.json").is_file():
             return CLIPImageProcessor.from_pretrained(str(self.path))
         size = self.cfg_only.image_size  # FG-CLIP's square resize; crop_size is read by LLaVA for blank images
-        return CLIPImageProcessor(size={"height": size, "width": size}, crop_size={"height": size, "width": size},
-                                  do_center_crop=False, resample=3)
+        return CLIPImageProcessor(
+            size={"height": size, "width": size},
+            crop_size={"height": size, "width": size},
+            do_center_crop=False,
+            resample=3,
+        )
 
     def feature_select(self, forward_output) -> torch.Tensor:
         """`(B, N, C)` patch features (`N` = patches, +1 with `cls_patch`)."""

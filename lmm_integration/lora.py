@@ -33,8 +33,11 @@ def quantization_config(bits: int, compute_dtype: torch.dtype):
 
     if bits == 4:
         return BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=compute_dtype, llm_int8_skip_modules=KEEP_FULL_PRECISION,
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute_dtype,
+            llm_int8_skip_modules=KEEP_FULL_PRECISION,
         )
     if bits == 8:
         return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=KEEP_FULL_PRECISION)
@@ -63,8 +66,13 @@ def add_lora(model: nn.Module, options: LoraOptions, gradient_checkpointing: boo
         # by peft, which would call transformers' deprecated gradient_checkpointing_enable (a FutureWarning).
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     config = LoraConfig(
-        r=options.r, lora_alpha=options.alpha, lora_dropout=options.dropout, bias="none",
-        target_modules=language_model_linear_names(model), modules_to_save=[PROJECTOR], task_type="CAUSAL_LM",
+        r=options.r,
+        lora_alpha=options.alpha,
+        lora_dropout=options.dropout,
+        bias="none",
+        target_modules=language_model_linear_names(model),
+        modules_to_save=[PROJECTOR],
+        task_type="CAUSAL_LM",
     )
     return get_peft_model(model, config)
 

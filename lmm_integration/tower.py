@@ -61,7 +61,9 @@ def register_with_llava() -> None:
         import llava.model.llava_arch as llava_arch
         import llava.model.multimodal_encoder.builder as llava_builder
     except ImportError as error:
-        raise ImportError("register_with_llava needs the original LLaVA codebase (package `llava`) importable") from error
+        raise ImportError(
+            "register_with_llava needs the original LLaVA codebase (package `llava`) importable"
+        ) from error
     original = getattr(llava_builder.build_vision_tower, "_llava_original", llava_builder.build_vision_tower)
 
     def build_vision_tower(vision_tower_cfg, **kwargs):
@@ -104,8 +106,14 @@ def export_tower(source: str | Path, out: str | Path, features: str = "hidden", 
 
     out = Path(out)
     owned = out.is_dir() and _earlier_export(out)
-    prepare_output_dir(out, inputs=[source], owned=lambda entry: owned, overwrite=overwrite, option="--output_dir",
-                       what="files of another model")
+    prepare_output_dir(
+        out,
+        inputs=[source],
+        owned=lambda entry: owned,
+        overwrite=overwrite,
+        option="--output_dir",
+        what="files of another model",
+    )
     loaded = load_vision_tower(source, features)
     return write_vision_tower(loaded.model, out, loaded.image_processor)
 
@@ -113,11 +121,16 @@ def export_tower(source: str | Path, out: str | Path, features: str = "hidden", 
 @dataclass
 class ExportOptions:
     vision: str = option("FG-CLIP, CLIP or tower folder")
-    output_dir: str = option("output folder; not the --vision folder, and one holding anything but an earlier export "
-                             "only with --overwrite", aliases=["out"])
+    output_dir: str = option(
+        "output folder; not the --vision folder, and one holding anything but an earlier export only with --overwrite",
+        aliases=["out"],
+    )
     overwrite: bool = option("write into an --output_dir folder holding other files", False)
-    features: str = option("hidden: stock CLIPVisionModel folder; dense: FG-CLIP value-path features (needs "
-                           "registration)", "hidden", choices=FEATURE_SOURCES)
+    features: str = option(
+        "hidden: stock CLIPVisionModel folder; dense: FG-CLIP value-path features (needs registration)",
+        "hidden",
+        choices=FEATURE_SOURCES,
+    )
 
 
 @dataclass

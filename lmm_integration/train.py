@@ -35,6 +35,7 @@ from lmm_integration.train_options import TrainOptions
 
 __all__ = ["TrainOptions", "build_parser", "main", "train"]
 
+
 def train(options: TrainOptions) -> Path:
     """Train one stage; returns OUTPUT_DIR/final. Raises `lmm_integration.trainer.Preempted` when SIGTERM or
     Ctrl-C stopped it early (after saving a checkpoint)."""
@@ -61,8 +62,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         final = train(options)
     except Preempted as stopped:
         if is_main_process():
-            print(f"stage {options.stage} {stopped}: checkpoint saved in {stopped.checkpoint}; continue with --resume "
-                  "(scripts/finetune_llava.sh: run the same command again)", flush=True)
+            print(
+                f"stage {options.stage} {stopped}: checkpoint saved in {stopped.checkpoint}; continue with --resume "
+                "(scripts/finetune_llava.sh: run the same command again)",
+                flush=True,
+            )
         from fgclip.train.preemption import EXIT_CODE
 
         return EXIT_CODE

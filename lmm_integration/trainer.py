@@ -31,8 +31,19 @@ from lmm_integration.train_options import TrainOptions
 
 RUN_FILES = ("train_options.json", "metrics.jsonl", "data_report.json", "run_info.json", "final", "adapter", "runs")
 # options that may change between a run and its resumption: they do not change what is trained
-RESUMABLE_CHANGES = ("output_dir", "num_workers", "logging_steps", "save_steps", "report_to", "resume", "resume_anyway",
-                     "overwrite_output_dir", "gradient_checkpointing", "deepspeed", "max_bad_fraction")
+RESUMABLE_CHANGES = (
+    "output_dir",
+    "num_workers",
+    "logging_steps",
+    "save_steps",
+    "report_to",
+    "resume",
+    "resume_anyway",
+    "overwrite_output_dir",
+    "gradient_checkpointing",
+    "deepspeed",
+    "max_bad_fraction",
+)
 
 
 class Preempted(Exception):
@@ -114,8 +125,11 @@ def set_trainable(model: LlavaForConditionalGeneration, options: TrainOptions):
     """Freeze per stage; returns the model to train (a peft model with LoRA)."""
     model.requires_grad_(False)
     if options.lora:
-        model = add_lora(model, LoraOptions(options.lora_r, options.lora_alpha, options.lora_dropout, options.qlora),
-                         options.gradient_checkpointing)
+        model = add_lora(
+            model,
+            LoraOptions(options.lora_r, options.lora_alpha, options.lora_dropout, options.qlora),
+            options.gradient_checkpointing,
+        )
     elif options.stage == "B":
         model.model.language_model.requires_grad_(True)
         model.lm_head.requires_grad_(True)
@@ -149,8 +163,10 @@ class LlavaTrainer(Trainer):
         `from_pretrained` maps back: every weight would be "missing" and the stage would go on from its starting
         weights with the checkpoint's optimizer. DeepSpeed and PEFT checkpoints load their own way (correctly)."""
         model = self.model if model is None else model
-        full_weights = any((Path(resume_from_checkpoint) / name).is_file()
-                           for name in ("model.safetensors", "model.safetensors.index.json"))
+        full_weights = any(
+            (Path(resume_from_checkpoint) / name).is_file()
+            for name in ("model.safetensors", "model.safetensors.index.json")
+        )
         if self.is_deepspeed_enabled or hasattr(model, "get_base_model") or not full_weights:
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
         saved = type(model).from_pretrained(resume_from_checkpoint, dtype=model.dtype)
@@ -173,8 +189,11 @@ class LlavaTrainer(Trainer):
             if parameter.requires_grad:
                 groups.setdefault((PROJECTOR in name, name in decay), []).append(parameter)
         parameter_groups = [
-            {"params": params, "weight_decay": self.args.weight_decay if decayed else 0.0,
-             **({"lr": self.projector_lr} if is_projector else {})}
+            {
+                "params": params,
+                "weight_decay": self.args.weight_decay if decayed else 0.0,
+                **({"lr": self.projector_lr} if is_projector else {}),
+            }
             for (is_projector, decayed), params in groups.items()
         ]
         optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
@@ -197,15 +216,27 @@ class MetricsFile(TrainerCallback):
 
 def training_arguments(options: TrainOptions) -> TrainingArguments:
     return TrainingArguments(
-        output_dir=options.output_dir, per_device_train_batch_size=options.batch_size,
-        gradient_accumulation_steps=options.grad_accum, learning_rate=options.learning_rate,
-        num_train_epochs=options.epochs, max_steps=options.max_steps, weight_decay=options.weight_decay,
-        warmup_steps=options.warmup_ratio, lr_scheduler_type=options.lr_scheduler,
-        logging_steps=options.logging_steps, save_strategy="steps" if options.save_steps else "no",
-        save_steps=options.save_steps or 500, bf16=options.bf16, activation_checkpointing=options.gradient_checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": False}, deepspeed=options.deepspeed,
-        use_cpu=not torch.cuda.is_available(), report_to=[] if options.report_to == "none" else [options.report_to],
-        dataloader_num_workers=options.num_workers, remove_unused_columns=False, seed=options.seed,
+        output_dir=options.output_dir,
+        per_device_train_batch_size=options.batch_size,
+        gradient_accumulation_steps=options.grad_accum,
+        learning_rate=options.learning_rate,
+        num_train_epochs=options.epochs,
+        max_steps=options.max_steps,
+        weight_decay=options.weight_decay,
+        warmup_steps=options.warmup_ratio,
+        lr_scheduler_type=options.lr_scheduler,
+        logging_steps=options.logging_steps,
+        save_strategy="steps" if options.save_steps else "no",
+        save_steps=options.save_steps or 500,
+        bf16=options.bf16,
+        activation_checkpointing=options.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False},
+        deepspeed=options.deepspeed,
+        use_cpu=not torch.cuda.is_available(),
+        report_to=[] if options.report_to == "none" else [options.report_to],
+        dataloader_num_workers=options.num_workers,
+        remove_unused_columns=False,
+        seed=options.seed,
         ddp_find_unused_parameters=False,
     )
 
@@ -223,8 +254,11 @@ def _held_run(output_dir: Path) -> list[str]:
 def run_differences(saved: dict, options: TrainOptions) -> list[str]:
     """What makes `options` another run than the one saved in train_options.json (data file size included)."""
     current = asdict(options)
-    differences = [f"{key} {saved.get(key)!r} -> {value!r}" for key, value in current.items()
-                   if key not in RESUMABLE_CHANGES and saved.get(key) != value]
+    differences = [
+        f"{key} {saved.get(key)!r} -> {value!r}"
+        for key, value in current.items()
+        if key not in RESUMABLE_CHANGES and saved.get(key) != value
+    ]
     data_bytes = Path(options.data).stat().st_size
     if saved.get("data_bytes") not in (None, data_bytes):
         differences.append(f"data file size {saved['data_bytes']} -> {data_bytes} bytes")
@@ -240,9 +274,15 @@ def prepare_run_dir(options: TrainOptions) -> tuple[str, list[str]]:
     --resume of a run made with other options or data (unless --resume_anyway).
     """
     output_dir = Path(options.output_dir)
-    prepare_output_dir(output_dir, inputs=[options.model, options.data, options.image_root], owned=_is_run_file,
-                       overwrite=options.overwrite_output_dir, overwrite_flag="--overwrite_output_dir",
-                       option="--output_dir", what="files of something else")
+    prepare_output_dir(
+        output_dir,
+        inputs=[options.model, options.data, options.image_root],
+        owned=_is_run_file,
+        overwrite=options.overwrite_output_dir,
+        overwrite_flag="--overwrite_output_dir",
+        option="--output_dir",
+        what="files of something else",
+    )
     held = _held_run(output_dir)
     if not held:
         if options.resume and is_main_process():
@@ -251,13 +291,17 @@ def prepare_run_dir(options: TrainOptions) -> tuple[str, list[str]]:
     if options.overwrite_output_dir:
         return "fresh", []
     if not options.resume:
-        raise UserError(f"--output_dir {output_dir} already holds a run ({', '.join(held[:4])}); pass --resume "
-                              "to continue it, --overwrite_output_dir to start again, or choose another folder")
+        raise UserError(
+            f"--output_dir {output_dir} already holds a run ({', '.join(held[:4])}); pass --resume "
+            "to continue it, --overwrite_output_dir to start again, or choose another folder"
+        )
     saved_file = output_dir / "train_options.json"
     differences = run_differences(json.loads(saved_file.read_text()), options) if saved_file.is_file() else []
     if differences and not options.resume_anyway:
-        raise UserError(f"--resume: {output_dir} holds another run ({'; '.join(differences[:3])}); choose "
-                              "another --output_dir, or pass --resume_anyway to continue it with these values")
+        raise UserError(
+            f"--resume: {output_dir} holds another run ({'; '.join(differences[:3])}); choose "
+            "another --output_dir, or pass --resume_anyway to continue it with these values"
+        )
     if (output_dir / "final" / "train_options.json").is_file():
         return "finished", differences
     if get_last_checkpoint(str(output_dir)) is None:
@@ -291,8 +335,11 @@ def _trim_metrics(path: Path, last_step: int) -> None:
 
 def _options_record(options: TrainOptions, resumed_with_changes: list[str]) -> dict:
     """train_options.json: the options, the data file size and what --resume_anyway accepted."""
-    return {**asdict(options), "data_bytes": Path(options.data).stat().st_size,
-            "resumed_with_changes": resumed_with_changes}
+    return {
+        **asdict(options),
+        "data_bytes": Path(options.data).stat().st_size,
+        "resumed_with_changes": resumed_with_changes,
+    }
 
 
 # ---------------------------------------------------------------------- run
@@ -318,23 +365,35 @@ def train_stage(options: TrainOptions) -> Path:
     processor = AutoProcessor.from_pretrained(options.model)
     set_seed(options.seed)  # the LoRA matrices are drawn before the Trainer seeds: same seed, same run
     model = load_model(options)
-    num_image_tokens = image_token_count(processor, model.config.vision_config, model.config.vision_feature_select_strategy)
+    num_image_tokens = image_token_count(
+        processor, model.config.vision_config, model.config.vision_feature_select_strategy
+    )
     dataset = ConversationDataset(
-        options.data, processor, num_image_tokens, options.model_max_length, options.image_root,
-        options.image_aspect_ratio, options.max_bad_fraction, show_progress=is_main_process(),
+        options.data,
+        processor,
+        num_image_tokens,
+        options.model_max_length,
+        options.image_root,
+        options.image_aspect_ratio,
+        options.max_bad_fraction,
+        show_progress=is_main_process(),
     )
     model.config.use_cache = False
     model = set_trainable(model, options)
     trainable, total = count_parameters(model)
     if is_main_process():
         print(f"stage {options.stage}: {dataset.report.summary()}")
-        print(f"trainable parameters: {trainable:,} of {total:,}; lr {options.learning_rate:g}, "
-              f"projector lr {options.projector_learning_rate:g}")
+        print(
+            f"trainable parameters: {trainable:,} of {total:,}; lr {options.learning_rate:g}, "
+            f"projector lr {options.projector_learning_rate:g}"
+        )
         (output_dir / "data_report.json").write_text(json.dumps(dataset.report.to_json(), indent=2) + "\n")
         (output_dir / "train_options.json").write_text(json.dumps(_options_record(options, changes), indent=2) + "\n")
     stop = GracefulStop()
     trainer = LlavaTrainer(
-        model=model, args=arguments, train_dataset=dataset,
+        model=model,
+        args=arguments,
+        train_dataset=dataset,
         data_collator=ConversationCollator(processor.tokenizer.pad_token_id),
         callbacks=[MetricsFile(output_dir / "metrics.jsonl"), stop],
         projector_lr=options.projector_learning_rate,
@@ -355,7 +414,9 @@ def run_info(trainer: Trainer) -> dict:
     zero_stage = engine.zero_optimization_stage() if hasattr(engine, "zero_optimization_stage") else None
     args = trainer.args
     return {
-        "world_size": args.world_size, "deepspeed_zero_stage": zero_stage, "device": str(args.device),
+        "world_size": args.world_size,
+        "deepspeed_zero_stage": zero_stage,
+        "device": str(args.device),
         "global_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
         "optimizer": type(getattr(trainer.optimizer, "optimizer", trainer.optimizer)).__name__,
         "steps": trainer.state.global_step,

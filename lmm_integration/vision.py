@@ -24,7 +24,6 @@ from lmm_integration.dense import check_feature_source
 TOWER_MODEL_TYPES = ("clip_vision_model", DENSE_MODEL_TYPE)
 
 
-
 @dataclass
 class VisionTower:
     """A loaded tower and its preprocessing. `kind` says what the source folder was."""
@@ -79,8 +78,10 @@ def vision_source_kind(source: str | Path) -> str:
     if model_type in TOWER_MODEL_TYPES:
         return model_type
     if model_type and model_type.startswith("llava"):
-        raise UserError(f"--vision {directory} is a LLaVA folder; give an FG-CLIP or CLIP folder as --vision "
-                                f"(and {directory} as --from_llava to swap its tower)")
+        raise UserError(
+            f"--vision {directory} is a LLaVA folder; give an FG-CLIP or CLIP folder as --vision "
+            f"(and {directory} as --from_llava to swap its tower)"
+        )
     try:
         return detect_checkpoint_kind(directory)
     except CheckpointError as error:
@@ -150,4 +151,6 @@ def load_vision_tower(source: str | Path, features: str = "hidden", dtype: torch
         model = to_dense_tower(model)
     if features == "hidden" and isinstance(model, FGCLIPDenseVisionModel):
         raise UserError(f"{directory} is a dense tower; build with --vision_features dense")
-    return VisionTower(model=model.eval(), image_processor=processor, kind=kind, source=str(directory), features=features)
+    return VisionTower(
+        model=model.eval(), image_processor=processor, kind=kind, source=str(directory), features=features
+    )

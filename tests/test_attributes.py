@@ -10,8 +10,9 @@ from fgclip import attributes
 
 def test_words_categories_and_nouns():
     assert attributes.words("A small-ish Dog's 2 red toys.") == ["a", "small-ish", "dog's", "2", "red", "toys"]
-    assert [attributes.attribute_category(w) for w in ("Crimson", "wooden", "tiny", "three", "striped", "wet", "dog")] \
-        == ["colour", "material", "size", "count", "pattern", "state", None]
+    assert [
+        attributes.attribute_category(w) for w in ("Crimson", "wooden", "tiny", "three", "striped", "wet", "dog")
+    ] == ["colour", "material", "size", "count", "pattern", "state", None]
     assert attributes.object_noun("a pair of red shoes") == "shoes"
     assert attributes.object_noun("a small brown dog with a red collar") == "dog"
     assert attributes.synonyms("grey") == {"gray", "grey"}

@@ -34,8 +34,16 @@ def _parse(argv):
 
 def test_defaults_types_and_lists_come_from_the_dataclass():
     options = _parse(["models/m", "--data", "a.jsonl", "b.jsonl"])
-    assert options == _Options(source=Path("models/m"), data=["a.jsonl", "b.jsonl"], batch_size=64, lr=None,
-                               precision="fp32", strict=False, bf16=None, tags=[])
+    assert options == _Options(
+        source=Path("models/m"),
+        data=["a.jsonl", "b.jsonl"],
+        batch_size=64,
+        lr=None,
+        precision="fp32",
+        strict=False,
+        bf16=None,
+        tags=[],
+    )
 
 
 def test_one_spelling_with_hidden_aliases():
@@ -75,16 +83,21 @@ def test_an_appending_list_takes_one_value_per_occurrence():
 
     parser = CommandParser(prog="demo")
     parser.add_options(Texts)
-    assert options_from(parser.parse_args(["--text", "a red car", "--text", "a tree"]), Texts).text == ["a red car",
-                                                                                                       "a tree"]
+    assert options_from(parser.parse_args(["--text", "a red car", "--text", "a tree"]), Texts).text == [
+        "a red car",
+        "a tree",
+    ]
     assert options_from(parser.parse_args([]), Texts).text == [] and Texts().text == []
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["m"], "the following arguments are required: --data"),
-    (["m", "--data", "a", "--batch_size", "0"], "argument --batch_size: must be a positive integer"),
-    (["m", "--data", "a", "--precision", "fp16"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["m"], "the following arguments are required: --data"),
+        (["m", "--data", "a", "--batch_size", "0"], "argument --batch_size: must be a positive integer"),
+        (["m", "--data", "a", "--precision", "fp16"], "invalid choice"),
+    ],
+)
 def test_usage_errors_are_one_line_and_exit_2(argv, message, capsys):
     with pytest.raises(SystemExit) as stop:
         _parse(argv)

@@ -8,17 +8,26 @@ from fgclip.hf_files import FILE_KEYS, CheckpointError, model_fields, read_confi
 
 
 def test_model_fields_drop_what_describes_the_file():
-    values = {"model_type": "clip_vision_model", "architectures": ["CLIPVisionModel"], "transformers_version": "4.37",
-              "_name_or_path": "x", "hidden_size": 32, "image_size": 224}
+    values = {
+        "model_type": "clip_vision_model",
+        "architectures": ["CLIPVisionModel"],
+        "transformers_version": "4.37",
+        "_name_or_path": "x",
+        "hidden_size": 32,
+        "image_size": 224,
+    }
     assert model_fields(values) == {"hidden_size": 32, "image_size": 224}
     assert set(FILE_KEYS) >= set(values) - {"hidden_size", "image_size"}
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "has no config.json: not a Hugging Face model folder"),
-    ("{not json", "config.json is not valid JSON"),
-    ("[1, 2]", "config.json must hold a JSON object, not list"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "has no config.json: not a Hugging Face model folder"),
+        ("{not json", "config.json is not valid JSON"),
+        ("[1, 2]", "config.json must hold a JSON object, not list"),
+    ],
+)
 def test_unusable_config_files_are_one_line_checkpoint_errors(tmp_path, content, message):
     if content is not None:
         (tmp_path / "config.json").write_text(content)

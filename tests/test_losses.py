@@ -90,14 +90,25 @@ def test_combined_loss_uses_the_published_weights():
     images, longs, shorts = unit(4, 8, seed=1), unit(4, 8, seed=2), unit(4, 8, seed=3)
     regions, region_texts, candidates = unit(5, 8, seed=4), unit(5, 8, seed=5), unit(5, 11, 8, seed=6)
     scale = torch.tensor(20.0)
-    inputs = LossInputs(image=images, logit_scale=scale, long_text=longs, short_text=shorts, region=regions,
-                        region_text=region_texts, logit_scale_region=scale, hard_candidates=candidates,
-                        logit_scale_hard=scale)
+    inputs = LossInputs(
+        image=images,
+        logit_scale=scale,
+        long_text=longs,
+        short_text=shorts,
+        region=regions,
+        region_text=region_texts,
+        logit_scale_region=scale,
+        hard_candidates=candidates,
+        logit_scale_hard=scale,
+    )
     out = FGCLIPLoss()(inputs)
     assert LossWeights() == LossWeights(long=1.0, short=1.0, region=0.1, hard=0.5)
-    expected = (global_contrastive_loss(images, longs, scale) + global_contrastive_loss(images, shorts, scale)
-                + 0.1 * regional_contrastive_loss(regions, region_texts, scale)
-                + 0.5 * hard_negative_loss(regions, candidates, scale))
+    expected = (
+        global_contrastive_loss(images, longs, scale)
+        + global_contrastive_loss(images, shorts, scale)
+        + 0.1 * regional_contrastive_loss(regions, region_texts, scale)
+        + 0.5 * hard_negative_loss(regions, candidates, scale)
+    )
     torch.testing.assert_close(out.total, expected)
     assert set(out.terms) == {"long", "short", "region", "hard"}
     stage1 = FGCLIPLoss(LossWeights(region=0.0, hard=0.0))(inputs)
@@ -122,8 +133,14 @@ def _inputs():
 def _loss(layer, scale, images, texts):
     image_features = F.normalize(layer(images), dim=-1)
     text_features = F.normalize(texts @ layer.weight, dim=-1)
-    return FGCLIPLoss()(LossInputs(image=image_features, logit_scale=scale.exp(), long_text=text_features,
-                                   short_text=F.normalize(texts, dim=-1))).total
+    return FGCLIPLoss()(
+        LossInputs(
+            image=image_features,
+            logit_scale=scale.exp(),
+            long_text=text_features,
+            short_text=F.normalize(texts, dim=-1),
+        )
+    ).total
 
 
 def _rank_worker(rank, init_file, out_dir):

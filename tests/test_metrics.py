@@ -16,10 +16,14 @@ def public_fgovd_hit(scores: torch.Tensor) -> bool:
 
 
 def test_a_tie_is_a_hit_a_higher_negative_a_miss():
-    scores = torch.tensor([[0.9, 0.1, 0.5],     # positive highest
-                           [0.5, 0.5, 0.2],     # a negative ties: a hit
-                           [0.3, 0.4, 0.1],     # a negative above: a miss
-                           [0.7, float("-inf"), float("-inf")]])  # no negative present: a hit
+    scores = torch.tensor(
+        [
+            [0.9, 0.1, 0.5],  # positive highest
+            [0.5, 0.5, 0.2],  # a negative ties: a hit
+            [0.3, 0.4, 0.1],  # a negative above: a miss
+            [0.7, float("-inf"), float("-inf")],
+        ]
+    )  # no negative present: a hit
     assert region_top1_hits(scores).tolist() == [True, True, False, True]
     assert region_ties(scores).tolist() == [False, True, False, False]
 

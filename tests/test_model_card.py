@@ -84,8 +84,7 @@ def trained_final(tmp_path_factory) -> tuple[Path, Path]:
     generate(root / "data", 20, seed=3, image_size=32, heldout_fraction=0.2, progress=False)
     torch.manual_seed(0)
     save_with_processors(FGCLIPModel(tiny_config()), root / "init")
-    config = small_config(root / "data" / "train.jsonl", root / "init", root / "run", stage=2, max_steps=3,
-                          log_every=1)
+    config = small_config(root / "data" / "train.jsonl", root / "init", root / "run", stage=2, max_steps=3, log_every=1)
     return train(config).final_dir, root
 
 
@@ -100,8 +99,11 @@ def test_trained_final_card_records_init_data_steps_recipe_losses(trained_final)
     assert "| steps | 3 optimizer steps (planned 3) |" in text
     assert "| batch | 4 per device x 1 processes x 1 accumulation = 4 |" in text
     assert "AdamW, lr 0.001, weight decay 0.01" in text and "2 warm-up steps" in text
-    assert re.search(r"\| losses \| InfoNCE: long caption x[\d.]+, short caption x[\d.]+, regional x[\d.]+, "
-                     r"hard negatives x[\d.]+ \|", text)
+    assert re.search(
+        r"\| losses \| InfoNCE: long caption x[\d.]+, short caption x[\d.]+, regional x[\d.]+, "
+        r"hard negatives x[\d.]+ \|",
+        text,
+    )
     last = read_metrics(root / "run")[-1]
     assert f"| last logged loss | {last['loss']:.4f} (step 3) |" in text
     assert "| seed | 11 |" in text
@@ -112,9 +114,21 @@ def test_trained_final_card_records_init_data_steps_recipe_losses(trained_final)
 def test_recorded_evaluation_goes_into_table_and_model_index(trained_final, tmp_path, capsys):
     final, _ = trained_final
     results = tmp_path / "results.json"
-    results.write_text(json.dumps({"benchmark": "fgovd", "top1": 0.4375, "num_regions": 16, "complete": True,
-                                   "model": str(final), "data": ["heldout.jsonl"], "counts": {"regions": 16},
-                                   "seconds": 1.5, "date": "2026-11-24 10:00:00"}))
+    results.write_text(
+        json.dumps(
+            {
+                "benchmark": "fgovd",
+                "top1": 0.4375,
+                "num_regions": 16,
+                "complete": True,
+                "model": str(final),
+                "data": ["heldout.jsonl"],
+                "counts": {"regions": 16},
+                "seconds": 1.5,
+                "date": "2026-11-24 10:00:00",
+            }
+        )
+    )
     assert run(card_main, [str(final), "--results", str(results)]) == 0
     card = _card(final)
     assert "| fgovd | `heldout.jsonl` | top1 | 0.4375 |" in card.text and "No evaluation recorded" not in card.text

@@ -80,8 +80,10 @@ def test_graph_interfaces_and_config(exported):
     assert [i.name for i in vision.get_inputs()] == ["pixel_values"]
     assert [o.name for o in vision.get_outputs()] == ["image_embeds", "dense", "dense_unnormalized"]
     assert isinstance(vision.get_inputs()[0].shape[0], str)  # dynamic batch
-    assert [(i.name, i.type) for i in text.get_inputs()] == [("input_ids", "tensor(int64)"),
-                                                             ("attention_mask", "tensor(int64)")]
+    assert [(i.name, i.type) for i in text.get_inputs()] == [
+        ("input_ids", "tensor(int64)"),
+        ("attention_mask", "tensor(int64)"),
+    ]
     assert all(isinstance(dim, str) for dim in text.get_inputs()[0].shape)  # dynamic batch and length
     assert [o.name for o in text.get_outputs()] == ["text_embeds"]
     config = json.loads((folder / "onnx_config.json").read_text())

@@ -35,7 +35,9 @@ def test_foreign_content_needs_the_overwrite_flag(tmp_path):
     out.mkdir()
     (out / "config.json").write_text("{}")
     (out / "model.safetensors").write_text("")
-    with pytest.raises(OutputError, match=r"already holds a model \(config.json, model.safetensors\).*--overwrite_output_dir"):
+    with pytest.raises(
+        OutputError, match=r"already holds a model \(config.json, model.safetensors\).*--overwrite_output_dir"
+    ):
         prepare_output_dir(out, overwrite_flag="--overwrite_output_dir", what="a model")
     assert prepare_output_dir(out, overwrite=True) == out.resolve()
 

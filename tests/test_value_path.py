@@ -59,8 +59,14 @@ def test_the_same_module_runs_under_transformers_4_37(tiny_model, tmp_path):
     pixels = torch.randn(2, 3, 32, 32)
     torch.save(pixels, tmp_path / "pixels.pt")
     folder = tiny_model.export_vision_tower(tmp_path / "tower")
-    result = run_437(UNDER_437, str(folder), str(tmp_path / "pixels.pt"), str(tmp_path / "out.pt"), cwd=tmp_path,
-                     with_repository=True)
+    result = run_437(
+        UNDER_437,
+        str(folder),
+        str(tmp_path / "pixels.pt"),
+        str(tmp_path / "out.pt"),
+        cwd=tmp_path,
+        with_repository=True,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     with torch.no_grad():
         trunk = tiny_model.vision_model(pixels, output_hidden_states=True).hidden_states[-2]

@@ -25,17 +25,29 @@ def transformers_437_python() -> str:
         # This interpreter's packages (torch, ...) are seen after the venv's own through a .pth file, not
         # --system-site-packages, which would give the base interpreter's when the tests run in a venv.
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-        own = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+        own = subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
         (Path(own) / "fgclip_parent_packages.pth").write_text("".join(f"{path}\n" for path in sorted(ours)))
-        install = subprocess.run([str(python), "-m", "pip", "install", "-q", f"transformers=={VERSION}"],
-                                 capture_output=True, text=True, timeout=900)
+        install = subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", f"transformers=={VERSION}"],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         if install.returncode != 0:
             pytest.skip(f"could not install transformers {VERSION}: {install.stderr.strip().splitlines()[-1:]}")
         marker.touch()
-    version = subprocess.run([str(python), "-c", "import transformers; print(transformers.__version__)"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    version = subprocess.run(
+        [str(python), "-c", "import transformers; print(transformers.__version__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert version == VERSION
     return str(python)
 
@@ -45,5 +57,6 @@ def run_437(script: str, *args: str, cwd: Path, with_repository: bool = False) -
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     if with_repository:
         env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
-    return subprocess.run([transformers_437_python(), "-c", script, *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [transformers_437_python(), "-c", script, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )

@@ -43,7 +43,7 @@ class Vocabulary:
     shapes: tuple[str, ...]
 
     @classmethod
-    def of_set(cls, root: str | Path) -> "Vocabulary":
+    def of_set(cls, root: str | Path) -> Vocabulary:
         settings_file = Path(root) / "synthetic.json"
         if settings_file.is_file():
             settings = json.loads(settings_file.read_text())
@@ -101,13 +101,17 @@ def unique_reference(target: SceneObject, scene: list[SceneObject], hide: str | 
     usable = [attribute for attribute in ATTRIBUTES if attribute != hide]
     for count in range(len(usable) + 1):
         for attributes in itertools.combinations(usable, count):
-            matching = [obj for obj in scene if all(getattr(obj, a) == getattr(target, a) for a in (*attributes, "shape"))]
+            matching = [
+                obj for obj in scene if all(getattr(obj, a) == getattr(target, a) for a in (*attributes, "shape"))
+            ]
             if matching == [target]:
                 return target.describe(attributes)
     return None
 
 
-def scene_questions(scene: list[SceneObject], rng: random.Random, vocabulary: Vocabulary, size: tuple[int, int]) -> list[tuple[str, str, str, SceneObject | None]]:
+def scene_questions(
+    scene: list[SceneObject], rng: random.Random, vocabulary: Vocabulary, size: tuple[int, int]
+) -> list[tuple[str, str, str, SceneObject | None]]:
     """(kind, question, answer, object) for one scene: each attribute, a yes and a no, one location."""
     questions = []
     for kind in ("colour", "texture", "size"):
@@ -119,7 +123,12 @@ def scene_questions(scene: list[SceneObject], rng: random.Random, vocabulary: Vo
     present = {(obj.colour, obj.shape) for obj in scene}
     obj = rng.choice(scene)
     questions.append(("yes_no", ASK["yes_no"].format(colour=obj.colour, shape=obj.shape), "Yes", obj))
-    swaps = [(colour, other.shape) for other in scene for colour in vocabulary.colours if (colour, other.shape) not in present]
+    swaps = [
+        (colour, other.shape)
+        for other in scene
+        for colour in vocabulary.colours
+        if (colour, other.shape) not in present
+    ]
     if swaps:
         colour, shape = rng.choice(swaps)
         questions.append(("yes_no", ASK["yes_no"].format(colour=colour, shape=shape), "No", None))
@@ -153,8 +162,9 @@ class MiniatureData:
     texts: list[str]  # every question, answer and caption (the tiny tokenizer's training text)
 
 
-def write_miniature_data(train: list[Record], heldout: list[Record], root: Path, out_dir: Path,
-                         vocabulary: Vocabulary, seed: int = 0) -> MiniatureData:
+def write_miniature_data(
+    train: list[Record], heldout: list[Record], root: Path, out_dir: Path, vocabulary: Vocabulary, seed: int = 0
+) -> MiniatureData:
     """stage_a.jsonl (captions), stage_b.jsonl (multi-turn QA, shuffled turn order) and heldout.jsonl
     (one line per held-out question). Image paths are absolute."""
     rng = random.Random(seed)
@@ -172,16 +182,28 @@ def write_miniature_data(train: list[Record], heldout: list[Record], root: Path,
             record_id = f"{split}-{index:06d}"
             if split == "train":
                 texts.append(record.short_caption)
-                stage_a.append(_conversation(record_id, str(image_path), [(rng.choice(CAPTION_PROMPTS), record.short_caption)]))
+                stage_a.append(
+                    _conversation(record_id, str(image_path), [(rng.choice(CAPTION_PROMPTS), record.short_caption)])
+                )
                 rng.shuffle(asked)
                 stage_b.append(_conversation(record_id, str(image_path), [(q, a) for _, q, a, _ in asked]))
             else:
                 questions += [
-                    Question(f"{record_id}-{n}", str(image_path), kind, question, answer,
-                             list(obj.bbox) if kind == "where" else None)
+                    Question(
+                        f"{record_id}-{n}",
+                        str(image_path),
+                        kind,
+                        question,
+                        answer,
+                        list(obj.bbox) if kind == "where" else None,
+                    )
                     for n, (kind, question, answer, obj) in enumerate(asked)
                 ]
     paths = MiniatureData(out_dir / "stage_a.jsonl", out_dir / "stage_b.jsonl", out_dir / "heldout.jsonl", texts)
-    for path, rows in ((paths.stage_a, stage_a), (paths.stage_b, stage_b), (paths.heldout, [asdict(q) for q in questions])):
+    for path, rows in (
+        (paths.stage_a, stage_a),
+        (paths.stage_b, stage_b),
+        (paths.heldout, [asdict(q) for q in questions]),
+    ):
         path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return paths

@@ -1,6 +1,7 @@
 """The whole LLaVA path on CPU with tiny models: build -> stage A -> stage B (ZeRO-2) -> held-out answers.
 
-    python -m benchmarks.llava_miniature --vision runs/fgclip_tiny/final [runs/clip_tiny/final ...] --output_dir runs/llava_mini
+    python -m benchmarks.llava_miniature --vision runs/fgclip_tiny/final [runs/clip_tiny/final ...] \\
+        --output_dir runs/llava_mini
 
 For each vision encoder folder (e.g. the tiny FG-CLIP the embedded default of scripts/pretrain_fgclip.py
 trains, and a baseline), on the same synthetic scenes and the same tiny Llama LM:
@@ -36,13 +37,13 @@ FINETUNE_SCRIPT = REPO_ROOT / "scripts" / "finetune_llava.sh"
 OWN_ENTRIES = ("scenes", "data", "llm", "results.json", "results.md", "results.png")  # and one folder per label
 
 
-
 @dataclass
 class MiniatureOptions:
     vision: list[str] = option("vision encoder folders to compare (FG-CLIP, CLIP or tower)")
     output_dir: str = option("output folder (scenes, data, tiny LM, one folder per encoder, results)", aliases=["out"])
-    scenes: str | None = option("an existing fgclip.data.synthetic set (default: generate one in OUTPUT_DIR/scenes)",
-                                None)
+    scenes: str | None = option(
+        "an existing fgclip.data.synthetic set (default: generate one in OUTPUT_DIR/scenes)", None
+    )
     num_images: int = option("synthetic images to generate (20%% held out)", 3000, type=positive_int)
     image_size: int = option("synthetic image side in pixels", 64, type=positive_int)
     seed: int = option("seed of scenes, questions, LM and training", 0)
@@ -52,16 +53,18 @@ class MiniatureOptions:
     steps_b: int = option("stage B optimizer steps", 900, type=positive_int)
     batch_size: int = option("per-process batch size", 16, type=positive_int)
     lr_a: float = option("stage A learning rate", 1e-3, type=positive_float)
-    lr_b: float = option("stage B learning rate (higher than LLaVA's: the tiny LM starts from random)", 1e-3,
-                         type=positive_float)
+    lr_b: float = option(
+        "stage B learning rate (higher than LLaVA's: the tiny LM starts from random)", 1e-3, type=positive_float
+    )
     processes: int = option("processes per stage for the deepspeed launcher", 2, type=positive_int)
     deepspeed_config: str = option("DeepSpeed config of both stages", str(DEFAULT_ZERO2))
     max_heldout: int = option("held-out questions to answer", 400, type=positive_int)
-    labels: list[str] = option("a name per --vision folder (default: folder names)", default_factory=list,
-                               name="label")
-    overwrite: bool = option("write into an OUTPUT_DIR holding other files, and train again the stages whose runs in "
-                             "OUTPUT_DIR used other settings (a re-run with the same settings continues without it)",
-                             False)
+    labels: list[str] = option("a name per --vision folder (default: folder names)", default_factory=list, name="label")
+    overwrite: bool = option(
+        "write into an OUTPUT_DIR holding other files, and train again the stages whose runs in "
+        "OUTPUT_DIR used other settings (a re-run with the same settings continues without it)",
+        False,
+    )
 
 
 def _run(command: list[str], log: Path, threads: int | None = None) -> None:
@@ -74,8 +77,7 @@ def _run(command: list[str], log: Path, threads: int | None = None) -> None:
         process = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=environment, cwd=REPO_ROOT)
     if process.returncode != 0:
         tail = log.read_text().splitlines()[-15:]
-        raise UserError(f"{' '.join(command[:2])} failed (exit {process.returncode}); "
-                             f"see {log}:\n" + "\n".join(tail))
+        raise UserError(f"{' '.join(command[:2])} failed (exit {process.returncode}); see {log}:\n" + "\n".join(tail))
 
 
 def prepare_data(options: MiniatureOptions, out: Path):
@@ -98,11 +100,14 @@ def prepare_data(options: MiniatureOptions, out: Path):
     def records(path: Path) -> list[Record]:
         return [item for item in iter_record_file(path) if isinstance(item, Record)]
 
-    data = write_miniature_data(records(train_file), records(heldout_file), root, out / "data",
-                                Vocabulary.of_set(root), seed=options.seed)
+    data = write_miniature_data(
+        records(train_file), records(heldout_file), root, out / "data", Vocabulary.of_set(root), seed=options.seed
+    )
     llm = out / "llm"
     if not (llm / "config.json").is_file():
-        build_tiny_llm(llm, data.texts, hidden_size=options.llm_hidden, num_layers=options.llm_layers, seed=options.seed)
+        build_tiny_llm(
+            llm, data.texts, hidden_size=options.llm_hidden, num_layers=options.llm_layers, seed=options.seed
+        )
     return root, data, llm
 
 
@@ -114,15 +119,32 @@ def train_one(vision: str, label: str, llm: Path, data, options: MiniatureOption
     work.mkdir(parents=True, exist_ok=True)
     built = build_llava(vision, llm, work / "built", BuildOptions(system_prompt="", seed=options.seed))
     settings = {
-        "BUILT": built, "OUT": work, "PRETRAIN_DATA": data.stage_a, "FINETUNE_DATA": data.stage_b,
-        "NUM_GPUS": options.processes, "MASTER_PORT": free_port(), "DS_CONFIG": options.deepspeed_config,
-        "BATCH_A": options.batch_size, "BATCH_B": options.batch_size, "LR_A": options.lr_a, "LR_B": options.lr_b,
-        "MAX_STEPS_A": options.steps_a, "MAX_STEPS_B": options.steps_b, "MAX_LEN": 512, "NUM_WORKERS": 0,
-        "BF16": 0, "GRAD_CKPT": 0, "SEED": options.seed, "EXTRA_ARGS": "--logging_steps 25 --warmup_ratio 0.03",
+        "BUILT": built,
+        "OUT": work,
+        "PRETRAIN_DATA": data.stage_a,
+        "FINETUNE_DATA": data.stage_b,
+        "NUM_GPUS": options.processes,
+        "MASTER_PORT": free_port(),
+        "DS_CONFIG": options.deepspeed_config,
+        "BATCH_A": options.batch_size,
+        "BATCH_B": options.batch_size,
+        "LR_A": options.lr_a,
+        "LR_B": options.lr_b,
+        "MAX_STEPS_A": options.steps_a,
+        "MAX_STEPS_B": options.steps_b,
+        "MAX_LEN": 512,
+        "NUM_WORKERS": 0,
+        "BF16": 0,
+        "GRAD_CKPT": 0,
+        "SEED": options.seed,
+        "EXTRA_ARGS": "--logging_steps 25 --warmup_ratio 0.03",
         "OVERWRITE": int(options.overwrite),
     }
-    _run(["bash", str(FINETUNE_SCRIPT), *(f"{key}={value}" for key, value in settings.items())], work / "finetune.log",
-         threads=max(1, (os.cpu_count() or 1) // options.processes))
+    _run(
+        ["bash", str(FINETUNE_SCRIPT), *(f"{key}={value}" for key, value in settings.items())],
+        work / "finetune.log",
+        threads=max(1, (os.cpu_count() or 1) // options.processes),
+    )
     return work / "stage_b" / "final"
 
 
@@ -138,11 +160,19 @@ def evaluate(model_dir: Path, data, root: Path, options: MiniatureOptions, out: 
     settings = GenerationSettings(batch_size=16, max_new_tokens=24, device="cpu", dtype="float32")
     lmm = load_lmm(model_dir, settings)
     items = [PromptItem(q.question_id, Path(q.image), q.question) for q in questions]
-    summary = answer_all(lmm, items, out / "answers.jsonl", settings, description=f"held-out {model_dir.parent.parent.name}")
+    summary = answer_all(
+        lmm, items, out / "answers.jsonl", settings, description=f"held-out {model_dir.parent.parent.name}"
+    )
     sizes = {q.image: Image.open(q.image).size for q in questions}
     train_boxes = [json.loads(line) for line in (data.stage_b.parent / "train_boxes.json").read_text().splitlines()]
     vocabulary = Vocabulary.of_set(root)
-    return score(questions, summary.answers, vocabulary, sizes, chance_levels(vocabulary, constant_box_hit_rate(questions, train_boxes)))
+    return score(
+        questions,
+        summary.answers,
+        vocabulary,
+        sizes,
+        chance_levels(vocabulary, constant_box_hit_rate(questions, train_boxes)),
+    )
 
 
 def _labels(options: MiniatureOptions) -> list[str]:
@@ -150,7 +180,10 @@ def _labels(options: MiniatureOptions) -> list[str]:
         if len(options.labels) != len(options.vision):
             raise UserError("give one --label per --vision folder")
         return options.labels
-    names = [Path(vision).name if Path(vision).name not in ("final", "") else Path(vision).parent.name for vision in options.vision]
+    names = [
+        Path(vision).name if Path(vision).name not in ("final", "") else Path(vision).parent.name
+        for vision in options.vision
+    ]
     return [f"{index}_{name}" if names.count(name) > 1 else name for index, name in enumerate(names)]
 
 
@@ -163,29 +196,49 @@ def run(options: MiniatureOptions) -> dict:
             raise UserError(f"vision folder not found or has no config.json: {vision}")
     labels = _labels(options)
     # a re-run into the same OUT continues (finished stages are kept); other files there need --overwrite
-    out = prepare_output_dir(options.output_dir, inputs=[*options.vision, options.scenes], overwrite=options.overwrite,
-                             owned=lambda entry: entry.name in {*OWN_ENTRIES, *labels}, what="other files")
+    out = prepare_output_dir(
+        options.output_dir,
+        inputs=[*options.vision, options.scenes],
+        overwrite=options.overwrite,
+        owned=lambda entry: entry.name in {*OWN_ENTRIES, *labels},
+        what="other files",
+    )
     root, data, llm = prepare_data(options, out)
     _write_train_boxes(data)
     results = {}
     for vision, label in zip(options.vision, labels):
         model_dir = train_one(vision, label, llm, data, options, out)
         results[label] = evaluate(model_dir, data, root, options, out / label)
-        print(f"{label}: held-out accuracy {results[label]['accuracy']:.3f} (chance {results[label]['chance']:.3f}); "
-              + ", ".join(f"{k} {v:.3f}" for k, v in results[label]["per_kind"].items()), flush=True)
+        print(
+            f"{label}: held-out accuracy {results[label]['accuracy']:.3f} (chance {results[label]['chance']:.3f}); "
+            + ", ".join(f"{k} {v:.3f}" for k, v in results[label]["per_kind"].items()),
+            flush=True,
+        )
     first = next(iter(results.values()))
     kinds = list(first["per_kind"])
     rows = [[label, r["accuracy"], *(r["per_kind"].get(k, 0.0) for k in kinds)] for label, r in results.items()]
     rows.append(["chance", first["chance"], *(first["chance_per_kind"][k] for k in kinds)])
     table = markdown_table(["encoder", "all", *kinds], rows)
-    grouped_bar_plot(out / "results.png", {label: {"all": r["accuracy"], **r["per_kind"]} for label, r in results.items()}
-                     | {"chance": {"all": first["chance"], **first["chance_per_kind"]}},
-                     "LLaVA miniature: held-out accuracy", "accuracy")
+    grouped_bar_plot(
+        out / "results.png",
+        {label: {"all": r["accuracy"], **r["per_kind"]} for label, r in results.items()}
+        | {"chance": {"all": first["chance"], **first["chance_per_kind"]}},
+        "LLaVA miniature: held-out accuracy",
+        "accuracy",
+    )
     return write_results(
-        out, "lmm_miniature", {"encoders": results}, model=", ".join(options.vision), data=str(root),
-        counts={"heldout_questions": sum(first["questions_per_kind"].values()),
-                "scored_questions": sum(first["questions_per_kind"].values())},
-        started=started, table=table, extra={"options": asdict(options)},
+        out,
+        "lmm_miniature",
+        {"encoders": results},
+        model=", ".join(options.vision),
+        data=str(root),
+        counts={
+            "heldout_questions": sum(first["questions_per_kind"].values()),
+            "scored_questions": sum(first["questions_per_kind"].values()),
+        },
+        started=started,
+        table=table,
+        extra={"options": asdict(options)},
     )
 
 
@@ -207,7 +260,11 @@ def build_parser() -> CommandParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     result = run(options_from(build_parser().parse_args(argv), MiniatureOptions))
-    print(json.dumps({label: {"accuracy": r["accuracy"], "chance": r["chance"]} for label, r in result["encoders"].items()}))
+    print(
+        json.dumps(
+            {label: {"accuracy": r["accuracy"], "chance": r["chance"]} for label, r in result["encoders"].items()}
+        )
+    )
     return 0
 
 

@@ -47,21 +47,30 @@ def constant_box_hit_rate(questions: Sequence[Question], train_boxes: Sequence[S
 
 def chance_levels(vocabulary: Vocabulary, where_chance: float) -> dict[str, float]:
     return {
-        "colour": 1 / len(vocabulary.colours), "texture": 1 / len(vocabulary.textures),
-        "size": 1 / len(vocabulary.sizes), "yes_no": 0.5, "where": where_chance,
+        "colour": 1 / len(vocabulary.colours),
+        "texture": 1 / len(vocabulary.textures),
+        "size": 1 / len(vocabulary.sizes),
+        "yes_no": 0.5,
+        "where": where_chance,
     }
 
 
-def score(questions: Sequence[Question], answers: Mapping[str, str], vocabulary: Vocabulary,
-          image_sizes: Mapping[str, tuple[int, int]], chance: Mapping[str, float]) -> dict:
+def score(
+    questions: Sequence[Question],
+    answers: Mapping[str, str],
+    vocabulary: Vocabulary,
+    image_sizes: Mapping[str, tuple[int, int]],
+    chance: Mapping[str, float],
+) -> dict:
     """Accuracy per question kind and overall, with the matching chance levels and counts, plus the three
     figures of the FG-CLIP claim: POPE-style yes/no metrics (F1 with "yes" as the positive class), attribute
     accuracy (colour, texture and size questions pooled) and localisation Acc@IoU>=0.5 ("where")."""
     right, total = defaultdict(int), defaultdict(int)
     for question in questions:
         total[question.kind] += 1
-        right[question.kind] += is_correct(question, answers.get(question.question_id), vocabulary,
-                                           image_sizes[question.image])
+        right[question.kind] += is_correct(
+            question, answers.get(question.question_id), vocabulary, image_sizes[question.image]
+        )
     kinds = [kind for kind in QUESTION_TYPES if total[kind]]
     count = sum(total.values())
     return {
@@ -71,12 +80,12 @@ def score(questions: Sequence[Question], answers: Mapping[str, str], vocabulary:
         "chance_per_kind": {kind: chance[kind] for kind in kinds},
         "questions_per_kind": {kind: total[kind] for kind in kinds},
         "answered": sum(1 for question in questions if answers.get(question.question_id)),
-        "pope": score_yes_no({q.question_id: q.answer.lower() for q in questions if q.kind == "yes_no"},
-                             answers).metrics(),
+        "pope": score_yes_no(
+            {q.question_id: q.answer.lower() for q in questions if q.kind == "yes_no"}, answers
+        ).metrics(),
         "attribute_accuracy": _pooled(right, total, ATTRIBUTE_KINDS),
         "localisation_acc50": _pooled(right, total, ("where",)),
     }
-
 
 
 def _pooled(right: Mapping[str, int], total: Mapping[str, int], kinds: Sequence[str]) -> float:

@@ -113,5 +113,9 @@ class EmbeddingCache:
         temporary.replace(path)  # atomic: a concurrent reader sees the old file or the whole new one
 
     def summary(self) -> dict:
-        return {"enabled": self.enabled, "hits": self.hits, "misses": self.misses,
-                "directory": str(self.directory) if self.directory else None}
+        return {
+            "enabled": self.enabled,
+            "hits": self.hits,
+            "misses": self.misses,
+            "directory": str(self.directory) if self.directory else None,
+        }

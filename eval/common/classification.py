@@ -27,10 +27,23 @@ class ClassificationOptions:
     per_class: bool = option("add the per-class top-1 table to results.md (results.json always has it)", False)
 
 
-def classify_and_finish(run: EncoderRun, out: Path, encoder: Encoder, embeddings: torch.Tensor, labels: torch.Tensor,
-                        classnames: Sequence[str], templates: Sequence[str], options: ClassificationOptions,
-                        cover: Coverage, *, benchmark: str, title: str, unit: str, data: str,
-                        counts: Mapping[str, int]) -> dict:
+def classify_and_finish(
+    run: EncoderRun,
+    out: Path,
+    encoder: Encoder,
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    classnames: Sequence[str],
+    templates: Sequence[str],
+    options: ClassificationOptions,
+    cover: Coverage,
+    *,
+    benchmark: str,
+    title: str,
+    unit: str,
+    data: str,
+    counts: Mapping[str, int],
+) -> dict:
     """Classify the scored `embeddings` (`(N, D)`, one per item) against the prompt-ensemble classifier of
     `classnames` and write everything: results.json / .md (per-class top-1 in `details`), `<benchmark>.png`.
 
@@ -43,17 +56,36 @@ def classify_and_finish(run: EncoderRun, out: Path, encoder: Encoder, embeddings
     cover.warn()
     metrics, per_class = classification_report(embeddings @ classifier.T, labels, classnames)
     metrics.update({f"num_{unit}": len(labels), "num_classes": len(classnames)})
-    table = markdown_table([unit, "classes", "templates", "top-1", "top-5", "mean per-class top-1"],
-                           [[len(labels), len(classnames), len(templates), metrics["top1"], metrics["top5"],
-                             metrics["mean_class_top1"]]])
+    table = markdown_table(
+        [unit, "classes", "templates", "top-1", "top-5", "mean per-class top-1"],
+        [[len(labels), len(classnames), len(templates), metrics["top1"], metrics["top5"], metrics["mean_class_top1"]]],
+    )
     if options.per_class:
-        table += "\n" + markdown_table(["class", unit, "top-1"],
-                                       [[name, v["count"], v["top1"]] for name, v in per_class.items()])
+        table += "\n" + markdown_table(
+            ["class", unit, "top-1"], [[name, v["count"], v["top1"]] for name, v in per_class.items()]
+        )
     plot = f"{benchmark}.png"
-    bar_plot(out / plot, {"top-1": metrics["top1"], "top-5": metrics["top5"],
-                          "mean per-class top-1": metrics["mean_class_top1"]},
-             f"{title} ({model_label(run.model)})", "accuracy", chance=1 / len(classnames))
-    return run.finish(out, benchmark, metrics, cover, encoder, data=data, counts=counts, table=table,
-                      headline=f"{title} top-1 {metrics['top1']:.4f} top-5 {metrics['top5']:.4f}",
-                      extra={"templates": options.templates, "num_templates": len(templates),
-                             "details": {"per_class": per_class}, "plots": [plot]})
+    bar_plot(
+        out / plot,
+        {"top-1": metrics["top1"], "top-5": metrics["top5"], "mean per-class top-1": metrics["mean_class_top1"]},
+        f"{title} ({model_label(run.model)})",
+        "accuracy",
+        chance=1 / len(classnames),
+    )
+    return run.finish(
+        out,
+        benchmark,
+        metrics,
+        cover,
+        encoder,
+        data=data,
+        counts=counts,
+        table=table,
+        headline=f"{title} top-1 {metrics['top1']:.4f} top-5 {metrics['top5']:.4f}",
+        extra={
+            "templates": options.templates,
+            "num_templates": len(templates),
+            "details": {"per_class": per_class},
+            "plots": [plot],
+        },
+    )

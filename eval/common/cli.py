@@ -50,8 +50,10 @@ def usable_cache_dir(path: Path, option: str) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise UserError(f"{option} {path}: cannot create the embedding cache folder ({error.strerror}); "
-                        "choose another or pass --no_cache") from error
+        raise UserError(
+            f"{option} {path}: cannot create the embedding cache folder ({error.strerror}); "
+            "choose another or pass --no_cache"
+        ) from error
     return path
 
 
@@ -87,16 +89,22 @@ def owned_outputs(benchmarks: Iterable[str], names: Iterable[str]) -> Callable[[
     return owned
 
 
-def prepare_output(output: OutputFolder, inputs: Iterable[Path | None], owned: Callable[[Path], bool],
-                   cache: CacheOptions | None = None, what: str = "files this evaluation did not write") -> Path:
+def prepare_output(
+    output: OutputFolder,
+    inputs: Iterable[Path | None],
+    owned: Callable[[Path], bool],
+    cache: CacheOptions | None = None,
+    what: str = "files this evaluation did not write",
+) -> Path:
     """Check the output folder (`OutputFolder` options) and the embedding cache folder (`CacheOptions`)
     before any heavy work; returns the created output folder.
 
     Refuses (one line, exit 2) an output that is a file or one of `inputs`, or that holds what this evaluation
     did not write unless --overwrite is given; a cache folder that is a file or cannot be created.
     """
-    out = prepare_output_dir(output.output_dir, inputs=inputs, owned=owned, overwrite=output.overwrite,
-                             option="--output_dir", what=what)
+    out = prepare_output_dir(
+        output.output_dir, inputs=inputs, owned=owned, overwrite=output.overwrite, option="--output_dir", what=what
+    )
     if cache is not None:
         cache_dir(cache)
     return out

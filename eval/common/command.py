@@ -35,8 +35,12 @@ class EncoderRun:
 
     @classmethod
     def parsed(cls, args: argparse.Namespace) -> EncoderRun:
-        return cls(options_from(args, ModelOption).model, options_from(args, EncoderConfig),
-                   options_from(args, CacheOptions), options_from(args, OutputOptions))
+        return cls(
+            options_from(args, ModelOption).model,
+            options_from(args, EncoderConfig),
+            options_from(args, CacheOptions),
+            options_from(args, OutputOptions),
+        )
 
     def prepare_output(self, inputs: Iterable[Path | None], owned: Callable[[Path], bool]) -> Path:
         """The output folder, checked (with the cache folder) before any work; the model is an input too."""
@@ -47,11 +51,32 @@ class EncoderRun:
 
         return Encoder.from_options(self.model, self.compute, self.cache)
 
-    def finish(self, out: Path, benchmark: str, metrics: Mapping, cover: Coverage, encoder: Encoder, *,
-               data: str | Sequence[str], counts: Mapping[str, int], table: str, headline: str,
-               extra: Mapping | None = None) -> dict:
+    def finish(
+        self,
+        out: Path,
+        benchmark: str,
+        metrics: Mapping,
+        cover: Coverage,
+        encoder: Encoder,
+        *,
+        data: str | Sequence[str],
+        counts: Mapping[str, int],
+        table: str,
+        headline: str,
+        extra: Mapping | None = None,
+    ) -> dict:
         """results.json / results.md with the coverage and the encoder run, the last line, then --strict."""
         return write_scored_results(
-            out, benchmark, metrics, cover, model=self.model, data=data, counts=counts, started=self.started,
-            table=table, headline=headline, strict=self.output.strict,
-            extra={**(extra or {}), "encoder": encoder.describe(), "cache": encoder.cache.summary()})
+            out,
+            benchmark,
+            metrics,
+            cover,
+            model=self.model,
+            data=data,
+            counts=counts,
+            started=self.started,
+            table=table,
+            headline=headline,
+            strict=self.output.strict,
+            extra={**(extra or {}), "encoder": encoder.describe(), "cache": encoder.cache.summary()},
+        )

@@ -20,8 +20,9 @@ from fgclip.errors import UserError
 
 def skipped_reasons(counts: Mapping[str, int]) -> dict[str, int]:
     """The non-zero `skipped_<reason>` entries of a counts mapping, as reason -> count."""
-    return {key.removeprefix("skipped_"): value for key, value in counts.items()
-            if key.startswith("skipped_") and value}
+    return {
+        key.removeprefix("skipped_"): value for key, value in counts.items() if key.startswith("skipped_") and value
+    }
 
 
 @dataclass
@@ -80,10 +81,19 @@ class Coverage:
 
     def as_json(self) -> dict:
         """`complete` and `note` (top level of results.json) and the numbers behind them (`coverage`)."""
-        return {"complete": self.complete, "note": self.note,
-                "coverage": {"unit": self.unit, "given": self.given, "scored": self.scored, "skipped": self.skipped,
-                             "not_read_limit": self.not_read, "duplicates_scored_once": self.duplicates,
-                             "truncated_texts": {str(limit): count for limit, count in self.truncated.items()}}}
+        return {
+            "complete": self.complete,
+            "note": self.note,
+            "coverage": {
+                "unit": self.unit,
+                "given": self.given,
+                "scored": self.scored,
+                "skipped": self.skipped,
+                "not_read_limit": self.not_read,
+                "duplicates_scored_once": self.duplicates,
+                "truncated_texts": {str(limit): count for limit, count in self.truncated.items()},
+            },
+        }
 
     def warn(self) -> None:
         """A stderr warning when something was skipped, duplicated or truncated."""
@@ -94,4 +104,3 @@ class Coverage:
         """With --strict, any skip is an error (exit 2); call after the results are written."""
         if strict and not self.complete:
             raise UserError(f"--strict: {self.note} (partial results in {results})")
-

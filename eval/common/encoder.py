@@ -98,8 +98,15 @@ def _boxes_digest(boxes: list[torch.Tensor]) -> str:
 class Encoder:
     """Batched, cached access to `FGCLIPModel.encode_*` for lists of texts, images and boxes."""
 
-    def __init__(self, model: FGCLIPModel, tokenizer: FGCLIPTokenizer, model_dir: Path, config: EncoderConfig,
-                 cache: EmbeddingCache | None = None, checkpoint_kind: str = "fgclip"):
+    def __init__(
+        self,
+        model: FGCLIPModel,
+        tokenizer: FGCLIPTokenizer,
+        model_dir: Path,
+        config: EncoderConfig,
+        cache: EmbeddingCache | None = None,
+        checkpoint_kind: str = "fgclip",
+    ):
         self.model = model
         self.tokenizer = tokenizer
         self.model_dir = Path(model_dir)
@@ -113,8 +120,9 @@ class Encoder:
         self._truncated: dict[int, set[str]] = {SHORT_LENGTH: set(), LONG_LENGTH: set()}
 
     @classmethod
-    def load(cls, model_dir: str | Path, config: EncoderConfig | None = None,
-             cache: EmbeddingCache | None = None) -> "Encoder":
+    def load(
+        cls, model_dir: str | Path, config: EncoderConfig | None = None, cache: EmbeddingCache | None = None
+    ) -> Encoder:
         config = config or EncoderConfig()
         device = resolve_device(config.device)
         resolve_autocast(config.precision, device)  # fail on a bad combination before loading weights
@@ -122,7 +130,7 @@ class Encoder:
         return cls(model, FGCLIPTokenizer.from_pretrained(model_dir), Path(model_dir), config, cache, kind)
 
     @classmethod
-    def from_options(cls, model: Path, config: EncoderConfig, cache: CacheOptions | None = None) -> "Encoder":
+    def from_options(cls, model: Path, config: EncoderConfig, cache: CacheOptions | None = None) -> Encoder:
         """From a command's parsed options (`eval.common.options`); no cache when `cache` is None."""
         return cls.load(model, config, EmbeddingCache(cache_dir(cache)) if cache is not None else None)
 
@@ -149,8 +157,13 @@ class Encoder:
 
     def describe(self) -> dict:
         """What results.json records about the model run."""
-        return {"checkpoint_kind": self.checkpoint_kind, "device": str(self.device), "precision": self.precision_name,
-                "image_size": self.model.image_size, "embedding_dim": self.dim}
+        return {
+            "checkpoint_kind": self.checkpoint_kind,
+            "device": str(self.device),
+            "precision": self.precision_name,
+            "image_size": self.model.image_size,
+            "embedding_dim": self.dim,
+        }
 
     # ------------------------------------------------------------------ texts
     def texts(self, texts: list[str], long: bool = False, fusion: FusionSettings | None = None) -> torch.Tensor:
@@ -194,8 +207,9 @@ class Encoder:
                     tokens = self.model.encode_text_tokens(input_ids, attention_mask, long=long)
             global_embeds = F.normalize(global_embeds.float(), dim=-1)
             if fusion is not None:
-                mask = text_token_mask(input_ids[:, : tokens.shape[1]], attention_mask[:, : tokens.shape[1]],
-                                       self.model.eos_token_id)
+                mask = text_token_mask(
+                    input_ids[:, : tokens.shape[1]], attention_mask[:, : tokens.shape[1]], self.model.eos_token_id
+                )
                 local = attention_pool(global_embeds, tokens, mask, fusion.temperature)
                 global_embeds = fuse(global_embeds, local, fusion.text_ratio)
             embeddings[rows] = global_embeds.cpu()
@@ -208,8 +222,9 @@ class Encoder:
         paths = [Path(p) for p in paths]
         unique = list(dict.fromkeys(paths))
         key = self._key("image", fusion=fusion.as_dict() if fusion else None, images=files_digest(unique))
-        encoded = self._cached_images(key, unique, lambda pixels, _: self._image_rows(pixels, fusion), len(unique),
-                                      "image")
+        encoded = self._cached_images(
+            key, unique, lambda pixels, _: self._image_rows(pixels, fusion), len(unique), "image"
+        )
         row = {path: index for index, path in enumerate(unique)}
         index = [row[path] for path in paths]
         failures = dict(encoded.failures)
@@ -264,8 +279,11 @@ class Encoder:
         rows of a batch and `row_index(indices)` where they go (default: one row per image)."""
         cached = self.cache.load(key)
         if cached is not None:
-            failures = {name.removeprefix("failures."): int(t.item()) for name, t in cached.items()
-                        if name.startswith("failures.")}
+            failures = {
+                name.removeprefix("failures."): int(t.item())
+                for name, t in cached.items()
+                if name.startswith("failures.")
+            }
             return EncodedImages(cached["embeddings"], cached["ok"].bool(), failures)
         row_index = row_index or (lambda indices: list(indices))
         embeddings = torch.zeros(num_rows, self.dim)

@@ -77,8 +77,9 @@ def load_products(path: Path) -> Loaded:
             continue
         loaded.items.append(ProductItem(image, text.strip(), str(product), str(value.get("subcategory") or "")))
     if not loaded.items:
-        raise UserError(f"{path} holds no usable product item ({dict(loaded.counts)}); each line needs image, text "
-                        "and product_id")
+        raise UserError(
+            f"{path} holds no usable product item ({dict(loaded.counts)}); each line needs image, text and product_id"
+        )
     return loaded
 
 
@@ -106,8 +107,10 @@ def load_triplets(paths: list[Path]) -> Loaded:
             seen.add(key)
             loaded.items.append(Triplet(*key))
     if not loaded.items:
-        raise UserError(f"no usable triplet in {[str(p) for p in paths]} ({dict(loaded.counts)}); each needs "
-                        "candidate, target and captions")
+        raise UserError(
+            f"no usable triplet in {[str(p) for p in paths]} ({dict(loaded.counts)}); each needs "
+            "candidate, target and captions"
+        )
     return loaded
 
 
@@ -123,6 +126,6 @@ def load_gallery(paths: list[Path]) -> dict[str, list[str]]:
             elif isinstance(value, dict) and isinstance(value.get("image"), str):
                 name, category = value["image"], str(value.get("category") or file_category or "all")
             else:
-                raise UserError(f"{item.source}: a gallery entry must be an image name or {{\"image\", \"category\"}}")
+                raise UserError(f'{item.source}: a gallery entry must be an image name or {{"image", "category"}}')
             gallery.setdefault(category, []).append(name)
     return {category: list(dict.fromkeys(names)) for category, names in gallery.items()}

@@ -22,11 +22,16 @@ if TYPE_CHECKING:  # the settings are command-line options: this module loads to
 class FusionSettings:
     """Mixing ratios (Fashion-FINE's values by default) and the attention temperature."""
 
-    image_ratio: float = option("r for images", 0.05, type=fraction,
-                                aliases=["fusion_image_ratio", "fusion-image-ratio"])
+    image_ratio: float = option(
+        "r for images", 0.05, type=fraction, aliases=["fusion_image_ratio", "fusion-image-ratio"]
+    )
     text_ratio: float = option("r for texts", 0.25, type=fraction, aliases=["fusion_text_ratio", "fusion-text-ratio"])
-    temperature: float = option("softmax temperature of the parameter-free attention pooling", 0.1,
-                                type=positive_float, aliases=["fusion_temperature", "fusion-temperature"])
+    temperature: float = option(
+        "softmax temperature of the parameter-free attention pooling",
+        0.1,
+        type=positive_float,
+        aliases=["fusion_temperature", "fusion-temperature"],
+    )
 
     def __post_init__(self):
         for name in ("image_ratio", "text_ratio"):
@@ -65,7 +70,9 @@ def fuse(global_embeds: torch.Tensor, local_embeds: torch.Tensor, ratio: float) 
     """`normalize(g * (1 - ratio) + l * ratio)` for `(N, D)` inputs."""
     import torch.nn.functional as F
 
-    mixed = F.normalize(global_embeds.float(), dim=-1) * (1.0 - ratio) + F.normalize(local_embeds.float(), dim=-1) * ratio
+    mixed = (
+        F.normalize(global_embeds.float(), dim=-1) * (1.0 - ratio) + F.normalize(local_embeds.float(), dim=-1) * ratio
+    )
     return F.normalize(mixed, dim=-1)
 
 

@@ -52,13 +52,17 @@ def composed_queries(encoder: Encoder, references: list[Path], texts: list[str])
     queries = torch.zeros(len(references), encoder.dim)
     ok = torch.zeros(len(references), dtype=torch.bool)
     failures: Counter = Counter()
-    batches = iter_image_batches(references, encoder.transform, encoder.config.batch_size, encoder.config.num_workers,
-                                 failures)
+    batches = iter_image_batches(
+        references, encoder.transform, encoder.config.batch_size, encoder.config.num_workers, failures
+    )
     for indices, pixels in batches:
         tokens = encoder.tokenizer([texts[i] for i in indices])
         with encoder._autocast():
-            composed = model.compose(pixels.to(encoder.device), tokens["input_ids"].to(encoder.device),
-                                     tokens["attention_mask"].to(encoder.device))
+            composed = model.compose(
+                pixels.to(encoder.device),
+                tokens["input_ids"].to(encoder.device),
+                tokens["attention_mask"].to(encoder.device),
+            )
         queries[indices] = composed.float().cpu()
         ok[indices] = True
     return queries, ok

@@ -80,8 +80,9 @@ def curve_ks(num_candidates: int, ks: Iterable[int] = (1, 2, 5, 10, 20, 50, 100)
     return [k for k in ks if k <= num_candidates] or [1]
 
 
-def classification_report(scores: torch.Tensor, labels: torch.Tensor, classnames: Sequence[str],
-                          ks: Iterable[int] = (1, 5)) -> tuple[dict[str, float], dict[str, dict]]:
+def classification_report(
+    scores: torch.Tensor, labels: torch.Tensor, classnames: Sequence[str], ks: Iterable[int] = (1, 5)
+) -> tuple[dict[str, float], dict[str, dict]]:
     """Top-k accuracies (`top1`, `top5`, ...), the mean of per-class top-1, and per-class results.
 
     scores: `(N, C)`; labels: `(N,)` class indices. Classes without items are left out of the mean.

@@ -23,22 +23,30 @@ class EncoderConfig:
     device: str = option("'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'", "auto")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = option(
         "autocast precision: 'auto' is bf16 on a GPU that supports it (else fp16) and fp32 on CPU; fp16 needs a GPU",
-        "auto")
-    num_workers: int = option("image-decoding worker processes; 0 decodes in the main process (default: min(4, cores))",
-                              default_factory=lambda: min(4, os.cpu_count() or 1), type=non_negative_int)
+        "auto",
+    )
+    num_workers: int = option(
+        "image-decoding worker processes; 0 decodes in the main process (default: min(4, cores))",
+        default_factory=lambda: min(4, os.cpu_count() or 1),
+        type=non_negative_int,
+    )
 
 
 @dataclass
 class ModelOption:
-    model: Path = option("model folder: this project's FG-CLIP folder, a stock Hugging Face CLIP folder (baseline) or "
-                         "an official FG-CLIP release folder; the kind is detected")
+    model: Path = option(
+        "model folder: this project's FG-CLIP folder, a stock Hugging Face CLIP folder (baseline) or "
+        "an official FG-CLIP release folder; the kind is detected"
+    )
 
 
 @dataclass
 class CacheOptions:
     cache_dir: Path | None = option(
         "where embeddings are cached, keyed by model weights, inputs (file stats) and encoding options, so re-running "
-        "another metric does not re-encode (default: $FGCLIP_EVAL_CACHE or ~/.cache/fgclip/eval)", None)
+        "another metric does not re-encode (default: $FGCLIP_EVAL_CACHE or ~/.cache/fgclip/eval)",
+        None,
+    )
     no_cache: bool = option("neither read nor write cached embeddings", False)
 
 
@@ -48,17 +56,24 @@ class OutputFolder:
 
     output_dir: Path = option(
         "output folder: results.json (metrics, model, data, counts, time), results.md (a table) and PNG plots; a "
-        "folder holding this evaluation's earlier results is written again", aliases=["out"])
-    overwrite: bool = option("write into --output_dir even when it holds files this evaluation did not write (never "
-                             "when it is an input)", False)
+        "folder holding this evaluation's earlier results is written again",
+        aliases=["out"],
+    )
+    overwrite: bool = option(
+        "write into --output_dir even when it holds files this evaluation did not write (never when it is an input)",
+        False,
+    )
 
 
 @dataclass
 class OutputOptions(OutputFolder):
     """The output of an evaluation that scores given items (and may have to skip some)."""
 
-    strict: bool = option("exit with code 2 when any given item could not be scored (results.json is still written, "
-                          "with complete: false and the counts by reason)", False)
+    strict: bool = option(
+        "exit with code 2 when any given item could not be scored (results.json is still written, "
+        "with complete: false and the counts by reason)",
+        False,
+    )
 
 
 def add_encoder_options(parser: CommandParser, cache: bool = True, output: type = OutputOptions) -> None:

@@ -113,8 +113,17 @@ def write_scored_results(
     OUT/results.json"), then with --strict a one-line error (exit 2) when anything was skipped. Returns the
     JSON object."""
     results = Path(out_dir) / "results.json"
-    result = write_results(out_dir, benchmark, metrics, model=str(model), data=data, counts=counts, started=started,
-                           table=table + f"\n{cover.note}\n", extra={**cover.as_json(), **(extra or {})})
+    result = write_results(
+        out_dir,
+        benchmark,
+        metrics,
+        model=str(model),
+        data=data,
+        counts=counts,
+        started=started,
+        table=table + f"\n{cover.note}\n",
+        extra={**cover.as_json(), **(extra or {})},
+    )
     print(f"{headline} on {cover.summary} -> {results}")
     cover.enforce(strict, results)
     return result

@@ -75,12 +75,16 @@ def read_answers_file(path: str | Path) -> AnswerFileContents:
     if not head:
         raise UserError(f"answers file {path} is empty")
     if head.startswith(b"["):
-        raise UserError(f"answers file {path} holds a JSON list; answers files are JSON lines, one "
-                           '{"question_id": ..., "text": ...} object per line')
+        raise UserError(
+            f"answers file {path} holds a JSON list; answers files are JSON lines, one "
+            '{"question_id": ..., "text": ...} object per line'
+        )
     contents = read_answers(path)
     if not contents.answers:
-        raise UserError(f"answers file {path} holds no usable answer: {contents.bad_lines} lines, none a JSON "
-                           "object with question_id and text (or answer)")
+        raise UserError(
+            f"answers file {path} holds no usable answer: {contents.bad_lines} lines, none a JSON "
+            "object with question_id and text (or answer)"
+        )
     return contents
 
 
@@ -118,7 +122,7 @@ class AnswerWriter:
     def close(self) -> None:
         self._handle.close()
 
-    def __enter__(self) -> "AnswerWriter":
+    def __enter__(self) -> AnswerWriter:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -16,8 +16,8 @@ import random
 import re
 from dataclasses import dataclass, field
 
-from fgclip.llava.prompting import LETTER_ANSWER, SHORT_ANSWER, with_suffix
 from fgclip.attributes import BOUNDARY_WORDS, LEXICONS, attribute_category, object_noun, words
+from fgclip.llava.prompting import LETTER_ANSWER, SHORT_ANSWER, with_suffix
 
 ATTRIBUTE_TYPES = (*LEXICONS, "other", "mixed")
 LETTERS = "ABCD"
@@ -108,8 +108,10 @@ def _multiple_choice_negatives(caption: str, negatives: list[str], rng: random.R
     by_type: dict[str, list[str]] = {}
     for negative in negatives:
         by_type.setdefault(caption_change(caption, negative).attribute_type, []).append(negative)
-    full = sorted((kind for kind, group in by_type.items() if len(group) >= 3 and kind != "other"),
-                  key=lambda kind: (-len(by_type[kind]), kind))
+    full = sorted(
+        (kind for kind, group in by_type.items() if len(group) >= 3 and kind != "other"),
+        key=lambda kind: (-len(by_type[kind]), kind),
+    )
     if full:
         return rng.sample(by_type[full[0]], 3), full[0]
     chosen = rng.sample(negatives, 3)

@@ -91,28 +91,33 @@ def answer_all(
         raise UserError(f"none of the {len(todo)} images to answer exist (first: {todo[0].image}; folder {folder})")
     missing, unreadable = len(todo) - len(present), 0
     if missing:
-        print(f"warning: {missing} questions skipped: image file not found (first: {next(i.image for i in todo if not i.image.is_file())})")
+        first = next(item.image for item in todo if not item.image.is_file())
+        print(f"warning: {missing} questions skipped: image file not found (first: {first})")
     torch.manual_seed(settings.seed)
     generated: dict[str, str] = {}
     try:
-        with AnswerWriter(answers_path, model_id=lmm.name) as writer, tqdm(
-            total=len(present), desc=description, unit="q", dynamic_ncols=True
-        ) as progress:
+        with (
+            AnswerWriter(answers_path, model_id=lmm.name) as writer,
+            tqdm(total=len(present), desc=description, unit="q", dynamic_ncols=True) as progress,
+        ):
             for start in range(0, len(present), settings.batch_size):
                 batch = present[start : start + settings.batch_size]
                 loaded = [(item, read_image(item.image)) for item in batch]
                 usable = [(item, image) for item, image in loaded if image is not None]
                 unreadable += len(loaded) - len(usable)
                 if usable:
-                    texts = generate_answers(lmm, [image for _, image in usable], [item.prompt for item, _ in usable],
-                                             settings)
-                    writer.write((item.question_id, item.prompt, text, item.extra)
-                                 for (item, _), text in zip(usable, texts))
+                    texts = generate_answers(
+                        lmm, [image for _, image in usable], [item.prompt for item, _ in usable], settings
+                    )
+                    writer.write(
+                        (item.question_id, item.prompt, text, item.extra) for (item, _), text in zip(usable, texts)
+                    )
                     generated.update((question_key(item.question_id), text) for (item, _), text in zip(usable, texts))
                 progress.update(len(batch))
     except KeyboardInterrupt:
-        print(f"interrupted: the answers written so far are kept in {answers_path}; run again to resume",
-              file=sys.stderr)
+        print(
+            f"interrupted: the answers written so far are kept in {answers_path}; run again to resume", file=sys.stderr
+        )
         raise
     if unreadable:
         print(f"warning: {unreadable} questions skipped: image file unreadable")

@@ -15,8 +15,9 @@ from fgclip.llava.settings import GenerationSettings
 
 @dataclass
 class LMMModelOption:
-    model: Path | None = option("LLaVA folder to run (stock LlavaForConditionalGeneration + processor); instead of "
-                                "--answers", None)
+    model: Path | None = option(
+        "LLaVA folder to run (stock LlavaForConditionalGeneration + processor); instead of --answers", None
+    )
 
 
 def add_generation_options(parser: CommandParser, max_new_tokens: int) -> None:

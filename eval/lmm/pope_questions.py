@@ -76,8 +76,13 @@ def read_pope_questions(path: str | Path, counts: dict | None = None) -> list[Po
         if label is None:
             raise UserError(f"{where}: label must be 'yes' or 'no', got {item['label']!r}")
         category = item.get("category")
-        question = PopeQuestion(item["question_id"], str(item["image"]), str(item["text"]), label,
-                                str(category) if category is not None else None)
+        question = PopeQuestion(
+            item["question_id"],
+            str(item["image"]),
+            str(item["text"]),
+            label,
+            str(category) if category is not None else None,
+        )
         key = str(item["question_id"])
         if key in seen:
             if seen[key] != question:
@@ -116,7 +121,9 @@ def read_coco_objects(path: str | Path) -> list[ImageObjects]:
             objects = sorted({names[annotation["category_id"]] for annotation in annotations})
             images.append(ImageObjects(image_id, coco.imgs[image_id]["file_name"], objects))
     except (json.JSONDecodeError, KeyError, TypeError, AssertionError) as error:
-        raise UserError(f"{path} is not a COCO instances file (needs images, annotations, categories): {error!r}") from error
+        raise UserError(
+            f"{path} is not a COCO instances file (needs images, annotations, categories): {error!r}"
+        ) from error
     return images
 
 
@@ -151,7 +158,11 @@ def build_pope_questions(
     frequency, co_occurrence = object_statistics(images)
     vocabulary = sorted(frequency)
     popular = _ranked(frequency)
-    eligible = [image for image in images if len(image.objects) >= per_image and len(vocabulary) - len(image.objects) >= per_image]
+    eligible = [
+        image
+        for image in images
+        if len(image.objects) >= per_image and len(vocabulary) - len(image.objects) >= per_image
+    ]
     if not eligible:
         raise UserError(f"no image has at least {per_image} annotated classes and {per_image} absent ones")
     rng = random.Random(seed)
@@ -169,12 +180,22 @@ def build_pope_questions(
         for strategy in STRATEGIES:
             for name, label in [(p, "yes") for p in positives] + [(n, "no") for n in negatives[strategy]]:
                 questions = splits[strategy]
-                questions.append({"question_id": len(questions), "image": image.file_name, "image_id": image.image_id,
-                                  "text": question_text(name), "label": label, "object": name})
+                questions.append(
+                    {
+                        "question_id": len(questions),
+                        "image": image.file_name,
+                        "image_id": image.image_id,
+                        "text": question_text(name),
+                        "label": label,
+                        "object": name,
+                    }
+                )
     return splits
 
 
-def _adversarial(positives: list[str], absent: list[str], co_occurrence: dict[str, Counter], popular: list[str]) -> list[str]:
+def _adversarial(
+    positives: list[str], absent: list[str], co_occurrence: dict[str, Counter], popular: list[str]
+) -> list[str]:
     """Per positive, the absent class seen with it in the most images; the most frequent absent class
     fills in when a positive co-occurs with no absent class that is still free."""
     chosen: list[str] = []

@@ -110,7 +110,9 @@ def score_yes_no(labels: Mapping[str, str], answers: Mapping[str, str]) -> YesNo
     return YesNoScore(len(labels), missing, empty, tp, fp, tn, fn, yes_answers)
 
 
-def average_metrics(per_split: Mapping[str, Mapping[str, float]], names=("accuracy", "precision", "recall", "f1", "yes_ratio")) -> dict:
+def average_metrics(
+    per_split: Mapping[str, Mapping[str, float]], names=("accuracy", "precision", "recall", "f1", "yes_ratio")
+) -> dict:
     """Unweighted mean of each metric over splits (how POPE averages are reported)."""
     if not per_split:
         return {name: 0.0 for name in names}

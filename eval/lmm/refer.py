@@ -62,8 +62,16 @@ def convert(refs: list[dict], instances: dict, split: str) -> tuple[list[dict], 
             text = sentence.get("sent") or sentence.get("raw")
             if not text:
                 continue
-            items.append({"id": f"{ref['ref_id']}_{sentence.get('sent_id', number)}", "image": image["file_name"],
-                          "expression": text.strip(), "bbox": bbox, "width": width, "height": height})
+            items.append(
+                {
+                    "id": f"{ref['ref_id']}_{sentence.get('sent_id', number)}",
+                    "image": image["file_name"],
+                    "expression": text.strip(),
+                    "bbox": bbox,
+                    "width": width,
+                    "height": height,
+                }
+            )
     return items, skipped
 
 
@@ -110,8 +118,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     with output.open("w", encoding="utf-8") as handle:
         handle.writelines(json.dumps(item, ensure_ascii=False) + "\n" for item in items)
-    print(f"wrote {len(items)} items to {output}"
-          + (f" ({skipped} refs skipped: box or image not found)" if skipped else ""))
+    print(
+        f"wrote {len(items)} items to {output}"
+        + (f" ({skipped} refs skipped: box or image not found)" if skipped else "")
+    )
 
 
 cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])

@@ -38,8 +38,9 @@ def wilson_lower_bound(bad: int, seen: int, z: float = CONFIDENCE_Z) -> float:
     return max(0.0, (centre - margin) / denominator)
 
 
-def should_stop(bad: int, seen: int, max_bad_fraction: float, whole_pass: bool,
-                min_seen: int = MIN_SEEN_FOR_EVIDENCE) -> bool:
+def should_stop(
+    bad: int, seen: int, max_bad_fraction: float, whole_pass: bool, min_seen: int = MIN_SEEN_FOR_EVIDENCE
+) -> bool:
     """The stop rule of the module docstring, on totals over all ranks."""
     if bad == 0 or seen == 0:
         return False
@@ -71,8 +72,10 @@ class RecordTotals:
         return cls(values[0], {k: v for k, v in kinds.items() if v}, *rest)
 
     def describe_bad(self) -> str:
-        """"40 of 400 records are bad (10.0%): missing_image 38, malformed_json 2"."""
-        reasons = ", ".join(f"{kind} {count}" for kind, count in sorted(self.bad_by_kind.items(), key=lambda kv: -kv[1]))
+        """ "40 of 400 records are bad (10.0%): missing_image 38, malformed_json 2"."""
+        reasons = ", ".join(
+            f"{kind} {count}" for kind, count in sorted(self.bad_by_kind.items(), key=lambda kv: -kv[1])
+        )
         share = self.bad / max(self.seen, 1)
         return f"{self.bad} of {self.seen} records are bad ({share:.1%})" + (f": {reasons}" if reasons else "")
 
@@ -80,16 +83,22 @@ class RecordTotals:
 class RecordAccounting:
     """One rank's counts; every rank adds its batches, the loop sums them over ranks to judge and report."""
 
-    def __init__(self, max_bad_fraction: float = 0.01, keep_examples: int = 5,
-                 min_seen: int = MIN_SEEN_FOR_EVIDENCE):
+    def __init__(self, max_bad_fraction: float = 0.01, keep_examples: int = 5, min_seen: int = MIN_SEEN_FOR_EVIDENCE):
         self.max_bad_fraction, self.keep_examples, self.min_seen = max_bad_fraction, keep_examples, min_seen
         self.seen = 0
         self.bad_by_kind = {kind: 0 for kind in BAD_RECORD_KINDS}
         self.examples: list[BadRecord] = []
         self.truncated_long = self.long_texts = self.truncated_short = self.short_texts = 0
 
-    def add(self, seen: int, bad: list[BadRecord], truncated_long: int = 0, long_texts: int = 0,
-            truncated_short: int = 0, short_texts: int = 0) -> None:
+    def add(
+        self,
+        seen: int,
+        bad: list[BadRecord],
+        truncated_long: int = 0,
+        long_texts: int = 0,
+        truncated_short: int = 0,
+        short_texts: int = 0,
+    ) -> None:
         self.seen += seen
         for record in bad:
             self.bad_by_kind[record.kind if record.kind in self.bad_by_kind else BAD_RECORD_KINDS[1]] += 1
@@ -103,13 +112,22 @@ class RecordAccounting:
 
     def add_batch(self, batch) -> None:
         """Count a collated `Batch` (its first sightings, bad records and truncated texts)."""
-        self.add(batch.seen, batch.bad, batch.truncated_long, batch.num_images, batch.truncated_short,
-                 batch.short_input_ids.shape[0])
+        self.add(
+            batch.seen,
+            batch.bad,
+            batch.truncated_long,
+            batch.num_images,
+            batch.truncated_short,
+            batch.short_input_ids.shape[0],
+        )
 
     def vector(self) -> list[float]:
         """This rank's counts as numbers to all-reduce (`RecordTotals.from_vector` reads the sum)."""
-        return [float(self.seen)] + [float(self.bad_by_kind[k]) for k in BAD_RECORD_KINDS] + [
-            float(self.truncated_long), float(self.long_texts), float(self.truncated_short), float(self.short_texts)]
+        return (
+            [float(self.seen)]
+            + [float(self.bad_by_kind[k]) for k in BAD_RECORD_KINDS]
+            + [float(self.truncated_long), float(self.long_texts), float(self.truncated_short), float(self.short_texts)]
+        )
 
     def local_totals(self) -> RecordTotals:
         return RecordTotals.from_vector(self.vector())
@@ -118,11 +136,15 @@ class RecordAccounting:
         """Why the run must stop (one line with counts by reason and examples), or None to go on."""
         if not should_stop(totals.bad, totals.seen, self.max_bad_fraction, whole_pass, self.min_seen):
             return None
-        evidence = ("after a whole pass over the data" if whole_pass else
-                    f"above it with 99.9% confidence after {totals.seen} records")
+        evidence = (
+            "after a whole pass over the data"
+            if whole_pass
+            else f"above it with 99.9% confidence after {totals.seen} records"
+        )
         shown = "; ".join(f"{item.source}: {item.reason}" for item in examples[:3])
-        return (f"{totals.describe_bad()}, more than --max_bad_fraction {self.max_bad_fraction:.1%} {evidence}"
-                + (f"; e.g. {shown}" if shown else ""))
+        return f"{totals.describe_bad()}, more than --max_bad_fraction {self.max_bad_fraction:.1%} {evidence}" + (
+            f"; e.g. {shown}" if shown else ""
+        )
 
     def summary(self, totals: RecordTotals, examples: list[BadRecord]) -> dict:
         return {
@@ -138,9 +160,12 @@ class RecordAccounting:
         }
 
     def state_dict(self) -> dict:
-        return {"seen": self.seen, "bad_by_kind": dict(self.bad_by_kind),
-                "examples": [[b.source, b.reason, b.kind] for b in self.examples],
-                "truncated": [self.truncated_long, self.long_texts, self.truncated_short, self.short_texts]}
+        return {
+            "seen": self.seen,
+            "bad_by_kind": dict(self.bad_by_kind),
+            "examples": [[b.source, b.reason, b.kind] for b in self.examples],
+            "truncated": [self.truncated_long, self.long_texts, self.truncated_short, self.short_texts],
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.seen = int(state["seen"])

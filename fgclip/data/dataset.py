@@ -65,9 +65,17 @@ class FineGrainedDataset(Dataset):
     the seed).
     """
 
-    def __init__(self, source, image_size: int, with_regions: bool, max_regions: int = MAX_REGIONS_PER_IMAGE,
-                 num_hard_negatives: int = NUM_HARD_NEGATIVES, max_substitutes: int = 64,
-                 region_choice: str = "first", finehard_short_prefix: str = FINEHARD_SHORT_PREFIX):
+    def __init__(
+        self,
+        source,
+        image_size: int,
+        with_regions: bool,
+        max_regions: int = MAX_REGIONS_PER_IMAGE,
+        num_hard_negatives: int = NUM_HARD_NEGATIVES,
+        max_substitutes: int = 64,
+        region_choice: str = "first",
+        finehard_short_prefix: str = FINEHARD_SHORT_PREFIX,
+    ):
         if region_choice not in REGION_CHOICES:
             raise ValueError(f"region_choice must be one of {REGION_CHOICES}, got {region_choice!r}")
         self.source = source
@@ -108,8 +116,10 @@ class FineGrainedDataset(Dataset):
             if isinstance(substitute, Sample):
                 substitute.bad, substitute.first_sighting = bad, first
                 return substitute
-        raise DataError(f"{self.max_substitutes} records drawn to replace the bad record {bad.source} were all "
-                        f"unusable: the data is (almost) all bad, e.g. {bad.source}: {bad.reason}")
+        raise DataError(
+            f"{self.max_substitutes} records drawn to replace the bad record {bad.source} were all "
+            f"unusable: the data is (almost) all bad, e.g. {bad.source}: {bad.reason}"
+        )
 
     def _make_sample(self, loaded: LoadedRecord, image, rng: random.Random) -> Sample:
         record = loaded.record

@@ -20,5 +20,11 @@ class OutputFolderOptions:
         """The output folder, checked (`fgclip.outputs.prepare_output_dir`) and created."""
         from fgclip.outputs import prepare_output_dir
 
-        return prepare_output_dir(self.output_dir, inputs=inputs, owned=owned, overwrite=self.overwrite_output_dir,
-                                  overwrite_flag="--overwrite_output_dir", option="--output_dir")
+        return prepare_output_dir(
+            self.output_dir,
+            inputs=inputs,
+            owned=owned,
+            overwrite=self.overwrite_output_dir,
+            overwrite_flag="--overwrite_output_dir",
+            option="--output_dir",
+        )

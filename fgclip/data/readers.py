@@ -128,8 +128,7 @@ class JsonlSource:
         parsed = parse_item(item, source, self.require_captions)
         if isinstance(parsed, BadRecord):
             return parsed
-        return LoadedRecord(parsed, source, image_path=parsed.resolve_image(self.root),
-                            finehard=is_finehard_item(item))
+        return LoadedRecord(parsed, source, image_path=parsed.resolve_image(self.root), finehard=is_finehard_item(item))
 
 
 def _item_identity(item) -> int:
@@ -164,8 +163,7 @@ class JsonListSource:
         parsed = parse_item(item, source, self.require_captions)
         if isinstance(parsed, BadRecord):
             return parsed
-        return LoadedRecord(parsed, source, image_path=parsed.resolve_image(self.root),
-                            finehard=is_finehard_item(item))
+        return LoadedRecord(parsed, source, image_path=parsed.resolve_image(self.root), finehard=is_finehard_item(item))
 
 
 class TarShardSource:
@@ -207,8 +205,9 @@ class TarShardSource:
         if json_offset < 0:
             return BadRecord(source, "the sample has no .json record", INCOMPLETE_SAMPLE)
         if image_offset < 0:
-            return BadRecord(source, f"the sample has no image member ({', '.join(IMAGE_EXTENSIONS)})",
-                             INCOMPLETE_SAMPLE)
+            return BadRecord(
+                source, f"the sample has no image member ({', '.join(IMAGE_EXTENSIONS)})", INCOMPLETE_SAMPLE
+            )
         try:
             item = json.loads(self._read(shard, json_offset, json_size))
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -218,8 +217,9 @@ class TarShardSource:
         parsed = parse_item(item, source, self.require_captions)
         if isinstance(parsed, BadRecord):
             return parsed
-        return LoadedRecord(parsed, source, image_bytes=self._read(shard, image_offset, image_size),
-                            finehard=is_finehard_item(item))
+        return LoadedRecord(
+            parsed, source, image_bytes=self._read(shard, image_offset, image_size), finehard=is_finehard_item(item)
+        )
 
 
 def _tar_samples(path: Path):
@@ -305,8 +305,9 @@ def expand_data_paths(paths: Sequence[str | Path]) -> list[Path]:
     return expanded
 
 
-def open_sources(paths: Sequence[str | Path], require_captions: bool = True,
-                 images: str | Path | None = None) -> ConcatSource:
+def open_sources(
+    paths: Sequence[str | Path], require_captions: bool = True, images: str | Path | None = None
+) -> ConcatSource:
     """One indexed source over all `--data` paths; `DataPathError` for a path that cannot be used.
 
     images: the root of relative image paths (`--images`); None: the folder of each record file.

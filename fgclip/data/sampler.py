@@ -27,8 +27,9 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
 class EpochBatchSampler:
     """Yields lists of `(index, sample_seed, first_sighting)`; `set_epoch(epoch, start_batch)` picks the position."""
 
-    def __init__(self, num_samples: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
-                 shuffle: bool = True):
+    def __init__(
+        self, num_samples: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1, shuffle: bool = True
+    ):
         if batch_size < 1:
             raise ValueError("batch size must be at least 1")
         self.num_samples, self.batch_size, self.seed = num_samples, batch_size, seed
@@ -85,5 +86,7 @@ class EpochBatchSampler:
         first = np.ones(len(indices), dtype=bool) if unseen is None else np.isin(indices, unseen)
         for batch in range(self.start_batch, len(self)):
             window = slice(batch * self.batch_size, (batch + 1) * self.batch_size)
-            yield [(int(index), sample_seed(self.seed, self.epoch, int(index)), bool(seen_first))
-                   for index, seen_first in zip(indices[window], first[window])]
+            yield [
+                (int(index), sample_seed(self.seed, self.epoch, int(index)), bool(seen_first))
+                for index, seen_first in zip(indices[window], first[window])
+            ]

@@ -22,8 +22,15 @@ MISSING_CAPTION = "missing_caption"  # a required caption or expression is empty
 MISSING_IMAGE = "missing_image"  # the image file does not exist (e.g. under --images)
 UNREADABLE_IMAGE = "unreadable_image"  # Pillow cannot decode it
 INCOMPLETE_SAMPLE = "incomplete_sample"  # a shard sample without its record or its image
-BAD_RECORD_KINDS = (MALFORMED_JSON, INVALID_RECORD, INVALID_BOX, MISSING_CAPTION, MISSING_IMAGE, UNREADABLE_IMAGE,
-                    INCOMPLETE_SAMPLE)
+BAD_RECORD_KINDS = (
+    MALFORMED_JSON,
+    INVALID_RECORD,
+    INVALID_BOX,
+    MISSING_CAPTION,
+    MISSING_IMAGE,
+    UNREADABLE_IMAGE,
+    INCOMPLETE_SAMPLE,
+)
 
 # The official FineHARD loader strips this prefix from `f_path` before joining it to its image folder.
 FINEHARD_PATH_PREFIX = "grit-20m/data-12m/"
@@ -124,8 +131,9 @@ def clean_negatives(caption: str, negatives: Iterable[str], dropped: Counter | N
     kept: dict[str, None] = {}
     for negative in negatives:
         text = negative.strip()
-        reason = ("empty" if not text else "equal_to_positive" if text == caption
-                  else "repeated" if text in kept else None)
+        reason = (
+            "empty" if not text else "equal_to_positive" if text == caption else "repeated" if text in kept else None
+        )
         if reason is None:
             kept[text] = None
         elif dropped is not None:
@@ -224,9 +232,7 @@ def is_finehard_item(item) -> bool:
     return isinstance(item, dict) and "f_path" in item
 
 
-def iter_record_file(
-    path: str | Path, require_captions: bool = True
-) -> Iterator[Record | BadRecord]:
+def iter_record_file(path: str | Path, require_captions: bool = True) -> Iterator[Record | BadRecord]:
     """Records of a `.jsonl` file, or of a `.json` list (this format or FineHARD's), in file order.
 
     Malformed lines and invalid records come out as `BadRecord`; nothing is dropped silently.
@@ -254,8 +260,9 @@ def iter_record_file(
                 yield BadRecord(f"{path}:{line_number}", f"not valid JSON: {error.msg}", MALFORMED_JSON)
                 continue
             except UnicodeDecodeError as error:
-                yield BadRecord(f"{path}:{line_number}", f"not UTF-8 text: {error.reason} at byte {error.start}",
-                                MALFORMED_JSON)
+                yield BadRecord(
+                    f"{path}:{line_number}", f"not UTF-8 text: {error.reason} at byte {error.start}", MALFORMED_JSON
+                )
                 continue
             yield parse_item(item, f"{path}:{line_number}", require_captions)
 

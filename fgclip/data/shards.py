@@ -69,8 +69,9 @@ def write_shards(
     def shard_done(file_name: str) -> None:
         summary.shards.append({"url": Path(file_name).name, "nsamples": writer.count})
 
-    writer = wds.ShardWriter(str(out_dir / "shard-%06d.tar"), maxcount=shard_size, maxsize=1e12, post=shard_done,
-                             verbose=0)
+    writer = wds.ShardWriter(
+        str(out_dir / "shard-%06d.tar"), maxcount=shard_size, maxsize=1e12, post=shard_done, verbose=0
+    )
     try:
         for record_file in record_files:
             record_file = Path(record_file)
@@ -111,8 +112,10 @@ def write_shards(
 
 @dataclass(kw_only=True)
 class ShardOptions(OutputFolderOptions):
-    records: list[str] = option("record files (.jsonl or .json lists); relative image paths are read from the folder "
-                                "of each file", metavar="PATH")
+    records: list[str] = option(
+        "record files (.jsonl or .json lists); relative image paths are read from the folder of each file",
+        metavar="PATH",
+    )
     shard_size: int = option("samples per shard", 10000, type=positive_int)
 
 
@@ -137,8 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if owned_by_shards(stale):
             stale.unlink()
     summary = write_shards(options.records, out, options.shard_size, progress=not options.quiet)
-    print(f"wrote {summary.written} samples in {len(summary.shards)} shards to {options.output_dir}; "
-          f"skipped {len(summary.skipped)} bad records")
+    print(
+        f"wrote {summary.written} samples in {len(summary.shards)} shards to {options.output_dir}; "
+        f"skipped {len(summary.skipped)} bad records"
+    )
     for bad in summary.skipped[:5]:
         print(f"  skipped {bad.source}: {bad.reason}")
     if summary.shards:

@@ -104,13 +104,23 @@ def _shape_mask(shape: str, box: tuple[int, int, int, int], image_size: int, out
     elif shape == "triangle":
         draw.polygon([(cx, y1), (x2, y2), (x1, y2)], fill=fill, outline=255 if outline else None, width=width)
     elif shape == "diamond":
-        draw.polygon([(cx, y1), (x2, cy), (cx, y2), (x1, cy)], fill=fill, outline=255 if outline else None,
-                     width=width)
+        draw.polygon([(cx, y1), (x2, cy), (cx, y2), (x1, cy)], fill=fill, outline=255 if outline else None, width=width)
     elif shape == "cross":
         arm_w, arm_h = (x2 - x1) / 3, (y2 - y1) / 3
-        points = [(x1 + arm_w, y1), (x2 - arm_w, y1), (x2 - arm_w, y1 + arm_h), (x2, y1 + arm_h),
-                  (x2, y2 - arm_h), (x2 - arm_w, y2 - arm_h), (x2 - arm_w, y2), (x1 + arm_w, y2),
-                  (x1 + arm_w, y2 - arm_h), (x1, y2 - arm_h), (x1, y1 + arm_h), (x1 + arm_w, y1 + arm_h)]
+        points = [
+            (x1 + arm_w, y1),
+            (x2 - arm_w, y1),
+            (x2 - arm_w, y1 + arm_h),
+            (x2, y1 + arm_h),
+            (x2, y2 - arm_h),
+            (x2 - arm_w, y2 - arm_h),
+            (x2 - arm_w, y2),
+            (x1 + arm_w, y2),
+            (x1 + arm_w, y2 - arm_h),
+            (x1, y2 - arm_h),
+            (x1, y1 + arm_h),
+            (x1 + arm_w, y1 + arm_h),
+        ]
         draw.polygon(points, fill=fill, outline=255 if outline else None, width=width)
     else:
         raise ValueError(f"unknown shape {shape!r}")
@@ -129,8 +139,9 @@ def _texture_mask(texture: str, image_size: int) -> np.ndarray:
     return np.ones((image_size, image_size), dtype=bool)
 
 
-def render_scene(objects: Sequence[SceneObject], image_size: int, background: int, rng: np.random.Generator
-                 ) -> Image.Image:
+def render_scene(
+    objects: Sequence[SceneObject], image_size: int, background: int, rng: np.random.Generator
+) -> Image.Image:
     """The scene as an RGB image: a noisy grey background with each object painted on it."""
     import numpy as np
     from PIL import Image
@@ -162,8 +173,9 @@ def sample_scene(rng: random.Random, image_size: int, max_objects: int = 4) -> l
             x1, y1 = rng.randint(0, image_size - side), rng.randint(0, image_size - side)
             box = (x1, y1, x1 + side, y1 + side)
             if not _overlaps(box, [o.box for o in objects]):
-                objects.append(SceneObject(rng.choice(SHAPES), rng.choice(list(COLOURS)), size,
-                                           rng.choice(TEXTURES), box))
+                objects.append(
+                    SceneObject(rng.choice(SHAPES), rng.choice(list(COLOURS)), size, rng.choice(TEXTURES), box)
+                )
                 break
     return objects
 
@@ -202,8 +214,13 @@ def make_record(index: int, seed: int, image_size: int, image_dir: Path, split: 
         )
         for o in objects
     ]
-    return Record(image=f"images/{name}", long_caption=long_caption, short_caption=short_caption,
-                  regions=regions, extra={"split": split})
+    return Record(
+        image=f"images/{name}",
+        long_caption=long_caption,
+        short_caption=short_caption,
+        regions=regions,
+        extra={"split": split},
+    )
 
 
 @dataclass
@@ -218,8 +235,14 @@ class SyntheticSet:
     num_heldout: int
 
 
-def generate(out_dir: str | Path, num_images: int, seed: int = 0, image_size: int = 64,
-             heldout_fraction: float = 0.2, progress: bool = True) -> SyntheticSet:
+def generate(
+    out_dir: str | Path,
+    num_images: int,
+    seed: int = 0,
+    image_size: int = 64,
+    heldout_fraction: float = 0.2,
+    progress: bool = True,
+) -> SyntheticSet:
     """Write a synthetic set of `num_images` images; the last `heldout_fraction` of them are held out."""
     from tqdm import tqdm
 
@@ -238,14 +261,24 @@ def generate(out_dir: str | Path, num_images: int, seed: int = 0, image_size: in
     for index in tqdm(range(num_images), desc="synthesising scenes", disable=not progress):
         split = "train" if index < num_train else "heldout"
         records.append(make_record(index, seed, image_size, image_dir, split))
-    result = SyntheticSet(out_dir, out_dir / "train.jsonl", out_dir / "heldout.jsonl", out_dir / "data.jsonl",
-                          num_train, num_heldout)
+    result = SyntheticSet(
+        out_dir, out_dir / "train.jsonl", out_dir / "heldout.jsonl", out_dir / "data.jsonl", num_train, num_heldout
+    )
     write_records(result.train, records[:num_train])
     write_records(result.heldout, records[num_train:])
     write_records(result.all, records)
-    settings = {"num_images": num_images, "seed": seed, "image_size": image_size, "heldout_fraction": heldout_fraction,
-                "num_train": num_train, "num_heldout": num_heldout, "colours": list(COLOURS),
-                "sizes": list(SIZES), "textures": list(TEXTURES), "shapes": list(SHAPES)}
+    settings = {
+        "num_images": num_images,
+        "seed": seed,
+        "image_size": image_size,
+        "heldout_fraction": heldout_fraction,
+        "num_train": num_train,
+        "num_heldout": num_heldout,
+        "colours": list(COLOURS),
+        "sizes": list(SIZES),
+        "textures": list(TEXTURES),
+        "shapes": list(SHAPES),
+    }
     (out_dir / "synthetic.json").write_text(json.dumps(settings, indent=2) + "\n")
     return result
 
@@ -268,8 +301,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = options_from(build_parser().parse_args(argv), SyntheticOptions)
     out = options.prepare(OWNED)
     try:
-        result = generate(out, options.num_images, options.seed, options.image_size, options.heldout_fraction,
-                          progress=not options.quiet)
+        result = generate(
+            out,
+            options.num_images,
+            options.seed,
+            options.image_size,
+            options.heldout_fraction,
+            progress=not options.quiet,
+        )
     except ValueError as error:  # settings generate() refuses
         raise UserError(str(error)) from error
     print(json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in asdict(result).items()}))

@@ -78,7 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fgclip.train.runner import training_exit_code
 
     return training_exit_code(
-        lambda: finetune(config, setup_distributed(config.force_deepspeed, config.local_rank is not None)))
+        lambda: finetune(config, setup_distributed(config.force_deepspeed, config.local_rank is not None))
+    )
+
 
 cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])
 

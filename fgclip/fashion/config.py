@@ -46,42 +46,61 @@ class RunOptions:
     task: Literal["retrieval", "tgir"] = option(
         "retrieval: cross-modal retrieval on FashionGen-style products (HDF5, FashionSAP info_data.json, "
         "Fashion-FINE annotation .json or .jsonl items); tgir: text-guided image retrieval on FashionIQ-style "
-        "triplets (captions/cap.<category>.<split>.json)")
+        "triplets (captions/cap.<category>.<split>.json)"
+    )
     data: list[str] = option("training files of the task's layout", metavar="PATH")
-    init: str = option("an FG-CLIP folder of this project, a stock Hugging Face CLIP folder, an official FG-CLIP "
-                       "release folder (Fashion-FINE parts are added), or a Fashion-FINE folder (continued as saved)",
-                       metavar="DIR")
-    output_dir: str = option("run folder: metrics.jsonl, validation.jsonl, checkpoints/, best/, final/, summary.json",
-                             aliases=["out"], metavar="DIR")
-    overwrite_output_dir: bool = option("replace the run in --output_dir, or write into a folder that holds files "
-                                        "this command did not write", False)
-    images: str | None = option("image root for relative names (default: the release layout's images/ folder next "
-                                "to the data file's folder when there is one, else the data file's folder)", None,
-                                metavar="DIR")
+    init: str = option(
+        "an FG-CLIP folder of this project, a stock Hugging Face CLIP folder, an official FG-CLIP "
+        "release folder (Fashion-FINE parts are added), or a Fashion-FINE folder (continued as saved)",
+        metavar="DIR",
+    )
+    output_dir: str = option(
+        "run folder: metrics.jsonl, validation.jsonl, checkpoints/, best/, final/, summary.json",
+        aliases=["out"],
+        metavar="DIR",
+    )
+    overwrite_output_dir: bool = option(
+        "replace the run in --output_dir, or write into a folder that holds files this command did not write", False
+    )
+    images: str | None = option(
+        "image root for relative names (default: the release layout's images/ folder next "
+        "to the data file's folder when there is one, else the data file's folder)",
+        None,
+        metavar="DIR",
+    )
 
 
 @dataclass(kw_only=True)
 class ValidationOptions:
     val: list[str] = option("validation files of the task's layout", default_factory=list, metavar="PATH")
-    val_fraction: float = option("without --val: hold out this share of the training products (retrieval) or target "
-                                 "images (tgir) for validation (0: no selection, best/ is not written)", 0.0,
-                                 type=fraction)
-    eval_every: int = option("optimizer steps between validations (0: once per epoch, and at the end)", 0,
-                             type=non_negative_int)
+    val_fraction: float = option(
+        "without --val: hold out this share of the training products (retrieval) or target "
+        "images (tgir) for validation (0: no selection, best/ is not written)",
+        0.0,
+        type=fraction,
+    )
+    eval_every: int = option(
+        "optimizer steps between validations (0: once per epoch, and at the end)", 0, type=non_negative_int
+    )
 
 
 @dataclass(kw_only=True)
 class FashionModelSettings:
     """Set when the Fashion-FINE parts are created on towers; a Fashion-FINE `--init` keeps its own."""
 
-    local_pooling: bool | None = option("mix the attention-pooled local vector into the embeddings; --no_local_pooling "
-                                        "is the global-only model (default: on, or the folder's)", None)
+    local_pooling: bool | None = option(
+        "mix the attention-pooled local vector into the embeddings; --no_local_pooling "
+        "is the global-only model (default: on, or the folder's)",
+        None,
+    )
     image_local_ratio: float | None = option("r for images (default 0.05)", None, type=fraction)
     text_local_ratio: float | None = option("r for texts (default 0.25)", None, type=fraction)
-    fusion_layers: int | None = option("cross-attention blocks under the matching head and the composition "
-                                       "(default 2)", None, type=positive_int)
-    gradient_checkpointing: bool = option("recompute the towers' activations in the backward pass to save memory",
-                                          False)
+    fusion_layers: int | None = option(
+        "cross-attention blocks under the matching head and the composition (default 2)", None, type=positive_int
+    )
+    gradient_checkpointing: bool = option(
+        "recompute the towers' activations in the backward pass to save memory", False
+    )
 
 
 @dataclass(kw_only=True)
@@ -89,52 +108,82 @@ class RecipeOptions:
     """Unset values take the task's recipe (`RECIPES`)."""
 
     contrastive_weight: float | None = option("contrastive term (recipe: 1)", None, type=float)
-    matching_weight: float | None = option("image-text matching term, retrieval only (recipe: 1 retrieval, 0 tgir)",
-                                           None, type=float)
+    matching_weight: float | None = option(
+        "image-text matching term, retrieval only (recipe: 1 retrieval, 0 tgir)", None, type=float
+    )
     focal_gamma: float | None = option("focal exponent (recipe: 2 retrieval, 0 tgir)", None, type=float)
     focal_alpha: float | None = option("focal weight alpha_f (recipe: 0.25 retrieval, 1 tgir)", None, type=float)
     epochs: int | None = option("passes over the data (recipe: 30 retrieval, 10 tgir)", None, type=positive_int)
     max_steps: int | None = option("optimizer steps; overrides --epochs", None, type=positive_int)
-    batch_size: int | None = option("products (retrieval) or triplets (tgir) per device per micro-batch (recipe: 64 "
-                                    "retrieval, 16 tgir)", None, type=positive_int)
+    batch_size: int | None = option(
+        "products (retrieval) or triplets (tgir) per device per micro-batch (recipe: 64 retrieval, 16 tgir)",
+        None,
+        type=positive_int,
+    )
     grad_accum: int = option("micro-batches per optimizer step", 1, type=positive_int)
     lr: float | None = option("peak learning rate (recipe: 1e-5 retrieval, 3e-5 tgir)", None, type=positive_float)
     weight_decay: float | None = option("AdamW weight decay (recipe: 0.02 retrieval, 0.3 tgir)", None, type=float)
-    warmup_steps: int | None = option("linear warm-up steps (default: one epoch, as Fashion-FINE)", None,
-                                      type=non_negative_int)
-    min_lr_ratio: float | None = option("cosine floor as a share of --lr (recipe: 0.1 retrieval (1e-6), 0.0033 tgir "
-                                        "(1e-7))", None, type=fraction)
+    warmup_steps: int | None = option(
+        "linear warm-up steps (default: one epoch, as Fashion-FINE)", None, type=non_negative_int
+    )
+    min_lr_ratio: float | None = option(
+        "cosine floor as a share of --lr (recipe: 0.1 retrieval (1e-6), 0.0033 tgir (1e-7))", None, type=fraction
+    )
     grad_clip: float = option("gradient-norm clip, 0 for none", 1.0, type=float)
 
 
 @dataclass(kw_only=True)
 class SystemOptions:
-    num_workers: int | None = option("data-loader processes per rank (default: 0 with <= 2 cores per rank, else "
-                                     "cores - 1, max 8)", None, type=non_negative_int)
+    num_workers: int | None = option(
+        "data-loader processes per rank (default: 0 with <= 2 cores per rank, else cores - 1, max 8)",
+        None,
+        type=non_negative_int,
+    )
     max_bad_fraction: float = option(
         "stop when more than this share of items is unusable: items skipped while reading (missing image, no "
         "category, empty text) are judged at once; images undecodable while training by the pretraining rule "
-        "(after 1,000 items with 99.9%% confidence, or after a whole pass)", 0.01, type=fraction)
+        "(after 1,000 items with 99.9%% confidence, or after a whole pass)",
+        0.01,
+        type=fraction,
+    )
     bf16: bool | None = option("bf16 training (default: on with a bf16 GPU, off on CPU)", None)
-    deterministic: bool | None = option("deterministic kernels: same seed and arguments, same weights; a resumed run "
-                                        "reaches the uninterrupted one's weights (default: on CPU, off on GPU)", None)
+    deterministic: bool | None = option(
+        "deterministic kernels: same seed and arguments, same weights; a resumed run "
+        "reaches the uninterrupted one's weights (default: on CPU, off on GPU)",
+        None,
+    )
     seed: int = option("seed of data order, hard negatives and --val_fraction", 42)
-    deepspeed: str | None = option("use DeepSpeed even in one process, with this config (alone: scripts/zero2.json)",
-                                   None, nargs="?", const="", metavar="CONFIG")
-    resume: str | None = option("continue from the newest checkpoint of --output_dir, or from a checkpoint folder",
-                                None, metavar="latest|PATH")
-    resume_anyway: bool = option("resume although the data, model or optimisation values differ from the "
-                                 "checkpoint's run (the differences are printed)", False)
-    save_every: int = option("checkpoint every N optimizer steps; 0: at the end (and at each new best)", 0,
-                             type=non_negative_int)
+    deepspeed: str | None = option(
+        "use DeepSpeed even in one process, with this config (alone: scripts/zero2.json)",
+        None,
+        nargs="?",
+        const="",
+        metavar="CONFIG",
+    )
+    resume: str | None = option(
+        "continue from the newest checkpoint of --output_dir, or from a checkpoint folder", None, metavar="latest|PATH"
+    )
+    resume_anyway: bool = option(
+        "resume although the data, model or optimisation values differ from the "
+        "checkpoint's run (the differences are printed)",
+        False,
+    )
+    save_every: int = option(
+        "checkpoint every N optimizer steps; 0: at the end (and at each new best)", 0, type=non_negative_int
+    )
     save_total_limit: int = option("checkpoints kept", 2, type=positive_int)
     log_every: int = option("log every N optimizer steps", 10, type=positive_int)
-    report_to: Literal["none", "tensorboard"] = option("also write TensorBoard event files to OUTPUT_DIR/tensorboard",
-                                                       "none")
-    max_nonfinite_steps: int = option("stop after this many non-finite losses in a row (each is skipped)", 10,
-                                      type=positive_int)
-    stop_at_step: int | None = option("end right after this step without a final save, as if the run crashed (to try "
-                                      "--resume)", None, type=positive_int)
+    report_to: Literal["none", "tensorboard"] = option(
+        "also write TensorBoard event files to OUTPUT_DIR/tensorboard", "none"
+    )
+    max_nonfinite_steps: int = option(
+        "stop after this many non-finite losses in a row (each is skipped)", 10, type=positive_int
+    )
+    stop_at_step: int | None = option(
+        "end right after this step without a final save, as if the run crashed (to try --resume)",
+        None,
+        type=positive_int,
+    )
     progress: bool = option("progress bar (--no_progress: none)", True)
     local_rank: int | None = option("set by the deepspeed launcher; do not set by hand", None)
 
@@ -160,8 +209,13 @@ class FinetuneConfig(SystemOptions, RecipeOptions, FashionModelSettings, Validat
         from fgclip.train.config import OptimConfig
 
         warmup = self.warmup_steps if self.warmup_steps is not None else steps_per_epoch
-        return OptimConfig(lr=self.lr, weight_decay=self.weight_decay, warmup_steps=warmup,
-                           min_lr_ratio=self.min_lr_ratio, grad_clip=self.grad_clip)
+        return OptimConfig(
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            warmup_steps=warmup,
+            min_lr_ratio=self.min_lr_ratio,
+            grad_clip=self.grad_clip,
+        )
 
     @property
     def deepspeed_config(self) -> str | None:

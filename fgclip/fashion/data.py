@@ -80,8 +80,10 @@ def load_image(ref: ImageRef) -> Image.Image:
         return to_rgb(Image.fromarray(np.asarray(_H5_HANDLES[key]["input_image"][ref.h5_row], dtype=np.uint8)))
     except Exception as error:  # Pillow and h5py raise many types for bad data
         missing = not (ref.path if ref.h5_file is None else ref.h5_file).exists()
-        raise ImageError(f"cannot read image {ref.key}: {type(error).__name__}: {error}",
-                         MISSING_IMAGE if missing else UNREADABLE_IMAGE) from error
+        raise ImageError(
+            f"cannot read image {ref.key}: {type(error).__name__}: {error}",
+            MISSING_IMAGE if missing else UNREADABLE_IMAGE,
+        ) from error
 
 
 def clean_text(text: str) -> str:
@@ -162,22 +164,29 @@ def read_products(paths: Sequence[str | Path], images: str | Path | None = None)
         elif path.suffix == ".json":
             items = _load_json(path)
             if not isinstance(items, list) or not items or not isinstance(items[0], dict):
-                raise UserError(f"{path}: expected a JSON list of FashionGen items (FashionSAP info_data.json or "
-                                    "Fashion-FINE annotation)")
+                raise UserError(
+                    f"{path}: expected a JSON list of FashionGen items (FashionSAP info_data.json or "
+                    "Fashion-FINE annotation)"
+                )
             if "input_productID" in items[0]:
                 _read_info_data(path, items, products)
             elif "caption" in items[0] and "image" in items[0]:
                 root = Path(images) if images else _default_image_root(path, "annotation")
                 _read_annotation(path, items, root, products)
             else:
-                raise UserError(f"{path}: items have neither input_productID (FashionSAP info_data.json) nor "
-                                    "caption + image (Fashion-FINE annotation)")
+                raise UserError(
+                    f"{path}: items have neither input_productID (FashionSAP info_data.json) nor "
+                    "caption + image (Fashion-FINE annotation)"
+                )
         else:
-            raise UserError(f"{path}: unsupported FashionGen file (use .h5, FashionSAP info_data.json, a "
-                                "Fashion-FINE annotation .json or .jsonl items)")
+            raise UserError(
+                f"{path}: unsupported FashionGen file (use .h5, FashionSAP info_data.json, a "
+                "Fashion-FINE annotation .json or .jsonl items)"
+            )
     if not products.rows:
-        raise UserError(f"no usable product image in {', '.join(str(p) for p in paths)} "
-                            f"(skipped: {dict(products.counts)})")
+        raise UserError(
+            f"no usable product image in {', '.join(str(p) for p in paths)} (skipped: {dict(products.counts)})"
+        )
     return products
 
 
@@ -220,8 +229,14 @@ def _read_h5(path: Path, products: Products) -> None:
     products.formats.append("fashiongen-h5")
     for row in range(len(columns["input_productID"])):
         category = columns["input_subcategory"][row].strip() or columns["input_category"][row].strip()
-        _add_row(products, columns["input_productID"][row], columns["input_description"][row], category,
-                 ImageRef(h5_file=path, h5_row=row), f"{path}:{row}")
+        _add_row(
+            products,
+            columns["input_productID"][row],
+            columns["input_description"][row],
+            category,
+            ImageRef(h5_file=path, h5_row=row),
+            f"{path}:{row}",
+        )
 
 
 def _read_info_data(path: Path, items: list, products: Products) -> None:
@@ -240,8 +255,14 @@ def _read_info_data(path: Path, items: list, products: Products) -> None:
             products.counts["skipped_malformed"] += 1
             continue
         category = str(item.get("input_subcategory") or "").strip() or str(item.get("input_category") or "").strip()
-        _add_row(products, item.get("input_productID"), item.get("input_description"), category,
-                 ImageRef(h5_file=h5_file, h5_row=row), f"{path}:{row}")
+        _add_row(
+            products,
+            item.get("input_productID"),
+            item.get("input_description"),
+            category,
+            ImageRef(h5_file=h5_file, h5_row=row),
+            f"{path}:{row}",
+        )
 
 
 def _read_annotation(path: Path, items: list, root: Path, products: Products) -> None:
@@ -257,7 +278,7 @@ def _read_annotation(path: Path, items: list, root: Path, products: Products) ->
             products.counts["skipped_malformed"] += 1
             continue
         sign = _CATEGORY_SIGN.match(caption)
-        category, text = (sign.group(1), caption[sign.end():]) if sign else ("", caption)
+        category, text = (sign.group(1), caption[sign.end() :]) if sign else ("", caption)
         product = Path(str(names[0])).stem.rsplit("_", 1)[0]
         for name in names:
             found = _image_file(root, str(name))
@@ -283,8 +304,14 @@ def _read_jsonl(path: Path, root: Path, products: Products) -> None:
                 text = ". ".join(str(item[k]).strip() for k in ("title", "description") if item.get(k))
             category = item.get("subcategory") or item.get("category")
             found = _image_file(root, item["image"])
-            _add_row(products, item.get("product_id"), text, category, ImageRef(path=found) if found else None,
-                     f"{path}:{number}")
+            _add_row(
+                products,
+                item.get("product_id"),
+                text,
+                category,
+                ImageRef(path=found) if found else None,
+                f"{path}:{number}",
+            )
 
 
 # ---------------------------------------------------------------------------------------------- FashionIQ
@@ -361,8 +388,11 @@ def _add_triplet(triplets: Triplets, item, file_category: str | None, root: Path
     if reference_file is None:
         triplets.counts["skipped_missing_reference_image"] += 1
         return
-    triplets.items.append(Triplet(ImageRef(path=reference_file), ImageRef(path=target_file), text, str(category),
-                                  candidate, target, source))
+    triplets.items.append(
+        Triplet(
+            ImageRef(path=reference_file), ImageRef(path=target_file), text, str(category), candidate, target, source
+        )
+    )
 
 
 def _attach_galleries(triplets: Triplets, split_files: list[tuple[Path, Path]]) -> None:

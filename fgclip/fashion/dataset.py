@@ -59,8 +59,9 @@ class FashionBatch:
         moved = {item.name: getattr(self, item.name) for item in fields(self)}
         for name, value in moved.items():
             if isinstance(value, torch.Tensor):
-                moved[name] = value.to(device, dtype=dtype if name.endswith("pixel_values") and dtype else None,
-                                       non_blocking=True)
+                moved[name] = value.to(
+                    device, dtype=dtype if name.endswith("pixel_values") and dtype else None, non_blocking=True
+                )
         return FashionBatch(**moved)
 
     def model_inputs(self) -> dict:
@@ -103,8 +104,7 @@ class ProductDataset(Dataset):
                 except ImageError as error:
                     skipped.append(BadRecord(row.source, str(error), error.kind))
                     continue
-                return FashionSample(self.transform(image), row.text, position, skipped=skipped,
-                                     first_sighting=first)
+                return FashionSample(self.transform(image), row.text, position, skipped=skipped, first_sighting=first)
         examples = "; ".join(f"{bad.source}: {bad.reason}" for bad in skipped[:3])
         raise DataError(f"{len(skipped)} images in a row from product {index} are unusable ({examples})")
 
@@ -134,10 +134,15 @@ class TripletDataset(Dataset):
             except ImageError as error:
                 skipped.append(BadRecord(item.source, str(error), error.kind))
                 continue
-            return FashionSample(self.transform(target), item.text, self.image_ids[item.target.key],
-                                 reference_pixel_values=self.transform(reference),
-                                 reference_id=self.image_ids[item.reference.key], skipped=skipped,
-                                 first_sighting=first)
+            return FashionSample(
+                self.transform(target),
+                item.text,
+                self.image_ids[item.target.key],
+                reference_pixel_values=self.transform(reference),
+                reference_id=self.image_ids[item.reference.key],
+                skipped=skipped,
+                first_sighting=first,
+            )
         examples = "; ".join(f"{bad.source}: {bad.reason}" for bad in skipped[:3])
         raise DataError(f"{len(skipped)} triplets in a row from index {index} are unusable ({examples})")
 

@@ -24,17 +24,20 @@ OWNED = ("images", "items.jsonl")
 
 @dataclass
 class ExportOptions:
-    data: list[str] = option("FashionGen .h5, FashionSAP info_data.json, Fashion-FINE annotation .json or .jsonl "
-                             "items", metavar="PATH")
+    data: list[str] = option(
+        "FashionGen .h5, FashionSAP info_data.json, Fashion-FINE annotation .json or .jsonl items", metavar="PATH"
+    )
     output_dir: str = option("output folder: images/ and items.jsonl", aliases=["out"], metavar="DIR")
-    images: str | None = option("image root for files that name images (default: as the reader finds it)", None,
-                                metavar="DIR")
+    images: str | None = option(
+        "image root for files that name images (default: as the reader finds it)", None, metavar="DIR"
+    )
     overwrite: bool = option("write into a folder that holds other files", False)
     progress: bool = option("progress bar (--no_progress: none)", True)
 
 
-def export_products(paths: Sequence[str | Path], out: str | Path, images: str | Path | None = None,
-                    progress: bool = True) -> dict:
+def export_products(
+    paths: Sequence[str | Path], out: str | Path, images: str | Path | None = None, progress: bool = True
+) -> dict:
     """Write the usable rows of `paths` under `out`; returns the counts (read and written)."""
     from tqdm import tqdm
 
@@ -55,8 +58,17 @@ def export_products(paths: Sequence[str | Path], out: str | Path, images: str | 
             except (ImageError, OSError):
                 counts["skipped_unreadable_image"] = counts.get("skipped_unreadable_image", 0) + 1
                 continue
-            handle.write(json.dumps({"image": f"images/{name}", "text": row.text, "product_id": row.product,
-                                     "subcategory": row.category}) + "\n")
+            handle.write(
+                json.dumps(
+                    {
+                        "image": f"images/{name}",
+                        "text": row.text,
+                        "product_id": row.product,
+                        "subcategory": row.category,
+                    }
+                )
+                + "\n"
+            )
             written += 1
     counts["written"] = written
     return counts
@@ -72,12 +84,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = options_from(build_parser().parse_args(argv), ExportOptions)
     from fgclip.outputs import prepare_output_dir
 
-    prepare_output_dir(options.output_dir, inputs=[*options.data, options.images], owned=OWNED,
-                       overwrite=options.overwrite)
+    prepare_output_dir(
+        options.output_dir, inputs=[*options.data, options.images], owned=OWNED, overwrite=options.overwrite
+    )
     counts = export_products(options.data, options.output_dir, options.images, progress=options.progress)
     skipped = {k: v for k, v in counts.items() if k.startswith("skipped_") and v}
-    print(f"wrote {counts['written']} images of {counts['rows']} rows to {options.output_dir}/items.jsonl"
-          + (f"; skipped {skipped}" if skipped else ""))
+    print(
+        f"wrote {counts['written']} images of {counts['rows']} rows to {options.output_dir}/items.jsonl"
+        + (f"; skipped {skipped}" if skipped else "")
+    )
     return 0
 
 

@@ -51,8 +51,9 @@ def gather_text_tokens(tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.
     return gather_with_grad(tokens)[0], gather_labels(mask)
 
 
-def focal_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, gamma: float, alpha: float,
-                        excluded: torch.Tensor | None = None) -> torch.Tensor:
+def focal_cross_entropy(
+    logits: torch.Tensor, targets: torch.Tensor, gamma: float, alpha: float, excluded: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean over rows of `-alpha (1 - p)^gamma log p`, `p` the softmax probability of the row's target.
 
     excluded: `(B, N)` bool, columns that take no probability (other copies of the row's positive).
@@ -72,8 +73,9 @@ def _other_copies(row_groups: torch.Tensor, column_groups: torch.Tensor, targets
     return same
 
 
-def sample_hard_negatives(logits: torch.Tensor, excluded: torch.Tensor, global_rows: torch.Tensor, step_seed: int,
-                          stream: int) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_hard_negatives(
+    logits: torch.Tensor, excluded: torch.Tensor, global_rows: torch.Tensor, step_seed: int, stream: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One column per row drawn with probability `softmax(logits)` over the columns not `excluded`.
 
     Gumbel-max with noise from a generator seeded by `(step_seed, stream, global row)`: the same row draws
@@ -81,11 +83,16 @@ def sample_hard_negatives(logits: torch.Tensor, excluded: torch.Tensor, global_r
     any candidate `(B,)`.
     """
     generator = torch.Generator()
-    noise = torch.stack([
-        torch.rand(logits.shape[1], generator=generator.manual_seed(sample_seed(step_seed, stream, int(row))),
-                   dtype=torch.float64)
-        for row in global_rows
-    ]).to(logits.device)
+    noise = torch.stack(
+        [
+            torch.rand(
+                logits.shape[1],
+                generator=generator.manual_seed(sample_seed(step_seed, stream, int(row))),
+                dtype=torch.float64,
+            )
+            for row in global_rows
+        ]
+    ).to(logits.device)
     gumbel = -torch.log(-torch.log(noise.clamp(1e-12, 1.0 - 1e-12)))
     scores = (logits.detach().double() + gumbel).masked_fill(excluded, float("-inf"))
     best, columns = scores.max(dim=1)
@@ -140,8 +147,9 @@ class LossOutput:
     terms: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-def retrieval_contrastive(inputs: RetrievalLossInputs, gamma: float, alpha: float
-                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+def retrieval_contrastive(
+    inputs: RetrievalLossInputs, gamma: float, alpha: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """The focal contrastive loss of a retrieval step; also its logits (image->text, text->image) and offset."""
     all_images, offset = gather_with_grad(inputs.image)
     all_texts, _ = gather_with_grad(inputs.text)
@@ -149,13 +157,16 @@ def retrieval_contrastive(inputs: RetrievalLossInputs, gamma: float, alpha: floa
     logits_t2i = inputs.logit_scale * inputs.text @ all_images.T
     targets = torch.arange(inputs.image.shape[0], device=inputs.image.device) + offset
     copies = _other_copies(inputs.groups, gather_labels(inputs.groups), targets)
-    loss = (focal_cross_entropy(logits_i2t, targets, gamma, alpha, copies)
-            + focal_cross_entropy(logits_t2i, targets, gamma, alpha, copies)) / 2
+    loss = (
+        focal_cross_entropy(logits_i2t, targets, gamma, alpha, copies)
+        + focal_cross_entropy(logits_t2i, targets, gamma, alpha, copies)
+    ) / 2
     return loss, logits_i2t, logits_t2i, offset
 
 
-def matching_loss(inputs: RetrievalLossInputs, matcher: Matcher, logits_i2t: torch.Tensor, logits_t2i: torch.Tensor,
-                  offset: int) -> torch.Tensor:
+def matching_loss(
+    inputs: RetrievalLossInputs, matcher: Matcher, logits_i2t: torch.Tensor, logits_t2i: torch.Tensor, offset: int
+) -> torch.Tensor:
     """Binary cross-entropy of the matching head on B positives and 2B sampled hard negatives.
 
     The mean is over 3B slots whatever the number of negatives found (a row whose every candidate is
@@ -184,13 +195,16 @@ class FashionFINELoss(nn.Module):
         super().__init__()
         self.config = config or FashionLossConfig()
 
-    def forward(self, inputs: RetrievalLossInputs | CompositionLossInputs, matcher: Matcher | None = None) -> LossOutput:
+    def forward(
+        self, inputs: RetrievalLossInputs | CompositionLossInputs, matcher: Matcher | None = None
+    ) -> LossOutput:
         config = self.config
         if isinstance(inputs, CompositionLossInputs):
             term = composition_contrastive(inputs, config.focal_gamma, config.focal_alpha)
             return LossOutput(total=config.contrastive_weight * term, terms={"composition": term})
-        contrastive, logits_i2t, logits_t2i, offset = retrieval_contrastive(inputs, config.focal_gamma,
-                                                                            config.focal_alpha)
+        contrastive, logits_i2t, logits_t2i, offset = retrieval_contrastive(
+            inputs, config.focal_gamma, config.focal_alpha
+        )
         terms = {"contrastive": contrastive}
         if config.matching_weight:
             if matcher is None or inputs.image_tokens is None:
@@ -212,7 +226,10 @@ def composition_contrastive(inputs: CompositionLossInputs, gamma: float, alpha: 
     logits_q2i = inputs.logit_scale * inputs.query @ torch.cat([all_targets, all_references]).T
     logits_i2q = inputs.logit_scale * inputs.target @ all_queries.T
     columns = torch.cat([target_ids, reference_ids])
-    loss_q2i = focal_cross_entropy(logits_q2i, targets, gamma, alpha, _other_copies(inputs.target_ids, columns, targets))
-    loss_i2q = focal_cross_entropy(logits_i2q, targets, gamma, alpha,
-                                   _other_copies(inputs.target_ids, target_ids, targets))
+    loss_q2i = focal_cross_entropy(
+        logits_q2i, targets, gamma, alpha, _other_copies(inputs.target_ids, columns, targets)
+    )
+    loss_i2q = focal_cross_entropy(
+        logits_i2q, targets, gamma, alpha, _other_copies(inputs.target_ids, target_ids, targets)
+    )
     return (loss_q2i + loss_i2q) / 2

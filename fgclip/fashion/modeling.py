@@ -62,8 +62,9 @@ class FusionEncoder(nn.Module):
         super().__init__()
         self.memory_norm = nn.LayerNorm(dim)
         self.layers = nn.ModuleList(
-            nn.TransformerDecoderLayer(dim, heads, dim_feedforward=4 * dim, dropout=0.0, activation="gelu",
-                                       batch_first=True, norm_first=True)
+            nn.TransformerDecoderLayer(
+                dim, heads, dim_feedforward=4 * dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+            )
             for _ in range(layers)
         )
         for layer in self.layers:
@@ -179,8 +180,10 @@ class FashionFINEModel(FGCLIPModel):
         result = model.load_state_dict(towers.state_dict(), strict=False)
         foreign = [name for name in result.missing_keys if not name.startswith(FASHION_PARTS)]
         if foreign or result.unexpected_keys:
-            raise ValueError(f"{directory}: tower weights do not fit (missing {foreign[:3]}, "
-                             f"unexpected {result.unexpected_keys[:3]})")
+            raise ValueError(
+                f"{directory}: tower weights do not fit (missing {foreign[:3]}, "
+                f"unexpected {result.unexpected_keys[:3]})"
+            )
         return model.to(dtype) if dtype is not None else model
 
     # ------------------------------------------------------------------ tokens
@@ -192,8 +195,9 @@ class FashionFINEModel(FGCLIPModel):
         hidden = self.vision_model.encoder.layers[-1](self._vision_trunk(pixel_values), None)
         return self.visual_projection(self.vision_model.post_layernorm(hidden))
 
-    def text_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def text_tokens(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """`(N, L, D)` projected tokens (77-slot path) and the `(N, L)` mask of tokens up to the first EOS.
 
         The token at the first EOS is `encode_text`'s (unnormalised) global embedding.
@@ -237,31 +241,42 @@ class FashionFINEModel(FGCLIPModel):
         return self.text_embeds_from_tokens(*self.text_tokens(input_ids, attention_mask))
 
     # ------------------------------------------------------------------ fusion: matching and composition
-    def match_logits(self, image_tokens: torch.Tensor, text_tokens: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+    def match_logits(
+        self, image_tokens: torch.Tensor, text_tokens: torch.Tensor, text_mask: torch.Tensor
+    ) -> torch.Tensor:
         """`(N, 2)` logits [no match, match] of N image-text pairs given as tokens."""
         fused = self.fusion(text_tokens, text_mask, image_tokens)
         rows = torch.arange(fused.shape[0], device=fused.device)
         return self.matching_head(self.matching_norm(fused[rows, _last_valid(text_mask)]))
 
-    def match(self, pixel_values: torch.Tensor, input_ids: torch.Tensor,
-              attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def match(
+        self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """`(N,)` probability that image i and text i match (for re-ranking a shortlist)."""
         text_tokens, text_mask = self.text_tokens(input_ids, attention_mask)
         return self.match_logits(self.image_tokens(pixel_values), text_tokens, text_mask).float().softmax(-1)[:, 1]
 
-    def compose_from_tokens(self, reference_tokens: torch.Tensor, text_tokens: torch.Tensor, text_mask: torch.Tensor,
-                            reference_embeds: torch.Tensor | None = None, text_embeds: torch.Tensor | None = None
-                            ) -> torch.Tensor:
+    def compose_from_tokens(
+        self,
+        reference_tokens: torch.Tensor,
+        text_tokens: torch.Tensor,
+        text_mask: torch.Tensor,
+        reference_embeds: torch.Tensor | None = None,
+        text_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Composed queries `(N, D)`: `normalize(t + v + delta)` (see the module docstring)."""
-        reference_embeds = self.image_embeds_from_tokens(reference_tokens) if reference_embeds is None else reference_embeds
+        reference_embeds = (
+            self.image_embeds_from_tokens(reference_tokens) if reference_embeds is None else reference_embeds
+        )
         text_embeds = self.text_embeds_from_tokens(text_tokens, text_mask) if text_embeds is None else text_embeds
         rows = torch.arange(text_tokens.shape[0], device=text_tokens.device)
         eos = _last_valid(text_mask)
         delta = self.fusion(text_tokens, text_mask, reference_tokens)[rows, eos] - text_tokens[rows, eos]
         return F.normalize(text_embeds + reference_embeds + delta, dim=-1)
 
-    def compose(self, reference_pixel_values: torch.Tensor, input_ids: torch.Tensor,
-                attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def compose(
+        self, reference_pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Text-guided retrieval queries `(N, D)` from reference images and modification texts, L2-normalised:
         the trained fusion when `config.query_composition` is "fusion", else the zero-shot sum."""
         reference_tokens = self.image_tokens(reference_pixel_values)
@@ -290,16 +305,18 @@ class FashionFINEModel(FGCLIPModel):
         text_tokens, text_mask = self.text_tokens(input_ids, attention_mask)
         image_embeds = self.image_embeds_from_tokens(image_tokens)
         text_embeds = self.text_embeds_from_tokens(text_tokens, text_mask)
-        output = FashionFINEOutput(text_embeds=text_embeds, text_tokens=text_tokens, text_mask=text_mask,
-                                   logit_scale=self.logit_scale.exp())
+        output = FashionFINEOutput(
+            text_embeds=text_embeds, text_tokens=text_tokens, text_mask=text_mask, logit_scale=self.logit_scale.exp()
+        )
         if reference_pixel_values is None:
             output.image_embeds, output.image_tokens = image_embeds, image_tokens
             return output
         batch = pixel_values.shape[0]
         output.image_embeds, output.reference_embeds = image_embeds[:batch], image_embeds[batch:]
         output.image_tokens = image_tokens[:batch]
-        output.query_embeds = self.compose_from_tokens(image_tokens[batch:], text_tokens, text_mask,
-                                                       output.reference_embeds, text_embeds)
+        output.query_embeds = self.compose_from_tokens(
+            image_tokens[batch:], text_tokens, text_mask, output.reference_embeds, text_embeds
+        )
         return output
 
 

@@ -36,16 +36,29 @@ from fgclip.errors import UserError
 from fgclip.outputs import prepare_output_dir
 
 COLOURS = {
-    "red": (210, 40, 40), "blue": (40, 70, 210), "green": (40, 160, 60), "yellow": (235, 205, 40),
-    "black": (25, 25, 25), "white": (245, 245, 245), "pink": (240, 130, 180), "purple": (130, 50, 170),
+    "red": (210, 40, 40),
+    "blue": (40, 70, 210),
+    "green": (40, 160, 60),
+    "yellow": (235, 205, 40),
+    "black": (25, 25, 25),
+    "white": (245, 245, 245),
+    "pink": (240, 130, 180),
+    "purple": (130, 50, 170),
 }
 PATTERNS = ("solid", "striped", "dotted", "checked")
 MATERIALS = ("cotton", "denim", "leather", "wool")
 SLEEVES = ("sleeveless", "short sleeves", "long sleeves")
 COLLARS = ("round neck", "v-neck", "shirt collar", "turtleneck")
 DETAILS = ("plain front", "front pockets", "belt")
-SUBCATEGORIES = {"t-shirt": "tops", "shirt": "tops", "sweater": "tops", "dress": "dresses",
-                 "skirt": "bottoms", "pants": "bottoms", "shorts": "bottoms"}
+SUBCATEGORIES = {
+    "t-shirt": "tops",
+    "shirt": "tops",
+    "sweater": "tops",
+    "dress": "dresses",
+    "skirt": "bottoms",
+    "pants": "bottoms",
+    "shorts": "bottoms",
+}
 FASHIONIQ_CATEGORY = {"dress": "dress", "shirt": "shirt", "t-shirt": "toptee", "sweater": "toptee"}
 SPLITS = ("train", "val", "test")
 
@@ -56,9 +69,9 @@ class Garment:
     colour: str
     pattern: str
     material: str
-    sleeve: str = ""   # tops and dresses
-    collar: str = ""   # tops and dresses
-    detail: str = ""   # bottoms
+    sleeve: str = ""  # tops and dresses
+    collar: str = ""  # tops and dresses
+    detail: str = ""  # bottoms
 
     @property
     def is_top(self) -> bool:
@@ -70,16 +83,26 @@ class Garment:
         head = f"a {self.colour}{pattern} {self.material} {self.subcategory}"
         if self.is_top:
             sleeve = "sleeveless " if self.sleeve == "sleeveless" else ""
-            tail = f" with a {self.collar}" if self.sleeve == "sleeveless" else f" with {self.sleeve} and a {self.collar}"
+            tail = (
+                f" with a {self.collar}" if self.sleeve == "sleeveless" else f" with {self.sleeve} and a {self.collar}"
+            )
             return (f"a {sleeve}{head[2:]}" if sleeve else head) + tail
-        return head + ("" if self.detail == "plain front" else f" with {self.detail if self.detail != 'belt' else 'a belt'}")
+        return head + (
+            "" if self.detail == "plain front" else f" with {self.detail if self.detail != 'belt' else 'a belt'}"
+        )
 
     def attributes(self) -> tuple[str, ...]:
         return ("colour", "pattern", "material") + (("sleeve", "collar") if self.is_top else ("detail",))
 
 
-CHOICES = {"colour": tuple(COLOURS), "pattern": PATTERNS, "material": MATERIALS, "sleeve": SLEEVES,
-           "collar": COLLARS, "detail": DETAILS}
+CHOICES = {
+    "colour": tuple(COLOURS),
+    "pattern": PATTERNS,
+    "material": MATERIALS,
+    "sleeve": SLEEVES,
+    "collar": COLLARS,
+    "detail": DETAILS,
+}
 
 
 def random_garment(rng: random.Random, subcategory: str) -> Garment:
@@ -100,14 +123,22 @@ def difference_captions(reference: Garment, target: Garment, rng: random.Random)
     """Two FashionIQ-style relative captions ("is blue", "has short sleeves") from reference to target."""
     phrases = {
         "colour": [f"is {target.colour}", f"is {target.colour} instead of {reference.colour}"],
-        "pattern": ([f"is {target.pattern}", f"has a {target.pattern} pattern"] if target.pattern != "solid"
-                    else ["is plain", "has no pattern"]),
+        "pattern": (
+            [f"is {target.pattern}", f"has a {target.pattern} pattern"]
+            if target.pattern != "solid"
+            else ["is plain", "has no pattern"]
+        ),
         "material": [f"is made of {target.material}", f"is {target.material}"],
-        "sleeve": ([f"has {target.sleeve}", f"with {target.sleeve}"] if target.sleeve != "sleeveless"
-                   else ["is sleeveless", "has no sleeves"]),
+        "sleeve": (
+            [f"has {target.sleeve}", f"with {target.sleeve}"]
+            if target.sleeve != "sleeveless"
+            else ["is sleeveless", "has no sleeves"]
+        ),
         "collar": [f"has a {target.collar}", f"with a {target.collar}"],
-        "detail": [f"has {target.detail}" if target.detail != "belt" else "has a belt",
-                   "has a plain front" if target.detail == "plain front" else f"with {target.detail}"],
+        "detail": [
+            f"has {target.detail}" if target.detail != "belt" else "has a belt",
+            "has a plain front" if target.detail == "plain front" else f"with {target.detail}",
+        ],
     }
     changed = [name for name in reference.attributes() if getattr(reference, name) != getattr(target, name)]
     if len(changed) == 1:
@@ -294,9 +325,15 @@ def generate(out: str | Path, settings: SyntheticSettings | None = None, progres
             for view in range(settings.views):
                 name = front if view == 0 else f"{front}_{view}"
                 render(garment, settings.image_size, view, rng.randrange(2**31)).save(out / "images" / f"{name}.png")
-                items[split].append({"image": f"../images/{name}.png", "text": garment.title, "product_id": product,
-                                     "subcategory": garment.subcategory.upper(),
-                                     "category": SUBCATEGORIES[garment.subcategory].upper()})
+                items[split].append(
+                    {
+                        "image": f"../images/{name}.png",
+                        "text": garment.title,
+                        "product_id": product,
+                        "subcategory": garment.subcategory.upper(),
+                        "category": SUBCATEGORIES[garment.subcategory].upper(),
+                    }
+                )
                 bar.update(1)
             if garment.subcategory in FASHIONIQ_CATEGORY:
                 galleries[(split, FASHIONIQ_CATEGORY[garment.subcategory])].append(front)
@@ -306,15 +343,21 @@ def generate(out: str | Path, settings: SyntheticSettings | None = None, progres
             if category is None or not partners:
                 continue
             for j in rng.sample(partners, min(settings.partners_per_product, len(partners))):
-                triplets[(split, category)].append({"candidate": names[index], "target": names[j],
-                                                    "captions": difference_captions(garment, members[j], rng)})
+                triplets[(split, category)].append(
+                    {
+                        "candidate": names[index],
+                        "target": names[j],
+                        "captions": difference_captions(garment, members[j], rng),
+                    }
+                )
     bar.close()
     for split in SPLITS:
         (out / "fashiongen" / f"{split}.jsonl").write_text("".join(json.dumps(item) + "\n" for item in items[split]))
     for (split, category), rows in triplets.items():
         (out / "captions" / f"cap.{category}.{split}.json").write_text(json.dumps(rows, indent=1) + "\n")
         (out / "image_splits" / f"split.{category}.{split}.json").write_text(
-            json.dumps(galleries[(split, category)]) + "\n")
+            json.dumps(galleries[(split, category)]) + "\n"
+        )
     manifest = {
         "settings": asdict(settings),
         "products": {split: len({i["product_id"] for i in items[split]}) for split in SPLITS},
@@ -349,11 +392,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if options.image_size < 16:
         raise UserError(f"--image_size must be at least 16, got {options.image_size}")
     prepare_output_dir(options.output_dir, owned=OWNED, overwrite=options.overwrite, what="files")
-    manifest = generate(options.output_dir, SyntheticSettings(families=options.families, views=options.views,
-                                                              image_size=options.image_size, seed=options.seed))
+    manifest = generate(
+        options.output_dir,
+        SyntheticSettings(
+            families=options.families, views=options.views, image_size=options.image_size, seed=options.seed
+        ),
+    )
     products = manifest["products"]
-    print(f"wrote {sum(manifest['images'].values())} images of {sum(products.values())} products "
-          f"(train/val/test {products['train']}/{products['val']}/{products['test']}) to {options.output_dir}")
+    print(
+        f"wrote {sum(manifest['images'].values())} images of {sum(products.values())} products "
+        f"(train/val/test {products['train']}/{products['val']}/{products['test']}) to {options.output_dir}"
+    )
     return 0
 
 

@@ -77,8 +77,13 @@ from fgclip.train.step import MAX_LOGIT_SCALE
 
 BEST_DIR = "best"
 CONFIG_FILE = "finetune_config.json"
-RUN_FILES = (*(name for name in PRETRAINING_RUN_FILES if name != "train_config.json"), CONFIG_FILE,
-             "validation.jsonl", BEST_DIR, "best.json")
+RUN_FILES = (
+    *(name for name in PRETRAINING_RUN_FILES if name != "train_config.json"),
+    CONFIG_FILE,
+    "validation.jsonl",
+    BEST_DIR,
+    "best.json",
+)
 _NEGATIVES_STREAM = 0x5EED  # sample_seed(seed, stream, micro-batch): the hard-negative draws of a batch
 
 
@@ -101,9 +106,13 @@ def check_read_skips(counts, total_key: str, max_bad_fraction: float, what: str)
     skipped = sum(v for k, v in counts.items() if k.startswith("skipped_"))
     total = counts[total_key]
     if total and skipped / total > max_bad_fraction:
-        reasons = ", ".join(f"{k.removeprefix('skipped_')} {v}" for k, v in counts.items() if k.startswith("skipped_") and v)
-        raise DataError(f"{skipped} of {total} {what} cannot be used ({skipped / total:.1%} > --max_bad_fraction "
-                        f"{max_bad_fraction:.1%}): {reasons}")
+        reasons = ", ".join(
+            f"{k.removeprefix('skipped_')} {v}" for k, v in counts.items() if k.startswith("skipped_") and v
+        )
+        raise DataError(
+            f"{skipped} of {total} {what} cannot be used ({skipped / total:.1%} > --max_bad_fraction "
+            f"{max_bad_fraction:.1%}): {reasons}"
+        )
 
 
 def split_products(products: Products, fraction: float, seed: int) -> tuple[Products, Products]:
@@ -127,8 +136,9 @@ def split_triplets(triplets: Triplets, fraction: float, seed: int) -> tuple[Trip
     val = Triplets([t for t in triplets.items if t.target_name in held])
     galleries: dict = {}
     for item in val.items:
-        galleries.setdefault(item.category, {}).update({item.reference_name: item.reference,
-                                                        item.target_name: item.target})
+        galleries.setdefault(item.category, {}).update(
+            {item.reference_name: item.reference, item.target_name: item.target}
+        )
     val.galleries = galleries
     return train, val
 
@@ -156,17 +166,24 @@ def build_fashion_model(config: FinetuneConfig) -> FashionFINEModel:
     of an FG-CLIP / CLIP / official FG-CLIP folder. Parts no loss of the task uses are frozen."""
     path = Path(config.init)
     if not path.is_dir():
-        raise UserError(f"--init {config.init}: no such folder (give an FG-CLIP, CLIP, official FG-CLIP or "
-                              "Fashion-FINE model folder)")
-    overrides = {name: getattr(config, name) for name in ("local_pooling", "image_local_ratio", "text_local_ratio",
-                                                          "fusion_layers") if getattr(config, name) is not None}
+        raise UserError(
+            f"--init {config.init}: no such folder (give an FG-CLIP, CLIP, official FG-CLIP or "
+            "Fashion-FINE model folder)"
+        )
+    overrides = {
+        name: getattr(config, name)
+        for name in ("local_pooling", "image_local_ratio", "text_local_ratio", "fusion_layers")
+        if getattr(config, name) is not None
+    }
     try:
         if model_type_of(path) == "fashion_fine":
             model = FashionFINEModel.from_pretrained(str(path), dtype=torch.float32)
             changed = [k for k, v in overrides.items() if getattr(model.config, k) != v]
             if changed:
-                raise UserError(f"--init {path} is a Fashion-FINE folder with its own {changed[0]} "
-                                         f"({getattr(model.config, changed[0])}); drop --{changed[0]} or start from towers")
+                raise UserError(
+                    f"--init {path} is a Fashion-FINE folder with its own {changed[0]} "
+                    f"({getattr(model.config, changed[0])}); drop --{changed[0]} or start from towers"
+                )
         else:
             torch.manual_seed(config.seed)  # the new parts' initial weights: the same seed, the same model
             model = FashionFINEModel.from_towers(path, **overrides)
@@ -198,8 +215,17 @@ def build_fashion_model(config: FinetuneConfig) -> FashionFINEModel:
 class FashionTask(TrainingTask):
     """A Fashion-FINE step, and validation + best-model selection after steps."""
 
-    def __init__(self, config: FinetuneConfig, engine, context: DistributedContext, validation, total_steps: int,
-                 eval_every: int, tokenizer: FGCLIPTokenizer, output_dir: Path):
+    def __init__(
+        self,
+        config: FinetuneConfig,
+        engine,
+        context: DistributedContext,
+        validation,
+        total_steps: int,
+        eval_every: int,
+        tokenizer: FGCLIPTokenizer,
+        output_dir: Path,
+    ):
         self.config, self.engine, self.context = config, engine, context
         self.loss_fn = FashionFINELoss(config.loss)
         self.validation, self.total_steps, self.eval_every = validation, total_steps, eval_every
@@ -217,8 +243,9 @@ class FashionTask(TrainingTask):
         """A `from_pretrained` folder (fp32, tokenizer, image processor, model card) from a run's checkpoint."""
         provenance = Provenance.trained(ckpt.read_trainer_state(checkpoint_dir), self.config.output_dir)
         provenance.source = self.config.init
-        save_with_processors(engine.fp32_model(checkpoint_dir), directory, tokenizer=self.tokenizer,
-                             provenance=provenance)
+        save_with_processors(
+            engine.fp32_model(checkpoint_dir), directory, tokenizer=self.tokenizer, provenance=provenance
+        )
 
     def summary(self) -> dict:
         return {"best": self.best}
@@ -232,11 +259,26 @@ class FashionTask(TrainingTask):
             output = model(**batch.model_inputs())
             scale = output.logit_scale.float().clamp(max=MAX_LOGIT_SCALE)
             if task == "tgir":
-                return self.loss_fn(CompositionLossInputs(output.query_embeds.float(), output.image_embeds.float(),
-                                                          output.reference_embeds.float(), scale, batch.groups,
-                                                          batch.reference_ids))
-            inputs = RetrievalLossInputs(output.image_embeds.float(), output.text_embeds.float(), scale, batch.groups,
-                                         output.image_tokens, output.text_tokens, output.text_mask, step_seed)
+                return self.loss_fn(
+                    CompositionLossInputs(
+                        output.query_embeds.float(),
+                        output.image_embeds.float(),
+                        output.reference_embeds.float(),
+                        scale,
+                        batch.groups,
+                        batch.reference_ids,
+                    )
+                )
+            inputs = RetrievalLossInputs(
+                output.image_embeds.float(),
+                output.text_embeds.float(),
+                scale,
+                batch.groups,
+                output.image_tokens,
+                output.text_tokens,
+                output.text_mask,
+                step_seed,
+            )
             return self.loss_fn(inputs, matcher=module.match_logits)
 
         return engine.run(forward)
@@ -270,12 +312,17 @@ class FashionTask(TrainingTask):
 
 
 # ---------------------------------------------------------------------------------------------- the run
-def run_identity(config: FinetuneConfig, train_data, engine_kind: str, world_size: int, bf16: bool,
-                 total_steps: int, optim) -> dict:
+def run_identity(
+    config: FinetuneConfig, train_data, engine_kind: str, world_size: int, bf16: bool, total_steps: int, optim
+) -> dict:
     """What makes a run the same run (checked when resuming): data, model, task and optimisation values."""
     return {
-        "layout": {"engine": engine_kind, "world_size": world_size, "batch_size": config.batch_size,
-                   "grad_accum": config.grad_accum},
+        "layout": {
+            "engine": engine_kind,
+            "world_size": world_size,
+            "batch_size": config.batch_size,
+            "grad_accum": config.grad_accum,
+        },
         "task": config.task,
         "model": describe_model_files(config.init),
         "data": [[str(Path(path).resolve()), Path(path).stat().st_size] for path in config.data],
@@ -284,17 +331,30 @@ def run_identity(config: FinetuneConfig, train_data, engine_kind: str, world_siz
         "num_samples": len(train_data),
         "seed": config.seed,
         "bf16": bf16,
-        "optimisation": {"lr": optim.lr, "weight_decay": optim.weight_decay, "warmup_steps": optim.warmup_steps,
-                         "total_steps": total_steps, "min_lr_ratio": optim.min_lr_ratio, "grad_clip": optim.grad_clip},
-        "loss": {"contrastive_weight": config.contrastive_weight, "matching_weight": config.matching_weight,
-                 "focal_gamma": config.focal_gamma, "focal_alpha": config.focal_alpha},
-        "parts": {name: getattr(config, name) for name in ("local_pooling", "image_local_ratio", "text_local_ratio",
-                                                           "fusion_layers")},
+        "optimisation": {
+            "lr": optim.lr,
+            "weight_decay": optim.weight_decay,
+            "warmup_steps": optim.warmup_steps,
+            "total_steps": total_steps,
+            "min_lr_ratio": optim.min_lr_ratio,
+            "grad_clip": optim.grad_clip,
+        },
+        "loss": {
+            "contrastive_weight": config.contrastive_weight,
+            "matching_weight": config.matching_weight,
+            "focal_gamma": config.focal_gamma,
+            "focal_alpha": config.focal_alpha,
+        },
+        "parts": {
+            name: getattr(config, name)
+            for name in ("local_pooling", "image_local_ratio", "text_local_ratio", "fusion_layers")
+        },
     }
 
 
-def finetune(config: FinetuneConfig, context: DistributedContext | None = None,
-             launched_by_deepspeed: bool = False) -> FinetuneResult:
+def finetune(
+    config: FinetuneConfig, context: DistributedContext | None = None, launched_by_deepspeed: bool = False
+) -> FinetuneResult:
     """Run one finetuning as configured (unset recipe values are the task's, `FinetuneConfig.resolved`)."""
     started = time.time()
     if config.task not in TASKS:
@@ -304,8 +364,14 @@ def finetune(config: FinetuneConfig, context: DistributedContext | None = None,
     deterministic = start_run(context, config.deterministic, config.progress)
     output_dir = Path(config.output_dir)
     say = print if context.is_main else (lambda *args, **kwargs: None)
-    prepare_run_folder(output_dir, [*config.data, *config.val, config.init, config.images, config.deepspeed_config],
-                       bool(config.resume), config.overwrite_output_dir, context, RUN_FILES)
+    prepare_run_folder(
+        output_dir,
+        [*config.data, *config.val, config.init, config.images, config.deepspeed_config],
+        bool(config.resume),
+        config.overwrite_output_dir,
+        context,
+        RUN_FILES,
+    )
     train_data, val_data = load_task_data(config)
     dataset_class = ProductDataset if config.task == "retrieval" else TripletDataset
     model = build_fashion_model(config)
@@ -320,54 +386,107 @@ def finetune(config: FinetuneConfig, context: DistributedContext | None = None,
         raise TrainingError(f"{len(sampler)} batches per epoch are fewer than --grad_accum {config.grad_accum}")
     optim = config.optim(max(per_epoch, 1))
     bf16 = resolve_bf16(config.bf16, context.device)
-    identity = run_identity(config, dataset, "deepspeed" if context.use_deepspeed else "plain", context.world_size,
-                            bf16, total_steps, optim)
+    identity = run_identity(
+        config, dataset, "deepspeed" if context.use_deepspeed else "plain", context.world_size, bf16, total_steps, optim
+    )
     resume = find_resume(config.resume, output_dir, identity, config.resume_anyway, say)
 
     tokenizer = FGCLIPTokenizer.from_pretrained(config.init)
     workers = config.num_workers if config.num_workers is not None else default_num_workers(context.world_size)
-    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=FashionCollator(tokenizer), num_workers=workers,
-                        pin_memory=context.device.type == "cuda",
-                        worker_init_fn=ignore_termination_in_worker if workers else None,
-                        generator=torch.Generator().manual_seed(config.seed + context.rank))
-    engine = build_engine(model, optim, total_steps, context, config.batch_size, config.grad_accum, bf16,
-                          config.deepspeed_config)
+    loader = DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=FashionCollator(tokenizer),
+        num_workers=workers,
+        pin_memory=context.device.type == "cuda",
+        worker_init_fn=ignore_termination_in_worker if workers else None,
+        generator=torch.Generator().manual_seed(config.seed + context.rank),
+    )
+    engine = build_engine(
+        model, optim, total_steps, context, config.batch_size, config.grad_accum, bf16, config.deepspeed_config
+    )
     if context.is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
         if resume is None or not (output_dir / CONFIG_FILE).is_file() or resume.overrides:
-            write_json(output_dir / CONFIG_FILE, {**json.loads(config.to_json()), "identity": identity,
-                                                  "deterministic": deterministic})
-        say(f"fashion {config.task}: {len(dataset)} training {'products' if config.task == 'retrieval' else 'triplets'}"
+            write_json(
+                output_dir / CONFIG_FILE,
+                {**json.loads(config.to_json()), "identity": identity, "deterministic": deterministic},
+            )
+        say(
+            f"fashion {config.task}: {len(dataset)} training {'products' if config.task == 'retrieval' else 'triplets'}"
             f", {total_steps} steps (lr {optim.lr:g}, batch {config.batch_size} x {context.world_size} process(es) x "
-            f"{config.grad_accum}, warm-up {optim.warmup_steps}); {'deterministic' if deterministic else 'non-deterministic'}"
-            f" kernels, {engine.kind} engine")
+            f"{config.grad_accum}, warm-up {optim.warmup_steps}); "
+            f"{'deterministic' if deterministic else 'non-deterministic'} kernels, {engine.kind} engine"
+        )
         for difference in resume.overrides if resume else []:
             say(f"--resume_anyway: {difference}")
     eval_every = config.eval_every or max(per_epoch, 1)
     task = FashionTask(config, engine, context, val_data, total_steps, eval_every, tokenizer, output_dir)
     read_counts = dict(train_data.counts)
-    validation = "none" if val_data is None else (
-        "--val files" if config.val else f"{config.val_fraction:.1%} of the training data held out")
-    settings = RunSettings(total_steps=total_steps, seed=config.seed, log_every=config.log_every,
-                           save_every=config.save_every, save_total_limit=config.save_total_limit,
-                           max_nonfinite_steps=config.max_nonfinite_steps, stop_at_step=config.stop_at_step,
-                           report_to=config.report_to, progress=config.progress,
-                           description=f"fashion {config.task}", optim=optim, started=started,
-                           summary={"task": config.task, "skipped_at_read": read_counts, "validation": validation,
-                                    "bf16": bf16, "deterministic": deterministic})
-    run_facts = {**identity["layout"], "stage": f"fashion-{config.task}", "seed": config.seed,
-                 "num_samples": len(dataset), "total_steps": total_steps}  # flat, as the model card reads them
-    runner = Runner(engine, loader, sampler, task, RecordAccounting(config.max_bad_fraction), context, output_dir,
-                    {**run_facts, "identity": identity, "config": json.loads(config.to_json())}, settings)
+    validation = (
+        "none"
+        if val_data is None
+        else ("--val files" if config.val else f"{config.val_fraction:.1%} of the training data held out")
+    )
+    settings = RunSettings(
+        total_steps=total_steps,
+        seed=config.seed,
+        log_every=config.log_every,
+        save_every=config.save_every,
+        save_total_limit=config.save_total_limit,
+        max_nonfinite_steps=config.max_nonfinite_steps,
+        stop_at_step=config.stop_at_step,
+        report_to=config.report_to,
+        progress=config.progress,
+        description=f"fashion {config.task}",
+        optim=optim,
+        started=started,
+        summary={
+            "task": config.task,
+            "skipped_at_read": read_counts,
+            "validation": validation,
+            "bf16": bf16,
+            "deterministic": deterministic,
+        },
+    )
+    run_facts = {
+        **identity["layout"],
+        "stage": f"fashion-{config.task}",
+        "seed": config.seed,
+        "num_samples": len(dataset),
+        "total_steps": total_steps,
+    }  # flat, as the model card reads them
+    runner = Runner(
+        engine,
+        loader,
+        sampler,
+        task,
+        RecordAccounting(config.max_bad_fraction),
+        context,
+        output_dir,
+        {**run_facts, "identity": identity, "config": json.loads(config.to_json())},
+        settings,
+    )
     outcome = runner.run(resume)
     best_dir = output_dir / BEST_DIR if (output_dir / BEST_DIR).is_dir() else None
-    result = FinetuneResult(output_dir, outcome.final_dir, best_dir, outcome.steps, outcome.seconds,
-                            outcome.first_loss, outcome.last_loss, task.best, stopped_early=outcome.stopped_early)
+    result = FinetuneResult(
+        output_dir,
+        outcome.final_dir,
+        best_dir,
+        outcome.steps,
+        outcome.seconds,
+        outcome.first_loss,
+        outcome.last_loss,
+        task.best,
+        stopped_early=outcome.stopped_early,
+    )
     if not outcome.stopped_early:
         summary = outcome.summary
         best_note = f"; best (validation) at step {task.best['step']} in {best_dir}" if task.best else ""
-        say(f"fashion {config.task} done: {outcome.steps} steps in {result.seconds:.0f}s, loss {outcome.first_loss} -> "
+        say(
+            f"fashion {config.task} done: {outcome.steps} steps in {result.seconds:.0f}s, loss {outcome.first_loss} -> "
             f"{outcome.last_loss}; {summary['bad_records']} bad items skipped while training, "
             f"{sum(v for k, v in read_counts.items() if k.startswith('skipped_'))} while reading; model in "
-            f"{outcome.final_dir}{best_note}")
+            f"{outcome.final_dir}{best_note}"
+        )
     return result

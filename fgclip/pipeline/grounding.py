@@ -34,7 +34,7 @@ class Candidates:
     queries: torch.Tensor
 
     @classmethod
-    def empty(cls) -> "Candidates":
+    def empty(cls) -> Candidates:
         return cls(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.long))
 
 
@@ -76,15 +76,15 @@ def normalise_boxes(boxes: torch.Tensor, width: float, height: float) -> torch.T
 class TransformersDetector:
     """OWLv2 / OWL-ViT / Grounding DINO through `AutoModelForZeroShotObjectDetection`."""
 
-    def __init__(self, name: str, device: str, dtype: torch.dtype, score_floor: float,
-                 trust_remote_code: bool = False):
+    def __init__(self, name: str, device: str, dtype: torch.dtype, score_floor: float, trust_remote_code: bool = False):
         from transformers import AutoConfig, AutoModelForZeroShotObjectDetection, AutoProcessor
 
         try:
             model_type = AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code).model_type
             self.processor = AutoProcessor.from_pretrained(name, trust_remote_code=trust_remote_code)
-            self.model = AutoModelForZeroShotObjectDetection.from_pretrained(name, dtype=dtype,
-                                                                             trust_remote_code=trust_remote_code)
+            self.model = AutoModelForZeroShotObjectDetection.from_pretrained(
+                name, dtype=dtype, trust_remote_code=trust_remote_code
+            )
         except (OSError, ValueError) as error:
             raise UserError(f"cannot load the detector {name!r}: {str(error).splitlines()[0]}") from error
         if model_type not in _OWL_TYPES + _GROUNDING_DINO_TYPES:
@@ -188,8 +188,13 @@ def build_detector(config: GroundingConfig, device: str, loading: ModelLoading |
     if backend == "ultralytics":
         return UltralyticsDetector(config.model, device, config.score_threshold)
     if backend == "transformers":
-        return TransformersDetector(config.model, device, resolve_dtype(loading.dtype, device), config.score_threshold,
-                                    loading.trust_remote_code)
+        return TransformersDetector(
+            config.model,
+            device,
+            resolve_dtype(loading.dtype, device),
+            config.score_threshold,
+            loading.trust_remote_code,
+        )
     raise UserError(f"unknown grounding backend {backend!r}; use auto, transformers or ultralytics")
 
 

@@ -39,13 +39,17 @@ def list_images(source: str | Path, exclude: str | Path | None = None) -> list[s
         if is_image_path(source):
             return [os.path.abspath(source)]
         if source.suffix.lower() in (".json", ".jsonl"):
-            raise UserError(f"--images {source} is a record file; pass it as --input (--images takes a folder of "
-                            "images, one image, or a text file listing image paths)")
+            raise UserError(
+                f"--images {source} is a record file; pass it as --input (--images takes a folder of "
+                "images, one image, or a text file listing image paths)"
+            )
         try:
             text = source.read_text(encoding="utf-8")
         except UnicodeDecodeError as error:
-            raise UserError(f"--images {source} is neither an image nor a text list of image paths (not UTF-8 "
-                            f"text: {error.reason} at byte {error.start})") from error
+            raise UserError(
+                f"--images {source} is neither an image nor a text list of image paths (not UTF-8 "
+                f"text: {error.reason} at byte {error.start})"
+            ) from error
         lines = [line.strip() for line in text.splitlines()]
         return [os.path.abspath(source.parent / line) for line in lines if line and not line.startswith("#")]
     raise UserError(f"--images {source}: no such folder or list file")
@@ -80,8 +84,10 @@ def read_input_records(path: str | Path, counts: Counter) -> tuple[list[Record],
     if not path.is_file():
         raise UserError(f"--input {path}: no such file")
     if is_image_path(path):
-        raise UserError(f"--input {path} is an image; --input takes a record file (.jsonl, or a .json list); "
-                        "pass images with --images (a folder, one image, or a list file)")
+        raise UserError(
+            f"--input {path} is an image; --input takes a record file (.jsonl, or a .json list); "
+            "pass images with --images (a folder, one image, or a list file)"
+        )
     root = path.parent
     records, seen = [], set()
     for item in iter_record_file(path, require_captions=False):

@@ -20,8 +20,20 @@ from fgclip.attributes import (
     synonyms,
 )
 
-__all__ = ["COLOUR", "COUNT", "INSERTABLE", "LEXICONS", "MATERIAL", "PATTERN", "SIZE", "STATE", "ContrastSet",
-           "attribute_category", "replacement_table", "synonyms"]
+__all__ = [
+    "COLOUR",
+    "COUNT",
+    "INSERTABLE",
+    "LEXICONS",
+    "MATERIAL",
+    "PATTERN",
+    "SIZE",
+    "STATE",
+    "ContrastSet",
+    "attribute_category",
+    "replacement_table",
+    "synonyms",
+]
 
 # Words that may be inserted before a noun with no attribute to swap. Only colour and size: they fit
 # almost any visible object, while "a wooden dog" or "a checkered sky" would be noise.

@@ -39,7 +39,8 @@ class LMNegativeWriter:
 
         self.config, self.device = config, device
         self.tokenizer, self.model, self.dtype = load_pretrained(
-            "the negatives LM", config.model, AutoTokenizer, AutoModelForCausalLM, device, loading)
+            "the negatives LM", config.model, AutoTokenizer, AutoModelForCausalLM, device, loading
+        )
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token

@@ -34,8 +34,10 @@ def _check_settings(layout: ShardLayout, config: PipelineConfig, step: str) -> N
         previous = {**step_settings(PipelineConfig(), step), **previous}
         changed = sorted(k for k in settings if settings[k] != previous[k])
         if changed:
-            raise UserError(f"step {step!r} already has outputs in {layout.stage_dir(step)} made with other settings "
-                            f"({', '.join(changed)}); pass --redo {step} to recompute it, or --fresh")
+            raise UserError(
+                f"step {step!r} already has outputs in {layout.stage_dir(step)} made with other settings "
+                f"({', '.join(changed)}); pass --redo {step} to recompute it, or --fresh"
+            )
     layout.write_step_settings(step, settings)
 
 
@@ -52,8 +54,11 @@ def _engine(name: str):
 
 
 def run_pipeline(
-    config: PipelineConfig, out_dir: str | Path, *, images: str | Path | None = None,
-    input_file: str | Path | None = None
+    config: PipelineConfig,
+    out_dir: str | Path,
+    *,
+    images: str | Path | None = None,
+    input_file: str | Path | None = None,
 ) -> RunReport:
     """Run `config.steps` over raw `images` (a folder, one image or a list file) or the records of `input_file`,
     writing into `out_dir`; a re-run resumes (`config.run.fresh` / `config.run.redo` start over)."""
@@ -82,8 +87,7 @@ def run_pipeline(
         for step, option in (("captions", "--caption_model"), ("grounding", "--grounding_model")):
             if step in steps and not config.step_config(step).model:
                 raise UserError(
-                    f"raw images need a model for the {step} step: pass {option} (or leave the "
-                    f"step out with --steps)"
+                    f"raw images need a model for the {step} step: pass {option} (or leave the step out with --steps)"
                 )
     (layout.out_dir / "pipeline_config.json").write_text(json.dumps(config.to_json(), indent=2) + "\n")
     engine = _engine(config.run.engine)

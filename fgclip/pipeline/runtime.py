@@ -39,8 +39,9 @@ def resolve_dtype(name: str, device: str) -> torch.dtype:
     return _DTYPES[name]
 
 
-def load_pretrained(what: str, name: str, preprocessor_class, model_class, device: str,
-                    loading: ModelLoading | None = None):
+def load_pretrained(
+    what: str, name: str, preprocessor_class, model_class, device: str, loading: ModelLoading | None = None
+):
     """`(preprocessor, model, dtype)` from `preprocessor_class` and `model_class`, the model in the precision
     `loading` asks for, on `device`, in eval mode. A folder or Hub name that does not load is a one-line error
     naming `what` ("the caption model").
@@ -53,8 +54,9 @@ def load_pretrained(what: str, name: str, preprocessor_class, model_class, devic
     try:
         preprocessor = preprocessor_class.from_pretrained(name, trust_remote_code=trust_remote_code)
         if device == "cuda":
-            model = model_class.from_pretrained(name, dtype=dtype, trust_remote_code=trust_remote_code,
-                                                device_map="auto")
+            model = model_class.from_pretrained(
+                name, dtype=dtype, trust_remote_code=trust_remote_code, device_map="auto"
+            )
         else:
             model = model_class.from_pretrained(name, dtype=dtype, trust_remote_code=trust_remote_code).to(device)
     except (OSError, ValueError) as error:
@@ -82,8 +84,9 @@ def batches(items: Sequence, size: int) -> Iterator[Sequence]:
         yield items[start : start + size]
 
 
-def image_batches(records: Sequence[Record], size: int, counts: Counter, dropped: set[int]
-                  ) -> Iterator[tuple[list[Record], list[Image.Image]]]:
+def image_batches(
+    records: Sequence[Record], size: int, counts: Counter, dropped: set[int]
+) -> Iterator[tuple[list[Record], list[Image.Image]]]:
     """Batches of up to `size` records with their images opened (image paths are absolute from the input split
     on). A record whose image does not open is left out, counted as `dropped_unreadable_image` and its `id` added
     to `dropped` (the step drops it from its output)."""

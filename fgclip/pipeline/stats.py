@@ -43,7 +43,7 @@ def drop_reasons(input_counts: dict, step_counts: dict[str, dict]) -> dict[str, 
     """Unusable input items and every `dropped_*` count of every step, as "stage/reason"."""
     reasons = {f"input/{key}": value for key, value in sorted(input_counts.items()) if key != "items" and value}
     reasons.update(
-        (f"{step}/{key[len('dropped_'):]}", value)
+        (f"{step}/{key[len('dropped_') :]}", value)
         for step, counts in step_counts.items()
         for key, value in sorted(counts.items())
         if key.startswith("dropped_") and value

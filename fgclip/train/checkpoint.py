@@ -75,8 +75,15 @@ def _write_atomic(path: Path, text: str) -> None:
     temporary.replace(path)
 
 
-def save_checkpoint(engine, output_dir: str | Path, step: int, trainer_state: dict, rank_state: dict,
-                    context: DistributedContext, keep: int = 2) -> Path:
+def save_checkpoint(
+    engine,
+    output_dir: str | Path,
+    step: int,
+    trainer_state: dict,
+    rank_state: dict,
+    context: DistributedContext,
+    keep: int = 2,
+) -> Path:
     """Write the checkpoint of `step` on every rank (all must call); returns its folder."""
     root = checkpoint_root(output_dir)
     final = root / tag_for(step)
@@ -110,8 +117,11 @@ def complete_checkpoints(root: Path) -> list[Path]:
 
 def _resumable(root: Path) -> list[Path]:
     """Complete checkpoints, also one set aside while its step was saved again, oldest first."""
-    folders = [p for p in root.glob("step-*") if p.is_dir() and (p / STATE_FILE).is_file()
-               and p.suffix in ("", REPLACED_SUFFIX)]
+    folders = [
+        p
+        for p in root.glob("step-*")
+        if p.is_dir() and (p / STATE_FILE).is_file() and p.suffix in ("", REPLACED_SUFFIX)
+    ]
     return sorted(folders, key=lambda p: (p.name.split(".")[0], p.suffix == ""))
 
 
@@ -219,8 +229,10 @@ def check_compatible(saved: dict, current: dict, resume_anyway: bool = False) ->
     differences = identity_differences(saved_identity, current_identity)
     if differences and not resume_anyway:
         more = f" (and {len(differences) - 1} more)" if len(differences) > 1 else ""
-        raise ResumeError(f"cannot resume: {differences[0]}{more}; pass --resume_anyway to continue with this run's "
-                          "settings (recorded in train_config.json)")
+        raise ResumeError(
+            f"cannot resume: {differences[0]}{more}; pass --resume_anyway to continue with this run's "
+            "settings (recorded in train_config.json)"
+        )
     return differences
 
 

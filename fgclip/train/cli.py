@@ -27,9 +27,21 @@ DESCRIPTION = (
     "experiment: synthesise a fine-grained scene set, train a tiny FG-CLIP through stage 1 and stage 2 on CPU, "
     "evaluate on a held-out split and print a stage-1 vs stage-2 table."
 )
-DEFAULT_EXPERIMENT_OPTIONS = ("output_dir", "seed", "num_workers", "report_to", "bf16", "deepspeed", "log_every",
-                              "progress", "synthetic_images", "max_steps", "local_rank", "deterministic",
-                              "overwrite_output_dir")
+DEFAULT_EXPERIMENT_OPTIONS = (
+    "output_dir",
+    "seed",
+    "num_workers",
+    "report_to",
+    "bf16",
+    "deepspeed",
+    "log_every",
+    "progress",
+    "synthetic_images",
+    "max_steps",
+    "local_rank",
+    "deterministic",
+    "overwrite_output_dir",
+)
 # The values the start-up block and train_config.json attribute to a flag, the recipe or the default.
 RECIPE_VALUES = ("lr", "weight_decay", "warmup_steps", "batch_size")
 SOURCED_VALUES = (*RECIPE_VALUES, "min_lr_ratio", "grad_clip", "grad_accum", "epochs", "max_steps")
@@ -39,8 +51,11 @@ SOURCED_VALUES = (*RECIPE_VALUES, "min_lr_ratio", "grad_clip", "grad_accum", "ep
 class LaunchOptions:
     """Options outside a `TrainConfig`: the embedded default's size and the deepspeed launcher's rank."""
 
-    synthetic_images: int | None = option("embedded default only: images to synthesise, both splits (default: "
-                                          "the experiment's 2,500)", None, type=positive_int)
+    synthetic_images: int | None = option(
+        "embedded default only: images to synthesise, both splits (default: the experiment's 2,500)",
+        None,
+        type=positive_int,
+    )
     local_rank: int | None = option("set by the deepspeed launcher; do not set by hand", None)
 
 
@@ -99,11 +114,14 @@ def validate(args: argparse.Namespace) -> None:
     if args.resume_anyway and not args.resume:
         raise UserError("--resume_anyway needs --resume")
     if is_default_experiment(args):
-        extra = [name for name, value in vars(args).items()
-                 if value is not None and name not in DEFAULT_EXPERIMENT_OPTIONS]
+        extra = [
+            name for name, value in vars(args).items() if value is not None and name not in DEFAULT_EXPERIMENT_OPTIONS
+        ]
         if extra:
-            raise UserError(f"--{extra[0]} needs a training run (--data and --init); the embedded default takes only "
-                            + ", ".join(f"--{o}" for o in DEFAULT_EXPERIMENT_OPTIONS if o != "local_rank"))
+            raise UserError(
+                f"--{extra[0]} needs a training run (--data and --init); the embedded default takes only "
+                + ", ".join(f"--{o}" for o in DEFAULT_EXPERIMENT_OPTIONS if o != "local_rank")
+            )
         return
     if args.data is None:
         raise UserError("--data is required with --init (give neither for the embedded default experiment)")
@@ -130,11 +148,19 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         if getattr(args, name) is not None:
             sources[name] = f"--{name}"
         else:
-            sources[name] = f"recipe {choice.name}" if name in RECIPE_VALUES else (
-                "not set" if name == "max_steps" else "default")
-    return TrainConfig(model=ModelInit(**given(args, ModelInit)), data=DataConfig(**given(args, DataConfig)),
-                       optim=OptimConfig(**optim_values), loss=LossWeights(**given(args, LossWeights)),
-                       force_deepspeed=args.deepspeed is not None, recipe=choice.name, sources=sources, **run_values)
+            sources[name] = (
+                f"recipe {choice.name}" if name in RECIPE_VALUES else ("not set" if name == "max_steps" else "default")
+            )
+    return TrainConfig(
+        model=ModelInit(**given(args, ModelInit)),
+        data=DataConfig(**given(args, DataConfig)),
+        optim=OptimConfig(**optim_values),
+        loss=LossWeights(**given(args, LossWeights)),
+        force_deepspeed=args.deepspeed is not None,
+        recipe=choice.name,
+        sources=sources,
+        **run_values,
+    )
 
 
 def _precheck_paths(args: argparse.Namespace) -> None:

@@ -67,11 +67,20 @@ class TinyModel:
         from fgclip.model import FGCLIPConfig
 
         return FGCLIPConfig(
-            text_config=dict(hidden_size=self.text_width, intermediate_size=4 * self.text_width,
-                             num_hidden_layers=self.text_layers, num_attention_heads=self.heads),
-            vision_config=dict(hidden_size=self.vision_width, intermediate_size=4 * self.vision_width,
-                               num_hidden_layers=self.vision_layers, num_attention_heads=self.heads,
-                               image_size=self.image_size, patch_size=self.patch_size),
+            text_config=dict(
+                hidden_size=self.text_width,
+                intermediate_size=4 * self.text_width,
+                num_hidden_layers=self.text_layers,
+                num_attention_heads=self.heads,
+            ),
+            vision_config=dict(
+                hidden_size=self.vision_width,
+                intermediate_size=4 * self.vision_width,
+                num_hidden_layers=self.vision_layers,
+                num_attention_heads=self.heads,
+                image_size=self.image_size,
+                patch_size=self.patch_size,
+            ),
             projection_dim=self.projection_dim,
         )
 
@@ -95,13 +104,18 @@ class ModelInit:
         "the one recorded in a final/ folder this script wrote, else the published FG-CLIP recipe for CLIP-size "
         "models (vision width >= 768) and the tiny recipe for 'tiny' and smaller models. The start-up block prints "
         "every value and where it came from. With neither --data nor --init: the embedded default experiment",
-        "tiny", metavar="tiny|DIR")
+        "tiny",
+        metavar="tiny|DIR",
+    )
     gradient_checkpointing: bool = option("recompute activations in the backward pass to save memory", False)
     short_text_groups: int | None = option(
         "encode a step's short texts (captions, region captions, hard negatives) in at most this many length groups, "
         "each padded only to its own longest: the same result, a faster stage 2 (8 is a good value, see "
         "benchmarks/RESULTS.md); saved in the model's config (default: the --init model's, 1 for tiny and stock "
-        "CLIP)", None, type=positive_int)
+        "CLIP)",
+        None,
+        type=positive_int,
+    )
     tiny: TinyModel = field(default_factory=TinyModel)
 
 
@@ -111,27 +125,43 @@ class DataConfig:
         "record files: .jsonl (this project's format), .json lists (this format or the official FineHARD files, "
         "read directly), or webdataset .tar shards; folders (their .jsonl/.json/.tar files, e.g. FineHARD's "
         "jsonfiles/), glob patterns ('jsonfiles/*.json') and brace patterns ('shards/shard-{000000..000099}.tar') "
-        "allowed; make shards with python -m fgclip.data.shards", default_factory=list, name="data", nargs="+",
-        metavar="PATH")
-    num_workers: int | None = option("data-loader processes per rank (default: 0 with <= 2 cores per rank, else "
-                                     "cores - 1, max 8)", None, type=non_negative_int)
+        "allowed; make shards with python -m fgclip.data.shards",
+        default_factory=list,
+        name="data",
+        nargs="+",
+        metavar="PATH",
+    )
+    num_workers: int | None = option(
+        "data-loader processes per rank (default: 0 with <= 2 cores per rank, else cores - 1, max 8)",
+        None,
+        type=non_negative_int,
+    )
     max_regions: int = option("boxes used per image in stage 2", 4, type=positive_int)
     num_hard_negatives: int = option("hard negatives used per box in stage 2", 10, type=non_negative_int)
-    max_bad_fraction: float = option("the share of bad records the data may have. " + BAD_RECORD_RULE, 0.01,
-                                     type=fraction)
+    max_bad_fraction: float = option(
+        "the share of bad records the data may have. " + BAD_RECORD_RULE, 0.01, type=fraction
+    )
     images: str | None = option(
         "root of relative image paths (default: the folder of each record file); FineHARD f_path values lose their "
         "'grit-20m/data-12m/' prefix first, as the official loader does. A record whose image is missing there is "
-        "a counted bad record", None, metavar="DIR")
+        "a counted bad record",
+        None,
+        metavar="DIR",
+    )
     region_choice: Literal["first", "random"] = option(
         "which boxes of a record with more than --max_regions: the first ones, as FG-CLIP's official stage-2 "
-        "loader does, or a random draw per sample", "first")
+        "loader does, or a random draw per sample",
+        "first",
+    )
     finehard_short_prefix: str = option(
         "put before the short caption of official FineHARD items, as the official loader does ('' for none); this "
         "project's records are used as written. The other official rules always hold: each box is contrasted with "
         "its short or long expression at random, hard negatives are a box's short_expr_negs values where "
-        "flag_short_neg is 1, a box score (5th value) is dropped", "a photo of ", name="short_caption_prefix",
-        metavar="TEXT")
+        "flag_short_neg is 1, a box score (5th value) is dropped",
+        "a photo of ",
+        name="short_caption_prefix",
+        metavar="TEXT",
+    )
 
 
 @dataclass
@@ -139,13 +169,16 @@ class OptimConfig:
     """AdamW, linear warm-up then cosine. On the command line lr, weight decay and warm-up come from the recipe
     unless given; the defaults here are the published stage-1 values."""
 
-    lr: float = option(f"peak learning rate ({RECIPE_NOTE}: 1e-4 stage 1, 1e-6 stage 2; tiny 1e-3 / 1e-3)", 1e-4,
-                       type=positive_float)
-    weight_decay: float = option(f"AdamW weight decay on matrices ({RECIPE_NOTE}: 0.001; tiny 0.01)", 0.001,
-                                 type=float)
-    warmup_steps: int = option(f"linear warm-up steps ({RECIPE_NOTE}: 200; tiny 50 / 20); a recipe warm-up longer "
-                               "than a fifth of the run is shortened to a tenth of it (with a line)", 200,
-                               type=non_negative_int)
+    lr: float = option(
+        f"peak learning rate ({RECIPE_NOTE}: 1e-4 stage 1, 1e-6 stage 2; tiny 1e-3 / 1e-3)", 1e-4, type=positive_float
+    )
+    weight_decay: float = option(f"AdamW weight decay on matrices ({RECIPE_NOTE}: 0.001; tiny 0.01)", 0.001, type=float)
+    warmup_steps: int = option(
+        f"linear warm-up steps ({RECIPE_NOTE}: 200; tiny 50 / 20); a recipe warm-up longer "
+        "than a fifth of the run is shortened to a tenth of it (with a line)",
+        200,
+        type=non_negative_int,
+    )
     min_lr_ratio: float = option("cosine floor as a share of --lr", 0.0, type=fraction)
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
@@ -154,8 +187,12 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    stage: int = option("1: global losses (long + short captions); 2: + regional (0.1) and hard-negative (0.5) "
-                        "losses on region data", 1, choices=(1, 2), type=int)
+    stage: int = option(
+        "1: global losses (long + short captions); 2: + regional (0.1) and hard-negative (0.5) losses on region data",
+        1,
+        choices=(1, 2),
+        type=int,
+    )
     model: ModelInit = field(default_factory=ModelInit)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -163,47 +200,75 @@ class TrainConfig:
     output_dir: str = option(
         "run folder: train_config.json, metrics.jsonl, checkpoints/, final/, summary.json (default: runs/stage<N>, "
         "or runs/default_experiment for the embedded default). A folder holding a run is refused unless --resume "
-        "or --overwrite_output_dir", "runs/stage1", aliases=["out"], metavar="DIR")
+        "or --overwrite_output_dir",
+        "runs/stage1",
+        aliases=["out"],
+        metavar="DIR",
+    )
     overwrite_output_dir: bool = option(
         "replace the run in --output_dir: its checkpoints, metrics, TensorBoard events and final/ are removed first "
-        "(files the trainer did not write are kept)", False)
+        "(files the trainer did not write are kept)",
+        False,
+    )
     epochs: int = option("passes over the data", 1, type=positive_int)
-    max_steps: int | None = option("optimizer steps; overrides --epochs (embedded default: steps of each stage)",
-                                   None, type=positive_int)
-    batch_size: int = option(f"images per device per micro-batch ({RECIPE_NOTE}: 384 stage 1, 512 stage 2; tiny "
-                             "32); cut (with a line) when it is larger than the data set", 32, type=positive_int)
+    max_steps: int | None = option(
+        "optimizer steps; overrides --epochs (embedded default: steps of each stage)", None, type=positive_int
+    )
+    batch_size: int = option(
+        f"images per device per micro-batch ({RECIPE_NOTE}: 384 stage 1, 512 stage 2; tiny "
+        "32); cut (with a line) when it is larger than the data set",
+        32,
+        type=positive_int,
+    )
     grad_accum: int = option("micro-batches per optimizer step", 1, type=positive_int)
     bf16: bool | None = option("bf16 training (default: on with a bf16 GPU, off on CPU)", None)
     seed: int = option("seed of weights (tiny), data order and sampling", 42)
     deepspeed_config: str | None = option(
         "use DeepSpeed even in one process, with this config (alone: scripts/zero2.json, ZeRO-2 as in the FG-CLIP "
-        "release); with several processes DeepSpeed is always used", None, name="deepspeed", nargs="?",
-        const=str(SHIPPED_DEEPSPEED_CONFIG), metavar="CONFIG")
+        "release); with several processes DeepSpeed is always used",
+        None,
+        name="deepspeed",
+        nargs="?",
+        const=str(SHIPPED_DEEPSPEED_CONFIG),
+        metavar="CONFIG",
+    )
     force_deepspeed: bool = False  # --deepspeed given: DeepSpeed even for a single process
     resume: str | None = option(
         "continue from the newest checkpoint of --output_dir (none yet: start from scratch, and say so), or from a "
         "checkpoint folder. The run must be the same run: data files and sizes, model, stage and optimisation "
-        "values are checked (one line names a difference)", None, metavar="latest|PATH")
+        "values are checked (one line names a difference)",
+        None,
+        metavar="latest|PATH",
+    )
     save_every: int = option("checkpoint every N optimizer steps; 0: at the end only", 0, type=non_negative_int)
     save_total_limit: int = option("checkpoints kept", 2, type=non_negative_int)
     log_every: int = option("log every N optimizer steps", 10, type=positive_int)
-    report_to: Literal["none", "tensorboard"] = option("also write TensorBoard event files to OUTPUT_DIR/tensorboard",
-                                                       "none")
-    max_nonfinite_steps: int = option("stop after this many non-finite losses in a row (each is skipped)", 10,
-                                      type=positive_int)
+    report_to: Literal["none", "tensorboard"] = option(
+        "also write TensorBoard event files to OUTPUT_DIR/tensorboard", "none"
+    )
+    max_nonfinite_steps: int = option(
+        "stop after this many non-finite losses in a row (each is skipped)", 10, type=positive_int
+    )
     stop_at_step: int | None = option(
         "end right after this step without a final save, as if the run crashed (to try --resume). SIGTERM (SLURM, "
         "Kubernetes, the launchers) instead finishes the step, saves a checkpoint, prints where and exits with code "
-        "143; --resume latest continues", None, type=positive_int)
+        "143; --resume latest continues",
+        None,
+        type=positive_int,
+    )
     progress: bool = option("progress bar (--no_progress: none)", True)
     deterministic: bool | None = option(
         "deterministic kernels, so the same seed and arguments give bitwise the same weights and a resumed run the "
         "uninterrupted run's (default: on for CPU, off for GPUs). On CPU they cost little; on GPUs they also set "
         "CUBLAS_WORKSPACE_CONFIG and turn off cuDNN autotuning, and RoIAlign's backward runs without atomics (see "
-        "benchmarks/determinism.py for the cost)", None)
+        "benchmarks/determinism.py for the cost)",
+        None,
+    )
     resume_anyway: bool = option(
         "resume although data, model or optimisation values differ from the checkpoint's; the differences are "
-        "printed and recorded in train_config.json (processes, batch size and accumulation can never change)", False)
+        "printed and recorded in train_config.json (processes, batch size and accumulation can never change)",
+        False,
+    )
     recipe: str | None = None  # the recipe the defaults came from ("tiny" / "published"); recorded in final/
     sources: dict[str, str] = field(default_factory=dict)  # where each optimisation value came from
 

@@ -51,8 +51,12 @@ class DefaultExperiment:
     def stage_config(self, stage: int, init: str, data: Path) -> TrainConfig:
         recipe = TINY_RECIPES[stage]
         sources = {name: "embedded default (tiny recipe)" for name in ("lr", "weight_decay", "warmup_steps")}
-        sources.update({name: "embedded default" for name in ("batch_size", "max_steps", "grad_accum", "epochs",
-                                                              "min_lr_ratio", "grad_clip")})
+        sources.update(
+            {
+                name: "embedded default"
+                for name in ("batch_size", "max_steps", "grad_accum", "epochs", "min_lr_ratio", "grad_clip")
+            }
+        )
         sources["recipe"] = "the embedded default's tiny model"
         return TrainConfig(
             stage=stage,
@@ -90,23 +94,38 @@ def format_table(rows: list[dict], chance: float, num_regions: int, num_images: 
         "|" + "---|" * len(COLUMNS),
     ]
     for row in rows:
-        lines.append(f"| {row['model']} | {row['region_top1']:.3f} | {row['region_top1_over_chance']:.2f} | "
-                     f"{row['image_to_text_r1']:.3f} | {row['text_to_image_r1']:.3f} | {row['train_seconds']:.0f} |")
+        lines.append(
+            f"| {row['model']} | {row['region_top1']:.3f} | {row['region_top1_over_chance']:.2f} | "
+            f"{row['image_to_text_r1']:.3f} | {row['text_to_image_r1']:.3f} | {row['train_seconds']:.0f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
-def run_default_experiment(experiment: DefaultExperiment, context: DistributedContext | None = None,
-                           launched_by_deepspeed: bool = False) -> dict:
+def run_default_experiment(
+    experiment: DefaultExperiment, context: DistributedContext | None = None, launched_by_deepspeed: bool = False
+) -> dict:
     """Run the whole experiment; returns (and on rank 0 writes) the table's numbers."""
     started = time.time()
     context = context or setup_distributed(experiment.force_deepspeed, launched_by_deepspeed)
     out = Path(experiment.output_dir)
-    prepare_output_dir(out, owned=OWNED, overwrite=experiment.overwrite, overwrite_flag="--overwrite_output_dir",
-                       option="--output_dir", what="files that are not the embedded default's")
+    prepare_output_dir(
+        out,
+        owned=OWNED,
+        overwrite=experiment.overwrite,
+        overwrite_flag="--overwrite_output_dir",
+        option="--output_dir",
+        what="files that are not the embedded default's",
+    )
     data_dir = out / "data"
     if context.is_main:
-        generate(data_dir, experiment.num_images, experiment.seed, experiment.tiny.image_size,
-                 experiment.heldout_fraction, progress=experiment.progress)
+        generate(
+            data_dir,
+            experiment.num_images,
+            experiment.seed,
+            experiment.tiny.image_size,
+            experiment.heldout_fraction,
+            progress=experiment.progress,
+        )
     barrier()
     synthesis_seconds = time.time() - started
     heldout = data_dir / "heldout.jsonl"
@@ -122,15 +141,29 @@ def run_default_experiment(experiment: DefaultExperiment, context: DistributedCo
     stage1 = train(experiment.stage_config(1, "tiny", data_dir / "train.jsonl"), context)
     if context.is_main:
         model = FGCLIPModel.from_pretrained(stage1.final_dir).to(context.device)
-        rows.append({"model": "stage 1 (global)", **evaluate_heldout(model, [heldout]),
-                     "train_seconds": stage1.seconds, "first_loss": stage1.first_loss, "last_loss": stage1.last_loss})
+        rows.append(
+            {
+                "model": "stage 1 (global)",
+                **evaluate_heldout(model, [heldout]),
+                "train_seconds": stage1.seconds,
+                "first_loss": stage1.first_loss,
+                "last_loss": stage1.last_loss,
+            }
+        )
     barrier()
     stage2 = train(experiment.stage_config(2, str(stage1.final_dir), data_dir / "train.jsonl"), context)
     result = {}
     if context.is_main:
         model = FGCLIPModel.from_pretrained(stage2.final_dir).to(context.device)
-        rows.append({"model": "stage 2 (+ region, hard neg.)", **evaluate_heldout(model, [heldout]),
-                     "train_seconds": stage2.seconds, "first_loss": stage2.first_loss, "last_loss": stage2.last_loss})
+        rows.append(
+            {
+                "model": "stage 2 (+ region, hard neg.)",
+                **evaluate_heldout(model, [heldout]),
+                "train_seconds": stage2.seconds,
+                "first_loss": stage2.first_loss,
+                "last_loss": stage2.last_loss,
+            }
+        )
         last = rows[-1]
         table = format_table(rows, last["chance"], last["num_regions"], last["num_images"])
         result = {
@@ -145,8 +178,9 @@ def run_default_experiment(experiment: DefaultExperiment, context: DistributedCo
             "settings": asdict(experiment),
         }
         (out / "default_experiment.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-        (out / "default_experiment.md").write_text("# Embedded default experiment\n\n" + table +
-                                                  f"\nTotal time {result['total_seconds']:.0f} s.\n")
+        (out / "default_experiment.md").write_text(
+            "# Embedded default experiment\n\n" + table + f"\nTotal time {result['total_seconds']:.0f} s.\n"
+        )
         print("\n" + table + f"\nTotal time {result['total_seconds']:.0f} s; written to {out}/default_experiment.md")
     barrier()
     return result

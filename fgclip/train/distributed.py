@@ -62,8 +62,9 @@ def setup_distributed(force_deepspeed: bool = False, launched_by_deepspeed: bool
         torch.set_num_threads(max(1, available_cores() // max(local_world, 1)))
     if use_deepspeed and not (dist.is_available() and dist.is_initialized()):
         if "MASTER_ADDR" not in os.environ:  # one process without a launcher: a group of one
-            os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), RANK="0",
-                              WORLD_SIZE="1", LOCAL_RANK="0")
+            os.environ.update(
+                MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), RANK="0", WORLD_SIZE="1", LOCAL_RANK="0"
+            )
         import deepspeed
 
         deepspeed.init_distributed(dist_backend=context.backend)

@@ -45,8 +45,7 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def make_optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.AdamW:
-    return torch.optim.AdamW(parameter_groups(model, optim.weight_decay), lr=optim.lr, betas=optim.betas,
-                             eps=optim.eps)
+    return torch.optim.AdamW(parameter_groups(model, optim.weight_decay), lr=optim.lr, betas=optim.betas, eps=optim.eps)
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0) -> float:
@@ -77,8 +76,9 @@ def apply_optimisation(optimizer, scheduler, optim: OptimConfig) -> None:
     scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
 
 
-def resolve_deepspeed_config(path: str | Path | None, batch_size: int, grad_accum: int, world_size: int,
-                             bf16: bool, grad_clip: float) -> dict:
+def resolve_deepspeed_config(
+    path: str | Path | None, batch_size: int, grad_accum: int, world_size: int, bf16: bool, grad_clip: float
+) -> dict:
     """The DeepSpeed config with its "auto" values filled from the run's options."""
     path = Path(path) if path else SHIPPED_DEEPSPEED_CONFIG
     try:
@@ -100,7 +100,7 @@ def resolve_deepspeed_config(path: str | Path | None, batch_size: int, grad_accu
         if config.get(key, "auto") == "auto":
             config[key] = value
         elif config[key] != value:
-            raise ConfigError(f"{path} sets {key}={config[key]} but the run's options give {value}; use \"auto\"")
+            raise ConfigError(f'{path} sets {key}={config[key]} but the run\'s options give {value}; use "auto"')
     for precision, enabled in (("bf16", bf16), ("fp16", False)):
         section = config.setdefault(precision, {})
         if section.get("enabled", "auto") == "auto":
@@ -122,8 +122,9 @@ class PlainEngine:
 
     kind = "plain"
 
-    def __init__(self, model: nn.Module, optim: OptimConfig, total_steps: int, grad_accum: int,
-                 device: torch.device, bf16: bool):
+    def __init__(
+        self, model: nn.Module, optim: OptimConfig, total_steps: int, grad_accum: int, device: torch.device, bf16: bool
+    ):
         self.module = model.to(device)
         self.device, self.bf16, self.grad_accum = device, bf16, grad_accum
         self.grad_clip = optim.grad_clip
@@ -171,9 +172,16 @@ class PlainEngine:
 
     def save(self, directory: Path, client_state: dict) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        torch.save({"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
-                    "scheduler": self.scheduler.state_dict(), "micro_steps": self.micro_steps,
-                    "client_state": client_state}, directory / PLAIN_STATE_FILE)
+        torch.save(
+            {
+                "model": self.module.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "micro_steps": self.micro_steps,
+                "client_state": client_state,
+            },
+            directory / PLAIN_STATE_FILE,
+        )
 
     def load(self, directory: Path) -> dict:
         state = torch.load(directory / PLAIN_STATE_FILE, map_location=self.device, weights_only=False)
@@ -258,12 +266,14 @@ class DeepSpeedEngine:
         return self.engine.get_lr()[0]
 
     def save(self, directory: Path, client_state: dict) -> None:
-        self.engine.save_checkpoint(str(directory.parent), tag=directory.name, client_state=client_state,
-                                    save_latest=False)
+        self.engine.save_checkpoint(
+            str(directory.parent), tag=directory.name, client_state=client_state, save_latest=False
+        )
 
     def load(self, directory: Path) -> dict:
-        path, client_state = self.engine.load_checkpoint(str(directory.parent), tag=directory.name,
-                                                         load_optimizer_states=True, load_lr_scheduler_states=True)
+        path, client_state = self.engine.load_checkpoint(
+            str(directory.parent), tag=directory.name, load_optimizer_states=True, load_lr_scheduler_states=True
+        )
         if path is None:
             raise FileNotFoundError(f"DeepSpeed found no checkpoint in {directory}")
         return client_state
@@ -282,16 +292,27 @@ class DeepSpeedEngine:
         missing, unexpected = model.load_state_dict({**state, **self._fp32_buffers}, strict=False)
         trainable = {name for name, p in model.named_parameters() if p.requires_grad}
         if set(missing) & trainable or unexpected:
-            raise RuntimeError(f"fp32 weights do not fit the model (missing {sorted(set(missing) & trainable)[:3]}, "
-                               f"unexpected {sorted(unexpected)[:3]})")
+            raise RuntimeError(
+                f"fp32 weights do not fit the model (missing {sorted(set(missing) & trainable)[:3]}, "
+                f"unexpected {sorted(unexpected)[:3]})"
+            )
         return model
 
 
-def build_engine(model: nn.Module, optim: OptimConfig, total_steps: int, context: DistributedContext,
-                 batch_size: int, grad_accum: int, bf16: bool, deepspeed_config: str | None):
+def build_engine(
+    model: nn.Module,
+    optim: OptimConfig,
+    total_steps: int,
+    context: DistributedContext,
+    batch_size: int,
+    grad_accum: int,
+    bf16: bool,
+    deepspeed_config: str | None,
+):
     if context.use_deepspeed:
         model = model.to(context.device)
-        ds_config = resolve_deepspeed_config(deepspeed_config, batch_size, grad_accum, context.world_size, bf16,
-                                             optim.grad_clip)
+        ds_config = resolve_deepspeed_config(
+            deepspeed_config, batch_size, grad_accum, context.world_size, bf16, optim.grad_clip
+        )
         return DeepSpeedEngine(model, optim, total_steps, ds_config)
     return PlainEngine(model, optim, total_steps, grad_accum, context.device, bf16)

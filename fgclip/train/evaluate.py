@@ -26,8 +26,9 @@ from fgclip.transforms import image_transform
 
 
 @torch.no_grad()
-def encode_texts(model: FGCLIPModel, tokenizer: FGCLIPTokenizer, texts: Sequence[str], long: bool,
-                 batch_size: int = 256) -> torch.Tensor:
+def encode_texts(
+    model: FGCLIPModel, tokenizer: FGCLIPTokenizer, texts: Sequence[str], long: bool, batch_size: int = 256
+) -> torch.Tensor:
     """`(N, D)` normalised embeddings of `texts` (short or long path)."""
     device = next(model.parameters()).device
     parts = []
@@ -39,8 +40,9 @@ def encode_texts(model: FGCLIPModel, tokenizer: FGCLIPTokenizer, texts: Sequence
 
 
 @torch.no_grad()
-def evaluate_heldout(model: FGCLIPModel, record_files: Sequence[str | Path], batch_size: int = 64,
-                     progress: bool = False) -> dict:
+def evaluate_heldout(
+    model: FGCLIPModel, record_files: Sequence[str | Path], batch_size: int = 64, progress: bool = False
+) -> dict:
     """Region top-1 (vs 1 positive + hard negatives) and long-caption image-text R@1 on `record_files`."""
     was_training = model.training
     model.eval()
@@ -105,8 +107,9 @@ def evaluate_heldout(model: FGCLIPModel, record_files: Sequence[str | Path], bat
             scores[index, : len(row)] = text_embeds[[row_of[t] for t in row]] @ region
         top1 = region_top1_hits(scores).float().mean().item()
         chance = region_chance([len(row) - 1 for row in candidates])
-        metrics.update(region_top1=top1, num_regions=len(candidates), chance=chance,
-                       region_top1_over_chance=top1 / chance)
+        metrics.update(
+            region_top1=top1, num_regions=len(candidates), chance=chance, region_top1_over_chance=top1 / chance
+        )
     else:
         metrics.update(region_top1=None, num_regions=0, chance=None, region_top1_over_chance=None)
     model.train(was_training)

@@ -135,15 +135,21 @@ def require_region_data(source, seed: int, limit: int = REGION_CHECK_RECORDS) ->
             if with_regions:
                 return
     if usable:
-        raise DataError(f"stage 2 needs region data, but none of the {usable} records read from --data has regions "
-                        "(regions / FineHARD bbox_info); train stage 1 on it, or give records with boxes")
+        raise DataError(
+            f"stage 2 needs region data, but none of the {usable} records read from --data has regions "
+            "(regions / FineHARD bbox_info); train stage 1 on it, or give records with boxes"
+        )
 
 
 def run_identity(config: TrainConfig, plan: Plan, source, engine_kind: str, world_size: int, bf16: bool) -> dict:
     """What makes a run the same run (checked when resuming): data, model, stage and optimisation values."""
     return {
-        "layout": {"engine": engine_kind, "world_size": world_size, "batch_size": config.batch_size,
-                   "grad_accum": config.grad_accum},
+        "layout": {
+            "engine": engine_kind,
+            "world_size": world_size,
+            "batch_size": config.batch_size,
+            "grad_accum": config.grad_accum,
+        },
         "stage": config.stage,
         "model": describe_model_files(config.model.init),
         "data": [[str(path.resolve()), path.stat().st_size] for path in source.files],
@@ -151,12 +157,17 @@ def run_identity(config: TrainConfig, plan: Plan, source, engine_kind: str, worl
         "num_samples": len(source),
         "seed": config.seed,
         "bf16": bf16,
-        "optimisation": {name: plan.values[name] for name in ("lr", "weight_decay", "warmup_steps", "total_steps",
-                                                                 "min_lr_ratio", "grad_clip")},
+        "optimisation": {
+            name: plan.values[name]
+            for name in ("lr", "weight_decay", "warmup_steps", "total_steps", "min_lr_ratio", "grad_clip")
+        },
         "loss_weights": asdict(config.loss_weights),
-        "data_rules": {"max_regions": config.data.max_regions, "num_hard_negatives": config.data.num_hard_negatives,
-                       "region_choice": config.data.region_choice,
-                       "finehard_short_prefix": config.data.finehard_short_prefix},
+        "data_rules": {
+            "max_regions": config.data.max_regions,
+            "num_hard_negatives": config.data.num_hard_negatives,
+            "region_choice": config.data.region_choice,
+            "finehard_short_prefix": config.data.finehard_short_prefix,
+        },
     }
 
 
@@ -166,8 +177,17 @@ def _config_record(config: TrainConfig, plan: Plan, recipe: str, deterministic: 
     return record
 
 
-def _record_and_announce(config: TrainConfig, plan: Plan, recipe: str, deterministic: bool, identity: dict, source,
-                         engine_kind: str, world_size: int, resume: ResumePoint | None) -> None:
+def _record_and_announce(
+    config: TrainConfig,
+    plan: Plan,
+    recipe: str,
+    deterministic: bool,
+    identity: dict,
+    source,
+    engine_kind: str,
+    world_size: int,
+    resume: ResumePoint | None,
+) -> None:
     """Write `train_config.json` (a fresh run; or a resume with `--resume_anyway`, keeping the history) and
     print the start-up block: every optimisation value and its source, then the data."""
     output_dir = Path(config.output_dir)
@@ -179,21 +199,26 @@ def _record_and_announce(config: TrainConfig, plan: Plan, recipe: str, determini
         write_json(config_path, record)
     elif overrides:  # keep what the run was, add what changed and when
         earlier = json.loads(config_path.read_text())
-        history = earlier.get("resumed_anyway", []) + [{"at_step": resume.step, "checkpoint": str(resume.checkpoint_dir),
-                                                         "differences": overrides}]
+        history = earlier.get("resumed_anyway", []) + [
+            {"at_step": resume.step, "checkpoint": str(resume.checkpoint_dir), "differences": overrides}
+        ]
         write_json(config_path, {**record, "resumed_anyway": history})
     reason = config.sources.get("recipe") if config.recipe else choose_recipe(config.model.init, config.stage).reason
     print(format_plan(plan, f"optimisation, stage {config.stage} (recipe {recipe}{': ' + reason if reason else ''}):"))
     duplicates = source.duplicate_records
-    print(f"data: {len(source)} records from {len(source.files)} file(s)"
-          + (f"; {duplicates} duplicate(s) of an earlier record (kept, counted in summary.json)" if duplicates else "")
-          + f"; {'deterministic' if deterministic else 'non-deterministic'} kernels; {world_size} process(es), "
-          f"{engine_kind} engine")
+    print(
+        f"data: {len(source)} records from {len(source.files)} file(s)"
+        + (f"; {duplicates} duplicate(s) of an earlier record (kept, counted in summary.json)" if duplicates else "")
+        + f"; {'deterministic' if deterministic else 'non-deterministic'} kernels; {world_size} process(es), "
+        f"{engine_kind} engine"
+    )
     for difference in overrides:
         print(f"--resume_anyway: {difference}")
 
 
-def train(config: TrainConfig, context: DistributedContext | None = None, launched_by_deepspeed: bool = False) -> TrainResult:
+def train(
+    config: TrainConfig, context: DistributedContext | None = None, launched_by_deepspeed: bool = False
+) -> TrainResult:
     """Run one stage as configured; returns where the model went and how the loss moved."""
     started = time.time()
     context = context or setup_distributed(config.force_deepspeed, launched_by_deepspeed)
@@ -202,8 +227,12 @@ def train(config: TrainConfig, context: DistributedContext | None = None, launch
     stage2 = config.stage == 2
     say = print if context.is_main else (lambda *args, **kwargs: None)
     # the output folder first: a bad --output_dir fails before the data (maybe millions of records) is indexed
-    inputs = [*expand_data_paths(config.data.paths), None if config.model.init == "tiny" else config.model.init,
-              config.data.images, config.deepspeed_config]
+    inputs = [
+        *expand_data_paths(config.data.paths),
+        None if config.model.init == "tiny" else config.model.init,
+        config.data.images,
+        config.deepspeed_config,
+    ]
     prepare_run_folder(output_dir, inputs, bool(config.resume), config.overwrite_output_dir, context, RUN_FILES)
     source = open_sources(config.data.paths, images=config.data.images)
     if stage2:
@@ -213,52 +242,120 @@ def train(config: TrainConfig, context: DistributedContext | None = None, launch
     config, plan = make_plan(config, len(source), context.world_size)
     total_steps = plan.total_steps
     bf16 = resolve_bf16(config.bf16, context.device)
-    identity = run_identity(config, plan, source, "deepspeed" if context.use_deepspeed else "plain",
-                            context.world_size, bf16)
+    identity = run_identity(
+        config, plan, source, "deepspeed" if context.use_deepspeed else "plain", context.world_size, bf16
+    )
 
     resume = find_resume(config.resume, output_dir, identity, config.resume_anyway, say)
 
     model = build_model(config.model, config.stage, config.seed)
-    dataset = FineGrainedDataset(source, model.image_size, with_regions=stage2, max_regions=config.data.max_regions,
-                                 num_hard_negatives=config.data.num_hard_negatives,
-                                 region_choice=config.data.region_choice,
-                                 finehard_short_prefix=config.data.finehard_short_prefix)
+    dataset = FineGrainedDataset(
+        source,
+        model.image_size,
+        with_regions=stage2,
+        max_regions=config.data.max_regions,
+        num_hard_negatives=config.data.num_hard_negatives,
+        region_choice=config.data.region_choice,
+        finehard_short_prefix=config.data.finehard_short_prefix,
+    )
     sampler = EpochBatchSampler(len(dataset), config.batch_size, config.seed, context.rank, context.world_size)
-    workers = config.data.num_workers if config.data.num_workers is not None else default_num_workers(context.world_size)
-    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=Collator(with_regions=stage2),
-                        num_workers=workers, pin_memory=context.device.type == "cuda",
-                        worker_init_fn=ignore_termination_in_worker if workers else None,
-                        # its own generator: starting an epoch's iterator must not draw from the global RNG
-                        generator=torch.Generator().manual_seed(config.seed + context.rank))
-    engine = build_engine(model, config.optim, total_steps, context, config.batch_size, config.grad_accum, bf16,
-                          config.deepspeed_config)
+    workers = (
+        config.data.num_workers if config.data.num_workers is not None else default_num_workers(context.world_size)
+    )
+    loader = DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=Collator(with_regions=stage2),
+        num_workers=workers,
+        pin_memory=context.device.type == "cuda",
+        worker_init_fn=ignore_termination_in_worker if workers else None,
+        # its own generator: starting an epoch's iterator must not draw from the global RNG
+        generator=torch.Generator().manual_seed(config.seed + context.rank),
+    )
+    engine = build_engine(
+        model, config.optim, total_steps, context, config.batch_size, config.grad_accum, bf16, config.deepspeed_config
+    )
 
     if context.is_main:
-        _record_and_announce(config, plan, recipe, deterministic, identity, source, engine.kind, context.world_size,
-                             resume)
-    run_facts = {**identity["layout"], "stage": config.stage, "seed": config.seed, "num_samples": len(source),
-                 "total_steps": total_steps}  # flat, as the model card reads them
-    settings = RunSettings(total_steps=total_steps, seed=config.seed, log_every=config.log_every,
-                           save_every=config.save_every, save_total_limit=config.save_total_limit,
-                           max_nonfinite_steps=config.max_nonfinite_steps, stop_at_step=config.stop_at_step,
-                           report_to=config.report_to, progress=config.progress, description=f"stage {config.stage}",
-                           optim=config.optim, started=started,
-                           summary={"duplicate_records": source.duplicate_records, "num_records": len(source),
-                                    "bf16": bf16, "deterministic": deterministic})
-    runner = Runner(engine, loader, sampler, StageTask(FGCLIPLoss(config.loss_weights), config.stage, recipe, output_dir),
-                    RecordAccounting(config.data.max_bad_fraction), context, output_dir,
-                    {**run_facts, "identity": identity, "config": json.loads(config.to_json())}, settings)
+        _record_and_announce(
+            config, plan, recipe, deterministic, identity, source, engine.kind, context.world_size, resume
+        )
+    run_facts = {
+        **identity["layout"],
+        "stage": config.stage,
+        "seed": config.seed,
+        "num_samples": len(source),
+        "total_steps": total_steps,
+    }  # flat, as the model card reads them
+    settings = RunSettings(
+        total_steps=total_steps,
+        seed=config.seed,
+        log_every=config.log_every,
+        save_every=config.save_every,
+        save_total_limit=config.save_total_limit,
+        max_nonfinite_steps=config.max_nonfinite_steps,
+        stop_at_step=config.stop_at_step,
+        report_to=config.report_to,
+        progress=config.progress,
+        description=f"stage {config.stage}",
+        optim=config.optim,
+        started=started,
+        summary={
+            "duplicate_records": source.duplicate_records,
+            "num_records": len(source),
+            "bf16": bf16,
+            "deterministic": deterministic,
+        },
+    )
+    runner = Runner(
+        engine,
+        loader,
+        sampler,
+        StageTask(FGCLIPLoss(config.loss_weights), config.stage, recipe, output_dir),
+        RecordAccounting(config.data.max_bad_fraction),
+        context,
+        output_dir,
+        {**run_facts, "identity": identity, "config": json.loads(config.to_json())},
+        settings,
+    )
     outcome = runner.run(resume)
     if outcome.stopped_early:
-        return TrainResult(output_dir, None, outcome.steps, outcome.seconds, outcome.first_loss, outcome.last_loss,
-                           outcome.nonfinite_steps, {}, stopped_early=True)
+        return TrainResult(
+            output_dir,
+            None,
+            outcome.steps,
+            outcome.seconds,
+            outcome.first_loss,
+            outcome.last_loss,
+            outcome.nonfinite_steps,
+            {},
+            stopped_early=True,
+        )
     summary = outcome.summary
-    result = TrainResult(output_dir, outcome.final_dir, outcome.steps, outcome.seconds, outcome.first_loss,
-                         outcome.last_loss, outcome.nonfinite_steps,
-                         {key: summary[key] for key in ("bad_records", "seen_records", "bad_fraction", "bad_by_reason",
-                                                        "bad_examples", "duplicate_records")})
-    say(f"stage {config.stage} done: {outcome.steps} steps in {result.seconds:.0f}s, loss {outcome.first_loss} -> "
+    result = TrainResult(
+        output_dir,
+        outcome.final_dir,
+        outcome.steps,
+        outcome.seconds,
+        outcome.first_loss,
+        outcome.last_loss,
+        outcome.nonfinite_steps,
+        {
+            key: summary[key]
+            for key in (
+                "bad_records",
+                "seen_records",
+                "bad_fraction",
+                "bad_by_reason",
+                "bad_examples",
+                "duplicate_records",
+            )
+        },
+    )
+    say(
+        f"stage {config.stage} done: {outcome.steps} steps in {result.seconds:.0f}s, loss {outcome.first_loss} -> "
         f"{outcome.last_loss}; {summary['bad_records']} bad of {summary['seen_records']} records seen; "
         f"{summary['long_captions_truncated']} long captions and {summary['short_texts_truncated']} short texts cut "
-        f"to length; {outcome.nonfinite_steps} non-finite steps; model in {outcome.final_dir}")
+        f"to length; {outcome.nonfinite_steps} non-finite steps; model in {outcome.final_dir}"
+    )
     return result

@@ -35,8 +35,10 @@ def build_model(init: ModelInit, stage: int, seed: int) -> FGCLIPModel:
         except CheckpointError:
             raise
         except (OSError, ValueError, RuntimeError, KeyError) as error:
-            raise CheckpointError(f"--init {init.init} cannot be loaded: {type(error).__name__}: "
-                                  f"{str(error).splitlines()[0] if str(error) else ''}") from error
+            raise CheckpointError(
+                f"--init {init.init} cannot be loaded: {type(error).__name__}: "
+                f"{str(error).splitlines()[0] if str(error) else ''}"
+            ) from error
     model = model.float().train()
     if init.short_text_groups is not None:  # a speed lever of the model's forward, saved with its config
         model.config.short_text_groups = init.short_text_groups

@@ -36,8 +36,10 @@ class Plan:
     total_steps: int = 0
 
     def to_json(self) -> dict:
-        return {"values": {name: {"value": value, "source": self.sources[name]} for name, value in self.values.items()},
-                "notes": list(self.notes)}
+        return {
+            "values": {name: {"value": value, "source": self.sources[name]} for name, value in self.values.items()},
+            "notes": list(self.notes),
+        }
 
 
 def _source(config: TrainConfig, name: str) -> str:
@@ -47,22 +49,37 @@ def _source(config: TrainConfig, name: str) -> str:
 def make_plan(config: TrainConfig, num_samples: int, world_size: int) -> tuple[TrainConfig, Plan]:
     """The config with the adjusted batch and warm-up, and the plan that describes it."""
     notes: list[str] = []
-    sources = {name: _source(config, name) for name in ("lr", "weight_decay", "warmup_steps", "batch_size",
-                                                          "grad_accum", "epochs", "max_steps", "min_lr_ratio",
-                                                          "grad_clip")}
+    sources = {
+        name: _source(config, name)
+        for name in (
+            "lr",
+            "weight_decay",
+            "warmup_steps",
+            "batch_size",
+            "grad_accum",
+            "epochs",
+            "max_steps",
+            "min_lr_ratio",
+            "grad_clip",
+        )
+    }
     if num_samples < world_size:
         raise PlanError(f"{num_samples} records are too few for {world_size} processes (each needs at least one)")
     batch_size = config.batch_size
     if batch_size * world_size > num_samples:
         batch_size = num_samples // world_size
-        notes.append(f"batch: {config.batch_size} per device x {world_size} process(es) is more than the "
-                     f"{num_samples} records; cut to {batch_size} per device")
+        notes.append(
+            f"batch: {config.batch_size} per device x {world_size} process(es) is more than the "
+            f"{num_samples} records; cut to {batch_size} per device"
+        )
         sources["batch_size"] = f"cut to the data (was {config.batch_size}, {sources['batch_size']})"
     batches_per_epoch = num_samples // world_size // batch_size
     steps_per_epoch = batches_per_epoch // config.grad_accum
     if steps_per_epoch < 1:
-        raise PlanError(f"{batches_per_epoch} batches per epoch are fewer than --grad_accum {config.grad_accum}; "
-                        "lower --grad_accum or --batch_size")
+        raise PlanError(
+            f"{batches_per_epoch} batches per epoch are fewer than --grad_accum {config.grad_accum}; "
+            "lower --grad_accum or --batch_size"
+        )
     if config.max_steps:
         total_steps = config.max_steps
         total_source = sources["max_steps"]
@@ -74,15 +91,20 @@ def make_plan(config: TrainConfig, num_samples: int, world_size: int) -> tuple[T
     if warmup > WARMUP_SHARE_LIMIT * total_steps:
         if not from_recipe:
             if warmup >= total_steps:
-                notes.append(f"warning: the warm-up ({warmup} steps, {sources['warmup_steps']}) is not shorter than "
-                             f"the run's {total_steps} steps: the learning rate never reaches its peak "
-                             f"{config.optim.lr:g}")
+                notes.append(
+                    f"warning: the warm-up ({warmup} steps, {sources['warmup_steps']}) is not shorter than "
+                    f"the run's {total_steps} steps: the learning rate never reaches its peak "
+                    f"{config.optim.lr:g}"
+                )
         else:
             capped = max(1, round(WARMUP_SHARE_CAPPED * total_steps))
-            notes.append(f"warm-up: {warmup} steps ({sources['warmup_steps']}) is not well below the run's "
-                         f"{total_steps} steps; shortened to {capped} ({WARMUP_SHARE_CAPPED:.0%} of the steps)")
-            sources["warmup_steps"] = f"shortened to {WARMUP_SHARE_CAPPED:.0%} of the steps (was {warmup}, " \
-                                      f"{sources['warmup_steps']})"
+            notes.append(
+                f"warm-up: {warmup} steps ({sources['warmup_steps']}) is not well below the run's "
+                f"{total_steps} steps; shortened to {capped} ({WARMUP_SHARE_CAPPED:.0%} of the steps)"
+            )
+            sources["warmup_steps"] = (
+                f"shortened to {WARMUP_SHARE_CAPPED:.0%} of the steps (was {warmup}, {sources['warmup_steps']})"
+            )
             warmup = capped
     config = replace(config, batch_size=batch_size, optim=replace(config.optim, warmup_steps=warmup))
     global_batch = batch_size * world_size * config.grad_accum
@@ -106,10 +128,19 @@ def make_plan(config: TrainConfig, num_samples: int, world_size: int) -> tuple[T
     return config, Plan(values, {name: sources[name] for name in values}, notes, steps_per_epoch, total_steps)
 
 
-LABELS = {"lr": "lr (peak)", "weight_decay": "weight decay", "warmup_steps": "warm-up steps",
-          "batch_size": "batch per device", "global_batch": "global batch", "grad_accum": "grad accumulation",
-          "epochs": "epochs", "max_steps": "max steps", "total_steps": "total steps", "min_lr_ratio": "min lr ratio",
-          "grad_clip": "grad clip"}
+LABELS = {
+    "lr": "lr (peak)",
+    "weight_decay": "weight decay",
+    "warmup_steps": "warm-up steps",
+    "batch_size": "batch per device",
+    "global_batch": "global batch",
+    "grad_accum": "grad accumulation",
+    "epochs": "epochs",
+    "max_steps": "max steps",
+    "total_steps": "total steps",
+    "min_lr_ratio": "min lr ratio",
+    "grad_clip": "grad clip",
+}
 
 
 def format_plan(plan: Plan, header: str) -> str:

@@ -39,8 +39,11 @@ class TerminationRequest:
             self.signal_name = signal.Signals(signum).name
             if len(self._signals) > 1:
                 again = " (Ctrl-C again to stop at once)" if signum == signal.SIGINT else ""
-                print(f"{self.signal_name} received: finishing this step, then saving a checkpoint{again}",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"{self.signal_name} received: finishing this step, then saving a checkpoint{again}",
+                    file=sys.stderr,
+                    flush=True,
+                )
         self.requested = True
 
     def __enter__(self) -> TerminationRequest:  # noqa: PYI034 (typing.Self needs 3.11)

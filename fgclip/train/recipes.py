@@ -57,12 +57,18 @@ def choose_recipe(init: str, stage: int) -> RecipeChoice:
         return RecipeChoice(recorded, RECIPES[recorded][stage], f"recorded in {folder / RECIPE_FILE}")
     width = _vision_width(folder)
     if width is not None and width < CLIP_SIZE_VISION_WIDTH:
-        return RecipeChoice("tiny", TINY_RECIPES[stage], f"a small model: vision width {width} < {CLIP_SIZE_VISION_WIDTH}")
-    return RecipeChoice("published", PUBLISHED_RECIPES[stage],
-                        f"a CLIP-size model: vision width {width if width is not None else '?'} >= {CLIP_SIZE_VISION_WIDTH}")
+        return RecipeChoice(
+            "tiny", TINY_RECIPES[stage], f"a small model: vision width {width} < {CLIP_SIZE_VISION_WIDTH}"
+        )
+    return RecipeChoice(
+        "published",
+        PUBLISHED_RECIPES[stage],
+        f"a CLIP-size model: vision width {width if width is not None else '?'} >= {CLIP_SIZE_VISION_WIDTH}",
+    )
 
 
 def write_recipe_record(folder: Path, name: str, stage: int) -> None:
     """Record in a model folder which recipe trained it (read back by `choose_recipe`)."""
-    (folder / RECIPE_FILE).write_text(json.dumps({"recipe": name, "stage": stage,
-                                                  "written_by": "scripts/pretrain_fgclip.py"}, indent=2) + "\n")
+    (folder / RECIPE_FILE).write_text(
+        json.dumps({"recipe": name, "stage": stage, "written_by": "scripts/pretrain_fgclip.py"}, indent=2) + "\n"
+    )

@@ -44,8 +44,16 @@ def truncate_metrics(path: Path, after_step: int) -> None:
 class RunReporter:
     """Progress and metrics of a run; everything is a no-op except on the main rank."""
 
-    def __init__(self, output_dir: str | Path, total_steps: int, start_step: int, is_main: bool,
-                 report_to: str = "none", progress: bool = True, description: str = "training"):
+    def __init__(
+        self,
+        output_dir: str | Path,
+        total_steps: int,
+        start_step: int,
+        is_main: bool,
+        report_to: str = "none",
+        progress: bool = True,
+        description: str = "training",
+    ):
         self.is_main = is_main
         self.metrics_path = Path(output_dir) / METRICS_FILE
         self.writer = None
@@ -64,8 +72,14 @@ class RunReporter:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(log_dir=str(Path(output_dir) / "tensorboard"), purge_step=start_step + 1)
-        self.bar = tqdm(total=total_steps, initial=start_step, desc=description, disable=not progress,
-                        dynamic_ncols=True, unit="step")
+        self.bar = tqdm(
+            total=total_steps,
+            initial=start_step,
+            desc=description,
+            disable=not progress,
+            dynamic_ncols=True,
+            unit="step",
+        )
 
     def advance(self, steps: int = 1) -> None:
         if self.bar is not None:
@@ -87,8 +101,12 @@ class RunReporter:
                     self.writer.add_scalar(f"train/{name}", value, metrics["step"])
             self.writer.flush()
         if self.bar is not None:
-            self.bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics.get('lr', 0):.2e}",
-                                 samples_per_s=f"{metrics.get('samples_per_s', 0):.1f}", refresh=False)
+            self.bar.set_postfix(
+                loss=f"{metrics['loss']:.4f}",
+                lr=f"{metrics.get('lr', 0):.2e}",
+                samples_per_s=f"{metrics.get('samples_per_s', 0):.1f}",
+                refresh=False,
+            )
 
     def log_validation(self, metrics: dict) -> None:
         """Write one validation result (`metrics` has at least `step`) to validation.jsonl and TensorBoard."""

@@ -34,7 +34,7 @@ def run_files(output_dir: Path, names: tuple[str, ...] = RUN_FILES) -> list[Path
 
 
 def describe_run(output_dir: Path, names: tuple[str, ...] = RUN_FILES) -> str:
-    """"a finished run" / "an unfinished run (last checkpoint step-00000040)" / "the files of a run"."""
+    """ "a finished run" / "an unfinished run (last checkpoint step-00000040)" / "the files of a run"."""
     summary = output_dir / SUMMARY_FILE
     if summary.is_file():
         try:
@@ -49,30 +49,44 @@ def describe_run(output_dir: Path, names: tuple[str, ...] = RUN_FILES) -> str:
     return "the files of a run (" + ", ".join(p.name for p in run_files(output_dir, names)[:3]) + ")"
 
 
-def check_run_folder(output_dir: str | Path, inputs: Iterable[str | Path | None], resume: bool,
-                     overwrite: bool, names: tuple[str, ...] = RUN_FILES) -> list[Path]:
+def check_run_folder(
+    output_dir: str | Path,
+    inputs: Iterable[str | Path | None],
+    resume: bool,
+    overwrite: bool,
+    names: tuple[str, ...] = RUN_FILES,
+) -> list[Path]:
     """Check `--output_dir` (on every rank, before anything is written); returns the run files to remove
     (non-empty only with `--overwrite_output_dir`)."""
     inputs = [Path(path) for path in inputs if path is not None]
     continuing = resume and bool(run_files(Path(output_dir), names))  # the user's own notes beside a run may stay
     owned = (lambda entry: True) if continuing else (lambda entry: is_run_file(entry, names))
-    output = prepare_output_dir(output_dir, inputs=inputs, owned=owned,
-                                overwrite=overwrite,
-                                overwrite_flag="--overwrite_output_dir", option="--output_dir",
-                                what="files that are not a training run's")
+    output = prepare_output_dir(
+        output_dir,
+        inputs=inputs,
+        owned=owned,
+        overwrite=overwrite,
+        overwrite_flag="--overwrite_output_dir",
+        option="--output_dir",
+        what="files that are not a training run's",
+    )
     existing = run_files(output, names)
     for path in inputs:
         resolved = path.expanduser().resolve()
         for entry in existing:
             if resolved == entry.resolve() or entry.resolve() in resolved.parents:
-                raise OutputError(f"--output_dir {output_dir} holds the input {path} in its {entry.name}/, which "
-                                  "this run would overwrite; choose another --output_dir")
+                raise OutputError(
+                    f"--output_dir {output_dir} holds the input {path} in its {entry.name}/, which "
+                    "this run would overwrite; choose another --output_dir"
+                )
     if not existing or resume:
         return []
     if overwrite:
         return existing
-    raise OutputError(f"--output_dir {output_dir} holds {describe_run(output, names)}; pass --resume latest to continue it "
-                      "or --overwrite_output_dir to replace it")
+    raise OutputError(
+        f"--output_dir {output_dir} holds {describe_run(output, names)}; pass --resume latest to continue it "
+        "or --overwrite_output_dir to replace it"
+    )
 
 
 def remove_run_files(files: list[Path]) -> None:

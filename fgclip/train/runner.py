@@ -151,16 +151,23 @@ def start_run(context: DistributedContext, deterministic: bool | None, progress:
     return enabled
 
 
-def prepare_run_folder(output_dir: Path, inputs: list, resume: bool, overwrite: bool, context: DistributedContext,
-                       names: tuple[str, ...] = RUN_FILES) -> None:
+def prepare_run_folder(
+    output_dir: Path,
+    inputs: list,
+    resume: bool,
+    overwrite: bool,
+    context: DistributedContext,
+    names: tuple[str, ...] = RUN_FILES,
+) -> None:
     """Check `--output_dir` on every rank before anything heavy (`fgclip.train.run_folder`); with
     `--overwrite_output_dir`, rank 0 then removes the earlier run's files."""
     replaced = check_run_folder(output_dir, inputs, resume=resume, overwrite=overwrite, names=names)
     barrier()
     if context.is_main and replaced:
         remove_run_files(replaced)
-        print(f"--overwrite_output_dir: removed the earlier run's {', '.join(p.name for p in replaced)} from "
-              f"{output_dir}")
+        print(
+            f"--overwrite_output_dir: removed the earlier run's {', '.join(p.name for p in replaced)} from {output_dir}"
+        )
     barrier()
 
 
@@ -173,8 +180,9 @@ class ResumePoint:
     step: int
 
 
-def find_resume(resume: str | None, output_dir: str | Path, identity: dict, resume_anyway: bool,
-                say: Callable[[str], None]) -> ResumePoint | None:
+def find_resume(
+    resume: str | None, output_dir: str | Path, identity: dict, resume_anyway: bool, say: Callable[[str], None]
+) -> ResumePoint | None:
     """The checkpoint `--resume` names, checked against this run's identity before anything heavy is built
     (`ResumeError` on another run's checkpoint); None for a fresh run."""
     if not resume:
@@ -268,8 +276,18 @@ class Runner:
     `checkpoint_state` is what every checkpoint's trainer_state.json records besides the position: the flat
     run facts the model card reads, `identity` (checked by `find_resume`) and `config`."""
 
-    def __init__(self, engine, loader, sampler, task: TrainingTask, accounting: RecordAccounting,
-                 context: DistributedContext, output_dir: str | Path, checkpoint_state: dict, settings: RunSettings):
+    def __init__(
+        self,
+        engine,
+        loader,
+        sampler,
+        task: TrainingTask,
+        accounting: RecordAccounting,
+        context: DistributedContext,
+        output_dir: str | Path,
+        checkpoint_state: dict,
+        settings: RunSettings,
+    ):
         self.engine, self.loader, self.sampler, self.task = engine, loader, sampler, task
         self.accounting, self.context, self.settings = accounting, context, settings
         self.output_dir = Path(output_dir)
@@ -302,12 +320,23 @@ class Runner:
         """A resumable checkpoint of the current step (every rank must call); returns its folder."""
         if self.last_saved is not None and self.last_saved.name == ckpt.tag_for(self.step):
             return self.last_saved
-        state = {**self.checkpoint_state, "step": self.step, "epoch": self.epoch,
-                 "batch_in_epoch": self.batch_in_epoch, "nonfinite_steps": self.nonfinite,
-                 "task": self.task.state_dict()}
-        self.last_saved = ckpt.save_checkpoint(self.engine, self.output_dir, self.step, state,
-                                               {"records": self.accounting.state_dict()}, self.context,
-                                               keep=self.settings.save_total_limit)
+        state = {
+            **self.checkpoint_state,
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "nonfinite_steps": self.nonfinite,
+            "task": self.task.state_dict(),
+        }
+        self.last_saved = ckpt.save_checkpoint(
+            self.engine,
+            self.output_dir,
+            self.step,
+            state,
+            {"records": self.accounting.state_dict()},
+            self.context,
+            keep=self.settings.save_total_limit,
+        )
         return self.last_saved
 
     def export(self, checkpoint_dir: Path, directory: Path) -> Path:
@@ -342,12 +371,21 @@ class Runner:
     def write_summary(self, status: str, final_dir: Path | None) -> dict:
         """summary.json (main rank; every rank calls): status, steps, losses, records, the command's entries."""
         totals, examples = self.record_totals(), self._examples()
-        summary = {"status": status, "steps": self.step, "total_steps": self.settings.total_steps,
-                   "seconds": round(time.time() - self.settings.started, 2), "first_logged_loss": self.first_loss,
-                   "last_logged_loss": self.last_loss, "nonfinite_steps": self.nonfinite,
-                   **self.accounting.summary(totals, examples[: self.accounting.keep_examples]),
-                   **self.settings.summary, **self.task.summary(), "engine": self.engine.kind,
-                   "world_size": self.context.world_size, "final": str(final_dir) if final_dir else None}
+        summary = {
+            "status": status,
+            "steps": self.step,
+            "total_steps": self.settings.total_steps,
+            "seconds": round(time.time() - self.settings.started, 2),
+            "first_logged_loss": self.first_loss,
+            "last_logged_loss": self.last_loss,
+            "nonfinite_steps": self.nonfinite,
+            **self.accounting.summary(totals, examples[: self.accounting.keep_examples]),
+            **self.settings.summary,
+            **self.task.summary(),
+            "engine": self.engine.kind,
+            "world_size": self.context.world_size,
+            "final": str(final_dir) if final_dir else None,
+        }
         if self.context.is_main:
             write_json(self.output_dir / SUMMARY_FILE, summary)
         return summary
@@ -358,11 +396,20 @@ class Runner:
         self._restore(resume)
         if context.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-        self.reporter = RunReporter(self.output_dir, settings.total_steps, self.step, context.is_main,
-                                    settings.report_to, settings.progress, description=settings.description)
+        self.reporter = RunReporter(
+            self.output_dir,
+            settings.total_steps,
+            self.step,
+            context.is_main,
+            settings.report_to,
+            settings.progress,
+            description=settings.description,
+        )
         if resume is not None:
-            self.message(f"resumed from {resume.checkpoint_dir} at step {self.step} (epoch {self.epoch}, "
-                         f"batch {self.batch_in_epoch})")
+            self.message(
+                f"resumed from {resume.checkpoint_dir} at step {self.step} (epoch {self.epoch}, "
+                f"batch {self.batch_in_epoch})"
+            )
         self.first_loss, self.last_loss = self.reporter.first_logged_loss, self.reporter.last_logged_loss
         window, consecutive = _Window(task.loss_terms), 0
         pending_stop, stop_requested = None, False
@@ -382,21 +429,26 @@ class Runner:
                         result = task.compute_loss(engine, batch, micro_batch)
                         nonfinite_ranks, terminating_ranks = all_reduce_sum(
                             [float(not torch.isfinite(result.total.detach()).item()), float(termination.requested)],
-                            context.device)
+                            context.device,
+                        )
                         stop_requested = stop_requested or terminating_ranks > 0
                         if nonfinite_ranks > 0:
                             self.nonfinite, consecutive = self.nonfinite + 1, consecutive + 1
-                            self.message(f"non-finite loss at step {self.step + 1}: batch skipped ({consecutive} in "
-                                         "a row)")
+                            self.message(
+                                f"non-finite loss at step {self.step + 1}: batch skipped ({consecutive} in a row)"
+                            )
                             if consecutive >= settings.max_nonfinite_steps:
-                                raise TrainingError(f"{consecutive} non-finite losses in a row (last at step "
-                                                    f"{self.step + 1}); lower --lr, use fp32 (no --bf16) or check "
-                                                    "the data")
+                                raise TrainingError(
+                                    f"{consecutive} non-finite losses in a row (last at step "
+                                    f"{self.step + 1}); lower --lr, use fp32 (no --bf16) or check "
+                                    "the data"
+                                )
                             continue
                         consecutive = 0
                         engine.backward(result.total)
-                        window.add(result.total.item(),
-                                   {k: v.item() for k, v in result.terms.items() if k in present}, samples)
+                        window.add(
+                            result.total.item(), {k: v.item() for k, v in result.terms.items() if k in present}, samples
+                        )
                         micro_batches_pending += 1
                         if not engine.step():
                             continue
@@ -413,8 +465,15 @@ class Runner:
                         if pending_stop or stop_requested:
                             break
                         if settings.stop_at_step is not None and self.step >= settings.stop_at_step:
-                            return RunOutcome(self.step, time.time() - settings.started, self.first_loss,
-                                              self.last_loss, self.nonfinite, None, stopped_early=True)
+                            return RunOutcome(
+                                self.step,
+                                time.time() - settings.started,
+                                self.first_loss,
+                                self.last_loss,
+                                self.nonfinite,
+                                None,
+                                stopped_early=True,
+                            )
                         if self.step >= settings.total_steps:
                             break
                     if pending_stop or stop_requested:
@@ -433,20 +492,31 @@ class Runner:
         finally:
             self.reporter.close()
         summary = self.write_summary("finished", final_dir)
-        return RunOutcome(self.step, time.time() - settings.started, self.first_loss, self.last_loss, self.nonfinite,
-                          final_dir, summary)
+        return RunOutcome(
+            self.step,
+            time.time() - settings.started,
+            self.first_loss,
+            self.last_loss,
+            self.nonfinite,
+            final_dir,
+            summary,
+        )
 
     def _stop(self, bad_data: str | None) -> None:
         """Save a checkpoint, write summary.json with the reason, raise the stop (every rank alike)."""
         at = self.save()
         if bad_data:
             self.write_summary("stopped: too many bad records", None)
-            stop = DataError(f"{bad_data}; checkpoint of step {self.step} saved in {at} (--resume latest continues "
-                             "once the data is fixed or --max_bad_fraction raised)")
+            stop = DataError(
+                f"{bad_data}; checkpoint of step {self.step} saved in {at} (--resume latest continues "
+                "once the data is fixed or --max_bad_fraction raised)"
+            )
         else:
             self.write_summary("stopped: SIGTERM", None)
-            stop = Terminated(f"stopped by SIGTERM after step {self.step} of {self.settings.total_steps}: checkpoint "
-                              f"saved in {at}; continue with --resume latest")
+            stop = Terminated(
+                f"stopped by SIGTERM after step {self.step} of {self.settings.total_steps}: checkpoint "
+                f"saved in {at}; continue with --resume latest"
+            )
         stop.every_rank = True  # every rank stops alike: the command line prints it once
         raise stop
 
@@ -455,7 +525,7 @@ class Runner:
         context, step = self.context, self.step
         window_values = window.vector()
         sums = all_reduce_sum(window_values + self.accounting.vector(), context.device)
-        totals = RecordTotals.from_vector(sums[len(window_values):])
+        totals = RecordTotals.from_vector(sums[len(window_values) :])
         count = max(sums[1], 1.0)
         terms = {}
         for index, name in enumerate(window.names):
@@ -463,8 +533,10 @@ class Runner:
             terms[f"loss_{name}"] = total / term_count if term_count else None  # absent, not a perfect 0.0
             if not term_count and name not in self._warned_absent:
                 self._warned_absent.add(name)
-                self.message(f"no batch of steps up to {step} had {self.task.describe_term(name)}: loss_{name} is "
-                             "absent there (logged as null)")
+                self.message(
+                    f"no batch of steps up to {step} had {self.task.describe_term(name)}: loss_{name} is "
+                    "absent there (logged as null)"
+                )
         elapsed = max(time.time() - window.started, 1e-9)
         metrics = {
             "step": step,

@@ -45,8 +45,9 @@ def compute_loss(model, batch: Batch, loss_fn: FGCLIPLoss) -> LossOutput:
     return loss_fn(loss_inputs(output, batch))
 
 
-def train_step(model, batch: Batch, loss_fn: FGCLIPLoss, optimizer: torch.optim.Optimizer,
-               grad_clip: float | None = None) -> LossOutput:
+def train_step(
+    model, batch: Batch, loss_fn: FGCLIPLoss, optimizer: torch.optim.Optimizer, grad_clip: float | None = None
+) -> LossOutput:
     """A whole plain-PyTorch step on one batch: forward, loss, backward, clip, optimizer step."""
     optimizer.zero_grad(set_to_none=True)
     result = compute_loss(model, batch, loss_fn)

@@ -7,14 +7,23 @@ import json
 import pytest
 import torch
 
-from benchmarks.harness import Figure, Report, Timing, describe_device, drop_what_does_not_fit, time_interleaved
-from benchmarks.harness import paired_ratio, with_smaller_batch_on_oom
+from benchmarks.harness import (
+    Figure,
+    Report,
+    Timing,
+    describe_device,
+    drop_what_does_not_fit,
+    paired_ratio,
+    time_interleaved,
+    with_smaller_batch_on_oom,
+)
 
 
 def test_rounds_interleave_the_candidates_after_warmup():
     calls = []
-    timings = time_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
-                               torch.device("cpu"), warmup=2, repeats=3)
+    timings = time_interleaved(
+        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, torch.device("cpu"), warmup=2, repeats=3
+    )
     assert calls == ["a", "b"] * 5
     assert {name: len(t.seconds) for name, t in timings.items()} == {"a": 3, "b": 3}
     assert all(s >= 0 for t in timings.values() for s in t.seconds)

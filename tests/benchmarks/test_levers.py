@@ -45,17 +45,22 @@ def test_expansion_gives_every_use_its_own_row(batch):
     expanded = expand_short_texts(batch)
     uses = batch.num_images + batch.num_regions + int(batch.hard_mask.sum())
     assert expanded.short_input_ids.shape[0] == uses > batch.short_input_ids.shape[0]  # the batch has duplicates
-    for old_index, new_index in ((batch.caption_index, expanded.caption_index),
-                                 (batch.region_text_index, expanded.region_text_index),
-                                 (batch.hard_index[batch.hard_mask], expanded.hard_index[batch.hard_mask])):
+    for old_index, new_index in (
+        (batch.caption_index, expanded.caption_index),
+        (batch.region_text_index, expanded.region_text_index),
+        (batch.hard_index[batch.hard_mask], expanded.hard_index[batch.hard_mask]),
+    ):
         assert torch.equal(batch.short_input_ids[old_index], expanded.short_input_ids[new_index])
 
 
 @pytest.mark.parametrize("lever_off", ["fixed_padding", "no_dedup", "both"])
 def test_levers_give_the_same_loss_and_gradients(tiny_model, batch, pad_id, lever_off):
     tiny_model.train()
-    reference = {"fixed_padding": lambda b: pad_to_fixed(b, pad_id), "no_dedup": expand_short_texts,
-                 "both": lambda b: without_text_levers(b, pad_id)}[lever_off](batch)
+    reference = {
+        "fixed_padding": lambda b: pad_to_fixed(b, pad_id),
+        "no_dedup": expand_short_texts,
+        "both": lambda b: without_text_levers(b, pad_id),
+    }[lever_off](batch)
     with_levers, grads = _loss_and_grads(tiny_model, batch)
     without, reference_grads = _loss_and_grads(tiny_model, reference)
     assert set(with_levers.terms) == {"long", "short", "region", "hard"}

@@ -36,7 +36,9 @@ def _obj(size, colour, texture, shape, box=(0.1, 0.1, 0.4, 0.4)):
 
 
 def test_expressions_parse_into_attributes():
-    assert parse_object("a large red striped circle", [0, 0, 0.5, 0.5], VOCABULARY) == _obj("large", "red", "striped", "circle", (0, 0, 0.5, 0.5))
+    assert parse_object("a large red striped circle", [0, 0, 0.5, 0.5], VOCABULARY) == _obj(
+        "large", "red", "striped", "circle", (0, 0, 0.5, 0.5)
+    )
     assert parse_object("a red circle", [0, 0, 1, 1], VOCABULARY) is None  # no size or texture word
 
 
@@ -47,7 +49,12 @@ def test_references_are_the_shortest_unique_description_without_the_asked_attrib
     assert unique_reference(c, scene) == "square"
     assert unique_reference(a, scene) == "large circle"
     assert unique_reference(a, scene, hide="size") == "red circle"
-    assert unique_reference(_obj("large", "red", "solid", "circle"), [a, _obj("large", "red", "solid", "circle", (0.5, 0.5, 0.9, 0.9))]) is None
+    assert (
+        unique_reference(
+            _obj("large", "red", "solid", "circle"), [a, _obj("large", "red", "solid", "circle", (0.5, 0.5, 0.9, 0.9))]
+        )
+        is None
+    )
 
 
 def test_scene_questions_have_correct_answers_and_a_hard_no():
@@ -55,7 +62,7 @@ def test_scene_questions_have_correct_answers_and_a_hard_no():
     asked = scene_questions(scene, random.Random(0), VOCABULARY, (64, 64))
     kinds = [kind for kind, *_ in asked]
     assert kinds == ["colour", "texture", "size", "yes_no", "yes_no", "where"]
-    for kind, question, answer, obj in asked:
+    for kind, _question, answer, obj in asked:
         if kind in ("colour", "texture", "size"):
             assert answer == getattr(obj, kind)
         if kind == "where":
@@ -67,7 +74,9 @@ def test_scene_questions_have_correct_answers_and_a_hard_no():
 
 def test_identical_objects_get_no_attribute_or_where_question():
     twin = _obj("large", "red", "solid", "circle")
-    asked = scene_questions([twin, _obj("large", "red", "solid", "circle", (0.5, 0.5, 0.9, 0.9))], random.Random(0), VOCABULARY, (64, 64))
+    asked = scene_questions(
+        [twin, _obj("large", "red", "solid", "circle", (0.5, 0.5, 0.9, 0.9))], random.Random(0), VOCABULARY, (64, 64)
+    )
     assert [kind for kind, *_ in asked] == ["yes_no", "yes_no"]
 
 
@@ -83,8 +92,14 @@ def test_scoring_per_kind_and_chance():
     assert result["per_kind"] == {"colour": 1.0, "size": 0.0, "yes_no": 1.0, "where": 1.0}
     assert result["accuracy"] == 0.75 and result["chance"] == pytest.approx((1 / 3 + 0.5 + 0.5 + 0.25) / 4)
     assert result["attribute_accuracy"] == 0.5 and result["localisation_acc50"] == 1.0  # colour right, size wrong
-    assert (result["pope"]["tn"], result["pope"]["num_questions"], result["pope"]["f1"]) == (1, 1, 0.0)  # no "yes" label
-    assert not is_correct(questions[0], "red or blue", VOCABULARY, (64, 64)) and not is_correct(questions[0], None, VOCABULARY, (64, 64))
+    assert (result["pope"]["tn"], result["pope"]["num_questions"], result["pope"]["f1"]) == (
+        1,
+        1,
+        0.0,
+    )  # no "yes" label
+    assert not is_correct(questions[0], "red or blue", VOCABULARY, (64, 64)) and not is_correct(
+        questions[0], None, VOCABULARY, (64, 64)
+    )
     assert constant_box_hit_rate(questions, [[0.1, 0.1, 0.5, 0.5], [0.1, 0.1, 0.5, 0.5]]) == 1.0
 
 
@@ -98,12 +113,17 @@ def test_miniature_data_files(tmp_path):
     from fgclip.data.synthetic import generate
 
     scenes = generate(tmp_path / "scenes", 10, seed=1, image_size=64, progress=False)
+
     def read(path):
         return [record for record in iter_record_file(path) if isinstance(record, Record)]
 
-    data = write_miniature_data(read(scenes.train), read(scenes.heldout), scenes.root, tmp_path / "data", Vocabulary.of_set(scenes.root))
+    data = write_miniature_data(
+        read(scenes.train), read(scenes.heldout), scenes.root, tmp_path / "data", Vocabulary.of_set(scenes.root)
+    )
     stage_b = [json.loads(line) for line in data.stage_b.read_text().splitlines()]
-    assert len(stage_b) == scenes.num_train and all(c["conversations"][0]["value"].startswith("<image>\n") for c in stage_b)
+    assert len(stage_b) == scenes.num_train and all(
+        c["conversations"][0]["value"].startswith("<image>\n") for c in stage_b
+    )
     heldout = [json.loads(line) for line in data.heldout.read_text().splitlines()]
     assert {q["kind"] for q in heldout} >= {"yes_no", "where"} and all(q["image"].endswith(".png") for q in heldout)
     assert len(data.stage_a.read_text().splitlines()) == scenes.num_train
@@ -124,8 +144,30 @@ def test_out_is_checked_before_any_work(fgclip_dir, tmp_path, capsys):
 def test_whole_path_through_the_finetune_script_with_zero2_on_two_processes(tmp_path):
     encoder = save_fgclip(tmp_path / "encoder", image_size=64)
     out = tmp_path / "mini"
-    assert run(main, ["--vision", str(encoder), "--label", "tiny", "--out", str(out), "--num-images", "30", "--steps-a", "2",
-                 "--steps-b", "3", "--batch-size", "4", "--max-heldout", "12"]) == 0
+    assert (
+        run(
+            main,
+            [
+                "--vision",
+                str(encoder),
+                "--label",
+                "tiny",
+                "--out",
+                str(out),
+                "--num-images",
+                "30",
+                "--steps-a",
+                "2",
+                "--steps-b",
+                "3",
+                "--batch-size",
+                "4",
+                "--max-heldout",
+                "12",
+            ],
+        )
+        == 0
+    )
     info = json.loads((out / "tiny" / "stage_b" / "run_info.json").read_text())
     assert info["world_size"] == 2 and info["deepspeed_zero_stage"] == 2 and info["global_batch_size"] == 8
     assert json.loads((out / "tiny" / "stage_a" / "run_info.json").read_text())["deepspeed_zero_stage"] == 2

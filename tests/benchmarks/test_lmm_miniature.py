@@ -3,11 +3,13 @@ tested in tests/lmm_integration)."""
 
 import pytest
 
-from benchmarks.lmm_miniature import _chance, claim_rows, claim_table, main
 from benchmarks.llava_miniature.questions import Question, Vocabulary
 from benchmarks.llava_miniature.score import chance_levels, score
+from benchmarks.lmm_miniature import _chance, claim_rows, claim_table, main
 
-VOCABULARY = Vocabulary(("red", "blue", "green", "white"), ("small", "large"), ("solid", "striped"), ("circle", "square"))
+VOCABULARY = Vocabulary(
+    ("red", "blue", "green", "white"), ("small", "large"), ("solid", "striped"), ("circle", "square")
+)
 QUESTIONS = [
     Question("c", "a.png", "colour", "What colour is the circle?", "red"),
     Question("t", "a.png", "texture", "Is the circle solid or striped?", "solid"),

@@ -37,13 +37,16 @@ def test_help_lists_every_benchmark(capsys):
     assert "--out " not in text and "--batch-size" not in text  # old spellings work but are not shown
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["no_such_benchmark"], "unknown benchmark"),
-    (["train_step", "--batch-size", "0"], "--batch_size: must be a positive integer, got 0"),
-    (["train_step", "--repeats", "0"], "--repeats: must be a positive integer, got 0"),
-    (["train_step", "--device", "tpu"], "--device"),
-    (["train_step", "--tag", "a/b"], "--tag"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["no_such_benchmark"], "unknown benchmark"),
+        (["train_step", "--batch-size", "0"], "--batch_size: must be a positive integer, got 0"),
+        (["train_step", "--repeats", "0"], "--repeats: must be a positive integer, got 0"),
+        (["train_step", "--device", "tpu"], "--device"),
+        (["train_step", "--tag", "a/b"], "--tag"),
+    ],
+)
 def test_usage_errors_exit_2_with_one_line(argv, message, capsys):
     assert exit_code(argv) == 2
     error = capsys.readouterr().err.strip()

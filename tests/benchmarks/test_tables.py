@@ -10,8 +10,14 @@ from fgclip.cli import run
 
 
 def test_tables_print_each_result_file(tmp_path, capsys):
-    report = Report("demo", [Figure("ratio", 1.01, "x", ("<=", 1.05))], {}, describe_device(torch.device("cpu")),
-                    {}, command="python -m benchmarks.run demo --smoke")
+    report = Report(
+        "demo",
+        [Figure("ratio", 1.01, "x", ("<=", 1.05))],
+        {},
+        describe_device(torch.device("cpu")),
+        {},
+        command="python -m benchmarks.run demo --smoke",
+    )
     report.write(tmp_path)
     assert main([str(tmp_path)]) == 0
     text = capsys.readouterr().out

@@ -24,9 +24,12 @@ def record(image: str, index: int = 0, regions: int = 1, negatives: int = 10) ->
         "long_caption": f"a long description of picture {index} with many details",
         "short_caption": f"picture {index}",
         "regions": [
-            {"bbox": [0.1 * r, 0.1, 0.1 * r + 0.3, 0.5], "caption": f"object {r} of picture {index}",
-             "long_caption": f"the long expression of object {r} in picture {index}",
-             "hard_negatives": [f"negative {n} of object {r}" for n in range(negatives)]}
+            {
+                "bbox": [0.1 * r, 0.1, 0.1 * r + 0.3, 0.5],
+                "caption": f"object {r} of picture {index}",
+                "long_caption": f"the long expression of object {r} in picture {index}",
+                "hard_negatives": [f"negative {n} of object {r}" for n in range(negatives)],
+            }
             for r in range(regions)
         ],
     }
@@ -38,8 +41,10 @@ def write_jsonl(path: Path, items: list) -> Path:
     return path
 
 
-OFFICIAL_JSON_NAMES = ("2024-12-06_18-32-53_results_10_218_126_44_1025.json",
-                       "2024-12-06_18-33-17_results_llama70b-shcdt-h100-4gpus-no-2.json")
+OFFICIAL_JSON_NAMES = (
+    "2024-12-06_18-32-53_results_10_218_126_44_1025.json",
+    "2024-12-06_18-33-17_results_llama70b-shcdt-h100-4gpus-no-2.json",
+)
 
 
 def official_finehard(root, missing_image: bool = False):
@@ -52,20 +57,44 @@ def official_finehard(root, missing_image: bool = False):
             relative = f"coyo_image_{part}/0000{index}/{part:03d}{index:06d}.jpg"
             if not (missing_image and part == 1 and index == 2):
                 write_image(root / "grit-12m" / relative, colour=(40 * index, 90, 30 * part))
-            part_items.append({
-                "f_path": f"grit-20m/data-12m/{relative}",
-                "caption": f"A detailed description of picture {part}-{index}: a dog, a sofa and a lamp.",
-                "short_caption": f"a dog on a sofa {part}-{index}",
-                "bbox_info": [
-                    {"bbox": [0.1, 0.2, 0.5, 0.9, 0.873], "short_expr": "a brown dog",
-                     "long_expr": "a small brown dog lying on the left of the sofa", "flag_short_neg": 1,
-                     "short_expr_negs": {str(k): f"a {colour} dog" for k, colour in
-                                         enumerate(("black", "white", "grey", "red", "blue", "green", "yellow",
-                                                    "pink", "purple", "orange"))}},
-                    {"bbox": [0.55, 0.1, 0.9, 0.45, 0.61], "short_expr": "a lamp", "long_expr": "a tall lamp",
-                     "flag_short_neg": 0},
-                ],
-            })
+            part_items.append(
+                {
+                    "f_path": f"grit-20m/data-12m/{relative}",
+                    "caption": f"A detailed description of picture {part}-{index}: a dog, a sofa and a lamp.",
+                    "short_caption": f"a dog on a sofa {part}-{index}",
+                    "bbox_info": [
+                        {
+                            "bbox": [0.1, 0.2, 0.5, 0.9, 0.873],
+                            "short_expr": "a brown dog",
+                            "long_expr": "a small brown dog lying on the left of the sofa",
+                            "flag_short_neg": 1,
+                            "short_expr_negs": {
+                                str(k): f"a {colour} dog"
+                                for k, colour in enumerate(
+                                    (
+                                        "black",
+                                        "white",
+                                        "grey",
+                                        "red",
+                                        "blue",
+                                        "green",
+                                        "yellow",
+                                        "pink",
+                                        "purple",
+                                        "orange",
+                                    )
+                                )
+                            },
+                        },
+                        {
+                            "bbox": [0.55, 0.1, 0.9, 0.45, 0.61],
+                            "short_expr": "a lamp",
+                            "long_expr": "a tall lamp",
+                            "flag_short_neg": 0,
+                        },
+                    ],
+                }
+            )
         (root / "jsonfiles").mkdir(parents=True, exist_ok=True)
         (root / "jsonfiles" / name).write_text(json.dumps(part_items))
         items += part_items

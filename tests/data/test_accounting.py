@@ -27,17 +27,21 @@ def test_on_a_large_set_evidence_stops_early_and_noise_does_not():
 
 def test_counts_by_reason_examples_and_the_stop_line():
     accounting = RecordAccounting(max_bad_fraction=0.01, keep_examples=2)
-    bad = [BadRecord("d.jsonl:3", "image not found: x.png", "missing_image"),
-           BadRecord("d.jsonl:9", "not valid JSON", "malformed_json"),
-           BadRecord("d.jsonl:12", "image not found: y.png", "missing_image")]
+    bad = [
+        BadRecord("d.jsonl:3", "image not found: x.png", "missing_image"),
+        BadRecord("d.jsonl:9", "not valid JSON", "malformed_json"),
+        BadRecord("d.jsonl:12", "image not found: y.png", "missing_image"),
+    ]
     accounting.add(seen=400, bad=bad + [BadRecord(f"d.jsonl:{20 + i}", "gone", "missing_image") for i in range(37)])
     totals = accounting.local_totals()
     assert totals.seen == 400 and totals.bad == 40
     assert totals.bad_by_kind == {"missing_image": 39, "malformed_json": 1}
     assert accounting.stop_message(totals, whole_pass=False, examples=accounting.examples) is None
     line = accounting.stop_message(totals, whole_pass=True, examples=accounting.examples)
-    assert line.startswith("40 of 400 records are bad (10.0%): missing_image 39, malformed_json 1, more than "
-                           "--max_bad_fraction 1.0% after a whole pass over the data")
+    assert line.startswith(
+        "40 of 400 records are bad (10.0%): missing_image 39, malformed_json 1, more than "
+        "--max_bad_fraction 1.0% after a whole pass over the data"
+    )
     assert "d.jsonl:3: image not found: x.png; d.jsonl:9: not valid JSON" in line and "\n" not in line
     summary = accounting.summary(totals, accounting.examples)
     assert summary["bad_records"] == 40 and summary["seen_records"] == 400
@@ -50,7 +54,13 @@ def test_totals_add_up_over_ranks_and_survive_a_checkpoint():
     ranks[1].add(10, [BadRecord("b:1", "y", "unreadable_image")], truncated_short=2, short_texts=30)
     summed = [a + b for a, b in zip(ranks[0].vector(), ranks[1].vector())]
     totals = RecordTotals.from_vector(summed)
-    assert (totals.seen, totals.bad, totals.truncated_long, totals.truncated_short, totals.short_texts) == (20, 2, 1, 2, 30)
+    assert (totals.seen, totals.bad, totals.truncated_long, totals.truncated_short, totals.short_texts) == (
+        20,
+        2,
+        1,
+        2,
+        30,
+    )
     restored = RecordAccounting()
     restored.load_state_dict(ranks[0].state_dict())
     assert restored.vector() == ranks[0].vector() and restored.examples == ranks[0].examples

@@ -25,8 +25,13 @@ def decode(tokenizer, ids):
 
 def test_short_texts_are_deduplicated_and_indexed(tokenizer):
     samples = [
-        sample("a red cube", [("a red cube", "a red cube", ["a blue cube", "a green cube"]),
-                              ("the big red cube on the left", "a red cube", ["a blue cube"])]),
+        sample(
+            "a red cube",
+            [
+                ("a red cube", "a red cube", ["a blue cube", "a green cube"]),
+                ("the big red cube on the left", "a red cube", ["a blue cube"]),
+            ],
+        ),
         sample("a cat", [("a cat", "a cat", [])]),
         sample("a red cube", []),
     ]
@@ -44,8 +49,14 @@ def test_short_texts_are_deduplicated_and_indexed(tokenizer):
     assert batch.short_input_ids.shape[1] == max(batch.short_attention_mask.sum(1))
     assert batch.long_input_ids.shape == (3, max(batch.long_attention_mask.sum(1)))
     inputs = batch.model_inputs()
-    assert set(inputs) == {"pixel_values", "long_input_ids", "long_attention_mask", "short_input_ids",
-                           "short_attention_mask", "boxes"}
+    assert set(inputs) == {
+        "pixel_values",
+        "long_input_ids",
+        "long_attention_mask",
+        "short_input_ids",
+        "short_attention_mask",
+        "boxes",
+    }
 
 
 def test_stage_one_batch_has_no_region_fields(tokenizer):

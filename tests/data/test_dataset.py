@@ -73,9 +73,13 @@ def finehard_item(f_path: str, boxes: int = 6) -> dict:
         "caption": "In the image, a brown dog lies on a grey sofa next to a red cushion and a lamp.",
         "short_caption": "a dog on a sofa",
         "bbox_info": [
-            {"bbox": [0.1 * b, 0.1, 0.1 * b + 0.3, 0.6, 0.91], "short_expr": f"object {b}",
-             "long_expr": f"the long expression of object {b}", "flag_short_neg": b % 2,
-             **({"short_expr_negs": {str(k): f"not object {b} ({k})" for k in range(10)}} if b % 2 else {})}
+            {
+                "bbox": [0.1 * b, 0.1, 0.1 * b + 0.3, 0.6, 0.91],
+                "short_expr": f"object {b}",
+                "long_expr": f"the long expression of object {b}",
+                "flag_short_neg": b % 2,
+                **({"short_expr_negs": {str(k): f"not object {b} ({k})" for k in range(10)}} if b % 2 else {}),
+            }
             for b in range(boxes)
         ],
     }

@@ -20,14 +20,17 @@ def png_bytes(colour=(10, 200, 10), size=40) -> bytes:
 
 def test_jsonl_reader_loads_records_and_reports_bad_lines(tmp_path):
     write_image(tmp_path / "images" / "a.png")
-    path = write_jsonl(tmp_path / "data.jsonl", [
-        record("images/a.png", 0),
-        "{not json",
-        {**record("images/a.png", 1), "regions": [{"bbox": [0.5, 0.5, 0.4, 0.9], "caption": "empty box"}]},
-        {**record("images/a.png", 2), "short_caption": ""},
-        "",  # blank lines are not records
-        record("images/missing.png", 3),
-    ])
+    path = write_jsonl(
+        tmp_path / "data.jsonl",
+        [
+            record("images/a.png", 0),
+            "{not json",
+            {**record("images/a.png", 1), "regions": [{"bbox": [0.5, 0.5, 0.4, 0.9], "caption": "empty box"}]},
+            {**record("images/a.png", 2), "short_caption": ""},
+            "",  # blank lines are not records
+            record("images/missing.png", 3),
+        ],
+    )
     source = open_sources([path])
     assert len(source) == 5
     first = source.load(0)
@@ -60,10 +63,20 @@ def test_finehard_json_list_is_mapped_as_the_spec_says(tmp_path):
         "caption": "A long CogVLM caption of the scene.",
         "short_caption": "a dog on a sofa",
         "bbox_info": [
-            {"bbox": [0.1, 0.2, 0.5, 0.9, 0.87], "short_expr": "a brown dog", "long_expr": "a small brown dog with a collar",
-             "flag_short_neg": 1, "short_expr_negs": {str(k): f"a dog negative {k}" for k in range(10)}},
-            {"bbox": [0.6, 0.1, 0.9, 0.4], "short_expr": "a red cushion", "long_expr": "a red cushion on the left",
-             "flag_short_neg": 0, "short_expr_negs": {"0": "ignored"}},
+            {
+                "bbox": [0.1, 0.2, 0.5, 0.9, 0.87],
+                "short_expr": "a brown dog",
+                "long_expr": "a small brown dog with a collar",
+                "flag_short_neg": 1,
+                "short_expr_negs": {str(k): f"a dog negative {k}" for k in range(10)},
+            },
+            {
+                "bbox": [0.6, 0.1, 0.9, 0.4],
+                "short_expr": "a red cushion",
+                "long_expr": "a red cushion on the left",
+                "flag_short_neg": 0,
+                "short_expr_negs": {"0": "ignored"},
+            },
         ],
     }
     path = tmp_path / "finehard.json"
@@ -91,16 +104,26 @@ def write_shard(path, samples):
 
 def test_webdataset_shards_are_read_by_key(tmp_path):
     good = {**record("ignored.png", 0), "image": "0.png"}
-    write_shard(tmp_path / "shard-000000.tar", [
-        {"__key__": "000000", "png": png_bytes(), "json": good},
-        {"__key__": "000001", "png": png_bytes()},  # no record
-        {"__key__": "000002", "json": record("x.png", 2)},  # no image
-    ])
-    write_shard(tmp_path / "shard-000001.tar", [
-        {"__key__": "000003", "jpg": png_bytes((0, 0, 250)), "json": {k: v for k, v in record("", 3).items() if k != "image"}},
-        {"__key__": "000004", "png": b"garbage", "json": record("4.png", 4)},
-        {"__key__": "000005", "png": png_bytes(), "json": b"{broken"},
-    ])
+    write_shard(
+        tmp_path / "shard-000000.tar",
+        [
+            {"__key__": "000000", "png": png_bytes(), "json": good},
+            {"__key__": "000001", "png": png_bytes()},  # no record
+            {"__key__": "000002", "json": record("x.png", 2)},  # no image
+        ],
+    )
+    write_shard(
+        tmp_path / "shard-000001.tar",
+        [
+            {
+                "__key__": "000003",
+                "jpg": png_bytes((0, 0, 250)),
+                "json": {k: v for k, v in record("", 3).items() if k != "image"},
+            },
+            {"__key__": "000004", "png": b"garbage", "json": record("4.png", 4)},
+            {"__key__": "000005", "png": png_bytes(), "json": b"{broken"},
+        ],
+    )
     source = open_sources([str(tmp_path / "shard-{000000..000001}.tar")])
     assert len(source) == 6
     first = source.load(0)
@@ -146,7 +169,11 @@ def test_bad_data_paths_are_clear_errors(tmp_path):
 
 def test_brace_patterns_expand_like_webdataset():
     assert [p.name for p in expand_data_paths(["s/shard-{000000..000002}.tar", "a.jsonl"])] == [
-        "shard-000000.tar", "shard-000001.tar", "shard-000002.tar", "a.jsonl"]
+        "shard-000000.tar",
+        "shard-000001.tar",
+        "shard-000002.tar",
+        "a.jsonl",
+    ]
 
 
 @pytest.mark.parametrize("data", ["jsonfiles", "jsonfiles/*.json"])
@@ -201,8 +228,13 @@ def test_a_line_that_is_not_utf8_is_one_bad_record(tmp_path):
 
     write_image(tmp_path / "a.png")
     path = tmp_path / "d.jsonl"
-    path.write_bytes(json.dumps(record("a.png", 0)).encode() + b"\n" + b'{"image": "\xff\xfe"}\n'
-                     + json.dumps(record("a.png", 1)).encode() + b"\n")
+    path.write_bytes(
+        json.dumps(record("a.png", 0)).encode()
+        + b"\n"
+        + b'{"image": "\xff\xfe"}\n'
+        + json.dumps(record("a.png", 1)).encode()
+        + b"\n"
+    )
     source = open_sources([path])
     assert source.load(1).kind == "malformed_json"
     items = list(iter_record_file(path))

@@ -16,8 +16,10 @@ from tests.data.conftest import record, write_jsonl
 def test_shards_hold_every_valid_record_and_skip_the_rest(tmp_path, good_set):
     records = [json.loads(line) for line in good_set.read_text().splitlines()]
     (good_set.parent / "images" / "broken.png").write_bytes(b"not an image")
-    mixed = write_jsonl(good_set.parent / "mixed.jsonl", records + [
-        record("images/missing.png", 50), record("images/broken.png", 51), "{oops"])
+    mixed = write_jsonl(
+        good_set.parent / "mixed.jsonl",
+        records + [record("images/missing.png", 50), record("images/broken.png", 51), "{oops"],
+    )
     summary = write_shards([mixed], tmp_path / "shards", shard_size=3, progress=False)
     assert summary.written == 8
     assert len(summary.skipped) == 3
@@ -66,8 +68,15 @@ def test_cli_reports_and_exit_codes(tmp_path, good_set, capsys):
 
 def test_help_answers_before_heavy_imports():
     for module in ("fgclip.data.shards", "fgclip.data.synthetic"):
-        done = subprocess.run([sys.executable, "-c", f"import sys, runpy\nsys.argv = ['x', '--help']\ntry:\n"
-                               f"    runpy.run_module('{module}', run_name='__main__')\nexcept SystemExit:\n    pass\n"
-                               "assert not {'torch', 'numpy', 'webdataset', 'PIL'} & set(sys.modules), module\n"],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                f"import sys, runpy\nsys.argv = ['x', '--help']\ntry:\n"
+                f"    runpy.run_module('{module}', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+                "assert not {'torch', 'numpy', 'webdataset', 'PIL'} & set(sys.modules), module\n",
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert done.returncode == 0 and "--output_dir" in done.stdout, done.stderr

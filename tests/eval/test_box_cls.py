@@ -21,8 +21,12 @@ def write_instances(path, images, annotations, categories):
 def coco_dir(tmp_path):
     make_image(tmp_path / "val" / "1.png", seed=1, size=(64, 48))
     make_image(tmp_path / "val" / "2.png", seed=2, size=(64, 48))
-    images = [{"id": 1, "file_name": "1.png", "width": 64, "height": 48}, {"id": 2, "file_name": "2.png"},
-              {"id": 3, "file_name": "gone.png", "width": 64, "height": 48}, {"id": 4, "file_name": "4.png"}]
+    images = [
+        {"id": 1, "file_name": "1.png", "width": 64, "height": 48},
+        {"id": 2, "file_name": "2.png"},
+        {"id": 3, "file_name": "gone.png", "width": 64, "height": 48},
+        {"id": 4, "file_name": "4.png"},
+    ]
     annotations = [
         {"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 4, 30, 20], "iscrowd": 0},
         {"id": 2, "image_id": 1, "category_id": 2, "bbox": [30, 10, 30, 30], "iscrowd": 0},
@@ -54,29 +58,57 @@ def test_instances_val2017_as_shipped(tmp_path):
     flickr_url, id}, annotations {segmentation, area, iscrowd, image_id, bbox, category_id, id}, categories
     {supercategory, id, name} with the real non-contiguous ids (1 person, 18 dog, 90 toothbrush)."""
     make_image(tmp_path / "val2017" / "000000397133.jpg", seed=3, size=(64, 48))
-    image = {"license": 4, "file_name": "000000397133.jpg",
-             "coco_url": "http://images.cocodataset.org/val2017/000000397133.jpg", "height": 48, "width": 64,
-             "date_captured": "2013-11-14 17:02:52",
-             "flickr_url": "http://farm7.staticflickr.com/6116/6255196340_da26cf2c9e_z.jpg", "id": 397133}
+    image = {
+        "license": 4,
+        "file_name": "000000397133.jpg",
+        "coco_url": "http://images.cocodataset.org/val2017/000000397133.jpg",
+        "height": 48,
+        "width": 64,
+        "date_captured": "2013-11-14 17:02:52",
+        "flickr_url": "http://farm7.staticflickr.com/6116/6255196340_da26cf2c9e_z.jpg",
+        "id": 397133,
+    }
 
     def annotation(ann_id, category, bbox, crowd=0, image_id=397133):
-        return {"segmentation": [[bbox[0], bbox[1], bbox[0] + bbox[2], bbox[1], bbox[0], bbox[1] + bbox[3]]],
-                "area": bbox[2] * bbox[3] / 2, "iscrowd": crowd, "image_id": image_id, "bbox": bbox,
-                "category_id": category, "id": ann_id}
+        return {
+            "segmentation": [[bbox[0], bbox[1], bbox[0] + bbox[2], bbox[1], bbox[0], bbox[1] + bbox[3]]],
+            "area": bbox[2] * bbox[3] / 2,
+            "iscrowd": crowd,
+            "image_id": image_id,
+            "bbox": bbox,
+            "category_id": category,
+            "id": ann_id,
+        }
 
     path = tmp_path / "annotations" / "instances_val2017.json"
     path.parent.mkdir()
-    path.write_text(json.dumps({
-        "info": {"description": "COCO 2017 Dataset", "url": "http://cocodataset.org", "version": "1.0", "year": 2017,
-                 "contributor": "COCO Consortium", "date_created": "2017/09/01"},
-        "licenses": [{"url": "http://creativecommons.org/licenses/by-nc-sa/2.0/", "id": 4, "name": "x"}],
-        "images": [image],
-        "annotations": [annotation(82445, 18, [10.5, 8.25, 30.0, 20.0]), annotation(1, 1, [0.0, 0.0, 64.0, 48.0]),
-                        annotation(82445, 18, [10.5, 8.25, 30.0, 20.0]),  # the same annotation twice
-                        annotation(7, 90, [40.0, 30.0, 10.0, 10.0], image_id=999)],  # an image the file does not list
-        "categories": [{"supercategory": "person", "id": 1, "name": "person"},
-                       {"supercategory": "animal", "id": 18, "name": "dog"},
-                       {"supercategory": "indoor", "id": 90, "name": "toothbrush"}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "info": {
+                    "description": "COCO 2017 Dataset",
+                    "url": "http://cocodataset.org",
+                    "version": "1.0",
+                    "year": 2017,
+                    "contributor": "COCO Consortium",
+                    "date_created": "2017/09/01",
+                },
+                "licenses": [{"url": "http://creativecommons.org/licenses/by-nc-sa/2.0/", "id": 4, "name": "x"}],
+                "images": [image],
+                "annotations": [
+                    annotation(82445, 18, [10.5, 8.25, 30.0, 20.0]),
+                    annotation(1, 1, [0.0, 0.0, 64.0, 48.0]),
+                    annotation(82445, 18, [10.5, 8.25, 30.0, 20.0]),  # the same annotation twice
+                    annotation(7, 90, [40.0, 30.0, 10.0, 10.0], image_id=999),
+                ],  # an image the file does not list
+                "categories": [
+                    {"supercategory": "person", "id": 1, "name": "person"},
+                    {"supercategory": "animal", "id": 18, "name": "dog"},
+                    {"supercategory": "indoor", "id": 90, "name": "toothbrush"},
+                ],
+            }
+        )
+    )
     coco = box_cls.load_coco(path)
     ids, names = box_cls.category_names(coco, None)
     assert ids == [1, 18, 90] and names == ["person", "dog", "toothbrush"]
@@ -88,8 +120,18 @@ def test_instances_val2017_as_shipped(tmp_path):
 
 def test_command_end_to_end(tiny_model_dir, coco_dir):
     out = coco_dir / "out"
-    result = box_cls.main(["--data", str(coco_dir / "instances.json"), "--images", str(coco_dir / "val"),
-                           "--templates", "photo", "--per-class", *common_args(tiny_model_dir, out)])
+    result = box_cls.main(
+        [
+            "--data",
+            str(coco_dir / "instances.json"),
+            "--images",
+            str(coco_dir / "val"),
+            "--templates",
+            "photo",
+            "--per-class",
+            *common_args(tiny_model_dir, out),
+        ]
+    )
     assert result["num_boxes"] == 3 and result["num_classes"] == 3
     assert result["counts"]["skipped_missing_image"] == 1 and result["complete"] is False
     assert result["top1"] <= result["top5"] == 1.0  # 3 classes: every box is within the top 5
@@ -108,8 +150,12 @@ def test_classnames_override_and_errors(tiny_model_dir, coco_dir, tmp_path, caps
     args = common_args(tiny_model_dir, tmp_path / "out")
     assert run(box_cls.main, ["--data", str(tmp_path / "broken.json"), *args]) == 2
     assert "is not valid JSON" in capsys.readouterr().err
-    write_instances(tmp_path / "nocats.json", [{"id": 1, "file_name": "a.png"}],
-                    [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1]}], [])
+    write_instances(
+        tmp_path / "nocats.json",
+        [{"id": 1, "file_name": "a.png"}],
+        [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1]}],
+        [],
+    )
     with pytest.raises(UserError, match="no categories"):
         box_cls.main(["--data", str(tmp_path / "nocats.json"), *args])
     (tmp_path / "list.json").write_text("[]")

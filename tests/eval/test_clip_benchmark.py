@@ -95,16 +95,39 @@ def _expected_classification(model_dir: Path, images: list[bytes], labels: list[
     ranked = scores.argsort(dim=1, descending=True)
     target = torch.tensor(labels)
     recalls = [(ranked[target == c, 0] == c).float().mean().item() for c in range(len(CLASSES))]
-    return {"acc1": (ranked[:, 0] == target).float().mean().item(),
-            "acc5": (ranked[:, :5] == target[:, None]).any(1).float().mean().item(),
-            "mean_per_class_recall": float(np.mean(recalls))}
+    return {
+        "acc1": (ranked[:, 0] == target).float().mean().item(),
+        "acc5": (ranked[:, :5] == target[:, None]).any(1).float().mean().item(),
+        "mean_per_class_recall": float(np.mean(recalls)),
+    }
 
 
 def _run(tmp_path: Path, dataset_root: Path, model_dir: Path, *extra: str) -> dict:
     output = tmp_path / "result.json"
-    code = main(["eval", "--model_type", "fgclip", "--model", "fgclip-tiny", "--pretrained", str(model_dir),
-                 "--dataset", "wds/tiny", "--dataset_root", str(dataset_root), "--batch_size", "4",
-                 "--num_workers", "0", "--no_amp", "--quiet", "--output", str(output), *extra])
+    code = main(
+        [
+            "eval",
+            "--model_type",
+            "fgclip",
+            "--model",
+            "fgclip-tiny",
+            "--pretrained",
+            str(model_dir),
+            "--dataset",
+            "wds/tiny",
+            "--dataset_root",
+            str(dataset_root),
+            "--batch_size",
+            "4",
+            "--num_workers",
+            "0",
+            "--no_amp",
+            "--quiet",
+            "--output",
+            str(output),
+            *extra,
+        ]
+    )
     assert code == 0
     return json.loads(output.read_text())
 
@@ -115,9 +138,11 @@ def hub_clip_dir(tmp_path_factory) -> Path:
     return make_hub_copy("openai/clip-vit-base-patch16", tmp_path_factory.mktemp("hub") / "clip-vit-base-patch16")
 
 
-@pytest.mark.parametrize(("folder", "long"), [("ours", False), ("ours", True),
-                                              pytest.param("hub_clip", False, marks=pytest.mark.slow)],
-                         ids=["short", "long", "stock-clip-folder"])
+@pytest.mark.parametrize(
+    ("folder", "long"),
+    [("ours", False), ("ours", True), pytest.param("hub_clip", False, marks=pytest.mark.slow)],
+    ids=["short", "long", "stock-clip-folder"],
+)
 def test_zero_shot_classification_equals_encode_star(tmp_path, request, classification_set, folder, long):
     model_dir = request.getfixturevalue("model_dir" if folder == "ours" else "hub_clip_dir")
     root, images, labels = classification_set
@@ -136,8 +161,10 @@ def test_zero_shot_retrieval_equals_encode_star(tmp_path, model_dir):
     captions = [[f"picture number {i} with noise", f"another caption of image {i}"] for i in range(len(images))]
     (root).mkdir()
     (root / "dataset_type.txt").write_text("retrieval\n")
-    _write_shard(root / "test" / "0.tar", [{"png": png, "txt": "\n".join(texts).encode()}
-                                           for png, texts in zip(images, captions)])
+    _write_shard(
+        root / "test" / "0.tar",
+        [{"png": png, "txt": "\n".join(texts).encode()} for png, texts in zip(images, captions)],
+    )
     result = _run(tmp_path, root, model_dir, "--task", "zeroshot_retrieval", "--recall_k", "1", "3")
     model, tokenizer = FGCLIPModel.from_pretrained(model_dir).eval(), FGCLIPTokenizer.from_pretrained(model_dir)
     texts = [text for group in captions for text in group]
@@ -161,12 +188,28 @@ def test_upstream_accuracy_defect_is_real_and_replaced():
             zeroshot_classification.accuracy(logits, target, topk=(1,))
 
 
-def test_default_output_template_with_a_folder_and_missing_output_folder(tmp_path, model_dir, classification_set,
-                                                                         monkeypatch, capsys):
+def test_default_output_template_with_a_folder_and_missing_output_folder(
+    tmp_path, model_dir, classification_set, monkeypatch, capsys
+):
     root, _, _ = classification_set
     monkeypatch.chdir(tmp_path)
-    args = ["eval", "--model_type", "fgclip", "--model", "m", "--pretrained", str(model_dir), "--dataset", "wds/tiny",
-            "--dataset_root", str(root), "--num_workers", "0", "--no_amp", "--quiet"]
+    args = [
+        "eval",
+        "--model_type",
+        "fgclip",
+        "--model",
+        "m",
+        "--pretrained",
+        str(model_dir),
+        "--dataset",
+        "wds/tiny",
+        "--dataset_root",
+        str(root),
+        "--num_workers",
+        "0",
+        "--no_amp",
+        "--quiet",
+    ]
     assert main(args) == 0  # the default template holds {pretrained}: a path with slashes
     written = list(tmp_path.glob("*.json"))
     assert len(written) == 1 and "model" in written[0].name and "/" not in written[0].name
@@ -176,9 +219,25 @@ def test_default_output_template_with_a_folder_and_missing_output_folder(tmp_pat
 
 def test_bad_pretrained_is_one_line_exit_2(tmp_path, classification_set, capsys):
     root, _, _ = classification_set
-    code = run(main, ["eval", "--model_type", "fgclip", "--pretrained", str(tmp_path / "nope"), "--dataset",
-                      "wds/tiny", "--dataset_root", str(root), "--num_workers", "0", "--quiet", "--output",
-                      str(tmp_path / "r.json")])
+    code = run(
+        main,
+        [
+            "eval",
+            "--model_type",
+            "fgclip",
+            "--pretrained",
+            str(tmp_path / "nope"),
+            "--dataset",
+            "wds/tiny",
+            "--dataset_root",
+            str(root),
+            "--num_workers",
+            "0",
+            "--quiet",
+            "--output",
+            str(tmp_path / "r.json"),
+        ],
+    )
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "not a folder" in err and "\n" not in err

@@ -25,11 +25,19 @@ def test_complete_only_when_every_given_item_was_scored(capsys):
 def test_duplicates_truncation_and_limits_are_said_but_do_not_make_it_partial():
     cover = Coverage("regions", 4, 4, duplicates=2, truncated={77: 3, 248: 0}, not_read=10, not_read_unit="items")
     assert cover.complete
-    assert cover.note == ("all 4 regions scored (--limit: 10 more items not read); 2 duplicates scored once; "
-                          "3 texts longer than 77 tokens truncated")
-    assert cover.as_json()["coverage"] == {"unit": "regions", "given": 4, "scored": 4, "skipped": {},
-                                           "not_read_limit": 10, "duplicates_scored_once": 2,
-                                           "truncated_texts": {"77": 3}}
+    assert cover.note == (
+        "all 4 regions scored (--limit: 10 more items not read); 2 duplicates scored once; "
+        "3 texts longer than 77 tokens truncated"
+    )
+    assert cover.as_json()["coverage"] == {
+        "unit": "regions",
+        "given": 4,
+        "scored": 4,
+        "skipped": {},
+        "not_read_limit": 10,
+        "duplicates_scored_once": 2,
+        "truncated_texts": {"77": 3},
+    }
 
 
 def test_nothing_scored_is_an_error_and_strict_turns_a_skip_into_one(tmp_path):

@@ -52,8 +52,9 @@ def test_images_and_regions_match_the_model_and_count_failures(tiny_model_dir, t
         boxes = [torch.tensor([[0.0, 0.0, 1.0, 1.0], [0.1, 0.2, 0.5, 0.6]]), torch.tensor([[0.5, 0.5, 1.0, 1.0]])]
         expected_regions = encoder.model.encode_regions(pixels[:2], boxes)
     torch.testing.assert_close(encoded.embeddings[[0, 2, 4, 5]], expected[[0, 1, 2, 0]], atol=1e-5, rtol=1e-5)
-    regions = encoder.regions([paths[0], tmp_path / "missing.png", paths[1]],
-                              [boxes[0], torch.tensor([[0.0, 0.0, 0.5, 0.5]]), boxes[1]])
+    regions = encoder.regions(
+        [paths[0], tmp_path / "missing.png", paths[1]], [boxes[0], torch.tensor([[0.0, 0.0, 0.5, 0.5]]), boxes[1]]
+    )
     assert regions.ok.tolist() == [True, True, False, True]
     torch.testing.assert_close(regions.embeddings[[0, 1, 3]], expected_regions, atol=1e-5, rtol=1e-5)
 
@@ -161,9 +162,11 @@ def test_cuda_autocast_matches_fp32(tiny_model_dir, tmp_path):
     cpu = Encoder.load(tiny_model_dir, CONFIG)
     gpu = Encoder.load(tiny_model_dir, EncoderConfig(batch_size=2, device="cuda", precision="auto"))
     assert gpu.precision_name in ("bf16", "fp16") and gpu.device.type == "cuda"
-    for name, run in (("texts", lambda e: e.texts(["a red car", "two dogs"], long=True)),
-                      ("images", lambda e: e.images(paths).embeddings),
-                      ("regions", lambda e: e.regions(paths, boxes).embeddings)):
+    for name, run in (
+        ("texts", lambda e: e.texts(["a red car", "two dogs"], long=True)),
+        ("images", lambda e: e.images(paths).embeddings),
+        ("regions", lambda e: e.regions(paths, boxes).embeddings),
+    ):
         reference, fast = run(cpu), run(gpu)
         assert fast.device.type == "cpu" and fast.dtype == torch.float32, name
         assert float(F.cosine_similarity(reference, fast).min()) > 0.98, name

@@ -5,14 +5,24 @@ from __future__ import annotations
 import pytest
 import torch
 
-from eval.common.metrics import (classification_report, curve_ks, rank_of_best_positive, recall_at_k,
-                                 retrieval_ranks, topk_accuracy)
+from eval.common.metrics import (
+    classification_report,
+    curve_ks,
+    rank_of_best_positive,
+    recall_at_k,
+    retrieval_ranks,
+    topk_accuracy,
+)
 
 
 def test_rank_counts_negatives_at_or_above_the_best_positive():
-    scores = torch.tensor([[0.9, 0.1, 0.5],    # positive first and highest: rank 0
-                           [0.2, 0.9, 0.5],    # two negatives above: rank 2
-                           [0.5, 0.5, 0.1]])   # a tie with a negative: rank 1 (a miss at K=1)
+    scores = torch.tensor(
+        [
+            [0.9, 0.1, 0.5],  # positive first and highest: rank 0
+            [0.2, 0.9, 0.5],  # two negatives above: rank 2
+            [0.5, 0.5, 0.1],
+        ]
+    )  # a tie with a negative: rank 1 (a miss at K=1)
     positives = torch.tensor([[True, False, False]] * 3)
     assert rank_of_best_positive(scores, positives).tolist() == [0, 2, 1]
 

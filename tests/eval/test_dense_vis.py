@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -12,7 +10,7 @@ from PIL import Image
 from eval import dense_vis
 from fgclip.cli import run
 from fgclip.errors import UserError
-from tests.eval.conftest import make_image, write_jsonl
+from tests.eval.conftest import write_jsonl
 
 
 def test_normalisations_by_hand():
@@ -46,9 +44,27 @@ def scene(tmp_path):
 def test_heatmaps_and_boxes_for_an_image(tiny_model_dir, tmp_path):
     image = scene(tmp_path)
     out = tmp_path / "out"
-    result = dense_vis.main(["--model", str(tiny_model_dir), "--image", str(image), "--text", "a red square",
-                             "--text", "green background", "--normalize", "softmax", "--boxes", "0.25,0.25,0.62,0.75",
-                             "0,0,0.2,0.2", "--out", str(out), "--num-workers", "0"])
+    result = dense_vis.main(
+        [
+            "--model",
+            str(tiny_model_dir),
+            "--image",
+            str(image),
+            "--text",
+            "a red square",
+            "--text",
+            "green background",
+            "--normalize",
+            "softmax",
+            "--boxes",
+            "0.25,0.25,0.62,0.75",
+            "0,0,0.2,0.2",
+            "--out",
+            str(out),
+            "--num-workers",
+            "0",
+        ]
+    )
     assert (out / "heatmap.png").stat().st_size > 0 and (out / "regions.png").stat().st_size > 0
     assert result["grid"] == [4, 4] and result["num_texts"] == 2 and result["num_regions"] == 2
     texts = result["details"]["texts"]
@@ -59,13 +75,35 @@ def test_heatmaps_and_boxes_for_an_image(tiny_model_dir, tmp_path):
 
 def test_boxes_of_a_record_with_ground_truth(tiny_model_dir, tmp_path):
     scene(tmp_path)
-    records = write_jsonl(tmp_path / "records.jsonl", [
-        {"image": "other.png", "regions": []},
-        {"image": "scene.png", "regions": [
-            {"bbox": [0.25, 0.25, 0.62, 0.75], "caption": "a red square", "hard_negatives": ["a blue square"]},
-            {"bbox": [0.0, 0.0, 0.2, 0.2], "caption": "green grass"}]}])
-    result = dense_vis.main(["--model", str(tiny_model_dir), "--record", str(records), "--index", "1",
-                             "--normalize", "raw", "--out", str(tmp_path / "out"), "--num-workers", "0"])
+    records = write_jsonl(
+        tmp_path / "records.jsonl",
+        [
+            {"image": "other.png", "regions": []},
+            {
+                "image": "scene.png",
+                "regions": [
+                    {"bbox": [0.25, 0.25, 0.62, 0.75], "caption": "a red square", "hard_negatives": ["a blue square"]},
+                    {"bbox": [0.0, 0.0, 0.2, 0.2], "caption": "green grass"},
+                ],
+            },
+        ],
+    )
+    result = dense_vis.main(
+        [
+            "--model",
+            str(tiny_model_dir),
+            "--record",
+            str(records),
+            "--index",
+            "1",
+            "--normalize",
+            "raw",
+            "--out",
+            str(tmp_path / "out"),
+            "--num-workers",
+            "0",
+        ]
+    )
     regions = result["details"]["regions"]
     assert [r["caption"] for r in regions] == ["a red square", "green grass"]
     assert result["region_top1"] == sum(r["correct"] for r in regions) / 2
@@ -73,8 +111,9 @@ def test_boxes_of_a_record_with_ground_truth(tiny_model_dir, tmp_path):
     with pytest.raises(UserError, match="has no regions"):
         dense_vis.main(["--model", str(tiny_model_dir), "--record", str(records), "--out", str(tmp_path / "o")])
     with pytest.raises(UserError, match="fewer than 6 records"):
-        dense_vis.main(["--model", str(tiny_model_dir), "--record", str(records), "--index", "5",
-                        "--out", str(tmp_path / "o")])
+        dense_vis.main(
+            ["--model", str(tiny_model_dir), "--record", str(records), "--index", "5", "--out", str(tmp_path / "o")]
+        )
 
 
 def test_usage_errors(tiny_model_dir, tmp_path, capsys):

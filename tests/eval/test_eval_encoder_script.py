@@ -16,8 +16,14 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "eval_encoder.sh"
 
 def run(*args, **env):
     clean = {k: v for k, v in os.environ.items() if not k.endswith(("_DIR", "_INSTANCES", "_CAPTIONS", "_JSON"))}
-    return subprocess.run(["bash", str(SCRIPT), *map(str, args)], capture_output=True, text=True,
-                          env={**clean, **env}, cwd=SCRIPT.parents[1], timeout=600)
+    return subprocess.run(
+        ["bash", str(SCRIPT), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**clean, **env},
+        cwd=SCRIPT.parents[1],
+        timeout=600,
+    )
 
 
 def test_help_and_usage_errors(tmp_path):
@@ -34,16 +40,35 @@ def test_help_and_usage_errors(tmp_path):
 @pytest.mark.slow
 def test_fgovd_through_the_wrapper_and_failures_stop_it(tiny_model_dir, tmp_path):
     make_image(tmp_path / "coco" / "a.png", seed=1)
-    write_jsonl(tmp_path / "fgovd" / "1_attributes_llava.jsonl", [
-        {"img_path": "a.png", "bbox": [2, 2, 20, 20], "width": 48, "height": 40, "pos_expression": "a red car",
-         "neg_expression": ["a blue car", "a green car"]}])
-    done = run(tiny_model_dir, tmp_path / "out", FGOVD_DIR=str(tmp_path / "fgovd"),
-               FGOVD_IMAGES=str(tmp_path / "coco"), BATCH_SIZE="2")
+    write_jsonl(
+        tmp_path / "fgovd" / "1_attributes_llava.jsonl",
+        [
+            {
+                "img_path": "a.png",
+                "bbox": [2, 2, 20, 20],
+                "width": 48,
+                "height": 40,
+                "pos_expression": "a red car",
+                "neg_expression": ["a blue car", "a green car"],
+            }
+        ],
+    )
+    done = run(
+        tiny_model_dir,
+        tmp_path / "out",
+        FGOVD_DIR=str(tmp_path / "fgovd"),
+        FGOVD_IMAGES=str(tmp_path / "coco"),
+        BATCH_SIZE="2",
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads((tmp_path / "out" / "fgovd" / "results.json").read_text())
     assert result["num_regions"] == 1 and "top1_hard" in result
     # without FGOVD_IMAGES the image is not found: the benchmark fails and the wrapper stops with its code
-    broken = run(tiny_model_dir, tmp_path / "out2", FGOVD_DIR=str(tmp_path / "fgovd"),
-                 COCO_INSTANCES=str(tmp_path / "absent.json"))
+    broken = run(
+        tiny_model_dir,
+        tmp_path / "out2",
+        FGOVD_DIR=str(tmp_path / "fgovd"),
+        COCO_INSTANCES=str(tmp_path / "absent.json"),
+    )
     assert broken.returncode == 2 and "no region could be scored" in broken.stderr
     assert "== box_cls_coco" not in broken.stdout

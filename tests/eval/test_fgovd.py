@@ -36,38 +36,62 @@ def test_difficulty_labels_from_public_file_names():
 
 def test_public_format_is_read_as_it_is(tmp_path):
     make_image(tmp_path / "imgs" / "a.png", size=(48, 40))
-    data = write_jsonl(tmp_path / "hard.jsonl", [
-        fgovd_line("imgs/a.png", [12, 4, 24, 20], ["a red car"], ["a blue car", "a red car", "a green car"]),
-        fgovd_line("imgs/a.png", [0, 0, 48, 40], "a dog", ["a cat"], size=None),  # size read from the image
-        fgovd_line("imgs/a.png", [0, 0, 48, 40], "a dog", []),
-        fgovd_line("imgs/a.png", [60, 50, 5, 5], "a dog", ["a cat"]),  # outside the image
-    ])
+    data = write_jsonl(
+        tmp_path / "hard.jsonl",
+        [
+            fgovd_line("imgs/a.png", [12, 4, 24, 20], ["a red car"], ["a blue car", "a red car", "a green car"]),
+            fgovd_line("imgs/a.png", [0, 0, 48, 40], "a dog", ["a cat"], size=None),  # size read from the image
+            fgovd_line("imgs/a.png", [0, 0, 48, 40], "a dog", []),
+            fgovd_line("imgs/a.png", [60, 50, 5, 5], "a dog", ["a cat"]),  # outside the image
+        ],
+    )
     (tmp_path / "hard.jsonl").write_text(data.read_text() + "{not json\n")
     loaded = fgovd.load_region_file(data, tmp_path, "hard")
     first, second = loaded.queries
     assert first.positive == "a red car" and first.negatives == ["a blue car", "a green car"]
     assert first.box == [0.25, 0.1, 0.75, 0.6]
     assert second.box == [0.0, 0.0, 1.0, 1.0]
-    assert dict(loaded.counts) == {"items": 5, "regions_in_file": 5, "dropped_negatives_equal_to_positive": 1,
-                                   "skipped_no_negatives": 1, "skipped_bad_box": 1, "skipped_malformed": 1}
+    assert dict(loaded.counts) == {
+        "items": 5,
+        "regions_in_file": 5,
+        "dropped_negatives_equal_to_positive": 1,
+        "skipped_no_negatives": 1,
+        "skipped_bad_box": 1,
+        "skipped_malformed": 1,
+    }
 
 
 def test_record_format_regions_are_skipped_one_by_one(tmp_path):
     """One bad box skips that region only, never the rest of its record (issue 15: 14 of 17 said 'all 14')."""
-    data = write_jsonl(tmp_path / "records.jsonl", [
-        {"image": "x.png", "regions": [
-            {"bbox": [0.1, 0.1, 0.5, 0.5], "caption": "a red cube", "hard_negatives": ["a blue cube"]},
-            {"bbox": [0.5, 0.5, 0.4, 0.9], "caption": "bad box", "hard_negatives": ["x"]},
-            {"bbox": [0.2, 0.2, 0.6, 0.6], "caption": "", "hard_negatives": ["x"]},
-            {"bbox": [0.5, 0.5, 0.9, 0.9], "caption": "a ball"},
-            {"bbox": [0.1, 0.2, 0.3, 0.4], "caption": "a green cube", "hard_negatives": ["a red cube"]}]},
-        {"image": "y.png", "regions": [{"bbox": [0.5, 0.5, 0.4, 0.9], "caption": "bad box"},
-                                       {"bbox": [0.0, 0.0, 1.0, 1.0], "caption": "a sky", "hard_negatives": ["sea"]}]},
-        {"regions": [{"bbox": [0.0, 0.0, 1.0, 1.0], "caption": "no image", "hard_negatives": ["a"]}]},
-    ])
+    data = write_jsonl(
+        tmp_path / "records.jsonl",
+        [
+            {
+                "image": "x.png",
+                "regions": [
+                    {"bbox": [0.1, 0.1, 0.5, 0.5], "caption": "a red cube", "hard_negatives": ["a blue cube"]},
+                    {"bbox": [0.5, 0.5, 0.4, 0.9], "caption": "bad box", "hard_negatives": ["x"]},
+                    {"bbox": [0.2, 0.2, 0.6, 0.6], "caption": "", "hard_negatives": ["x"]},
+                    {"bbox": [0.5, 0.5, 0.9, 0.9], "caption": "a ball"},
+                    {"bbox": [0.1, 0.2, 0.3, 0.4], "caption": "a green cube", "hard_negatives": ["a red cube"]},
+                ],
+            },
+            {
+                "image": "y.png",
+                "regions": [
+                    {"bbox": [0.5, 0.5, 0.4, 0.9], "caption": "bad box"},
+                    {"bbox": [0.0, 0.0, 1.0, 1.0], "caption": "a sky", "hard_negatives": ["sea"]},
+                ],
+            },
+            {"regions": [{"bbox": [0.0, 0.0, 1.0, 1.0], "caption": "no image", "hard_negatives": ["a"]}]},
+        ],
+    )
     loaded = fgovd.load_region_file(data, tmp_path, "records")
     assert [(q.image.name, q.positive) for q in loaded.queries] == [
-        ("x.png", "a red cube"), ("x.png", "a green cube"), ("y.png", "a sky")]
+        ("x.png", "a red cube"),
+        ("x.png", "a green cube"),
+        ("y.png", "a sky"),
+    ]
     assert loaded.counts["regions_in_file"] == 8 and loaded.given == 8
     assert skipped_reasons(loaded.counts) == {"bad_box": 2, "malformed": 2, "no_negatives": 1}
 
@@ -78,27 +102,95 @@ def test_public_fgovd_benchmark_document_as_shipped(tmp_path):
     the captions as category names, the negatives as `neg_category_ids` of each annotation."""
     make_image(tmp_path / "coco" / "val2017" / "000000056288.jpg", size=(64, 48))
     document = {
-        "images": [{"id": 56288, "width": 64, "height": 48, "license": 4,
-                    "coco_url": "http://images.cocodataset.org/val2017/000000056288.jpg",
-                    "flickr_url": "http://farm1.staticflickr.com/124/376779110_e9109fac8d_z.jpg",
-                    "file_name": "val2017/000000056288.jpg", "neg_category_ids": [12, 13],
-                    "not_exhaustive_category_ids": [11], "checked": True}],
+        "images": [
+            {
+                "id": 56288,
+                "width": 64,
+                "height": 48,
+                "license": 4,
+                "coco_url": "http://images.cocodataset.org/val2017/000000056288.jpg",
+                "flickr_url": "http://farm1.staticflickr.com/124/376779110_e9109fac8d_z.jpg",
+                "file_name": "val2017/000000056288.jpg",
+                "neg_category_ids": [12, 13],
+                "not_exhaustive_category_ids": [11],
+                "checked": True,
+            }
+        ],
         "annotations": [
-            {"bbox": [16.0, 12.0, 32.0, 24.0], "area": 768.0, "segmentation": [[16.0, 12.0, 48.0, 12.0, 48.0, 36.0]],
-             "category_id": 11, "neg_category_ids": [12, 13], "image_id": 56288, "needs_revision": False, "id": 14447},
-            {"bbox": [0.0, 0.0, 64.0, 48.0], "area": 3072.0, "segmentation": [], "category_id": 11,
-             "neg_category_ids": [12, 99], "image_id": 56288, "needs_revision": False, "id": 14448},
-            {"bbox": [80.0, 60.0, 4.0, 4.0], "area": 16.0, "segmentation": [], "category_id": 11,
-             "neg_category_ids": [12], "image_id": 56288, "needs_revision": False, "id": 14449},
-            {"bbox": [16.0, 12.0, 32.0, 24.0], "area": 768.0, "segmentation": [], "category_id": 11,
-             "neg_category_ids": [12, 13], "image_id": 56288, "needs_revision": False, "id": 14450}],
+            {
+                "bbox": [16.0, 12.0, 32.0, 24.0],
+                "area": 768.0,
+                "segmentation": [[16.0, 12.0, 48.0, 12.0, 48.0, 36.0]],
+                "category_id": 11,
+                "neg_category_ids": [12, 13],
+                "image_id": 56288,
+                "needs_revision": False,
+                "id": 14447,
+            },
+            {
+                "bbox": [0.0, 0.0, 64.0, 48.0],
+                "area": 3072.0,
+                "segmentation": [],
+                "category_id": 11,
+                "neg_category_ids": [12, 99],
+                "image_id": 56288,
+                "needs_revision": False,
+                "id": 14448,
+            },
+            {
+                "bbox": [80.0, 60.0, 4.0, 4.0],
+                "area": 16.0,
+                "segmentation": [],
+                "category_id": 11,
+                "neg_category_ids": [12],
+                "image_id": 56288,
+                "needs_revision": False,
+                "id": 14449,
+            },
+            {
+                "bbox": [16.0, 12.0, 32.0, 24.0],
+                "area": 768.0,
+                "segmentation": [],
+                "category_id": 11,
+                "neg_category_ids": [12, 13],
+                "image_id": 56288,
+                "needs_revision": False,
+                "id": 14450,
+            },
+        ],
         "categories": [
-            {"name": "A dark blue striped wool basket", "id": 11, "synset": "", "synonyms": [], "def": "",
-             "frequency": "f", "instance_count": 1, "image_count": 1},
-            {"name": "A dark green dotted text basket", "id": 12, "synset": "", "synonyms": [], "def": "",
-             "frequency": "f", "instance_count": 0, "image_count": 0},
-            {"name": "A light orange plain paper basket", "id": 13, "synset": "", "synonyms": [], "def": "",
-             "frequency": "f", "instance_count": 0, "image_count": 0}]}
+            {
+                "name": "A dark blue striped wool basket",
+                "id": 11,
+                "synset": "",
+                "synonyms": [],
+                "def": "",
+                "frequency": "f",
+                "instance_count": 1,
+                "image_count": 1,
+            },
+            {
+                "name": "A dark green dotted text basket",
+                "id": 12,
+                "synset": "",
+                "synonyms": [],
+                "def": "",
+                "frequency": "f",
+                "instance_count": 0,
+                "image_count": 0,
+            },
+            {
+                "name": "A light orange plain paper basket",
+                "id": 13,
+                "synset": "",
+                "synonyms": [],
+                "def": "",
+                "frequency": "f",
+                "instance_count": 0,
+                "image_count": 0,
+            },
+        ],
+    }
     path = tmp_path / "3_attributes.json"
     path.write_text(json.dumps(document))
     loaded = fgovd.load_region_file(path, tmp_path / "coco", fgovd.difficulty_label(path))
@@ -115,20 +207,36 @@ def test_public_fgovd_benchmark_document_as_shipped(tmp_path):
 def test_fgclip_jsonl_form_in_a_json_file(tmp_path):
     """FG-CLIP's `*_llava.jsonl` lines (positive as a one-item list, no width/height) also read from a .json name."""
     make_image(tmp_path / "val2017" / "000000000139.jpg", size=(40, 40))
-    path = write_jsonl(tmp_path / "1_attributes.json", [
-        {"img_path": "val2017/000000000139.jpg", "bbox": [0, 0, 20, 20], "pos_expression": ["a red chair"],
-         "neg_expression": ["a blue chair", "a green chair"]},
-        {"img_path": "val2017/000000000139.jpg", "bbox": [0, 0, 40, 40], "pos_expression": ["a table"],
-         "neg_expression": ["a desk"]}])
+    path = write_jsonl(
+        tmp_path / "1_attributes.json",
+        [
+            {
+                "img_path": "val2017/000000000139.jpg",
+                "bbox": [0, 0, 20, 20],
+                "pos_expression": ["a red chair"],
+                "neg_expression": ["a blue chair", "a green chair"],
+            },
+            {
+                "img_path": "val2017/000000000139.jpg",
+                "bbox": [0, 0, 40, 40],
+                "pos_expression": ["a table"],
+                "neg_expression": ["a desk"],
+            },
+        ],
+    )
     loaded = fgovd.load_region_file(path, tmp_path, "hard")
-    assert [(q.positive, q.box) for q in loaded.queries] == [("a red chair", [0.0, 0.0, 0.5, 0.5]),
-                                                             ("a table", [0.0, 0.0, 1.0, 1.0])]
+    assert [(q.positive, q.box) for q in loaded.queries] == [
+        ("a red chair", [0.0, 0.0, 0.5, 0.5]),
+        ("a table", [0.0, 0.0, 1.0, 1.0]),
+    ]
 
 
 def test_score_regions_uses_the_one_region_rule_ties_are_hits():
-    queries = [fgovd.RegionQuery(Path("i"), [0, 0, 1, 1], "pos", ["neg1", "neg2"]),
-               fgovd.RegionQuery(Path("i"), [0, 0, 1, 1], "pos", ["same"]),
-               fgovd.RegionQuery(Path("i"), [0, 0, 1, 1], "pos", ["neg2"])]
+    queries = [
+        fgovd.RegionQuery(Path("i"), [0, 0, 1, 1], "pos", ["neg1", "neg2"]),
+        fgovd.RegionQuery(Path("i"), [0, 0, 1, 1], "pos", ["same"]),
+        fgovd.RegionQuery(Path("i"), [0, 0, 1, 1], "pos", ["neg2"]),
+    ]
     texts = {"pos": 0, "neg1": 1, "neg2": 2, "same": 3}
     text_embeds = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8], [1.0, 0.0]])
     regions = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
@@ -145,8 +253,9 @@ def test_a_negative_cut_to_the_positive_by_the_token_window_ties_and_counts_as_a
     tie is a hit (counted in num_ties), the public FG-OVD rule (fgclip.metrics.region_top1_hits)."""
     make_image(tmp_path / "a.png", seed=3)
     long = "a red car " + "parked on a quiet street near a tall old building " * 10
-    data = write_jsonl(tmp_path / "ties.jsonl", [fgovd_line("a.png", [2, 2, 30, 30], long + "at noon",
-                                                            [long + "at night"])])
+    data = write_jsonl(
+        tmp_path / "ties.jsonl", [fgovd_line("a.png", [2, 2, 30, 30], long + "at noon", [long + "at night"])]
+    )
     result = fgovd.main(["--data", str(data), *common_args(tiny_model_dir, tmp_path / "out")])
     assert result["top1"] == 1.0 and result["num_ties"] == 1 and result["num_regions"] == 1
     assert "| ties | 1 | 1 | 1.0000 | 1.0000 | 0.5000 | 1 |" in (tmp_path / "out" / "results.md").read_text()
@@ -155,9 +264,11 @@ def test_a_negative_cut_to_the_positive_by_the_token_window_ties_and_counts_as_a
 def test_command_end_to_end_with_difficulties_cache_and_plot(tiny_model_dir, tmp_path):
     make_image(tmp_path / "imgs" / "a.png", seed=1)
     make_image(tmp_path / "imgs" / "b.png", seed=2)
-    lines = [fgovd_line("imgs/a.png", [2, 2, 30, 30], "a red car", ["a blue car", "a green car"]),
-             fgovd_line("imgs/b.png", [0, 0, 40, 40], "a small dog", ["a large dog", "a small cat"]),
-             fgovd_line("imgs/missing.png", [0, 0, 10, 10], "a cup", ["a mug"])]
+    lines = [
+        fgovd_line("imgs/a.png", [2, 2, 30, 30], "a red car", ["a blue car", "a green car"]),
+        fgovd_line("imgs/b.png", [0, 0, 40, 40], "a small dog", ["a large dog", "a small cat"]),
+        fgovd_line("imgs/missing.png", [0, 0, 10, 10], "a cup", ["a mug"]),
+    ]
     hard = write_jsonl(tmp_path / "1_attributes.jsonl", lines)
     easy = write_jsonl(tmp_path / "3_attributes.jsonl", lines[:2])
     out, cache = tmp_path / "out", tmp_path / "cache"
@@ -198,8 +309,21 @@ def test_errors_are_one_line_with_exit_code_2(tiny_model_dir, tmp_path, capsys):
 @pytest.mark.slow
 def test_module_runs_as_a_command(tmp_path):
     """`python -m eval.fgovd` with a bad path: exit code 2 and one line, no traceback."""
-    bad = subprocess.run([sys.executable, "-m", "eval.fgovd", "--model", str(tmp_path), "--data",
-                          str(tmp_path / "x.jsonl"), "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "eval.fgovd",
+            "--model",
+            str(tmp_path),
+            "--data",
+            str(tmp_path / "x.jsonl"),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1] == f"error: --data {tmp_path / 'x.jsonl'} does not exist"
     assert "Traceback" not in bad.stderr

@@ -22,7 +22,7 @@ WNIDS = ["n01440764", "n01443537", "n01484850"]  # the first three ImageNet clas
 
 def readme_commands() -> list[str]:
     text = README.read_text()
-    section = text[text.index("### Evaluation data"):]
+    section = text[text.index("### Evaluation data") :]
     section = section[: section.index("\n## ")]
     block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
     return [line for line in block.splitlines() if line.startswith("python -m ")]
@@ -31,21 +31,50 @@ def readme_commands() -> list[str]:
 def lvis_fgovd(image_id: int, negatives: int) -> dict:
     """One FG-OVD benchmark document (lorebianchi98/FG-OVD benchmarks/*.json): one box, its caption and
     `negatives` negative captions, all categories of the document."""
-    names = ["A dark blue striped wool basket"] + [f"A light {colour} plain paper basket"
-                                                   for colour in ("orange", "green", "grey", "pink", "red", "brown",
-                                                                  "purple", "yellow", "black", "white")][:negatives]
-    categories = [{"name": name, "id": 100 + i, "synset": "", "synonyms": [], "def": "", "frequency": "f",
-                   "instance_count": int(i == 0), "image_count": int(i == 0)} for i, name in enumerate(names)]
+    names = ["A dark blue striped wool basket"] + [
+        f"A light {colour} plain paper basket"
+        for colour in ("orange", "green", "grey", "pink", "red", "brown", "purple", "yellow", "black", "white")
+    ][:negatives]
+    categories = [
+        {
+            "name": name,
+            "id": 100 + i,
+            "synset": "",
+            "synonyms": [],
+            "def": "",
+            "frequency": "f",
+            "instance_count": int(i == 0),
+            "image_count": int(i == 0),
+        }
+        for i, name in enumerate(names)
+    ]
     return {
-        "images": [{"id": image_id, "width": 48, "height": 40, "license": 4,
-                    "coco_url": f"http://images.cocodataset.org/val2017/{image_id:012d}.jpg",
-                    "flickr_url": "http://farm1.staticflickr.com/124/376779110_e9109fac8d_z.jpg",
-                    "file_name": f"val2017/{image_id:012d}.jpg", "neg_category_ids": [c["id"] for c in categories[1:]],
-                    "not_exhaustive_category_ids": [100], "checked": True}],
-        "annotations": [{"bbox": [8.0, 6.0, 24.0, 20.0], "area": 480.0,
-                         "segmentation": [[8.0, 6.0, 32.0, 6.0, 32.0, 26.0]],
-                         "category_id": 100, "neg_category_ids": [c["id"] for c in categories[1:]],
-                         "image_id": image_id, "needs_revision": False, "id": 14447}],
+        "images": [
+            {
+                "id": image_id,
+                "width": 48,
+                "height": 40,
+                "license": 4,
+                "coco_url": f"http://images.cocodataset.org/val2017/{image_id:012d}.jpg",
+                "flickr_url": "http://farm1.staticflickr.com/124/376779110_e9109fac8d_z.jpg",
+                "file_name": f"val2017/{image_id:012d}.jpg",
+                "neg_category_ids": [c["id"] for c in categories[1:]],
+                "not_exhaustive_category_ids": [100],
+                "checked": True,
+            }
+        ],
+        "annotations": [
+            {
+                "bbox": [8.0, 6.0, 24.0, 20.0],
+                "area": 480.0,
+                "segmentation": [[8.0, 6.0, 32.0, 6.0, 32.0, 26.0]],
+                "category_id": 100,
+                "neg_category_ids": [c["id"] for c in categories[1:]],
+                "image_id": image_id,
+                "needs_revision": False,
+                "id": 14447,
+            }
+        ],
         "categories": categories,
     }
 
@@ -54,9 +83,18 @@ def karpathy(entries: list[tuple], dataset: str) -> dict:
     images = []
     for imgid, (filepath, filename, split, raws) in enumerate(entries):
         sentids = [imgid * 10 + k for k in range(len(raws))]
-        entry = {"filepath": filepath, "sentids": sentids, "filename": filename, "imgid": imgid, "split": split,
-                 "sentences": [{"tokens": raw.lower().strip(" .").split(), "raw": raw, "imgid": imgid, "sentid": sid}
-                               for raw, sid in zip(raws, sentids)], "cocoid": imgid + 391895}
+        entry = {
+            "filepath": filepath,
+            "sentids": sentids,
+            "filename": filename,
+            "imgid": imgid,
+            "split": split,
+            "sentences": [
+                {"tokens": raw.lower().strip(" .").split(), "raw": raw, "imgid": imgid, "sentid": sid}
+                for raw, sid in zip(raws, sentids)
+            ],
+            "cocoid": imgid + 391895,
+        }
         flickr = {k: v for k, v in entry.items() if k not in ("filepath", "cocoid")}  # Flickr30k's has neither
         images.append(entry if dataset == "coco" else flickr)
     return {"images": images, "dataset": dataset}
@@ -71,68 +109,185 @@ def downloads(tmp_path, tiny_model_dir) -> Path:
     # COCO: val2017 (FG-OVD, instances), val2014 + train2014 (Karpathy, POPE)
     for index, image_id in enumerate((56288, 14226, 397133, 37777)):
         make_image(root / "coco" / "val2017" / f"{image_id:012d}.jpg", seed=index, size=(48, 40))
-    for index, name in enumerate(("COCO_val2014_000000391895.jpg", "COCO_val2014_000000522418.jpg",
-                                  "COCO_val2014_000000310196.jpg")):
+    for index, name in enumerate(
+        ("COCO_val2014_000000391895.jpg", "COCO_val2014_000000522418.jpg", "COCO_val2014_000000310196.jpg")
+    ):
         make_image(root / "coco" / "val2014" / name, seed=10 + index, size=(48, 40))
     make_image(root / "coco" / "train2014" / "COCO_train2014_000000057870.jpg", seed=20)
     (root / "fgovd").mkdir()
-    for name, image_id in (("1_attributes", 56288), ("2_attributes", 14226), ("3_attributes", 397133),
-                           ("shuffle_negatives", 37777)):
+    for name, image_id in (
+        ("1_attributes", 56288),
+        ("2_attributes", 14226),
+        ("3_attributes", 397133),
+        ("shuffle_negatives", 37777),
+    ):
         document = lvis_fgovd(image_id, 10 if name == "1_attributes" else 4)
         (root / "fgovd" / f"{name}.json").write_text(json.dumps(document))
     (root / "coco" / "annotations").mkdir()
-    (root / "coco" / "annotations" / "instances_val2017.json").write_text(json.dumps({
-        "info": {"description": "COCO 2017 Dataset", "year": 2017}, "licenses": [{"url": "x", "id": 4, "name": "y"}],
-        "images": [{"license": 4, "file_name": f"{i:012d}.jpg", "coco_url": "", "height": 40, "width": 48,
-                    "date_captured": "2013-11-14 17:02:52", "flickr_url": "", "id": i} for i in (397133, 37777)],
-        "annotations": [{"segmentation": [[1.0, 1.0, 20.0, 1.0, 20.0, 20.0]], "area": 180.5, "iscrowd": 0,
-                         "image_id": 397133, "bbox": [1.0, 1.0, 19.0, 19.0], "category_id": 18, "id": 1768},
-                        {"segmentation": [[5.0, 5.0, 40.0, 5.0, 40.0, 30.0]], "area": 437.5, "iscrowd": 0,
-                         "image_id": 37777, "bbox": [5.0, 5.0, 35.0, 25.0], "category_id": 1, "id": 1769}],
-        "categories": [{"supercategory": "person", "id": 1, "name": "person"},
-                       {"supercategory": "animal", "id": 18, "name": "dog"},
-                       {"supercategory": "indoor", "id": 90, "name": "toothbrush"}]}))
-    (root / "coco" / "dataset_coco.json").write_text(json.dumps(karpathy([
-        ("val2014", "COCO_val2014_000000391895.jpg", "test",
-         ["A man with a red helmet on a small moped on a dirt road. ", "Man riding a motor bike on a dirt road."]),
-        ("val2014", "COCO_val2014_000000522418.jpg", "restval", ["A woman wearing a net on her head cutting a cake. "]),
-        ("train2014", "COCO_train2014_000000057870.jpg", "train", ["A restaurant has modern wooden tables."]),
-        ("val2014", "COCO_val2014_000000310196.jpg", "test", ["A snowboarder flying through the air. "]),
-    ], "coco")))
+    (root / "coco" / "annotations" / "instances_val2017.json").write_text(
+        json.dumps(
+            {
+                "info": {"description": "COCO 2017 Dataset", "year": 2017},
+                "licenses": [{"url": "x", "id": 4, "name": "y"}],
+                "images": [
+                    {
+                        "license": 4,
+                        "file_name": f"{i:012d}.jpg",
+                        "coco_url": "",
+                        "height": 40,
+                        "width": 48,
+                        "date_captured": "2013-11-14 17:02:52",
+                        "flickr_url": "",
+                        "id": i,
+                    }
+                    for i in (397133, 37777)
+                ],
+                "annotations": [
+                    {
+                        "segmentation": [[1.0, 1.0, 20.0, 1.0, 20.0, 20.0]],
+                        "area": 180.5,
+                        "iscrowd": 0,
+                        "image_id": 397133,
+                        "bbox": [1.0, 1.0, 19.0, 19.0],
+                        "category_id": 18,
+                        "id": 1768,
+                    },
+                    {
+                        "segmentation": [[5.0, 5.0, 40.0, 5.0, 40.0, 30.0]],
+                        "area": 437.5,
+                        "iscrowd": 0,
+                        "image_id": 37777,
+                        "bbox": [5.0, 5.0, 35.0, 25.0],
+                        "category_id": 1,
+                        "id": 1769,
+                    },
+                ],
+                "categories": [
+                    {"supercategory": "person", "id": 1, "name": "person"},
+                    {"supercategory": "animal", "id": 18, "name": "dog"},
+                    {"supercategory": "indoor", "id": 90, "name": "toothbrush"},
+                ],
+            }
+        )
+    )
+    (root / "coco" / "dataset_coco.json").write_text(
+        json.dumps(
+            karpathy(
+                [
+                    (
+                        "val2014",
+                        "COCO_val2014_000000391895.jpg",
+                        "test",
+                        [
+                            "A man with a red helmet on a small moped on a dirt road. ",
+                            "Man riding a motor bike on a dirt road.",
+                        ],
+                    ),
+                    (
+                        "val2014",
+                        "COCO_val2014_000000522418.jpg",
+                        "restval",
+                        ["A woman wearing a net on her head cutting a cake. "],
+                    ),
+                    (
+                        "train2014",
+                        "COCO_train2014_000000057870.jpg",
+                        "train",
+                        ["A restaurant has modern wooden tables."],
+                    ),
+                    ("val2014", "COCO_val2014_000000310196.jpg", "test", ["A snowboarder flying through the air. "]),
+                ],
+                "coco",
+            )
+        )
+    )
     make_image(root / "flickr30k" / "flickr30k-images" / "1000092795.jpg", seed=30)
     make_image(root / "flickr30k" / "flickr30k-images" / "10002456.jpg", seed=31)
-    (root / "flickr30k" / "dataset_flickr30k.json").write_text(json.dumps(karpathy([
-        (None, "1000092795.jpg", "test", ["Two young guys with shaggy hair look at their hands."]),
-        (None, "10002456.jpg", "test", ["Several men in hard hats are operating a giant pulley system."])],
-        "flickr30k")))
-    share_images = ["coco/train2017/000000000009.jpg", "sam/images/sa_227.jpg",
-                    "llava/llava_pretrain/images/00013/000138014.jpg"]
+    (root / "flickr30k" / "dataset_flickr30k.json").write_text(
+        json.dumps(
+            karpathy(
+                [
+                    (None, "1000092795.jpg", "test", ["Two young guys with shaggy hair look at their hands."]),
+                    (None, "10002456.jpg", "test", ["Several men in hard hats are operating a giant pulley system."]),
+                ],
+                "flickr30k",
+            )
+        )
+    )
+    share_images = [
+        "coco/train2017/000000000009.jpg",
+        "sam/images/sa_227.jpg",
+        "llava/llava_pretrain/images/00013/000138014.jpg",
+    ]
     for index, name in enumerate(share_images):
         make_image(root / "sharegpt4v" / "data" / name, seed=40 + index)
-    (root / "sharegpt4v" / "share-captioner_coco_lcs_sam_1246k_1107.json").write_text(json.dumps([
-        {"id": Path(name).stem, "image": name, "conversations": [
-            {"from": "human", "value": "<image>\nWhat do you see happening in this image?"},
-            {"from": "gpt", "value": f"In the center of the image there is thing {index}.\n\nAround it, more."}]}
-        for index, name in enumerate(share_images)]))
+    (root / "sharegpt4v" / "share-captioner_coco_lcs_sam_1246k_1107.json").write_text(
+        json.dumps(
+            [
+                {
+                    "id": Path(name).stem,
+                    "image": name,
+                    "conversations": [
+                        {"from": "human", "value": "<image>\nWhat do you see happening in this image?"},
+                        {
+                            "from": "gpt",
+                            "value": f"In the center of the image there is thing {index}.\n\nAround it, more.",
+                        },
+                    ],
+                }
+                for index, name in enumerate(share_images)
+            ]
+        )
+    )
     (root / "densely_captioned_images" / "annotations").mkdir(parents=True)
     for index in range(2):
         make_image(root / "densely_captioned_images" / "photos" / f"sa_{index}.jpg", seed=50 + index)
-        (root / "densely_captioned_images" / "annotations" / f"sa_{index}.json").write_text(json.dumps({
-            "image": f"sa_{index}.jpg", "short_caption": f"A standard short caption {index}.",
-            "mask_data": {"0": {"idx": 0, "outer_mask": "iVBORw0KGgo", "mask_quality": 0, "label": "tree",
-                                "caption": "a tall tree", "parent": -1, "requirements": [],
-                                "bounds": [[0, 0], [10, 10]], "area": 100}},
-            "mask_keys": ["0"], "extra_caption": f"A long dense description {index}.",
-            "summaries": {"base": ["a summary"]}, "negatives": {}}))
+        (root / "densely_captioned_images" / "annotations" / f"sa_{index}.json").write_text(
+            json.dumps(
+                {
+                    "image": f"sa_{index}.jpg",
+                    "short_caption": f"A standard short caption {index}.",
+                    "mask_data": {
+                        "0": {
+                            "idx": 0,
+                            "outer_mask": "iVBORw0KGgo",
+                            "mask_quality": 0,
+                            "label": "tree",
+                            "caption": "a tall tree",
+                            "parent": -1,
+                            "requirements": [],
+                            "bounds": [[0, 0], [10, 10]],
+                            "area": 100,
+                        }
+                    },
+                    "mask_keys": ["0"],
+                    "extra_caption": f"A long dense description {index}.",
+                    "summaries": {"base": ["a summary"]},
+                    "negatives": {},
+                }
+            )
+        )
     for number, wnid in enumerate(WNIDS):
         make_image(root / "imagenet" / "val" / wnid / f"ILSVRC2012_val_{number + 293:08d}.JPEG", seed=60 + number)
     (root / "pope").mkdir()
     for split in ("random", "popular", "adversarial"):
-        write_jsonl(root / "pope" / f"coco_pope_{split}.json", [
-            {"question_id": 1, "image": "COCO_val2014_000000310196.jpg", "text": "Is there a snowboard in the image?",
-             "label": "yes"},
-            {"question_id": 2, "image": "COCO_val2014_000000310196.jpg",
-             "text": f"Is there a {split} car in the image?", "label": "no"}])
+        write_jsonl(
+            root / "pope" / f"coco_pope_{split}.json",
+            [
+                {
+                    "question_id": 1,
+                    "image": "COCO_val2014_000000310196.jpg",
+                    "text": "Is there a snowboard in the image?",
+                    "label": "yes",
+                },
+                {
+                    "question_id": 2,
+                    "image": "COCO_val2014_000000310196.jpg",
+                    "text": f"Is there a {split} car in the image?",
+                    "label": "no",
+                },
+            ],
+        )
     return root
 
 

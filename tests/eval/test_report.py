@@ -13,13 +13,31 @@ from fgclip.errors import UserError
 
 
 def fake_run(folder, benchmark, metrics, data="d.jsonl", model="runs/x/final"):
-    return write_results(folder, benchmark, metrics, model=model, data=data, counts={"items": 1, "scored": 1},
-                         started=0.0, table="", extra={"details": {"per_class": {"cat": {"top1": 1.0}}}})
+    return write_results(
+        folder,
+        benchmark,
+        metrics,
+        model=model,
+        data=data,
+        counts={"items": 1, "scored": 1},
+        started=0.0,
+        table="",
+        extra={"details": {"per_class": {"cat": {"top1": 1.0}}}},
+    )
 
 
 def test_flatten_keeps_numbers_and_drops_metadata():
-    result = {"benchmark": "pope", "f1": 0.5, "num_questions": 9, "complete": True, "seconds": 3.0,
-              "random": {"f1": 0.4, "label": "x"}, "details": {"a": 1}, "counts": {"n": 2}, "flag": False}
+    result = {
+        "benchmark": "pope",
+        "f1": 0.5,
+        "num_questions": 9,
+        "complete": True,
+        "seconds": 3.0,
+        "random": {"f1": 0.4, "label": "x"},
+        "details": {"a": 1},
+        "counts": {"n": 2},
+        "flag": False,
+    }
     assert report.flatten_metrics(result) == {"f1": 0.5, "num_questions": 9, "random/f1": 0.4}
 
 
@@ -31,13 +49,38 @@ def test_report_groups_by_benchmark_and_data(tmp_path):
     fake_run(tmp_path / "fg" / "flickr", "retrieval", {"i2t_r1": 0.9, "t2i_r1": 0.8}, data="flickr.json")
     pope = tmp_path / "llava" / "results.json"
     pope.parent.mkdir()
-    pope.write_text(json.dumps({"benchmark": "pope", "data": "coco_pope.jsonl", "f1": 0.85, "accuracy": 0.86,
-                                "num_questions": 9000, "adversarial": {"f1": 0.84}}))
+    pope.write_text(
+        json.dumps(
+            {
+                "benchmark": "pope",
+                "data": "coco_pope.jsonl",
+                "f1": 0.85,
+                "accuracy": 0.86,
+                "num_questions": 9000,
+                "adversarial": {"f1": 0.84},
+            }
+        )
+    )
     out = tmp_path / "report"
-    summary = report.main([str(tmp_path / "clip"), str(tmp_path / "fg"), str(pope), "--names", "CLIP", "FG-CLIP",
-                           "LLaVA", "--out", str(out)])
-    assert set(summary) == {"fgovd (d.jsonl)", "retrieval (coco.json)", "retrieval (flickr.json)",
-                            "pope (coco_pope.jsonl)"}
+    summary = report.main(
+        [
+            str(tmp_path / "clip"),
+            str(tmp_path / "fg"),
+            str(pope),
+            "--names",
+            "CLIP",
+            "FG-CLIP",
+            "LLaVA",
+            "--out",
+            str(out),
+        ]
+    )
+    assert set(summary) == {
+        "fgovd (d.jsonl)",
+        "retrieval (coco.json)",
+        "retrieval (flickr.json)",
+        "pope (coco_pope.jsonl)",
+    }
     fgovd = summary["fgovd (d.jsonl)"]
     assert fgovd["metrics"] == ["top1", "top1_hard", "num_regions"]  # "extra" is not shared
     assert fgovd["runs"]["FG-CLIP"]["top1"] == 0.6 and fgovd["runs"]["CLIP"]["top1"] == 0.2

@@ -27,9 +27,18 @@ MOPED = ["A man with a red helmet on a small moped on a dirt road. ", "Man ridin
 def karpathy_image(filepath, filename, split, imgid, cocoid, raws, first_sentid):
     """One entry of Karpathy's dataset_coco.json as it ships (key order and all)."""
     sentids = list(range(first_sentid, first_sentid + len(raws)))
-    entry = {"filepath": filepath, "sentids": sentids, "filename": filename, "imgid": imgid, "split": split,
-             "sentences": [{"tokens": raw.lower().strip(" .").split(), "raw": raw, "imgid": imgid, "sentid": sentid}
-                           for raw, sentid in zip(raws, sentids)], "cocoid": cocoid}
+    entry = {
+        "filepath": filepath,
+        "sentids": sentids,
+        "filename": filename,
+        "imgid": imgid,
+        "split": split,
+        "sentences": [
+            {"tokens": raw.lower().strip(" .").split(), "raw": raw, "imgid": imgid, "sentid": sentid}
+            for raw, sentid in zip(raws, sentids)
+        ],
+        "cocoid": cocoid,
+    }
     return entry if filepath else {k: v for k, v in entry.items() if k not in ("filepath", "cocoid")}
 
 
@@ -37,16 +46,44 @@ def test_karpathy_dataset_coco_as_shipped(tmp_path):
     """dataset_coco.json: `images` of {filepath, sentids, filename, imgid, split, sentences[{tokens, raw, imgid,
     sentid}], cocoid} and "dataset": "coco"; splits train / val / test / restval; `raw` keeps its trailing space."""
     path = tmp_path / "dataset_coco.json"
-    path.write_text(json.dumps({"images": [
-        karpathy_image("val2014", "COCO_val2014_000000391895.jpg", "test", 0, 391895, MOPED, 770337),
-        karpathy_image("val2014", "COCO_val2014_000000522418.jpg", "restval", 1, 522418,
-                       ["A woman wearing a net on her head cutting a cake. "], 681330),
-        karpathy_image("train2014", "COCO_train2014_000000057870.jpg", "train", 2, 57870,
-                       ["A restaurant has modern wooden tables and chairs."], 787980),
-        karpathy_image("val2014", "COCO_val2014_000000184613.jpg", "val", 3, 184613,
-                       ["A child holding a flowered umbrella."], 1000),
-        karpathy_image("val2014", "COCO_val2014_000000391895.jpg", "test", 0, 391895, MOPED, 770337)],  # again
-        "dataset": "coco"}))
+    path.write_text(
+        json.dumps(
+            {
+                "images": [
+                    karpathy_image("val2014", "COCO_val2014_000000391895.jpg", "test", 0, 391895, MOPED, 770337),
+                    karpathy_image(
+                        "val2014",
+                        "COCO_val2014_000000522418.jpg",
+                        "restval",
+                        1,
+                        522418,
+                        ["A woman wearing a net on her head cutting a cake. "],
+                        681330,
+                    ),
+                    karpathy_image(
+                        "train2014",
+                        "COCO_train2014_000000057870.jpg",
+                        "train",
+                        2,
+                        57870,
+                        ["A restaurant has modern wooden tables and chairs."],
+                        787980,
+                    ),
+                    karpathy_image(
+                        "val2014",
+                        "COCO_val2014_000000184613.jpg",
+                        "val",
+                        3,
+                        184613,
+                        ["A child holding a flowered umbrella."],
+                        1000,
+                    ),
+                    karpathy_image("val2014", "COCO_val2014_000000391895.jpg", "test", 0, 391895, MOPED, 770337),
+                ],  # again
+                "dataset": "coco",
+            }
+        )
+    )
     data = retrieval.load_retrieval_set(path)
     assert data.format == "karpathy"
     assert data.image_names == ["val2014/COCO_val2014_000000391895.jpg"]
@@ -58,8 +95,11 @@ def test_karpathy_dataset_coco_as_shipped(tmp_path):
     assert len(retrieval.load_retrieval_set(path, split="all").image_names) == 4
     flickr = tmp_path / "dataset_flickr30k.json"  # Flickr30k's file has no filepath and no cocoid
     guys = ["Two young guys with shaggy hair look at their hands."]
-    flickr.write_text(json.dumps({"images": [karpathy_image(None, "1000092795.jpg", "test", 0, None, guys, 0)],
-                                  "dataset": "flickr30k"}))
+    flickr.write_text(
+        json.dumps(
+            {"images": [karpathy_image(None, "1000092795.jpg", "test", 0, None, guys, 0)], "dataset": "flickr30k"}
+        )
+    )
     assert retrieval.load_retrieval_set(flickr).image_names == ["1000092795.jpg"]
     with pytest.raises(UserError, match="no images in split 'val'; its splits are test"):
         retrieval.load_retrieval_set(flickr, split="val")
@@ -68,19 +108,36 @@ def test_karpathy_dataset_coco_as_shipped(tmp_path):
 def test_coco_captions_file_as_shipped(tmp_path):
     """captions_val2017.json: info, licenses, images with int ids, annotations {image_id, id, caption}."""
     coco = tmp_path / "captions_val2017.json"
-    image = {"license": 4, "file_name": "000000397133.jpg", "coco_url": "http://images.cocodataset.org/val2017/000000397133.jpg",
-             "height": 427, "width": 640, "date_captured": "2013-11-14 17:02:52",
-             "flickr_url": "http://farm7.staticflickr.com/6116/6255196340_da26cf2c9e_z.jpg", "id": 397133}
-    coco.write_text(json.dumps({
-        "info": {"description": "COCO 2017 Dataset", "year": 2017}, "licenses": [{"url": "x", "id": 4, "name": "y"}],
-        "images": [image, {**image, "file_name": "000000037777.jpg", "id": 37777},
-                   {**image, "file_name": "000000252219.jpg", "id": 252219}],
-        "annotations": [{"image_id": 37777, "id": 2,
-                         "caption": "The dining table near the kitchen has a bowl of fruit."},
-                        {"image_id": 397133, "id": 370, "caption": "A man is in a kitchen making pizzas. "},
-                        {"image_id": 397133, "id": 3, "caption": "Man in apron standing on front of oven."},
-                        {"image_id": 397133, "id": 370, "caption": "A man is in a kitchen making pizzas. "},
-                        {"image_id": 5, "id": 9, "caption": "orphan"}]}))
+    image = {
+        "license": 4,
+        "file_name": "000000397133.jpg",
+        "coco_url": "http://images.cocodataset.org/val2017/000000397133.jpg",
+        "height": 427,
+        "width": 640,
+        "date_captured": "2013-11-14 17:02:52",
+        "flickr_url": "http://farm7.staticflickr.com/6116/6255196340_da26cf2c9e_z.jpg",
+        "id": 397133,
+    }
+    coco.write_text(
+        json.dumps(
+            {
+                "info": {"description": "COCO 2017 Dataset", "year": 2017},
+                "licenses": [{"url": "x", "id": 4, "name": "y"}],
+                "images": [
+                    image,
+                    {**image, "file_name": "000000037777.jpg", "id": 37777},
+                    {**image, "file_name": "000000252219.jpg", "id": 252219},
+                ],
+                "annotations": [
+                    {"image_id": 37777, "id": 2, "caption": "The dining table near the kitchen has a bowl of fruit."},
+                    {"image_id": 397133, "id": 370, "caption": "A man is in a kitchen making pizzas. "},
+                    {"image_id": 397133, "id": 3, "caption": "Man in apron standing on front of oven."},
+                    {"image_id": 397133, "id": 370, "caption": "A man is in a kitchen making pizzas. "},
+                    {"image_id": 5, "id": 9, "caption": "orphan"},
+                ],
+            }
+        )
+    )
     data = retrieval.load_retrieval_set(coco)
     assert data.format == "coco-captions"
     assert data.image_names == ["000000397133.jpg", "000000037777.jpg"]
@@ -93,12 +150,29 @@ def test_sharegpt4v_list_as_shipped_and_the_first_1000(tmp_path):
     """share-captioner_coco_lcs_sam_1246k_1107.json: a JSON list of {id, image, conversations}; the caption is
     the gpt turn; ShareGPT4V-1k is the first N items (here 3)."""
     share = tmp_path / "share-captioner_coco_lcs_sam_1246k_1107.json"
-    images = ["coco/train2017/000000000009.jpg", "sam/images/sa_227.jpg", "llava/llava_pretrain/images/00013/000138014.jpg",
-              "coco/train2017/000000000025.jpg", "coco/train2017/000000000030.jpg"]
-    share.write_text(json.dumps([{"id": Path(name).stem, "image": name, "conversations": [
-        {"from": "human", "value": "<image>\nWhat do you see happening in this image?"},
-        {"from": "gpt", "value": f"In the center of the image, item {i}.\n\nA second paragraph."}]}
-        for i, name in enumerate(images)], indent=1))
+    images = [
+        "coco/train2017/000000000009.jpg",
+        "sam/images/sa_227.jpg",
+        "llava/llava_pretrain/images/00013/000138014.jpg",
+        "coco/train2017/000000000025.jpg",
+        "coco/train2017/000000000030.jpg",
+    ]
+    share.write_text(
+        json.dumps(
+            [
+                {
+                    "id": Path(name).stem,
+                    "image": name,
+                    "conversations": [
+                        {"from": "human", "value": "<image>\nWhat do you see happening in this image?"},
+                        {"from": "gpt", "value": f"In the center of the image, item {i}.\n\nA second paragraph."},
+                    ],
+                }
+                for i, name in enumerate(images)
+            ],
+            indent=1,
+        )
+    )
     data = retrieval.load_retrieval_set(share, long=True, limit=3)
     assert data.image_names == images[:3]
     assert data.captions[1] == ["In the center of the image, item 1.\n\nA second paragraph."]
@@ -112,13 +186,31 @@ def test_dci_folders_as_shipped(tmp_path):
     (root / "annotations").mkdir(parents=True)
     (root / "photos").mkdir()
     for i in range(2):
-        (root / "annotations" / f"sa_{i}.json").write_text(json.dumps({
-            "image": f"sa_{i}.jpg", "short_caption": f"A standard caption {i}.",
-            "mask_data": {"0": {"idx": 0, "outer_mask": "iVBORw0KGgo", "mask_quality": 0, "label": "tree",
-                                "caption": "a tall tree", "parent": -1, "requirements": [],
-                                "bounds": [[0, 0], [10, 10]], "area": 100}},
-            "mask_keys": ["0"], "extra_caption": f"Dense description {i}.",
-            "summaries": {"base": ["a summary"]}, "negatives": {}}))
+        (root / "annotations" / f"sa_{i}.json").write_text(
+            json.dumps(
+                {
+                    "image": f"sa_{i}.jpg",
+                    "short_caption": f"A standard caption {i}.",
+                    "mask_data": {
+                        "0": {
+                            "idx": 0,
+                            "outer_mask": "iVBORw0KGgo",
+                            "mask_quality": 0,
+                            "label": "tree",
+                            "caption": "a tall tree",
+                            "parent": -1,
+                            "requirements": [],
+                            "bounds": [[0, 0], [10, 10]],
+                            "area": 100,
+                        }
+                    },
+                    "mask_keys": ["0"],
+                    "extra_caption": f"Dense description {i}.",
+                    "summaries": {"base": ["a summary"]},
+                    "negatives": {},
+                }
+            )
+        )
     (root / "annotations" / "broken.json").write_text("{")
     (root / "annotations" / "no_image.json").write_text(json.dumps({"short_caption": "x"}))
     data = retrieval.load_retrieval_set(root / "annotations", long=True)
@@ -132,18 +224,28 @@ def test_dci_folders_as_shipped(tmp_path):
 
 def test_items_malformed_caption_less_and_duplicated_are_counted(tmp_path):
     """issue 15: 6 items given, 2 unusable: 'all 4 images scored' was reported; now 4 of 6, by reason."""
-    lines = write_jsonl(tmp_path / "pairs.jsonl", [
-        {"image": "a.jpg", "caption": "first"}, {"image": "b.jpg", "captions": ["x", "y"]},
-        {"image": "a.jpg", "caption": "second"}, {"image": "c.jpg", "caption": "  "}, {"caption": "no image"},
-        {"image": "d.jpg", "caption": "d"}, {"image": "a.jpg", "caption": "first"}])
+    lines = write_jsonl(
+        tmp_path / "pairs.jsonl",
+        [
+            {"image": "a.jpg", "caption": "first"},
+            {"image": "b.jpg", "captions": ["x", "y"]},
+            {"image": "a.jpg", "caption": "second"},
+            {"image": "c.jpg", "caption": "  "},
+            {"caption": "no image"},
+            {"image": "d.jpg", "caption": "d"},
+            {"image": "a.jpg", "caption": "first"},
+        ],
+    )
     with lines.open("ab") as handle:
         handle.write(b'{"image": "e.jpg", "caption": "caf\xe9"}\n')  # Latin-1 bytes: not UTF-8
     data = retrieval.load_retrieval_set(lines)
     assert data.image_names == ["a.jpg", "b.jpg", "d.jpg"] and data.captions == [["first", "second"], ["x", "y"], ["d"]]
     assert skipped_reasons(data.counts) == {"malformed": 2, "no_caption": 1}
     assert data.counts["duplicate_records"] == 1 and data.given == 6
-    records = write_jsonl(tmp_path / "records.jsonl", [
-        {"image": "a.jpg", "short_caption": "short", "long_caption": "a long one", "regions": []}])
+    records = write_jsonl(
+        tmp_path / "records.jsonl",
+        [{"image": "a.jpg", "short_caption": "short", "long_caption": "a long one", "regions": []}],
+    )
     assert retrieval.load_retrieval_set(records).captions == [["short"]]
     assert retrieval.load_retrieval_set(records, long=True).captions == [["a long one"]]
     other = tmp_path / "other.json"
@@ -155,13 +257,16 @@ def test_items_malformed_caption_less_and_duplicated_are_counted(tmp_path):
 def test_command_end_to_end_short_and_long(tiny_model_dir, tmp_path):
     for i in range(4):
         make_image(tmp_path / "imgs" / f"{i}.png", seed=i)
-    data = write_jsonl(tmp_path / "pairs.jsonl", [
-        {"image": "imgs/0.png", "captions": ["a red car", "a car that is red"]},
-        {"image": "imgs/1.png", "caption": "a dog on grass"},
-        {"image": "deep/folder/2.png", "caption": "a blue sky"},  # only found by bare name under --images imgs/
-        {"image": "imgs/3.png", "caption": "a red car"},  # duplicated caption of image 0
-        {"image": "imgs/missing.png", "caption": "a cup"},
-    ])
+    data = write_jsonl(
+        tmp_path / "pairs.jsonl",
+        [
+            {"image": "imgs/0.png", "captions": ["a red car", "a car that is red"]},
+            {"image": "imgs/1.png", "caption": "a dog on grass"},
+            {"image": "deep/folder/2.png", "caption": "a blue sky"},  # only found by bare name under --images imgs/
+            {"image": "imgs/3.png", "caption": "a red car"},  # duplicated caption of image 0
+            {"image": "imgs/missing.png", "caption": "a cup"},
+        ],
+    )
     out = tmp_path / "out"
     result = retrieval.main(["--data", str(data), *common_args(tiny_model_dir, out, tmp_path / "cache")])
     assert result["benchmark"] == "retrieval"
@@ -172,7 +277,15 @@ def test_command_end_to_end_short_and_long(tiny_model_dir, tmp_path):
         assert 0.0 <= result[key] <= 1.0
     assert result["i2t_r5"] == 1.0 and result["t2i_r5"] == 1.0  # only 3 images, 4 captions
     assert (out / "recall_curve.png").is_file()
-    long = retrieval.main(["--data", str(data), "--long", "--images", str(tmp_path / "imgs"),
-                           *common_args(tiny_model_dir, tmp_path / "long", tmp_path / "cache")])
+    long = retrieval.main(
+        [
+            "--data",
+            str(data),
+            "--long",
+            "--images",
+            str(tmp_path / "imgs"),
+            *common_args(tiny_model_dir, tmp_path / "long", tmp_path / "cache"),
+        ]
+    )
     # with --images imgs/, "imgs/0.png" is not under it but its bare name is; "deep/folder/2.png" too
     assert long["benchmark"] == "retrieval_long" and long["num_images"] == 4 and long["long"] is True

@@ -33,15 +33,18 @@ def test_command_end_to_end(tiny_model_dir, tmp_path):
     (root / "purple").mkdir()  # an empty class stays a distractor
     (root / "red" / "broken.png").write_bytes(b"x")
     out = tmp_path / "out"
-    result = zeroshot.main(["--data", str(root), "--templates", "photo", "--max-per-class", "2",
-                            *common_args(tiny_model_dir, out)])
+    result = zeroshot.main(
+        ["--data", str(root), "--templates", "photo", "--max-per-class", "2", *common_args(tiny_model_dir, out)]
+    )
     assert result["num_classes"] == 5 and result["num_images"] == 8
     assert result["counts"]["empty_classes"] == 1 and result["counts"]["images_not_read_limit"] == 1
     assert result["complete"] is True and "(--limit: 1 more images not read)" in result["note"]
     assert 0.0 <= result["top1"] <= result["top5"] <= 1.0
     assert set(result["details"]["per_class"]) == set(COLOURS)
     assert (out / "zeroshot.png").is_file()
-    unlimited = zeroshot.main(["--data", str(root), "--templates", "photo", *common_args(tiny_model_dir, tmp_path / "o2")])
+    unlimited = zeroshot.main(
+        ["--data", str(root), "--templates", "photo", *common_args(tiny_model_dir, tmp_path / "o2")]
+    )
     assert unlimited["counts"]["skipped_unreadable_image"] == 1 and unlimited["complete"] is False
 
 
@@ -55,8 +58,17 @@ def test_imagenet_val_tree_as_sorted_into_wordnet_folders(tiny_model_dir, tmp_pa
     names = tmp_path / "imagenet_classes.txt"
     names.write_text("tench\ngoldfish\ngreat white shark\n")
     assert zeroshot.read_image_folder(root)[0] == ["n01440764", "n01443537", "n01484850"]
-    result = zeroshot.main(["--data", str(root), "--classnames", str(names), "--templates", "photo",
-                            *common_args(tiny_model_dir, tmp_path / "out")])
+    result = zeroshot.main(
+        [
+            "--data",
+            str(root),
+            "--classnames",
+            str(names),
+            "--templates",
+            "photo",
+            *common_args(tiny_model_dir, tmp_path / "out"),
+        ]
+    )
     assert result["num_images"] == 3 and result["complete"] is True and result["note"] == "all 3 images scored"
     assert set(result["details"]["per_class"]) == {"tench", "goldfish", "great white shark"}
     # the built-in list finds each WordNet-id folder's name by id, here for a subset; by index for ImageNet-V2

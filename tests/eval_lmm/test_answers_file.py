@@ -11,12 +11,16 @@ from fgclip.errors import UserError
 def test_reads_llava_and_pope_answer_fields(tmp_path):
     path = tmp_path / "answers.jsonl"
     path.write_text(
-        json.dumps({"question_id": 1, "text": "Yes, there is."}) + "\n"
-        + json.dumps({"question_id": "2", "answer": "No"}) + "\n"
+        json.dumps({"question_id": 1, "text": "Yes, there is."})
+        + "\n"
+        + json.dumps({"question_id": "2", "answer": "No"})
+        + "\n"
         + "\n"
         + "{broken\n"
-        + json.dumps({"question_id": 3}) + "\n"  # no text
-        + json.dumps({"question_id": 1, "text": "No"}) + "\n"  # repeat: first kept
+        + json.dumps({"question_id": 3})
+        + "\n"  # no text
+        + json.dumps({"question_id": 1, "text": "No"})
+        + "\n"  # repeat: first kept
     )
     contents = read_answers(path)
     assert contents.answers == {"1": "Yes, there is.", "2": "No"}

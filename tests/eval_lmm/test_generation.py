@@ -102,8 +102,16 @@ def test_missing_images_are_counted_not_fatal(tiny_llava, items, tmp_path):
 def test_not_a_llava_folder(tmp_path):
     with pytest.raises(UserError, match="no config.json"):
         load_lmm(tmp_path, SETTINGS)
-    CLIPVisionModel(CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                     num_attention_heads=4, image_size=32, patch_size=8)).save_pretrained(tmp_path / "clip")
+    CLIPVisionModel(
+        CLIPVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            image_size=32,
+            patch_size=8,
+        )
+    ).save_pretrained(tmp_path / "clip")
     with pytest.raises(UserError, match="needs? a LLaVA folder|need a LLaVA folder"):
         load_lmm(tmp_path / "clip", SETTINGS)
 

@@ -13,9 +13,14 @@ from fgclip.llava.settings import GenerationSettings
 from tests.conftest import tiny_config
 from tests.eval_lmm.conftest import make_images
 
-WORDS = ["Is there a dog in the image ?", "Answer the question using a single word or phrase .", "Yes", "No",
-         "Please provide the bounding box coordinate of the region this sentence describes : the dog",
-         "[0.12, 0.30, 0.55, 0.91]"]
+WORDS = [
+    "Is there a dog in the image ?",
+    "Answer the question using a single word or phrase .",
+    "Yes",
+    "No",
+    "Please provide the bounding box coordinate of the region this sentence describes : the dog",
+    "[0.12, 0.30, 0.55, 0.91]",
+]
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +42,9 @@ def built_llava(tmp_path_factory):
 def test_prompts_through_the_built_template_get_one_bos(built_llava, tmp_path):
     (image,) = make_images(tmp_path, ["0.png"])
     lmm = load_lmm(built_llava, GenerationSettings(device="cpu"))
-    inputs = prepare_inputs(lmm, [load_image(image)], ["Is there a dog in the image ?"], GenerationSettings(device="cpu"))
+    inputs = prepare_inputs(
+        lmm, [load_image(image)], ["Is there a dog in the image ?"], GenerationSettings(device="cpu")
+    )
     tokenizer = lmm.processor.tokenizer
     ids = inputs["input_ids"][0].tolist()
     assert ids.count(tokenizer.bos_token_id) == 1 and ids[0] == tokenizer.bos_token_id
@@ -48,13 +55,53 @@ def test_prompts_through_the_built_template_get_one_bos(built_llava, tmp_path):
 def test_pope_and_localization_run_on_the_built_folder(built_llava, tmp_path):
     make_images(tmp_path / "images", ["0.png", "1.png"])
     questions = tmp_path / "coco_pope_random.json"
-    questions.write_text("".join(json.dumps({"question_id": i, "image": f"{i % 2}.png", "label": ["yes", "no"][i % 2],
-                                             "text": "Is there a dog in the image?"}) + "\n" for i in range(4)))
-    result = pope.main(["--questions", str(questions), "--model", str(built_llava), "--images", str(tmp_path / "images"),
-                        "--out", str(tmp_path / "pope"), "--max-new-tokens", "3", "--device", "cpu"])
+    questions.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "question_id": i,
+                    "image": f"{i % 2}.png",
+                    "label": ["yes", "no"][i % 2],
+                    "text": "Is there a dog in the image?",
+                }
+            )
+            + "\n"
+            for i in range(4)
+        )
+    )
+    result = pope.main(
+        [
+            "--questions",
+            str(questions),
+            "--model",
+            str(built_llava),
+            "--images",
+            str(tmp_path / "images"),
+            "--out",
+            str(tmp_path / "pope"),
+            "--max-new-tokens",
+            "3",
+            "--device",
+            "cpu",
+        ]
+    )
     assert result["num_questions"] == 4 and result["num_missing"] == 0
     data = tmp_path / "images" / "refs.jsonl"
-    data.write_text(json.dumps({"id": 1, "image": "0.png", "expression": "the dog", "bbox": [0.1, 0.1, 0.5, 0.5]}) + "\n")
-    boxes = localization.main(["--data", str(data), "--model", str(built_llava), "--out", str(tmp_path / "loc"),
-                               "--max-new-tokens", "12", "--device", "cpu"])
+    data.write_text(
+        json.dumps({"id": 1, "image": "0.png", "expression": "the dog", "bbox": [0.1, 0.1, 0.5, 0.5]}) + "\n"
+    )
+    boxes = localization.main(
+        [
+            "--data",
+            str(data),
+            "--model",
+            str(built_llava),
+            "--out",
+            str(tmp_path / "loc"),
+            "--max-new-tokens",
+            "12",
+            "--device",
+            "cpu",
+        ]
+    )
     assert boxes["num_items"] == 1 and boxes["num_missing"] == 0

@@ -23,7 +23,10 @@ ITEMS = [
 def data(tmp_path):
     make_images(tmp_path, ["0.png", "1.png", "2.png"], SIZES)
     path = tmp_path / "refs.jsonl"
-    lines = [json.dumps(item) for item in ITEMS] + ["{not json", json.dumps({"id": "z", "image": "0.png", "expression": "x", "bbox": [0, 0, 2, 1]})]
+    lines = [json.dumps(item) for item in ITEMS] + [
+        "{not json",
+        json.dumps({"id": "z", "image": "0.png", "expression": "x", "bbox": [0, 0, 2, 1]}),
+    ]
     lines.append(json.dumps({**ITEMS[1], "id": "b2"}))  # item b again under another id: scored once, counted
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -55,28 +58,46 @@ def test_scores_hand_made_answers(data, tmp_path):
     assert result["mean_iou"] == pytest.approx((rows["a"]["iou"] + rows["b"]["iou"] + 1.0) / 5)
     assert result["counts"]["skipped_bad_lines"] == 2 and result["counts"]["scale_normalised"] == 2
     assert result["counts"]["duplicate_items"] == 1 and result["complete"] is False
-    assert result["note"] == ("scored 4 of 7 items; skipped: bad_lines 2, no_answer_scored_as_wrong 1; "
-                              "1 duplicates scored once")
+    assert result["note"] == (
+        "scored 4 of 7 items; skipped: bad_lines 2, no_answer_scored_as_wrong 1; 1 duplicates scored once"
+    )
     assert (out / "localization.png").stat().st_size > 0
 
-    unpadded = localization.main(["--data", str(data), "--answers", str(path), "--out", str(tmp_path / "o2"),
-                                  "--no-pad-to-square"])
+    unpadded = localization.main(
+        ["--data", str(data), "--answers", str(path), "--out", str(tmp_path / "o2"), "--no-pad-to-square"]
+    )
     assert unpadded["details"]["boxes_in_padded_square"] is False
-    rows = {json.loads(line)["id"]: json.loads(line) for line in (tmp_path / "o2" / "predictions.jsonl").read_text().splitlines()}
+    rows = {
+        json.loads(line)["id"]: json.loads(line)
+        for line in (tmp_path / "o2" / "predictions.jsonl").read_text().splitlines()
+    }
     assert rows["b"]["iou"] == pytest.approx(1.0)  # read as it is written
     assert rows["a"]["iou"] == pytest.approx(0.45 / 0.6, abs=0.03)  # the square's y range is no longer undone
 
 
 def test_runs_a_tiny_llava(tiny_llava, data, tmp_path):
     out = tmp_path / "out"
-    argv = ["--data", str(data), "--model", str(tiny_llava), "--out", str(out), "--batch-size", "2",
-            "--max-new-tokens", "12", "--limit", "3"]
+    argv = [
+        "--data",
+        str(data),
+        "--model",
+        str(tiny_llava),
+        "--out",
+        str(out),
+        "--batch-size",
+        "2",
+        "--max-new-tokens",
+        "12",
+        "--limit",
+        "3",
+    ]
     result = localization.main(argv)
     assert result["num_items"] == 3 and result["num_missing"] == 0
     assert result["num_parse_failures"] + sum(v for k, v in result["counts"].items() if k.startswith("scale_")) == 3
     rows = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]
-    assert rows[0]["prompt"] == ("Please provide the bounding box coordinate of the region this sentence "
-                                 "describes: the left dog")
+    assert rows[0]["prompt"] == (
+        "Please provide the bounding box coordinate of the region this sentence describes: the left dog"
+    )
     assert localization.main(argv)["counts"]["generated_now"] == 0
 
 
@@ -85,8 +106,10 @@ def test_errors_exit_2(tmp_path, capsys):
     bad.write_text("{nope\n")
     answers = tmp_path / "a.jsonl"
     answers.write_text("")
-    for argv in (["--data", str(bad), "--answers", str(answers)],
-                 ["--data", str(tmp_path / "none.jsonl"), "--answers", str(answers)],
-                 ["--data", str(bad), "--answers", str(answers), "--model", str(tmp_path)]):
+    for argv in (
+        ["--data", str(bad), "--answers", str(answers)],
+        ["--data", str(tmp_path / "none.jsonl"), "--answers", str(answers)],
+        ["--data", str(bad), "--answers", str(answers), "--model", str(tmp_path)],
+    ):
         assert run(localization.main, [*argv, "--out", str(tmp_path / "out")]) == 2
         assert capsys.readouterr().err.startswith("error: ")

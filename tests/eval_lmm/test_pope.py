@@ -24,26 +24,51 @@ def write_jsonl(path, rows):
 
 
 def questions(split, labels, image_names=("0.png",)):
-    return [{"question_id": i, "image": image_names[i % len(image_names)], "text": f"Is there a dog{i} in the image?",
-             "label": label} for i, label in enumerate(labels)]
+    return [
+        {
+            "question_id": i,
+            "image": image_names[i % len(image_names)],
+            "text": f"Is there a dog{i} in the image?",
+            "label": label,
+        }
+        for i, label in enumerate(labels)
+    ]
 
 
 def test_scores_answer_files_per_split_and_averaged(tmp_path):
     labels = ["yes", "yes", "no", "no"]
-    files = [write_jsonl(tmp_path / f"coco_pope_{s}.json", questions(s, labels)) for s in ("random", "popular", "adversarial")]
+    files = [
+        write_jsonl(tmp_path / f"coco_pope_{s}.json", questions(s, labels))
+        for s in ("random", "popular", "adversarial")
+    ]
     answers = [
-        write_jsonl(tmp_path / "a_random.jsonl", [{"question_id": 0, "text": "Yes, there is a dog."},
-                                                 {"question_id": 1, "text": "Yes"},
-                                                 {"question_id": 2, "text": "There is no dog in the image."},
-                                                 {"question_id": 3, "text": "No, there is not."}]),
-        write_jsonl(tmp_path / "a_popular.jsonl", [{"question_id": 0, "text": "Yes"},
-                                                  {"question_id": 1, "text": ""},  # empty -> yes
-                                                  {"question_id": 2, "text": "Yes, a dog, a cat"},  # FP
-                                                  {"question_id": 3, "text": "No"}]),
+        write_jsonl(
+            tmp_path / "a_random.jsonl",
+            [
+                {"question_id": 0, "text": "Yes, there is a dog."},
+                {"question_id": 1, "text": "Yes"},
+                {"question_id": 2, "text": "There is no dog in the image."},
+                {"question_id": 3, "text": "No, there is not."},
+            ],
+        ),
+        write_jsonl(
+            tmp_path / "a_popular.jsonl",
+            [
+                {"question_id": 0, "text": "Yes"},
+                {"question_id": 1, "text": ""},  # empty -> yes
+                {"question_id": 2, "text": "Yes, a dog, a cat"},  # FP
+                {"question_id": 3, "text": "No"},
+            ],
+        ),
         # adversarial: question 3 unanswered -> scored wrong (FP); q1 answered no -> FN
-        write_jsonl(tmp_path / "a_adversarial.jsonl", [{"question_id": 0, "answer": "Yes"},
-                                                      {"question_id": 1, "answer": "no"},
-                                                      {"question_id": 2, "answer": "No."}]),
+        write_jsonl(
+            tmp_path / "a_adversarial.jsonl",
+            [
+                {"question_id": 0, "answer": "Yes"},
+                {"question_id": 1, "answer": "no"},
+                {"question_id": 2, "answer": "No."},
+            ],
+        ),
     ]
     out = tmp_path / "out"
     result = pope.main(["--questions", *map(str, files), "--answers", *map(str, answers), "--out", str(out)])
@@ -66,11 +91,20 @@ def test_merged_llava_file_is_split_by_category(tmp_path):
     rows = []
     for offset, split in enumerate(("adversarial", "popular", "random")):
         for i, label in enumerate(["yes", "no"]):
-            rows.append({"question_id": offset * 10 + i, "image": "a.jpg", "label": label, "category": split,
-                         "text": "Is there a dog in the image?\nAnswer the question using a single word or phrase."})
+            rows.append(
+                {
+                    "question_id": offset * 10 + i,
+                    "image": "a.jpg",
+                    "label": label,
+                    "category": split,
+                    "text": "Is there a dog in the image?\nAnswer the question using a single word or phrase.",
+                }
+            )
     merged = write_jsonl(tmp_path / "llava_pope_test.jsonl", rows)
-    answers = write_jsonl(tmp_path / "answers.jsonl", [{"question_id": r["question_id"], "text": "Yes"} for r in rows]
-                          + [{"question_id": 999, "text": "Yes"}])
+    answers = write_jsonl(
+        tmp_path / "answers.jsonl",
+        [{"question_id": r["question_id"], "text": "Yes"} for r in rows] + [{"question_id": 999, "text": "Yes"}],
+    )
     result = pope.main(["--questions", str(merged), "--answers", str(answers), "--out", str(tmp_path / "out")])
     assert set(result["splits"]) == {"adversarial", "popular", "random"}
     assert result["accuracy"] == 0.5 and result["yes_ratio"] == 1.0 and result["recall"] == 1.0
@@ -99,8 +133,19 @@ def test_help_explains_every_option(capsys):
         pope.main(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for option in ("--questions", "--answers", "--model", "--images", "--build_questions", "--batch_size",
-                   "--pad_to_square", "--no_pad_to_square", "--prompt_format", "--limit", "--output_dir"):
+    for option in (
+        "--questions",
+        "--answers",
+        "--model",
+        "--images",
+        "--build_questions",
+        "--batch_size",
+        "--pad_to_square",
+        "--no_pad_to_square",
+        "--prompt_format",
+        "--limit",
+        "--output_dir",
+    ):
         assert option in text
 
 
@@ -116,11 +161,25 @@ def test_build_questions_command(tmp_path, capsys):
 def test_runs_a_tiny_llava_end_to_end_and_resumes(tiny_llava, tmp_path):
     names = [f"{i}.png" for i in range(3)]
     make_images(tmp_path / "images", names)
-    files = [write_jsonl(tmp_path / f"coco_pope_{s}.json", questions(s, ["yes", "no", "yes", "no"], names))
-             for s in ("random", "adversarial")]
+    files = [
+        write_jsonl(tmp_path / f"coco_pope_{s}.json", questions(s, ["yes", "no", "yes", "no"], names))
+        for s in ("random", "adversarial")
+    ]
     out = tmp_path / "out"
-    argv = ["--questions", *map(str, files), "--model", str(tiny_llava), "--images", str(tmp_path / "images"),
-            "--out", str(out), "--batch-size", "3", "--max-new-tokens", "4"]
+    argv = [
+        "--questions",
+        *map(str, files),
+        "--model",
+        str(tiny_llava),
+        "--images",
+        str(tmp_path / "images"),
+        "--out",
+        str(out),
+        "--batch-size",
+        "3",
+        "--max-new-tokens",
+        "4",
+    ]
     first = pope.main(argv)
     assert first["num_questions"] == 8 and first["num_missing"] == 0
     assert first["counts"]["generated_now"] == 8 and first["details"]["generation"]["batch_size"] == 3
@@ -130,8 +189,17 @@ def test_runs_a_tiny_llava_end_to_end_and_resumes(tiny_llava, tmp_path):
     assert again["counts"]["generated_now"] == 0 and again["counts"]["resumed_from_answers_file"] == 8
     assert again["splits"] == first["splits"]
     # the written answers score the same through --answers
-    rescored = pope.main(["--questions", *map(str, files), "--answers", str(out / "answers" / "random.jsonl"),
-                          str(out / "answers" / "adversarial.jsonl"), "--out", str(tmp_path / "rescored")])
+    rescored = pope.main(
+        [
+            "--questions",
+            *map(str, files),
+            "--answers",
+            str(out / "answers" / "random.jsonl"),
+            str(out / "answers" / "adversarial.jsonl"),
+            "--out",
+            str(tmp_path / "rescored"),
+        ]
+    )
     assert rescored["splits"] == first["splits"]
 
 
@@ -141,14 +209,27 @@ def test_killed_run_resumes_to_the_same_answers(tiny_llava, tmp_path):
     make_images(tmp_path / "images", names)
     labels = ["yes", "no"] * 8
     split = write_jsonl(tmp_path / "pope_random.json", questions("random", labels, names))
-    common = ["--questions", str(split), "--model", str(tiny_llava), "--images", str(tmp_path / "images"),
-              "--max-new-tokens", "8"]
+    common = [
+        "--questions",
+        str(split),
+        "--model",
+        str(tiny_llava),
+        "--images",
+        str(tmp_path / "images"),
+        "--max-new-tokens",
+        "8",
+    ]
     killed_out = tmp_path / "killed"
     answers = killed_out / "answers" / "random.jsonl"
     env = dict(os.environ, PYTHONPATH=str(REPO))
     # one question per batch, so the file grows line by line and the kill lands part-way
-    process = subprocess.Popen([sys.executable, "-m", "eval.pope", *common, "--batch-size", "1", "--out", str(killed_out)],
-                               cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "eval.pope", *common, "--batch-size", "1", "--out", str(killed_out)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 240
     while time.time() < deadline and process.poll() is None:
         if answers.exists() and answers.read_text().count("\n") >= 3:
@@ -162,7 +243,10 @@ def test_killed_run_resumes_to_the_same_answers(tiny_llava, tmp_path):
     resumed = pope.main([*common, "--batch-size", "4", "--out", str(killed_out)])
     assert resumed["counts"]["resumed_from_answers_file"] == written
     clean = pope.main([*common, "--batch-size", "4", "--out", str(tmp_path / "clean")])
-    read = lambda path: {json.loads(line)["question_id"]: json.loads(line)["text"] for line in path.read_text().splitlines()}  # noqa: E731
+
+    def read(path):
+        return {json.loads(line)["question_id"]: json.loads(line)["text"] for line in path.read_text().splitlines()}
+
     assert read(answers) == read(tmp_path / "clean" / "answers" / "random.jsonl")
     assert resumed["splits"] == clean["splits"]
 
@@ -173,8 +257,12 @@ def test_two_models_compare_side_by_side_in_eval_report(tmp_path):
     split = write_jsonl(tmp_path / "coco_pope_random.json", questions("random", ["yes", "no", "yes", "no"]))
     for name, texts in (("model_a", ["Yes", "No", "Yes", "No"]), ("model_b", ["Yes", "Yes", "Yes", "Yes"])):
         answers = write_jsonl(tmp_path / f"{name}.jsonl", [{"question_id": i, "text": t} for i, t in enumerate(texts)])
-        pope.main(["--questions", str(split), "--answers", str(answers), "--out", str(tmp_path / "runs" / name / "pope")])
-    summary = report.main([str(tmp_path / "runs" / "model_a"), str(tmp_path / "runs" / "model_b"), "--out", str(tmp_path / "report")])
+        pope.main(
+            ["--questions", str(split), "--answers", str(answers), "--out", str(tmp_path / "runs" / name / "pope")]
+        )
+    summary = report.main(
+        [str(tmp_path / "runs" / "model_a"), str(tmp_path / "runs" / "model_b"), "--out", str(tmp_path / "report")]
+    )
     (group,) = summary.values()
     assert {"accuracy", "f1", "yes_ratio", "splits/random/f1"} <= set(group["metrics"])
     assert not any(key.startswith("details") for key in group["metrics"])

@@ -24,7 +24,8 @@ IMAGES = {  # image id -> (file, objects); image 4 has only two classes, image 6
     5: ("e.jpg", ["apple", "umbrella", "kite"]),
     6: ("f.jpg", []),
 }
-# images per class: person 4, car 3, dog 2, the rest 1 -> popular order person, car, dog, apple, bus, cat, kite, umbrella
+# images per class: person 4, car 3, dog 2, the rest 1
+# -> popular order person, car, dog, apple, bus, cat, kite, umbrella
 
 
 def write_coco(path):
@@ -32,8 +33,16 @@ def write_coco(path):
     annotations = []
     for image_id, (_, objects) in IMAGES.items():
         for name in objects:
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": ids[name],
-                                "bbox": [1, 1, 5, 5], "area": 25, "iscrowd": 0})
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": ids[name],
+                    "bbox": [1, 1, 5, 5],
+                    "area": 25,
+                    "iscrowd": 0,
+                }
+            )
     coco = {
         "images": [{"id": i, "file_name": f, "width": 64, "height": 48} for i, (f, _) in IMAGES.items()],
         "annotations": annotations,
@@ -58,11 +67,19 @@ def test_reads_distinct_objects_per_image(images):
 
 
 EXPECTED_NEGATIVES = {
-    "popular": {"a.jpg": ["apple", "bus", "cat"], "b.jpg": ["dog", "apple", "cat"],
-                "c.jpg": ["car", "apple", "bus"], "e.jpg": ["person", "car", "dog"]},
+    "popular": {
+        "a.jpg": ["apple", "bus", "cat"],
+        "b.jpg": ["dog", "apple", "cat"],
+        "c.jpg": ["car", "apple", "bus"],
+        "e.jpg": ["person", "car", "dog"],
+    },
     # per positive: the absent class seen with it most often; the most popular free absent class otherwise
-    "adversarial": {"a.jpg": {"bus", "cat", "apple"}, "b.jpg": {"dog", "apple", "cat"},
-                    "c.jpg": {"car", "apple", "bus"}, "e.jpg": {"person", "car", "dog"}},
+    "adversarial": {
+        "a.jpg": {"bus", "cat", "apple"},
+        "b.jpg": {"dog", "apple", "cat"},
+        "c.jpg": {"car", "apple", "bus"},
+        "e.jpg": {"person", "car", "dog"},
+    },
 }
 
 
@@ -130,20 +147,34 @@ def test_public_coco_pope_file_as_shipped(tmp_path):
     """RUCAIBox/POPE output/coco/coco_pope_adversarial.json: JSON lines under a .json name, int ids from 1,
     COCO_val2014 file names, yes/no labels; a line repeated exactly is read once and counted."""
     lines = [
-        {"question_id": 1, "image": "COCO_val2014_000000310196.jpg", "text": "Is there a snowboard in the image?",
-         "label": "yes"},
-        {"question_id": 2, "image": "COCO_val2014_000000310196.jpg", "text": "Is there a person in the image?",
-         "label": "yes"},
-        {"question_id": 3, "image": "COCO_val2014_000000310196.jpg", "text": "Is there a car in the image?",
-         "label": "no"},
+        {
+            "question_id": 1,
+            "image": "COCO_val2014_000000310196.jpg",
+            "text": "Is there a snowboard in the image?",
+            "label": "yes",
+        },
+        {
+            "question_id": 2,
+            "image": "COCO_val2014_000000310196.jpg",
+            "text": "Is there a person in the image?",
+            "label": "yes",
+        },
+        {
+            "question_id": 3,
+            "image": "COCO_val2014_000000310196.jpg",
+            "text": "Is there a car in the image?",
+            "label": "no",
+        },
     ]
     path = tmp_path / "coco_pope_adversarial.json"
     path.write_text("".join(json.dumps(line) + "\n" for line in lines + lines[2:]))
     counts = {}
     questions = read_pope_questions(path, counts)
     assert [(q.question_id, q.image, q.label, q.category) for q in questions] == [
-        (1, "COCO_val2014_000000310196.jpg", "yes", None), (2, "COCO_val2014_000000310196.jpg", "yes", None),
-        (3, "COCO_val2014_000000310196.jpg", "no", None)]
+        (1, "COCO_val2014_000000310196.jpg", "yes", None),
+        (2, "COCO_val2014_000000310196.jpg", "yes", None),
+        (3, "COCO_val2014_000000310196.jpg", "no", None),
+    ]
     assert questions[0].text == "Is there a snowboard in the image?" and counts == {"duplicate_questions": 1}
 
 
@@ -160,8 +191,10 @@ def test_bad_question_files_fail_clearly(tmp_path):
     bad.write_text('{"question_id": 1, "image": "a.jpg", "text": "?", "label": "yes"}\nnot json\n')
     with pytest.raises(UserError, match="bad.json:2: not valid JSON"):
         read_pope_questions(bad)
-    bad.write_text('{"question_id": 1, "image": "a.jpg", "text": "?", "label": "yes"}\n'
-                   '{"question_id": 1, "image": "b.jpg", "text": "?", "label": "yes"}\n')
+    bad.write_text(
+        '{"question_id": 1, "image": "a.jpg", "text": "?", "label": "yes"}\n'
+        '{"question_id": 1, "image": "b.jpg", "text": "?", "label": "yes"}\n'
+    )
     with pytest.raises(UserError, match="repeats with another question"):
         read_pope_questions(bad)
     bad.write_bytes(b'{"question_id": 1, "image": "a.jpg", "text": "Is there a caf\xe9?", "label": "yes"}\n')

@@ -63,21 +63,49 @@ def build_tiny_llava(
     )
     # the image token must be special so that its expanded run splits into single tokens
     tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
-    vision = CLIPVisionConfig(hidden_size=vision_width, intermediate_size=2 * vision_width, num_hidden_layers=vision_layers,
-                              num_attention_heads=4, image_size=image_size, patch_size=patch)
-    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=text_width, intermediate_size=2 * text_width,
-                       num_hidden_layers=text_layers, num_attention_heads=4, num_key_value_heads=2,
-                       max_position_embeddings=2048,
-                       pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                       eos_token_id=tokenizer.eos_token_id)
-    config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-                         vision_feature_layer=-2, vision_feature_select_strategy="default", projector_hidden_act="gelu")
+    vision = CLIPVisionConfig(
+        hidden_size=vision_width,
+        intermediate_size=2 * vision_width,
+        num_hidden_layers=vision_layers,
+        num_attention_heads=4,
+        image_size=image_size,
+        patch_size=patch,
+    )
+    text = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=text_width,
+        intermediate_size=2 * text_width,
+        num_hidden_layers=text_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+        projector_hidden_act="gelu",
+    )
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(config).eval()
-    image_processor = CLIPImageProcessor(size={"height": image_size, "width": image_size},
-                                         crop_size={"height": image_size, "width": image_size}, do_center_crop=False)
-    processor = LlavaProcessor(image_processor, tokenizer, patch_size=patch, vision_feature_select_strategy="default",
-                               num_additional_image_tokens=1, chat_template=CHAT_TEMPLATE if chat_template else None)
+    image_processor = CLIPImageProcessor(
+        size={"height": image_size, "width": image_size},
+        crop_size={"height": image_size, "width": image_size},
+        do_center_crop=False,
+    )
+    processor = LlavaProcessor(
+        image_processor,
+        tokenizer,
+        patch_size=patch,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=CHAT_TEMPLATE if chat_template else None,
+    )
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder

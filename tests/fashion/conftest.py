@@ -15,8 +15,11 @@ from tests.conftest import tiny_config
 
 def tiny_fashion_config(**overrides) -> FashionFINEConfig:
     """The tiny FG-CLIP config of tests/conftest.py with Fashion-FINE's parts (4 fusion heads over 16 dims)."""
-    values = {k: v for k, v in tiny_config().to_dict().items()
-              if k not in ("model_type", "architectures", "transformers_version")}
+    values = {
+        k: v
+        for k, v in tiny_config().to_dict().items()
+        if k not in ("model_type", "architectures", "transformers_version")
+    }
     return FashionFINEConfig(**{**values, "fusion_heads": 4, **overrides})
 
 

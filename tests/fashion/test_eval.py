@@ -37,8 +37,21 @@ def fashion_dir(tmp_path_factory, tiny_towers_dir):
 
 def test_fashiongen_full_mode_with_the_learned_pooling_by_hand(fashion_dir, test_split, tmp_path):
     data = test_split / "fashiongen" / "test.jsonl"
-    result = fashion.main(["--task", "fashiongen", "--data", str(data), "--model", str(fashion_dir), "--out",
-                           str(tmp_path / "out"), "--num-negatives", "5", *COMMON])
+    result = fashion.main(
+        [
+            "--task",
+            "fashiongen",
+            "--data",
+            str(data),
+            "--model",
+            str(fashion_dir),
+            "--out",
+            str(tmp_path / "out"),
+            "--num-negatives",
+            "5",
+            *COMMON,
+        ]
+    )
     assert result["embeddings"] == ["fusion"] and result["fusion"]["learned"] and result["fusion"]["local_pooling"]
     assert result["encoder"]["checkpoint_kind"] == "fashion-fine"
 
@@ -57,29 +70,99 @@ def test_fashiongen_full_mode_with_the_learned_pooling_by_hand(fashion_dir, test
     assert result["fusion_full_i2t_r10"] == pytest.approx((rank < 10).float().mean().item(), abs=1e-6)
 
 
-def test_global_of_a_fashion_folder_is_its_towers_and_plain_towers_are_unchanged(fashion_dir, tiny_towers_dir,
-                                                                                 test_split, tmp_path):
+def test_global_of_a_fashion_folder_is_its_towers_and_plain_towers_are_unchanged(
+    fashion_dir, tiny_towers_dir, test_split, tmp_path
+):
     data = str(test_split / "fashiongen" / "test.jsonl")
-    both = fashion.main(["--task", "fashiongen", "--data", data, "--model", str(fashion_dir), "--embedding", "both",
-                         "--out", str(tmp_path / "both"), "--num-negatives", "5", *COMMON])
-    plain = fashion.main(["--task", "fashiongen", "--data", data, "--model", str(tiny_towers_dir), "--out",
-                          str(tmp_path / "plain"), "--num-negatives", "5", *COMMON])
+    both = fashion.main(
+        [
+            "--task",
+            "fashiongen",
+            "--data",
+            data,
+            "--model",
+            str(fashion_dir),
+            "--embedding",
+            "both",
+            "--out",
+            str(tmp_path / "both"),
+            "--num-negatives",
+            "5",
+            *COMMON,
+        ]
+    )
+    plain = fashion.main(
+        [
+            "--task",
+            "fashiongen",
+            "--data",
+            data,
+            "--model",
+            str(tiny_towers_dir),
+            "--out",
+            str(tmp_path / "plain"),
+            "--num-negatives",
+            "5",
+            *COMMON,
+        ]
+    )
     assert plain["embeddings"] == ["global"]
     for key in ("full_i2t_r1", "full_t2i_r10", "s100_i2t_r1", "s100_t2i_r10"):
         assert plain[key] == both[key]  # the same towers: the same global embeddings
-    fused = fashion.main(["--task", "fashiongen", "--data", data, "--model", str(tiny_towers_dir), "--embedding",
-                          "fusion", "--out", str(tmp_path / "plain_fused"), "--num-negatives", "5", *COMMON])
+    fused = fashion.main(
+        [
+            "--task",
+            "fashiongen",
+            "--data",
+            data,
+            "--model",
+            str(tiny_towers_dir),
+            "--embedding",
+            "fusion",
+            "--out",
+            str(tmp_path / "plain_fused"),
+            "--num-negatives",
+            "5",
+            *COMMON,
+        ]
+    )
     assert fused["fusion"]["pooling"].startswith("parameter-free")
 
 
 def test_retrieval_uses_the_learned_embeddings(fashion_dir, test_split, tmp_path):
     data = str(test_split / "fashiongen" / "test.jsonl")
-    result = retrieval.main(["--model", str(fashion_dir), "--data", data, "--caption-field", "text",
-                             "--out", str(tmp_path / "r"), *COMMON])
+    result = retrieval.main(
+        ["--model", str(fashion_dir), "--data", data, "--caption-field", "text", "--out", str(tmp_path / "r"), *COMMON]
+    )
     assert result["embedding"] == "learned fusion"
-    gen = fashion.main(["--task", "fashiongen", "--data", data, "--model", str(fashion_dir), "--mode", "full",
-                        "--out", str(tmp_path / "g"), *COMMON])
+    gen = fashion.main(
+        [
+            "--task",
+            "fashiongen",
+            "--data",
+            data,
+            "--model",
+            str(fashion_dir),
+            "--mode",
+            "full",
+            "--out",
+            str(tmp_path / "g"),
+            *COMMON,
+        ]
+    )
     assert result["i2t_r1"] == pytest.approx(gen["fusion_full_i2t_r1"])  # the same protocol on these items
     with pytest.raises(UserError, match="77-token path"):
-        retrieval.main(["--model", str(fashion_dir), "--data", data, "--caption-field", "text", "--long",
-                        "--out", str(tmp_path / "long"), *COMMON])
+        retrieval.main(
+            [
+                "--model",
+                str(fashion_dir),
+                "--data",
+                data,
+                "--caption-field",
+                "text",
+                "--long",
+                "--out",
+                str(tmp_path / "long"),
+                *COMMON,
+            ]
+        )

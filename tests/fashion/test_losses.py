@@ -53,20 +53,28 @@ def test_other_copies_of_a_product_take_no_probability():
     # row 0 image -> text: softmax over texts {0, 1} only; by hand for all six rows
     logits_i2t, logits_t2i = scale * images @ texts.T, scale * texts @ images.T
     keep = torch.tensor([[1, 1, 0], [1, 1, 1], [0, 1, 1]], dtype=torch.bool)
-    by_hand = sum(-(row.masked_fill(~keep[i], -math.inf).log_softmax(0)[i]) for logits in (logits_i2t, logits_t2i)
-                  for i, row in enumerate(logits)) / 6
+    by_hand = (
+        sum(
+            -(row.masked_fill(~keep[i], -math.inf).log_softmax(0)[i])
+            for logits in (logits_i2t, logits_t2i)
+            for i, row in enumerate(logits)
+        )
+        / 6
+    )
     torch.testing.assert_close(loss, by_hand)
 
 
 def test_hard_negatives_follow_the_softmax_and_never_the_excluded():
     logits = torch.tensor([[0.0, math.log(3.0), 0.0, 5.0]])
     excluded = torch.tensor([[True, False, False, True]])  # own column 0 and a same-product column 3
-    draws = [sample_hard_negatives(logits, excluded, torch.tensor([0]), step_seed=s, stream=0)[0].item()
-             for s in range(2000)]
+    draws = [
+        sample_hard_negatives(logits, excluded, torch.tensor([0]), step_seed=s, stream=0)[0].item() for s in range(2000)
+    ]
     assert set(draws) == {1, 2}
     assert draws.count(1) / len(draws) == pytest.approx(0.75, abs=0.03)  # 3 / (3 + 1)
-    again = [sample_hard_negatives(logits, excluded, torch.tensor([0]), step_seed=s, stream=0)[0].item()
-             for s in range(50)]
+    again = [
+        sample_hard_negatives(logits, excluded, torch.tensor([0]), step_seed=s, stream=0)[0].item() for s in range(50)
+    ]
     assert again == draws[:50]
 
 
@@ -91,8 +99,16 @@ def test_matching_scores_positives_and_one_negative_each_way():
         return torch.stack([-score, score], dim=1)
 
     groups = torch.tensor([0, 1, 1, 2])  # rows 1 and 2: one product
-    inputs = RetrievalLossInputs(unit(batch, dim), unit(batch, dim, seed=1), torch.tensor(5.0), groups,
-                                 image_tokens, text_tokens, text_mask, step_seed=11)
+    inputs = RetrievalLossInputs(
+        unit(batch, dim),
+        unit(batch, dim, seed=1),
+        torch.tensor(5.0),
+        groups,
+        image_tokens,
+        text_tokens,
+        text_mask,
+        step_seed=11,
+    )
     logits = torch.randn(batch, batch)
     loss = matching_loss(inputs, matcher, logits, logits.T, offset=0)
     images, texts = seen[0]
@@ -108,8 +124,9 @@ def test_matching_scores_positives_and_one_negative_each_way():
 
 def test_composition_loss_uses_references_as_negatives_and_masks_copies_of_the_target():
     query, target, reference, scale = unit(3, 8, seed=1), unit(3, 8, seed=2), unit(3, 8, seed=3), torch.tensor(9.0)
-    inputs = CompositionLossInputs(query, target, reference, scale, target_ids=torch.tensor([10, 11, 12]),
-                                   reference_ids=torch.tensor([20, 10, 21]))  # row 1's reference is row 0's target
+    inputs = CompositionLossInputs(
+        query, target, reference, scale, target_ids=torch.tensor([10, 11, 12]), reference_ids=torch.tensor([20, 10, 21])
+    )  # row 1's reference is row 0's target
     loss = composition_contrastive(inputs, gamma=0.0, alpha=1.0)
     logits_q2i = scale * query @ torch.cat([target, reference]).T
     keep = torch.ones(3, 6, dtype=torch.bool)
@@ -123,10 +140,19 @@ def test_the_combined_loss_with_a_real_model_and_the_published_weights():
     model = tiny_fashion_model()
     batch = FGCLIPTokenizer()(["a red dress", "a blue shirt with long sleeves", "green pants", "a black coat"])
     output = model(torch.randn(4, 3, 32, 32), batch["input_ids"], batch["attention_mask"])
-    inputs = RetrievalLossInputs(output.image_embeds, output.text_embeds, output.logit_scale, torch.arange(4),
-                                 output.image_tokens, output.text_tokens, output.text_mask, step_seed=1)
-    assert FashionLossConfig() == FashionLossConfig(contrastive_weight=1.0, matching_weight=1.0, focal_gamma=2.0,
-                                                    focal_alpha=0.25)
+    inputs = RetrievalLossInputs(
+        output.image_embeds,
+        output.text_embeds,
+        output.logit_scale,
+        torch.arange(4),
+        output.image_tokens,
+        output.text_tokens,
+        output.text_mask,
+        step_seed=1,
+    )
+    assert FashionLossConfig() == FashionLossConfig(
+        contrastive_weight=1.0, matching_weight=1.0, focal_gamma=2.0, focal_alpha=0.25
+    )
     result = FashionFINELoss()(inputs, matcher=model.match_logits)
     assert set(result.terms) == {"contrastive", "matching"}
     torch.testing.assert_close(result.total, result.terms["contrastive"] + result.terms["matching"])
@@ -139,8 +165,14 @@ def test_the_combined_loss_with_a_real_model_and_the_published_weights():
 
 # ---------------------------------------------------------------- distributed equality
 WORLD, LOCAL = 2, 3
-TEXTS = ["a red dress", "a blue striped shirt with long sleeves and a round collar", "green pants",
-         "a black coat", "a white t-shirt", "a yellow skirt with a floral print and a belt at the waist"]
+TEXTS = [
+    "a red dress",
+    "a blue striped shirt with long sleeves and a round collar",
+    "green pants",
+    "a black coat",
+    "a white t-shirt",
+    "a yellow skirt with a floral print and a belt at the waist",
+]
 
 
 def _step_inputs():
@@ -154,15 +186,36 @@ def _losses(model, rows: slice):
     pixels, references, groups = _step_inputs()
     tokens = FGCLIPTokenizer()(TEXTS[rows])  # each rank pads to its own longest text
     output = model(pixels[rows], tokens["input_ids"], tokens["attention_mask"])
-    retrieval = FashionFINELoss()(RetrievalLossInputs(
-        output.image_embeds, output.text_embeds, output.logit_scale, groups[rows], output.image_tokens,
-        output.text_tokens, output.text_mask, step_seed=123), matcher=model.match_logits)
-    composed = model(pixels[rows], tokens["input_ids"], tokens["attention_mask"], reference_pixel_values=references[rows])
+    retrieval = FashionFINELoss()(
+        RetrievalLossInputs(
+            output.image_embeds,
+            output.text_embeds,
+            output.logit_scale,
+            groups[rows],
+            output.image_tokens,
+            output.text_tokens,
+            output.text_mask,
+            step_seed=123,
+        ),
+        matcher=model.match_logits,
+    )
+    composed = model(
+        pixels[rows], tokens["input_ids"], tokens["attention_mask"], reference_pixel_values=references[rows]
+    )
     ids = torch.arange(WORLD * LOCAL)
-    composition = FashionFINELoss(FashionLossConfig(focal_gamma=0.0, focal_alpha=1.0))(CompositionLossInputs(
-        composed.query_embeds, composed.image_embeds, composed.reference_embeds, composed.logit_scale, ids[rows],
-        ids[rows] + 100))
-    return retrieval.total + composition.total, {k: v.detach() for k, v in {**retrieval.terms, **composition.terms}.items()}
+    composition = FashionFINELoss(FashionLossConfig(focal_gamma=0.0, focal_alpha=1.0))(
+        CompositionLossInputs(
+            composed.query_embeds,
+            composed.image_embeds,
+            composed.reference_embeds,
+            composed.logit_scale,
+            ids[rows],
+            ids[rows] + 100,
+        )
+    )
+    return retrieval.total + composition.total, {
+        k: v.detach() for k, v in {**retrieval.terms, **composition.terms}.items()
+    }
 
 
 def _trained_model():

@@ -9,12 +9,28 @@ from benchmarks.fashion_miniature import GEN_COLUMNS, IQ_COLUMNS, Miniature, mar
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_shrunk_miniature(tmp_path):
-    result = run(Miniature(run_dir=str(tmp_path), families=8, steps=2, batch_size=8, eval_every=2, tgir_steps=2,
-                           warmup_steps=1, num_queries=10, num_negatives=5, progress=False))
+    result = run(
+        Miniature(
+            run_dir=str(tmp_path),
+            families=8,
+            steps=2,
+            batch_size=8,
+            eval_every=2,
+            tgir_steps=2,
+            warmup_steps=1,
+            num_queries=10,
+            num_negatives=5,
+            progress=False,
+        )
+    )
     names = [row["model"] for row in result["rows"]]
-    assert names == ["start (tiny FG-CLIP, untrained)", "global-only (retrieval finetune)",
-                     "global + local (retrieval finetune)", "global-only + TGIR finetune (trained composition)",
-                     "global + local + TGIR finetune (trained composition)"]
+    assert names == [
+        "start (tiny FG-CLIP, untrained)",
+        "global-only (retrieval finetune)",
+        "global + local (retrieval finetune)",
+        "global-only + TGIR finetune (trained composition)",
+        "global + local + TGIR finetune (trained composition)",
+    ]
     rows = {row["model"]: row for row in result["rows"]}
     assert rows[names[0]]["embedding"] == "global" and rows[names[2]]["embedding"] == "fusion"
     assert rows[names[4]]["composition"] == "fusion" and rows[names[2]]["composition"] == "sum"

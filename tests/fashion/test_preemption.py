@@ -24,16 +24,32 @@ SCRIPT = str(REPO / "scripts" / "finetune_fashion.py")
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_sigterm_checkpoints_and_the_resumed_run_reaches_the_uninterrupted_weights(products, tiny_towers_dir, tmp_path):
-    common = ["--max_steps", "12", "--save_every", "1", "--log_every", "1", "--save_total_limit", "1",
-              "--val", str(products / "fashiongen" / "val.jsonl"), "--eval_every", "4"]
+    common = [
+        "--max_steps",
+        "12",
+        "--save_every",
+        "1",
+        "--log_every",
+        "1",
+        "--save_total_limit",
+        "1",
+        "--val",
+        str(products / "fashiongen" / "val.jsonl"),
+        "--eval_every",
+        "4",
+    ]
     assert main(retrieval_args(products, tiny_towers_dir, tmp_path / "whole", *common)) == 0
     out = tmp_path / "cut"
     metrics = out / "metrics.jsonl"
     first = Run.__new__(Run)  # the pretraining tests' launcher, for this script
     first.log = tmp_path / "1.log"
-    first.process = subprocess.Popen([sys.executable, SCRIPT, *retrieval_args(products, tiny_towers_dir, out, *common)],
-                                     cwd=REPO, stdout=first.log.open("w"), stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+    first.process = subprocess.Popen(
+        [sys.executable, SCRIPT, *retrieval_args(products, tiny_towers_dir, out, *common)],
+        cwd=REPO,
+        stdout=first.log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     first.wait_for(lambda: metrics.is_file() and len(metrics.read_text().splitlines()) >= 3)
     first.signal(signal.SIGTERM)
     assert first.finish() == 143, first.log.read_text()[-3000:]
@@ -49,15 +65,19 @@ def test_sigterm_checkpoints_and_the_resumed_run_reaches_the_uninterrupted_weigh
             torch.testing.assert_close(resumed[name], value, rtol=0, atol=0, msg=f"{folder}: {name}")
 
 
-def test_undecodable_images_stop_the_run_after_a_whole_pass_with_a_checkpoint(products, tiny_towers_dir, tmp_path,
-                                                                             capsys):
+def test_undecodable_images_stop_the_run_after_a_whole_pass_with_a_checkpoint(
+    products, tiny_towers_dir, tmp_path, capsys
+):
     items = [json.loads(line) for line in (products / "fashiongen" / "train.jsonl").read_text().splitlines()]
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n not an image")
     broken_products = sorted({item["product_id"] for item in items})[:8]
     for item in items:  # absolute paths; every image of 8 products is undecodable: found only while training
-        item["image"] = str(broken) if item["product_id"] in broken_products else \
-            str((products / "fashiongen" / item["image"]).resolve())
+        item["image"] = (
+            str(broken)
+            if item["product_id"] in broken_products
+            else str((products / "fashiongen" / item["image"]).resolve())
+        )
     data = tmp_path / "train.jsonl"
     data.write_text("".join(json.dumps(item) + "\n" for item in items))
     argv = retrieval_args(products, tiny_towers_dir, tmp_path / "run", "--epochs", "2", "--max_bad_fraction", "0.2")

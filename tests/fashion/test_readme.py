@@ -19,8 +19,10 @@ from tests.fashion.test_data import write_fashiongen_h5
 README = Path(__file__).resolve().parents[2] / "README.md"
 SECTION = "## Fashion-FINE: global + local finetuning"
 RUNNERS = {
-    "scripts/finetune_fashion.py": (finetune_cli.main, ["--max_steps", "2", "--batch_size", "4", "--num_workers", "0",
-                                                        "--eval_every", "1", "--no_progress"]),
+    "scripts/finetune_fashion.py": (
+        finetune_cli.main,
+        ["--max_steps", "2", "--batch_size", "4", "--num_workers", "0", "--eval_every", "1", "--no_progress"],
+    ),
     "fgclip.fashion.export": (export.main, ["--no_progress"]),
     "eval.fashion": (eval_fashion.main, ["--device", "cpu", "--no_cache", "--num_workers", "0"]),
 }
@@ -28,7 +30,7 @@ RUNNERS = {
 
 def readme_commands() -> list[list[str]]:
     text = README.read_text()
-    body = text[text.index(SECTION) + len(SECTION):]
+    body = text[text.index(SECTION) + len(SECTION) :]
     body = body[: re.search(r"\n## ", body).start()]
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", body, re.DOTALL):
@@ -42,10 +44,18 @@ def readme_commands() -> list[list[str]]:
 def fashiongen_rows(products: int) -> list[tuple]:
     """Rows as released: two poses per product, consecutive; titles that differ in one attribute."""
     colours = ("black", "white", "red", "navy", "olive", "grey")
-    return [(1000 + p, f"{kind} in {colours[p % 6]}. Spread collar.<br><br>Tonal stitching.", category, kind.upper(),
-             f"id_gridfs_{pose}")
-            for p in range(products) for pose in (1, 2)
-            for kind, category in [(("Shirt", "SHIRTS"), ("Jacket", "JACKETS & COATS"))[p % 2]]]
+    return [
+        (
+            1000 + p,
+            f"{kind} in {colours[p % 6]}. Spread collar.<br><br>Tonal stitching.",
+            category,
+            kind.upper(),
+            f"id_gridfs_{pose}",
+        )
+        for p in range(products)
+        for pose in (1, 2)
+        for kind, category in [(("Shirt", "SHIRTS"), ("Jacket", "JACKETS & COATS"))[p % 2]]
+    ]
 
 
 @pytest.mark.slow
@@ -58,12 +68,16 @@ def test_readme_fashion_commands_run_on_the_downloaded_layouts(tmp_path, monkeyp
     (tmp_path / "ckpt" / "fg-clip-base").symlink_to(tiny_towers_dir, target_is_directory=True)
     commands = readme_commands()
     assert [words[1] if words[0] == "python" and words[1] != "-m" else words[2] for words in commands] == [
-        "scripts/finetune_fashion.py", "scripts/finetune_fashion.py", "fgclip.fashion.export", "eval.fashion",
-        "eval.fashion"]
+        "scripts/finetune_fashion.py",
+        "scripts/finetune_fashion.py",
+        "fgclip.fashion.export",
+        "eval.fashion",
+        "eval.fashion",
+    ]
     for words in commands:
         name = words[1] if words[1] != "-m" else words[2]
         main, tiny = RUNNERS[name]
-        argv = words[words.index(name) + 1:]
+        argv = words[words.index(name) + 1 :]
         assert run(main, argv + tiny) == 0, words
     assert (tmp_path / "runs" / "fashion_retrieval" / "best" / "model.safetensors").is_file()
     assert (tmp_path / "runs" / "fashion_tgir" / "best" / "model.safetensors").is_file()

@@ -41,27 +41,41 @@ def test_families_differ_in_one_or_two_attributes_and_titles_are_unique():
         base = family[0]
         assert all(1 <= _changed(base, sibling) <= 2 for sibling in family[1:])
         assert len({g.subcategory for g in family}) == 1
-    assert Garment("shirt", "red", "striped", "denim", "long sleeves", "v-neck").title == \
-        "a red striped denim shirt with long sleeves and a v-neck"
-    assert Garment("dress", "black", "solid", "wool", "sleeveless", "round neck").title == \
-        "a sleeveless black wool dress with a round neck"
-    assert Garment("pants", "blue", "checked", "cotton", detail="belt").title == "a blue checked cotton pants with a belt"
+    assert (
+        Garment("shirt", "red", "striped", "denim", "long sleeves", "v-neck").title
+        == "a red striped denim shirt with long sleeves and a v-neck"
+    )
+    assert (
+        Garment("dress", "black", "solid", "wool", "sleeveless", "round neck").title
+        == "a sleeveless black wool dress with a round neck"
+    )
+    assert (
+        Garment("pants", "blue", "checked", "cotton", detail="belt").title == "a blue checked cotton pants with a belt"
+    )
 
 
 def test_captions_describe_the_change():
     import random
 
     reference = Garment("shirt", "red", "solid", "cotton", "long sleeves", "v-neck")
-    assert difference_captions(reference, Garment("shirt", "blue", "solid", "cotton", "long sleeves", "v-neck"),
-                               random.Random(0)) == ["is blue", "is blue instead of red"]
-    two = difference_captions(reference, Garment("shirt", "red", "dotted", "cotton", "sleeveless", "v-neck"),
-                              random.Random(0))
+    assert difference_captions(
+        reference, Garment("shirt", "blue", "solid", "cotton", "long sleeves", "v-neck"), random.Random(0)
+    ) == ["is blue", "is blue instead of red"]
+    two = difference_captions(
+        reference, Garment("shirt", "red", "dotted", "cotton", "sleeveless", "v-neck"), random.Random(0)
+    )
     assert two[0] in ("is dotted", "has a dotted pattern") and two[1] in ("is sleeveless", "has no sleeves")
 
 
 def test_the_release_layouts_and_held_out_splits(synthetic):
     out, manifest = synthetic
-    assert sorted(p.name for p in out.iterdir()) == ["captions", "fashiongen", "image_splits", "images", "manifest.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "captions",
+        "fashiongen",
+        "image_splits",
+        "images",
+        "manifest.json",
+    ]
     splits = {split: read_products([out / "fashiongen" / f"{split}.jsonl"]) for split in ("train", "val", "test")}
     for split, products in splits.items():
         assert not any(k.startswith("skipped") for k in products.counts)
@@ -79,8 +93,9 @@ def test_the_release_layouts_and_held_out_splits(synthetic):
     assert len(triplets.items) == sum(manifest["triplets"][f"{c}.train"] for c in categories)
     item = triplets.items[0]
     assert item.reference_name != item.target_name and item.target_name in triplets.galleries[item.category]
-    assert len(load_triplets([out / "captions" / f"cap.{c}.test.json" for c in categories]).items) == \
-        sum(manifest["triplets"][f"{c}.test"] for c in categories)
+    assert len(load_triplets([out / "captions" / f"cap.{c}.test.json" for c in categories]).items) == sum(
+        manifest["triplets"][f"{c}.test"] for c in categories
+    )
 
 
 def test_deterministic_by_seed(synthetic, tmp_path):

@@ -25,9 +25,28 @@ CATEGORIES = ("dress", "shirt", "toptee")
 
 
 def retrieval_args(products: Path, init: Path, out: Path, *extra) -> list[str]:
-    return ["--task", "retrieval", "--data", str(products / "fashiongen" / "train.jsonl"), "--init", str(init),
-            "--output_dir", str(out), "--batch_size", "4", "--lr", "1e-3", "--warmup_steps", "1", "--log_every", "2",
-            "--num_workers", "0", "--no_progress", *extra]
+    return [
+        "--task",
+        "retrieval",
+        "--data",
+        str(products / "fashiongen" / "train.jsonl"),
+        "--init",
+        str(init),
+        "--output_dir",
+        str(out),
+        "--batch_size",
+        "4",
+        "--lr",
+        "1e-3",
+        "--warmup_steps",
+        "1",
+        "--log_every",
+        "2",
+        "--num_workers",
+        "0",
+        "--no_progress",
+        *extra,
+    ]
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -39,22 +58,49 @@ def test_help_and_usage_errors_are_one_line_exit_2(products, tiny_towers_dir, tm
         main(["--help"])
     assert stop.value.code == 0 and "--val_fraction" in capsys.readouterr().out
     cases = [
-        (retrieval_args(products, tiny_towers_dir, tmp_path / "a", "--val", "x.jsonl", "--val_fraction", "0.1"),
-         "give --val or --val_fraction"),
-        (["--task", "tgir", "--matching_weight", "1", *retrieval_args(products, tiny_towers_dir, tmp_path / "b")[2:]],
-         "--matching_weight applies to --task retrieval"),
+        (
+            retrieval_args(products, tiny_towers_dir, tmp_path / "a", "--val", "x.jsonl", "--val_fraction", "0.1"),
+            "give --val or --val_fraction",
+        ),
+        (
+            [
+                "--task",
+                "tgir",
+                "--matching_weight",
+                "1",
+                *retrieval_args(products, tiny_towers_dir, tmp_path / "b")[2:],
+            ],
+            "--matching_weight applies to --task retrieval",
+        ),
         (retrieval_args(products, tmp_path / "no_model", tmp_path / "c"), "no such folder"),
-        (["--task", "retrieval", "--data", str(products / "manifest.json"), "--init", str(tiny_towers_dir),
-          "--output_dir", str(tmp_path / "e"), "--max_steps", "1"], "expected a JSON list"),
+        (
+            [
+                "--task",
+                "retrieval",
+                "--data",
+                str(products / "manifest.json"),
+                "--init",
+                str(tiny_towers_dir),
+                "--output_dir",
+                str(tmp_path / "e"),
+                "--max_steps",
+                "1",
+            ],
+            "expected a JSON list",
+        ),
         (retrieval_args(products, tiny_towers_dir, products, "--max_steps", "1"), "already holds"),
     ]
     for argv, message in cases:
         assert run(main, argv) == 2, argv
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, (argv, err)
-    for argv, message in ((["--data", "x"], "the following arguments are required"),
-                          (retrieval_args(products, tiny_towers_dir, tmp_path / "d", "--batch_size", "0"),
-                           "--batch_size: must be a positive integer")):
+    for argv, message in (
+        (["--data", "x"], "the following arguments are required"),
+        (
+            retrieval_args(products, tiny_towers_dir, tmp_path / "d", "--batch_size", "0"),
+            "--batch_size: must be a positive integer",
+        ),
+    ):
         with pytest.raises(SystemExit) as stop:
             main(argv)
         err = capsys.readouterr().err.strip()
@@ -63,8 +109,24 @@ def test_help_and_usage_errors_are_one_line_exit_2(products, tiny_towers_dir, tm
 
 def test_retrieval_run_selects_on_validation_and_writes_loadable_folders(products, tiny_towers_dir, tmp_path):
     out = tmp_path / "run"
-    assert main(retrieval_args(products, tiny_towers_dir, out, "--val", str(products / "fashiongen" / "val.jsonl"),
-                               "--max_steps", "8", "--eval_every", "4", "--report_to", "tensorboard")) == 0
+    assert (
+        main(
+            retrieval_args(
+                products,
+                tiny_towers_dir,
+                out,
+                "--val",
+                str(products / "fashiongen" / "val.jsonl"),
+                "--max_steps",
+                "8",
+                "--eval_every",
+                "4",
+                "--report_to",
+                "tensorboard",
+            )
+        )
+        == 0
+    )
     metrics = read_jsonl(out / "metrics.jsonl")
     assert [m["step"] for m in metrics] == [2, 4, 6, 8]
     assert {"loss", "loss_contrastive", "loss_matching", "lr", "bad_records", "seen_records"} <= set(metrics[0])
@@ -83,8 +145,23 @@ def test_retrieval_run_selects_on_validation_and_writes_loadable_folders(product
 
 def test_global_only_with_a_held_out_share_of_the_training_products(products, tiny_towers_dir, tmp_path):
     out = tmp_path / "global"
-    assert main(retrieval_args(products, tiny_towers_dir, out, "--no_local_pooling", "--val_fraction", "0.25",
-                               "--max_steps", "2", "--matching_weight", "0")) == 0
+    assert (
+        main(
+            retrieval_args(
+                products,
+                tiny_towers_dir,
+                out,
+                "--no_local_pooling",
+                "--val_fraction",
+                "0.25",
+                "--max_steps",
+                "2",
+                "--matching_weight",
+                "0",
+            )
+        )
+        == 0
+    )
     model = FashionFINEModel.from_pretrained(out / "final")
     assert not model.config.local_pooling and model.local_pooling is None
     with safe_open(str(out / "final" / "model.safetensors"), framework="pt") as weights:
@@ -99,8 +176,16 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def test_a_resumed_run_reaches_the_same_weights(products, tiny_towers_dir, tmp_path):
-    common = ["--max_steps", "6", "--save_every", "3", "--val", str(products / "fashiongen" / "val.jsonl"),
-              "--eval_every", "3"]
+    common = [
+        "--max_steps",
+        "6",
+        "--save_every",
+        "3",
+        "--val",
+        str(products / "fashiongen" / "val.jsonl"),
+        "--eval_every",
+        "3",
+    ]
     assert main(retrieval_args(products, tiny_towers_dir, tmp_path / "whole", *common)) == 0
     assert main(retrieval_args(products, tiny_towers_dir, tmp_path / "cut", *common, "--stop_at_step", "4")) == 0
     assert not (tmp_path / "cut" / "final").exists()
@@ -115,10 +200,36 @@ def test_a_resumed_run_reaches_the_same_weights(products, tiny_towers_dir, tmp_p
 def test_text_guided_run_trains_the_composition_that_eval_uses(products, tiny_towers_dir, tmp_path):
     out = tmp_path / "tgir"
     captions = [str(products / "captions" / f"cap.{c}.train.json") for c in CATEGORIES]
-    assert main(["--task", "tgir", "--data", *captions, "--init", str(tiny_towers_dir), "--output_dir", str(out),
-                 "--val", *[str(products / "captions" / f"cap.{c}.val.json") for c in CATEGORIES],
-                 "--batch_size", "4", "--max_steps", "4", "--eval_every", "2", "--lr", "1e-3", "--num_workers", "0",
-                 "--log_every", "2", "--no_progress"]) == 0
+    assert (
+        main(
+            [
+                "--task",
+                "tgir",
+                "--data",
+                *captions,
+                "--init",
+                str(tiny_towers_dir),
+                "--output_dir",
+                str(out),
+                "--val",
+                *[str(products / "captions" / f"cap.{c}.val.json") for c in CATEGORIES],
+                "--batch_size",
+                "4",
+                "--max_steps",
+                "4",
+                "--eval_every",
+                "2",
+                "--lr",
+                "1e-3",
+                "--num_workers",
+                "0",
+                "--log_every",
+                "2",
+                "--no_progress",
+            ]
+        )
+        == 0
+    )
     assert "loss_composition" in read_jsonl(out / "metrics.jsonl")[0]
     validation = read_jsonl(out / "validation.jsonl")[0]
     assert "score" in validation and any(key.endswith("_r10") for key in validation)
@@ -127,10 +238,23 @@ def test_text_guided_run_trains_the_composition_that_eval_uses(products, tiny_to
     untouched = FashionFINEModel.from_pretrained(tiny_towers_dir)  # the matching head is not trained by tgir
     torch.testing.assert_close(model.matching_head.bias, untouched.matching_head.bias)
     assert model.fusion.layers[0].multihead_attn.out_proj.weight.abs().sum() > 0  # trained from zero
-    result = fashion.main(["--task", "fashioniq", "--model", str(out / "final"), "--images", str(products / "images"),
-                           "--data", *[str(p) for p in (products / "captions").glob("cap.*.train.json")
-                                       if json.loads(p.read_text())],
-                           "--out", str(tmp_path / "eval"), "--no-cache", "--num-workers", "0"])
+    result = fashion.main(
+        [
+            "--task",
+            "fashioniq",
+            "--model",
+            str(out / "final"),
+            "--images",
+            str(products / "images"),
+            "--data",
+            *[str(p) for p in (products / "captions").glob("cap.*.train.json") if json.loads(p.read_text())],
+            "--out",
+            str(tmp_path / "eval"),
+            "--no-cache",
+            "--num-workers",
+            "0",
+        ]
+    )
     assert result["embeddings"] == ["fusion"] and result["fusion"]["composition"] == "fusion"
     assert 0.0 <= result["fusion_avg_r10"] <= 1.0
 
@@ -156,8 +280,12 @@ def test_bad_items_are_counted_and_too_many_stop_the_run(products, tiny_towers_d
     assert summary["skipped_at_read"]["skipped_missing_image"] == 1
     assert summary["bad_records"] >= 4 and "cannot read image" in summary["bad_examples"][0]
     capsys.readouterr()
-    assert main([*argv[:argv.index("--output_dir") + 1], str(tmp_path / "strict"),
-                 *argv[argv.index("--output_dir") + 2:]]) == 2
+    assert (
+        main(
+            [*argv[: argv.index("--output_dir") + 1], str(tmp_path / "strict"), *argv[argv.index("--output_dir") + 2 :]]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "cannot be used" in err and "missing_image 1" in err
 
@@ -173,21 +301,43 @@ def _free_port() -> int:
 def test_deepspeed_two_processes_stop_and_resume(products, tiny_towers_dir, tmp_path):
     found = shutil.which("deepspeed")
     launcher = [found] if found else [sys.executable, "-m", "deepspeed.launcher.runner"]
-    command = launcher + ["--num_gpus", "2", "--master_port", str(_free_port()), str(REPO / "scripts" / "finetune_fashion.py")]
+    command = launcher + [
+        "--num_gpus",
+        "2",
+        "--master_port",
+        str(_free_port()),
+        str(REPO / "scripts" / "finetune_fashion.py"),
+    ]
     out = tmp_path / "ds"
-    argv = retrieval_args(products, tiny_towers_dir, out, "--max_steps", "6", "--save_every", "3", "--log_every", "1",
-                          "--val", str(products / "fashiongen" / "val.jsonl"), "--eval_every", "3")
+    argv = retrieval_args(
+        products,
+        tiny_towers_dir,
+        out,
+        "--max_steps",
+        "6",
+        "--save_every",
+        "3",
+        "--log_every",
+        "1",
+        "--val",
+        str(products / "fashiongen" / "val.jsonl"),
+        "--eval_every",
+        "3",
+    )
 
     def run(*extra):
-        result = subprocess.run(command + argv + list(extra), check=False, cwd=REPO, capture_output=True, text=True,
-                                timeout=600)
+        result = subprocess.run(
+            command + argv + list(extra), check=False, cwd=REPO, capture_output=True, text=True, timeout=600
+        )
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
         return result
 
     run("--stop_at_step", "3")
     checkpoint = out / "checkpoints" / "step-00000003"
     assert sorted(p.name for p in checkpoint.glob("zero_pp_rank_*_optim_states.pt")) == [
-        "zero_pp_rank_0_mp_rank_00_optim_states.pt", "zero_pp_rank_1_mp_rank_00_optim_states.pt"]
+        "zero_pp_rank_0_mp_rank_00_optim_states.pt",
+        "zero_pp_rank_1_mp_rank_00_optim_states.pt",
+    ]
     resumed = run("--resume", "latest")
     assert "resumed from" in resumed.stdout + resumed.stderr
     assert [m["step"] for m in read_jsonl(out / "metrics.jsonl")] == list(range(1, 7))
@@ -208,9 +358,30 @@ def test_an_unreadable_image_file_in_a_triplet_is_counted(products, tiny_towers_
     triplets[0]["target"] = "tiny"
     (root / "captions" / "cap.toptee.train.json").write_text(json.dumps(triplets))
     out = tmp_path / "run"
-    assert main(["--task", "tgir", "--data", str(root / "captions" / "cap.toptee.train.json"), "--init",
-                 str(tiny_towers_dir), "--output_dir", str(out), "--batch_size", "4", "--epochs", "1",
-                 "--num_workers", "0", "--max_bad_fraction", "0.5", "--no_progress"]) == 0
+    assert (
+        main(
+            [
+                "--task",
+                "tgir",
+                "--data",
+                str(root / "captions" / "cap.toptee.train.json"),
+                "--init",
+                str(tiny_towers_dir),
+                "--output_dir",
+                str(out),
+                "--batch_size",
+                "4",
+                "--epochs",
+                "1",
+                "--num_workers",
+                "0",
+                "--max_bad_fraction",
+                "0.5",
+                "--no_progress",
+            ]
+        )
+        == 0
+    )
     assert json.loads((out / "summary.json").read_text())["bad_records"] == 1
 
 
@@ -235,7 +406,9 @@ def test_recipes_are_fashion_fines(tmp_path):
     from fgclip.fashion.cli import build_parser, config_from_args
 
     def config(*argv):
-        return config_from_args(build_parser().parse_args(["--data", "d.h5", "--init", "m", "--output_dir", "o", *argv]))
+        return config_from_args(
+            build_parser().parse_args(["--data", "d.h5", "--init", "m", "--output_dir", "o", *argv])
+        )
 
     retrieval = config("--task", "retrieval")
     optim = retrieval.optim(1)

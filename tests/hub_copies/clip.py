@@ -122,9 +122,18 @@ HUB_FOLDERS: dict[str, HubClipFolder] = {
     for folder in (
         HubClipFolder("openai/clip-vit-base-patch16", 224, 16, "openai-16", "openai/clip-vit-base-patch16"),
         HubClipFolder("openai/clip-vit-large-patch14", 224, 14, "openai-large", "clip-vit-large-patch14/"),
-        HubClipFolder("openai/clip-vit-large-patch14-336", 336, 14, "openai-large", "openai/clip-vit-large-patch14-336"),
-        HubClipFolder("laion/CLIP-ViT-B-32-laion2B-s34B-b79K", 224, 32, "laion", "laion/CLIP-ViT-B-32-laion2B-s34B-b79K",
-                      hidden_act="gelu", pad_token="!"),
+        HubClipFolder(
+            "openai/clip-vit-large-patch14-336", 336, 14, "openai-large", "openai/clip-vit-large-patch14-336"
+        ),
+        HubClipFolder(
+            "laion/CLIP-ViT-B-32-laion2B-s34B-b79K",
+            224,
+            32,
+            "laion",
+            "laion/CLIP-ViT-B-32-laion2B-s34B-b79K",
+            hidden_act="gelu",
+            pad_token="!",
+        ),
         HubClipFolder("qihoo360/fg-clip-base", 224, 16, "fgclip-official", "fg-clip-base"),
         HubClipFolder("qihoo360/fg-clip-large", 336, 14, "fgclip-official", "fg-clip-large"),
     )
@@ -135,22 +144,68 @@ OFFICIAL_FGCLIP_IDS = [name for name, folder in HUB_FOLDERS.items() if folder.is
 # ---------------------------------------------------------------------------------------------- config.json
 # Every key transformers 4.16 wrote into a sub-config (openai/clip-vit-base-patch32, read whole), in file order.
 _LEGACY_COMMON = {
-    "_name_or_path": "", "add_cross_attention": False, "architectures": None, "attention_dropout": 0.0,
-    "bad_words_ids": None, "bos_token_id": None, "chunk_size_feed_forward": 0, "cross_attention_hidden_size": None,
-    "decoder_start_token_id": None, "diversity_penalty": 0.0, "do_sample": False, "dropout": 0.0,
-    "early_stopping": False, "encoder_no_repeat_ngram_size": 0, "eos_token_id": None, "finetuning_task": None,
-    "forced_bos_token_id": None, "forced_eos_token_id": None, "hidden_act": "quick_gelu", "hidden_size": None,
-    "id2label": {"0": "LABEL_0", "1": "LABEL_1"}, "initializer_factor": 1.0, "initializer_range": 0.02,
-    "intermediate_size": None, "is_decoder": False, "is_encoder_decoder": False,
-    "label2id": {"LABEL_0": 0, "LABEL_1": 1}, "layer_norm_eps": 1e-05, "length_penalty": 1.0, "max_length": 20,
-    "min_length": 0, "model_type": None, "no_repeat_ngram_size": 0, "num_attention_heads": None,
-    "num_beam_groups": 1, "num_beams": 1, "num_hidden_layers": None, "num_return_sequences": 1,
-    "output_attentions": False, "output_hidden_states": False, "output_scores": False, "pad_token_id": None,
-    "prefix": None, "problem_type": None, "projection_dim": None, "pruned_heads": {},
-    "remove_invalid_values": False, "repetition_penalty": 1.0, "return_dict": True,
-    "return_dict_in_generate": False, "sep_token_id": None, "task_specific_params": None, "temperature": 1.0,
-    "tie_encoder_decoder": False, "tie_word_embeddings": True, "tokenizer_class": None, "top_k": 50, "top_p": 1.0,
-    "torch_dtype": None, "torchscript": False, "transformers_version": "4.16.0.dev0", "use_bfloat16": False,
+    "_name_or_path": "",
+    "add_cross_attention": False,
+    "architectures": None,
+    "attention_dropout": 0.0,
+    "bad_words_ids": None,
+    "bos_token_id": None,
+    "chunk_size_feed_forward": 0,
+    "cross_attention_hidden_size": None,
+    "decoder_start_token_id": None,
+    "diversity_penalty": 0.0,
+    "do_sample": False,
+    "dropout": 0.0,
+    "early_stopping": False,
+    "encoder_no_repeat_ngram_size": 0,
+    "eos_token_id": None,
+    "finetuning_task": None,
+    "forced_bos_token_id": None,
+    "forced_eos_token_id": None,
+    "hidden_act": "quick_gelu",
+    "hidden_size": None,
+    "id2label": {"0": "LABEL_0", "1": "LABEL_1"},
+    "initializer_factor": 1.0,
+    "initializer_range": 0.02,
+    "intermediate_size": None,
+    "is_decoder": False,
+    "is_encoder_decoder": False,
+    "label2id": {"LABEL_0": 0, "LABEL_1": 1},
+    "layer_norm_eps": 1e-05,
+    "length_penalty": 1.0,
+    "max_length": 20,
+    "min_length": 0,
+    "model_type": None,
+    "no_repeat_ngram_size": 0,
+    "num_attention_heads": None,
+    "num_beam_groups": 1,
+    "num_beams": 1,
+    "num_hidden_layers": None,
+    "num_return_sequences": 1,
+    "output_attentions": False,
+    "output_hidden_states": False,
+    "output_scores": False,
+    "pad_token_id": None,
+    "prefix": None,
+    "problem_type": None,
+    "projection_dim": None,
+    "pruned_heads": {},
+    "remove_invalid_values": False,
+    "repetition_penalty": 1.0,
+    "return_dict": True,
+    "return_dict_in_generate": False,
+    "sep_token_id": None,
+    "task_specific_params": None,
+    "temperature": 1.0,
+    "tie_encoder_decoder": False,
+    "tie_word_embeddings": True,
+    "tokenizer_class": None,
+    "top_k": 50,
+    "top_p": 1.0,
+    "torch_dtype": None,
+    "torchscript": False,
+    "transformers_version": "4.16.0.dev0",
+    "use_bfloat16": False,
 }
 
 
@@ -158,10 +213,18 @@ def _legacy_text_config(folder: HubClipFolder) -> dict:
     towers = folder.towers
     values = copy.deepcopy(_LEGACY_COMMON)
     values.update(
-        bos_token_id=0, eos_token_id=2, pad_token_id=1,  # the legacy ids every real OpenAI folder keeps
-        hidden_act=folder.hidden_act, hidden_size=towers.text_hidden, intermediate_size=4 * towers.text_hidden,
-        max_position_embeddings=77, model_type="clip_text_model", num_attention_heads=towers.text_heads,
-        num_hidden_layers=towers.layers, projection_dim=towers.projection_dim, vocab_size=VOCAB_SIZE,
+        bos_token_id=0,
+        eos_token_id=2,
+        pad_token_id=1,  # the legacy ids every real OpenAI folder keeps
+        hidden_act=folder.hidden_act,
+        hidden_size=towers.text_hidden,
+        intermediate_size=4 * towers.text_hidden,
+        max_position_embeddings=77,
+        model_type="clip_text_model",
+        num_attention_heads=towers.text_heads,
+        num_hidden_layers=towers.layers,
+        projection_dim=towers.projection_dim,
+        vocab_size=VOCAB_SIZE,
     )
     if folder.is_official_fgclip:  # written by transformers 4.12, which had no cross_attention_hidden_size
         del values["cross_attention_hidden_size"]
@@ -173,9 +236,14 @@ def _legacy_vision_config(folder: HubClipFolder) -> dict:
     towers = folder.towers
     values = copy.deepcopy(_LEGACY_COMMON)
     values.update(
-        hidden_act=folder.hidden_act, hidden_size=towers.vision_hidden, image_size=folder.image_size,
-        intermediate_size=4 * towers.vision_hidden, model_type="clip_vision_model",
-        num_attention_heads=towers.vision_heads, num_hidden_layers=towers.layers, patch_size=folder.patch_size,
+        hidden_act=folder.hidden_act,
+        hidden_size=towers.vision_hidden,
+        image_size=folder.image_size,
+        intermediate_size=4 * towers.vision_hidden,
+        model_type="clip_vision_model",
+        num_attention_heads=towers.vision_heads,
+        num_hidden_layers=towers.layers,
+        patch_size=folder.patch_size,
         projection_dim=towers.projection_dim,
     )
     if folder.is_official_fgclip:
@@ -192,13 +260,22 @@ def _size_overrides(folder: HubClipFolder, tower: str) -> dict:
     """
     towers = folder.towers
     if tower == "text":
-        values = {"hidden_size": towers.text_hidden, "intermediate_size": 4 * towers.text_hidden,
-                  "num_attention_heads": towers.text_heads, "num_hidden_layers": towers.layers,
-                  "projection_dim": towers.projection_dim}
+        values = {
+            "hidden_size": towers.text_hidden,
+            "intermediate_size": 4 * towers.text_hidden,
+            "num_attention_heads": towers.text_heads,
+            "num_hidden_layers": towers.layers,
+            "projection_dim": towers.projection_dim,
+        }
     else:
-        values = {"hidden_size": towers.vision_hidden, "intermediate_size": 4 * towers.vision_hidden,
-                  "num_attention_heads": towers.vision_heads, "num_hidden_layers": towers.layers,
-                  "patch_size": folder.patch_size, "projection_dim": towers.projection_dim}
+        values = {
+            "hidden_size": towers.vision_hidden,
+            "intermediate_size": 4 * towers.vision_hidden,
+            "num_attention_heads": towers.vision_heads,
+            "num_hidden_layers": towers.layers,
+            "patch_size": folder.patch_size,
+            "projection_dim": towers.projection_dim,
+        }
         if folder.image_size != 224:
             values["image_size"] = folder.image_size
     if folder.hidden_act != "quick_gelu":
@@ -213,32 +290,67 @@ def hub_config(folder: HubClipFolder) -> dict:
         "architectures": ["FGCLIPModel"] if folder.is_official_fgclip else ["CLIPModel"],
     }
     if folder.is_official_fgclip:
-        config["auto_map"] = {"AutoConfig": "modeling_fgclip.FGCLIPConfig",
-                              "AutoModelForCausalLM": "modeling_fgclip.FGCLIPModel"}
-    config.update({"initializer_factor": 1.0, "logit_scale_init_value": 2.6592, "model_type": "clip",
-                   "projection_dim": folder.towers.projection_dim, "text_config": _legacy_text_config(folder)})
+        config["auto_map"] = {
+            "AutoConfig": "modeling_fgclip.FGCLIPConfig",
+            "AutoModelForCausalLM": "modeling_fgclip.FGCLIPModel",
+        }
+    config.update(
+        {
+            "initializer_factor": 1.0,
+            "logit_scale_init_value": 2.6592,
+            "model_type": "clip",
+            "projection_dim": folder.towers.projection_dim,
+            "text_config": _legacy_text_config(folder),
+        }
+    )
     if folder.layout == "openai-16":
-        config.update({"text_config_dict": None, "transformers_version": None,
-                       "vision_config": _legacy_vision_config(folder), "vision_config_dict": None})
+        config.update(
+            {
+                "text_config_dict": None,
+                "transformers_version": None,
+                "vision_config": _legacy_vision_config(folder),
+                "vision_config_dict": None,
+            }
+        )
     elif folder.layout == "fgclip-official" and folder.image_size == 224:
         # fg-clip-base as read: only the patch size is restated. The miniature restates its tiny sizes too
         # (transformers would otherwise build a full-width ViT-B/16 from the defaults; see _size_overrides).
-        config.update({"text_config_dict": None, "torch_dtype": "float32", "transformers_version": None,
-                       "vision_config": _legacy_vision_config(folder),
-                       "vision_config_dict": _size_overrides(folder, "vision")})
+        config.update(
+            {
+                "text_config_dict": None,
+                "torch_dtype": "float32",
+                "transformers_version": None,
+                "vision_config": _legacy_vision_config(folder),
+                "vision_config_dict": _size_overrides(folder, "vision"),
+            }
+        )
     else:  # the large OpenAI folders, LAION's, and fg-clip-large (which starts from clip-vit-large-patch14-336)
-        config.update({"text_config_dict": _size_overrides(folder, "text"), "torch_dtype": "float32",
-                       "transformers_version": None, "vision_config": _legacy_vision_config(folder),
-                       "vision_config_dict": _size_overrides(folder, "vision")})
+        config.update(
+            {
+                "text_config_dict": _size_overrides(folder, "text"),
+                "torch_dtype": "float32",
+                "transformers_version": None,
+                "vision_config": _legacy_vision_config(folder),
+                "vision_config_dict": _size_overrides(folder, "vision"),
+            }
+        )
     return config
 
 
 # ------------------------------------------------------------------------------------ preprocessor_config.json
 def hub_preprocessor_config(folder: HubClipFolder) -> dict:
     """OpenAI's legacy feature-extractor file: shortest-edge resize to `size`, centre crop to `crop_size`."""
-    return {"crop_size": folder.image_size, "do_center_crop": True, "do_normalize": True, "do_resize": True,
-            "feature_extractor_type": "CLIPFeatureExtractor", "image_mean": CLIP_MEAN, "image_std": CLIP_STD,
-            "resample": 3, "size": folder.image_size}
+    return {
+        "crop_size": folder.image_size,
+        "do_center_crop": True,
+        "do_normalize": True,
+        "do_resize": True,
+        "feature_extractor_type": "CLIPFeatureExtractor",
+        "image_mean": CLIP_MEAN,
+        "image_std": CLIP_STD,
+        "resample": 3,
+        "size": folder.image_size,
+    }
 
 
 # --------------------------------------------------------------------------------------------- tokenizer files
@@ -264,8 +376,12 @@ def hub_tokenizer_config(folder: HubClipFolder) -> dict:
 
 
 def hub_special_tokens_map(folder: HubClipFolder) -> dict:
-    return {"bos_token": _added_token("<|startoftext|>", False), "eos_token": _added_token("<|endoftext|>", False),
-            "pad_token": folder.pad_token, "unk_token": _added_token("<|endoftext|>", False)}
+    return {
+        "bos_token": _added_token("<|startoftext|>", False),
+        "eos_token": _added_token("<|endoftext|>", False),
+        "pad_token": folder.pad_token,
+        "unk_token": _added_token("<|endoftext|>", False),
+    }
 
 
 @lru_cache(maxsize=4)
@@ -352,7 +468,9 @@ def make_hub_copy(repo_id: str, directory: str | Path, seed: int = 0) -> Path:
     save_file(hub_state_dict(folder, seed), str(directory / "model.safetensors"), metadata={"format": "pt"})
     if folder.is_official_fgclip:
         for name in ("modeling_clip.py", "modeling_fgclip.py"):
-            (directory / name).write_text(f'"""Stands for the release\'s {name}, the remote code its auto_map names; '
-                                          'fgclip never imports it (no trust_remote_code)."""\n')
+            (directory / name).write_text(
+                f'"""Stands for the release\'s {name}, the remote code its auto_map names; '
+                'fgclip never imports it (no trust_remote_code)."""\n'
+            )
     write_download_metadata(repo_id, directory)
     return directory

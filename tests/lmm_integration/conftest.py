@@ -15,8 +15,16 @@ from tests.conftest import TINY_VISION, tiny_config
 
 COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 230), "yellow": (240, 215, 40)}
 QUESTION = "What colour is the picture ?"
-WORDS = ["Describe the image briefly .", QUESTION, "Is there a red square in the image ?", "Yes", "No",
-         "It is", "[0.12, 0.30, 0.55, 0.91]", *COLOURS]
+WORDS = [
+    "Describe the image briefly .",
+    QUESTION,
+    "Is there a red square in the image ?",
+    "Yes",
+    "No",
+    "It is",
+    "[0.12, 0.30, 0.55, 0.91]",
+    *COLOURS,
+]
 
 
 def save_fgclip(folder: Path, seed: int = 0, **vision) -> Path:
@@ -57,8 +65,16 @@ def write_colour_set(folder: Path, count: int = 8, extra: list[dict] | None = No
     for index in range(count):
         colour = names[index % len(names)]
         Image.new("RGB", (40 + 4 * index, 28), COLOURS[colour]).save(folder / f"{index}.png")
-        records.append({"id": str(index), "image": f"{index}.png", "conversations": [
-            {"from": "human", "value": f"<image>\n{QUESTION}"}, {"from": "gpt", "value": f"It is {colour}"}]})
+        records.append(
+            {
+                "id": str(index),
+                "image": f"{index}.png",
+                "conversations": [
+                    {"from": "human", "value": f"<image>\n{QUESTION}"},
+                    {"from": "gpt", "value": f"It is {colour}"},
+                ],
+            }
+        )
     records += extra or []
     path = folder / "data.json"
     path.write_text(json.dumps(records))

@@ -24,7 +24,8 @@ processor = AutoProcessor.from_pretrained(sys.argv[1])
 assert "lmm_integration" not in sys.modules and "fgclip" not in sys.modules
 messages = [{"role": "user", "content": [{"type": "image", "image": Image.new("RGB", (32, 32), (200, 0, 0))},
                                          {"type": "text", "text": "Is there a red square ?"}]}]
-inputs = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt")
+inputs = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True,
+                                       return_tensors="pt")
 output = model.generate(**inputs, max_new_tokens=4, do_sample=False)
 print(output.shape[1] - inputs["input_ids"].shape[1])
 """
@@ -32,15 +33,23 @@ print(output.shape[1] - inputs["input_ids"].shape[1])
 
 def _inputs(processor, answer: str | None = None):
     image = Image.new("RGB", (32, 32), (0, 0, 200))
-    messages = [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": "Is there a red square ?"}]}]
+    messages = [
+        {
+            "role": "user",
+            "content": [{"type": "image", "image": image}, {"type": "text", "text": "Is there a red square ?"}],
+        }
+    ]
     if answer:
         messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
-    return processor.apply_chat_template(messages, add_generation_prompt=answer is None, tokenize=True,
-                                         return_dict=True, return_tensors="pt")
+    return processor.apply_chat_template(
+        messages, add_generation_prompt=answer is None, tokenize=True, return_dict=True, return_tensors="pt"
+    )
 
 
 def test_built_folder_loads_and_generates_with_plain_transformers(llava_dir):
-    result = subprocess.run([sys.executable, "-c", STOCK_LOAD, str(llava_dir)], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", STOCK_LOAD, str(llava_dir)], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert int(result.stdout.strip().splitlines()[-1]) >= 1
 
@@ -49,8 +58,15 @@ def test_config_and_tower_come_from_the_encoder(llava_dir, fgclip_dir):
     model = LlavaForConditionalGeneration.from_pretrained(llava_dir)
     processor = AutoProcessor.from_pretrained(llava_dir)
     config = model.config
-    assert (config.vision_feature_layer, config.vision_feature_select_strategy, config.projector_hidden_act) == (-2, "default", "gelu")
-    assert config.image_token_index == processor.tokenizer.convert_tokens_to_ids("<image>") and config.image_seq_length == 16
+    assert (config.vision_feature_layer, config.vision_feature_select_strategy, config.projector_hidden_act) == (
+        -2,
+        "default",
+        "gelu",
+    )
+    assert (
+        config.image_token_index == processor.tokenizer.convert_tokens_to_ids("<image>")
+        and config.image_seq_length == 16
+    )
     assert processor.num_additional_image_tokens == 1 and processor.patch_size == 8
     encoder = FGCLIPModel.from_pretrained(fgclip_dir)
     for name, tensor in encoder.vision_model.state_dict().items():
@@ -95,11 +111,14 @@ def test_swap_with_a_same_size_tower_keeps_lm_and_projector(llava_dir, tmp_path)
     out = swap_vision_tower(llava_dir, other, tmp_path / "swapped")
     old = LlavaForConditionalGeneration.from_pretrained(llava_dir)
     new = LlavaForConditionalGeneration.from_pretrained(out)
-    torch.testing.assert_close(new.model.multi_modal_projector.linear_1.weight, old.model.multi_modal_projector.linear_1.weight)
+    torch.testing.assert_close(
+        new.model.multi_modal_projector.linear_1.weight, old.model.multi_modal_projector.linear_1.weight
+    )
     torch.testing.assert_close(new.lm_head.weight, old.lm_head.weight)
     encoder = FGCLIPModel.from_pretrained(other)
-    torch.testing.assert_close(new.model.vision_tower.embeddings.patch_embedding.weight,
-                               encoder.vision_model.embeddings.patch_embedding.weight)
+    torch.testing.assert_close(
+        new.model.vision_tower.embeddings.patch_embedding.weight, encoder.vision_model.embeddings.patch_embedding.weight
+    )
     assert "kept" in json.loads((out / "lmm_build.json").read_text())["projector"]
 
 
@@ -127,16 +146,54 @@ def test_swap_installs_a_trainable_template_when_the_checkpoint_has_none(llava_d
 
 
 def test_cli_builds_and_reports_bad_input_with_exit_code_2(fgclip_dir, llm_dir, tmp_path, capsys):
-    assert run(main, ["--vision", str(fgclip_dir), "--llm", str(llm_dir), "--out", str(tmp_path / "m"), "--system-prompt", ""]) == 0
+    assert (
+        run(
+            main,
+            ["--vision", str(fgclip_dir), "--llm", str(llm_dir), "--out", str(tmp_path / "m"), "--system-prompt", ""],
+        )
+        == 0
+    )
     assert "16 image tokens" in capsys.readouterr().out
-    assert run(main, ["--vision", str(fgclip_dir), "--llm", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
+    assert (
+        run(main, ["--vision", str(fgclip_dir), "--llm", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
+    )
     assert "LLM folder not found" in capsys.readouterr().err
     assert run(main, ["--vision", str(tmp_path / "none"), "--llm", str(llm_dir), "--out", str(tmp_path / "x")]) == 2
     assert run(main, ["--vision", str(fgclip_dir), "--out", str(tmp_path / "x")]) == 2
-    assert run(main, ["--vision", str(fgclip_dir), "--llm", str(llm_dir), "--from-llava", str(tmp_path / "m"),
-                 "--out", str(tmp_path / "x")]) == 2
-    assert run(main, ["--vision", str(fgclip_dir), "--llm", str(llm_dir), "--out", str(tmp_path / "x"),
-                 "--vision-features", "dense", "--vision-feature-layer", "-2"]) == 2
+    assert (
+        run(
+            main,
+            [
+                "--vision",
+                str(fgclip_dir),
+                "--llm",
+                str(llm_dir),
+                "--from-llava",
+                str(tmp_path / "m"),
+                "--out",
+                str(tmp_path / "x"),
+            ],
+        )
+        == 2
+    )
+    assert (
+        run(
+            main,
+            [
+                "--vision",
+                str(fgclip_dir),
+                "--llm",
+                str(llm_dir),
+                "--out",
+                str(tmp_path / "x"),
+                "--vision-features",
+                "dense",
+                "--vision-feature-layer",
+                "-2",
+            ],
+        )
+        == 2
+    )
     assert run(main, ["--vision", str(fgclip_dir), "--from-llava", str(llm_dir), "--out", str(tmp_path / "x")]) == 2
     assert "not a LLaVA" in capsys.readouterr().err
 
@@ -144,8 +201,11 @@ def test_cli_builds_and_reports_bad_input_with_exit_code_2(fgclip_dir, llm_dir, 
 # ---------------------------------------------------------------------- output folders and wrong folder kinds
 def _one_line_error(capsys) -> str:
     """The one line a refused build prints (progress bars of loading that went before it aside)."""
-    lines = [line for line in capsys.readouterr().err.replace("\r", "\n").splitlines()
-             if line.strip() and "it/s]" not in line]
+    lines = [
+        line
+        for line in capsys.readouterr().err.replace("\r", "\n").splitlines()
+        if line.strip() and "it/s]" not in line
+    ]
     assert len(lines) == 1 and lines[0].startswith("error: "), lines
     return lines[0]
 
@@ -165,8 +225,9 @@ def test_out_may_not_be_an_input_and_inputs_stay_untouched(fgclip_dir, llm_dir, 
     assert {folder: _snapshot(folder) for folder in before} == before
 
 
-def test_out_holding_another_model_needs_overwrite_and_an_earlier_build_is_rebuilt(fgclip_dir, llm_dir, tmp_path,
-                                                                                     capsys):
+def test_out_holding_another_model_needs_overwrite_and_an_earlier_build_is_rebuilt(
+    fgclip_dir, llm_dir, tmp_path, capsys
+):
     import shutil
 
     other = tmp_path / "other-model"

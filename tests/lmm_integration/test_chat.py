@@ -12,8 +12,22 @@ from lmm_integration.chat import ChatSettings, answer, load_chat_model, load_ima
 
 def test_one_question_prints_an_answer(llava_dir, tmp_path, capsys):
     Image.new("RGB", (50, 30), (200, 0, 0)).save(tmp_path / "red.png")
-    assert run(main, ["--model", str(llava_dir), "--image", str(tmp_path / "red.png"), "--question",
-                      "Is there a red square ?", "--max_new_tokens", "3"]) == 0
+    assert (
+        run(
+            main,
+            [
+                "--model",
+                str(llava_dir),
+                "--image",
+                str(tmp_path / "red.png"),
+                "--question",
+                "Is there a red square ?",
+                "--max_new_tokens",
+                "3",
+            ],
+        )
+        == 0
+    )
     printed = capsys.readouterr().out.strip()
     assert printed and len(printed.split()) <= 3
 
@@ -53,4 +67,3 @@ def test_bad_input_exits_2(llava_dir, tmp_path, capsys):
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
     assert len(errors) == 3
     assert "image not found" in errors[0] and "cannot read image" in errors[1] and "model folder not found" in errors[2]
-

@@ -59,8 +59,16 @@ def test_bad_records_are_counted_and_skipped(processor, tmp_path):
     turns = [{"from": "human", "value": f"<image>\n{QUESTION}"}, {"from": "gpt", "value": "It is red"}]
     extra = [
         {"id": "text", "conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "Yes"}]},
-        {"id": "no-token", "image": "0.png", "conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "Yes"}]},
-        {"id": "two", "image": "0.png", "conversations": [{"from": "human", "value": "<image> <image> hi"}, {"from": "gpt", "value": "Yes"}]},
+        {
+            "id": "no-token",
+            "image": "0.png",
+            "conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "Yes"}],
+        },
+        {
+            "id": "two",
+            "image": "0.png",
+            "conversations": [{"from": "human", "value": "<image> <image> hi"}, {"from": "gpt", "value": "Yes"}],
+        },
         {"id": "missing", "image": "nowhere.png", "conversations": turns},
         {"id": "no-answer", "image": "0.png", "conversations": turns[:1]},
     ]
@@ -68,8 +76,11 @@ def test_bad_records_are_counted_and_skipped(processor, tmp_path):
     dataset = ConversationDataset(data, processor, 16, show_progress=False)
     assert dataset.report.kept == 6 and dataset.report.total == 11
     assert dict(dataset.report.skipped) == {
-        "without an image": 1, "without an <image> token": 1, "with more than one <image> token": 1,
-        "with a missing image file": 1, "with a malformed conversation": 1,
+        "without an image": 1,
+        "without an <image> token": 1,
+        "with more than one <image> token": 1,
+        "with a missing image file": 1,
+        "with a malformed conversation": 1,
     }
     assert "6 of 11 conversations kept" in dataset.report.summary()
 
@@ -84,7 +95,10 @@ def test_model_max_length_truncates_text_and_skips_what_loses_its_answer_or_imag
 
 
 def test_too_many_bad_records_stop_with_a_clear_error(processor, tmp_path):
-    extra = [{"id": str(i), "conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "Yes"}]} for i in range(5)]
+    extra = [
+        {"id": str(i), "conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "Yes"}]}
+        for i in range(5)
+    ]
     data = write_colour_set(tmp_path, count=2, extra=extra)
     with pytest.raises(UserError, match="too many bad records"):
         ConversationDataset(data, processor, 16, max_bad_fraction=0.5, show_progress=False)
@@ -92,11 +106,28 @@ def test_too_many_bad_records_stop_with_a_clear_error(processor, tmp_path):
 
 def test_image_token_count_must_match_the_tower(llava_dir, processor):
     assert image_token_count(processor, _config(llava_dir), "default") == 16
-    assert image_token_count(LlavaProcessor(processor.image_processor, processor.tokenizer, patch_size=8,
-                                            vision_feature_select_strategy="full", num_additional_image_tokens=1,
-                                            chat_template=processor.chat_template), _config(llava_dir), "full") == 17
-    wrong = LlavaProcessor(processor.image_processor, processor.tokenizer, patch_size=8,
-                           vision_feature_select_strategy="default", num_additional_image_tokens=0)
+    assert (
+        image_token_count(
+            LlavaProcessor(
+                processor.image_processor,
+                processor.tokenizer,
+                patch_size=8,
+                vision_feature_select_strategy="full",
+                num_additional_image_tokens=1,
+                chat_template=processor.chat_template,
+            ),
+            _config(llava_dir),
+            "full",
+        )
+        == 17
+    )
+    wrong = LlavaProcessor(
+        processor.image_processor,
+        processor.tokenizer,
+        patch_size=8,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=0,
+    )
     with pytest.raises(UserError, match="does not match the tower's patch count"):
         image_token_count(wrong, _config(llava_dir), "default")
 

@@ -34,9 +34,11 @@ def downloads(tmp_path_factory) -> dict[str, Path]:
     """The folders a user has after downloading: Vicuna, llava-hf's LLaVA-1.5 and the official fg-clip-large (336 px,
     patch 14: llava-hf's projector fits its tower, as the real ones do)."""
     root = tmp_path_factory.mktemp("downloads")
-    return {"vicuna": make_llava_hub_copy("lmsys/vicuna-7b-v1.5", root / "vicuna-7b-v1.5"),
-            "llava_hf": make_llava_hub_copy("llava-hf/llava-1.5-7b-hf", root / "llava-1.5-7b-hf"),
-            "fgclip": make_hub_copy("qihoo360/fg-clip-large", root / "fg-clip-large")}
+    return {
+        "vicuna": make_llava_hub_copy("lmsys/vicuna-7b-v1.5", root / "vicuna-7b-v1.5"),
+        "llava_hf": make_llava_hub_copy("llava-hf/llava-1.5-7b-hf", root / "llava-1.5-7b-hf"),
+        "fgclip": make_hub_copy("qihoo360/fg-clip-large", root / "fg-clip-large"),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -49,16 +51,26 @@ def built(downloads, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def swapped(downloads, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "swapped"
-    assert build(["--vision", str(downloads["fgclip"]), "--from-llava", str(downloads["llava_hf"]),
-                  "--out", str(out)]) == 0
+    assert (
+        build(["--vision", str(downloads["fgclip"]), "--from-llava", str(downloads["llava_hf"]), "--out", str(out)])
+        == 0
+    )
     return out
 
 
 def test_the_vicuna_copy_is_the_folder_users_have(downloads):
     folder = downloads["vicuna"]
     assert {p.name for p in folder.iterdir()} == {
-        "config.json", "generation_config.json", "pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin",
-        "pytorch_model.bin.index.json", "special_tokens_map.json", "tokenizer.model", "tokenizer_config.json", ".cache"}
+        "config.json",
+        "generation_config.json",
+        "pytorch_model-00001-of-00002.bin",
+        "pytorch_model-00002-of-00002.bin",
+        "pytorch_model.bin.index.json",
+        "special_tokens_map.json",
+        "tokenizer.model",
+        "tokenizer_config.json",
+        ".cache",
+    }
     tokenizer = AutoTokenizer.from_pretrained(folder)
     assert len(tokenizer) == 32000 and tokenizer.pad_token is None and "<image>" not in tokenizer.get_vocab()
     assert (tokenizer.unk_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id) == (0, 1, 2)
@@ -104,16 +116,28 @@ def test_tower_swap_into_llava_hf_keeps_lm_and_projector(swapped, downloads):
     assert note["chat_template"].startswith("replaced") and "no BOS" in note["chat_template"]
     old = LlavaForConditionalGeneration.from_pretrained(downloads["llava_hf"])
     new = LlavaForConditionalGeneration.from_pretrained(swapped)
-    torch.testing.assert_close(new.model.multi_modal_projector.linear_1.weight,
-                               old.model.multi_modal_projector.linear_1.weight)
+    torch.testing.assert_close(
+        new.model.multi_modal_projector.linear_1.weight, old.model.multi_modal_projector.linear_1.weight
+    )
     torch.testing.assert_close(new.lm_head.weight, old.lm_head.weight)
     assert new.config.image_token_index == 32000 and new.config.text_config.vocab_size == LLAVA_VOCAB_SIZE
     processor = AutoProcessor.from_pretrained(swapped)
     assert not processor.image_processor.do_center_crop  # FG-CLIP's square resize replaces CLIP's crop
     inputs = processor.apply_chat_template(
-        [{"role": "user", "content": [{"type": "image", "image": Image.new("RGB", (48, 36), (10, 120, 200))},
-                                      {"type": "text", "text": "Is there a dog?"}]}],
-        add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt")
+        [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image", "image": Image.new("RGB", (48, 36), (10, 120, 200))},
+                    {"type": "text", "text": "Is there a dog?"},
+                ],
+            }
+        ],
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=True,
+        return_tensors="pt",
+    )
     assert (inputs["input_ids"] == 1).sum() == 1 and (inputs["input_ids"] == 32000).sum() == 576
     assert new.generate(**inputs, max_new_tokens=2, do_sample=False).shape[1] > inputs["input_ids"].shape[1]
 
@@ -124,41 +148,132 @@ def test_lmm_evaluations_run_on_the_results(which, request, tmp_path):
     images = tmp_path / "images"
     make_images(images, ["0.png", "1.png"])
     questions = tmp_path / "coco_pope_random.json"  # JSON lines in a .json file, as POPE ships them
-    questions.write_text("".join(json.dumps({"question_id": i, "image": f"{i % 2}.png", "text": "Is there a dog in the "
-                                             "image?", "label": ["yes", "no"][i % 2]}) + "\n" for i in range(2)))
-    result = pope.main(["--questions", str(questions), "--model", model, "--images", str(images),
-                        "--out", str(tmp_path / "pope"), "--max-new-tokens", "2", "--device", "cpu"])
+    questions.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "question_id": i,
+                    "image": f"{i % 2}.png",
+                    "text": "Is there a dog in the image?",
+                    "label": ["yes", "no"][i % 2],
+                }
+            )
+            + "\n"
+            for i in range(2)
+        )
+    )
+    result = pope.main(
+        [
+            "--questions",
+            str(questions),
+            "--model",
+            model,
+            "--images",
+            str(images),
+            "--out",
+            str(tmp_path / "pope"),
+            "--max-new-tokens",
+            "2",
+            "--device",
+            "cpu",
+        ]
+    )
     assert result["num_questions"] == 2 and result["num_missing"] == 0
     regions = tmp_path / "regions.jsonl"
-    regions.write_text(json.dumps({"image": "images/0.png", "regions": [{
-        "bbox": [0.1, 0.1, 0.6, 0.9], "caption": "a small brown dog",
-        "hard_negatives": ["a small black dog", "a small white dog", "a large brown dog"]}]}) + "\n")
-    result = attributes.main(["--data", str(regions), "--model", model, "--out", str(tmp_path / "attributes"),
-                              "--max-new-tokens", "2", "--device", "cpu"])
+    regions.write_text(
+        json.dumps(
+            {
+                "image": "images/0.png",
+                "regions": [
+                    {
+                        "bbox": [0.1, 0.1, 0.6, 0.9],
+                        "caption": "a small brown dog",
+                        "hard_negatives": ["a small black dog", "a small white dog", "a large brown dog"],
+                    }
+                ],
+            }
+        )
+        + "\n"
+    )
+    result = attributes.main(
+        [
+            "--data",
+            str(regions),
+            "--model",
+            model,
+            "--out",
+            str(tmp_path / "attributes"),
+            "--max-new-tokens",
+            "2",
+            "--device",
+            "cpu",
+        ]
+    )
     assert result["counts"]["answered"] == result["counts"]["questions"] == 3
     refs = images / "refs.jsonl"
-    refs.write_text(json.dumps({"id": 1, "image": "0.png", "expression": "the dog",
-                                "bbox": [0.1, 0.1, 0.5, 0.5]}) + "\n")
-    result = localization.main(["--data", str(refs), "--model", model, "--out", str(tmp_path / "localization"),
-                                "--max-new-tokens", "4", "--device", "cpu"])
+    refs.write_text(
+        json.dumps({"id": 1, "image": "0.png", "expression": "the dog", "bbox": [0.1, 0.1, 0.5, 0.5]}) + "\n"
+    )
+    result = localization.main(
+        [
+            "--data",
+            str(refs),
+            "--model",
+            model,
+            "--out",
+            str(tmp_path / "localization"),
+            "--max-new-tokens",
+            "4",
+            "--device",
+            "cpu",
+        ]
+    )
     assert result["num_items"] == 1 and result["num_missing"] == 0
 
 
 def _finetune(*settings: str, log: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1",
-           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_NUM_THREADS": "1",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
     with log.open("w") as handle:
-        return subprocess.run(["bash", str(REPO / "scripts" / "finetune_llava.sh"), "BF16=0", "GRAD_CKPT=0",
-                               "NUM_WORKERS=0", "EXTRA_ARGS=--logging-steps 1", *settings],
-                              stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=REPO, timeout=600, check=False)
+        return subprocess.run(
+            [
+                "bash",
+                str(REPO / "scripts" / "finetune_llava.sh"),
+                "BF16=0",
+                "GRAD_CKPT=0",
+                "NUM_WORKERS=0",
+                "EXTRA_ARGS=--logging-steps 1",
+                *settings,
+            ],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO,
+            timeout=600,
+            check=False,
+        )
 
 
 @pytest.mark.slow
 def test_finetune_script_trains_stage_b_on_the_llava_hf_swap(swapped, tmp_path):
     data = write_colour_set(tmp_path / "colours", count=4)
     out = tmp_path / "run"
-    result = _finetune(f"BUILT={swapped}", f"OUT={out}", "STAGES=B", f"FINETUNE_DATA={data}", "NUM_GPUS=1",
-                       "MAX_STEPS_B=1", "BATCH_B=1", f"MASTER_PORT={free_port()}", log=tmp_path / "log")
+    result = _finetune(
+        f"BUILT={swapped}",
+        f"OUT={out}",
+        "STAGES=B",
+        f"FINETUNE_DATA={data}",
+        "NUM_GPUS=1",
+        "MAX_STEPS_B=1",
+        "BATCH_B=1",
+        f"MASTER_PORT={free_port()}",
+        log=tmp_path / "log",
+    )
     assert result.returncode == 0, (tmp_path / "log").read_text()[-3000:]
     info = json.loads((out / "stage_b" / "run_info.json").read_text())
     assert info["world_size"] == 1 and info["deepspeed_zero_stage"] == 2 and info["steps"] == 1

@@ -70,12 +70,17 @@ def _lmms_eval_python() -> str:
         # This interpreter's packages (torch, transformers, ...) come after the venv's own through a .pth file;
         # what lmms-eval pins differently (protobuf < 7, ...) is installed into the venv and shadows them there.
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-        own = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+        own = subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
         (Path(own) / "fgclip_parent_packages.pth").write_text("".join(f"{path}\n" for path in sorted(ours)))
-        install = subprocess.run([str(python), "-m", "pip", "install", "-q", LMMS_EVAL],
-                                 capture_output=True, text=True, timeout=1200)
+        install = subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", LMMS_EVAL], capture_output=True, text=True, timeout=1200
+        )
         if install.returncode != 0:
             pytest.skip(f"could not install {LMMS_EVAL}: {install.stderr.strip().splitlines()[-1:]}")
         marker.write_text(LMMS_EVAL + "\n")
@@ -108,9 +113,10 @@ def _stock_answers(llava_dir: Path, questions: Path) -> list[str]:
         prompt = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         inputs = processor(images=[Image.open(doc["image"]).convert("RGB")], text=prompt, return_tensors="pt")
         with torch.no_grad():
-            output = model.generate(**inputs, do_sample=False, max_new_tokens=MAX_NEW_TOKENS, pad_token_id=eos,
-                                    eos_token_id=eos)
-        answers.append(processor.tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))
+            output = model.generate(
+                **inputs, do_sample=False, max_new_tokens=MAX_NEW_TOKENS, pad_token_id=eos, eos_token_id=eos
+            )
+        answers.append(processor.tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True))
     return answers
 
 
@@ -126,8 +132,29 @@ def finetuned_dir(llava_dir, colour_data, tmp_path_factory) -> Path:
     from lmm_integration.train import main as train_main
 
     out = tmp_path_factory.mktemp("stage_b")
-    assert train_main(["--stage", "B", "--model", str(llava_dir), "--data", str(colour_data), "--output-dir", str(out),
-                       "--max-steps", "2", "--batch-size", "4", "--num-workers", "0", "--warmup-ratio", "0"]) == 0
+    assert (
+        train_main(
+            [
+                "--stage",
+                "B",
+                "--model",
+                str(llava_dir),
+                "--data",
+                str(colour_data),
+                "--output-dir",
+                str(out),
+                "--max-steps",
+                "2",
+                "--batch-size",
+                "4",
+                "--num-workers",
+                "0",
+                "--warmup-ratio",
+                "0",
+            ]
+        )
+        == 0
+    )
     return out / "final"
 
 
@@ -144,17 +171,32 @@ def test_lmms_eval_llava_hf_answers_equal_stock_transformers(folder, request, tm
     (tasks / "utils.py").write_text(TASK_UTILS)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # lmms-eval sees the folder, not fgclip
     env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"))
-    command = [python, "-m", "lmms_eval", "--model", "llava_hf",
-               "--model_args", f"pretrained={llava_dir},device_map=cpu,device=cpu", "--tasks", TASK,
-               "--include_path", str(tasks), "--batch_size", "1", "--log_samples",
-               "--output_path", str(tmp_path / "out")]
+    command = [
+        python,
+        "-m",
+        "lmms_eval",
+        "--model",
+        "llava_hf",
+        "--model_args",
+        f"pretrained={llava_dir},device_map=cpu,device=cpu",
+        "--tasks",
+        TASK,
+        "--include_path",
+        str(tasks),
+        "--batch_size",
+        "1",
+        "--log_samples",
+        "--output_path",
+        str(tmp_path / "out"),
+    ]
     run = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     # lmms-eval 0.7.3 exits 0 even when the model fails to load, so success is read from its sample log.
     samples = sorted((tmp_path / "out").rglob(f"*_samples_{TASK}.jsonl"))
     assert run.returncode == 0 and samples, (run.stdout + run.stderr)[-3000:]
     rows = sorted((json.loads(line) for line in samples[0].read_text().splitlines()), key=lambda row: row["doc_id"])
-    got = [row["filtered_resps"] if isinstance(row["filtered_resps"], str) else row["filtered_resps"][0]
-           for row in rows]
+    got = [
+        row["filtered_resps"] if isinstance(row["filtered_resps"], str) else row["filtered_resps"][0] for row in rows
+    ]
     expected = _stock_answers(llava_dir, questions)
     assert got == expected
     assert all(got) and len(set(got)) > 1  # real, image-dependent answers, not an error turned into ""

@@ -19,14 +19,37 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _script(out: Path, model: Path, data: Path, log: Path, *more: str) -> subprocess.Popen:
-    settings = [f"BUILT={model}", f"OUT={out}", f"PRETRAIN_DATA={data}", f"FINETUNE_DATA={data}", "NUM_GPUS=2",
-                f"MASTER_PORT={free_port()}", "BATCH_A=2", "BATCH_B=2", "MAX_STEPS_A=12", "MAX_STEPS_B=1",
-                "MAX_LEN=512",
-                "NUM_WORKERS=1", "BF16=0", "GRAD_CKPT=0", "EXTRA_ARGS=--logging-steps 1 --warmup-ratio 0"]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1",
-           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    return subprocess.Popen(["bash", str(REPO / "scripts" / "finetune_llava.sh"), *settings, *more], cwd=REPO, env=env,
-                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+    settings = [
+        f"BUILT={model}",
+        f"OUT={out}",
+        f"PRETRAIN_DATA={data}",
+        f"FINETUNE_DATA={data}",
+        "NUM_GPUS=2",
+        f"MASTER_PORT={free_port()}",
+        "BATCH_A=2",
+        "BATCH_B=2",
+        "MAX_STEPS_A=12",
+        "MAX_STEPS_B=1",
+        "MAX_LEN=512",
+        "NUM_WORKERS=1",
+        "BF16=0",
+        "GRAD_CKPT=0",
+        "EXTRA_ARGS=--logging-steps 1 --warmup-ratio 0",
+    ]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_NUM_THREADS": "1",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    return subprocess.Popen(
+        ["bash", str(REPO / "scripts" / "finetune_llava.sh"), *settings, *more],
+        cwd=REPO,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
 
 
 def _steps(metrics: Path) -> list[int]:

@@ -22,15 +22,24 @@ REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 HEADING = "### LLaVA"
 TOWER_REPOS = ("qihoo360/fg-clip-large",)
-TINY_RUN = ["NUM_GPUS=1", "MAX_STEPS_A=1", "MAX_STEPS_B=1", "BATCH_A=1", "BATCH_B=1", "BF16=0", "GRAD_CKPT=0",
-            "NUM_WORKERS=0", "EXTRA_ARGS=--logging-steps 1"]
+TINY_RUN = [
+    "NUM_GPUS=1",
+    "MAX_STEPS_A=1",
+    "MAX_STEPS_B=1",
+    "BATCH_A=1",
+    "BATCH_B=1",
+    "BF16=0",
+    "GRAD_CKPT=0",
+    "NUM_WORKERS=0",
+    "EXTRA_ARGS=--logging-steps 1",
+]
 
 
 def section_commands(readme: Path = README, heading: str = HEADING, blocks: int | None = None) -> list[list[str]]:
     """The command lines of the ```bash blocks (the first `blocks` of them) of one sub-section of a README,
     continuation lines joined."""
     text = readme.read_text()
-    part = text[text.index(f"\n{heading}\n") + len(heading) + 2:]
+    part = text[text.index(f"\n{heading}\n") + len(heading) + 2 :]
     part = part[: min(index for index in (part.find("\n## "), part.find("\n### ")) if index >= 0)]
     commands = []
     for block in part.split("```bash\n")[1:][:blocks]:
@@ -49,9 +58,12 @@ def test_every_command_is_a_download_or_a_known_entry_point():
     downloads = [command for command in commands if command[:2] == ["hf", "download"]]
     assert {command[2] for command in downloads} == set(LLAVA_HUB_FOLDERS) | set(TOWER_REPOS)
     for command in commands:
-        assert (command[:2] == ["hf", "download"] and command[3] == "--local-dir"
-                or command[0] == "scripts/finetune_llava.sh"
-                or command[:3] in (["python", "-m", "lmm_integration.build"], ["python", "-m", "eval.pope"])), command
+        assert (
+            command[:2] == ["hf", "download"]
+            and command[3] == "--local-dir"
+            or command[0] == "scripts/finetune_llava.sh"
+            or command[:3] in (["python", "-m", "lmm_integration.build"], ["python", "-m", "eval.pope"])
+        ), command
     for download in downloads:  # each downloaded folder is used
         assert any(download[4] in " ".join(command) for command in commands if command[:2] != ["hf", "download"])
 
@@ -66,36 +78,89 @@ def _write_data(root: Path) -> None:
     conversations and a text-only ShareGPT one) and POPE's questions, with their images, laid out as released."""
     _image(root / "data/LLaVA-Pretrain/images/00453/004539375.jpg", (200, 30, 30))
     _image(root / "data/LLaVA-Pretrain/images/00223/002239345.jpg", (30, 30, 200))
-    (root / "data/LLaVA-Pretrain/blip_laion_cc_sbu_558k.json").write_text(json.dumps([
-        {"id": "004539375", "image": "00453/004539375.jpg", "conversations": [
-            {"from": "human", "value": "Render a clear and concise summary of the photo.\n<image>"},
-            {"from": "gpt", "value": "select luxury furniture 3 - inch gel memory foam mattress topper"}]},
-        {"id": "002239345", "image": "00223/002239345.jpg", "conversations": [
-            {"from": "human", "value": "<image>\nWrite a terse but informative summary of the picture."},
-            {"from": "gpt", "value": "a grey watch with an army style strap"}]},
-    ]))
+    (root / "data/LLaVA-Pretrain/blip_laion_cc_sbu_558k.json").write_text(
+        json.dumps(
+            [
+                {
+                    "id": "004539375",
+                    "image": "00453/004539375.jpg",
+                    "conversations": [
+                        {"from": "human", "value": "Render a clear and concise summary of the photo.\n<image>"},
+                        {"from": "gpt", "value": "select luxury furniture 3 - inch gel memory foam mattress topper"},
+                    ],
+                },
+                {
+                    "id": "002239345",
+                    "image": "00223/002239345.jpg",
+                    "conversations": [
+                        {"from": "human", "value": "<image>\nWrite a terse but informative summary of the picture."},
+                        {"from": "gpt", "value": "a grey watch with an army style strap"},
+                    ],
+                },
+            ]
+        )
+    )
     _image(root / "data/coco/train2017/000000033471.jpg", (240, 240, 240))
     _image(root / "data/gqa/images/2354786.jpg", (20, 160, 40))
-    (root / "data/llava_v1_5_mix665k.json").write_text(json.dumps([
-        {"id": "000000033471", "image": "coco/train2017/000000033471.jpg", "conversations": [
-            {"from": "human", "value": "<image>\nWhat are the colors of the bus in the image?"},
-            {"from": "gpt", "value": "The bus in the image is white and red."},
-            {"from": "human", "value": "What feature can be seen on the back of the bus?"},
-            {"from": "gpt", "value": "The back of the bus features an advertisement."}]},
-        {"id": "2354786", "image": "gqa/images/2354786.jpg", "conversations": [
-            {"from": "human", "value": "<image>\nIs the sky dark?\nAnswer the question using a single word or phrase."},
-            {"from": "gpt", "value": "Yes"}]},
-        {"id": "i6IyJda_0", "model": "", "conversations": [
-            {"from": "human", "value": "How to tell if a customer segment is well segmented? In 3 bullet points."},
-            {"from": "gpt", "value": "1. Homogeneity 2. Distinctiveness 3. Stability"}]},
-    ]))
+    (root / "data/llava_v1_5_mix665k.json").write_text(
+        json.dumps(
+            [
+                {
+                    "id": "000000033471",
+                    "image": "coco/train2017/000000033471.jpg",
+                    "conversations": [
+                        {"from": "human", "value": "<image>\nWhat are the colors of the bus in the image?"},
+                        {"from": "gpt", "value": "The bus in the image is white and red."},
+                        {"from": "human", "value": "What feature can be seen on the back of the bus?"},
+                        {"from": "gpt", "value": "The back of the bus features an advertisement."},
+                    ],
+                },
+                {
+                    "id": "2354786",
+                    "image": "gqa/images/2354786.jpg",
+                    "conversations": [
+                        {
+                            "from": "human",
+                            "value": "<image>\nIs the sky dark?\nAnswer the question using a single word or phrase.",
+                        },
+                        {"from": "gpt", "value": "Yes"},
+                    ],
+                },
+                {
+                    "id": "i6IyJda_0",
+                    "model": "",
+                    "conversations": [
+                        {
+                            "from": "human",
+                            "value": "How to tell if a customer segment is well segmented? In 3 bullet points.",
+                        },
+                        {"from": "gpt", "value": "1. Homogeneity 2. Distinctiveness 3. Stability"},
+                    ],
+                },
+            ]
+        )
+    )
     _image(root / "coco/val2014/COCO_val2014_000000310196.jpg", (90, 90, 90))
     (root / "pope").mkdir()
-    (root / "pope/coco_pope_random.json").write_text("".join(json.dumps(line) + "\n" for line in (
-        {"question_id": 1, "image": "COCO_val2014_000000310196.jpg", "text": "Is there a snowboard in the image?",
-         "label": "yes"},
-        {"question_id": 2, "image": "COCO_val2014_000000310196.jpg", "text": "Is there a car in the image?",
-         "label": "no"})))
+    (root / "pope/coco_pope_random.json").write_text(
+        "".join(
+            json.dumps(line) + "\n"
+            for line in (
+                {
+                    "question_id": 1,
+                    "image": "COCO_val2014_000000310196.jpg",
+                    "text": "Is there a snowboard in the image?",
+                    "label": "yes",
+                },
+                {
+                    "question_id": 2,
+                    "image": "COCO_val2014_000000310196.jpg",
+                    "text": "Is there a car in the image?",
+                    "label": "no",
+                },
+            )
+        )
+    )
 
 
 def _run(command: list[str], root: Path) -> None:
@@ -104,8 +169,13 @@ def _run(command: list[str], root: Path) -> None:
         copy = make_llava_hub_copy if command[2] in LLAVA_HUB_FOLDERS else make_hub_copy
         copy(command[2], target)
     elif command[0] == "scripts/finetune_llava.sh":
-        env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1",
-               "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "TOKENIZERS_PARALLELISM": "false",
+            "OMP_NUM_THREADS": "1",
+            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        }
         argv = ["bash", str(REPO / command[0]), *command[1:], *TINY_RUN, f"MASTER_PORT={free_port()}"]
         result = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, timeout=900, check=False)
         assert result.returncode == 0, shlex.join(command) + "\n" + (result.stdout + result.stderr)[-3000:]
@@ -127,7 +197,10 @@ def test_readme_llava_commands_run_on_the_downloaded_folders(tmp_path, monkeypat
     assert json.loads((run / "built/lmm_build.json").read_text())["image_token_id"] == 32000
     assert json.loads((run / "stage_a/data_report.json").read_text())["kept"] == 2
     assert json.loads((run / "stage_b/data_report.json").read_text()) == {
-        "total": 3, "kept": 2, "skipped": {"without an image": 1}}
+        "total": 3,
+        "kept": 2,
+        "skipped": {"without an image": 1},
+    }
     assert (run / "stage_b/final/config.json").is_file()
     assert json.loads((tmp_path / "runs/llava-fgclip-swap/lmm_build.json").read_text())["projector"].startswith("kept")
     for name in ("llava-fgclip-7b-pope", "llava-fgclip-swap-pope"):

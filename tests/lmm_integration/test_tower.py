@@ -57,7 +57,9 @@ def test_llava_call_pattern_delay_load_then_forward(exported):
 
 
 def test_select_layer_and_cls_patch_are_honoured(exported):
-    tower = FGCLIPVisionTower(str(exported), _args(exported, mm_vision_select_layer=-1, mm_vision_select_feature="cls_patch"))
+    tower = FGCLIPVisionTower(
+        str(exported), _args(exported, mm_vision_select_layer=-1, mm_vision_select_feature="cls_patch")
+    )
     images = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(tower(images), _reference(exported, images)[-1])
     with pytest.raises(ValueError, match="select feature"):
@@ -65,7 +67,9 @@ def test_select_layer_and_cls_patch_are_honoured(exported):
 
 
 def test_dense_features_from_a_dense_folder_or_from_args(exported, fgclip_dir, tmp_path):
-    assert run(main, ["export", "--vision", str(fgclip_dir), "--out", str(tmp_path / "dense"), "--features", "dense"]) == 0
+    assert (
+        run(main, ["export", "--vision", str(fgclip_dir), "--out", str(tmp_path / "dense"), "--features", "dense"]) == 0
+    )
     images = torch.randn(1, 3, 32, 32)
     reference = CLIPVisionModel.from_pretrained(str(exported))
     with torch.no_grad():
@@ -147,13 +151,15 @@ def test_register_with_llava_routes_fgclip_names_only(fake_llava, fgclip_dir, ex
 
 def test_run_registers_then_runs_the_script_unchanged(fake_llava, exported, tmp_path, monkeypatch):
     script = tmp_path / "train_mem.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import sys
         from types import SimpleNamespace
         from llava.model.llava_arch import build_vision_tower
         tower = build_vision_tower(SimpleNamespace(mm_vision_tower="fgclip:{exported}", mm_vision_select_layer=-2))
         open(sys.argv[1], "w").write(type(tower).__name__ + " " + " ".join(sys.argv[2:]))
-    """))
+    """)
+    )
     marker = tmp_path / "marker.txt"
     monkeypatch.setattr(sys, "argv", list(sys.argv))
     assert run(main, ["run", str(script), str(marker), "--local_rank=0"]) == 0
@@ -181,12 +187,25 @@ def test_tower_class_runs_under_the_transformers_the_original_llava_pins(fgclip_
     """The original LLaVA pins transformers 4.37: the class must import and give the same features there."""
     from tests.transformers_437 import transformers_437_python
 
-    assert run(main, ["export", "--vision", str(fgclip_dir), "--out", str(tmp_path / "dense"), "--features", "dense"]) == 0
+    assert (
+        run(main, ["export", "--vision", str(fgclip_dir), "--out", str(tmp_path / "dense"), "--features", "dense"]) == 0
+    )
     images = torch.randn(2, 3, 32, 32)
     torch.save(images, tmp_path / "images.pt")
-    result = subprocess.run([transformers_437_python(), "-c", TOWER_IN_437, str(tmp_path / "images.pt"), str(exported),
-                             str(tmp_path / "dense")], capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    result = subprocess.run(
+        [
+            transformers_437_python(),
+            "-c",
+            TOWER_IN_437,
+            str(tmp_path / "images.pt"),
+            str(exported),
+            str(tmp_path / "dense"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     got = torch.load(tmp_path / "images.pt.out")
     hidden = FGCLIPVisionTower(str(exported), _args(exported))(images)
@@ -207,4 +226,6 @@ def test_export_never_writes_over_its_source_or_another_model(fgclip_dir, tmp_pa
     assert "--overwrite" in capsys.readouterr().err
     assert run(main, ["export", "--vision", str(fgclip_dir), "--out", str(other), "--overwrite"]) == 0
     assert run(main, ["export", "--vision", str(fgclip_dir), "--out", str(tmp_path / "t")]) == 0
-    assert run(main, ["export", "--vision", str(fgclip_dir), "--out", str(tmp_path / "t")]) == 0  # its own earlier export
+    assert (
+        run(main, ["export", "--vision", str(fgclip_dir), "--out", str(tmp_path / "t")]) == 0
+    )  # its own earlier export

@@ -37,7 +37,13 @@ def _changed(before, after):
 @pytest.fixture(scope="module")
 def stage_a(llava_dir, colour_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("stage_a")
-    assert run(main, ["--stage", "A", "--model", str(llava_dir), "--data", str(colour_data), "--output-dir", str(out), *FAST]) == 0
+    assert (
+        run(
+            main,
+            ["--stage", "A", "--model", str(llava_dir), "--data", str(colour_data), "--output-dir", str(out), *FAST],
+        )
+        == 0
+    )
     return out
 
 
@@ -52,35 +58,118 @@ def test_stage_a_trains_only_the_projector_and_saves_a_stock_folder(stage_a, lla
 
 
 def test_stage_b_trains_projector_and_lm_with_the_tower_frozen(stage_a, colour_data, tmp_path):
-    assert run(main, ["--stage", "B", "--model", str(stage_a / "final"), "--data", str(colour_data),
-                 "--output-dir", str(tmp_path), "--gradient-checkpointing", *FAST]) == 0
+    assert (
+        run(
+            main,
+            [
+                "--stage",
+                "B",
+                "--model",
+                str(stage_a / "final"),
+                "--data",
+                str(colour_data),
+                "--output-dir",
+                str(tmp_path),
+                "--gradient-checkpointing",
+                *FAST,
+            ],
+        )
+        == 0
+    )
     assert _changed(_weights(stage_a / "final"), _weights(tmp_path / "final")) == {"projector", "lm", "head"}
 
 
 def test_unfreeze_vision_trains_the_tower_too(stage_a, colour_data, tmp_path):
-    assert run(main, ["--stage", "B", "--model", str(stage_a / "final"), "--data", str(colour_data),
-                 "--output-dir", str(tmp_path), "--unfreeze-vision", "--bf16", *FAST]) == 0
+    assert (
+        run(
+            main,
+            [
+                "--stage",
+                "B",
+                "--model",
+                str(stage_a / "final"),
+                "--data",
+                str(colour_data),
+                "--output-dir",
+                str(tmp_path),
+                "--unfreeze-vision",
+                "--bf16",
+                *FAST,
+            ],
+        )
+        == 0
+    )
     assert "tower" in _changed(_weights(stage_a / "final"), _weights(tmp_path / "final"))
 
 
 def test_lora_merges_into_a_stock_folder(stage_a, colour_data, tmp_path):
-    assert run(main, ["--stage", "B", "--model", str(stage_a / "final"), "--data", str(colour_data), "--output-dir",
-                 str(tmp_path), "--lora", "--lora-r", "4", "--lora-alpha", "8", "--lr", "1e-2", *FAST]) == 0
+    assert (
+        run(
+            main,
+            [
+                "--stage",
+                "B",
+                "--model",
+                str(stage_a / "final"),
+                "--data",
+                str(colour_data),
+                "--output-dir",
+                str(tmp_path),
+                "--lora",
+                "--lora-r",
+                "4",
+                "--lora-alpha",
+                "8",
+                "--lr",
+                "1e-2",
+                *FAST,
+            ],
+        )
+        == 0
+    )
     assert (tmp_path / "adapter" / "adapter_config.json").is_file()
     changed = _changed(_weights(stage_a / "final"), _weights(tmp_path / "final"))
     assert {"projector", "lm"} <= changed and "tower" not in changed and "head" not in changed
 
 
 def test_qlora_4bit_quantises_the_lm_only_and_trains(stage_a, colour_data, tmp_path):
-    options = TrainOptions(stage="B", model=str(stage_a / "final"), data=str(colour_data), output_dir=str(tmp_path), qlora=4)
+    options = TrainOptions(
+        stage="B", model=str(stage_a / "final"), data=str(colour_data), output_dir=str(tmp_path), qlora=4
+    )
     options.validate()
     model = load_model(options)
-    kinds = {name.split(".")[1] if name.startswith("model.") else name: type(module).__name__
-             for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
+    kinds = {
+        name.split(".")[1] if name.startswith("model.") else name: type(module).__name__
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear)
+    }
     assert kinds["language_model"] == "Linear4bit"
     assert kinds["vision_tower"] == kinds["multi_modal_projector"] == kinds["lm_head"] == "Linear"
-    assert run(main, ["--stage", "B", "--model", str(stage_a / "final"), "--data", str(colour_data), "--output-dir",
-                 str(tmp_path), "--qlora", "4", "--lora-r", "4", "--lora-alpha", "8", "--lr", "1e-2", *FAST]) == 0
+    assert (
+        run(
+            main,
+            [
+                "--stage",
+                "B",
+                "--model",
+                str(stage_a / "final"),
+                "--data",
+                str(colour_data),
+                "--output-dir",
+                str(tmp_path),
+                "--qlora",
+                "4",
+                "--lora-r",
+                "4",
+                "--lora-alpha",
+                "8",
+                "--lr",
+                "1e-2",
+                *FAST,
+            ],
+        )
+        == 0
+    )
     final = LlavaForConditionalGeneration.from_pretrained(tmp_path / "final")
     assert getattr(final.config, "quantization_config", None) is None  # merged into full precision
     assert {"projector", "lm"} <= _changed(_weights(stage_a / "final"), _weights(tmp_path / "final"))
@@ -102,7 +191,9 @@ def test_bad_setups_exit_2_with_one_line(llava_dir, colour_data, tmp_path, capsy
     assert "stage B" in capsys.readouterr().err
     assert run(main, ["--stage", "B", "--model", str(llava_dir), "--deepspeed", str(tmp_path / "ds.json"), *base]) == 2
     text_only = tmp_path / "text.json"
-    text_only.write_text(json.dumps([{"id": "1", "conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "Yes"}]}]))
+    text_only.write_text(
+        json.dumps([{"id": "1", "conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "Yes"}]}])
+    )
     assert run(main, ["--stage", "A", "--model", str(llava_dir), "--data", str(text_only), *base[2:]]) == 2
     assert "no usable conversation" in capsys.readouterr().err
 
@@ -146,9 +237,25 @@ QLORA_B = ["--stage", "B", "--qlora", "4", "--lora-r", "4", "--lora-alpha", "8"]
 @pytest.mark.parametrize("variant", [["--stage", "A"], QLORA_B], ids=["stage-a", "qlora"])
 def test_sigterm_saves_a_checkpoint_and_resume_continues_it(variant, llava_dir, colour_data, tmp_path, capsys):
     out = tmp_path / "run"
-    args = [*variant, "--model", str(llava_dir), "--data", str(colour_data), "--output-dir", str(out),
-            "--max-steps", "6", "--batch-size", "2", "--num-workers", "1", "--logging-steps", "1",
-            "--warmup-ratio", "0"]
+    args = [
+        *variant,
+        "--model",
+        str(llava_dir),
+        "--data",
+        str(colour_data),
+        "--output-dir",
+        str(out),
+        "--max-steps",
+        "6",
+        "--batch-size",
+        "2",
+        "--num-workers",
+        "1",
+        "--logging-steps",
+        "1",
+        "--warmup-ratio",
+        "0",
+    ]
     watcher = _stop_like_a_scheduler_at_first_log(out / "metrics.jsonl")
     assert run(main, args) == 143
     watcher.join(timeout=5)
@@ -172,7 +279,7 @@ def test_sigterm_saves_a_checkpoint_and_resume_continues_it(variant, llava_dir, 
     # the resumed stage ends with the weights of an uninterrupted one (CPU, fp32: bitwise)
     uninterrupted = tmp_path / "uninterrupted"
     where = args.index("--output-dir") + 1
-    assert run(main, [*args[:where], str(uninterrupted), *args[where + 1:]]) == 0
+    assert run(main, [*args[:where], str(uninterrupted), *args[where + 1 :]]) == 0
     resumed, reference = _all_weights(out / "final"), _all_weights(uninterrupted / "final")
     assert resumed.keys() == reference.keys() and all(torch.equal(resumed[k], reference[k]) for k in reference)
 
@@ -191,8 +298,24 @@ def test_a_run_folder_is_never_mixed_with_another_run(stage_a, llava_dir, colour
 
 def test_resume_on_a_fresh_folder_starts_and_says_so(llava_dir, colour_data, tmp_path, capsys):
     out = tmp_path / "fresh"
-    assert run(main, ["--stage", "A", "--model", str(llava_dir), "--data", str(colour_data), "--output-dir", str(out),
-                 "--resume", *FAST]) == 0
+    assert (
+        run(
+            main,
+            [
+                "--stage",
+                "A",
+                "--model",
+                str(llava_dir),
+                "--data",
+                str(colour_data),
+                "--output-dir",
+                str(out),
+                "--resume",
+                *FAST,
+            ],
+        )
+        == 0
+    )
     assert "holds no run yet; starting from scratch" in capsys.readouterr().out
     assert (out / "final" / "config.json").is_file()
 
@@ -208,7 +331,7 @@ def test_overwrite_output_dir_starts_again_and_foreign_folders_are_refused(llava
     foreign = tmp_path / "photos"
     foreign.mkdir()
     (foreign / "holiday.jpg").write_bytes(b"...")
-    assert run(main, [*base[:-len(FAST) - 2], "--output-dir", str(foreign), *FAST]) == 2
+    assert run(main, [*base[: -len(FAST) - 2], "--output-dir", str(foreign), *FAST]) == 2
     assert "holiday.jpg" in capsys.readouterr().err
-    assert run(main, [*base[:-len(FAST) - 2], "--output-dir", str(llava_dir), *FAST]) == 2
+    assert run(main, [*base[: -len(FAST) - 2], "--output-dir", str(llava_dir), *FAST]) == 2
     assert "is the input" in capsys.readouterr().err

@@ -6,7 +6,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
@@ -29,6 +28,7 @@ from fgclip.model.vision_tower import standalone_vision_tower
 from tests.conftest import tiny_config
 from tests.hub_copies.clip import HUB_FOLDERS, OFFICIAL_FGCLIP_IDS, STOCK_CLIP_IDS
 from tests.transformers_437 import run_437
+
 
 def _trained_looking(model: FGCLIPModel) -> FGCLIPModel:
     """Give the FG-CLIP-only weights values no rule would re-derive (as after stage 2)."""
@@ -74,8 +74,12 @@ def test_stock_clip_folder_loads_with_long_parts_created(hub_copy, repo_id):
     size = model.image_size
     pixels = torch.randn(2, 3, size, size)
     with torch.no_grad():
-        torch.testing.assert_close(model.encode_image(pixels, normalize=False),
-                                   clip.get_image_features(pixels).pooler_output, rtol=0, atol=1e-5)
+        torch.testing.assert_close(
+            model.encode_image(pixels, normalize=False),
+            clip.get_image_features(pixels).pooler_output,
+            rtol=0,
+            atol=1e-5,
+        )
         grid = size // HUB_FOLDERS[repo_id].patch_size
         assert model.encode_dense(pixels).shape == (2, grid, grid, model.config.projection_dim)
 
@@ -117,8 +121,16 @@ def test_official_long_text_uses_the_trained_tables(hub_copy):
 
 
 def test_folder_of_another_model_type_is_a_clear_error(tmp_path, capsys):
-    LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                 num_attention_heads=2, num_key_value_heads=2)).save_pretrained(tmp_path)
+    LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=32,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+        )
+    ).save_pretrained(tmp_path)
     with pytest.raises(CheckpointError, match=r"config.json describes a 'llama' model, which FG-CLIP does not read"):
         FGCLIPModel.from_pretrained(tmp_path)
     capsys.readouterr()
@@ -168,9 +180,14 @@ def test_exported_tower_loads_in_stock_transformers_without_fgclip(tiny_model, t
     names = set(load_file(str(folder / "model.safetensors")))
     assert names and all(name.startswith("vision_model.") for name in names)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run([sys.executable, "-c", FRESH_LOAD, str(folder), str(tmp_path / "pixels.pt"),
-                             str(tmp_path / "out.pt")], cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", FRESH_LOAD, str(folder), str(tmp_path / "pixels.pt"), str(tmp_path / "out.pt")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     got = torch.load(tmp_path / "out.pt")
     torch.testing.assert_close(got["last"], expected.last_hidden_state, rtol=0, atol=1e-6)

@@ -51,7 +51,9 @@ def test_from_clip_onto_the_stock_clip_folder_is_refused(hub_copy, tmp_path, cap
     shutil.copytree(hub_copy(CLIP), clip)
     before = _snapshot(clip)
     for extra in ([], ["--overwrite"]):
-        assert run(convert_main, ["from-clip", str(clip), str(clip) + "/", *extra]) == 2  # same folder, spelled otherwise
+        assert (
+            run(convert_main, ["from-clip", str(clip), str(clip) + "/", *extra]) == 2
+        )  # same folder, spelled otherwise
         assert "is the input" in _one_error_line(capsys)
     assert _snapshot(clip) == before
 
@@ -109,10 +111,18 @@ def test_a_truncated_model_safetensors_is_one_line_everywhere(kind, fgclip_folde
     with pytest.raises(CheckpointError, match="model.safetensors is damaged"):
         FGCLIPModel.from_pretrained(broken)
     data = tmp_path / "regions.jsonl"
-    data.write_text(json.dumps({"image": "a.png", "regions": [
-        {"bbox": [0.1, 0.1, 0.5, 0.5], "caption": "a red cube", "hard_negatives": ["a blue cube"]}]}) + "\n")
-    assert run(fgovd.main, ["--model", str(broken), "--data", str(data), "--out", str(tmp_path / "ev"),
-                                 "--no-cache"]) == 2
+    data.write_text(
+        json.dumps(
+            {
+                "image": "a.png",
+                "regions": [{"bbox": [0.1, 0.1, 0.5, 0.5], "caption": "a red cube", "hard_negatives": ["a blue cube"]}],
+            }
+        )
+        + "\n"
+    )
+    assert (
+        run(fgovd.main, ["--model", str(broken), "--data", str(data), "--out", str(tmp_path / "ev"), "--no-cache"]) == 2
+    )
     assert "model.safetensors is damaged" in _one_error_line(capsys)
     assert train_main(["--data", str(data), "--init", str(broken), "--output_dir", str(tmp_path / "run")]) == 2
     assert "model.safetensors is damaged" in _one_error_line(capsys)
@@ -122,17 +132,25 @@ def test_a_missing_shard_is_named(fgclip_folder, tmp_path, capsys):
     sharded = tmp_path / "sharded"
     shutil.copytree(fgclip_folder, sharded)
     (sharded / "model.safetensors").rename(sharded / "model-00001-of-00002.safetensors")
-    index = {"metadata": {}, "weight_map": {"logit_scale": "model-00001-of-00002.safetensors",
-                                            "text_projection.weight": "model-00002-of-00002.safetensors"}}
+    index = {
+        "metadata": {},
+        "weight_map": {
+            "logit_scale": "model-00001-of-00002.safetensors",
+            "text_projection.weight": "model-00002-of-00002.safetensors",
+        },
+    }
     (sharded / "model.safetensors.index.json").write_text(json.dumps(index))
     assert run(convert_main, ["export-vision", str(sharded), str(tmp_path / "out")]) == 2
     assert "lists model-00002-of-00002.safetensors, which is not in the folder" in _one_error_line(capsys)
 
 
-@pytest.mark.parametrize("source, message", [
-    ("/nonexistent/model", "/nonexistent/model is not a folder"),
-    ("missing-here", "missing-here is not a folder"),
-])
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ("/nonexistent/model", "/nonexistent/model is not a folder"),
+        ("missing-here", "missing-here is not a folder"),
+    ],
+)
 def test_a_missing_source_is_not_answered_with_a_hub_message(source, message, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert run(convert_main, ["export-vision", source, str(tmp_path / "out")]) == 2
@@ -145,13 +163,16 @@ def test_from_pretrained_on_a_missing_local_path_is_one_line():
         FGCLIPModel.from_pretrained("/nonexistent/model")
 
 
-@pytest.mark.parametrize("case, message", [
-    ("no_config", "has no config.json"),
-    ("bad_json", "config.json is not valid JSON"),
-    ("tower", "model_type 'clip_vision_model' is a single CLIP tower"),
-    ("no_weights", "has no model.safetensors or pytorch_model.bin"),
-    ("weights_file", "is a file; give the model folder"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("no_config", "has no config.json"),
+        ("bad_json", "config.json is not valid JSON"),
+        ("tower", "model_type 'clip_vision_model' is a single CLIP tower"),
+        ("no_weights", "has no model.safetensors or pytorch_model.bin"),
+        ("weights_file", "is a file; give the model folder"),
+    ],
+)
 def test_folders_that_are_none_of_the_kinds_read(case, message, fgclip_folder, tmp_path, capsys):
     folder = tmp_path / "case"
     shutil.copytree(fgclip_folder, folder)

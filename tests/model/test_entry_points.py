@@ -88,10 +88,16 @@ def _fgovd_public_file(scenes: Path, out: Path) -> Path:
             width, height = image.size
         for region in record["regions"]:
             x1, y1, x2, y2 = region["bbox"]
-            lines.append({"img_path": record["image"], "bbox": [x1 * width, y1 * height, (x2 - x1) * width,
-                                                                 (y2 - y1) * height],
-                          "width": width, "height": height, "pos_expression": region["caption"],
-                          "neg_expression": region["hard_negatives"][:4]})
+            lines.append(
+                {
+                    "img_path": record["image"],
+                    "bbox": [x1 * width, y1 * height, (x2 - x1) * width, (y2 - y1) * height],
+                    "width": width,
+                    "height": height,
+                    "pos_expression": region["caption"],
+                    "neg_expression": region["hard_negatives"][:4],
+                }
+            )
     out.write_text("".join(json.dumps(line) + "\n" for line in lines))
     return out
 
@@ -102,12 +108,18 @@ def test_evaluations_on_every_folder(hub_copy, repo_id, scenes, tmp_path):
     folder = hub_copy(repo_id)
     data = _fgovd_public_file(scenes, tmp_path / "1_attributes.jsonl")
     common = ["--model", str(folder), "--no-cache", "--device", "cpu", "--batch-size", "4"]
-    assert run(fgovd.main, [*common, "--data", str(data), "--images", str(scenes),
-                                 "--out", str(tmp_path / "fgovd")]) == 0
+    assert (
+        run(fgovd.main, [*common, "--data", str(data), "--images", str(scenes), "--out", str(tmp_path / "fgovd")]) == 0
+    )
     results = json.loads((tmp_path / "fgovd" / "results.json").read_text())
     assert results["num_regions"] == len(data.read_text().splitlines()) and 0 <= results["top1"] <= 1
-    assert run(retrieval.main, [*common, "--data", str(scenes / "heldout.jsonl"), "--long",
-                                     "--out", str(tmp_path / "retrieval")]) == 0
+    assert (
+        run(
+            retrieval.main,
+            [*common, "--data", str(scenes / "heldout.jsonl"), "--long", "--out", str(tmp_path / "retrieval")],
+        )
+        == 0
+    )
     assert (tmp_path / "retrieval" / "results.json").is_file()
 
 
@@ -117,9 +129,34 @@ def test_training_starts_from_every_folder(hub_copy, repo_id, scenes, tmp_path):
     """`--init` takes the folder as downloaded: stage 1 from a CLIP, stage 2 (continued) from a release."""
     stage = "2" if repo_id in OFFICIAL_FGCLIP_IDS else "1"
     out = tmp_path / "run"
-    assert train_main(["--stage", stage, "--data", str(scenes / "train.jsonl"), "--init", str(hub_copy(repo_id)),
-                       "--output_dir", str(out), "--max_steps", "2", "--batch_size", "2", "--lr", "1e-4",
-                       "--warmup_steps", "0", "--num_workers", "0", "--log_every", "1", "--no_progress"]) == 0
+    assert (
+        train_main(
+            [
+                "--stage",
+                stage,
+                "--data",
+                str(scenes / "train.jsonl"),
+                "--init",
+                str(hub_copy(repo_id)),
+                "--output_dir",
+                str(out),
+                "--max_steps",
+                "2",
+                "--batch_size",
+                "2",
+                "--lr",
+                "1e-4",
+                "--warmup_steps",
+                "0",
+                "--num_workers",
+                "0",
+                "--log_every",
+                "1",
+                "--no_progress",
+            ]
+        )
+        == 0
+    )
     final = FGCLIPModel.from_pretrained(out / "final")
     assert final.image_size == HUB_FOLDERS[repo_id].image_size
     assert json.loads((out / "final" / "config.json").read_text())["text_config"]["eos_token_id"] == 49407
@@ -150,12 +187,38 @@ def test_stock_folders_are_evaluated_on_square_images_not_their_centre_crop(hub_
 def test_the_real_module_command_line(hub_copy, tmp_path):
     """`python -m fgclip.convert` as a user types it, in a fresh interpreter."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, "-m", "fgclip.convert", "from-clip",
-                             str(hub_copy("laion/CLIP-ViT-B-32-laion2B-s34B-b79K")), str(tmp_path / "out")],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fgclip.convert",
+            "from-clip",
+            str(hub_copy("laion/CLIP-ViT-B-32-laion2B-s34B-b79K")),
+            str(tmp_path / "out"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((tmp_path / "out" / "config.json").read_text())["text_config"]["pad_token_id"] == 0
-    again = subprocess.run([sys.executable, "-m", "fgclip.convert", "from-clip",
-                            str(hub_copy("laion/CLIP-ViT-B-32-laion2B-s34B-b79K")), str(tmp_path / "out")],
-                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
+    again = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fgclip.convert",
+            "from-clip",
+            str(hub_copy("laion/CLIP-ViT-B-32-laion2B-s34B-b79K")),
+            str(tmp_path / "out"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert again.returncode == 2 and again.stderr.count("\n") == 1 and "--overwrite" in again.stderr

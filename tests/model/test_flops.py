@@ -3,8 +3,14 @@ from fgclip.model.flops import image_forward_flops, text_forward_flops, train_st
 
 VIT_B_16 = FGCLIPConfig(
     text_config=dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=8),
-    vision_config=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-                       image_size=224, patch_size=16),
+    vision_config=dict(
+        hidden_size=768,
+        intermediate_size=3072,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        image_size=224,
+        patch_size=16,
+    ),
     projection_dim=512,
 )
 
@@ -19,7 +25,8 @@ def test_vit_b16_matches_the_published_41_gflops():
 
 def test_train_step_is_three_forwards_and_stage2_costs_more():
     stage1 = train_step_flops(VIT_B_16, images=8, long_tokens=248, short_tokens=77)
-    assert stage1 == 3 * 8 * (image_forward_flops(VIT_B_16) + text_forward_flops(VIT_B_16, 248)
-                              + text_forward_flops(VIT_B_16, 77))
+    assert stage1 == 3 * 8 * (
+        image_forward_flops(VIT_B_16) + text_forward_flops(VIT_B_16, 248) + text_forward_flops(VIT_B_16, 77)
+    )
     stage2 = train_step_flops(VIT_B_16, images=8, long_tokens=248, short_tokens=77, extra_short_texts=44, dense=True)
     assert stage2 > 2 * stage1

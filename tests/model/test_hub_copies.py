@@ -19,8 +19,11 @@ def test_config_keeps_the_real_files_quirks(hub_copy, repo_id):
     raw = json.loads((hub_copy(repo_id) / "config.json").read_text())
     assert raw["model_type"] == "clip"
     # The legacy special-token ids every one of these configs keeps.
-    assert (raw["text_config"]["bos_token_id"], raw["text_config"]["eos_token_id"],
-            raw["text_config"]["pad_token_id"]) == (0, 2, 1)
+    assert (
+        raw["text_config"]["bos_token_id"],
+        raw["text_config"]["eos_token_id"],
+        raw["text_config"]["pad_token_id"],
+    ) == (0, 2, 1)
     assert raw["text_config"]["vocab_size"] == 49408 and raw["text_config"]["max_position_embeddings"] == 77
     assert raw["vision_config"]["image_size"] == folder.image_size
     assert raw["vision_config"]["patch_size"] == folder.patch_size
@@ -71,6 +74,10 @@ def test_weight_names_are_the_real_ones(hub_copy):
         with safe_open(str(hub_copy(repo_id) / "model.safetensors"), framework="pt") as handle:
             official = set(handle.keys())
             assert handle.get_tensor("text_model.embeddings.position_embedding_res.weight").shape[0] == 248
-        assert {"text_model.embeddings.position_embedding_ori.weight", "text_filip_projection.weight",
-                "logit_scale_finegraind", "logit_scale_hardneg"} <= official
+        assert {
+            "text_model.embeddings.position_embedding_ori.weight",
+            "text_filip_projection.weight",
+            "logit_scale_finegraind",
+            "logit_scale_hardneg",
+        } <= official
         assert "text_model.embeddings.position_ids" not in official

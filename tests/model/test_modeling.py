@@ -83,7 +83,7 @@ def test_only_the_residual_table_trains_and_only_from_slot_20(tiny_model, tokeni
     positions = tiny_model.long_text_positions
     assert not positions.original.requires_grad and positions.original.grad is None
     grad = positions.residual.grad
-    assert torch.all(grad[:20] == 0) and grad[20:batch["input_ids"].shape[1]].abs().sum() > 0
+    assert torch.all(grad[:20] == 0) and grad[20 : batch["input_ids"].shape[1]].abs().sum() > 0
 
 
 def test_padding_to_the_longest_text_is_exact(tiny_model, tokenizer):
@@ -121,8 +121,11 @@ def test_full_image_box_is_the_mean_of_the_grid(tiny_model, pixels):
 
 def test_box_covering_one_cell_is_that_cell(tiny_model, pixels):
     # Grid is 4x4: cell (row 2, column 1) spans x in [0.25, 0.5], y in [0.5, 0.75].
-    boxes = [torch.tensor([[0.25, 0.5, 0.5, 0.75], [0.0, 0.0, 0.25, 0.25]]), torch.zeros(0, 4),
-             torch.tensor([[0.75, 0.75, 1.0, 1.0]])]
+    boxes = [
+        torch.tensor([[0.25, 0.5, 0.5, 0.75], [0.0, 0.0, 0.25, 0.25]]),
+        torch.zeros(0, 4),
+        torch.tensor([[0.75, 0.75, 1.0, 1.0]]),
+    ]
     with torch.no_grad():
         regions = tiny_model.encode_regions(pixels, boxes, normalize=False)
         dense = tiny_model.encode_dense(pixels, normalize=False)
@@ -137,8 +140,9 @@ def test_forward_gives_every_training_feature_from_one_image_pass(tiny_model, pi
     short = tokenizer(["a", "b", "c", "d"])
     boxes = [torch.tensor([[0.0, 0.0, 0.5, 0.5]]), torch.tensor([[0.1, 0.1, 0.9, 0.9]] * 2), torch.zeros(0, 4)]
     with torch.no_grad():
-        out = tiny_model(pixels, long["input_ids"], long["attention_mask"], short["input_ids"],
-                         short["attention_mask"], boxes=boxes)
+        out = tiny_model(
+            pixels, long["input_ids"], long["attention_mask"], short["input_ids"], short["attention_mask"], boxes=boxes
+        )
         torch.testing.assert_close(out.image_embeds, tiny_model.encode_image(pixels))
         torch.testing.assert_close(out.region_embeds, tiny_model.encode_regions(pixels, boxes))
         torch.testing.assert_close(out.long_text_embeds, tiny_model.encode_text(**long, long=True))

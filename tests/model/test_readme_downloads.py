@@ -24,17 +24,18 @@ RUNNERS = {
     ("-m", "fgclip.convert"): lambda argv: run(convert_main, argv),
     ("-m", "eval.fgovd"): lambda argv: run(fgovd.main, argv + ["--device", "cpu", "--no-cache"]),
     ("-m", "eval.retrieval"): lambda argv: run(retrieval.main, argv + ["--device", "cpu", "--no-cache"]),
-    ("scripts/pretrain_fgclip.py",): lambda argv: train_main(argv + ["--max_steps", "2", "--batch_size", "2",
-                                                                     "--num_workers", "0", "--no_progress"]),
+    ("scripts/pretrain_fgclip.py",): lambda argv: train_main(
+        argv + ["--max_steps", "2", "--batch_size", "2", "--num_workers", "0", "--no_progress"]
+    ),
 }
 
 
 def section_commands(heading: str) -> list[list[str]]:
     """The command lines of the ```bash blocks of one sub-section of "From downloads to results"."""
     text = README.read_text()
-    section = text[text.index("## From downloads to results"):]
+    section = text[text.index("## From downloads to results") :]
     section = section[: section.index("\n## ", 3)]
-    part = section[section.index(heading) + len(heading):]
+    part = section[section.index(heading) + len(heading) :]
     part = part[: part.index("\n### ")] if "\n### " in part else part
     commands = []
     for block in part.split("```bash\n")[1:]:
@@ -46,7 +47,7 @@ def _runner(command: list[str]):
     assert command[0] == "python", command
     for prefix, runner in RUNNERS.items():
         if tuple(command[1 : 1 + len(prefix)]) == prefix:
-            return runner, command[1 + len(prefix):]
+            return runner, command[1 + len(prefix) :]
     raise AssertionError(f"no runner for {command}")
 
 
@@ -64,8 +65,12 @@ def test_every_command_is_a_download_or_a_known_entry_point(heading):
 
 
 def test_the_sub_sections_cover_every_real_asset():
-    downloaded = {command[2] for heading in SUBSECTIONS for command in section_commands(heading)
-                  if command[:2] == ["hf", "download"]}
+    downloaded = {
+        command[2]
+        for heading in SUBSECTIONS
+        for command in section_commands(heading)
+        if command[:2] == ["hf", "download"]
+    }
     assert downloaded == set(HUB_FOLDERS)
 
 
@@ -86,9 +91,16 @@ def _write_data(root: Path) -> None:
             width, height = image.size
         for region in record["regions"]:
             x1, y1, x2, y2 = region["bbox"]
-            lines.append({"img_path": name, "bbox": [x1 * width, y1 * height, (x2 - x1) * width, (y2 - y1) * height],
-                          "width": width, "height": height, "pos_expression": region["caption"],
-                          "neg_expression": region["hard_negatives"][:3]})
+            lines.append(
+                {
+                    "img_path": name,
+                    "bbox": [x1 * width, y1 * height, (x2 - x1) * width, (y2 - y1) * height],
+                    "width": width,
+                    "height": height,
+                    "pos_expression": region["caption"],
+                    "neg_expression": region["hard_negatives"][:3],
+                }
+            )
     (root / "fgovd" / "1_attributes.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
 
 

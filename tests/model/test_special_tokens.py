@@ -32,7 +32,7 @@ def test_text_features_equal_stock_clip_on_every_hub_folder(hub_copy, repo_id):
     assert model.eos_token_id == 49407
     tokenizer = FGCLIPTokenizer.from_pretrained(folder)  # the folder's own: LAION pads with "!" (id 0)
     batch = tokenizer(TEXTS)
-    assert (batch["input_ids"][0, -1] == (0 if HUB_FOLDERS[repo_id].pad_token == "!" else 49407))
+    assert batch["input_ids"][0, -1] == (0 if HUB_FOLDERS[repo_id].pad_token == "!" else 49407)
     stock = CLIPModel.from_pretrained(folder).eval()
     with torch.no_grad():
         ours = model.encode_text(**batch, normalize=False)
@@ -105,8 +105,15 @@ def test_an_end_of_text_token_missing_from_the_vocabulary_is_a_one_line_error(hu
     with pytest.raises(CheckpointError, match=expected):
         FGCLIPModel.from_pretrained(folder)
     data = tmp_path / "regions.jsonl"
-    data.write_text(json.dumps({"image": "a.png", "regions": [
-        {"bbox": [0.1, 0.1, 0.5, 0.5], "caption": "a red cube", "hard_negatives": ["a blue cube"]}]}) + "\n")
+    data.write_text(
+        json.dumps(
+            {
+                "image": "a.png",
+                "regions": [{"bbox": [0.1, 0.1, 0.5, 0.5], "caption": "a red cube", "hard_negatives": ["a blue cube"]}],
+            }
+        )
+        + "\n"
+    )
     argv = ["--model", str(folder), "--data", str(data), "--out", str(tmp_path / "eval"), "--no-cache"]
     assert run(fgovd.main, argv) == 2
     err = capsys.readouterr().err.strip()

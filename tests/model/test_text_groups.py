@@ -23,8 +23,10 @@ def test_cuts_are_optimal_against_brute_force():
     lengths = [4, 4, 5, 6, 6, 6, 9, 12, 12, 20, 31]
     values = sorted(set(lengths))
     for groups in (1, 2, 3):
-        best = min(_padded_tokens(lengths, sorted(set(cut) | {values[-1]}))
-                   for cut in itertools.combinations(values[:-1], groups - 1))
+        best = min(
+            _padded_tokens(lengths, sorted(set(cut) | {values[-1]}))
+            for cut in itertools.combinations(values[:-1], groups - 1)
+        )
         cuts = optimal_length_cuts(lengths, groups)
         assert len(cuts) <= groups and cuts[-1] == values[-1]
         assert _padded_tokens(lengths, cuts) == best
@@ -49,8 +51,14 @@ def test_every_row_lands_in_exactly_one_group():
 
 def test_grouped_encoding_matches_plain_encoding_and_gradients(tiny_model):
     tokenizer = FGCLIPTokenizer()
-    texts = ["a dog", "a small brown dog with a red collar on a sofa", "red", "two cats sleeping on a bed",
-             "a", "a car parked next to a tall tree in the street at night"]
+    texts = [
+        "a dog",
+        "a small brown dog with a red collar on a sofa",
+        "red",
+        "two cats sleeping on a bed",
+        "a",
+        "a car parked next to a tall tree in the street at night",
+    ]
     tokens = tokenizer(texts)
     tiny_model.train()
     plain = tiny_model.encode_text(tokens["input_ids"], tokens["attention_mask"])
@@ -75,5 +83,6 @@ def test_left_padded_texts_fall_back_to_plain_encoding(tiny_model):
     tokens = FGCLIPTokenizer()(["a dog", "a small brown dog"])
     ids, mask = tokens["input_ids"].flip(1), tokens["attention_mask"].flip(1)
     with torch.no_grad():
-        torch.testing.assert_close(tiny_model.encode_text_grouped(ids, mask, max_groups=2),
-                                   tiny_model.encode_text(ids, mask))
+        torch.testing.assert_close(
+            tiny_model.encode_text_grouped(ids, mask, max_groups=2), tiny_model.encode_text(ids, mask)
+        )

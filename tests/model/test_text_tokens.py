@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from tests.conftest import tiny_config
 from fgclip import FGCLIPModel
+from tests.conftest import tiny_config
 
 
 def test_token_at_first_eos_is_the_text_embedding(tiny_model, tokenizer):

@@ -10,7 +10,6 @@ from PIL import Image
 
 from fgclip.cli import run
 from fgclip.pipeline.cli import main
-
 from tests.pipeline import tiny_models
 
 LONG_CAPTION = (

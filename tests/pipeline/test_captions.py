@@ -10,7 +10,6 @@ from fgclip.data.schema import Record
 from fgclip.errors import UserError
 from fgclip.pipeline.captions import CaptionModel, CaptionStep, first_sentence
 from fgclip.pipeline.config import CaptionConfig
-
 from tests.pipeline import tiny_models
 from tests.pipeline.conftest import make_images
 

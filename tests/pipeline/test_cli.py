@@ -16,7 +16,6 @@ import torch
 from fgclip.data.schema import BadRecord, Record, iter_record_file
 from fgclip.pipeline.cli import build_parser, config_from, main
 from fgclip.pipeline.config import PipelineConfig
-
 from tests.pipeline.conftest import make_images, run_cli, write_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
@@ -111,19 +110,93 @@ def test_defaults_are_the_config_dataclasses():
 
 # Every option the parser had before the command-line contract, with a value; each sets a non-default.
 OLD_SPELLINGS = [
-    "--steps", "negatives", "filter", "--webdataset", "--webdataset_maxcount", "7", "--caption_model", "m",
-    "--caption_prompt", "p", "--short_prompt", "s", "--caption_template", "t", "--caption_batch_size", "3",
-    "--caption_max_new_tokens", "9", "--short_max_new_tokens", "5", "--overwrite_captions", "--spacy_model", "sp",
-    "--max_expressions", "4", "--max_long_expression_words", "6", "--grounding_model", "g",
-    "--grounding_backend", "transformers", "--score_threshold", "0.3", "--nms_iou", "0.6",
-    "--max_boxes_per_expression", "2", "--no_cross_expression_nms", "--grounding_batch_size", "2",
-    "--overwrite_regions", "--num_negatives", "5", "--seed", "3", "--negatives_model", "lm", "--negatives_prompt",
-    "np {expression}", "--negatives_batch_size", "4", "--negatives_max_new_tokens", "50", "--no_insertions",
-    "--overwrite_negatives", "--min_box_area", "0.01", "--min_box_side", "0.03", "--duplicate_iou", "0.8",
-    "--max_long_tokens", "100", "--max_short_tokens", "50", "--max_regions", "3", "--drop_records_without_regions",
-    "--shard_size", "16", "--engine", "ray", "--workers", "2", "--spread_model_over_gpus", "--device", "cpu",
-    "--dtype", "float16", "--trust_remote_code", "--ray_address", "auto", "--fresh", "--redo", "grounding",
-    "--max_bad_fraction", "0.1",
+    "--steps",
+    "negatives",
+    "filter",
+    "--webdataset",
+    "--webdataset_maxcount",
+    "7",
+    "--caption_model",
+    "m",
+    "--caption_prompt",
+    "p",
+    "--short_prompt",
+    "s",
+    "--caption_template",
+    "t",
+    "--caption_batch_size",
+    "3",
+    "--caption_max_new_tokens",
+    "9",
+    "--short_max_new_tokens",
+    "5",
+    "--overwrite_captions",
+    "--spacy_model",
+    "sp",
+    "--max_expressions",
+    "4",
+    "--max_long_expression_words",
+    "6",
+    "--grounding_model",
+    "g",
+    "--grounding_backend",
+    "transformers",
+    "--score_threshold",
+    "0.3",
+    "--nms_iou",
+    "0.6",
+    "--max_boxes_per_expression",
+    "2",
+    "--no_cross_expression_nms",
+    "--grounding_batch_size",
+    "2",
+    "--overwrite_regions",
+    "--num_negatives",
+    "5",
+    "--seed",
+    "3",
+    "--negatives_model",
+    "lm",
+    "--negatives_prompt",
+    "np {expression}",
+    "--negatives_batch_size",
+    "4",
+    "--negatives_max_new_tokens",
+    "50",
+    "--no_insertions",
+    "--overwrite_negatives",
+    "--min_box_area",
+    "0.01",
+    "--min_box_side",
+    "0.03",
+    "--duplicate_iou",
+    "0.8",
+    "--max_long_tokens",
+    "100",
+    "--max_short_tokens",
+    "50",
+    "--max_regions",
+    "3",
+    "--drop_records_without_regions",
+    "--shard_size",
+    "16",
+    "--engine",
+    "ray",
+    "--workers",
+    "2",
+    "--spread_model_over_gpus",
+    "--device",
+    "cpu",
+    "--dtype",
+    "float16",
+    "--trust_remote_code",
+    "--ray_address",
+    "auto",
+    "--fresh",
+    "--redo",
+    "grounding",
+    "--max_bad_fraction",
+    "0.1",
 ]
 
 
@@ -132,8 +205,11 @@ def test_old_spellings_still_parse_to_the_same_config():
     assert str(old.output_dir) == "out"
     config = config_from(old)
     assert config.negatives.allow_insertions is False and config.grounding.cross_expression_nms is False
-    assert config.models.dtype == "float16" and config.run.redo == ["grounding"] and config.steps == (
-        "negatives", "filter")
+    assert (
+        config.models.dtype == "float16"
+        and config.run.redo == ["grounding"]
+        and config.steps == ("negatives", "filter")
+    )
     defaults = PipelineConfig()
     for section in ("captions", "expressions", "grounding", "negatives", "filter", "models", "run"):
         given, default = vars(getattr(config, section)), vars(getattr(defaults, section))
@@ -244,9 +320,11 @@ def test_module_entry_point_reports_errors_without_traceback(tmp_path):
 
 def test_help_loads_no_torch():
     """`--help` answers before torch, transformers or matplotlib load (the package imports them lazily)."""
-    code = ("import sys, runpy; sys.argv = ['fgclip.pipeline', '--help']\n"
-            "try:\n    runpy.run_module('fgclip.pipeline', run_name='__main__')\nexcept SystemExit:\n    pass\n"
-            "print(sorted(m for m in ('torch', 'transformers', 'matplotlib') if m in sys.modules))")
+    code = (
+        "import sys, runpy; sys.argv = ['fgclip.pipeline', '--help']\n"
+        "try:\n    runpy.run_module('fgclip.pipeline', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'matplotlib') if m in sys.modules))"
+    )
     env = dict(os.environ, PYTHONPATH=str(REPO))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, check=True)
     assert "--output_dir DIR" in result.stdout and result.stdout.splitlines()[-1] == "[]"

@@ -15,7 +15,6 @@ import pytest
 from fgclip.pipeline.config import PipelineConfig, RunConfig
 from fgclip.pipeline.engine import plan_devices
 from fgclip.pipeline.steps import StepRun
-
 from tests.pipeline.conftest import make_images, run_cli, write_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,8 +54,11 @@ def test_killed_run_resumes_to_the_same_output(tmp_path, tiny_llava_dir):
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     interrupted = tmp_path / "interrupted"
     process = subprocess.Popen(
-        command + ["--output_dir", str(interrupted)], env=env, cwd=REPO, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL
+        command + ["--output_dir", str(interrupted)],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     markers = interrupted / "shards" / "captions"
     deadline = time.time() + 300
@@ -69,8 +71,9 @@ def test_killed_run_resumes_to_the_same_output(tmp_path, tiny_llava_dir):
     assert not (interrupted / "data.jsonl").exists()
 
     done_before = {p.name: p.stat().st_mtime_ns for p in markers.glob("*.done")}
-    resumed = subprocess.run(command + ["--output_dir", str(interrupted)], env=env, cwd=REPO, capture_output=True,
-                             text=True)
+    resumed = subprocess.run(
+        command + ["--output_dir", str(interrupted)], env=env, cwd=REPO, capture_output=True, text=True
+    )
     assert resumed.returncode == 0, resumed.stderr
     # The shards finished before the kill were not redone.
     assert {

@@ -10,7 +10,6 @@ from fgclip.data.schema import Record
 from fgclip.errors import UserError
 from fgclip.pipeline.config import ExpressionConfig
 from fgclip.pipeline.expressions import EXPRESSIONS_FIELD, ExpressionExtractor, load_spacy
-
 from tests.pipeline.conftest import LONG_CAPTION
 
 

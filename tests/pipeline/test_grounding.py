@@ -19,7 +19,6 @@ from fgclip.pipeline.grounding import (
     normalise_boxes,
     select_boxes,
 )
-
 from tests.pipeline import tiny_models
 from tests.pipeline.conftest import make_images
 

@@ -11,7 +11,6 @@ import pytest
 from fgclip.errors import UserError
 from fgclip.pipeline.inputs import list_images, read_input_records, split_input
 from fgclip.pipeline.shards import INPUT_STAGE, ShardLayout
-
 from tests.pipeline.conftest import make_images, write_jsonl
 
 
@@ -142,14 +141,22 @@ def test_the_output_folder_inside_the_image_folder_is_not_read(tmp_path):
 
 def test_repeated_records_and_listed_images_are_kept_once_and_counted(tmp_path):
     make_images(tmp_path / "imgs", 2)
-    records = write_jsonl(tmp_path / "r.jsonl", [{"image": "imgs/img_000.png", "long_caption": "a"},
-                                                 {"image": "imgs/img_001.png"},
-                                                 {"image": "imgs/img_000.png", "long_caption": "a"},
-                                                 {"image": "imgs/img_000.png", "long_caption": "b"}])
+    records = write_jsonl(
+        tmp_path / "r.jsonl",
+        [
+            {"image": "imgs/img_000.png", "long_caption": "a"},
+            {"image": "imgs/img_001.png"},
+            {"image": "imgs/img_000.png", "long_caption": "a"},
+            {"image": "imgs/img_000.png", "long_caption": "b"},
+        ],
+    )
     counts = Counter()
     found, _ = read_input_records(records, counts)
     assert [(os.path.basename(r.image), r.long_caption) for r in found] == [
-        ("img_000.png", "a"), ("img_001.png", ""), ("img_000.png", "b")]
+        ("img_000.png", "a"),
+        ("img_001.png", ""),
+        ("img_000.png", "b"),
+    ]
     assert counts == {"items": 4, "duplicate_record": 1}
     listing = tmp_path / "list.txt"
     listing.write_text("imgs/img_000.png\nimgs/img_001.png\nimgs/img_000.png\n")

@@ -137,9 +137,9 @@ def test_insertions_are_a_last_resort_and_colour_goes_before_material():
     many, inserted = RuleNegativeGenerator(count=30, seed=0).generate("a wooden chair")
     longer = [n for n in many if len(n.split()) == 4]
     assert inserted == len(longer) > 0
-    assert all(
-        n.endswith(" wooden chair") or n.startswith(("a small wooden", "a large wooden")) for n in longer
-    ), longer
+    assert all(n.endswith(" wooden chair") or n.startswith(("a small wooden", "a large wooden")) for n in longer), (
+        longer
+    )
 
 
 @pytest.mark.parametrize(

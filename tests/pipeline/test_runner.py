@@ -10,7 +10,6 @@ import pytest
 
 from fgclip.pipeline.negatives_step import NegativeStep
 from fgclip.pipeline.shards import ShardLayout
-
 from tests.pipeline.conftest import run_cli
 
 
@@ -107,8 +106,10 @@ def test_a_run_made_before_a_setting_existed_is_continued(record_file, tmp_path)
     before = done_times(out, "negatives")
     assert run_cli(["--input", str(record_file), "--output_dir", str(out), "--steps", "negatives"]) == 0
     assert done_times(out, "negatives") == before
-    assert run_cli(["--input", str(record_file), "--output_dir", str(out), "--steps", "negatives",
-                    "--trust_remote_code"]) == 2  # a real change is still caught
+    assert (
+        run_cli(["--input", str(record_file), "--output_dir", str(out), "--steps", "negatives", "--trust_remote_code"])
+        == 2
+    )  # a real change is still caught
 
 
 def test_other_input_needs_fresh(record_file, tmp_path, capsys):

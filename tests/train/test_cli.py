@@ -32,24 +32,30 @@ def test_unknown_option_is_one_line_exit_2(capsys):
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--data", "x.jsonl"], "--init is required"),
-    (["--init", "tiny"], "--data is required"),
-    (["--lr", "1e-3"], "needs a training run"),
-    (["--data", "x.jsonl", "--init", "tiny", "--weight_decay", "-1"], "--weight_decay must be >= 0"),
-    (["--data", "x.jsonl", "--init", "tiny", "--synthetic_images", "9"], "embedded default only"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--data", "x.jsonl"], "--init is required"),
+        (["--init", "tiny"], "--data is required"),
+        (["--lr", "1e-3"], "needs a training run"),
+        (["--data", "x.jsonl", "--init", "tiny", "--weight_decay", "-1"], "--weight_decay must be >= 0"),
+        (["--data", "x.jsonl", "--init", "tiny", "--synthetic_images", "9"], "embedded default only"),
+    ],
+)
 def test_bad_combinations_exit_2(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--data", "x.jsonl", "--init", "tiny", "--batch_size", "0"], "--batch_size: must be a positive integer"),
-    (["--data", "x.jsonl", "--init", "tiny", "--max_bad_fraction", "2"], "--max_bad_fraction: must be in [0, 1]"),
-    (["--data", "x.jsonl", "--init", "tiny", "--min_lr_ratio", "1.5"], "--min_lr_ratio: must be in [0, 1]"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--data", "x.jsonl", "--init", "tiny", "--batch_size", "0"], "--batch_size: must be a positive integer"),
+        (["--data", "x.jsonl", "--init", "tiny", "--max_bad_fraction", "2"], "--max_bad_fraction: must be in [0, 1]"),
+        (["--data", "x.jsonl", "--init", "tiny", "--min_lr_ratio", "1.5"], "--min_lr_ratio: must be in [0, 1]"),
+    ],
+)
 def test_bad_values_are_usage_errors_exit_2(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
@@ -59,16 +65,29 @@ def test_bad_values_are_usage_errors_exit_2(argv, message, capsys):
 
 
 def test_help_answers_before_torch_loads():
-    code = ("import sys\nfrom fgclip.train.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit as stop:\n"
-            "    assert stop.code == 0\n"
-            "heavy = [m for m in ('torch', 'transformers', 'deepspeed') if m in sys.modules]\nassert not heavy, heavy\n")
+    code = (
+        "import sys\nfrom fgclip.train.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit as stop:\n"
+        "    assert stop.code == 0\n"
+        "heavy = [m for m in ('torch', 'transformers', 'deepspeed') if m in sys.modules]\nassert not heavy, heavy\n"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 
 
 def test_old_and_kebab_spellings_still_work():
-    old = parse("--data", "d.jsonl", "--init", "tiny", "--out", "o", "--no-progress", "--batch-size", "8",
-                "--short-caption-prefix", "")
+    old = parse(
+        "--data",
+        "d.jsonl",
+        "--init",
+        "tiny",
+        "--out",
+        "o",
+        "--no-progress",
+        "--batch-size",
+        "8",
+        "--short-caption-prefix",
+        "",
+    )
     assert (old.output_dir, old.progress, old.batch_size, old.short_caption_prefix) == ("o", False, 8, "")
     config = config_from_args(old)
     assert config.output_dir == "o" and not config.progress and config.data.finehard_short_prefix == ""
@@ -93,8 +112,10 @@ def test_missing_paths_and_incompatible_checkpoints_exit_2(tmp_path, synthetic_s
     (other / "config.json").write_text(json.dumps({"model_type": "bert"}))
     assert main(["--data", data, "--init", str(other)]) == 2
     assert "'bert' model" in capsys.readouterr().err
-    assert main(["--data", data, "--init", "tiny", "--output_dir", str(tmp_path / "r"), "--resume",
-                 str(tmp_path / "r")]) == 2  # an explicit checkpoint path must hold one
+    assert (
+        main(["--data", data, "--init", "tiny", "--output_dir", str(tmp_path / "r"), "--resume", str(tmp_path / "r")])
+        == 2
+    )  # an explicit checkpoint path must hold one
     assert "no checkpoint found" in capsys.readouterr().err
     assert main(["--data", data, "--init", "tiny", "--deepspeed", str(tmp_path / "ds.json")]) == 2
     assert "DeepSpeed config not found" in capsys.readouterr().err
@@ -112,8 +133,14 @@ def test_recipe_comes_from_what_the_model_is(tiny_init, tmp_path):
     # a small model folder (no recipe recorded): the tiny recipe, whatever the stage
     small = config_from_args(parse("--stage", "2", "--data", "d.jsonl", "--init", str(tiny_init)))
     assert (small.optim.lr, small.optim.weight_decay, small.optim.warmup_steps, small.batch_size) == (
-        1e-3, 0.01, 20, 32)
-    assert small.recipe == "tiny" and small.sources["lr"] == "recipe tiny" and "vision width 32" in small.sources["recipe"]
+        1e-3,
+        0.01,
+        20,
+        32,
+    )
+    assert (
+        small.recipe == "tiny" and small.sources["lr"] == "recipe tiny" and "vision width 32" in small.sources["recipe"]
+    )
     assert (small.loss_weights.region, small.loss_weights.hard) == (0.1, 0.5)
     # a folder this trainer wrote records its recipe, which wins over the size rule
     recorded = tmp_path / "recorded"
@@ -121,19 +148,46 @@ def test_recipe_comes_from_what_the_model_is(tiny_init, tmp_path):
     (recorded / "training_recipe.json").write_text(json.dumps({"recipe": "published", "stage": 1}))
     stage2 = config_from_args(parse("--stage", "2", "--data", "d.jsonl", "--init", str(recorded)))
     assert (stage2.optim.lr, stage2.optim.weight_decay, stage2.optim.warmup_steps, stage2.batch_size) == (
-        1e-6, 0.001, 200, 512)
+        1e-6,
+        0.001,
+        200,
+        512,
+    )
     assert "training_recipe.json" in stage2.sources["recipe"]
     # a CLIP-size folder: the published recipe; flags win. The choice reads only config.json, so the folder
     # holds the towers' keys of the Hub's openai/clip-vit-base-patch16 config (no 600 MB of weights)
     clip = tmp_path / "clip-vit-base-patch16"
     clip.mkdir()
-    (clip / "config.json").write_text(json.dumps({
-        "architectures": ["CLIPModel"], "model_type": "clip", "projection_dim": 512, "logit_scale_init_value": 2.6592,
-        "text_config": {"hidden_size": 512, "intermediate_size": 2048, "num_attention_heads": 8,
-                        "num_hidden_layers": 12, "max_position_embeddings": 77, "bos_token_id": 0, "eos_token_id": 2,
-                        "pad_token_id": 1, "hidden_act": "quick_gelu"},
-        "vision_config": {"hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12,
-                          "num_hidden_layers": 12, "image_size": 224, "patch_size": 16, "hidden_act": "quick_gelu"}}))
+    (clip / "config.json").write_text(
+        json.dumps(
+            {
+                "architectures": ["CLIPModel"],
+                "model_type": "clip",
+                "projection_dim": 512,
+                "logit_scale_init_value": 2.6592,
+                "text_config": {
+                    "hidden_size": 512,
+                    "intermediate_size": 2048,
+                    "num_attention_heads": 8,
+                    "num_hidden_layers": 12,
+                    "max_position_embeddings": 77,
+                    "bos_token_id": 0,
+                    "eos_token_id": 2,
+                    "pad_token_id": 1,
+                    "hidden_act": "quick_gelu",
+                },
+                "vision_config": {
+                    "hidden_size": 768,
+                    "intermediate_size": 3072,
+                    "num_attention_heads": 12,
+                    "num_hidden_layers": 12,
+                    "image_size": 224,
+                    "patch_size": 16,
+                    "hidden_act": "quick_gelu",
+                },
+            }
+        )
+    )
     stage1 = config_from_args(parse("--data", "d.jsonl", "--init", str(clip), "--lr", "3e-5"))
     assert stage1.stage == 1 and stage1.optim.lr == 3e-5 and stage1.batch_size == 384 and stage1.recipe == "published"
     assert stage1.sources["lr"] == "--lr" and stage1.sources["batch_size"] == "recipe published"
@@ -151,9 +205,28 @@ def test_default_experiment_takes_only_its_options():
 
 def test_resume_latest_on_a_fresh_folder_starts_from_scratch_and_says_so(tmp_path, synthetic_set, capsys):
     out = tmp_path / "fresh"
-    assert main(["--data", str(synthetic_set / "train.jsonl"), "--init", "tiny", "--output_dir", str(out),
-                 "--max_steps", "1", "--batch_size", "4", "--no_progress", "--resume", "latest",
-                 "--short_text_groups", "4"]) == 0
+    assert (
+        main(
+            [
+                "--data",
+                str(synthetic_set / "train.jsonl"),
+                "--init",
+                "tiny",
+                "--output_dir",
+                str(out),
+                "--max_steps",
+                "1",
+                "--batch_size",
+                "4",
+                "--no_progress",
+                "--resume",
+                "latest",
+                "--short_text_groups",
+                "4",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "--resume latest: no checkpoint in" in printed and "starting from scratch" in printed
     assert (out / "final" / "model.safetensors").is_file()

@@ -7,7 +7,14 @@ import torch
 
 from fgclip import FGCLIPModel
 from fgclip.train.config import SHIPPED_DEEPSPEED_CONFIG, OptimConfig
-from fgclip.train.engine import ConfigError, make_optimizer, make_scheduler, parameter_groups, resolve_deepspeed_config, warmup_cosine
+from fgclip.train.engine import (
+    ConfigError,
+    make_optimizer,
+    make_scheduler,
+    parameter_groups,
+    resolve_deepspeed_config,
+    warmup_cosine,
+)
 from tests.conftest import tiny_config
 
 

@@ -45,9 +45,27 @@ def run(command: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
 
 
 def common(data: Path, init: Path, out: Path, stage: int, steps: int) -> list[str]:
-    return ["--stage", str(stage), "--data", str(data), "--init", str(init), "--output_dir", str(out),
-            "--max_steps", str(steps), "--batch_size", "4", "--lr", "1e-3", "--warmup_steps", "2",
-            "--log_every", "1", "--no_progress"]
+    return [
+        "--stage",
+        str(stage),
+        "--data",
+        str(data),
+        "--init",
+        str(init),
+        "--output_dir",
+        str(out),
+        "--max_steps",
+        str(steps),
+        "--batch_size",
+        "4",
+        "--lr",
+        "1e-3",
+        "--warmup_steps",
+        "2",
+        "--log_every",
+        "1",
+        "--no_progress",
+    ]
 
 
 def mean_loss(metrics: list[dict], part: slice) -> float:
@@ -64,8 +82,13 @@ def deepspeed_stage1(tmp_path_factory, synthetic_set, tiny_init):
     data = synthetic_set / "train.jsonl"
     out = tmp_path_factory.mktemp("deepspeed") / "stage1"
     log = out.parent / "stopped.log"
-    job = subprocess.Popen(deepspeed_command() + common(data, tiny_init, out, 1, STAGE1_STEPS) + ["--save_every", "4"],
-                           cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    job = subprocess.Popen(
+        deepspeed_command() + common(data, tiny_init, out, 1, STAGE1_STEPS) + ["--save_every", "4"],
+        cwd=REPO,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     deadline = time.time() + 400
     while len(read_metrics(out) if (out / "metrics.jsonl").is_file() else []) < 3:
         assert job.poll() is None and time.time() < deadline, log.read_text()[-3000:]
@@ -80,8 +103,11 @@ def deepspeed_stage1(tmp_path_factory, synthetic_set, tiny_init):
         assert time.time() < deadline
         time.sleep(0.1)
     stopped = log.read_text()
-    resumed = run(deepspeed_command() + common(data, tiny_init, out, 1, STAGE1_STEPS) + ["--save_every", "4",
-                                                                                        "--resume", "latest"])
+    resumed = run(
+        deepspeed_command()
+        + common(data, tiny_init, out, 1, STAGE1_STEPS)
+        + ["--save_every", "4", "--resume", "latest"]
+    )
     return out, stopped, resumed.stdout + resumed.stderr
 
 
@@ -94,7 +120,9 @@ def test_deepspeed_two_processes_sigterm_resume_then_stage2(deepspeed_stage1, ti
     assert f"checkpoint saved in {checkpoint}" in said[0]
     # ZeRO-2 really partitions: one optimizer-state shard per rank
     assert sorted(p.name for p in checkpoint.glob("zero_pp_rank_*_optim_states.pt")) == [
-        "zero_pp_rank_0_mp_rank_00_optim_states.pt", "zero_pp_rank_1_mp_rank_00_optim_states.pt"]
+        "zero_pp_rank_0_mp_rank_00_optim_states.pt",
+        "zero_pp_rank_1_mp_rank_00_optim_states.pt",
+    ]
     assert f"resumed from {checkpoint} at step {step}" in resumed
     metrics = read_metrics(stage1)
     assert [m["step"] for m in metrics] == list(range(1, STAGE1_STEPS + 1))
@@ -114,13 +142,22 @@ def test_deepspeed_two_processes_sigterm_resume_then_stage2(deepspeed_stage1, ti
     assert torch.equal(model.long_text_positions.original, before.long_text_positions.original)
 
 
-def test_torchrun_two_processes_reach_the_deepspeed_runs_weights_bitwise(deepspeed_stage1, tmp_path, synthetic_set,
-                                                                         tiny_init):
+def test_torchrun_two_processes_reach_the_deepspeed_runs_weights_bitwise(
+    deepspeed_stage1, tmp_path, synthetic_set, tiny_init
+):
     """Same seed and arguments, 2 processes, uninterrupted (torchrun) vs stopped and resumed (deepspeed)."""
     stage1, _, _ = deepspeed_stage1
     out = tmp_path / "torchrun"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-               str(free_port()), SCRIPT] + common(synthetic_set / "train.jsonl", tiny_init, out, 1, STAGE1_STEPS)
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(free_port()),
+        SCRIPT,
+    ] + common(synthetic_set / "train.jsonl", tiny_init, out, 1, STAGE1_STEPS)
     run(command)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["engine"] == "deepspeed" and summary["world_size"] == 2 and summary["deterministic"]
@@ -133,7 +170,12 @@ def test_plain_python_one_process_and_one_line_errors(tmp_path, synthetic_set, t
     assert json.loads((out / "summary.json").read_text())["engine"] == "plain"
     FGCLIPModel.from_pretrained(out / "final")
 
-    failed = subprocess.run([sys.executable, SCRIPT, "--data", str(tmp_path / "nope.jsonl"), "--init", "tiny"],
-                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    failed = subprocess.run(
+        [sys.executable, SCRIPT, "--data", str(tmp_path / "nope.jsonl"), "--init", "tiny"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert failed.returncode == 2
     assert failed.stderr.strip().splitlines() == [f"error: data path not found: {tmp_path / 'nope.jsonl'}"]

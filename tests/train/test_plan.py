@@ -27,29 +27,44 @@ def test_a_recipe_warmup_near_the_run_length_is_shortened_and_a_large_batch_cut(
     config, plan = plan_for("--stage", "2", "--init", str(published), "--epochs", "10", num_samples=1500)
     assert plan.values["batch_size"] == 512 and plan.total_steps == 10  # 1 step per epoch
     assert plan.values["warmup_steps"] == config.optim.warmup_steps == 1
-    assert plan.notes == [("warm-up: 200 steps (recipe published) is not well below the run's 10 steps; "
-                           "shortened to 1 (10% of the steps)")]
+    assert plan.notes == [
+        (
+            "warm-up: 200 steps (recipe published) is not well below the run's 10 steps; "
+            "shortened to 1 (10% of the steps)"
+        )
+    ]
     _, small = plan_for("--stage", "2", "--init", str(published), "--max_steps", "50", num_samples=600)
     assert small.values["batch_size"] == 300  # 512 x 2 processes > 600 records
-    assert small.notes[0] == ("batch: 512 per device x 2 process(es) is more than the 600 records; "
-                              "cut to 300 per device")
+    assert small.notes[0] == (
+        "batch: 512 per device x 2 process(es) is more than the 600 records; cut to 300 per device"
+    )
     assert small.values["warmup_steps"] == 5
 
 
 def test_a_warmup_the_user_chose_is_kept_with_a_warning(tiny_init):
     _, plan = plan_for("--init", "tiny", "--max_steps", "10", "--warmup_steps", "30")
     assert plan.values["warmup_steps"] == 30
-    assert plan.notes == [("warning: the warm-up (30 steps, --warmup_steps) is not shorter than the run's 10 steps: "
-                           "the learning rate never reaches its peak 0.001")]
+    assert plan.notes == [
+        (
+            "warning: the warm-up (30 steps, --warmup_steps) is not shorter than the run's 10 steps: "
+            "the learning rate never reaches its peak 0.001"
+        )
+    ]
 
 
 def test_the_start_up_block_names_every_value_and_its_source(tiny_init):
     _, plan = plan_for("--init", "tiny", "--max_steps", "100", "--lr", "3e-4", "--grad_accum", "2")
     block = format_plan(plan, "optimisation:")
-    for label, source in [("lr (peak)", "--lr"), ("weight decay", "recipe tiny"), ("warm-up steps", "recipe tiny"),
-                          ("batch per device", "recipe tiny"), ("global batch", "32 per device x 2 process(es) x 2"),
-                          ("grad accumulation", "--grad_accum"), ("epochs", "not used: --max_steps"),
-                          ("total steps", "--max_steps")]:
+    for label, source in [
+        ("lr (peak)", "--lr"),
+        ("weight decay", "recipe tiny"),
+        ("warm-up steps", "recipe tiny"),
+        ("batch per device", "recipe tiny"),
+        ("global batch", "32 per device x 2 process(es) x 2"),
+        ("grad accumulation", "--grad_accum"),
+        ("epochs", "not used: --max_steps"),
+        ("total steps", "--max_steps"),
+    ]:
         line = next(line for line in block.splitlines() if line.strip().startswith(label))
         assert source in line, line
     assert plan.to_json()["values"]["lr"] == {"value": 3e-4, "source": "--lr"}

@@ -27,8 +27,13 @@ class Run:
 
     def __init__(self, argv: list[str], log: Path):
         self.log = log
-        self.process = subprocess.Popen([sys.executable, SCRIPT, *argv], cwd=REPO, stdout=log.open("w"),
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            [sys.executable, SCRIPT, *argv],
+            cwd=REPO,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def wait_for(self, condition, timeout: float = 240) -> bool:
         """Poll `condition` until it holds (True) or the process ends (False)."""
@@ -56,14 +61,49 @@ def partial_checkpoint(root: Path):
 
 
 def test_kill_9_anywhere_and_sigterm_then_resume_reach_the_uninterrupted_weights(tmp_path, synthetic_set, tiny_init):
-    config = small_config(synthetic_set / "train.jsonl", tiny_init, tmp_path / "reference", stage=2, max_steps=STEPS,
-                          grad_accum=2, save_every=1, save_total_limit=1)
+    config = small_config(
+        synthetic_set / "train.jsonl",
+        tiny_init,
+        tmp_path / "reference",
+        stage=2,
+        max_steps=STEPS,
+        grad_accum=2,
+        save_every=1,
+        save_total_limit=1,
+    )
     train(config)
     out = tmp_path / "run"
-    argv = ["--stage", "2", "--data", str(synthetic_set / "train.jsonl"), "--init", str(tiny_init), "--output_dir",
-            str(out), "--max_steps", str(STEPS), "--batch_size", "4", "--grad_accum", "2", "--lr", "1e-3",
-            "--weight_decay", "0.01", "--warmup_steps", "2", "--seed", "11", "--log_every", "1", "--save_every", "1",
-            "--save_total_limit", "1", "--no_progress"]
+    argv = [
+        "--stage",
+        "2",
+        "--data",
+        str(synthetic_set / "train.jsonl"),
+        "--init",
+        str(tiny_init),
+        "--output_dir",
+        str(out),
+        "--max_steps",
+        str(STEPS),
+        "--batch_size",
+        "4",
+        "--grad_accum",
+        "2",
+        "--lr",
+        "1e-3",
+        "--weight_decay",
+        "0.01",
+        "--warmup_steps",
+        "2",
+        "--seed",
+        "11",
+        "--log_every",
+        "1",
+        "--save_every",
+        "1",
+        "--save_total_limit",
+        "1",
+        "--no_progress",
+    ]
     root = ckpt.checkpoint_root(out)
 
     # 1. kill -9 inside a checkpoint save (its folder is still `.partial`)

@@ -17,19 +17,22 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 def readme_commands(section: str) -> list[list[str]]:
     """The training commands of the README section headed `section`, as argument lists."""
     text = README.read_text()
-    body = text[text.index(section) + len(section):]
+    body = text[text.index(section) + len(section) :]
     following = re.search(r"\n#{2,3} ", body)
     body = body[: following.start()] if following else body
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", body, re.DOTALL):
         joined = block.replace("\\\n", " ")
-        commands += [shlex.split(line.split("#")[0]) for line in joined.splitlines()
-                     if "pretrain_fgclip.py" in line and "--stage 2" in line]
+        commands += [
+            shlex.split(line.split("#")[0])
+            for line in joined.splitlines()
+            if "pretrain_fgclip.py" in line and "--stage 2" in line
+        ]
     return commands
 
 
 def as_tiny_run(command: list[str], replacements: dict[str, str]) -> list[str]:
-    argv = command[command.index("scripts/pretrain_fgclip.py") + 1:]
+    argv = command[command.index("scripts/pretrain_fgclip.py") + 1 :]
     argv = [replacements.get(item, item) for item in argv]
     return [item for item in argv if item != "--bf16"] + ["--max_steps", "2", "--batch_size", "2", "--no_progress"]
 
@@ -41,8 +44,11 @@ def test_the_readme_stage2_command_runs_on_a_fresh_folder(section, tmp_path, tin
     (tmp_path / "data").mkdir()
     (tmp_path / "FgGRN-12M" / "grit-12m").rename(tmp_path / "data" / "grit-12m")
     [command] = readme_commands(section)
-    replacements = {"runs/stage1/final": str(tiny_init), "FgGRN-12M/jsonfiles": str(tmp_path / "FgGRN-12M" / "jsonfiles"),
-                    "data/grit-12m": str(tmp_path / "data" / "grit-12m")}
+    replacements = {
+        "runs/stage1/final": str(tiny_init),
+        "FgGRN-12M/jsonfiles": str(tmp_path / "FgGRN-12M" / "jsonfiles"),
+        "data/grit-12m": str(tmp_path / "data" / "grit-12m"),
+    }
     argv = as_tiny_run(command, replacements)
     out = argv[argv.index("--output_dir") + 1]
     argv[argv.index("--output_dir") + 1] = str(tmp_path / out)

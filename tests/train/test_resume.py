@@ -29,8 +29,9 @@ def test_same_seed_and_arguments_give_bitwise_the_same_weights(tmp_path, synthet
     threads = torch.get_num_threads()
     torch.set_num_threads(2)  # the multi-threaded kernels are what made runs differ
     try:
-        config = small_config(synthetic_set / "train.jsonl", wide_init, tmp_path / "a", stage=2, max_steps=3,
-                              batch_size=16)
+        config = small_config(
+            synthetic_set / "train.jsonl", wide_init, tmp_path / "a", stage=2, max_steps=3, batch_size=16
+        )
         train(config)
         train(replace(config, output_dir=str(tmp_path / "b")))
     finally:
@@ -95,14 +96,20 @@ def test_resume_refuses_another_run_naming_the_difference(tmp_path, synthetic_se
     resumed = replace(config, stop_at_step=None, resume="latest")
     with pytest.raises(ckpt.ResumeError, match="batch_size=4, this run has 2"):
         train(replace(resumed, batch_size=2))
-    with pytest.raises(ckpt.ResumeError, match=r"optimisation.lr was 0.001 in the checkpoint's run, this run has "
-                                                r"0.002; pass --resume_anyway"):
+    with pytest.raises(
+        ckpt.ResumeError,
+        match=r"optimisation.lr was 0.001 in the checkpoint's run, this run has "
+        r"0.002; pass --resume_anyway",
+    ):
         train(replace(resumed, optim=replace(config.optim, lr=2e-3)))
     with open(data, "a") as handle:  # the data file grows
         handle.write(data.read_text().splitlines()[0] + "\n")
     size = data.stat().st_size
-    with pytest.raises(ckpt.ResumeError, match=rf"data file {data} had [0-9,]+ bytes in the checkpoint's run and has "
-                                               rf"{size:,} now"):
+    with pytest.raises(
+        ckpt.ResumeError,
+        match=rf"data file {data} had [0-9,]+ bytes in the checkpoint's run and has "
+        rf"{size:,} now",
+    ):
         train(resumed)
     before = json.loads((tmp_path / "run" / "train_config.json").read_text())
     result = train(replace(resumed, optim=replace(config.optim, lr=2e-3), resume_anyway=True))

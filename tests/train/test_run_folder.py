@@ -12,8 +12,19 @@ from tests.train.conftest import read_metrics
 @pytest.fixture
 def finished_run(tmp_path, synthetic_set, tiny_init):
     out = tmp_path / "run"
-    argv = ["--data", str(synthetic_set / "train.jsonl"), "--init", str(tiny_init), "--output_dir", str(out),
-            "--batch_size", "4", "--log_every", "1", "--no_progress"]
+    argv = [
+        "--data",
+        str(synthetic_set / "train.jsonl"),
+        "--init",
+        str(tiny_init),
+        "--output_dir",
+        str(out),
+        "--batch_size",
+        "4",
+        "--log_every",
+        "1",
+        "--no_progress",
+    ]
     assert main(argv + ["--max_steps", "3", "--save_every", "1", "--save_total_limit", "3"]) == 0
     return out, argv
 
@@ -25,8 +36,12 @@ def error_lines(capsys):
 def test_a_finished_run_is_refused_then_replaced_without_mixing(finished_run, capsys):
     out, argv = finished_run
     assert main(argv + ["--max_steps", "2"]) == 2
-    assert error_lines(capsys) == [(f"error: --output_dir {out} holds a finished run (summary.json, final/); pass "
-                                    "--resume latest to continue it or --overwrite_output_dir to replace it")]
+    assert error_lines(capsys) == [
+        (
+            f"error: --output_dir {out} holds a finished run (summary.json, final/); pass "
+            "--resume latest to continue it or --overwrite_output_dir to replace it"
+        )
+    ]
     assert [m["step"] for m in read_metrics(out)] == [1, 2, 3]  # untouched
     (out / "notes.txt").write_text("the user's own notes")
     assert main(argv + ["--max_steps", "2", "--overwrite_output_dir"]) == 0
@@ -48,8 +63,19 @@ def test_resume_latest_on_a_finished_run_keeps_it(finished_run, capsys):
 
 def test_an_unfinished_run_and_foreign_files_are_refused(tmp_path, synthetic_set, tiny_init, capsys):
     out = tmp_path / "run"
-    argv = ["--data", str(synthetic_set / "train.jsonl"), "--init", str(tiny_init), "--output_dir", str(out),
-            "--batch_size", "4", "--max_steps", "4", "--no_progress"]
+    argv = [
+        "--data",
+        str(synthetic_set / "train.jsonl"),
+        "--init",
+        str(tiny_init),
+        "--output_dir",
+        str(out),
+        "--batch_size",
+        "4",
+        "--max_steps",
+        "4",
+        "--no_progress",
+    ]
     assert main(argv + ["--save_every", "2", "--stop_at_step", "2"]) == 0
     assert main(argv) == 2
     assert "holds an unfinished run (last checkpoint step-00000002); pass --resume latest" in error_lines(capsys)[0]
@@ -64,6 +90,10 @@ def test_an_input_inside_the_run_folder_is_refused(finished_run, capsys):
     out, argv = finished_run
     argv = [str(out / "final") if item == argv[3] else item for item in argv]  # --init OUT/final
     assert main(argv + ["--max_steps", "2", "--overwrite_output_dir"]) == 2
-    assert error_lines(capsys) == [(f"error: --output_dir {out} holds the input {out / 'final'} in its final/, which "
-                                    "this run would overwrite; choose another --output_dir")]
+    assert error_lines(capsys) == [
+        (
+            f"error: --output_dir {out} holds the input {out / 'final'} in its final/, which "
+            "this run would overwrite; choose another --output_dir"
+        )
+    ]
     assert (out / "final" / "model.safetensors").is_file()

@@ -12,12 +12,24 @@ from fgclip.train.step import compute_loss, loss_inputs, train_step
 def make_batch(tokenizer):
     generator = torch.Generator().manual_seed(0)
     samples = [
-        Sample(torch.randn(3, 32, 32, generator=generator), "a long red scene", "a red cube",
-               torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]]),
-               ["a red cube", "a tall blue ball"], ["a red cube", "a blue ball"],
-               [["a green cube", "a red ball"], ["a red ball"]]),
-        Sample(torch.randn(3, 32, 32, generator=generator), "a long blue scene", "a blue ball",
-               torch.tensor([[0.2, 0.2, 0.9, 0.7]]), ["a blue ball"], ["a blue ball"], [[]]),
+        Sample(
+            torch.randn(3, 32, 32, generator=generator),
+            "a long red scene",
+            "a red cube",
+            torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]]),
+            ["a red cube", "a tall blue ball"],
+            ["a red cube", "a blue ball"],
+            [["a green cube", "a red ball"], ["a red ball"]],
+        ),
+        Sample(
+            torch.randn(3, 32, 32, generator=generator),
+            "a long blue scene",
+            "a blue ball",
+            torch.tensor([[0.2, 0.2, 0.9, 0.7]]),
+            ["a blue ball"],
+            ["a blue ball"],
+            [[]],
+        ),
     ]
     return collate_records(samples, tokenizer, with_regions=True)
 
@@ -33,8 +45,9 @@ def test_loss_inputs_gather_the_right_rows(tiny_model, tokenizer):
     assert inputs.hard_candidates.shape == (3, 3, expected.shape[1])
     torch.testing.assert_close(inputs.hard_candidates[0], expected[[0, 3, 4]], atol=1e-5, rtol=1e-4)
     assert inputs.hard_mask.tolist() == [[True, True, True], [True, True, False], [True, False, False]]
-    torch.testing.assert_close(inputs.region, tiny_model.encode_regions(batch.pixel_values, batch.boxes),
-                               atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        inputs.region, tiny_model.encode_regions(batch.pixel_values, batch.boxes), atol=1e-5, rtol=1e-4
+    )
 
 
 def test_stage_weights_select_the_terms(tiny_model, tokenizer):
