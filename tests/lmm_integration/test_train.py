@@ -34,16 +34,15 @@ def _changed(before, after):
     return {name for name in before if not torch.equal(before[name], after[name])}
 
 
+def _args(stage, model, data, out, *extra):
+    """The command line of one short stage run: the stage, its folders, `extra` options, then the FAST ones."""
+    return ["--stage", stage, "--model", str(model), "--data", str(data), "--output-dir", str(out), *extra, *FAST]
+
+
 @pytest.fixture(scope="module")
 def stage_a(llava_dir, colour_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("stage_a")
-    assert (
-        run(
-            main,
-            ["--stage", "A", "--model", str(llava_dir), "--data", str(colour_data), "--output-dir", str(out), *FAST],
-        )
-        == 0
-    )
+    assert run(main, _args("A", llava_dir, colour_data, out)) == 0
     return out
 
 
@@ -58,47 +57,12 @@ def test_stage_a_trains_only_the_projector_and_saves_a_stock_folder(stage_a, lla
 
 
 def test_stage_b_trains_projector_and_lm_with_the_tower_frozen(stage_a, colour_data, tmp_path):
-    assert (
-        run(
-            main,
-            [
-                "--stage",
-                "B",
-                "--model",
-                str(stage_a / "final"),
-                "--data",
-                str(colour_data),
-                "--output-dir",
-                str(tmp_path),
-                "--gradient-checkpointing",
-                *FAST,
-            ],
-        )
-        == 0
-    )
+    assert run(main, _args("B", stage_a / "final", colour_data, tmp_path, "--gradient-checkpointing")) == 0
     assert _changed(_weights(stage_a / "final"), _weights(tmp_path / "final")) == {"projector", "lm", "head"}
 
 
 def test_unfreeze_vision_trains_the_tower_too(stage_a, colour_data, tmp_path):
-    assert (
-        run(
-            main,
-            [
-                "--stage",
-                "B",
-                "--model",
-                str(stage_a / "final"),
-                "--data",
-                str(colour_data),
-                "--output-dir",
-                str(tmp_path),
-                "--unfreeze-vision",
-                "--bf16",
-                *FAST,
-            ],
-        )
-        == 0
-    )
+    assert run(main, _args("B", stage_a / "final", colour_data, tmp_path, "--unfreeze-vision", "--bf16")) == 0
     assert "tower" in _changed(_weights(stage_a / "final"), _weights(tmp_path / "final"))
 
 
@@ -106,15 +70,11 @@ def test_lora_merges_into_a_stock_folder(stage_a, colour_data, tmp_path):
     assert (
         run(
             main,
-            [
-                "--stage",
+            _args(
                 "B",
-                "--model",
-                str(stage_a / "final"),
-                "--data",
-                str(colour_data),
-                "--output-dir",
-                str(tmp_path),
+                stage_a / "final",
+                colour_data,
+                tmp_path,
                 "--lora",
                 "--lora-r",
                 "4",
@@ -122,8 +82,7 @@ def test_lora_merges_into_a_stock_folder(stage_a, colour_data, tmp_path):
                 "8",
                 "--lr",
                 "1e-2",
-                *FAST,
-            ],
+            ),
         )
         == 0
     )
@@ -148,15 +107,11 @@ def test_qlora_4bit_quantises_the_lm_only_and_trains(stage_a, colour_data, tmp_p
     assert (
         run(
             main,
-            [
-                "--stage",
+            _args(
                 "B",
-                "--model",
-                str(stage_a / "final"),
-                "--data",
-                str(colour_data),
-                "--output-dir",
-                str(tmp_path),
+                stage_a / "final",
+                colour_data,
+                tmp_path,
                 "--qlora",
                 "4",
                 "--lora-r",
@@ -165,8 +120,7 @@ def test_qlora_4bit_quantises_the_lm_only_and_trains(stage_a, colour_data, tmp_p
                 "8",
                 "--lr",
                 "1e-2",
-                *FAST,
-            ],
+            ),
         )
         == 0
     )
@@ -285,7 +239,7 @@ def test_sigterm_saves_a_checkpoint_and_resume_continues_it(variant, llava_dir, 
 
 
 def test_a_run_folder_is_never_mixed_with_another_run(stage_a, llava_dir, colour_data, capsys):
-    same = ["--stage", "A", "--model", str(llava_dir), "--data", str(colour_data), "--output-dir", str(stage_a), *FAST]
+    same = _args("A", llava_dir, colour_data, stage_a)
     assert run(main, same) == 2
     assert "already holds a run" in capsys.readouterr().err
     assert run(main, [*same, "--resume"]) == 0  # finished with the same options: nothing to do
@@ -298,31 +252,14 @@ def test_a_run_folder_is_never_mixed_with_another_run(stage_a, llava_dir, colour
 
 def test_resume_on_a_fresh_folder_starts_and_says_so(llava_dir, colour_data, tmp_path, capsys):
     out = tmp_path / "fresh"
-    assert (
-        run(
-            main,
-            [
-                "--stage",
-                "A",
-                "--model",
-                str(llava_dir),
-                "--data",
-                str(colour_data),
-                "--output-dir",
-                str(out),
-                "--resume",
-                *FAST,
-            ],
-        )
-        == 0
-    )
+    assert run(main, _args("A", llava_dir, colour_data, out, "--resume")) == 0
     assert "holds no run yet; starting from scratch" in capsys.readouterr().out
     assert (out / "final" / "config.json").is_file()
 
 
 def test_overwrite_output_dir_starts_again_and_foreign_folders_are_refused(llava_dir, colour_data, tmp_path, capsys):
     out = tmp_path / "run"
-    base = ["--stage", "A", "--model", str(llava_dir), "--data", str(colour_data), "--output-dir", str(out), *FAST]
+    base = _args("A", llava_dir, colour_data, out)
     assert run(main, base) == 0
     (out / "checkpoint-99").mkdir()  # a checkpoint of the earlier run
     assert run(main, [*base, "--overwrite-output-dir"]) == 0
