@@ -24,14 +24,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from eval.common.boxes import xywh_pixels_to_normalized
-from eval.common.classification import ClassificationOptions, classify_and_finish
-from eval.common.cli import owned_outputs, require_file, wrapped
-from eval.common.command import EncoderRun
+from eval.common.classification import classification_parser, classify_and_finish, parse_classification
+from eval.common.cli import owned_outputs, require_file
 from eval.common.coverage import Coverage, skipped_reasons
 from eval.common.images import failure_reason, image_size_of
-from eval.common.options import add_encoder_options
-from eval.common.prompts import load_classnames, load_templates
-from fgclip.cli import CommandParser, entry_point, non_negative_int, option, options_from
+from eval.common.prompts import load_classnames
+from fgclip.cli import CommandParser, entry_point, non_negative_int, option
 from fgclip.errors import UserError
 
 if TYPE_CHECKING:
@@ -180,24 +178,16 @@ class BoxClsOptions:
 
 
 def build_parser() -> CommandParser:
-    parser = CommandParser(
-        prog="python -m eval.box_cls",
-        description=__doc__,
-        epilog=wrapped(
-            "Ties: a class scoring exactly as high as the true class ranks ahead of it (counted as a miss)."
-        ),
+    return classification_parser(
+        "python -m eval.box_cls",
+        __doc__,
+        "Ties: a class scoring exactly as high as the true class ranks ahead of it (counted as a miss).",
+        BoxClsOptions,
     )
-    parser.add_options(BoxClsOptions)
-    parser.add_options(ClassificationOptions)
-    add_encoder_options(parser)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    args = build_parser().parse_args(argv)
-    options, prompts = options_from(args, BoxClsOptions), options_from(args, ClassificationOptions)
-    run_options = EncoderRun.parsed(args)
-    templates = load_templates(prompts.templates)
+    options, prompts, run_options, templates = parse_classification(build_parser(), argv, BoxClsOptions)
     require_file(options.data, "--data")
     out = run_options.prepare_output([options.data, options.images], OWNED)
     coco = load_coco(options.data)

@@ -17,13 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from eval.common.classification import ClassificationOptions, classify_and_finish
-from eval.common.cli import owned_outputs, require_dir, wrapped
-from eval.common.command import EncoderRun
+from eval.common.classification import classification_parser, classify_and_finish, parse_classification
+from eval.common.cli import owned_outputs, require_dir
 from eval.common.coverage import Coverage, skipped_reasons
-from eval.common.options import add_encoder_options
-from eval.common.prompts import imagenet_names_by_wnid, load_classnames, load_templates
-from fgclip.cli import CommandParser, entry_point, non_negative_int, option, options_from
+from eval.common.prompts import imagenet_names_by_wnid, load_classnames
+from fgclip.cli import CommandParser, entry_point, non_negative_int, option
 from fgclip.errors import UserError
 
 OWNED = owned_outputs({"zeroshot"}, {"results.md", "zeroshot.png"})
@@ -93,26 +91,18 @@ class ZeroshotOptions:
 
 
 def build_parser() -> CommandParser:
-    parser = CommandParser(
-        prog="python -m eval.zeroshot",
-        description=__doc__,
-        epilog=wrapped(
-            "Ties: a class scoring exactly as high as the true class ranks ahead of it. "
-            "Unreadable images are skipped and counted; class folders without images "
-            "stay in the class list (as distractors) and are counted."
-        ),
+    return classification_parser(
+        "python -m eval.zeroshot",
+        __doc__,
+        "Ties: a class scoring exactly as high as the true class ranks ahead of it. "
+        "Unreadable images are skipped and counted; class folders without images "
+        "stay in the class list (as distractors) and are counted.",
+        ZeroshotOptions,
     )
-    parser.add_options(ZeroshotOptions)
-    parser.add_options(ClassificationOptions)
-    add_encoder_options(parser)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    args = build_parser().parse_args(argv)
-    options, prompts = options_from(args, ZeroshotOptions), options_from(args, ClassificationOptions)
-    run_options = EncoderRun.parsed(args)
-    templates = load_templates(prompts.templates)
+    options, prompts, run_options, templates = parse_classification(build_parser(), argv, ZeroshotOptions)
     require_dir(options.data, "--data")
     out = run_options.prepare_output([options.data], OWNED)
     folders, samples = read_image_folder(options.data)

@@ -9,14 +9,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from eval.common.prompts import TEMPLATES_HELP, class_text_embeddings
+from eval.common.cli import wrapped
+from eval.common.command import EncoderRun
+from eval.common.options import add_encoder_options
+from eval.common.prompts import TEMPLATES_HELP, class_text_embeddings, load_templates
 from eval.common.reporting import bar_plot, markdown_table, model_label
-from fgclip.cli import option
+from fgclip.cli import CommandParser, option, options_from
 
 if TYPE_CHECKING:
     import torch
 
-    from eval.common.command import EncoderRun
     from eval.common.coverage import Coverage
     from eval.common.encoder import Encoder
 
@@ -25,6 +27,26 @@ if TYPE_CHECKING:
 class ClassificationOptions:
     templates: str = option(TEMPLATES_HELP, "clip80")
     per_class: bool = option("add the per-class top-1 table to results.md (results.json always has it)", False)
+
+
+def classification_parser(prog: str, description: str, epilog: str, options_type: type) -> CommandParser:
+    """The command line of a classification benchmark: its own `options_type`, the prompt options
+    (ClassificationOptions) and the encoder options."""
+    parser = CommandParser(prog=prog, description=description, epilog=wrapped(epilog))
+    parser.add_options(options_type)
+    parser.add_options(ClassificationOptions)
+    add_encoder_options(parser)
+    return parser
+
+
+def parse_classification(
+    parser: CommandParser, argv: Sequence[str] | None, options_type: type
+) -> tuple[object, ClassificationOptions, EncoderRun, tuple[str, ...]]:
+    """Parse a `classification_parser` command line: (its `options_type` options, the prompt options, the
+    encoder run, the loaded prompt templates)."""
+    args = parser.parse_args(argv)
+    prompts = options_from(args, ClassificationOptions)
+    return options_from(args, options_type), prompts, EncoderRun.parsed(args), load_templates(prompts.templates)
 
 
 def classify_and_finish(
