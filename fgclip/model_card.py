@@ -137,6 +137,20 @@ def _describe_model(model, artifact: str = "fgclip") -> str:
     )
 
 
+def _settings_table(provenance: Provenance, rows: list[tuple[str, str]], intro: str) -> str:
+    """`intro`, then the table of the run's settings: `rows`, closed by the last logged loss."""
+    rows = [
+        *rows,
+        (
+            "last logged loss",
+            f"{provenance.final_loss:.4f} (step {provenance.last_logged_step})"
+            if provenance.final_loss is not None
+            else "not logged",
+        ),
+    ]
+    return f"{intro}\n\n| setting | value |\n|---|---|\n" + "".join(f"| {name} | {value} |\n" for name, value in rows)
+
+
 def _describe_training(provenance: Provenance) -> str:
     state = provenance.trainer_state
     config = state.get("config", {})
@@ -171,17 +185,12 @@ def _describe_training(provenance: Provenance) -> str:
         ("losses", f"InfoNCE: {losses}"),
         ("precision / engine", f"{PRECISIONS[config.get('bf16')]} / {state.get('engine')}"),
         ("seed", str(state.get("seed", config.get("seed")))),
-        (
-            "last logged loss",
-            f"{provenance.final_loss:.4f} (step {provenance.last_logged_step})"
-            if provenance.final_loss is not None
-            else "not logged",
-        ),
     ]
-    table = "| setting | value |\n|---|---|\n" + "".join(f"| {name} | {value} |\n" for name, value in rows)
-    return (
+    return _settings_table(
+        provenance,
+        rows,
         "Trained with fgclip's two-stage FG-CLIP trainer (`scripts/pretrain_fgclip.py`); the full configuration "
-        "is in the run folder's `train_config.json`.\n\n" + table
+        "is in the run folder's `train_config.json`.",
     )
 
 
@@ -214,18 +223,13 @@ def _describe_fashion_finetuning(provenance: Provenance) -> str:
         ("local pooling", "off (global only)" if model.get("local_pooling") is False else "on"),
         ("precision / engine", f"{PRECISIONS[config.get('bf16')]} / {state.get('engine')}"),
         ("seed", str(config.get("seed"))),
-        (
-            "last logged loss",
-            f"{provenance.final_loss:.4f} (step {provenance.last_logged_step})"
-            if provenance.final_loss is not None
-            else "not logged",
-        ),
     ]
-    table = "| setting | value |\n|---|---|\n" + "".join(f"| {name} | {value} |\n" for name, value in rows)
-    return (
+    return _settings_table(
+        provenance,
+        rows,
         "Finetuned with fgclip's Fashion-FINE finetuning (`scripts/finetune_fashion.py`): global + local "
         "embeddings, an image-text matching head and a text-guided composition on the towers; the full "
-        "configuration is in the run folder's `finetune_config.json`.\n\n" + table
+        "configuration is in the run folder's `finetune_config.json`.",
     )
 
 
