@@ -68,6 +68,7 @@ from fgclip.train.runner import (
     RunSettings,
     TrainingError,
     TrainingTask,
+    checkpoint_state,
     find_resume,
     prepare_run_folder,
     start_run,
@@ -428,16 +429,9 @@ def finetune(
         if val_data is None
         else ("--val files" if config.val else f"{config.val_fraction:.1%} of the training data held out")
     )
-    settings = RunSettings(
-        total_steps=total_steps,
-        seed=config.seed,
-        log_every=config.log_every,
-        save_every=config.save_every,
-        save_total_limit=config.save_total_limit,
-        max_nonfinite_steps=config.max_nonfinite_steps,
-        stop_at_step=config.stop_at_step,
-        report_to=config.report_to,
-        progress=config.progress,
+    settings = RunSettings.from_config(
+        config,
+        total_steps,
         description=f"fashion {config.task}",
         optim=optim,
         started=started,
@@ -449,13 +443,6 @@ def finetune(
             "deterministic": deterministic,
         },
     )
-    run_facts = {
-        **identity["layout"],
-        "stage": f"fashion-{config.task}",
-        "seed": config.seed,
-        "num_samples": len(dataset),
-        "total_steps": total_steps,
-    }  # flat, as the model card reads them
     runner = Runner(
         engine,
         loader,
@@ -464,7 +451,7 @@ def finetune(
         RecordAccounting(config.max_bad_fraction),
         context,
         output_dir,
-        {**run_facts, "identity": identity, "config": json.loads(config.to_json())},
+        checkpoint_state(config, identity, f"fashion-{config.task}", len(dataset), total_steps),
         settings,
     )
     outcome = runner.run(resume)

@@ -48,6 +48,7 @@ from fgclip.train.runner import (
     RunSettings,
     TrainingError,
     TrainingTask,
+    checkpoint_state,
     find_resume,
     prepare_run_folder,
     start_run,
@@ -280,23 +281,9 @@ def train(
         _record_and_announce(
             config, plan, recipe, deterministic, identity, source, engine.kind, context.world_size, resume
         )
-    run_facts = {
-        **identity["layout"],
-        "stage": config.stage,
-        "seed": config.seed,
-        "num_samples": len(source),
-        "total_steps": total_steps,
-    }  # flat, as the model card reads them
-    settings = RunSettings(
-        total_steps=total_steps,
-        seed=config.seed,
-        log_every=config.log_every,
-        save_every=config.save_every,
-        save_total_limit=config.save_total_limit,
-        max_nonfinite_steps=config.max_nonfinite_steps,
-        stop_at_step=config.stop_at_step,
-        report_to=config.report_to,
-        progress=config.progress,
+    settings = RunSettings.from_config(
+        config,
+        total_steps,
         description=f"stage {config.stage}",
         optim=config.optim,
         started=started,
@@ -315,7 +302,7 @@ def train(
         RecordAccounting(config.data.max_bad_fraction),
         context,
         output_dir,
-        {**run_facts, "identity": identity, "config": json.loads(config.to_json())},
+        checkpoint_state(config, identity, config.stage, len(source), total_steps),
         settings,
     )
     outcome = runner.run(resume)

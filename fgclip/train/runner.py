@@ -233,6 +233,37 @@ class RunSettings:
     started: float = field(default_factory=time.time)
     summary: dict = field(default_factory=dict)  # the command's own entries of summary.json
 
+    @classmethod
+    def from_config(cls, config, total_steps: int, **rest) -> RunSettings:
+        """The settings a training config gives every run (seed, logging, saving, stopping, reporting), plus the
+        command's own `rest` (description, optim, started, summary)."""
+        return cls(
+            total_steps=total_steps,
+            seed=config.seed,
+            log_every=config.log_every,
+            save_every=config.save_every,
+            save_total_limit=config.save_total_limit,
+            max_nonfinite_steps=config.max_nonfinite_steps,
+            stop_at_step=config.stop_at_step,
+            report_to=config.report_to,
+            progress=config.progress,
+            **rest,
+        )
+
+
+def checkpoint_state(config, identity: dict, stage: str, num_samples: int, total_steps: int) -> dict:
+    """What every checkpoint of a run records: the run facts, flat as the model card reads them (the model
+    layout, stage, seed, num_samples, total_steps), the model identity and the whole config."""
+    return {
+        **identity["layout"],
+        "stage": stage,
+        "seed": config.seed,
+        "num_samples": num_samples,
+        "total_steps": total_steps,
+        "identity": identity,
+        "config": json.loads(config.to_json()),
+    }
+
 
 @dataclass
 class RunOutcome:
