@@ -108,41 +108,14 @@ def test_scores_a_hand_made_answers_file_per_type(data, tmp_path, capsys):
 
 def test_runs_a_tiny_llava(tiny_llava, data, tmp_path):
     out = tmp_path / "out"
-    result = attributes.main(
-        [
-            "--data",
-            str(data),
-            "--model",
-            str(tiny_llava),
-            "--out",
-            str(out),
-            "--batch-size",
-            "4",
-            "--max-new-tokens",
-            "3",
-            "--kinds",
-            "yes_no",
-            "multiple_choice",
-        ]
-    )
+    argv = ["--data", str(data), "--model", str(tiny_llava), "--out", str(out), "--batch-size", "4"]
+    argv += ["--max-new-tokens", "3"]
+    result = attributes.main([*argv, "--kinds", "yes_no", "multiple_choice"])
     assert result["num_questions"] == 8 and result["num_missing"] == 0
     assert 0.0 <= result["accuracy"] <= 1.0 and set(result["per_type"]) == {"colour", "material", "count"}
     lines = (out / "answers.jsonl").read_text().splitlines()
     assert len(lines) == 8
-    again = attributes.main(
-        [
-            "--data",
-            str(data),
-            "--model",
-            str(tiny_llava),
-            "--out",
-            str(out),
-            "--batch-size",
-            "4",
-            "--max-new-tokens",
-            "3",
-        ]
-    )
+    again = attributes.main(argv)
     assert again["counts"]["generated_now"] == 0 and again["per_type"] == result["per_type"]
 
 

@@ -186,39 +186,21 @@ def test_stock_folders_are_evaluated_on_square_images_not_their_centre_crop(hub_
 @pytest.mark.slow
 def test_the_real_module_command_line(hub_copy, tmp_path):
     """`python -m fgclip.convert` as a user types it, in a fresh interpreter."""
+    command = [
+        sys.executable,
+        "-m",
+        "fgclip.convert",
+        "from-clip",
+        str(hub_copy("laion/CLIP-ViT-B-32-laion2B-s34B-b79K")),
+        str(tmp_path / "out"),
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fgclip.convert",
-            "from-clip",
-            str(hub_copy("laion/CLIP-ViT-B-32-laion2B-s34B-b79K")),
-            str(tmp_path / "out"),
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+
+    def convert():
+        return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+    result = convert()
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((tmp_path / "out" / "config.json").read_text())["text_config"]["pad_token_id"] == 0
-    again = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fgclip.convert",
-            "from-clip",
-            str(hub_copy("laion/CLIP-ViT-B-32-laion2B-s34B-b79K")),
-            str(tmp_path / "out"),
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    again = convert()
     assert again.returncode == 2 and again.stderr.count("\n") == 1 and "--overwrite" in again.stderr

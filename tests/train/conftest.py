@@ -42,6 +42,16 @@ def wide_init(tmp_path_factory) -> Path:
     return folder
 
 
+def run_argv(data: Path, init: Path | str, output_dir: Path, *extra: str) -> list[str]:
+    """The pretraining command line of a short test run: --data, --init, --output_dir, batch 4, `extra`, no
+    progress bar."""
+    return [
+        *("--data", str(data), "--init", str(init), "--output_dir", str(output_dir), "--batch_size", "4"),
+        *extra,
+        "--no_progress",
+    ]
+
+
 def final_weights(run_dir: Path) -> dict:
     from safetensors.torch import load_file
 

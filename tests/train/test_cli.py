@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from fgclip.train.cli import build_parser, config_from_args, main, validate
+from tests.train.conftest import run_argv
 
 
 def parse(*argv):
@@ -205,28 +206,8 @@ def test_default_experiment_takes_only_its_options():
 
 def test_resume_latest_on_a_fresh_folder_starts_from_scratch_and_says_so(tmp_path, synthetic_set, capsys):
     out = tmp_path / "fresh"
-    assert (
-        main(
-            [
-                "--data",
-                str(synthetic_set / "train.jsonl"),
-                "--init",
-                "tiny",
-                "--output_dir",
-                str(out),
-                "--max_steps",
-                "1",
-                "--batch_size",
-                "4",
-                "--no_progress",
-                "--resume",
-                "latest",
-                "--short_text_groups",
-                "4",
-            ]
-        )
-        == 0
-    )
+    extra = ("--max_steps", "1", "--resume", "latest", "--short_text_groups", "4")
+    assert main(run_argv(synthetic_set / "train.jsonl", "tiny", out, *extra)) == 0
     printed = capsys.readouterr().out
     assert "--resume latest: no checkpoint in" in printed and "starting from scratch" in printed
     assert (out / "final" / "model.safetensors").is_file()

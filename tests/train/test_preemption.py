@@ -14,7 +14,7 @@ import pytest
 
 from fgclip.train import checkpoint as ckpt
 from fgclip.train.loop import train
-from tests.train.conftest import final_weights, max_difference, read_metrics, small_config
+from tests.train.conftest import final_weights, max_difference, read_metrics, run_argv, small_config
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = str(REPO / "scripts" / "pretrain_fgclip.py")
@@ -73,19 +73,14 @@ def test_kill_9_anywhere_and_sigterm_then_resume_reach_the_uninterrupted_weights
     )
     train(config)
     out = tmp_path / "run"
-    argv = [
+    argv = run_argv(
+        synthetic_set / "train.jsonl",
+        tiny_init,
+        out,
         "--stage",
         "2",
-        "--data",
-        str(synthetic_set / "train.jsonl"),
-        "--init",
-        str(tiny_init),
-        "--output_dir",
-        str(out),
         "--max_steps",
         str(STEPS),
-        "--batch_size",
-        "4",
         "--grad_accum",
         "2",
         "--lr",
@@ -102,8 +97,7 @@ def test_kill_9_anywhere_and_sigterm_then_resume_reach_the_uninterrupted_weights
         "1",
         "--save_total_limit",
         "1",
-        "--no_progress",
-    ]
+    )
     root = ckpt.checkpoint_root(out)
 
     # 1. kill -9 inside a checkpoint save (its folder is still `.partial`)

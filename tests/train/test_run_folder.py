@@ -6,25 +6,13 @@ import json
 import pytest
 
 from fgclip.train.cli import main
-from tests.train.conftest import read_metrics
+from tests.train.conftest import read_metrics, run_argv
 
 
 @pytest.fixture
 def finished_run(tmp_path, synthetic_set, tiny_init):
     out = tmp_path / "run"
-    argv = [
-        "--data",
-        str(synthetic_set / "train.jsonl"),
-        "--init",
-        str(tiny_init),
-        "--output_dir",
-        str(out),
-        "--batch_size",
-        "4",
-        "--log_every",
-        "1",
-        "--no_progress",
-    ]
+    argv = run_argv(synthetic_set / "train.jsonl", tiny_init, out, "--log_every", "1")
     assert main(argv + ["--max_steps", "3", "--save_every", "1", "--save_total_limit", "3"]) == 0
     return out, argv
 
@@ -63,19 +51,7 @@ def test_resume_latest_on_a_finished_run_keeps_it(finished_run, capsys):
 
 def test_an_unfinished_run_and_foreign_files_are_refused(tmp_path, synthetic_set, tiny_init, capsys):
     out = tmp_path / "run"
-    argv = [
-        "--data",
-        str(synthetic_set / "train.jsonl"),
-        "--init",
-        str(tiny_init),
-        "--output_dir",
-        str(out),
-        "--batch_size",
-        "4",
-        "--max_steps",
-        "4",
-        "--no_progress",
-    ]
+    argv = run_argv(synthetic_set / "train.jsonl", tiny_init, out, "--max_steps", "4")
     assert main(argv + ["--save_every", "2", "--stop_at_step", "2"]) == 0
     assert main(argv) == 2
     assert "holds an unfinished run (last checkpoint step-00000002); pass --resume latest" in error_lines(capsys)[0]
