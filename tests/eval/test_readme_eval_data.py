@@ -15,6 +15,7 @@ import pytest
 
 from tests.eval.conftest import make_image, write_jsonl
 from tests.eval_lmm.tiny_llava import build_tiny_llava
+from tests.official_records import coco_pope_lines, dci_annotation
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 WNIDS = ["n01440764", "n01443537", "n01484850"]  # the first three ImageNet classes: tench, goldfish, great white shark
@@ -244,27 +245,9 @@ def downloads(tmp_path, tiny_model_dir) -> Path:
         make_image(root / "densely_captioned_images" / "photos" / f"sa_{index}.jpg", seed=50 + index)
         (root / "densely_captioned_images" / "annotations" / f"sa_{index}.json").write_text(
             json.dumps(
-                {
-                    "image": f"sa_{index}.jpg",
-                    "short_caption": f"A standard short caption {index}.",
-                    "mask_data": {
-                        "0": {
-                            "idx": 0,
-                            "outer_mask": "iVBORw0KGgo",
-                            "mask_quality": 0,
-                            "label": "tree",
-                            "caption": "a tall tree",
-                            "parent": -1,
-                            "requirements": [],
-                            "bounds": [[0, 0], [10, 10]],
-                            "area": 100,
-                        }
-                    },
-                    "mask_keys": ["0"],
-                    "extra_caption": f"A long dense description {index}.",
-                    "summaries": {"base": ["a summary"]},
-                    "negatives": {},
-                }
+                dci_annotation(
+                    f"sa_{index}.jpg", f"A standard short caption {index}.", f"A long dense description {index}."
+                )
             )
         )
     for number, wnid in enumerate(WNIDS):
@@ -273,20 +256,7 @@ def downloads(tmp_path, tiny_model_dir) -> Path:
     for split in ("random", "popular", "adversarial"):
         write_jsonl(
             root / "pope" / f"coco_pope_{split}.json",
-            [
-                {
-                    "question_id": 1,
-                    "image": "COCO_val2014_000000310196.jpg",
-                    "text": "Is there a snowboard in the image?",
-                    "label": "yes",
-                },
-                {
-                    "question_id": 2,
-                    "image": "COCO_val2014_000000310196.jpg",
-                    "text": f"Is there a {split} car in the image?",
-                    "label": "no",
-                },
-            ],
+            coco_pope_lines(("snowboard", "yes"), (f"{split} car", "no")),
         )
     return root
 

@@ -11,6 +11,7 @@ from eval import retrieval
 from eval.common.coverage import skipped_reasons
 from fgclip.errors import UserError
 from tests.eval.conftest import common_args, make_image, write_jsonl
+from tests.official_records import dci_annotation
 
 
 def test_positive_sets_with_several_and_duplicated_captions():
@@ -187,29 +188,7 @@ def test_dci_folders_as_shipped(tmp_path):
     (root / "photos").mkdir()
     for i in range(2):
         (root / "annotations" / f"sa_{i}.json").write_text(
-            json.dumps(
-                {
-                    "image": f"sa_{i}.jpg",
-                    "short_caption": f"A standard caption {i}.",
-                    "mask_data": {
-                        "0": {
-                            "idx": 0,
-                            "outer_mask": "iVBORw0KGgo",
-                            "mask_quality": 0,
-                            "label": "tree",
-                            "caption": "a tall tree",
-                            "parent": -1,
-                            "requirements": [],
-                            "bounds": [[0, 0], [10, 10]],
-                            "area": 100,
-                        }
-                    },
-                    "mask_keys": ["0"],
-                    "extra_caption": f"Dense description {i}.",
-                    "summaries": {"base": ["a summary"]},
-                    "negatives": {},
-                }
-            )
+            json.dumps(dci_annotation(f"sa_{i}.jpg", f"A standard caption {i}.", f"Dense description {i}."))
         )
     (root / "annotations" / "broken.json").write_text("{")
     (root / "annotations" / "no_image.json").write_text(json.dumps({"short_caption": "x"}))

@@ -14,6 +14,7 @@ from eval.lmm.pope_questions import (
     write_question_files,
 )
 from fgclip.errors import UserError
+from tests.official_records import coco_pope_lines
 
 CATEGORIES = ["person", "car", "dog", "cat", "bus", "apple", "umbrella", "kite"]
 IMAGES = {  # image id -> (file, objects); image 4 has only two classes, image 6 none
@@ -146,26 +147,7 @@ def test_files_round_trip_through_the_reader(images, tmp_path):
 def test_public_coco_pope_file_as_shipped(tmp_path):
     """RUCAIBox/POPE output/coco/coco_pope_adversarial.json: JSON lines under a .json name, int ids from 1,
     COCO_val2014 file names, yes/no labels; a line repeated exactly is read once and counted."""
-    lines = [
-        {
-            "question_id": 1,
-            "image": "COCO_val2014_000000310196.jpg",
-            "text": "Is there a snowboard in the image?",
-            "label": "yes",
-        },
-        {
-            "question_id": 2,
-            "image": "COCO_val2014_000000310196.jpg",
-            "text": "Is there a person in the image?",
-            "label": "yes",
-        },
-        {
-            "question_id": 3,
-            "image": "COCO_val2014_000000310196.jpg",
-            "text": "Is there a car in the image?",
-            "label": "no",
-        },
-    ]
+    lines = coco_pope_lines(("snowboard", "yes"), ("person", "yes"), ("car", "no"))
     path = tmp_path / "coco_pope_adversarial.json"
     path.write_text("".join(json.dumps(line) + "\n" for line in lines + lines[2:]))
     counts = {}

@@ -17,6 +17,7 @@ from lmm_integration.build import main as build_main
 from tests.hub_copies.clip import make_hub_copy
 from tests.hub_copies.llava import LLAVA_HUB_FOLDERS, make_llava_hub_copy
 from tests.lmm_integration.conftest import free_port
+from tests.official_records import coco_pope_lines
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
@@ -143,23 +144,7 @@ def _write_data(root: Path) -> None:
     _image(root / "coco/val2014/COCO_val2014_000000310196.jpg", (90, 90, 90))
     (root / "pope").mkdir()
     (root / "pope/coco_pope_random.json").write_text(
-        "".join(
-            json.dumps(line) + "\n"
-            for line in (
-                {
-                    "question_id": 1,
-                    "image": "COCO_val2014_000000310196.jpg",
-                    "text": "Is there a snowboard in the image?",
-                    "label": "yes",
-                },
-                {
-                    "question_id": 2,
-                    "image": "COCO_val2014_000000310196.jpg",
-                    "text": "Is there a car in the image?",
-                    "label": "no",
-                },
-            )
-        )
+        "".join(json.dumps(line) + "\n" for line in coco_pope_lines(("snowboard", "yes"), ("car", "no")))
     )
 
 
