@@ -17,6 +17,13 @@ from fgclip.transforms import image_transform
 COMMON = ["--no-cache", "--num-workers", "0", "--batch-size", "8", "--device", "cpu"]
 
 
+def _fashiongen(data, model, out, *extra):
+    """`python -m eval.fashion --task fashiongen` on `data` with `model`, results in `out`: `extra`, then COMMON."""
+    return fashion.main(
+        ["--task", "fashiongen", "--data", str(data), "--model", str(model), "--out", str(out), *extra, *COMMON]
+    )
+
+
 @pytest.fixture(scope="module")
 def test_split(tmp_path_factory):
     out = tmp_path_factory.mktemp("fashion_eval_set")
@@ -37,21 +44,7 @@ def fashion_dir(tmp_path_factory, tiny_towers_dir):
 
 def test_fashiongen_full_mode_with_the_learned_pooling_by_hand(fashion_dir, test_split, tmp_path):
     data = test_split / "fashiongen" / "test.jsonl"
-    result = fashion.main(
-        [
-            "--task",
-            "fashiongen",
-            "--data",
-            str(data),
-            "--model",
-            str(fashion_dir),
-            "--out",
-            str(tmp_path / "out"),
-            "--num-negatives",
-            "5",
-            *COMMON,
-        ]
-    )
+    result = _fashiongen(data, fashion_dir, tmp_path / "out", "--num-negatives", "5")
     assert result["embeddings"] == ["fusion"] and result["fusion"]["learned"] and result["fusion"]["local_pooling"]
     assert result["encoder"]["checkpoint_kind"] == "fashion-fine"
 
@@ -74,57 +67,13 @@ def test_global_of_a_fashion_folder_is_its_towers_and_plain_towers_are_unchanged
     fashion_dir, tiny_towers_dir, test_split, tmp_path
 ):
     data = str(test_split / "fashiongen" / "test.jsonl")
-    both = fashion.main(
-        [
-            "--task",
-            "fashiongen",
-            "--data",
-            data,
-            "--model",
-            str(fashion_dir),
-            "--embedding",
-            "both",
-            "--out",
-            str(tmp_path / "both"),
-            "--num-negatives",
-            "5",
-            *COMMON,
-        ]
-    )
-    plain = fashion.main(
-        [
-            "--task",
-            "fashiongen",
-            "--data",
-            data,
-            "--model",
-            str(tiny_towers_dir),
-            "--out",
-            str(tmp_path / "plain"),
-            "--num-negatives",
-            "5",
-            *COMMON,
-        ]
-    )
+    both = _fashiongen(data, fashion_dir, tmp_path / "both", "--embedding", "both", "--num-negatives", "5")
+    plain = _fashiongen(data, tiny_towers_dir, tmp_path / "plain", "--num-negatives", "5")
     assert plain["embeddings"] == ["global"]
     for key in ("full_i2t_r1", "full_t2i_r10", "s100_i2t_r1", "s100_t2i_r10"):
         assert plain[key] == both[key]  # the same towers: the same global embeddings
-    fused = fashion.main(
-        [
-            "--task",
-            "fashiongen",
-            "--data",
-            data,
-            "--model",
-            str(tiny_towers_dir),
-            "--embedding",
-            "fusion",
-            "--out",
-            str(tmp_path / "plain_fused"),
-            "--num-negatives",
-            "5",
-            *COMMON,
-        ]
+    fused = _fashiongen(
+        data, tiny_towers_dir, tmp_path / "plain_fused", "--embedding", "fusion", "--num-negatives", "5"
     )
     assert fused["fusion"]["pooling"].startswith("parameter-free")
 
@@ -135,21 +84,7 @@ def test_retrieval_uses_the_learned_embeddings(fashion_dir, test_split, tmp_path
         ["--model", str(fashion_dir), "--data", data, "--caption-field", "text", "--out", str(tmp_path / "r"), *COMMON]
     )
     assert result["embedding"] == "learned fusion"
-    gen = fashion.main(
-        [
-            "--task",
-            "fashiongen",
-            "--data",
-            data,
-            "--model",
-            str(fashion_dir),
-            "--mode",
-            "full",
-            "--out",
-            str(tmp_path / "g"),
-            *COMMON,
-        ]
-    )
+    gen = _fashiongen(data, fashion_dir, tmp_path / "g", "--mode", "full")
     assert result["i2t_r1"] == pytest.approx(gen["fusion_full_i2t_r1"])  # the same protocol on these items
     with pytest.raises(UserError, match="77-token path"):
         retrieval.main(
