@@ -102,31 +102,23 @@ def _expected_classification(model_dir: Path, images: list[bytes], labels: list[
     }
 
 
+def _eval_argv(pretrained: Path, dataset_root: Path, *extra: str) -> list[str]:
+    """`clip_benchmark eval` of an fgclip folder on the tiny webdataset, in this process, quietly: `extra` added."""
+    return [
+        *("eval", "--model_type", "fgclip", "--pretrained", str(pretrained), "--dataset", "wds/tiny"),
+        *("--dataset_root", str(dataset_root), "--num_workers", "0", "--quiet", *extra),
+    ]
+
+
 def _run(tmp_path: Path, dataset_root: Path, model_dir: Path, *extra: str) -> dict:
     output = tmp_path / "result.json"
     code = main(
-        [
-            "eval",
-            "--model_type",
-            "fgclip",
-            "--model",
-            "fgclip-tiny",
-            "--pretrained",
-            str(model_dir),
-            "--dataset",
-            "wds/tiny",
-            "--dataset_root",
-            str(dataset_root),
-            "--batch_size",
-            "4",
-            "--num_workers",
-            "0",
-            "--no_amp",
-            "--quiet",
-            "--output",
-            str(output),
+        _eval_argv(
+            model_dir,
+            dataset_root,
+            *("--model", "fgclip-tiny", "--batch_size", "4", "--no_amp", "--output", str(output)),
             *extra,
-        ]
+        )
     )
     assert code == 0
     return json.loads(output.read_text())
@@ -193,23 +185,7 @@ def test_default_output_template_with_a_folder_and_missing_output_folder(
 ):
     root, _, _ = classification_set
     monkeypatch.chdir(tmp_path)
-    args = [
-        "eval",
-        "--model_type",
-        "fgclip",
-        "--model",
-        "m",
-        "--pretrained",
-        str(model_dir),
-        "--dataset",
-        "wds/tiny",
-        "--dataset_root",
-        str(root),
-        "--num_workers",
-        "0",
-        "--no_amp",
-        "--quiet",
-    ]
+    args = _eval_argv(model_dir, root, "--model", "m", "--no_amp")
     assert main(args) == 0  # the default template holds {pretrained}: a path with slashes
     written = list(tmp_path.glob("*.json"))
     assert len(written) == 1 and "model" in written[0].name and "/" not in written[0].name
@@ -219,25 +195,7 @@ def test_default_output_template_with_a_folder_and_missing_output_folder(
 
 def test_bad_pretrained_is_one_line_exit_2(tmp_path, classification_set, capsys):
     root, _, _ = classification_set
-    code = run(
-        main,
-        [
-            "eval",
-            "--model_type",
-            "fgclip",
-            "--pretrained",
-            str(tmp_path / "nope"),
-            "--dataset",
-            "wds/tiny",
-            "--dataset_root",
-            str(root),
-            "--num_workers",
-            "0",
-            "--quiet",
-            "--output",
-            str(tmp_path / "r.json"),
-        ],
-    )
+    code = run(main, _eval_argv(tmp_path / "nope", root, "--output", str(tmp_path / "r.json")))
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "not a folder" in err and "\n" not in err
