@@ -86,6 +86,15 @@ def colour_data(tmp_path_factory) -> Path:
     return write_colour_set(tmp_path_factory.mktemp("colours"))
 
 
+FAST = ["--max-steps", "2", "--batch-size", "4", "--num-workers", "0", "--logging-steps", "1", "--warmup-ratio", "0"]
+
+
+def stage_argv(stage: str, model: Path, data: Path, out: Path, *extra: str) -> list[str]:
+    """The `lmm_integration.train` command line of one short stage run: the stage, its folders, `extra` options,
+    then the FAST ones (two steps of 4, no workers, every step logged, no warm-up)."""
+    return ["--stage", stage, "--model", str(model), "--data", str(data), "--output-dir", str(out), *extra, *FAST]
+
+
 def free_port() -> int:
     """A free TCP port for a DeepSpeed launch (tests run beside other launches on the same machine)."""
     with socket.socket() as probe:

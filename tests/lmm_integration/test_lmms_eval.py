@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from transformers import AutoProcessor, LlavaForConditionalGeneration
 
-from tests.lmm_integration.conftest import COLOURS, QUESTION
+from tests.lmm_integration.conftest import COLOURS, QUESTION, stage_argv
 
 LMMS_EVAL = "lmms-eval[video-legacy]==0.7.3"  # video-legacy: decord, which its llava_hf module imports
 MAX_NEW_TOKENS = 6
@@ -132,29 +132,7 @@ def finetuned_dir(llava_dir, colour_data, tmp_path_factory) -> Path:
     from lmm_integration.train import main as train_main
 
     out = tmp_path_factory.mktemp("stage_b")
-    assert (
-        train_main(
-            [
-                "--stage",
-                "B",
-                "--model",
-                str(llava_dir),
-                "--data",
-                str(colour_data),
-                "--output-dir",
-                str(out),
-                "--max-steps",
-                "2",
-                "--batch-size",
-                "4",
-                "--num-workers",
-                "0",
-                "--warmup-ratio",
-                "0",
-            ]
-        )
-        == 0
-    )
+    assert train_main(stage_argv("B", llava_dir, colour_data, out)) == 0
     return out / "final"
 
 

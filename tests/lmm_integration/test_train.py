@@ -10,8 +10,9 @@ from fgclip.cli import run
 from lmm_integration.lora import quantization_config
 from lmm_integration.train import TrainOptions, main
 from lmm_integration.trainer import load_model
+from tests.lmm_integration.conftest import FAST, stage_argv
 
-FAST = ["--max-steps", "2", "--batch-size", "4", "--num-workers", "0", "--logging-steps", "1", "--warmup-ratio", "0"]
+SMALL_LORA = ["--lora-r", "4", "--lora-alpha", "8"]
 
 
 def _weights(folder):
@@ -34,15 +35,10 @@ def _changed(before, after):
     return {name for name in before if not torch.equal(before[name], after[name])}
 
 
-def _args(stage, model, data, out, *extra):
-    """The command line of one short stage run: the stage, its folders, `extra` options, then the FAST ones."""
-    return ["--stage", stage, "--model", str(model), "--data", str(data), "--output-dir", str(out), *extra, *FAST]
-
-
 @pytest.fixture(scope="module")
 def stage_a(llava_dir, colour_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("stage_a")
-    assert run(main, _args("A", llava_dir, colour_data, out)) == 0
+    assert run(main, stage_argv("A", llava_dir, colour_data, out)) == 0
     return out
 
 
@@ -57,35 +53,18 @@ def test_stage_a_trains_only_the_projector_and_saves_a_stock_folder(stage_a, lla
 
 
 def test_stage_b_trains_projector_and_lm_with_the_tower_frozen(stage_a, colour_data, tmp_path):
-    assert run(main, _args("B", stage_a / "final", colour_data, tmp_path, "--gradient-checkpointing")) == 0
+    assert run(main, stage_argv("B", stage_a / "final", colour_data, tmp_path, "--gradient-checkpointing")) == 0
     assert _changed(_weights(stage_a / "final"), _weights(tmp_path / "final")) == {"projector", "lm", "head"}
 
 
 def test_unfreeze_vision_trains_the_tower_too(stage_a, colour_data, tmp_path):
-    assert run(main, _args("B", stage_a / "final", colour_data, tmp_path, "--unfreeze-vision", "--bf16")) == 0
+    assert run(main, stage_argv("B", stage_a / "final", colour_data, tmp_path, "--unfreeze-vision", "--bf16")) == 0
     assert "tower" in _changed(_weights(stage_a / "final"), _weights(tmp_path / "final"))
 
 
 def test_lora_merges_into_a_stock_folder(stage_a, colour_data, tmp_path):
-    assert (
-        run(
-            main,
-            _args(
-                "B",
-                stage_a / "final",
-                colour_data,
-                tmp_path,
-                "--lora",
-                "--lora-r",
-                "4",
-                "--lora-alpha",
-                "8",
-                "--lr",
-                "1e-2",
-            ),
-        )
-        == 0
-    )
+    lora = ("--lora", *SMALL_LORA, "--lr", "1e-2")
+    assert run(main, stage_argv("B", stage_a / "final", colour_data, tmp_path, *lora)) == 0
     assert (tmp_path / "adapter" / "adapter_config.json").is_file()
     changed = _changed(_weights(stage_a / "final"), _weights(tmp_path / "final"))
     assert {"projector", "lm"} <= changed and "tower" not in changed and "head" not in changed
@@ -104,26 +83,8 @@ def test_qlora_4bit_quantises_the_lm_only_and_trains(stage_a, colour_data, tmp_p
     }
     assert kinds["language_model"] == "Linear4bit"
     assert kinds["vision_tower"] == kinds["multi_modal_projector"] == kinds["lm_head"] == "Linear"
-    assert (
-        run(
-            main,
-            _args(
-                "B",
-                stage_a / "final",
-                colour_data,
-                tmp_path,
-                "--qlora",
-                "4",
-                "--lora-r",
-                "4",
-                "--lora-alpha",
-                "8",
-                "--lr",
-                "1e-2",
-            ),
-        )
-        == 0
-    )
+    qlora = ("--qlora", "4", *SMALL_LORA, "--lr", "1e-2")
+    assert run(main, stage_argv("B", stage_a / "final", colour_data, tmp_path, *qlora)) == 0
     final = LlavaForConditionalGeneration.from_pretrained(tmp_path / "final")
     assert getattr(final.config, "quantization_config", None) is None  # merged into full precision
     assert {"projector", "lm"} <= _changed(_weights(stage_a / "final"), _weights(tmp_path / "final"))
@@ -185,7 +146,7 @@ def _stop_like_a_scheduler_at_first_log(metrics, stop_workers=True):
     return thread
 
 
-QLORA_B = ["--stage", "B", "--qlora", "4", "--lora-r", "4", "--lora-alpha", "8"]
+QLORA_B = ["--stage", "B", "--qlora", "4", *SMALL_LORA]
 
 
 @pytest.mark.parametrize("variant", [["--stage", "A"], QLORA_B], ids=["stage-a", "qlora"])
@@ -239,7 +200,7 @@ def test_sigterm_saves_a_checkpoint_and_resume_continues_it(variant, llava_dir, 
 
 
 def test_a_run_folder_is_never_mixed_with_another_run(stage_a, llava_dir, colour_data, capsys):
-    same = _args("A", llava_dir, colour_data, stage_a)
+    same = stage_argv("A", llava_dir, colour_data, stage_a)
     assert run(main, same) == 2
     assert "already holds a run" in capsys.readouterr().err
     assert run(main, [*same, "--resume"]) == 0  # finished with the same options: nothing to do
@@ -252,14 +213,14 @@ def test_a_run_folder_is_never_mixed_with_another_run(stage_a, llava_dir, colour
 
 def test_resume_on_a_fresh_folder_starts_and_says_so(llava_dir, colour_data, tmp_path, capsys):
     out = tmp_path / "fresh"
-    assert run(main, _args("A", llava_dir, colour_data, out, "--resume")) == 0
+    assert run(main, stage_argv("A", llava_dir, colour_data, out, "--resume")) == 0
     assert "holds no run yet; starting from scratch" in capsys.readouterr().out
     assert (out / "final" / "config.json").is_file()
 
 
 def test_overwrite_output_dir_starts_again_and_foreign_folders_are_refused(llava_dir, colour_data, tmp_path, capsys):
     out = tmp_path / "run"
-    base = _args("A", llava_dir, colour_data, out)
+    base = stage_argv("A", llava_dir, colour_data, out)
     assert run(main, base) == 0
     (out / "checkpoint-99").mkdir()  # a checkpoint of the earlier run
     assert run(main, [*base, "--overwrite-output-dir"]) == 0
