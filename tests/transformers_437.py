@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-import sysconfig
 from pathlib import Path
 
-import pytest
+from tests.overlay_venv import overlay_venv
 
 VERSION = "4.37.2"
 
@@ -19,29 +17,7 @@ def transformers_437_python() -> str:
     """The interpreter of a cached virtual environment with transformers 4.37.2 (`$FGCLIP_TF437_VENV`, else
     ~/.cache/fgclip/tf437-venv), made on first use."""
     venv = Path(os.environ.get("FGCLIP_TF437_VENV", Path.home() / ".cache" / "fgclip" / "tf437-venv"))
-    python = venv / "bin" / "python"
-    marker = venv / ".ready"
-    if not marker.is_file():
-        # This interpreter's packages (torch, ...) are seen after the venv's own through a .pth file, not
-        # --system-site-packages, which would give the base interpreter's when the tests run in a venv.
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-        own = subprocess.run(
-            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-        (Path(own) / "fgclip_parent_packages.pth").write_text("".join(f"{path}\n" for path in sorted(ours)))
-        install = subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", f"transformers=={VERSION}"],
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        if install.returncode != 0:
-            pytest.skip(f"could not install transformers {VERSION}: {install.stderr.strip().splitlines()[-1:]}")
-        marker.touch()
+    python = overlay_venv(venv, f"transformers=={VERSION}", timeout=900)
     version = subprocess.run(
         [str(python), "-c", "import transformers; print(transformers.__version__)"],
         capture_output=True,

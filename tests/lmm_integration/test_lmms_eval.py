@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-import sysconfig
 import textwrap
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from PIL import Image
 from transformers import AutoProcessor, LlavaForConditionalGeneration
 
 from tests.lmm_integration.conftest import COLOURS, QUESTION, stage_argv
+from tests.overlay_venv import overlay_venv
 
 LMMS_EVAL = "lmms-eval[video-legacy]==0.7.3"  # video-legacy: decord, which its llava_hf module imports
 MAX_NEW_TOKENS = 6
@@ -64,26 +63,7 @@ TASK_UTILS = textwrap.dedent("""
 def _lmms_eval_python() -> str:
     """A virtual environment with lmms-eval over this interpreter's packages, built once and cached."""
     venv = Path(os.environ.get("FGCLIP_LMMS_EVAL_VENV", Path.home() / ".cache" / "fgclip" / "lmms-eval-venv"))
-    python = venv / "bin" / "python"
-    marker = venv / ".ready"
-    if not marker.is_file() or marker.read_text().strip() != LMMS_EVAL:
-        # This interpreter's packages (torch, transformers, ...) come after the venv's own through a .pth file;
-        # what lmms-eval pins differently (protobuf < 7, ...) is installed into the venv and shadows them there.
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-        own = subprocess.run(
-            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-        (Path(own) / "fgclip_parent_packages.pth").write_text("".join(f"{path}\n" for path in sorted(ours)))
-        install = subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", LMMS_EVAL], capture_output=True, text=True, timeout=1200
-        )
-        if install.returncode != 0:
-            pytest.skip(f"could not install {LMMS_EVAL}: {install.stderr.strip().splitlines()[-1:]}")
-        marker.write_text(LMMS_EVAL + "\n")
+    python = overlay_venv(venv, LMMS_EVAL, timeout=1200)
     return str(python)
 
 
