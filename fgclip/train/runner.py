@@ -496,15 +496,7 @@ class Runner:
                         if pending_stop or stop_requested:
                             break
                         if settings.stop_at_step is not None and self.step >= settings.stop_at_step:
-                            return RunOutcome(
-                                self.step,
-                                time.time() - settings.started,
-                                self.first_loss,
-                                self.last_loss,
-                                self.nonfinite,
-                                None,
-                                stopped_early=True,
-                            )
+                            return self._outcome(None, {}, stopped_early=True)
                         if self.step >= settings.total_steps:
                             break
                     if pending_stop or stop_requested:
@@ -523,14 +515,18 @@ class Runner:
         finally:
             self.reporter.close()
         summary = self.write_summary("finished", final_dir)
+        return self._outcome(final_dir, summary)
+
+    def _outcome(self, final_dir: Path | None, summary: dict, stopped_early: bool = False) -> RunOutcome:
         return RunOutcome(
             self.step,
-            time.time() - settings.started,
+            time.time() - self.settings.started,
             self.first_loss,
             self.last_loss,
             self.nonfinite,
             final_dir,
             summary,
+            stopped_early=stopped_early,
         )
 
     def _stop(self, bad_data: str | None) -> None:
