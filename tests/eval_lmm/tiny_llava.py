@@ -45,12 +45,10 @@ def build_tiny_llava(
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import (
-        CLIPImageProcessor,
         CLIPVisionConfig,
         LlamaConfig,
         LlavaConfig,
         LlavaForConditionalGeneration,
-        LlavaProcessor,
         PreTrainedTokenizerFast,
     )
 
@@ -93,6 +91,14 @@ def build_tiny_llava(
     )
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(config).eval()
+    return save_llava_folder(folder, model, tokenizer, image_size, patch, CHAT_TEMPLATE if chat_template else None)
+
+
+def save_llava_folder(folder: Path, model, tokenizer, image_size: int, patch: int, chat_template: str | None) -> Path:
+    """Save `model` with the processor llava-hf folders ship: square `image_size` images without a centre crop,
+    the CLS token counted among the image tokens, `chat_template` (None: none)."""
+    from transformers import CLIPImageProcessor, LlavaProcessor
+
     image_processor = CLIPImageProcessor(
         size={"height": image_size, "width": image_size},
         crop_size={"height": image_size, "width": image_size},
@@ -104,7 +110,7 @@ def build_tiny_llava(
         patch_size=patch,
         vision_feature_select_strategy="default",
         num_additional_image_tokens=1,
-        chat_template=CHAT_TEMPLATE if chat_template else None,
+        chat_template=chat_template,
     )
     model.save_pretrained(folder)
     processor.save_pretrained(folder)

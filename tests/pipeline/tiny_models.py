@@ -63,13 +63,9 @@ def tiny_llama_config(tokenizer, max_position_embeddings: int):
 
 
 def build_tiny_llava(folder: Path, chat_template: bool = True, seed: int = 0) -> Path:
-    from transformers import (
-        CLIPImageProcessor,
-        CLIPVisionConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-        LlavaProcessor,
-    )
+    from transformers import CLIPVisionConfig, LlavaConfig, LlavaForConditionalGeneration
+
+    from tests.eval_lmm.tiny_llava import save_llava_folder
 
     tokenizer = word_tokenizer(("<image>",))
     vision = CLIPVisionConfig(**SMALL, image_size=32, patch_size=8)
@@ -82,20 +78,7 @@ def build_tiny_llava(folder: Path, chat_template: bool = True, seed: int = 0) ->
     )
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(config).eval()
-    image_processor = CLIPImageProcessor(
-        size={"height": 32, "width": 32}, crop_size={"height": 32, "width": 32}, do_center_crop=False
-    )
-    processor = LlavaProcessor(
-        image_processor,
-        tokenizer,
-        patch_size=8,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-        chat_template=CHAT_TEMPLATE if chat_template else None,
-    )
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
+    return save_llava_folder(folder, model, tokenizer, 32, 8, CHAT_TEMPLATE if chat_template else None)
 
 
 def build_tiny_owlv2(folder: Path, seed: int = 0) -> Path:
