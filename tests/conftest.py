@@ -18,6 +18,16 @@ TINY_VISION = dict(
 )
 
 
+def write_one_region_record(path):
+    """A regions file (`--data` of fgovd and of pretraining) of one record: image a.png, one box with its caption
+    and one hard negative. Returns `path`."""
+    import json
+
+    region = {"bbox": [0.1, 0.1, 0.5, 0.5], "caption": "a red cube", "hard_negatives": ["a blue cube"]}
+    path.write_text(json.dumps({"image": "a.png", "regions": [region]}) + "\n")
+    return path
+
+
 def tiny_config(**overrides) -> FGCLIPConfig:
     """A tiny FG-CLIP config: real CLIP vocabulary (49,408) so the real tokenizer works, 4x4 patch grid."""
     values = dict(text_config=dict(TINY_TEXT), vision_config=dict(TINY_VISION), projection_dim=16)

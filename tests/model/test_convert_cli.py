@@ -16,6 +16,7 @@ from fgclip.convert import main as convert_main
 from fgclip.folders import save_with_processors
 from fgclip.model.conversion import CheckpointError
 from fgclip.train.cli import main as train_main
+from tests.conftest import write_one_region_record
 
 CLIP = "openai/clip-vit-base-patch16"
 
@@ -110,16 +111,7 @@ def test_a_truncated_model_safetensors_is_one_line_everywhere(kind, fgclip_folde
     assert not (tmp_path / "out").exists()
     with pytest.raises(CheckpointError, match="model.safetensors is damaged"):
         FGCLIPModel.from_pretrained(broken)
-    data = tmp_path / "regions.jsonl"
-    data.write_text(
-        json.dumps(
-            {
-                "image": "a.png",
-                "regions": [{"bbox": [0.1, 0.1, 0.5, 0.5], "caption": "a red cube", "hard_negatives": ["a blue cube"]}],
-            }
-        )
-        + "\n"
-    )
+    data = write_one_region_record(tmp_path / "regions.jsonl")
     assert (
         run(fgovd.main, ["--model", str(broken), "--data", str(data), "--out", str(tmp_path / "ev"), "--no-cache"]) == 2
     )

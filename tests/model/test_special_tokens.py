@@ -14,6 +14,7 @@ from fgclip.cli import run
 from fgclip.folders import save_with_processors
 from fgclip.hf_files import CLIP_SPECIAL_TOKEN_IDS, folder_special_token_ids
 from fgclip.model.conversion import CheckpointError
+from tests.conftest import write_one_region_record
 from tests.hub_copies.clip import HUB_FOLDERS, STOCK_CLIP_IDS
 
 # "item #." holds token id 2 ("#" without </w>): pooled there, the old code gave a wrong feature silently.
@@ -104,16 +105,7 @@ def test_an_end_of_text_token_missing_from_the_vocabulary_is_a_one_line_error(hu
         FGCLIPTokenizer.from_pretrained(folder)
     with pytest.raises(CheckpointError, match=expected):
         FGCLIPModel.from_pretrained(folder)
-    data = tmp_path / "regions.jsonl"
-    data.write_text(
-        json.dumps(
-            {
-                "image": "a.png",
-                "regions": [{"bbox": [0.1, 0.1, 0.5, 0.5], "caption": "a red cube", "hard_negatives": ["a blue cube"]}],
-            }
-        )
-        + "\n"
-    )
+    data = write_one_region_record(tmp_path / "regions.jsonl")
     argv = ["--model", str(folder), "--data", str(data), "--out", str(tmp_path / "eval"), "--no-cache"]
     assert run(fgovd.main, argv) == 2
     err = capsys.readouterr().err.strip()
