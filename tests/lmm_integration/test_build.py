@@ -160,40 +160,9 @@ def test_cli_builds_and_reports_bad_input_with_exit_code_2(fgclip_dir, llm_dir, 
     assert "LLM folder not found" in capsys.readouterr().err
     assert run(main, ["--vision", str(tmp_path / "none"), "--llm", str(llm_dir), "--out", str(tmp_path / "x")]) == 2
     assert run(main, ["--vision", str(fgclip_dir), "--out", str(tmp_path / "x")]) == 2
-    assert (
-        run(
-            main,
-            [
-                "--vision",
-                str(fgclip_dir),
-                "--llm",
-                str(llm_dir),
-                "--from-llava",
-                str(tmp_path / "m"),
-                "--out",
-                str(tmp_path / "x"),
-            ],
-        )
-        == 2
-    )
-    assert (
-        run(
-            main,
-            [
-                "--vision",
-                str(fgclip_dir),
-                "--llm",
-                str(llm_dir),
-                "--out",
-                str(tmp_path / "x"),
-                "--vision-features",
-                "dense",
-                "--vision-feature-layer",
-                "-2",
-            ],
-        )
-        == 2
-    )
+    both = ["--vision", str(fgclip_dir), "--llm", str(llm_dir), "--out", str(tmp_path / "x")]
+    assert run(main, [*both, "--from-llava", str(tmp_path / "m")]) == 2
+    assert run(main, [*both, "--vision-features", "dense", "--vision-feature-layer", "-2"]) == 2
     assert run(main, ["--vision", str(fgclip_dir), "--from-llava", str(llm_dir), "--out", str(tmp_path / "x")]) == 2
     assert "not a LLaVA" in capsys.readouterr().err
 
