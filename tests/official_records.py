@@ -1,5 +1,5 @@
 """Records in the layouts the official data files ship in, for tests that write such files (one place for each
-layout): RUCAIBox/POPE question lines and Densely Captioned Images annotations."""
+layout): RUCAIBox/POPE question lines, Densely Captioned Images annotations, Karpathy split entries."""
 
 from __future__ import annotations
 
@@ -39,3 +39,22 @@ def dci_annotation(image: str, short_caption: str, extra_caption: str) -> dict:
         "summaries": {"base": ["a summary"]},
         "negatives": {},
     }
+
+
+def karpathy_image(filepath, filename, split, imgid, cocoid, raws, first_sentid):
+    """One entry of Karpathy's dataset_coco.json as it ships (key order and all); without `filepath`, one of
+    dataset_flickr30k.json (neither filepath nor cocoid)."""
+    sentids = list(range(first_sentid, first_sentid + len(raws)))
+    entry = {
+        "filepath": filepath,
+        "sentids": sentids,
+        "filename": filename,
+        "imgid": imgid,
+        "split": split,
+        "sentences": [
+            {"tokens": raw.lower().strip(" .").split(), "raw": raw, "imgid": imgid, "sentid": sentid}
+            for raw, sentid in zip(raws, sentids)
+        ],
+        "cocoid": cocoid,
+    }
+    return entry if filepath else {k: v for k, v in entry.items() if k not in ("filepath", "cocoid")}

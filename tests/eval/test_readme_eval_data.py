@@ -15,7 +15,7 @@ import pytest
 
 from tests.eval.conftest import make_image, write_jsonl
 from tests.eval_lmm.tiny_llava import build_tiny_llava
-from tests.official_records import coco_pope_lines, dci_annotation
+from tests.official_records import coco_pope_lines, dci_annotation, karpathy_image
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 WNIDS = ["n01440764", "n01443537", "n01484850"]  # the first three ImageNet classes: tench, goldfish, great white shark
@@ -83,21 +83,8 @@ def lvis_fgovd(image_id: int, negatives: int) -> dict:
 def karpathy(entries: list[tuple], dataset: str) -> dict:
     images = []
     for imgid, (filepath, filename, split, raws) in enumerate(entries):
-        sentids = [imgid * 10 + k for k in range(len(raws))]
-        entry = {
-            "filepath": filepath,
-            "sentids": sentids,
-            "filename": filename,
-            "imgid": imgid,
-            "split": split,
-            "sentences": [
-                {"tokens": raw.lower().strip(" .").split(), "raw": raw, "imgid": imgid, "sentid": sid}
-                for raw, sid in zip(raws, sentids)
-            ],
-            "cocoid": imgid + 391895,
-        }
-        flickr = {k: v for k, v in entry.items() if k not in ("filepath", "cocoid")}  # Flickr30k's has neither
-        images.append(entry if dataset == "coco" else flickr)
+        filepath = filepath if dataset == "coco" else None  # Flickr30k's entries have neither filepath nor cocoid
+        images.append(karpathy_image(filepath, filename, split, imgid, imgid + 391895, raws, imgid * 10))
     return {"images": images, "dataset": dataset}
 
 

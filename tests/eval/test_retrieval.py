@@ -11,7 +11,7 @@ from eval import retrieval
 from eval.common.coverage import skipped_reasons
 from fgclip.errors import UserError
 from tests.eval.conftest import common_args, make_image, write_jsonl
-from tests.official_records import dci_annotation
+from tests.official_records import dci_annotation, karpathy_image
 
 
 def test_positive_sets_with_several_and_duplicated_captions():
@@ -23,24 +23,6 @@ def test_positive_sets_with_several_and_duplicated_captions():
 
 
 MOPED = ["A man with a red helmet on a small moped on a dirt road. ", "Man riding a motor bike."]
-
-
-def karpathy_image(filepath, filename, split, imgid, cocoid, raws, first_sentid):
-    """One entry of Karpathy's dataset_coco.json as it ships (key order and all)."""
-    sentids = list(range(first_sentid, first_sentid + len(raws)))
-    entry = {
-        "filepath": filepath,
-        "sentids": sentids,
-        "filename": filename,
-        "imgid": imgid,
-        "split": split,
-        "sentences": [
-            {"tokens": raw.lower().strip(" .").split(), "raw": raw, "imgid": imgid, "sentid": sentid}
-            for raw, sentid in zip(raws, sentids)
-        ],
-        "cocoid": cocoid,
-    }
-    return entry if filepath else {k: v for k, v in entry.items() if k not in ("filepath", "cocoid")}
 
 
 def test_karpathy_dataset_coco_as_shipped(tmp_path):
