@@ -196,7 +196,7 @@ def test_recipe_comes_from_what_the_model_is(tiny_init, tmp_path):
     assert tiny.optim.lr == 1e-3 and tiny.batch_size == 32 and tiny.sources["recipe"] == "--init tiny"
     assert not tiny.force_deepspeed
     forced = config_from_args(parse("--data", "d.jsonl", "--init", "tiny", "--deepspeed"))
-    assert forced.force_deepspeed and forced.deepspeed_config.endswith("scripts/zero2.json")
+    assert forced.force_deepspeed and forced.deepspeed_config.endswith("fgclip/train/zero2.json")
 
 
 def test_default_experiment_takes_only_its_options():
