@@ -224,8 +224,8 @@ class TrainConfig:
     bf16: bool | None = option("bf16 training (default: on with a bf16 GPU, off on CPU)", None)
     seed: int = option("seed of weights (tiny), data order and sampling", 42)
     deepspeed_config: str | None = option(
-        "use DeepSpeed even in one process, with this config (alone: the shipped fgclip/train/zero2.json, ZeRO-2 as in the FG-CLIP "
-        "release); with several processes DeepSpeed is always used",
+        "use DeepSpeed even in one process, with this config (alone: the shipped fgclip/train/zero2.json, "
+        "ZeRO-2 as in the FG-CLIP release); with several processes DeepSpeed is always used",
         None,
         name="deepspeed",
         nargs="?",
