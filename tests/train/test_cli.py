@@ -38,7 +38,6 @@ def test_unknown_option_is_one_line_exit_2(capsys):
         (["--data", "x.jsonl"], "--init is required"),
         (["--init", "tiny"], "--data is required"),
         (["--lr", "1e-3"], "needs a training run"),
-        (["--data", "x.jsonl", "--init", "tiny", "--weight_decay", "-1"], "--weight_decay must be >= 0"),
         (["--data", "x.jsonl", "--init", "tiny", "--synthetic_images", "9"], "embedded default only"),
     ],
 )
@@ -54,6 +53,8 @@ def test_bad_combinations_exit_2(argv, message, capsys):
         (["--data", "x.jsonl", "--init", "tiny", "--batch_size", "0"], "--batch_size: must be a positive integer"),
         (["--data", "x.jsonl", "--init", "tiny", "--max_bad_fraction", "2"], "--max_bad_fraction: must be in [0, 1]"),
         (["--data", "x.jsonl", "--init", "tiny", "--min_lr_ratio", "1.5"], "--min_lr_ratio: must be in [0, 1]"),
+        (["--data", "x.jsonl", "--init", "tiny", "--weight_decay", "-1"], "--weight_decay: must be >= 0"),
+        (["--data", "x.jsonl", "--init", "tiny", "--hard_weight", "-0.5"], "--hard_weight: must be >= 0"),
     ],
 )
 def test_bad_values_are_usage_errors_exit_2(argv, message, capsys):
