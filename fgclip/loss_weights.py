@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fgclip.cli import option
+from fgclip.cli import non_negative_float, option
 
 
 @dataclass
 class LossWeights:
     """Weights of the four terms; FG-CLIP's are 1, 1, 0.1, 0.5 (stage 1 uses only the first two)."""
 
-    long: float = option("global loss, long captions", 1.0, name="long_weight", type=float)
-    short: float = option("global loss, short captions", 1.0, name="short_weight", type=float)
-    region: float = option("regional loss (stage 2)", 0.1, name="region_weight", type=float)
-    hard: float = option("hard-negative loss (stage 2)", 0.5, name="hard_weight", type=float)
+    long: float = option("global loss, long captions", 1.0, name="long_weight", type=non_negative_float)
+    short: float = option("global loss, short captions", 1.0, name="short_weight", type=non_negative_float)
+    region: float = option("regional loss (stage 2)", 0.1, name="region_weight", type=non_negative_float)
+    hard: float = option("hard-negative loss (stage 2)", 0.5, name="hard_weight", type=non_negative_float)

@@ -154,7 +154,7 @@ class SystemOptions:
     )
     seed: int = option("seed of data order, hard negatives and --val_fraction", 42)
     deepspeed: str | None = option(
-        "use DeepSpeed even in one process, with this config (alone: scripts/zero2.json)",
+        "use DeepSpeed even in one process, with this config (alone: the shipped fgclip/train/zero2.json)",
         None,
         nargs="?",
         const="",

@@ -105,10 +105,6 @@ def is_default_experiment(args: argparse.Namespace) -> bool:
 
 def validate(args: argparse.Namespace) -> None:
     """What the option types cannot say."""
-    for name in ("weight_decay", "grad_clip", "long_weight", "short_weight", "region_weight", "hard_weight"):
-        value = getattr(args, name)
-        if value is not None and value < 0:
-            raise UserError(f"--{name} must be >= 0, got {value}")
     if args.overwrite_output_dir and args.resume:
         raise UserError("--overwrite_output_dir and --resume contradict each other: replace the run or continue it")
     if args.resume_anyway and not args.resume:

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from fgclip.cli import fraction, non_negative_int, option, positive_float, positive_int
+from fgclip.cli import fraction, non_negative_float, non_negative_int, option, positive_float, positive_int
 from fgclip.loss_weights import LossWeights
 
 SHIPPED_DEEPSPEED_CONFIG = Path(__file__).with_name("zero2.json")  # package data; scripts/zero2.json links to it
@@ -172,7 +172,9 @@ class OptimConfig:
     lr: float = option(
         f"peak learning rate ({RECIPE_NOTE}: 1e-4 stage 1, 1e-6 stage 2; tiny 1e-3 / 1e-3)", 1e-4, type=positive_float
     )
-    weight_decay: float = option(f"AdamW weight decay on matrices ({RECIPE_NOTE}: 0.001; tiny 0.01)", 0.001, type=float)
+    weight_decay: float = option(
+        f"AdamW weight decay on matrices ({RECIPE_NOTE}: 0.001; tiny 0.01)", 0.001, type=non_negative_float
+    )
     warmup_steps: int = option(
         f"linear warm-up steps ({RECIPE_NOTE}: 200; tiny 50 / 20); a recipe warm-up longer "
         "than a fifth of the run is shortened to a tenth of it (with a line)",
@@ -182,7 +184,7 @@ class OptimConfig:
     min_lr_ratio: float = option("cosine floor as a share of --lr", 0.0, type=fraction)
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
-    grad_clip: float = option("gradient-norm clip, 0 for none", 1.0, type=float)
+    grad_clip: float = option("gradient-norm clip, 0 for none", 1.0, type=non_negative_float)
 
 
 @dataclass
@@ -224,8 +226,8 @@ class TrainConfig:
     bf16: bool | None = option("bf16 training (default: on with a bf16 GPU, off on CPU)", None)
     seed: int = option("seed of weights (tiny), data order and sampling", 42)
     deepspeed_config: str | None = option(
-        "use DeepSpeed even in one process, with this config (alone: scripts/zero2.json, ZeRO-2 as in the FG-CLIP "
-        "release); with several processes DeepSpeed is always used",
+        "use DeepSpeed even in one process, with this config (alone: the shipped fgclip/train/zero2.json, "
+        "ZeRO-2 as in the FG-CLIP release); with several processes DeepSpeed is always used",
         None,
         name="deepspeed",
         nargs="?",

@@ -6,6 +6,9 @@
   evaluation counts it); chance is the mean of 1 / (1 + K) over the boxes (1/11 with 10 negatives).
 * Image-text retrieval R@1 with the long captions, both directions.
 
+A record identical to an earlier one (the readers' record identity, as the trainer counts duplicates) is
+evaluated once and counted (`duplicate_records`), as the evaluation commands do: a repeated image would
+otherwise compete with itself for its own caption, and a repeated region would count twice.
 Everything is computed through `FGCLIPModel.encode_*`; the full FG-OVD benchmark lives in `eval/fgovd.py`.
 """
 
@@ -14,12 +17,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from fgclip.data.readers import ImageError, LoadedRecord, open_sources
 from fgclip.data.schema import clean_negatives
-from fgclip.metrics import region_chance, region_top1_hits
+from fgclip.metrics import candidate_scores, region_chance, region_top1_hits
 from fgclip.model import FGCLIPModel
 from fgclip.tokenizer import FGCLIPTokenizer
 from fgclip.transforms import image_transform
@@ -51,7 +55,9 @@ def evaluate_heldout(
     tokenizer = FGCLIPTokenizer()
     transform = image_transform(model.image_size)
     source = open_sources(record_files)
-    image_embeds, long_captions, region_embeds, candidates, skipped = [], [], [], [], 0
+    identities = np.concatenate([part.identities for part in source.sources]) if source.sources else []
+    seen: set[int] = set()
+    image_embeds, long_captions, region_embeds, candidates, skipped, duplicates = [], [], [], [], 0, 0
 
     def flush(pixels: list, boxes: list) -> None:
         if not pixels:
@@ -64,6 +70,10 @@ def evaluate_heldout(
 
     pixels, boxes = [], []
     for index in tqdm(range(len(source)), desc="evaluating", disable=not progress):
+        if int(identities[index]) in seen:
+            duplicates += 1
+            continue
+        seen.add(int(identities[index]))
         loaded = source.load(index)
         if not isinstance(loaded, LoadedRecord):
             skipped += 1
@@ -96,15 +106,13 @@ def evaluate_heldout(
         "text_to_image_r1": (similarity.argmax(dim=0) == targets).float().mean().item(),
         "num_images": len(images),
         "skipped_records": skipped,
+        "duplicate_records": duplicates,
     }
     if candidates:
         distinct = list(dict.fromkeys(text for row in candidates for text in row))
         row_of = {text: row for row, text in enumerate(distinct)}
         text_embeds = encode_texts(model, tokenizer, distinct, long=False)
-        widest = max(len(row) for row in candidates)
-        scores = torch.full((len(candidates), widest), float("-inf"), device=regions.device)  # -inf: no such candidate
-        for index, (region, row) in enumerate(zip(regions, candidates)):
-            scores[index, : len(row)] = text_embeds[[row_of[t] for t in row]] @ region
+        scores = candidate_scores(regions, text_embeds, [[row_of[text] for text in row] for row in candidates])
         top1 = region_top1_hits(scores).float().mean().item()
         chance = region_chance([len(row) - 1 for row in candidates])
         metrics.update(

@@ -112,11 +112,10 @@ class StageTask(TrainingTask):
     def export(self, engine, checkpoint_dir: Path, directory: Path) -> None:
         model = engine.fp32_model(checkpoint_dir)
         if self.stage == 1:
-            # Stage 1 leaves the regional and hard-negative temperatures untrained; stage 2 starts them at
-            # the global one, as FG-CLIP does.
+            # Stage 1 leaves the regional and hard-negative temperatures untrained; stage 2 starts them where a
+            # new model starts them (at the global one, as FG-CLIP does): the model's one rule.
             with torch.no_grad():
-                model.logit_scale_region.copy_(model.logit_scale)
-                model.logit_scale_hard.copy_(model.logit_scale)
+                model.reset_fine_grained_temperatures()
         provenance = Provenance.trained(ckpt.read_trainer_state(checkpoint_dir), self.output_dir)
         save_with_processors(model, directory, provenance=provenance)
         write_recipe_record(directory, self.recipe, self.stage)

@@ -26,6 +26,7 @@ import os
 import shutil
 import sys
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,16 +92,16 @@ def training_exit_code(start: Callable[[], object]) -> int:
     return 0
 
 
-class TrainingTask:
+class TrainingTask(ABC):
     """What a command plugs into the runner: how a batch is moved, counted and turned into a loss, and how the
     model is written out."""
 
     loss_terms: tuple[str, ...] = ()  # logged as loss_<name>, each averaged over the micro-batches that had it
 
+    @abstractmethod
     def compute_loss(self, engine, batch, micro_batch: int):
         """The `LossOutput` (`total`, `terms`) of `batch`; `micro_batch` numbers the run's batches from 0 (the
         same number for the same batch after a resume), e.g. to seed random choices made in the loss."""
-        raise NotImplementedError
 
     def present_terms(self, batch) -> set[str]:
         """The loss terms `batch` really has (read before it moves to the device); an absent term is a zero
@@ -121,12 +122,12 @@ class TrainingTask:
     def num_samples(self, batch) -> int:
         return batch.num_images
 
-    def after_step(self, step: int, runner: Runner) -> None:
+    def after_step(self, step: int, runner: Runner) -> None:  # noqa: B027 - an optional hook
         """Called on every rank after each optimizer step (e.g. validation every N steps)."""
 
+    @abstractmethod
     def export(self, engine, checkpoint_dir: Path, directory: Path) -> None:
         """Write the model of `checkpoint_dir` as a `from_pretrained` folder in `directory` (main rank only)."""
-        raise NotImplementedError
 
     def summary(self) -> dict:
         """The task's own entries of summary.json."""
@@ -136,7 +137,7 @@ class TrainingTask:
         """The task's resumable state (saved with every checkpoint)."""
         return {}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict) -> None:  # noqa: B027 - an optional hook
         pass
 
 

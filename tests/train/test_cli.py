@@ -39,7 +39,6 @@ def test_unknown_option_is_one_line_exit_2(capsys):
         (["--data", "x.jsonl"], "--init is required"),
         (["--init", "tiny"], "--data is required"),
         (["--lr", "1e-3"], "needs a training run"),
-        (["--data", "x.jsonl", "--init", "tiny", "--weight_decay", "-1"], "--weight_decay must be >= 0"),
         (["--data", "x.jsonl", "--init", "tiny", "--synthetic_images", "9"], "embedded default only"),
     ],
 )
@@ -55,6 +54,8 @@ def test_bad_combinations_exit_2(argv, message, capsys):
         (["--data", "x.jsonl", "--init", "tiny", "--batch_size", "0"], "--batch_size: must be a positive integer"),
         (["--data", "x.jsonl", "--init", "tiny", "--max_bad_fraction", "2"], "--max_bad_fraction: must be in [0, 1]"),
         (["--data", "x.jsonl", "--init", "tiny", "--min_lr_ratio", "1.5"], "--min_lr_ratio: must be in [0, 1]"),
+        (["--data", "x.jsonl", "--init", "tiny", "--weight_decay", "-1"], "--weight_decay: must be >= 0"),
+        (["--data", "x.jsonl", "--init", "tiny", "--hard_weight", "-0.5"], "--hard_weight: must be >= 0"),
     ],
 )
 def test_bad_values_are_usage_errors_exit_2(argv, message, capsys):
@@ -197,7 +198,7 @@ def test_recipe_comes_from_what_the_model_is(tiny_init, tmp_path):
     assert tiny.optim.lr == 1e-3 and tiny.batch_size == 32 and tiny.sources["recipe"] == "--init tiny"
     assert not tiny.force_deepspeed
     forced = config_from_args(parse("--data", "d.jsonl", "--init", "tiny", "--deepspeed"))
-    assert forced.force_deepspeed and forced.deepspeed_config.endswith("scripts/zero2.json")
+    assert forced.force_deepspeed and forced.deepspeed_config.endswith("fgclip/train/zero2.json")
 
 
 def test_default_experiment_takes_only_its_options():
