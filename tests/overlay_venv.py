@@ -21,12 +21,7 @@ def overlay_venv(venv: Path, requirement: str, timeout: int) -> Path:
     marker = venv / ".ready"
     if not marker.is_file() or marker.read_text().strip() != requirement:
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-        own = subprocess.run(
-            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        own = printed_by(python, "import sysconfig; print(sysconfig.get_paths()['purelib'])")
         ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
         (Path(own) / "fgclip_parent_packages.pth").write_text("".join(f"{path}\n" for path in sorted(ours)))
         install = subprocess.run(
@@ -36,3 +31,8 @@ def overlay_venv(venv: Path, requirement: str, timeout: int) -> Path:
             pytest.skip(f"could not install {requirement}: {install.stderr.strip().splitlines()[-1:]}")
         marker.write_text(requirement + "\n")
     return python
+
+
+def printed_by(python: Path, code: str) -> str:
+    """What `python -c code` prints, stripped (an error raises)."""
+    return subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True).stdout.strip()

@@ -8,7 +8,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from tests.overlay_venv import overlay_venv
+from tests.overlay_venv import overlay_venv, printed_by
 
 VERSION = "4.37.2"
 
@@ -18,13 +18,7 @@ def transformers_437_python() -> str:
     ~/.cache/fgclip/tf437-venv), made on first use."""
     venv = Path(os.environ.get("FGCLIP_TF437_VENV", Path.home() / ".cache" / "fgclip" / "tf437-venv"))
     python = overlay_venv(venv, f"transformers=={VERSION}", timeout=900)
-    version = subprocess.run(
-        [str(python), "-c", "import transformers; print(transformers.__version__)"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    assert version == VERSION
+    assert printed_by(python, "import transformers; print(transformers.__version__)") == VERSION
     return str(python)
 
 
