@@ -147,17 +147,14 @@ def split_triplets(triplets: Triplets, fraction: float, seed: int) -> tuple[Trip
 def load_task_data(config: FinetuneConfig):
     """(training data, validation data or None) of the task, skips checked against --max_bad_fraction."""
     if config.task == "retrieval":
-        train = read_products(config.data, config.images)
-        check_read_skips(train.counts, "rows", config.max_bad_fraction, "product images")
-        val = read_products(config.val, config.images) if config.val else None
-        if val is None and config.val_fraction:
-            train, val = split_products(train, config.val_fraction, config.seed)
-        return train, val
-    train = read_triplets(config.data, config.images)
-    check_read_skips(train.counts, "triplets", config.max_bad_fraction, "triplets")
-    val = read_triplets(config.val, config.images) if config.val else None
+        read, split, total_key, what = read_products, split_products, "rows", "product images"
+    else:
+        read, split, total_key, what = read_triplets, split_triplets, "triplets", "triplets"
+    train = read(config.data, config.images)
+    check_read_skips(train.counts, total_key, config.max_bad_fraction, what)
+    val = read(config.val, config.images) if config.val else None
     if val is None and config.val_fraction:
-        train, val = split_triplets(train, config.val_fraction, config.seed)
+        train, val = split(train, config.val_fraction, config.seed)
     return train, val
 
 
