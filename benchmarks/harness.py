@@ -247,6 +247,13 @@ def peak_memory_bytes(run: Callable[[], object], device: torch.device) -> int | 
     return torch.cuda.max_memory_allocated(device)
 
 
+def require_finite_losses(candidates: dict) -> None:
+    """Refuse the timings of candidate steps whose last loss (`run.last_loss`) is not finite."""
+    for name, run in candidates.items():
+        if not torch.isfinite(run.last_loss).all():
+            raise FloatingPointError(f"{name}: non-finite loss")
+
+
 def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
 

@@ -29,6 +29,7 @@ from benchmarks.harness import (
     drop_what_does_not_fit,
     paired_ratio,
     peak_memory_bytes,
+    require_finite_losses,
     time_interleaved,
     with_smaller_batch_on_oom,
 )
@@ -94,9 +95,7 @@ def _measure(settings: BenchSettings, batch_size: int) -> dict:
     candidates, did_not_fit = drop_what_does_not_fit(candidates, device, required=("stage1", "stage2"))
     timings = time_interleaved(candidates, device, settings.warmup_or(2), settings.repeats_or(5))
     memory = {name: peak_memory_bytes(candidates[name], device) for name in ("stage1", "stage2")}
-    for name, run in candidates.items():
-        if not torch.isfinite(run.last_loss).all():
-            raise FloatingPointError(f"{name}: non-finite loss")
+    require_finite_losses(candidates)
     return {
         "timings": timings,
         "memory": memory,

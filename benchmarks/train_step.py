@@ -14,14 +14,13 @@ Also: images/s of each step and, on a GPU with a known peak, model-FLOPs utilisa
 
 from __future__ import annotations
 
-import torch
-
 from benchmarks.harness import (
     Figure,
     Report,
     describe_device,
     paired_ratio,
     peak_memory_bytes,
+    require_finite_losses,
     time_interleaved,
     with_smaller_batch_on_oom,
 )
@@ -67,9 +66,7 @@ def _measure(settings: BenchSettings, batch_size: int) -> dict:
     }
     timings = time_interleaved(candidates, device, settings.warmup_or(2), settings.repeats_or(7))
     memory = {name: peak_memory_bytes(run, device) for name, run in candidates.items()}
-    for name, run in candidates.items():
-        if not torch.isfinite(run.last_loss).all():
-            raise FloatingPointError(f"{name}: non-finite loss")
+    require_finite_losses(candidates)
     return {
         "timings": timings,
         "memory": memory,
