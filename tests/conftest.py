@@ -35,6 +35,16 @@ def tiny_config(**overrides) -> FGCLIPConfig:
     return FGCLIPConfig(**values)
 
 
+def save_tiny_fgclip(folder, seed: int = 0, **overrides):
+    """A random tiny FG-CLIP folder (weights, tokenizer, image processor) of `tiny_config(**overrides)`, drawn
+    after `torch.manual_seed(seed)`: what --model / --init point at. Returns `folder`."""
+    from fgclip.folders import save_with_processors
+
+    torch.manual_seed(seed)
+    save_with_processors(FGCLIPModel(tiny_config(**overrides)).eval(), folder)
+    return folder
+
+
 @pytest.fixture
 def tiny_model() -> FGCLIPModel:
     torch.manual_seed(0)

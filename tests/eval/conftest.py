@@ -7,12 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from fgclip import FGCLIPModel
-from fgclip.folders import save_with_processors
-from tests.conftest import tiny_config
+from tests.conftest import save_tiny_fgclip
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 30)}
 
@@ -20,10 +17,7 @@ COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny random FG-CLIP saved with tokenizer and image processor (what users point --model at)."""
-    torch.manual_seed(0)
-    directory = tmp_path_factory.mktemp("tiny_fgclip")
-    save_with_processors(FGCLIPModel(tiny_config()).eval(), directory)
-    return directory
+    return save_tiny_fgclip(tmp_path_factory.mktemp("tiny_fgclip"))
 
 
 def make_image(path: Path, colour=(128, 128, 128), size=(48, 40), seed: int | None = None) -> Path:

@@ -7,10 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from fgclip import FashionFINEConfig, FashionFINEModel, FGCLIPModel
+from fgclip import FashionFINEConfig, FashionFINEModel
 from fgclip.fashion.synthetic import SyntheticSettings, generate
-from fgclip.folders import save_with_processors
-from tests.conftest import tiny_config
+from tests.conftest import save_tiny_fgclip, tiny_config
 
 
 def tiny_fashion_config(**overrides) -> FashionFINEConfig:
@@ -31,10 +30,7 @@ def tiny_fashion_model(seed: int = 0, **overrides) -> FashionFINEModel:
 @pytest.fixture(scope="session")
 def tiny_towers_dir(tmp_path_factory) -> Path:
     """A tiny FG-CLIP folder (weights, tokenizer, image processor): what `--init` points at."""
-    torch.manual_seed(0)
-    directory = tmp_path_factory.mktemp("tiny_towers")
-    save_with_processors(FGCLIPModel(tiny_config()).eval(), directory)
-    return directory
+    return save_tiny_fgclip(tmp_path_factory.mktemp("tiny_towers"))
 
 
 @pytest.fixture(scope="session")

@@ -8,10 +8,9 @@ import socket
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 
-from tests.conftest import TINY_VISION, tiny_config
+from tests.conftest import TINY_VISION, save_tiny_fgclip
 
 COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 230), "yellow": (240, 215, 40)}
 QUESTION = "What colour is the picture ?"
@@ -29,13 +28,7 @@ WORDS = [
 
 def save_fgclip(folder: Path, seed: int = 0, **vision) -> Path:
     """A random tiny FG-CLIP folder (4x4 patch grid unless `vision` overrides the tower)."""
-    from fgclip import FGCLIPModel
-    from fgclip.folders import save_with_processors
-
-    config = tiny_config(vision_config={**TINY_VISION, **vision})
-    torch.manual_seed(seed)
-    save_with_processors(FGCLIPModel(config).eval(), folder)
-    return folder
+    return save_tiny_fgclip(folder, seed, vision_config={**TINY_VISION, **vision})
 
 
 @pytest.fixture(scope="session")

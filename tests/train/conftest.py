@@ -6,13 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
-from fgclip import FGCLIPModel
 from fgclip.data.synthetic import generate
-from fgclip.folders import save_with_processors
 from fgclip.train.config import DataConfig, ModelInit, OptimConfig, TrainConfig
-from tests.conftest import tiny_config
+from tests.conftest import save_tiny_fgclip
 
 
 @pytest.fixture(scope="session")
@@ -26,20 +23,14 @@ def synthetic_set(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_init(tmp_path_factory) -> Path:
     """A tiny FG-CLIP folder (32-px images, 4x4 grid) to pass as --init."""
-    folder = tmp_path_factory.mktemp("tiny_init")
-    torch.manual_seed(0)
-    save_with_processors(FGCLIPModel(tiny_config()), folder)
-    return folder
+    return save_tiny_fgclip(tmp_path_factory.mktemp("tiny_init"))
 
 
 @pytest.fixture(scope="session")
 def wide_init(tmp_path_factory) -> Path:
     """`tiny_init` with 128-wide embeddings: wide enough that, with 16 images a batch, the loss's gather
     backward runs on several threads (what made runs differ before deterministic kernels)."""
-    folder = tmp_path_factory.mktemp("wide_init")
-    torch.manual_seed(0)
-    save_with_processors(FGCLIPModel(tiny_config(projection_dim=128)), folder)
-    return folder
+    return save_tiny_fgclip(tmp_path_factory.mktemp("wide_init"), projection_dim=128)
 
 
 def run_argv(data: Path, init: Path | str, output_dir: Path, *extra: str) -> list[str]:
