@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from huggingface_hub import ModelCard
 from PIL import Image
 from transformers import (
@@ -31,7 +30,7 @@ from fgclip.folders import save_with_processors
 from fgclip.model_card import EVAL_RESULTS_FILE
 from fgclip.model_card import main as card_main
 from fgclip.train.loop import train
-from tests.conftest import tiny_config
+from tests.conftest import save_tiny_fgclip
 from tests.hub_copies.clip import make_hub_copy
 from tests.train.conftest import read_metrics, small_config
 
@@ -82,8 +81,7 @@ def test_official_import_card_and_unknown_licence(tmp_path):
 def trained_final(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("card_run")
     generate(root / "data", 20, seed=3, image_size=32, heldout_fraction=0.2, progress=False)
-    torch.manual_seed(0)
-    save_with_processors(FGCLIPModel(tiny_config()), root / "init")
+    save_tiny_fgclip(root / "init")
     config = small_config(root / "data" / "train.jsonl", root / "init", root / "run", stage=2, max_steps=3, log_every=1)
     return train(config).final_dir, root
 
@@ -185,8 +183,7 @@ def test_load_report_is_seen_by_the_check_above(trained_final, tmp_path):
 
 def test_exports_carry_cards_with_the_source_results(tmp_path):
     source = tmp_path / "fgclip-tiny"
-    torch.manual_seed(0)
-    save_with_processors(FGCLIPModel(tiny_config()), source)
+    save_tiny_fgclip(source)
     results = tmp_path / "results.json"
     results.write_text(json.dumps({"benchmark": "retrieval", "i2t_r1": 0.25, "data": "coco.json", "seconds": 2.0}))
     assert run(card_main, [str(source), "--results", str(results)]) == 0

@@ -10,7 +10,7 @@ from fgclip.llava.generation import load_lmm, prepare_inputs
 from fgclip.llava.generation import read_image as load_image
 from fgclip.llava.prompting import format_prompt
 from fgclip.llava.settings import GenerationSettings
-from tests.conftest import tiny_config
+from tests.conftest import save_tiny_fgclip
 from tests.eval_lmm.conftest import make_images
 
 WORDS = [
@@ -25,16 +25,11 @@ WORDS = [
 
 @pytest.fixture(scope="module")
 def built_llava(tmp_path_factory):
-    import torch
-
     from benchmarks.llava_miniature.tiny_lm import build_tiny_llm
-    from fgclip import FGCLIPModel
-    from fgclip.folders import save_with_processors
     from lmm_integration.build import BuildOptions, build_llava
 
     root = tmp_path_factory.mktemp("built")
-    torch.manual_seed(0)
-    save_with_processors(FGCLIPModel(tiny_config()).eval(), root / "fgclip")
+    save_tiny_fgclip(root / "fgclip")
     build_tiny_llm(root / "llm", WORDS, hidden_size=32, num_layers=1)
     return build_llava(root / "fgclip", root / "llm", root / "llava", BuildOptions())
 
