@@ -130,6 +130,18 @@ def run_default_experiment(
     synthesis_seconds = time.time() - started
     heldout = data_dir / "heldout.jsonl"
     rows = []
+
+    def trained_row(name: str, trained) -> dict:
+        """The table row of a trained stage: its final folder evaluated on the held-out set, its time and losses."""
+        model = FGCLIPModel.from_pretrained(trained.final_dir).to(context.device)
+        return {
+            "model": name,
+            **evaluate_heldout(model, [heldout]),
+            "train_seconds": trained.seconds,
+            "first_loss": trained.first_loss,
+            "last_loss": trained.last_loss,
+        }
+
     if context.is_main:
         config = experiment.tiny.to_config()
         import torch
@@ -140,30 +152,12 @@ def run_default_experiment(
         del untrained
     stage1 = train(experiment.stage_config(1, "tiny", data_dir / "train.jsonl"), context)
     if context.is_main:
-        model = FGCLIPModel.from_pretrained(stage1.final_dir).to(context.device)
-        rows.append(
-            {
-                "model": "stage 1 (global)",
-                **evaluate_heldout(model, [heldout]),
-                "train_seconds": stage1.seconds,
-                "first_loss": stage1.first_loss,
-                "last_loss": stage1.last_loss,
-            }
-        )
+        rows.append(trained_row("stage 1 (global)", stage1))
     barrier()
     stage2 = train(experiment.stage_config(2, str(stage1.final_dir), data_dir / "train.jsonl"), context)
     result = {}
     if context.is_main:
-        model = FGCLIPModel.from_pretrained(stage2.final_dir).to(context.device)
-        rows.append(
-            {
-                "model": "stage 2 (+ region, hard neg.)",
-                **evaluate_heldout(model, [heldout]),
-                "train_seconds": stage2.seconds,
-                "first_loss": stage2.first_loss,
-                "last_loss": stage2.last_loss,
-            }
-        )
+        rows.append(trained_row("stage 2 (+ region, hard neg.)", stage2))
         last = rows[-1]
         table = format_table(rows, last["chance"], last["num_regions"], last["num_images"])
         result = {
