@@ -27,6 +27,7 @@ The options of the original LLaVA's train.py are accepted under its names too (-
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -56,6 +57,7 @@ def build_parser() -> CommandParser:
 def main(argv: Sequence[str] | None = None) -> int:
     options = options_from(build_parser().parse_args(argv), TrainOptions)
     options.validate()  # before torch loads: a bad option is one line at once
+    from fgclip.train.distributed import cleanup_quietly, release_deepspeed_shared_memory
     from lmm_integration.trainer import Preempted, is_main_process
 
     try:
@@ -70,6 +72,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from fgclip.train.preemption import EXIT_CODE
 
         return EXIT_CODE
+    finally:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched: a group left to interpreter exit can hang there
+            cleanup_quietly()
+        else:  # in-process runs share the Trainer's group state; only the DeepSpeed buffer is ours to remove
+            release_deepspeed_shared_memory()
     if is_main_process():
         print(f"stage {options.stage} done: model written to {final}")
     return 0

@@ -96,6 +96,12 @@ stop() {
 }
 trap stop TERM INT
 
+# Whether a process of group $1 still runs. Zombies do not count: `kill -0 -- -PGID` is true for them, and where
+# PID 1 is slow to reap orphans (containers) a data-loader worker's zombie would keep this script waiting.
+group_alive() {
+    ps -e -o pgid= -o stat= | awk -v group="$1" '$1 == group && $2 !~ /^Z/ { found = 1 } END { exit !found }'
+}
+
 run() {
     echo "+ $*"
     [[ "${DRY_RUN:-0}" == 1 ]] && return 0
@@ -108,7 +114,7 @@ run() {
         wait "$running" || status=$?
     done
     if [[ "$stopping" == 1 ]]; then
-        while kill -0 -- "-$running" 2>/dev/null; do sleep 1; done  # until every process has saved and exited
+        while group_alive "$running"; do sleep 1; done  # until every process has saved and exited
     fi
     running=""
     if [[ "$stopping" == 1 ]]; then

@@ -10,9 +10,13 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
+
+# The launcher variables `setup_distributed` itself set (one process without a launcher), for `cleanup_quietly`.
+_environment_set_here: dict[str, str] = {}
 
 
 @dataclass
@@ -62,9 +66,11 @@ def setup_distributed(force_deepspeed: bool = False, launched_by_deepspeed: bool
         torch.set_num_threads(max(1, available_cores() // max(local_world, 1)))
     if use_deepspeed and not (dist.is_available() and dist.is_initialized()):
         if "MASTER_ADDR" not in os.environ:  # one process without a launcher: a group of one
-            os.environ.update(
+            group_of_one = dict(
                 MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), RANK="0", WORLD_SIZE="1", LOCAL_RANK="0"
             )
+            _environment_set_here.update(group_of_one)
+            os.environ.update(group_of_one)
         import deepspeed
 
         deepspeed.init_distributed(dist_backend=context.backend)
@@ -103,7 +109,30 @@ def gather_objects(value) -> list:
     return gathered
 
 
+def release_deepspeed_shared_memory() -> None:
+    """Remove this rank's DeepSpeed all-reduce buffer from /dev/shm, once the run is over.
+
+    On the CPU accelerator DeepSpeed gives every rank a 66 MB shared-memory buffer named
+    `deepspeed_allreduce_buffer_<uid>_<MASTER_ADDR>_<MASTER_PORT>_<rank>` and never removes it, so every CPU run
+    would leave its buffers in memory until the machine reboots (/dev/shm is RAM): a few hundred runs fill it, and
+    later runs are killed for memory. Peers that still map the buffer keep it until they exit. A GPU run has none.
+    """
+    names = ("MASTER_ADDR", "MASTER_PORT", "RANK")
+    if all(name in os.environ for name in names):
+        address, port, rank = (os.environ[name] for name in names)
+        buffer = Path("/dev/shm") / f"deepspeed_allreduce_buffer_{os.getuid()}_{address}_{port}_{rank}"
+        buffer.unlink(missing_ok=True)
+
+
 def cleanup_quietly() -> None:
-    """Tear the process group down (no barrier: after an error on one rank a barrier would hang)."""
+    """Tear the process group down (no barrier: after an error on one rank a barrier would hang), remove DeepSpeed's
+    shared-memory buffer, and take back the launcher variables `setup_distributed` set for a group of one, so that
+    a later run in the same Python process (a notebook, a test) or a command it starts is not taken for a launched
+    rank."""
     if is_initialized():
         dist.destroy_process_group()
+    release_deepspeed_shared_memory()
+    for name, value in _environment_set_here.items():
+        if os.environ.get(name) == value:
+            del os.environ[name]
+    _environment_set_here.clear()
