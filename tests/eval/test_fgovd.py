@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ from eval.common.coverage import skipped_reasons
 from fgclip.cli import run
 from fgclip.errors import UserError
 from fgclip.metrics import candidate_scores, region_top1_hits
+from tests.conftest import command_error
 from tests.eval.conftest import common_args, make_image, write_jsonl
 
 
@@ -309,21 +308,7 @@ def test_errors_are_one_line_with_exit_code_2(tiny_model_dir, tmp_path, capsys):
 @pytest.mark.slow
 def test_module_runs_as_a_command(tmp_path):
     """`python -m eval.fgovd` with a bad path: exit code 2 and one line, no traceback."""
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "eval.fgovd",
-            "--model",
-            str(tmp_path),
-            "--data",
-            str(tmp_path / "x.jsonl"),
-            "--out",
-            str(tmp_path / "o"),
-        ],
-        capture_output=True,
-        text=True,
+    error = command_error(
+        "eval.fgovd", "--model", str(tmp_path), "--data", str(tmp_path / "x.jsonl"), "--out", str(tmp_path / "o")
     )
-    assert bad.returncode == 2
-    assert bad.stderr.strip().splitlines()[-1] == f"error: --data {tmp_path / 'x.jsonl'} does not exist"
-    assert "Traceback" not in bad.stderr
+    assert error == f"error: --data {tmp_path / 'x.jsonl'} does not exist"
