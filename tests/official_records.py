@@ -99,13 +99,12 @@ def coco_file(images: list[dict], annotations: list[dict], categories: list[dict
     return document if categories is None else {**document, "categories": categories}
 
 
-def coco_image(image_id: int, width: int, height: int, file_name: str | None = None) -> dict:
-    """One entry of a COCO 2017 file's `images` (int id, "<12 digits>.jpg" unless `file_name` is given)."""
-    file_name = file_name or f"{image_id:012d}.jpg"
+def coco_image(image_id: int, width: int, height: int) -> dict:
+    """One entry of a COCO 2017 val file's `images`: int id, file name "<12 digits>.jpg"."""
     return {
         "license": 4,
-        "file_name": file_name,
-        "coco_url": f"http://images.cocodataset.org/val2017/{file_name}",
+        "file_name": f"{image_id:012d}.jpg",
+        "coco_url": f"http://images.cocodataset.org/val2017/{image_id:012d}.jpg",
         "height": height,
         "width": width,
         "date_captured": "2013-11-14 17:02:52",
