@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +14,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from fgclip import FGCLIPConfig, FGCLIPModel, FGCLIPTokenizer  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
 
 TINY_TEXT = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
 TINY_VISION = dict(
@@ -26,6 +31,21 @@ def write_one_region_record(path):
     region = {"bbox": [0.1, 0.1, 0.5, 0.5], "caption": "a red cube", "hard_negatives": ["a blue cube"]}
     path.write_text(json.dumps({"image": "a.png", "regions": [region]}) + "\n")
     return path
+
+
+def command_error(module: str, *args: str) -> str:
+    """Run `python -m module *args` as a user types it (a fresh interpreter in the repository root, this checkout
+    first on the path), where it must fail as bad input does: exit 2, no traceback. Returns its last stderr line."""
+    result = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    return result.stderr.strip().splitlines()[-1]
 
 
 def tiny_config(**overrides) -> FGCLIPConfig:

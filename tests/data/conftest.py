@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.official_records import finehard_box, finehard_item
+
 
 def write_image(path: Path, size: int = 48, colour=(200, 30, 30)) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -41,6 +43,7 @@ def write_jsonl(path: Path, items: list) -> Path:
     return path
 
 
+DOG_COLOURS = ("black", "white", "grey", "red", "blue", "green", "yellow", "pink", "purple", "orange")
 OFFICIAL_JSON_NAMES = (
     "2024-12-06_18-32-53_results_10_218_126_44_1025.json",
     "2024-12-06_18-33-17_results_llama70b-shcdt-h100-4gpus-no-2.json",
@@ -57,43 +60,20 @@ def official_finehard(root, missing_image: bool = False):
             relative = f"coyo_image_{part}/0000{index}/{part:03d}{index:06d}.jpg"
             if not (missing_image and part == 1 and index == 2):
                 write_image(root / "grit-12m" / relative, colour=(40 * index, 90, 30 * part))
+            dog = finehard_box(
+                [0.1, 0.2, 0.5, 0.9, 0.873],
+                "a brown dog",
+                "a small brown dog lying on the left of the sofa",
+                [f"a {colour} dog" for colour in DOG_COLOURS],
+            )
+            lamp = finehard_box([0.55, 0.1, 0.9, 0.45, 0.61], "a lamp", "a tall lamp")
             part_items.append(
-                {
-                    "f_path": f"grit-20m/data-12m/{relative}",
-                    "caption": f"A detailed description of picture {part}-{index}: a dog, a sofa and a lamp.",
-                    "short_caption": f"a dog on a sofa {part}-{index}",
-                    "bbox_info": [
-                        {
-                            "bbox": [0.1, 0.2, 0.5, 0.9, 0.873],
-                            "short_expr": "a brown dog",
-                            "long_expr": "a small brown dog lying on the left of the sofa",
-                            "flag_short_neg": 1,
-                            "short_expr_negs": {
-                                str(k): f"a {colour} dog"
-                                for k, colour in enumerate(
-                                    (
-                                        "black",
-                                        "white",
-                                        "grey",
-                                        "red",
-                                        "blue",
-                                        "green",
-                                        "yellow",
-                                        "pink",
-                                        "purple",
-                                        "orange",
-                                    )
-                                )
-                            },
-                        },
-                        {
-                            "bbox": [0.55, 0.1, 0.9, 0.45, 0.61],
-                            "short_expr": "a lamp",
-                            "long_expr": "a tall lamp",
-                            "flag_short_neg": 0,
-                        },
-                    ],
-                }
+                finehard_item(
+                    f"grit-20m/data-12m/{relative}",
+                    f"A detailed description of picture {part}-{index}: a dog, a sofa and a lamp.",
+                    f"a dog on a sofa {part}-{index}",
+                    [dog, lamp],
+                )
             )
         (root / "jsonfiles").mkdir(parents=True, exist_ok=True)
         (root / "jsonfiles" / name).write_text(json.dumps(part_items))

@@ -7,6 +7,7 @@ import pytest
 from fgclip.data.dataset import DataError, FineGrainedDataset
 from fgclip.data.readers import ImageError, open_sources
 from tests.data.conftest import record, write_image, write_jsonl
+from tests.official_records import finehard_box, finehard_item
 
 
 def test_sample_has_image_texts_and_the_first_four_regions(good_set):
@@ -66,30 +67,29 @@ def test_unusable_data_is_a_data_error(tmp_path):
         dataset[0]
 
 
-def finehard_item(f_path: str, boxes: int = 6) -> dict:
-    """One item as the official FineHARD jsonfiles/*.json have it (a score after the box, string keys)."""
-    return {
-        "f_path": f_path,
-        "caption": "In the image, a brown dog lies on a grey sofa next to a red cushion and a lamp.",
-        "short_caption": "a dog on a sofa",
-        "bbox_info": [
-            {
-                "bbox": [0.1 * b, 0.1, 0.1 * b + 0.3, 0.6, 0.91],
-                "short_expr": f"object {b}",
-                "long_expr": f"the long expression of object {b}",
-                "flag_short_neg": b % 2,
-                **({"short_expr_negs": {str(k): f"not object {b} ({k})" for k in range(10)}} if b % 2 else {}),
-            }
+def odd_boxes_negated_item(f_path: str, boxes: int = 6) -> dict:
+    """One FineHARD item whose odd boxes have ten negatives (flag_short_neg 1), the even ones none."""
+    return finehard_item(
+        f_path,
+        "In the image, a brown dog lies on a grey sofa next to a red cushion and a lamp.",
+        "a dog on a sofa",
+        [
+            finehard_box(
+                [0.1 * b, 0.1, 0.1 * b + 0.3, 0.6, 0.91],
+                f"object {b}",
+                f"the long expression of object {b}",
+                [f"not object {b} ({k})" for k in range(10)] if b % 2 else None,
+            )
             for b in range(boxes)
         ],
-    }
+    )
 
 
 def test_finehard_items_follow_the_official_text_rules(tmp_path):
     write_image(tmp_path / "grit-12m" / "coyo_image_0" / "00000" / "000000001.jpg")
     data = tmp_path / "jsonfiles" / "part.json"
     data.parent.mkdir()
-    data.write_text(json.dumps([finehard_item("grit-20m/data-12m/coyo_image_0/00000/000000001.jpg")]))
+    data.write_text(json.dumps([odd_boxes_negated_item("grit-20m/data-12m/coyo_image_0/00000/000000001.jpg")]))
     source = open_sources([data], images=tmp_path / "grit-12m")
     sample = FineGrainedDataset(source, image_size=32, with_regions=True)[(0, 3)]
     assert sample.short_caption == "a photo of a dog on a sofa"

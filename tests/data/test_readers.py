@@ -10,6 +10,7 @@ from PIL import Image
 from fgclip.data.readers import DataPathError, ImageError, LoadedRecord, expand_data_paths, open_sources
 from fgclip.data.schema import BadRecord
 from tests.data.conftest import OFFICIAL_JSON_NAMES, official_finehard, record, write_image, write_jsonl
+from tests.official_records import finehard_box, finehard_item
 
 
 def png_bytes(colour=(10, 200, 10), size=40) -> bytes:
@@ -58,27 +59,16 @@ def test_unreadable_image_is_an_image_error(tmp_path):
 
 def test_finehard_json_list_is_mapped_as_the_spec_says(tmp_path):
     write_image(tmp_path / "grit" / "0001.jpg")
-    item = {
-        "f_path": "grit/0001.jpg",
-        "caption": "A long CogVLM caption of the scene.",
-        "short_caption": "a dog on a sofa",
-        "bbox_info": [
-            {
-                "bbox": [0.1, 0.2, 0.5, 0.9, 0.87],
-                "short_expr": "a brown dog",
-                "long_expr": "a small brown dog with a collar",
-                "flag_short_neg": 1,
-                "short_expr_negs": {str(k): f"a dog negative {k}" for k in range(10)},
-            },
-            {
-                "bbox": [0.6, 0.1, 0.9, 0.4],
-                "short_expr": "a red cushion",
-                "long_expr": "a red cushion on the left",
-                "flag_short_neg": 0,
-                "short_expr_negs": {"0": "ignored"},
-            },
-        ],
-    }
+    boxes = [
+        finehard_box(
+            [0.1, 0.2, 0.5, 0.9, 0.87],
+            "a brown dog",
+            "a small brown dog with a collar",
+            [f"a dog negative {k}" for k in range(10)],
+        ),
+        finehard_box([0.6, 0.1, 0.9, 0.4], "a red cushion", "a red cushion on the left", ["ignored"], flag_short_neg=0),
+    ]
+    item = finehard_item("grit/0001.jpg", "A long CogVLM caption of the scene.", "a dog on a sofa", boxes)
     path = tmp_path / "finehard.json"
     path.write_text(json.dumps([item, {"f_path": "grit/0001.jpg", "caption": "", "short_caption": "x"}]))
     source = open_sources([path])

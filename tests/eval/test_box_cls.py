@@ -10,6 +10,7 @@ from eval import box_cls
 from fgclip.cli import run
 from fgclip.errors import UserError
 from tests.eval.conftest import common_args, make_image
+from tests.official_records import COCO_CATEGORIES, coco_file, coco_image, coco_instance
 
 
 def write_instances(path, images, annotations, categories):
@@ -58,57 +59,15 @@ def test_instances_val2017_as_shipped(tmp_path):
     flickr_url, id}, annotations {segmentation, area, iscrowd, image_id, bbox, category_id, id}, categories
     {supercategory, id, name} with the real non-contiguous ids (1 person, 18 dog, 90 toothbrush)."""
     make_image(tmp_path / "val2017" / "000000397133.jpg", seed=3, size=(64, 48))
-    image = {
-        "license": 4,
-        "file_name": "000000397133.jpg",
-        "coco_url": "http://images.cocodataset.org/val2017/000000397133.jpg",
-        "height": 48,
-        "width": 64,
-        "date_captured": "2013-11-14 17:02:52",
-        "flickr_url": "http://farm7.staticflickr.com/6116/6255196340_da26cf2c9e_z.jpg",
-        "id": 397133,
-    }
-
-    def annotation(ann_id, category, bbox, crowd=0, image_id=397133):
-        return {
-            "segmentation": [[bbox[0], bbox[1], bbox[0] + bbox[2], bbox[1], bbox[0], bbox[1] + bbox[3]]],
-            "area": bbox[2] * bbox[3] / 2,
-            "iscrowd": crowd,
-            "image_id": image_id,
-            "bbox": bbox,
-            "category_id": category,
-            "id": ann_id,
-        }
-
     path = tmp_path / "annotations" / "instances_val2017.json"
     path.parent.mkdir()
-    path.write_text(
-        json.dumps(
-            {
-                "info": {
-                    "description": "COCO 2017 Dataset",
-                    "url": "http://cocodataset.org",
-                    "version": "1.0",
-                    "year": 2017,
-                    "contributor": "COCO Consortium",
-                    "date_created": "2017/09/01",
-                },
-                "licenses": [{"url": "http://creativecommons.org/licenses/by-nc-sa/2.0/", "id": 4, "name": "x"}],
-                "images": [image],
-                "annotations": [
-                    annotation(82445, 18, [10.5, 8.25, 30.0, 20.0]),
-                    annotation(1, 1, [0.0, 0.0, 64.0, 48.0]),
-                    annotation(82445, 18, [10.5, 8.25, 30.0, 20.0]),  # the same annotation twice
-                    annotation(7, 90, [40.0, 30.0, 10.0, 10.0], image_id=999),
-                ],  # an image the file does not list
-                "categories": [
-                    {"supercategory": "person", "id": 1, "name": "person"},
-                    {"supercategory": "animal", "id": 18, "name": "dog"},
-                    {"supercategory": "indoor", "id": 90, "name": "toothbrush"},
-                ],
-            }
-        )
-    )
+    annotations = [
+        coco_instance(82445, 397133, [10.5, 8.25, 30.0, 20.0], 18),
+        coco_instance(1, 397133, [0.0, 0.0, 64.0, 48.0], 1),
+        coco_instance(82445, 397133, [10.5, 8.25, 30.0, 20.0], 18),  # the same annotation twice
+        coco_instance(7, 999, [40.0, 30.0, 10.0, 10.0], 90),  # an image the file does not list
+    ]
+    path.write_text(json.dumps(coco_file([coco_image(397133, 64, 48)], annotations, COCO_CATEGORIES)))
     coco = box_cls.load_coco(path)
     ids, names = box_cls.category_names(coco, None)
     assert ids == [1, 18, 90] and names == ["person", "dog", "toothbrush"]

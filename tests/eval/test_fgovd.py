@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,9 @@ from eval.common.coverage import skipped_reasons
 from fgclip.cli import run
 from fgclip.errors import UserError
 from fgclip.metrics import candidate_scores, region_top1_hits
+from tests.conftest import command_error
 from tests.eval.conftest import common_args, make_image, write_jsonl
+from tests.official_records import fgovd_annotation, fgovd_category, fgovd_image
 
 
 def fgovd_line(image, bbox, positive, negatives, size=(48, 40)):
@@ -102,93 +102,17 @@ def test_public_fgovd_benchmark_document_as_shipped(tmp_path):
     the captions as category names, the negatives as `neg_category_ids` of each annotation."""
     make_image(tmp_path / "coco" / "val2017" / "000000056288.jpg", size=(64, 48))
     document = {
-        "images": [
-            {
-                "id": 56288,
-                "width": 64,
-                "height": 48,
-                "license": 4,
-                "coco_url": "http://images.cocodataset.org/val2017/000000056288.jpg",
-                "flickr_url": "http://farm1.staticflickr.com/124/376779110_e9109fac8d_z.jpg",
-                "file_name": "val2017/000000056288.jpg",
-                "neg_category_ids": [12, 13],
-                "not_exhaustive_category_ids": [11],
-                "checked": True,
-            }
-        ],
+        "images": [fgovd_image(56288, 64, 48, negatives=[12, 13], not_exhaustive=[11])],
         "annotations": [
-            {
-                "bbox": [16.0, 12.0, 32.0, 24.0],
-                "area": 768.0,
-                "segmentation": [[16.0, 12.0, 48.0, 12.0, 48.0, 36.0]],
-                "category_id": 11,
-                "neg_category_ids": [12, 13],
-                "image_id": 56288,
-                "needs_revision": False,
-                "id": 14447,
-            },
-            {
-                "bbox": [0.0, 0.0, 64.0, 48.0],
-                "area": 3072.0,
-                "segmentation": [],
-                "category_id": 11,
-                "neg_category_ids": [12, 99],
-                "image_id": 56288,
-                "needs_revision": False,
-                "id": 14448,
-            },
-            {
-                "bbox": [80.0, 60.0, 4.0, 4.0],
-                "area": 16.0,
-                "segmentation": [],
-                "category_id": 11,
-                "neg_category_ids": [12],
-                "image_id": 56288,
-                "needs_revision": False,
-                "id": 14449,
-            },
-            {
-                "bbox": [16.0, 12.0, 32.0, 24.0],
-                "area": 768.0,
-                "segmentation": [],
-                "category_id": 11,
-                "neg_category_ids": [12, 13],
-                "image_id": 56288,
-                "needs_revision": False,
-                "id": 14450,
-            },
+            fgovd_annotation(14447, 56288, [16.0, 12.0, 32.0, 24.0], 11, [12, 13]),
+            fgovd_annotation(14448, 56288, [0.0, 0.0, 64.0, 48.0], 11, [12, 99]),  # 99: no such category
+            fgovd_annotation(14449, 56288, [80.0, 60.0, 4.0, 4.0], 11, [12]),  # outside the image
+            fgovd_annotation(14450, 56288, [16.0, 12.0, 32.0, 24.0], 11, [12, 13]),  # the first region again
         ],
         "categories": [
-            {
-                "name": "A dark blue striped wool basket",
-                "id": 11,
-                "synset": "",
-                "synonyms": [],
-                "def": "",
-                "frequency": "f",
-                "instance_count": 1,
-                "image_count": 1,
-            },
-            {
-                "name": "A dark green dotted text basket",
-                "id": 12,
-                "synset": "",
-                "synonyms": [],
-                "def": "",
-                "frequency": "f",
-                "instance_count": 0,
-                "image_count": 0,
-            },
-            {
-                "name": "A light orange plain paper basket",
-                "id": 13,
-                "synset": "",
-                "synonyms": [],
-                "def": "",
-                "frequency": "f",
-                "instance_count": 0,
-                "image_count": 0,
-            },
+            fgovd_category(11, "A dark blue striped wool basket", instances=1),
+            fgovd_category(12, "A dark green dotted text basket", instances=0),
+            fgovd_category(13, "A light orange plain paper basket", instances=0),
         ],
     }
     path = tmp_path / "3_attributes.json"
@@ -309,21 +233,7 @@ def test_errors_are_one_line_with_exit_code_2(tiny_model_dir, tmp_path, capsys):
 @pytest.mark.slow
 def test_module_runs_as_a_command(tmp_path):
     """`python -m eval.fgovd` with a bad path: exit code 2 and one line, no traceback."""
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "eval.fgovd",
-            "--model",
-            str(tmp_path),
-            "--data",
-            str(tmp_path / "x.jsonl"),
-            "--out",
-            str(tmp_path / "o"),
-        ],
-        capture_output=True,
-        text=True,
+    error = command_error(
+        "eval.fgovd", "--model", str(tmp_path), "--data", str(tmp_path / "x.jsonl"), "--out", str(tmp_path / "o")
     )
-    assert bad.returncode == 2
-    assert bad.stderr.strip().splitlines()[-1] == f"error: --data {tmp_path / 'x.jsonl'} does not exist"
-    assert "Traceback" not in bad.stderr
+    assert error == f"error: --data {tmp_path / 'x.jsonl'} does not exist"

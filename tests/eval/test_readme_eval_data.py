@@ -15,7 +15,19 @@ import pytest
 
 from tests.eval.conftest import make_image, write_jsonl
 from tests.eval_lmm.tiny_llava import build_tiny_llava
-from tests.official_records import coco_pope_lines, dci_annotation, karpathy_image
+from tests.official_records import (
+    COCO_CATEGORIES,
+    coco_file,
+    coco_image,
+    coco_instance,
+    coco_pope_lines,
+    dci_annotation,
+    fgovd_annotation,
+    fgovd_category,
+    fgovd_image,
+    karpathy_image,
+    sharegpt4v_caption,
+)
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 WNIDS = ["n01440764", "n01443537", "n01484850"]  # the first three ImageNet classes: tench, goldfish, great white shark
@@ -36,47 +48,11 @@ def lvis_fgovd(image_id: int, negatives: int) -> dict:
         f"A light {colour} plain paper basket"
         for colour in ("orange", "green", "grey", "pink", "red", "brown", "purple", "yellow", "black", "white")
     ][:negatives]
-    categories = [
-        {
-            "name": name,
-            "id": 100 + i,
-            "synset": "",
-            "synonyms": [],
-            "def": "",
-            "frequency": "f",
-            "instance_count": int(i == 0),
-            "image_count": int(i == 0),
-        }
-        for i, name in enumerate(names)
-    ]
+    negative_ids = list(range(101, 101 + len(names) - 1))
     return {
-        "images": [
-            {
-                "id": image_id,
-                "width": 48,
-                "height": 40,
-                "license": 4,
-                "coco_url": f"http://images.cocodataset.org/val2017/{image_id:012d}.jpg",
-                "flickr_url": "http://farm1.staticflickr.com/124/376779110_e9109fac8d_z.jpg",
-                "file_name": f"val2017/{image_id:012d}.jpg",
-                "neg_category_ids": [c["id"] for c in categories[1:]],
-                "not_exhaustive_category_ids": [100],
-                "checked": True,
-            }
-        ],
-        "annotations": [
-            {
-                "bbox": [8.0, 6.0, 24.0, 20.0],
-                "area": 480.0,
-                "segmentation": [[8.0, 6.0, 32.0, 6.0, 32.0, 26.0]],
-                "category_id": 100,
-                "neg_category_ids": [c["id"] for c in categories[1:]],
-                "image_id": image_id,
-                "needs_revision": False,
-                "id": 14447,
-            }
-        ],
-        "categories": categories,
+        "images": [fgovd_image(image_id, 48, 40, negatives=negative_ids, not_exhaustive=[100])],
+        "annotations": [fgovd_annotation(14447, image_id, [8.0, 6.0, 24.0, 20.0], 100, negative_ids)],
+        "categories": [fgovd_category(100 + i, name, instances=int(i == 0)) for i, name in enumerate(names)],
     }
 
 
@@ -114,48 +90,14 @@ def downloads(tmp_path, tiny_model_dir) -> Path:
     (root / "coco" / "annotations").mkdir()
     (root / "coco" / "annotations" / "instances_val2017.json").write_text(
         json.dumps(
-            {
-                "info": {"description": "COCO 2017 Dataset", "year": 2017},
-                "licenses": [{"url": "x", "id": 4, "name": "y"}],
-                "images": [
-                    {
-                        "license": 4,
-                        "file_name": f"{i:012d}.jpg",
-                        "coco_url": "",
-                        "height": 40,
-                        "width": 48,
-                        "date_captured": "2013-11-14 17:02:52",
-                        "flickr_url": "",
-                        "id": i,
-                    }
-                    for i in (397133, 37777)
+            coco_file(
+                [coco_image(i, 48, 40) for i in (397133, 37777)],
+                [
+                    coco_instance(1768, 397133, [1.0, 1.0, 19.0, 19.0], 18),
+                    coco_instance(1769, 37777, [5.0, 5.0, 35.0, 25.0], 1),
                 ],
-                "annotations": [
-                    {
-                        "segmentation": [[1.0, 1.0, 20.0, 1.0, 20.0, 20.0]],
-                        "area": 180.5,
-                        "iscrowd": 0,
-                        "image_id": 397133,
-                        "bbox": [1.0, 1.0, 19.0, 19.0],
-                        "category_id": 18,
-                        "id": 1768,
-                    },
-                    {
-                        "segmentation": [[5.0, 5.0, 40.0, 5.0, 40.0, 30.0]],
-                        "area": 437.5,
-                        "iscrowd": 0,
-                        "image_id": 37777,
-                        "bbox": [5.0, 5.0, 35.0, 25.0],
-                        "category_id": 1,
-                        "id": 1769,
-                    },
-                ],
-                "categories": [
-                    {"supercategory": "person", "id": 1, "name": "person"},
-                    {"supercategory": "animal", "id": 18, "name": "dog"},
-                    {"supercategory": "indoor", "id": 90, "name": "toothbrush"},
-                ],
-            }
+                COCO_CATEGORIES,
+            )
         )
     )
     (root / "coco" / "dataset_coco.json").write_text(
@@ -212,17 +154,7 @@ def downloads(tmp_path, tiny_model_dir) -> Path:
     (root / "sharegpt4v" / "share-captioner_coco_lcs_sam_1246k_1107.json").write_text(
         json.dumps(
             [
-                {
-                    "id": Path(name).stem,
-                    "image": name,
-                    "conversations": [
-                        {"from": "human", "value": "<image>\nWhat do you see happening in this image?"},
-                        {
-                            "from": "gpt",
-                            "value": f"In the center of the image there is thing {index}.\n\nAround it, more.",
-                        },
-                    ],
-                }
+                sharegpt4v_caption(name, f"In the center of the image there is thing {index}.\n\nAround it, more.")
                 for index, name in enumerate(share_images)
             ]
         )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -11,7 +10,7 @@ from eval import retrieval
 from eval.common.coverage import skipped_reasons
 from fgclip.errors import UserError
 from tests.eval.conftest import common_args, make_image, write_jsonl
-from tests.official_records import dci_annotation, karpathy_image
+from tests.official_records import coco_file, coco_image, dci_annotation, karpathy_image, sharegpt4v_caption
 
 
 def test_positive_sets_with_several_and_duplicated_captions():
@@ -91,34 +90,18 @@ def test_karpathy_dataset_coco_as_shipped(tmp_path):
 def test_coco_captions_file_as_shipped(tmp_path):
     """captions_val2017.json: info, licenses, images with int ids, annotations {image_id, id, caption}."""
     coco = tmp_path / "captions_val2017.json"
-    image = {
-        "license": 4,
-        "file_name": "000000397133.jpg",
-        "coco_url": "http://images.cocodataset.org/val2017/000000397133.jpg",
-        "height": 427,
-        "width": 640,
-        "date_captured": "2013-11-14 17:02:52",
-        "flickr_url": "http://farm7.staticflickr.com/6116/6255196340_da26cf2c9e_z.jpg",
-        "id": 397133,
-    }
     coco.write_text(
         json.dumps(
-            {
-                "info": {"description": "COCO 2017 Dataset", "year": 2017},
-                "licenses": [{"url": "x", "id": 4, "name": "y"}],
-                "images": [
-                    image,
-                    {**image, "file_name": "000000037777.jpg", "id": 37777},
-                    {**image, "file_name": "000000252219.jpg", "id": 252219},
-                ],
-                "annotations": [
+            coco_file(
+                [coco_image(image_id, 640, 427) for image_id in (397133, 37777, 252219)],
+                [
                     {"image_id": 37777, "id": 2, "caption": "The dining table near the kitchen has a bowl of fruit."},
                     {"image_id": 397133, "id": 370, "caption": "A man is in a kitchen making pizzas. "},
                     {"image_id": 397133, "id": 3, "caption": "Man in apron standing on front of oven."},
                     {"image_id": 397133, "id": 370, "caption": "A man is in a kitchen making pizzas. "},
                     {"image_id": 5, "id": 9, "caption": "orphan"},
                 ],
-            }
+            )
         )
     )
     data = retrieval.load_retrieval_set(coco)
@@ -143,14 +126,7 @@ def test_sharegpt4v_list_as_shipped_and_the_first_1000(tmp_path):
     share.write_text(
         json.dumps(
             [
-                {
-                    "id": Path(name).stem,
-                    "image": name,
-                    "conversations": [
-                        {"from": "human", "value": "<image>\nWhat do you see happening in this image?"},
-                        {"from": "gpt", "value": f"In the center of the image, item {i}.\n\nA second paragraph."},
-                    ],
-                }
+                sharegpt4v_caption(name, f"In the center of the image, item {i}.\n\nA second paragraph.")
                 for i, name in enumerate(images)
             ],
             indent=1,

@@ -1,24 +1,23 @@
 """The LMM runs on a folder made by `lmm_integration.build` (FG-CLIP tower + tiny Llama, LLaVA-1.5 template
 with its own BOS): the stock loaders read it, prompts get exactly one BOS, and the commands score it."""
 
-import json
-
 import pytest
 
-from eval import localization, pope
+from eval import localization
 from fgclip.llava.generation import load_lmm, prepare_inputs
 from fgclip.llava.generation import read_image as load_image
-from fgclip.llava.prompting import format_prompt
+from fgclip.llava.prompting import SHORT_ANSWER, format_prompt
 from fgclip.llava.settings import GenerationSettings
 from tests.conftest import save_tiny_fgclip
-from tests.eval_lmm.conftest import make_images
+from tests.eval_lmm.conftest import make_images, run_lmm_evaluations
 
+# what the tiny LM's word vocabulary is trained on: the question asked here, the evaluations' own prompt parts,
+# the answers and a box
 WORDS = [
     "Is there a dog in the image ?",
-    "Answer the question using a single word or phrase .",
-    "Yes",
-    "No",
-    "Please provide the bounding box coordinate of the region this sentence describes : the dog",
+    SHORT_ANSWER,
+    "Yes No",
+    localization.PROMPT.format(expression="the dog"),
     "[0.12, 0.30, 0.55, 0.91]",
 ]
 
@@ -48,55 +47,4 @@ def test_prompts_through_the_built_template_get_one_bos(built_llava, tmp_path):
 
 
 def test_pope_and_localization_run_on_the_built_folder(built_llava, tmp_path):
-    make_images(tmp_path / "images", ["0.png", "1.png"])
-    questions = tmp_path / "coco_pope_random.json"
-    questions.write_text(
-        "".join(
-            json.dumps(
-                {
-                    "question_id": i,
-                    "image": f"{i % 2}.png",
-                    "label": ["yes", "no"][i % 2],
-                    "text": "Is there a dog in the image?",
-                }
-            )
-            + "\n"
-            for i in range(4)
-        )
-    )
-    result = pope.main(
-        [
-            "--questions",
-            str(questions),
-            "--model",
-            str(built_llava),
-            "--images",
-            str(tmp_path / "images"),
-            "--out",
-            str(tmp_path / "pope"),
-            "--max-new-tokens",
-            "3",
-            "--device",
-            "cpu",
-        ]
-    )
-    assert result["num_questions"] == 4 and result["num_missing"] == 0
-    data = tmp_path / "images" / "refs.jsonl"
-    data.write_text(
-        json.dumps({"id": 1, "image": "0.png", "expression": "the dog", "bbox": [0.1, 0.1, 0.5, 0.5]}) + "\n"
-    )
-    boxes = localization.main(
-        [
-            "--data",
-            str(data),
-            "--model",
-            str(built_llava),
-            "--out",
-            str(tmp_path / "loc"),
-            "--max-new-tokens",
-            "12",
-            "--device",
-            "cpu",
-        ]
-    )
-    assert boxes["num_items"] == 1 and boxes["num_missing"] == 0
+    run_lmm_evaluations(built_llava, tmp_path)

@@ -7,7 +7,7 @@ import pytest
 from eval import localization
 from fgclip.cli import run
 from fgclip.llava.boxes import box_to_square, format_box
-from tests.eval_lmm.conftest import make_images
+from tests.eval_lmm.conftest import generation_options, make_images
 
 SIZES = [(64, 48), (48, 64), (40, 40)]
 ITEMS = [
@@ -77,20 +77,7 @@ def test_scores_hand_made_answers(data, tmp_path):
 
 def test_runs_a_tiny_llava(tiny_llava, data, tmp_path):
     out = tmp_path / "out"
-    argv = [
-        "--data",
-        str(data),
-        "--model",
-        str(tiny_llava),
-        "--out",
-        str(out),
-        "--batch-size",
-        "2",
-        "--max-new-tokens",
-        "12",
-        "--limit",
-        "3",
-    ]
+    argv = ["--data", str(data), *generation_options(tiny_llava, out, 12, "--batch-size", "2", "--limit", "3")]
     result = localization.main(argv)
     assert result["num_items"] == 3 and result["num_missing"] == 0
     assert result["num_parse_failures"] + sum(v for k, v in result["counts"].items() if k.startswith("scale_")) == 3

@@ -12,7 +12,7 @@ import pytest
 
 from eval import pope
 from fgclip.cli import run
-from tests.eval_lmm.conftest import make_images
+from tests.eval_lmm.conftest import generation_options, make_images
 from tests.eval_lmm.test_pope_questions import write_coco
 
 REPO = Path(__file__).resolve().parents[2]
@@ -166,20 +166,8 @@ def test_runs_a_tiny_llava_end_to_end_and_resumes(tiny_llava, tmp_path):
         for s in ("random", "adversarial")
     ]
     out = tmp_path / "out"
-    argv = [
-        "--questions",
-        *map(str, files),
-        "--model",
-        str(tiny_llava),
-        "--images",
-        str(tmp_path / "images"),
-        "--out",
-        str(out),
-        "--batch-size",
-        "3",
-        "--max-new-tokens",
-        "4",
-    ]
+    argv = ["--questions", *map(str, files), "--images", str(tmp_path / "images")]
+    argv += generation_options(tiny_llava, out, 4, "--batch-size", "3")
     first = pope.main(argv)
     assert first["num_questions"] == 8 and first["num_missing"] == 0
     assert first["counts"]["generated_now"] == 8 and first["details"]["generation"]["batch_size"] == 3

@@ -27,6 +27,24 @@ CHAT_TEMPLATE = (
 )
 
 
+def word_level_tokenizer(words, split_punctuation: bool, extra_special: tuple[str, ...] = ()):
+    """A word-level fast tokenizer over `words` (after <unk> <pad> <s> </s>), built offline; its decoder joins
+    words with spaces. `split_punctuation`: "dog?" is two words (else only whitespace splits)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {word: index for index, word in enumerate(["<unk>", "<pad>", "<s>", "</s>", *words])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace() if split_punctuation else pre_tokenizers.WhitespaceSplit()
+    backend.decoder = decoders.WordPiece()  # joins words with spaces
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>"
+    )
+    if extra_special:
+        tokenizer.add_special_tokens({"additional_special_tokens": list(extra_special)})
+    return tokenizer
+
+
 def build_tiny_llava(
     folder: Path,
     chat_template: bool = True,
@@ -43,24 +61,10 @@ def build_tiny_llava(
     The defaults make a tiny model for CPU tests; larger widths give a LLaVA-shaped model for timing
     (e.g. image_size 336, patch 14: 576 image tokens as in LLaVA-1.5).
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import (
-        CLIPVisionConfig,
-        LlamaConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-        PreTrainedTokenizerFast,
-    )
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
-    vocab = {word: index for index, word in enumerate(["<unk>", "<pad>", "<s>", "</s>", *WORDS])}
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    backend.decoder = decoders.WordPiece()  # joins words with spaces
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>"
-    )
     # the image token must be special so that its expanded run splits into single tokens
-    tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    tokenizer = word_level_tokenizer(WORDS, split_punctuation=True, extra_special=("<image>",))
     vision = CLIPVisionConfig(
         hidden_size=vision_width,
         intermediate_size=2 * vision_width,

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from fgclip.cli import run
 from fgclip.fashion.cli import main
-from tests.fashion.test_train import retrieval_args
+from tests.fashion.test_train import retrieval_args, validated_every
 from tests.train.test_preemption import Run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,20 +24,8 @@ SCRIPT = str(REPO / "scripts" / "finetune_fashion.py")
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_sigterm_checkpoints_and_the_resumed_run_reaches_the_uninterrupted_weights(products, tiny_towers_dir, tmp_path):
-    common = [
-        "--max_steps",
-        "12",
-        "--save_every",
-        "1",
-        "--log_every",
-        "1",
-        "--save_total_limit",
-        "1",
-        "--val",
-        str(products / "fashiongen" / "val.jsonl"),
-        "--eval_every",
-        "4",
-    ]
+    common = ["--max_steps", "12", "--save_every", "1", "--log_every", "1", "--save_total_limit", "1"]
+    common += validated_every(products, 4)
     assert main(retrieval_args(products, tiny_towers_dir, tmp_path / "whole", *common)) == 0
     out = tmp_path / "cut"
     metrics = out / "metrics.jsonl"

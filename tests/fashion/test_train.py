@@ -49,6 +49,11 @@ def retrieval_args(products: Path, init: Path, out: Path, *extra) -> list[str]:
     ]
 
 
+def validated_every(products: Path, steps: int) -> list[str]:
+    """The options that validate on the products' val split every `steps` steps."""
+    return ["--val", str(products / "fashiongen" / "val.jsonl"), "--eval_every", str(steps)]
+
+
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
@@ -109,24 +114,8 @@ def test_help_and_usage_errors_are_one_line_exit_2(products, tiny_towers_dir, tm
 
 def test_retrieval_run_selects_on_validation_and_writes_loadable_folders(products, tiny_towers_dir, tmp_path):
     out = tmp_path / "run"
-    assert (
-        main(
-            retrieval_args(
-                products,
-                tiny_towers_dir,
-                out,
-                "--val",
-                str(products / "fashiongen" / "val.jsonl"),
-                "--max_steps",
-                "8",
-                "--eval_every",
-                "4",
-                "--report_to",
-                "tensorboard",
-            )
-        )
-        == 0
-    )
+    settings = ["--max_steps", "8", *validated_every(products, 4), "--report_to", "tensorboard"]
+    assert main(retrieval_args(products, tiny_towers_dir, out, *settings)) == 0
     metrics = read_jsonl(out / "metrics.jsonl")
     assert [m["step"] for m in metrics] == [2, 4, 6, 8]
     assert {"loss", "loss_contrastive", "loss_matching", "lr", "bad_records", "seen_records"} <= set(metrics[0])
@@ -145,23 +134,8 @@ def test_retrieval_run_selects_on_validation_and_writes_loadable_folders(product
 
 def test_global_only_with_a_held_out_share_of_the_training_products(products, tiny_towers_dir, tmp_path):
     out = tmp_path / "global"
-    assert (
-        main(
-            retrieval_args(
-                products,
-                tiny_towers_dir,
-                out,
-                "--no_local_pooling",
-                "--val_fraction",
-                "0.25",
-                "--max_steps",
-                "2",
-                "--matching_weight",
-                "0",
-            )
-        )
-        == 0
-    )
+    settings = ["--no_local_pooling", "--val_fraction", "0.25", "--max_steps", "2", "--matching_weight", "0"]
+    assert main(retrieval_args(products, tiny_towers_dir, out, *settings)) == 0
     model = FashionFINEModel.from_pretrained(out / "final")
     assert not model.config.local_pooling and model.local_pooling is None
     with safe_open(str(out / "final" / "model.safetensors"), framework="pt") as weights:
@@ -176,16 +150,7 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def test_a_resumed_run_reaches_the_same_weights(products, tiny_towers_dir, tmp_path):
-    common = [
-        "--max_steps",
-        "6",
-        "--save_every",
-        "3",
-        "--val",
-        str(products / "fashiongen" / "val.jsonl"),
-        "--eval_every",
-        "3",
-    ]
+    common = ["--max_steps", "6", "--save_every", "3", *validated_every(products, 3)]
     assert main(retrieval_args(products, tiny_towers_dir, tmp_path / "whole", *common)) == 0
     assert main(retrieval_args(products, tiny_towers_dir, tmp_path / "cut", *common, "--stop_at_step", "4")) == 0
     assert not (tmp_path / "cut" / "final").exists()
@@ -309,21 +274,8 @@ def test_deepspeed_two_processes_stop_and_resume(products, tiny_towers_dir, tmp_
         str(REPO / "scripts" / "finetune_fashion.py"),
     ]
     out = tmp_path / "ds"
-    argv = retrieval_args(
-        products,
-        tiny_towers_dir,
-        out,
-        "--max_steps",
-        "6",
-        "--save_every",
-        "3",
-        "--log_every",
-        "1",
-        "--val",
-        str(products / "fashiongen" / "val.jsonl"),
-        "--eval_every",
-        "3",
-    )
+    settings = ["--max_steps", "6", "--save_every", "3", "--log_every", "1", *validated_every(products, 3)]
+    argv = retrieval_args(products, tiny_towers_dir, out, *settings)
 
     def run(*extra):
         result = subprocess.run(

@@ -209,21 +209,34 @@ _LEGACY_COMMON = {
 }
 
 
-def _legacy_text_config(folder: HubClipFolder) -> dict:
+def _tower_sizes(folder: HubClipFolder, tower: str) -> dict:
+    """One tower's sizes under CLIP's sub-config keys (`tower`: "text" or "vision"), as every real file states them."""
     towers = folder.towers
+    hidden, heads = (
+        (towers.text_hidden, towers.text_heads) if tower == "text" else (towers.vision_hidden, towers.vision_heads)
+    )
+    sizes = {
+        "hidden_size": hidden,
+        "intermediate_size": 4 * hidden,
+        "num_attention_heads": heads,
+        "num_hidden_layers": towers.layers,
+        "projection_dim": towers.projection_dim,
+    }
+    if tower == "vision":
+        sizes["patch_size"] = folder.patch_size
+    return sizes
+
+
+def _legacy_text_config(folder: HubClipFolder) -> dict:
     values = copy.deepcopy(_LEGACY_COMMON)
     values.update(
+        _tower_sizes(folder, "text"),
         bos_token_id=0,
         eos_token_id=2,
         pad_token_id=1,  # the legacy ids every real OpenAI folder keeps
         hidden_act=folder.hidden_act,
-        hidden_size=towers.text_hidden,
-        intermediate_size=4 * towers.text_hidden,
         max_position_embeddings=77,
         model_type="clip_text_model",
-        num_attention_heads=towers.text_heads,
-        num_hidden_layers=towers.layers,
-        projection_dim=towers.projection_dim,
         vocab_size=VOCAB_SIZE,
     )
     if folder.is_official_fgclip:  # written by transformers 4.12, which had no cross_attention_hidden_size
@@ -233,18 +246,12 @@ def _legacy_text_config(folder: HubClipFolder) -> dict:
 
 
 def _legacy_vision_config(folder: HubClipFolder) -> dict:
-    towers = folder.towers
     values = copy.deepcopy(_LEGACY_COMMON)
     values.update(
+        _tower_sizes(folder, "vision"),
         hidden_act=folder.hidden_act,
-        hidden_size=towers.vision_hidden,
         image_size=folder.image_size,
-        intermediate_size=4 * towers.vision_hidden,
         model_type="clip_vision_model",
-        num_attention_heads=towers.vision_heads,
-        num_hidden_layers=towers.layers,
-        patch_size=folder.patch_size,
-        projection_dim=towers.projection_dim,
     )
     if folder.is_official_fgclip:
         del values["cross_attention_hidden_size"]
@@ -258,26 +265,9 @@ def _size_overrides(folder: HubClipFolder, tower: str) -> dict:
     transformers (4.26+ and 5) builds a whole default sub-config from this dict and lets it override the
     full one, so in the miniature it restates the tiny sizes (the real file restates the real ones).
     """
-    towers = folder.towers
-    if tower == "text":
-        values = {
-            "hidden_size": towers.text_hidden,
-            "intermediate_size": 4 * towers.text_hidden,
-            "num_attention_heads": towers.text_heads,
-            "num_hidden_layers": towers.layers,
-            "projection_dim": towers.projection_dim,
-        }
-    else:
-        values = {
-            "hidden_size": towers.vision_hidden,
-            "intermediate_size": 4 * towers.vision_hidden,
-            "num_attention_heads": towers.vision_heads,
-            "num_hidden_layers": towers.layers,
-            "patch_size": folder.patch_size,
-            "projection_dim": towers.projection_dim,
-        }
-        if folder.image_size != 224:
-            values["image_size"] = folder.image_size
+    values = _tower_sizes(folder, tower)
+    if tower == "vision" and folder.image_size != 224:
+        values["image_size"] = folder.image_size
     if folder.hidden_act != "quick_gelu":
         values["hidden_act"] = folder.hidden_act
     return dict(sorted(values.items()))

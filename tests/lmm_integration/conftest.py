@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import TINY_VISION, save_tiny_fgclip
+from tests.official_records import llava_conversation
 
 COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 230), "yellow": (240, 215, 40)}
 QUESTION = "What colour is the picture ?"
@@ -59,14 +60,7 @@ def write_colour_set(folder: Path, count: int = 8, extra: list[dict] | None = No
         colour = names[index % len(names)]
         Image.new("RGB", (40 + 4 * index, 28), COLOURS[colour]).save(folder / f"{index}.png")
         records.append(
-            {
-                "id": str(index),
-                "image": f"{index}.png",
-                "conversations": [
-                    {"from": "human", "value": f"<image>\n{QUESTION}"},
-                    {"from": "gpt", "value": f"It is {colour}"},
-                ],
-            }
+            llava_conversation(str(index), [f"<image>\n{QUESTION}", f"It is {colour}"], image=f"{index}.png")
         )
     records += extra or []
     path = folder / "data.json"

@@ -13,10 +13,9 @@ import torch
 from PIL import Image
 from transformers import AutoProcessor, AutoTokenizer, LlavaForConditionalGeneration
 
-from eval import attributes, localization, pope
 from lmm_integration.build import main as build
 from lmm_integration.data import IGNORE_INDEX, ConversationDataset
-from tests.eval_lmm.conftest import make_images
+from tests.eval_lmm.conftest import run_lmm_evaluations
 from tests.hub_copies.clip import make_hub_copy
 from tests.hub_copies.llava import (
     IMAGE_TOKEN_INDEX,
@@ -144,91 +143,7 @@ def test_tower_swap_into_llava_hf_keeps_lm_and_projector(swapped, downloads):
 
 @pytest.mark.parametrize("which", ["built", "swapped"])
 def test_lmm_evaluations_run_on_the_results(which, request, tmp_path):
-    model = str(request.getfixturevalue(which))
-    images = tmp_path / "images"
-    make_images(images, ["0.png", "1.png"])
-    questions = tmp_path / "coco_pope_random.json"  # JSON lines in a .json file, as POPE ships them
-    questions.write_text(
-        "".join(
-            json.dumps(
-                {
-                    "question_id": i,
-                    "image": f"{i % 2}.png",
-                    "text": "Is there a dog in the image?",
-                    "label": ["yes", "no"][i % 2],
-                }
-            )
-            + "\n"
-            for i in range(2)
-        )
-    )
-    result = pope.main(
-        [
-            "--questions",
-            str(questions),
-            "--model",
-            model,
-            "--images",
-            str(images),
-            "--out",
-            str(tmp_path / "pope"),
-            "--max-new-tokens",
-            "2",
-            "--device",
-            "cpu",
-        ]
-    )
-    assert result["num_questions"] == 2 and result["num_missing"] == 0
-    regions = tmp_path / "regions.jsonl"
-    regions.write_text(
-        json.dumps(
-            {
-                "image": "images/0.png",
-                "regions": [
-                    {
-                        "bbox": [0.1, 0.1, 0.6, 0.9],
-                        "caption": "a small brown dog",
-                        "hard_negatives": ["a small black dog", "a small white dog", "a large brown dog"],
-                    }
-                ],
-            }
-        )
-        + "\n"
-    )
-    result = attributes.main(
-        [
-            "--data",
-            str(regions),
-            "--model",
-            model,
-            "--out",
-            str(tmp_path / "attributes"),
-            "--max-new-tokens",
-            "2",
-            "--device",
-            "cpu",
-        ]
-    )
-    assert result["counts"]["answered"] == result["counts"]["questions"] == 3
-    refs = images / "refs.jsonl"
-    refs.write_text(
-        json.dumps({"id": 1, "image": "0.png", "expression": "the dog", "bbox": [0.1, 0.1, 0.5, 0.5]}) + "\n"
-    )
-    result = localization.main(
-        [
-            "--data",
-            str(refs),
-            "--model",
-            model,
-            "--out",
-            str(tmp_path / "localization"),
-            "--max-new-tokens",
-            "4",
-            "--device",
-            "cpu",
-        ]
-    )
-    assert result["num_items"] == 1 and result["num_missing"] == 0
+    run_lmm_evaluations(request.getfixturevalue(which), tmp_path)
 
 
 def _finetune(*settings: str, log: Path) -> subprocess.CompletedProcess:

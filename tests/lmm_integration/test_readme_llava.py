@@ -17,7 +17,7 @@ from lmm_integration.build import main as build_main
 from tests.hub_copies.clip import make_hub_copy
 from tests.hub_copies.llava import LLAVA_HUB_FOLDERS, make_llava_hub_copy
 from tests.lmm_integration.conftest import free_port
-from tests.official_records import coco_pope_lines
+from tests.official_records import coco_pope_lines, llava_conversation
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
@@ -77,71 +77,55 @@ def _image(path: Path, colour) -> None:
 def _write_data(root: Path) -> None:
     """LLaVA-Pretrain's 558K captions (`<image>` before or after the text), the 665K mix (multi-turn COCO and GQA
     conversations and a text-only ShareGPT one) and POPE's questions, with their images, laid out as released."""
-    _image(root / "data/LLaVA-Pretrain/images/00453/004539375.jpg", (200, 30, 30))
-    _image(root / "data/LLaVA-Pretrain/images/00223/002239345.jpg", (30, 30, 200))
-    (root / "data/LLaVA-Pretrain/blip_laion_cc_sbu_558k.json").write_text(
-        json.dumps(
+    for path, colour in (
+        ("data/LLaVA-Pretrain/images/00453/004539375.jpg", (200, 30, 30)),
+        ("data/LLaVA-Pretrain/images/00223/002239345.jpg", (30, 30, 200)),
+        ("data/coco/train2017/000000033471.jpg", (240, 240, 240)),
+        ("data/gqa/images/2354786.jpg", (20, 160, 40)),
+        ("coco/val2014/COCO_val2014_000000310196.jpg", (90, 90, 90)),
+    ):
+        _image(root / path, colour)
+    pretrain = [
+        llava_conversation(
+            "004539375",
             [
-                {
-                    "id": "004539375",
-                    "image": "00453/004539375.jpg",
-                    "conversations": [
-                        {"from": "human", "value": "Render a clear and concise summary of the photo.\n<image>"},
-                        {"from": "gpt", "value": "select luxury furniture 3 - inch gel memory foam mattress topper"},
-                    ],
-                },
-                {
-                    "id": "002239345",
-                    "image": "00223/002239345.jpg",
-                    "conversations": [
-                        {"from": "human", "value": "<image>\nWrite a terse but informative summary of the picture."},
-                        {"from": "gpt", "value": "a grey watch with an army style strap"},
-                    ],
-                },
-            ]
-        )
-    )
-    _image(root / "data/coco/train2017/000000033471.jpg", (240, 240, 240))
-    _image(root / "data/gqa/images/2354786.jpg", (20, 160, 40))
-    (root / "data/llava_v1_5_mix665k.json").write_text(
-        json.dumps(
+                "Render a clear and concise summary of the photo.\n<image>",
+                "select luxury furniture 3 - inch gel memory foam mattress topper",
+            ],
+            image="00453/004539375.jpg",
+        ),
+        llava_conversation(
+            "002239345",
+            ["<image>\nWrite a terse but informative summary of the picture.", "a grey watch with an army style strap"],
+            image="00223/002239345.jpg",
+        ),
+    ]
+    (root / "data/LLaVA-Pretrain/blip_laion_cc_sbu_558k.json").write_text(json.dumps(pretrain))
+    mix = [
+        llava_conversation(
+            "000000033471",
             [
-                {
-                    "id": "000000033471",
-                    "image": "coco/train2017/000000033471.jpg",
-                    "conversations": [
-                        {"from": "human", "value": "<image>\nWhat are the colors of the bus in the image?"},
-                        {"from": "gpt", "value": "The bus in the image is white and red."},
-                        {"from": "human", "value": "What feature can be seen on the back of the bus?"},
-                        {"from": "gpt", "value": "The back of the bus features an advertisement."},
-                    ],
-                },
-                {
-                    "id": "2354786",
-                    "image": "gqa/images/2354786.jpg",
-                    "conversations": [
-                        {
-                            "from": "human",
-                            "value": "<image>\nIs the sky dark?\nAnswer the question using a single word or phrase.",
-                        },
-                        {"from": "gpt", "value": "Yes"},
-                    ],
-                },
-                {
-                    "id": "i6IyJda_0",
-                    "model": "",
-                    "conversations": [
-                        {
-                            "from": "human",
-                            "value": "How to tell if a customer segment is well segmented? In 3 bullet points.",
-                        },
-                        {"from": "gpt", "value": "1. Homogeneity 2. Distinctiveness 3. Stability"},
-                    ],
-                },
-            ]
-        )
-    )
-    _image(root / "coco/val2014/COCO_val2014_000000310196.jpg", (90, 90, 90))
+                "<image>\nWhat are the colors of the bus in the image?",
+                "The bus in the image is white and red.",
+                "What feature can be seen on the back of the bus?",
+                "The back of the bus features an advertisement.",
+            ],
+            image="coco/train2017/000000033471.jpg",
+        ),
+        llava_conversation(
+            "2354786",
+            ["<image>\nIs the sky dark?\nAnswer the question using a single word or phrase.", "Yes"],
+            image="gqa/images/2354786.jpg",
+        ),
+        llava_conversation(
+            "i6IyJda_0",
+            [
+                "How to tell if a customer segment is well segmented? In 3 bullet points.",
+                "1. Homogeneity 2. Distinctiveness 3. Stability",
+            ],
+        ),
+    ]
+    (root / "data/llava_v1_5_mix665k.json").write_text(json.dumps(mix))
     (root / "pope").mkdir()
     (root / "pope/coco_pope_random.json").write_text(
         "".join(json.dumps(line) + "\n" for line in coco_pope_lines(("snowboard", "yes"), ("car", "no")))

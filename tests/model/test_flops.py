@@ -1,18 +1,7 @@
-from fgclip import FGCLIPConfig
+from benchmarks.shapes import get_shape
 from fgclip.model.flops import image_forward_flops, text_forward_flops, train_step_flops
 
-VIT_B_16 = FGCLIPConfig(
-    text_config=dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=8),
-    vision_config=dict(
-        hidden_size=768,
-        intermediate_size=3072,
-        num_hidden_layers=12,
-        num_attention_heads=12,
-        image_size=224,
-        patch_size=16,
-    ),
-    projection_dim=512,
-)
+VIT_B_16 = get_shape("b16").config()  # OpenAI CLIP ViT-B/16 at 224 px (tests/benchmarks/test_shapes.py checks it)
 
 
 def test_vit_b16_matches_the_published_41_gflops():

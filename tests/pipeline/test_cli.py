@@ -16,6 +16,7 @@ import torch
 from fgclip.data.schema import BadRecord, Record, iter_record_file
 from fgclip.pipeline.cli import build_parser, config_from, main
 from fgclip.pipeline.config import PipelineConfig
+from tests.conftest import command_error
 from tests.pipeline.conftest import make_images, run_cli, write_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
@@ -298,24 +299,8 @@ def test_usage_errors_exit_2(tmp_path, capsys):
 
 
 def test_module_entry_point_reports_errors_without_traceback(tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fgclip.pipeline",
-            "--input",
-            str(tmp_path / "none.jsonl"),
-            "--out",
-            str(tmp_path / "out"),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-    )
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr and "error: --input" in result.stderr
+    error = command_error("fgclip.pipeline", "--input", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "out"))
+    assert error.startswith("error: --input")
 
 
 def test_help_loads_no_torch():

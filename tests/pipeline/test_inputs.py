@@ -11,6 +11,7 @@ import pytest
 from fgclip.errors import UserError
 from fgclip.pipeline.inputs import list_images, read_input_records, split_input
 from fgclip.pipeline.shards import INPUT_STAGE, ShardLayout
+from tests.official_records import finehard_box, finehard_item
 from tests.pipeline.conftest import make_images, write_jsonl
 
 
@@ -59,20 +60,8 @@ def test_record_file_paths_become_absolute_and_bad_items_are_counted(tmp_path):
 
 def test_finehard_lists_are_read(tmp_path):
     make_images(tmp_path, 1)
-    item = {
-        "f_path": "img_000.png",
-        "caption": "Long.",
-        "short_caption": "short",
-        "bbox_info": [
-            {
-                "bbox": [0.1, 0.1, 0.5, 0.5, 0.9],
-                "short_expr": "a dog",
-                "long_expr": "a dog on grass",
-                "flag_short_neg": 1,
-                "short_expr_negs": {str(i): f"a cat {i}" for i in range(10)},
-            }
-        ],
-    }
+    box = finehard_box([0.1, 0.1, 0.5, 0.5, 0.9], "a dog", "a dog on grass", [f"a cat {i}" for i in range(10)])
+    item = finehard_item("img_000.png", "Long.", "short", [box])
     path = tmp_path / "finehard.json"
     path.write_text(json.dumps([item]))
     found, _ = read_input_records(path, Counter())

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from tests.eval_lmm.tiny_llava import save_llava_folder, word_level_tokenizer
+
 CAPTION_WORDS = (
     "a the dog cat sofa table chair car tree cup shirt hat red blue green brown white black small large "
     "wooden metal striped two three on with and in of . , describe image detail this phrase rewrite noun "
@@ -31,20 +33,8 @@ SMALL = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_atte
 
 
 def word_tokenizer(extra_special: tuple[str, ...] = ()):
-    """A word-level fast tokenizer over CAPTION_WORDS, built offline."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {word: index for index, word in enumerate(["<unk>", "<pad>", "<s>", "</s>", *CAPTION_WORDS])}
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    backend.decoder = decoders.WordPiece()  # joins words with spaces
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>"
-    )
-    if extra_special:
-        tokenizer.add_special_tokens({"additional_special_tokens": list(extra_special)})
-    return tokenizer
+    """A word-level fast tokenizer over CAPTION_WORDS ("USER:", "1." are words: only whitespace splits)."""
+    return word_level_tokenizer(CAPTION_WORDS, split_punctuation=False, extra_special=extra_special)
 
 
 def tiny_llama_config(tokenizer, max_position_embeddings: int):
@@ -64,8 +54,6 @@ def tiny_llama_config(tokenizer, max_position_embeddings: int):
 
 def build_tiny_llava(folder: Path, chat_template: bool = True, seed: int = 0) -> Path:
     from transformers import CLIPVisionConfig, LlavaConfig, LlavaForConditionalGeneration
-
-    from tests.eval_lmm.tiny_llava import save_llava_folder
 
     tokenizer = word_tokenizer(("<image>",))
     vision = CLIPVisionConfig(**SMALL, image_size=32, patch_size=8)

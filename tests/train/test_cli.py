@@ -131,15 +131,15 @@ def test_missing_paths_and_incompatible_checkpoints_exit_2(tmp_path, synthetic_s
     assert "contradict" in capsys.readouterr().err
 
 
+def recipe_values(config) -> tuple:
+    """What a recipe sets: (lr, weight decay, warmup steps, batch size)."""
+    return config.optim.lr, config.optim.weight_decay, config.optim.warmup_steps, config.batch_size
+
+
 def test_recipe_comes_from_what_the_model_is(tiny_init, tmp_path):
     # a small model folder (no recipe recorded): the tiny recipe, whatever the stage
     small = config_from_args(parse("--stage", "2", "--data", "d.jsonl", "--init", str(tiny_init)))
-    assert (small.optim.lr, small.optim.weight_decay, small.optim.warmup_steps, small.batch_size) == (
-        1e-3,
-        0.01,
-        20,
-        32,
-    )
+    assert recipe_values(small) == (1e-3, 0.01, 20, 32)
     assert (
         small.recipe == "tiny" and small.sources["lr"] == "recipe tiny" and "vision width 32" in small.sources["recipe"]
     )
@@ -149,12 +149,7 @@ def test_recipe_comes_from_what_the_model_is(tiny_init, tmp_path):
     shutil.copytree(tiny_init, recorded)
     (recorded / "training_recipe.json").write_text(json.dumps({"recipe": "published", "stage": 1}))
     stage2 = config_from_args(parse("--stage", "2", "--data", "d.jsonl", "--init", str(recorded)))
-    assert (stage2.optim.lr, stage2.optim.weight_decay, stage2.optim.warmup_steps, stage2.batch_size) == (
-        1e-6,
-        0.001,
-        200,
-        512,
-    )
+    assert recipe_values(stage2) == (1e-6, 0.001, 200, 512)
     assert "training_recipe.json" in stage2.sources["recipe"]
     # a CLIP-size folder: the published recipe; flags win. The choice reads only config.json, so the folder
     # holds the towers' keys of the Hub's openai/clip-vit-base-patch16 config (no 600 MB of weights)
