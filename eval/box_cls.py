@@ -177,13 +177,11 @@ class BoxClsOptions:
     )
 
 
+EPILOG = "Ties: a class scoring exactly as high as the true class ranks ahead of it (counted as a miss)."
+
+
 def build_parser() -> CommandParser:
-    return classification_parser(
-        "python -m eval.box_cls",
-        __doc__,
-        "Ties: a class scoring exactly as high as the true class ranks ahead of it (counted as a miss).",
-        BoxClsOptions,
-    )
+    return classification_parser("python -m eval.box_cls", __doc__, BoxClsOptions, epilog=EPILOG)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

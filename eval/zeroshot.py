@@ -90,15 +90,15 @@ class ZeroshotOptions:
     )
 
 
+EPILOG = (
+    "Ties: a class scoring exactly as high as the true class ranks ahead of it. "
+    "Unreadable images are skipped and counted; class folders without images "
+    "stay in the class list (as distractors) and are counted."
+)
+
+
 def build_parser() -> CommandParser:
-    return classification_parser(
-        "python -m eval.zeroshot",
-        __doc__,
-        "Ties: a class scoring exactly as high as the true class ranks ahead of it. "
-        "Unreadable images are skipped and counted; class folders without images "
-        "stay in the class list (as distractors) and are counted.",
-        ZeroshotOptions,
-    )
+    return classification_parser("python -m eval.zeroshot", __doc__, ZeroshotOptions, epilog=EPILOG)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from eval.common.cli import owned_outputs, wrapped
 from eval.common.command import EncoderRun
-from eval.common.options import encoder_parser
+from eval.common.options import OptionGroup, encoder_parser
 from eval.common.prompts import TEMPLATES_HELP, class_text_embeddings, load_templates
 from eval.common.reporting import bar_plot, markdown_table, model_label
 from fgclip.cli import CommandParser, option, options_from
@@ -50,10 +50,10 @@ class ClassificationTask:
         return owned_outputs({self.benchmark}, {"results.md", self.plot})
 
 
-def classification_parser(prog: str, description: str, epilog: str, options_type: type) -> CommandParser:
-    """The command line of a classification benchmark: its own `options_type`, the prompt options
-    (ClassificationOptions) and the encoder options."""
-    return encoder_parser(prog, description, options_type, ClassificationOptions, epilog=wrapped(epilog))
+def classification_parser(prog: str, description: str, *groups: OptionGroup, epilog: str) -> CommandParser:
+    """The command line of a classification benchmark: its own `groups`, the prompt options
+    (`ClassificationOptions`) and the encoder options; `epilog` is wrapped."""
+    return encoder_parser(prog, description, *groups, ClassificationOptions, epilog=wrapped(epilog))
 
 
 @dataclass
