@@ -91,18 +91,10 @@ class ClassificationRun(EncoderRun):
         cover.warn()
         metrics, per_class = classification_report(embeddings @ classifier.T, labels, classnames)
         metrics.update({f"num_{task.unit}": len(labels), "num_classes": len(classnames)})
+        scores = [metrics["top1"], metrics["top5"], metrics["mean_class_top1"]]
         table = markdown_table(
             [task.unit, "classes", "templates", "top-1", "top-5", "mean per-class top-1"],
-            [
-                [
-                    len(labels),
-                    len(classnames),
-                    len(self.templates),
-                    metrics["top1"],
-                    metrics["top5"],
-                    metrics["mean_class_top1"],
-                ]
-            ],
+            [[len(labels), len(classnames), len(self.templates), *scores]],
         )
         if self.prompts.per_class:
             table += "\n" + markdown_table(
