@@ -19,16 +19,30 @@ if TYPE_CHECKING:  # light at import: benchmarks.run lists the shapes before tor
 
 
 @dataclass(frozen=True)
+class Tower:
+    """One transformer tower's size: width, depth and attention heads."""
+
+    width: int
+    layers: int
+    heads: int
+
+    def config(self, mlp_ratio: int) -> dict:
+        """The tower's keys of a Hugging Face CLIP text or vision config."""
+        return dict(
+            hidden_size=self.width,
+            intermediate_size=mlp_ratio * self.width,
+            num_hidden_layers=self.layers,
+            num_attention_heads=self.heads,
+        )
+
+
+@dataclass(frozen=True)
 class ModelShape:
     name: str
     image_size: int
     patch_size: int
-    vision_width: int
-    vision_layers: int
-    vision_heads: int
-    text_width: int
-    text_layers: int
-    text_heads: int
+    vision: Tower
+    text: Tower
     projection_dim: int
     mlp_ratio: int = 4
 
@@ -36,61 +50,28 @@ class ModelShape:
         from fgclip.model import FGCLIPConfig
 
         return FGCLIPConfig(
-            text_config=dict(
-                hidden_size=self.text_width,
-                intermediate_size=self.mlp_ratio * self.text_width,
-                num_hidden_layers=self.text_layers,
-                num_attention_heads=self.text_heads,
-            ),
+            text_config=self.text.config(self.mlp_ratio),
             vision_config=dict(
-                hidden_size=self.vision_width,
-                intermediate_size=self.mlp_ratio * self.vision_width,
-                num_hidden_layers=self.vision_layers,
-                num_attention_heads=self.vision_heads,
-                image_size=self.image_size,
-                patch_size=self.patch_size,
+                self.vision.config(self.mlp_ratio), image_size=self.image_size, patch_size=self.patch_size
             ),
             projection_dim=self.projection_dim,
         )
 
 
+# the towers as Tower(width, layers, heads)
 SHAPES = {
-    "tiny": ModelShape(
-        "tiny",
-        image_size=32,
-        patch_size=8,
-        vision_width=32,
-        vision_layers=2,
-        vision_heads=4,
-        text_width=32,
-        text_layers=2,
-        text_heads=4,
-        projection_dim=16,
-    ),
-    "small": ModelShape(
-        "small",
-        image_size=112,
-        patch_size=16,
-        vision_width=256,
-        vision_layers=6,
-        vision_heads=4,
-        text_width=256,
-        text_layers=6,
-        text_heads=4,
-        projection_dim=256,
-    ),
-    "b16": ModelShape(
-        "b16",
-        image_size=224,
-        patch_size=16,
-        vision_width=768,
-        vision_layers=12,
-        vision_heads=12,
-        text_width=512,
-        text_layers=12,
-        text_heads=8,
-        projection_dim=512,
-    ),
+    shape.name: shape
+    for shape in (
+        ModelShape(
+            "tiny", image_size=32, patch_size=8, vision=Tower(32, 2, 4), text=Tower(32, 2, 4), projection_dim=16
+        ),
+        ModelShape(
+            "small", image_size=112, patch_size=16, vision=Tower(256, 6, 4), text=Tower(256, 6, 4), projection_dim=256
+        ),
+        ModelShape(
+            "b16", image_size=224, patch_size=16, vision=Tower(768, 12, 12), text=Tower(512, 12, 8), projection_dim=512
+        ),
+    )
 }
 
 

@@ -27,7 +27,7 @@ from eval.common.options import OutputOptions
 from eval.common.reporting import grouped_bar_plot, markdown_table, write_scored_results
 from eval.lmm.answers_file import question_key, read_answers_file
 from eval.lmm.attribute_questions import AttributeQuestion, parse_choice, region_questions
-from eval.lmm.options import LMMModelOption, add_generation_options, one_answer_source
+from eval.lmm.options import LMMModelOption, generation_parser, one_answer_source
 from eval.lmm.pope_rule import pope_answer
 from fgclip.cli import CommandParser, entry_point, option, options_from, positive_int
 from fgclip.data.schema import BadRecord, iter_record_file
@@ -67,11 +67,9 @@ class AttributesOutput(OutputOptions):
 
 
 def build_parser() -> CommandParser:
-    parser = CommandParser(prog="python -m eval.attributes", description=__doc__)
-    parser.add_options(AttributesOptions)
-    parser.add_options(AttributesOutput, "output")
-    add_generation_options(parser, max_new_tokens=16)
-    return parser
+    return generation_parser(
+        "python -m eval.attributes", __doc__, AttributesOptions, (AttributesOutput, "output"), max_new_tokens=16
+    )
 
 
 def build_questions(options: AttributesOptions, counts: dict) -> list[AttributeQuestion]:

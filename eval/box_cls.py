@@ -24,18 +24,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from eval.common.boxes import xywh_pixels_to_normalized
-from eval.common.classification import classification_parser, classify_and_finish, parse_classification
-from eval.common.cli import owned_outputs, require_file
+from eval.common.classification import ClassificationRun, ClassificationTask, classification_parser
+from eval.common.cli import require_file
 from eval.common.coverage import Coverage, skipped_reasons
 from eval.common.images import failure_reason, image_size_of
 from eval.common.prompts import load_classnames
-from fgclip.cli import CommandParser, entry_point, non_negative_int, option
+from fgclip.cli import CommandParser, entry_point, non_negative_int, option, options_from
 from fgclip.errors import UserError
 
 if TYPE_CHECKING:
     from pycocotools.coco import COCO
 
-OWNED = owned_outputs({"box_cls"}, {"results.md", "box_cls.png"})
+TASK = ClassificationTask("box_cls", "box classification", "boxes")
 
 
 @dataclass
@@ -177,19 +177,18 @@ class BoxClsOptions:
     )
 
 
+EPILOG = "Ties: a class scoring exactly as high as the true class ranks ahead of it (counted as a miss)."
+
+
 def build_parser() -> CommandParser:
-    return classification_parser(
-        "python -m eval.box_cls",
-        __doc__,
-        "Ties: a class scoring exactly as high as the true class ranks ahead of it (counted as a miss).",
-        BoxClsOptions,
-    )
+    return classification_parser("python -m eval.box_cls", __doc__, BoxClsOptions, epilog=EPILOG)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    options, prompts, run_options, templates = parse_classification(build_parser(), argv, BoxClsOptions)
+    args = build_parser().parse_args(argv)
+    options, run = options_from(args, BoxClsOptions), ClassificationRun.parsed(args)
     require_file(options.data, "--data")
-    out = run_options.prepare_output([options.data, options.images], OWNED)
+    run.prepare_output([options.data, options.images], TASK.owned)
     coco = load_coco(options.data)
     category_ids, classnames = category_names(coco, options.classnames)
     box_set = collect_boxes(
@@ -202,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         options.max_images,
     )
     counts = box_set.counts
-    encoder = run_options.load_encoder()
+    encoder = run.load_encoder()
     import torch  # loaded with the encoder
 
     encoded = encoder.regions(box_set.paths, [torch.tensor(b, dtype=torch.float32) for b in box_set.boxes])
@@ -223,22 +222,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         not_read=counts["annotations_not_read_limit"],
         not_read_unit="boxes",
     )
-    return classify_and_finish(
-        run_options,
-        out,
-        encoder,
-        encoded.embeddings[encoded.ok],
-        labels[encoded.ok],
-        classnames,
-        templates,
-        prompts,
-        cover,
-        benchmark="box_cls",
-        title="box classification",
-        unit="boxes",
-        data=str(options.data),
-        counts=dict(counts),
-    )
+    return run.classify_and_finish(TASK, encoded, labels, classnames, cover, data=options.data, counts=dict(counts))
 
 
 cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])

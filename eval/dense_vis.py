@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import argparse
 import textwrap
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from eval.common.cli import owned_outputs, prepare_output
+from eval.common.cli import owned_outputs
+from eval.common.command import EncoderRun
 from eval.common.jsonfiles import iter_items
-from eval.common.options import EncoderConfig, ModelOption, OutputFolder, add_encoder_options
+from eval.common.options import OutputFolder, encoder_parser
 from eval.common.reporting import markdown_table, pyplot, write_results
 from fgclip.cli import CommandParser, entry_point, fraction, non_negative_int, option, options_from, positive_float
 from fgclip.data.schema import RecordError, check_bbox, record_from_json
@@ -196,17 +196,19 @@ class DenseVisOptions:
 
 
 def build_parser() -> CommandParser:
-    parser = CommandParser(prog="python -m eval.dense_vis", description=__doc__, epilog=WHY_MAPS_LOOK_INVERTED)
-    parser.add_options(DenseVisOptions)
-    add_encoder_options(parser, cache=False, output=OutputFolder)
-    return parser
+    return encoder_parser(
+        "python -m eval.dense_vis",
+        __doc__,
+        DenseVisOptions,
+        epilog=WHY_MAPS_LOOK_INVERTED,
+        cache=False,
+        output=OutputFolder,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
-    options, output = options_from(args, DenseVisOptions), options_from(args, OutputFolder)
-    model = options_from(args, ModelOption).model
-    started = time.time()
+    options, run = options_from(args, DenseVisOptions), EncoderRun.parsed(args, cache=False)
     own_captions: list[str] | None = None
     boxes, candidates = options.boxes, options.captions
     if options.record is not None:
@@ -226,11 +228,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         raise UserError("--normalize softmax compares texts: give two or more --text (e.g. add 'background')")
     if not image_path.is_file():
         raise UserError(f"image {image_path} does not exist")
-    out = prepare_output(output, [image_path, options.record, model], OWNED)
-
-    from eval.common.encoder import Encoder  # loads torch and transformers: after the options are checked
-
-    encoder = Encoder.load(model, options_from(args, EncoderConfig))
+    out = run.prepare_output([image_path, options.record], OWNED)
+    encoder = run.load_encoder()
     temperature = options.temperature or float(encoder.model.logit_scale.detach().exp())
     dense = encoder.dense(image_path)
     text_embeds = encoder.texts(texts)
@@ -310,10 +309,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
         out,
         "dense_vis",
         metrics,
-        model=model,
+        model=run.model,
         data=str(options.record or image_path),
         counts={"texts": len(texts), "regions": len(regions)},
-        started=started,
+        started=run.started,
         table=table,
         extra={
             "complete": True,

@@ -44,7 +44,7 @@ from eval.common.coverage import Coverage, skipped_reasons
 from eval.common.fashion_data import Triplet, load_gallery, load_products, load_triplets
 from eval.common.fusion import FusionSettings
 from eval.common.images import resolve_image_path
-from eval.common.options import add_encoder_options
+from eval.common.options import encoder_parser
 from eval.common.reporting import grouped_bar_plot, markdown_table, model_label
 from fgclip.cli import CommandParser, entry_point, option, options_from, positive_int
 from fgclip.errors import UserError
@@ -426,30 +426,28 @@ class FashionIQOptions:
 
 
 def build_parser() -> CommandParser:
-    parser = CommandParser(
-        prog="python -m eval.fashion",
-        description=__doc__,
+    return encoder_parser(
+        "python -m eval.fashion",
+        __doc__,
+        FashionOptions,
+        (FashionGenOptions, "fashiongen"),
+        (FashionIQOptions, "fashioniq"),
+        (FusionSettings, "fusion (--embedding fusion or both)"),
         epilog="File formats: see eval/common/fashion_data.py. Ties count as misses.",
     )
-    parser.add_options(FashionOptions)
-    parser.add_options(FashionGenOptions, "fashiongen")
-    parser.add_options(FashionIQOptions, "fashioniq")
-    parser.add_options(FusionSettings, "fusion (--embedding fusion or both)")
-    add_encoder_options(parser)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     options, gen, iq = (options_from(args, kind) for kind in (FashionOptions, FashionGenOptions, FashionIQOptions))
-    fusion, run_options = options_from(args, FusionSettings), EncoderRun.parsed(args)
+    fusion, run = options_from(args, FusionSettings), EncoderRun.parsed(args)
     for path in options.data + (iq.gallery or []):
         if not path.is_file():
             raise UserError(f"{path} does not exist")
     if options.task == "fashiongen" and len(options.data) != 1:
         raise UserError("--task fashiongen takes one --data file")
-    out = run_options.prepare_output([*options.data, *(iq.gallery or []), options.images], OWNED)
-    encoder = run_options.load_encoder()
+    out = run.prepare_output([*options.data, *(iq.gallery or []), options.images], OWNED)
+    encoder = run.load_encoder()
     from eval.common.learned_fusion import learned_fusion
 
     learned = learned_fusion(encoder)  # a Fashion-FINE folder: its trained pooling, ratios and composition
@@ -465,7 +463,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     cover.truncated = encoder.truncated_texts()
     cover.warn()
     plot = f"{options.task}.png"
-    grouped_bar_plot(out / plot, series, f"{options.task} ({model_label(run_options.model)})", "recall")
+    grouped_bar_plot(out / plot, series, f"{options.task} ({model_label(run.model)})", "recall")
     extra = {"task": options.task, "embeddings": list(embeddings), "plots": [plot], "details": {"series": series}}
     if "fusion" in embeddings:
         extra["fusion"] = (
@@ -480,13 +478,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
             gallery=[str(p) for p in iq.gallery] if iq.gallery else "references and targets of the data",
             keep_reference=iq.keep_reference,
         )
-    return run_options.finish(
-        out,
+    return run.finish(
         options.task,
         metrics,
         cover,
-        encoder,
-        data=[str(p) for p in options.data],
+        data=options.data,
         counts=dict(counts),
         table=table,
         headline=f"{options.task}: " + ", ".join(f"{k} {v:.4f}" for k, v in list(metrics.items())[:4]),

@@ -33,7 +33,7 @@ from eval.common.command import EncoderRun
 from eval.common.coverage import Coverage, skipped_reasons
 from eval.common.images import failure_reason, image_size_of
 from eval.common.jsonfiles import iter_items, json_document, list_items
-from eval.common.options import add_encoder_options
+from eval.common.options import encoder_parser
 from eval.common.reporting import bar_plot, markdown_table, model_label
 from fgclip.cli import CommandParser, entry_point, non_negative_int, option, options_from
 from fgclip.data.schema import RecordError, check_bbox, clean_negatives, region_from_json
@@ -343,28 +343,24 @@ class FgovdOptions:
     )
 
 
+EPILOG = wrapped(
+    "Ties: a negative scoring as high as the positive (within 1e-6) counts as a hit, as in the "
+    "public FG-OVD evaluation of FG-CLIP (fgclip.metrics.region_top1_hits); results.json counts them "
+    "(num_ties). Negatives are cleaned as the trainer cleans them (fgclip.data.schema.clean_negatives): those "
+    "equal to the positive text, repeated or empty are dropped and counted. Regions without negatives, with "
+    "an empty box, or "
+    "whose image is missing are skipped one by one and counted in results.json (complete: false, counts by "
+    "reason; --strict makes that exit 2); a region repeated exactly is scored once and counted."
+)
+
+
 def build_parser() -> CommandParser:
-    parser = CommandParser(
-        prog="python -m eval.fgovd",
-        description=__doc__,
-        epilog=wrapped(
-            "Ties: a negative scoring as high as the positive (within 1e-6) counts as a hit, as in the "
-            "public FG-OVD evaluation of FG-CLIP (fgclip.metrics.region_top1_hits); results.json counts them "
-            "(num_ties). Negatives are cleaned as the trainer cleans them (fgclip.data.schema.clean_negatives): those "
-            "equal to the positive text, repeated or empty are dropped and counted. Regions without negatives, with "
-            "an empty box, or "
-            "whose image is missing are skipped one by one and counted in results.json (complete: false, counts by "
-            "reason; --strict makes that exit 2); a region repeated exactly is scored once and counted."
-        ),
-    )
-    parser.add_options(FgovdOptions)
-    add_encoder_options(parser)
-    return parser
+    return encoder_parser("python -m eval.fgovd", __doc__, FgovdOptions, epilog=EPILOG)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
-    options, run_options = options_from(args, FgovdOptions), EncoderRun.parsed(args)
+    options, run = options_from(args, FgovdOptions), EncoderRun.parsed(args)
     if options.names is not None and len(options.names) != len(options.data):
         raise UserError(f"--names has {len(options.names)} labels for {len(options.data)} data files")
     labels = options.names or [difficulty_label(path) for path in options.data]
@@ -372,12 +368,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
         raise UserError(f"two data files share the label {labels}; give distinct --names")
     for path in options.data:
         require_file(path, "--data")
-    out = run_options.prepare_output([*options.data, options.images], OWNED)
+    out = run.prepare_output([*options.data, options.images], OWNED)
     files = [
         load_region_file(path, options.images or path.parent, label, options.limit)
         for path, label in zip(options.data, labels)
     ]
-    encoder = run_options.load_encoder()
+    encoder = run.load_encoder()
     per_file = evaluate(encoder, files)
 
     counts = Counter()
@@ -414,17 +410,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
     bar_plot(
         out / "fgovd_top1.png",
         {label: r["top1"] for label, r in per_file.items()},
-        f"FG-OVD top-1 ({model_label(run_options.model)})",
+        f"FG-OVD top-1 ({model_label(run.model)})",
         "top-1 accuracy",
         chance=sum(r["chance"] * r["num_regions"] for r in per_file.values()) / scored,
     )
-    return run_options.finish(
-        out,
+    return run.finish(
         "fgovd",
         metrics,
         cover,
-        encoder,
-        data=[str(p) for p in options.data],
+        data=options.data,
         counts=dict(counts),
         table=table,
         headline=f"FG-OVD top-1 {metrics['top1']:.4f}",

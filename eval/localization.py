@@ -29,7 +29,7 @@ from eval.common.coverage import Coverage
 from eval.common.options import OutputOptions
 from eval.common.reporting import line_plot, markdown_table, write_scored_results
 from eval.lmm.answers_file import question_key, read_answers_file
-from eval.lmm.options import LMMModelOption, add_generation_options, one_answer_source
+from eval.lmm.options import LMMModelOption, generation_parser, one_answer_source
 from fgclip.cli import CommandParser, entry_point, option, options_from, positive_int
 from fgclip.data.schema import RecordError, check_bbox
 from fgclip.errors import UserError
@@ -173,11 +173,9 @@ class LocalizationOutput(OutputOptions):
 
 
 def build_parser() -> CommandParser:
-    parser = CommandParser(prog="python -m eval.localization", description=__doc__)
-    parser.add_options(LocalizationOptions)
-    parser.add_options(LocalizationOutput, "output")
-    add_generation_options(parser, max_new_tokens=48)
-    return parser
+    return generation_parser(
+        "python -m eval.localization", __doc__, LocalizationOptions, (LocalizationOutput, "output"), max_new_tokens=48
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

@@ -24,7 +24,7 @@ from eval.common.coverage import Coverage
 from eval.common.options import OutputOptions
 from eval.common.reporting import grouped_bar_plot, markdown_table, write_scored_results
 from eval.lmm.answers_file import question_key, read_answers_file
-from eval.lmm.options import LMMModelOption, add_generation_options, one_answer_source
+from eval.lmm.options import LMMModelOption, generation_parser, one_answer_source
 from eval.lmm.pope_questions import (
     STRATEGIES,
     PopeQuestion,
@@ -81,12 +81,14 @@ class PopeOutput(OutputOptions):
 
 
 def build_parser() -> CommandParser:
-    parser = CommandParser(prog="python -m eval.pope", description=__doc__)
-    parser.add_options(PopeOptions)
-    parser.add_options(PopeOutput, "output")
-    parser.add_options(PopeBuildOptions, "building question files (--build_questions)")
-    add_generation_options(parser, max_new_tokens=16)
-    return parser
+    return generation_parser(
+        "python -m eval.pope",
+        __doc__,
+        PopeOptions,
+        (PopeOutput, "output"),
+        (PopeBuildOptions, "building question files (--build_questions)"),
+        max_new_tokens=16,
+    )
 
 
 def split_name(path: Path, taken: set[str]) -> str:

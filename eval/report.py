@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eval.common.cli import prepare_output
-from eval.common.options import OutputFolder
+from eval.common.jsonfiles import load_json
+from eval.common.options import OutputFolder, command_parser
 from eval.common.reporting import grouped_bar_plot, markdown_table, model_label
 from fgclip.cli import CommandParser, entry_point, option, options_from
 from fgclip.errors import UserError
@@ -134,10 +135,7 @@ def load_runs(arguments: list[Path], names: list[str] | None) -> list[Run]:
     runs = []
     for label, argument, folder in zip(labels, arguments, folders):
         for path in find_results(argument):
-            try:
-                result = json.loads(path.read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError) as error:
-                raise UserError(f"{path} is not valid JSON: {error}") from error
+            result = load_json(path)
             if not isinstance(result, dict):
                 raise UserError(f"{path} does not hold a results object")
             within = path.parent.relative_to(folder).as_posix()
@@ -245,10 +243,7 @@ def is_report_file(entry: Path) -> bool:
 
 
 def build_parser() -> CommandParser:
-    parser = CommandParser(prog="python -m eval.report", description=__doc__)
-    parser.add_options(ReportOptions)
-    parser.add_options(ReportOutput, "output")
-    return parser
+    return command_parser("python -m eval.report", __doc__, ReportOptions, (ReportOutput, "output"))
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

@@ -40,7 +40,7 @@ from eval.common.command import EncoderRun
 from eval.common.coverage import Coverage, skipped_reasons
 from eval.common.images import resolve_image_path
 from eval.common.jsonfiles import iter_items, json_document, load_json
-from eval.common.options import add_encoder_options
+from eval.common.options import encoder_parser
 from eval.common.reporting import line_plot, markdown_table, model_label
 from fgclip.cli import CommandParser, entry_point, non_negative_int, option, options_from
 from fgclip.errors import UserError
@@ -364,33 +364,29 @@ class RetrievalOptions:
     )
 
 
+EPILOG = wrapped(
+    "Ties: a wrong candidate scoring exactly as high as the best correct one "
+    "ranks ahead of it. Images that are missing or unreadable are dropped with "
+    "their captions and counted, as are entries naming no image and images "
+    "without a caption (results.json: complete false, counts by reason; "
+    "--strict makes that exit 2); image paths that do not exist under --images "
+    "are also tried as bare file names under --images."
+)
+
+
 def build_parser() -> CommandParser:
-    parser = CommandParser(
-        prog="python -m eval.retrieval",
-        description=__doc__,
-        epilog=wrapped(
-            "Ties: a wrong candidate scoring exactly as high as the best correct one "
-            "ranks ahead of it. Images that are missing or unreadable are dropped with "
-            "their captions and counted, as are entries naming no image and images "
-            "without a caption (results.json: complete false, counts by reason; "
-            "--strict makes that exit 2); image paths that do not exist under --images "
-            "are also tried as bare file names under --images."
-        ),
-    )
-    parser.add_options(RetrievalOptions)
-    add_encoder_options(parser)
-    return parser
+    return encoder_parser("python -m eval.retrieval", __doc__, RetrievalOptions, epilog=EPILOG)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
-    options, run_options = options_from(args, RetrievalOptions), EncoderRun.parsed(args)
+    options, run = options_from(args, RetrievalOptions), EncoderRun.parsed(args)
     if not options.data.exists():
         raise UserError(f"--data {options.data} does not exist")
-    out = run_options.prepare_output([options.data, options.images], OWNED)
+    out = run.prepare_output([options.data, options.images], OWNED)
     data = load_retrieval_set(options.data, options.long, options.split, options.caption_field, options.limit)
     images_root = options.images or (dci_images_root(options.data) if options.data.is_dir() else options.data.parent)
-    encoder = run_options.load_encoder()
+    encoder = run.load_encoder()
     from eval.common.learned_fusion import learned_fusion
 
     learned = learned_fusion(encoder) is not None
@@ -411,18 +407,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
     line_plot(
         out / "recall_curve.png",
         {"image -> text": scores["i2t_curve"], "text -> image": scores["t2i_curve"]},
-        f"retrieval recall@K ({model_label(run_options.model)})",
+        f"retrieval recall@K ({model_label(run.model)})",
         "K",
         "recall@K",
     )
     counts = {**data.counts, "scored_images": scores["num_images"], "scored_captions": scores["num_captions"]}
-    return run_options.finish(
-        out,
+    return run.finish(
         "retrieval_long" if options.long else "retrieval",
         metrics,
         cover,
-        encoder,
-        data=str(options.data),
+        data=options.data,
         counts=counts,
         table=table,
         headline=f"retrieval I->T R@1 {metrics['i2t_r1']:.4f} T->I R@1 {metrics['t2i_r1']:.4f}",

@@ -17,14 +17,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from eval.common.classification import classification_parser, classify_and_finish, parse_classification
-from eval.common.cli import owned_outputs, require_dir
+from eval.common.classification import ClassificationRun, ClassificationTask, classification_parser
+from eval.common.cli import require_dir
 from eval.common.coverage import Coverage, skipped_reasons
 from eval.common.prompts import imagenet_names_by_wnid, load_classnames
-from fgclip.cli import CommandParser, entry_point, non_negative_int, option
+from fgclip.cli import CommandParser, entry_point, non_negative_int, option, options_from
 from fgclip.errors import UserError
 
-OWNED = owned_outputs({"zeroshot"}, {"results.md", "zeroshot.png"})
+TASK = ClassificationTask("zeroshot", "zero-shot classification", "images")
 WORDNET_ID = re.compile(r"n\d{8}")
 
 
@@ -90,21 +90,22 @@ class ZeroshotOptions:
     )
 
 
+EPILOG = (
+    "Ties: a class scoring exactly as high as the true class ranks ahead of it. "
+    "Unreadable images are skipped and counted; class folders without images "
+    "stay in the class list (as distractors) and are counted."
+)
+
+
 def build_parser() -> CommandParser:
-    return classification_parser(
-        "python -m eval.zeroshot",
-        __doc__,
-        "Ties: a class scoring exactly as high as the true class ranks ahead of it. "
-        "Unreadable images are skipped and counted; class folders without images "
-        "stay in the class list (as distractors) and are counted.",
-        ZeroshotOptions,
-    )
+    return classification_parser("python -m eval.zeroshot", __doc__, ZeroshotOptions, epilog=EPILOG)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    options, prompts, run_options, templates = parse_classification(build_parser(), argv, ZeroshotOptions)
+    args = build_parser().parse_args(argv)
+    options, run = options_from(args, ZeroshotOptions), ClassificationRun.parsed(args)
     require_dir(options.data, "--data")
-    out = run_options.prepare_output([options.data], OWNED)
+    run.prepare_output([options.data], TASK.owned)
     folders, samples = read_image_folder(options.data)
     names = class_display_names(folders, options.classnames)
     counts = {
@@ -120,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 kept.append((path, label))
         counts["images_not_read_limit"] = len(samples) - len(kept)
         samples = kept
-    encoder = run_options.load_encoder()
+    encoder = run.load_encoder()
     import torch  # loaded with the encoder
 
     encoded = encoder.images([Path(path) for path, _ in samples])
@@ -136,22 +137,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         not_read_unit="images",
     )
     labels = torch.tensor([label for _, label in samples], dtype=torch.long)
-    return classify_and_finish(
-        run_options,
-        out,
-        encoder,
-        encoded.embeddings[encoded.ok],
-        labels[encoded.ok],
-        names,
-        templates,
-        prompts,
-        cover,
-        benchmark="zeroshot",
-        title="zero-shot classification",
-        unit="images",
-        data=str(options.data),
-        counts=counts,
-    )
+    return run.classify_and_finish(TASK, encoded, labels, names, cover, data=options.data, counts=counts)
 
 
 cli = entry_point(main)  # the console script (pyproject.toml [project.scripts])

@@ -25,49 +25,55 @@ if TYPE_CHECKING:
 
 @dataclass
 class EncoderRun:
-    """The shared options of an encoder benchmark (`eval.common.options.add_encoder_options`), parsed."""
+    """One run of an encoder benchmark: the shared options (`eval.common.options.encoder_parser`) as parsed,
+    then the output folder and the encoder as `main` makes them, so that `finish` needs only the scores."""
 
     model: Path
     compute: EncoderConfig
-    cache: CacheOptions
+    cache: CacheOptions | None  # None: the command has no embedding cache
     output: OutputOptions
     started: float = field(default_factory=time.time)
+    out: Path | None = field(default=None, init=False)
+    encoder: Encoder | None = field(default=None, init=False)
 
     @classmethod
-    def parsed(cls, args: argparse.Namespace) -> EncoderRun:
+    def parsed(cls, args: argparse.Namespace, cache: bool = True, **more) -> EncoderRun:
+        """From an `encoder_parser` command line (made with the same `cache`); `more`: a subclass's fields."""
         return cls(
             options_from(args, ModelOption).model,
             options_from(args, EncoderConfig),
-            options_from(args, CacheOptions),
+            options_from(args, CacheOptions) if cache else None,
             options_from(args, OutputOptions),
+            **more,
         )
 
     def prepare_output(self, inputs: Iterable[Path | None], owned: Callable[[Path], bool]) -> Path:
         """The output folder, checked (with the cache folder) before any work; the model is an input too."""
-        return prepare_output(self.output, [*inputs, self.model], owned, self.cache)
+        self.out = prepare_output(self.output, [*inputs, self.model], owned, self.cache)
+        return self.out
 
     def load_encoder(self) -> Encoder:
         from eval.common.encoder import Encoder  # torch and transformers: after the options are checked
 
-        return Encoder.from_options(self.model, self.compute, self.cache)
+        self.encoder = Encoder.from_options(self.model, self.compute, self.cache)
+        return self.encoder
 
     def finish(
         self,
-        out: Path,
         benchmark: str,
         metrics: Mapping,
         cover: Coverage,
-        encoder: Encoder,
         *,
-        data: str | Sequence[str],
+        data: str | Path | Sequence[str | Path],
         counts: Mapping[str, int],
         table: str,
         headline: str,
         extra: Mapping | None = None,
     ) -> dict:
-        """results.json / results.md with the coverage and the encoder run, the last line, then --strict."""
+        """results.json / results.md in the output folder, with the coverage and the encoder run, the last line,
+        then --strict."""
         return write_scored_results(
-            out,
+            self.out,
             benchmark,
             metrics,
             cover,
@@ -78,5 +84,5 @@ class EncoderRun:
             table=table,
             headline=headline,
             strict=self.output.strict,
-            extra={**(extra or {}), "encoder": encoder.describe(), "cache": encoder.cache.summary()},
+            extra={**(extra or {}), "encoder": self.encoder.describe(), "cache": self.encoder.cache.summary()},
         )

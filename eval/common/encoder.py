@@ -9,7 +9,6 @@ All pooling and projection happens in the model; this module only batches and ca
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from eval.common.cache import (
     model_fingerprint,
     texts_digest,
 )
-from eval.common.cli import cache_dir, resolve_device
+from eval.common.cli import cache_dir
 from eval.common.fusion import FusionSettings, attention_pool, fuse, text_token_mask
 from eval.common.images import iter_image_batches
 from eval.common.options import CacheOptions, EncoderConfig
@@ -34,6 +33,7 @@ from fgclip.fashion import FashionFINEConfig, FashionFINEModel
 from fgclip.fashion.modeling import model_type_of
 from fgclip.model import FGCLIPModel
 from fgclip.model.conversion import CheckpointError, detect_checkpoint_kind
+from fgclip.runtime import autocast, autocast_dtype, resolve_device
 from fgclip.tokenizer import LONG_LENGTH, SHORT_LENGTH, FGCLIPTokenizer
 from fgclip.transforms import image_transform
 
@@ -50,19 +50,6 @@ class EncodedImages:
     embeddings: torch.Tensor
     ok: torch.Tensor
     failures: dict[str, int] = field(default_factory=dict)
-
-
-def resolve_autocast(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for plain fp32."""
-    if precision == "fp32":
-        return None
-    if precision == "auto":
-        if device.type != "cuda":
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if precision == "fp16" and device.type != "cuda":
-        raise UserError("--precision fp16 needs a CUDA device; use bf16 or fp32 on CPU")
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 def load_model(directory: Path, device: torch.device) -> tuple[FGCLIPModel, str]:
@@ -114,7 +101,7 @@ class Encoder:
         self.cache = cache if cache is not None else EmbeddingCache(None)
         self.checkpoint_kind = checkpoint_kind
         self.device = next(model.parameters()).device
-        self.autocast_dtype = resolve_autocast(config.precision, self.device)
+        self.autocast_dtype = autocast_dtype(config.precision, self.device)
         self.transform = image_transform(model.image_size)
         self.fingerprint = model_fingerprint(self.model_dir)
         self._truncated: dict[int, set[str]] = {SHORT_LENGTH: set(), LONG_LENGTH: set()}
@@ -125,7 +112,7 @@ class Encoder:
     ) -> Encoder:
         config = config or EncoderConfig()
         device = resolve_device(config.device)
-        resolve_autocast(config.precision, device)  # fail on a bad combination before loading weights
+        autocast_dtype(config.precision, device)  # fail on a bad combination before loading weights
         model, kind = load_model(Path(model_dir), device)
         return cls(model, FGCLIPTokenizer.from_pretrained(model_dir), Path(model_dir), config, cache, kind)
 
@@ -144,9 +131,7 @@ class Encoder:
         return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.autocast_dtype]
 
     def _autocast(self):
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+        return autocast(self.device, self.autocast_dtype)
 
     def _key(self, kind: str, **parts) -> str:
         return self.cache.key(model=self.fingerprint, kind=kind, precision=self.precision_name, **parts)

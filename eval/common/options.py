@@ -76,11 +76,37 @@ class OutputOptions(OutputFolder):
     )
 
 
-def add_encoder_options(parser: CommandParser, cache: bool = True, output: type = OutputOptions) -> None:
-    """The groups every encoder benchmark has after its own options: model and compute (`ModelOption`,
-    `EncoderConfig`), the embedding cache (`CacheOptions`, unless `cache` is False) and the output."""
-    compute = parser.add_options(ModelOption, "model and compute")
-    parser.add_options(EncoderConfig, compute)
-    if cache:
-        parser.add_options(CacheOptions, "embedding cache")
-    parser.add_options(output, "output")
+OptionGroup = type | tuple[type, str]
+"""An option dataclass of a command: alone (its options join the command's own list) or with a group title."""
+
+
+def command_parser(
+    prog: str, description: str | None, *groups: OptionGroup, epilog: str | None = None
+) -> CommandParser:
+    """A command's parser derived from its option dataclasses, in order; dataclasses given the same group title
+    share one group."""
+    parser = CommandParser(prog=prog, description=description, epilog=epilog)
+    titled = {}  # group title -> the argparse group made for it
+    for group in groups:
+        config_type, title = group if isinstance(group, tuple) else (group, None)
+        if title is None:
+            parser.add_options(config_type)
+        else:
+            titled[title] = parser.add_options(config_type, titled.get(title, title))
+    return parser
+
+
+def encoder_parser(
+    prog: str,
+    description: str | None,
+    *groups: OptionGroup,
+    epilog: str | None = None,
+    cache: bool = True,
+    output: type = OutputOptions,
+) -> CommandParser:
+    """The command line of an encoder benchmark: its own `groups`, then the ones every encoder benchmark has:
+    model and compute (`ModelOption`, `EncoderConfig`), the embedding cache (`CacheOptions`, unless `cache` is
+    False) and the output (`output`)."""
+    shared = [(ModelOption, "model and compute"), (EncoderConfig, "model and compute")]
+    shared += [(CacheOptions, "embedding cache")] if cache else []
+    return command_parser(prog, description, *groups, *shared, (output, "output"), epilog=epilog)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from eval.common.options import OptionGroup, command_parser
 from fgclip.cli import CommandParser, option
 from fgclip.errors import UserError
 from fgclip.llava.settings import GenerationSettings
@@ -20,11 +21,15 @@ class LMMModelOption:
     )
 
 
-def add_generation_options(parser: CommandParser, max_new_tokens: int) -> None:
-    """--model and the `GenerationSettings` options, with this command's answer length as the default."""
-    group = parser.add_options(LMMModelOption, "running a model (--model)")
-    parser.add_options(GenerationSettings, group)
+def generation_parser(prog: str, description: str | None, *groups: OptionGroup, max_new_tokens: int) -> CommandParser:
+    """The command line of an LMM evaluation: its own `groups`, then --model and the `GenerationSettings` options,
+    with this command's answer length as the default."""
+    model_group = "running a model (--model)"
+    parser = command_parser(
+        prog, description, *groups, (LMMModelOption, model_group), (GenerationSettings, model_group)
+    )
     parser.set_defaults(max_new_tokens=max_new_tokens)
+    return parser
 
 
 def one_answer_source(answers: object, model: Path | None, model_needs: str = "") -> None:

@@ -11,10 +11,11 @@ import torch.nn.functional as F
 from transformers import CLIPConfig, CLIPModel
 
 from eval.common.cache import EmbeddingCache, model_fingerprint
-from eval.common.encoder import Encoder, EncoderConfig, resolve_autocast
+from eval.common.encoder import Encoder, EncoderConfig
 from eval.common.fusion import FusionSettings
 from fgclip.errors import UserError
 from fgclip.folders import save_with_processors
+from fgclip.runtime import autocast_dtype
 from fgclip.transforms import image_transform
 from tests.conftest import TINY_TEXT, TINY_VISION
 from tests.eval.conftest import make_image
@@ -137,9 +138,9 @@ def test_load_errors_are_one_line_eval_errors(tmp_path):
     with pytest.raises(UserError, match="config.json"):
         Encoder.load(tmp_path / "empty", CONFIG)
     with pytest.raises(UserError, match="fp16 needs a CUDA"):
-        resolve_autocast("fp16", torch.device("cpu"))
-    assert resolve_autocast("auto", torch.device("cpu")) is None
-    assert resolve_autocast("bf16", torch.device("cpu")) is torch.bfloat16
+        autocast_dtype("fp16", torch.device("cpu"))
+    assert autocast_dtype("auto", torch.device("cpu")) is None
+    assert autocast_dtype("bf16", torch.device("cpu")) is torch.bfloat16
 
 
 def test_bf16_autocast_on_cpu_stays_close(tiny_model_dir):
