@@ -292,6 +292,10 @@ def main(argv=None) -> dict:
     parser.add_options(ReportOptions)
     args = parser.parse_args(argv)
     miniature, output_file = options_from(args, Miniature), options_from(args, ReportOptions).output_file
+    if not miniature.progress:  # the evaluations' bars too, not only training's
+        from benchmarks.settings import silence_progress_bars
+
+        silence_progress_bars()
 
     from benchmarks.default_experiment import machine
 

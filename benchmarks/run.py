@@ -17,7 +17,6 @@ passed to such a `main`.
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -139,10 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = options_from(args, BenchSettings, progress=not options.quiet)
     names = check_options(options, settings)
     if options.quiet:
-        os.environ["TQDM_DISABLE"] = "1"  # also silences the progress bars of the code under test
-        from transformers.utils import logging as hf_logging
+        from benchmarks.settings import silence_progress_bars
 
-        hf_logging.disable_progress_bar()
+        silence_progress_bars()
     failed = []
     for name in names:
         started = time.time()

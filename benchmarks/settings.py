@@ -6,6 +6,7 @@ use of `torch_device` (`benchmarks.run` does that before any benchmark loads).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -141,3 +142,12 @@ class BenchSettings:
             "seed": self.seed,
             "lmm_dtype": self.lmm_dtype,
         }
+
+
+def silence_progress_bars() -> None:
+    """No progress bars from here on, the code under test's included. tqdm reads TQDM_DISABLE once, when it is
+    first imported, so this runs right after parsing, before anything imports it (this module imports no torch)."""
+    os.environ["TQDM_DISABLE"] = "1"
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
