@@ -69,7 +69,7 @@ def _model_type(directory: Path) -> str | None:
 def vision_source_kind(source: str | Path) -> str:
     """What `source` is (fgclip | official-fgclip | clip | clip_vision_model | fgclip_dense_vision), read from its
     config only; a folder of any other kind is a one-line `UserError`."""
-    from fgclip.model.conversion import CheckpointError, detect_checkpoint_kind
+    from fgclip.model.conversion import detect_checkpoint_kind
 
     directory = Path(source)
     if not directory.is_dir():
@@ -84,7 +84,7 @@ def vision_source_kind(source: str | Path) -> str:
         )
     try:
         return detect_checkpoint_kind(directory)
-    except CheckpointError as error:
+    except UserError as error:
         raise UserError(f"--vision {error}") from error
 
 

@@ -29,7 +29,6 @@ import torch
 from torch.utils.data import DataLoader
 
 from fgclip.data.accounting import RecordAccounting
-from fgclip.data.dataset import DataError
 from fgclip.data.sampler import EpochBatchSampler, sample_seed
 from fgclip.errors import UserError
 from fgclip.fashion.config import TASKS, FinetuneConfig
@@ -48,7 +47,6 @@ from fgclip.fashion.losses import (
 from fgclip.fashion.modeling import FashionFINEModel, model_type_of
 from fgclip.fashion.validate import validate_composition, validate_retrieval
 from fgclip.folders import save_with_processors
-from fgclip.hf_files import CheckpointError
 from fgclip.model_card import Provenance
 from fgclip.tokenizer import FGCLIPTokenizer
 from fgclip.train import checkpoint as ckpt
@@ -110,7 +108,7 @@ def check_read_skips(counts, total_key: str, max_bad_fraction: float, what: str)
         reasons = ", ".join(
             f"{k.removeprefix('skipped_')} {v}" for k, v in counts.items() if k.startswith("skipped_") and v
         )
-        raise DataError(
+        raise UserError(
             f"{skipped} of {total} {what} cannot be used ({skipped / total:.1%} > --max_bad_fraction "
             f"{max_bad_fraction:.1%}): {reasons}"
         )
@@ -189,7 +187,7 @@ def build_fashion_model(config: FinetuneConfig) -> FashionFINEModel:
         raise
     except (OSError, ValueError, RuntimeError, KeyError) as error:
         message = str(error).splitlines()[0] if str(error) else ""
-        raise CheckpointError(f"--init {config.init} cannot be loaded: {type(error).__name__}: {message}") from error
+        raise UserError(f"--init {config.init} cannot be loaded: {type(error).__name__}: {message}") from error
     model = model.float().train()
     if config.task == "tgir":
         model.config.query_composition = "fusion"

@@ -24,7 +24,8 @@ from transformers.masking_utils import create_causal_mask
 from transformers.models.clip.modeling_clip import CLIPPreTrainedModel
 from transformers.utils import ModelOutput
 
-from fgclip.hf_files import CheckpointError, folder_special_token_ids
+from fgclip.errors import UserError
+from fgclip.hf_files import folder_special_token_ids
 from fgclip.model import conversion
 from fgclip.model.configuration import FGCLIPConfig
 from fgclip.model.text_groups import length_groups
@@ -165,7 +166,7 @@ class FGCLIPModel(CLIPPreTrainedModel):
         end-of-text id of the tokenizer the folder carries (CLIP's 49407 when it has none), never at a config's
         legacy `eos_token_id: 2`. A local folder that cannot be used (not a model, a missing or damaged weight
         file, weights that do not fit its config, a tokenizer without an end-of-text token) is a one-line
-        `CheckpointError`; a name that is not a local path is looked up on the Hub.
+        `UserError`; a name that is not a local path is looked up on the Hub.
         """
         path = Path(str(pretrained_model_name_or_path)).expanduser()
         if not path.is_dir() and _looks_like_local_path(str(pretrained_model_name_or_path)):
@@ -186,18 +187,18 @@ class FGCLIPModel(CLIPPreTrainedModel):
 
     @classmethod
     def _check_weights_fit(cls, directory: Path, config: FGCLIPConfig, state: dict[str, torch.Tensor]) -> None:
-        """`CheckpointError` unless `state` holds exactly the model's weights in the model's shapes (checked
+        """`UserError` unless `state` holds exactly the model's weights in the model's shapes (checked
         on a model built on the meta device: no memory, no initialisation cost)."""
         with torch.device("meta"):
             expected = {name: tuple(tensor.shape) for name, tensor in cls(config).state_dict().items()}
         missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
         if missing or unexpected:
-            raise CheckpointError(
+            raise UserError(
                 f"{directory}: weights do not fit its config.json (missing {missing[:3]}, unexpected {unexpected[:3]})"
             )
         for name, shape in expected.items():
             if tuple(state[name].shape) != shape:
-                raise CheckpointError(
+                raise UserError(
                     f"{directory}: weights do not fit its config.json: {name} has shape "
                     f"{tuple(state[name].shape)}, the config gives {shape}"
                 )

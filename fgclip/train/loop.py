@@ -22,9 +22,10 @@ from torch.utils.data import DataLoader
 
 from fgclip.data.accounting import RecordAccounting
 from fgclip.data.collate import Batch, Collator
-from fgclip.data.dataset import DataError, FineGrainedDataset
+from fgclip.data.dataset import FineGrainedDataset
 from fgclip.data.readers import LoadedRecord, expand_data_paths, open_sources
 from fgclip.data.sampler import EpochBatchSampler
+from fgclip.errors import UserError
 from fgclip.folders import save_with_processors
 from fgclip.losses import FGCLIPLoss
 from fgclip.model_card import Provenance
@@ -135,7 +136,7 @@ def require_region_data(source, seed: int, limit: int = REGION_CHECK_RECORDS) ->
             if with_regions:
                 return
     if usable:
-        raise DataError(
+        raise UserError(
             f"stage 2 needs region data, but none of the {usable} records read from --data has regions "
             "(regions / FineHARD bbox_info); train stage 1 on it, or give records with boxes"
         )

@@ -14,7 +14,7 @@ the model is exported; `Runner.run` does the rest the same way for all:
 * records are counted once, at their first sighting (`fgclip.data.accounting`), and the run stops only on
   evidence that the data is bad;
 * SIGTERM (`fgclip.train.preemption`) finishes the step; a stop, for SIGTERM or bad data, always saves a
-  checkpoint first, writes summary.json with the reason and raises `Terminated` / `DataError`;
+  checkpoint first, writes summary.json with the reason and raises `Terminated` / `UserError`;
 * checkpoints are atomic (`fgclip.train.checkpoint`); exported folders (`final/`, a task's `best/`) are
   written beside their place and renamed into it (`export_folder`), so they are never half written.
 """
@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 from fgclip.data.accounting import RecordAccounting, RecordTotals, should_stop
-from fgclip.data.dataset import DataError
+from fgclip.errors import UserError
 from fgclip.train import checkpoint as ckpt
 from fgclip.train.determinism import configure_determinism
 from fgclip.train.distributed import (
@@ -185,7 +185,7 @@ def find_resume(
     resume: str | None, output_dir: str | Path, identity: dict, resume_anyway: bool, say: Callable[[str], None]
 ) -> ResumePoint | None:
     """The checkpoint `--resume` names, checked against this run's identity before anything heavy is built
-    (`ResumeError` on another run's checkpoint); None for a fresh run."""
+    (`UserError` on another run's checkpoint); None for a fresh run."""
     if not resume:
         return None
     checkpoint_dir = ckpt.resolve_resume(resume, output_dir)
@@ -535,7 +535,7 @@ class Runner:
         at = self.save()
         if bad_data:
             self.write_summary("stopped: too many bad records", None)
-            stop = DataError(
+            stop = UserError(
                 f"{bad_data}; checkpoint of step {self.step} saved in {at} (--resume latest continues "
                 "once the data is fixed or --max_bad_fraction raised)"
             )
