@@ -25,6 +25,7 @@ from eval.common.options import OutputFolder
 from eval.common.reporting import grouped_bar_plot, markdown_table, model_label
 from fgclip.cli import CommandParser, entry_point, option, options_from
 from fgclip.errors import UserError
+from fgclip.json_files import read_json
 
 # Keys of results.json that describe the run rather than measure it.
 METADATA_KEYS = {
@@ -134,12 +135,7 @@ def load_runs(arguments: list[Path], names: list[str] | None) -> list[Run]:
     runs = []
     for label, argument, folder in zip(labels, arguments, folders):
         for path in find_results(argument):
-            try:
-                result = json.loads(path.read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError) as error:
-                raise UserError(f"{path} is not valid JSON: {error}") from error
-            if not isinstance(result, dict):
-                raise UserError(f"{path} does not hold a results object")
+            result = read_json(path, dict, f"{path} does not hold a results object")
             within = path.parent.relative_to(folder).as_posix()
             runs.append(Run(label, path, result, "" if within == "." else within))
     return runs

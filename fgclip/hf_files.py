@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from fgclip.errors import UserError
+from fgclip.json_files import read_json
 
 # Keys of a config.json that describe the file, not the model (dropped when one config is built from another).
 FILE_KEYS = ("model_type", "architectures", "transformers_version", "auto_map", "_name_or_path", "_commit_hash")
@@ -49,13 +50,7 @@ def read_config(directory: str | Path) -> dict:
     config_file = Path(directory) / "config.json"
     if not config_file.is_file():
         raise UserError(f"{directory} has no config.json: not a Hugging Face model folder")
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UserError(f"{config_file} is not valid JSON: {error}") from error
-    if not isinstance(config, dict):
-        raise UserError(f"{config_file} must hold a JSON object, not {type(config).__name__}")
-    return config
+    return read_json(config_file, dict)
 
 
 # ---------------------------------------------------------------- special tokens

@@ -7,7 +7,6 @@ folders, and plain `CLIPVisionModel` folders (an exported tower, or the tower of
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from safetensors import SafetensorError
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
 
 from fgclip.errors import UserError
+from fgclip.json_files import read_json
 from fgclip.model.dense_tower import FGCLIPDenseVisionModel, to_dense_tower
 from fgclip.model.vision_tower import standalone_vision_tower
 from fgclip.value_path import DENSE_MODEL_TYPE
@@ -60,10 +60,7 @@ def _model_type(directory: Path) -> str | None:
     config_file = directory / "config.json"
     if not config_file.is_file():
         raise UserError(f"{directory} has no config.json: not a Hugging Face model folder")
-    try:
-        return json.loads(config_file.read_text()).get("model_type")
-    except json.JSONDecodeError as error:
-        raise UserError(f"{config_file} is not valid JSON: {error}") from error
+    return read_json(config_file).get("model_type")
 
 
 def vision_source_kind(source: str | Path) -> str:

@@ -21,22 +21,6 @@ if TYPE_CHECKING:
     from eval.common.options import CacheOptions, OutputFolder
 
 
-def resolve_device(name: str):
-    """`--device` as a `torch.device`: `auto` picks CUDA when there is one; a bad name or CUDA asked for
-    without a GPU is a one-line `UserError`."""
-    import torch  # here, not at the top: `--help` and the error contract need no torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as cause:
-        raise UserError(f"--device {name!r} is not a device name (use auto, cpu, cuda or cuda:N): {cause}") from cause
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name} asked for, but CUDA is not available here")
-    return device
-
-
 def default_cache_dir() -> Path:
     """`$FGCLIP_EVAL_CACHE`, else `~/.cache/fgclip/eval`."""
     env = os.environ.get("FGCLIP_EVAL_CACHE")

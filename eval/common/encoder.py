@@ -25,7 +25,7 @@ from eval.common.cache import (
     model_fingerprint,
     texts_digest,
 )
-from eval.common.cli import cache_dir, resolve_device
+from eval.common.cli import cache_dir
 from eval.common.fusion import FusionSettings, attention_pool, fuse, text_token_mask
 from eval.common.images import iter_image_batches
 from eval.common.options import CacheOptions, EncoderConfig
@@ -34,6 +34,7 @@ from fgclip.fashion import FashionFINEConfig, FashionFINEModel
 from fgclip.fashion.modeling import model_type_of
 from fgclip.model import FGCLIPModel
 from fgclip.model.conversion import detect_checkpoint_kind
+from fgclip.runtime import resolve_device
 from fgclip.tokenizer import LONG_LENGTH, SHORT_LENGTH, FGCLIPTokenizer
 from fgclip.transforms import image_transform
 

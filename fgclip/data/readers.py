@@ -43,6 +43,7 @@ from fgclip.data.schema import (
 )
 from fgclip.errors import UserError
 from fgclip.images import to_rgb
+from fgclip.json_files import read_json
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "ppm", "tif", "tiff", "gif")
 
@@ -141,13 +142,7 @@ class JsonListSource:
     def __init__(self, path: Path, require_captions: bool = True, images: Path | None = None):
         self.path, self.require_captions = path, require_captions
         self.root = images if images is not None else path.parent
-        try:
-            items = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise UserError(f"{path} is not valid JSON: {error}") from error
-        if not isinstance(items, list):
-            raise UserError(f"{path}: a .json record file must hold a list of records")
-        self._items = items
+        self._items = items = read_json(path, list, f"{path}: a .json record file must hold a list of records")
         self.identities = np.asarray([_item_identity(item) for item in items], dtype=np.int64)
 
     def __len__(self) -> int:

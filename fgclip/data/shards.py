@@ -120,9 +120,8 @@ class ShardOptions(OutputFolderOptions):
 
 
 def build_parser() -> CommandParser:
-    parser = CommandParser(prog="python -m fgclip.data.shards", description=textwrap.fill(DESCRIPTION, 110))
-    parser.add_options(ShardOptions)
-    return parser
+    description = textwrap.fill(DESCRIPTION, 110)
+    return CommandParser(prog="python -m fgclip.data.shards", description=description, options=[ShardOptions])
 
 
 def owned_by_shards(path: Path) -> bool:

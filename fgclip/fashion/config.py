@@ -11,8 +11,8 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Literal
 
-from fgclip.cli import fraction, non_negative_int, option, positive_float, positive_int
-from fgclip.train.config import format_number, recipe_values
+from fgclip.cli import fraction, non_negative_int, option, output_dir_option, positive_float, positive_int
+from fgclip.train.config import TrainingOptions, format_number, recipe_values
 
 if TYPE_CHECKING:
     from fgclip.fashion.losses import FashionLossConfig
@@ -34,31 +34,11 @@ class FashionRecipe:
     focal_alpha: float
 
 
-# Fashion-FINE's configs (batch size per GPU; the floor of tgir's cosine is 1e-7): retrieval with focal
+# Fashion-FINE's configs (batch size per GPU; min_lr_ratio: the cosine floor over the peak lr): retrieval with focal
 # contrastive + matching, text-guided retrieval with plain contrastive. Warm-up: one epoch.
-RECIPES = {
-    "retrieval": FashionRecipe(
-        lr=1e-5,
-        weight_decay=0.02,
-        batch_size=64,
-        epochs=30,
-        min_lr_ratio=0.1,
-        contrastive_weight=1.0,
-        matching_weight=1.0,
-        focal_gamma=2.0,
-        focal_alpha=0.25,
-    ),
-    "tgir": FashionRecipe(
-        lr=3e-5,
-        weight_decay=0.3,
-        batch_size=16,
-        epochs=10,
-        min_lr_ratio=1e-7 / 3e-5,
-        contrastive_weight=1.0,
-        matching_weight=0.0,
-        focal_gamma=0.0,
-        focal_alpha=1.0,
-    ),
+RECIPES = {  # values in `FashionRecipe`'s field order
+    "retrieval": FashionRecipe(1e-5, 0.02, 64, 30, 0.1, 1.0, 1.0, 2.0, 0.25),
+    "tgir": FashionRecipe(3e-5, 0.3, 16, 10, 1e-7 / 3e-5, 1.0, 0.0, 0.0, 1.0),
 }
 
 
@@ -80,10 +60,8 @@ class RunOptions:
         "release folder (Fashion-FINE parts are added), or a Fashion-FINE folder (continued as saved)",
         metavar="DIR",
     )
-    output_dir: str = option(
-        "run folder: metrics.jsonl, validation.jsonl, checkpoints/, best/, final/, summary.json",
-        aliases=["out"],
-        metavar="DIR",
+    output_dir: str = output_dir_option(
+        "run folder: metrics.jsonl, validation.jsonl, checkpoints/, best/, final/, summary.json"
     )
     overwrite_output_dir: bool = option(
         "replace the run in --output_dir, or write into a folder that holds files this command did not write", False
@@ -146,7 +124,6 @@ class RecipeOptions:
         None,
         type=positive_int,
     )
-    grad_accum: int = option("micro-batches per optimizer step", 1, type=positive_int)
     lr: float | None = option(f"peak learning rate ({_recipe('lr')})", None, type=positive_float)
     weight_decay: float | None = option(f"AdamW weight decay ({_recipe('weight_decay')})", None, type=float)
     warmup_steps: int | None = option(
@@ -163,7 +140,7 @@ class RecipeOptions:
 
 
 @dataclass(kw_only=True)
-class SystemOptions:
+class SystemOptions(TrainingOptions):
     num_workers: int | None = option(
         "data-loader processes per rank (default: 0 with <= 2 cores per rank, else cores - 1, max 8)",
         None,
@@ -176,7 +153,6 @@ class SystemOptions:
         0.01,
         type=fraction,
     )
-    bf16: bool | None = option("bf16 training (default: on with a bf16 GPU, off on CPU)", None)
     deterministic: bool | None = option(
         "deterministic kernels: same seed and arguments, same weights; a resumed run "
         "reaches the uninterrupted one's weights (default: on CPU, off on GPU)",
@@ -202,19 +178,11 @@ class SystemOptions:
         "checkpoint every N optimizer steps; 0: at the end (and at each new best)", 0, type=non_negative_int
     )
     save_total_limit: int = option("checkpoints kept", 2, type=positive_int)
-    log_every: int = option("log every N optimizer steps", 10, type=positive_int)
-    report_to: Literal["none", "tensorboard"] = option(
-        "also write TensorBoard event files to OUTPUT_DIR/tensorboard", "none"
-    )
-    max_nonfinite_steps: int = option(
-        "stop after this many non-finite losses in a row (each is skipped)", 10, type=positive_int
-    )
     stop_at_step: int | None = option(
         "end right after this step without a final save, as if the run crashed (to try --resume)",
         None,
         type=positive_int,
     )
-    progress: bool = option("progress bar (--no_progress: none)", True)
     local_rank: int | None = option("set by the deepspeed launcher; do not set by hand", None)
 
 

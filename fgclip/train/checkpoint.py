@@ -211,6 +211,11 @@ def identity_differences(saved: dict, current: dict) -> list[str]:
     return differences
 
 
+def run_layout(engine: str, world_size: int, batch_size: int, grad_accum: int) -> dict:
+    """The part of a run's identity that a resumed run must keep (`LAYOUT_KEYS`), even with --resume_anyway."""
+    return dict(zip(LAYOUT_KEYS, (engine, world_size, batch_size, grad_accum)))
+
+
 def check_compatible(saved: dict, current: dict, resume_anyway: bool = False) -> list[str]:
     """Refuse to resume another run. Returns the differences accepted with `resume_anyway`."""
     saved_identity, current_identity = saved.get("identity") or {}, current.get("identity") or {}

@@ -83,10 +83,7 @@ class _Parser(CommandParser):
 
 
 def build_parser() -> CommandParser:
-    parser = _Parser(prog="pretrain_fgclip.py", description=textwrap.fill(DESCRIPTION, 110))
-    for config_type, title in OPTION_GROUPS:
-        parser.add_options(config_type, title)
-    return parser
+    return _Parser(prog="pretrain_fgclip.py", description=textwrap.fill(DESCRIPTION, 110), options=OPTION_GROUPS)
 
 
 def given(args: argparse.Namespace, config_type: type) -> dict:

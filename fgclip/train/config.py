@@ -15,7 +15,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from fgclip.cli import fraction, non_negative_float, non_negative_int, option, positive_float, positive_int
+from fgclip.cli import (
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    option,
+    output_dir_option,
+    positive_float,
+    positive_int,
+)
 from fgclip.loss_weights import LossWeights
 
 SHIPPED_DEEPSPEED_CONFIG = Path(__file__).with_name("zero2.json")  # package data; scripts/zero2.json links to it
@@ -213,8 +221,24 @@ class OptimConfig:
     grad_clip: float = option("gradient-norm clip, 0 for none", 1.0, type=non_negative_float)
 
 
+@dataclass(kw_only=True)
+class TrainingOptions:
+    """The options every training command has alike (FG-CLIP pretraining, Fashion-FINE finetuning)."""
+
+    grad_accum: int = option("micro-batches per optimizer step", 1, type=positive_int)
+    bf16: bool | None = option("bf16 training (default: on with a bf16 GPU, off on CPU)", None)
+    log_every: int = option("log every N optimizer steps", 10, type=positive_int)
+    report_to: Literal["none", "tensorboard"] = option(
+        "also write TensorBoard event files to OUTPUT_DIR/tensorboard", "none"
+    )
+    max_nonfinite_steps: int = option(
+        "stop after this many non-finite losses in a row (each is skipped)", 10, type=positive_int
+    )
+    progress: bool = option("progress bar (--no_progress: none)", True)
+
+
 @dataclass
-class TrainConfig:
+class TrainConfig(TrainingOptions):
     stage: int = option(
         f"1: global losses (long + short captions); 2: + regional ({LossWeights.region}) and hard-negative "
         f"({LossWeights.hard}) losses on region data",
@@ -226,13 +250,11 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossWeights = field(default_factory=LossWeights)
-    output_dir: str = option(
+    output_dir: str = output_dir_option(
         "run folder: train_config.json, metrics.jsonl, checkpoints/, final/, summary.json (default: runs/stage<N>, "
         "or runs/default_experiment for the embedded default). A folder holding a run is refused unless --resume "
         "or --overwrite_output_dir",
         "runs/stage1",
-        aliases=["out"],
-        metavar="DIR",
     )
     overwrite_output_dir: bool = option(
         "replace the run in --output_dir: its checkpoints, metrics, TensorBoard events and final/ are removed first "
@@ -249,8 +271,6 @@ class TrainConfig:
         32,
         type=positive_int,
     )
-    grad_accum: int = option("micro-batches per optimizer step", 1, type=positive_int)
-    bf16: bool | None = option("bf16 training (default: on with a bf16 GPU, off on CPU)", None)
     seed: int = option("seed of weights (tiny), data order and sampling", 42)
     deepspeed_config: str | None = option(
         "use DeepSpeed even in one process, with this config (alone: the shipped fgclip/train/zero2.json, "
@@ -271,13 +291,6 @@ class TrainConfig:
     )
     save_every: int = option("checkpoint every N optimizer steps; 0: at the end only", 0, type=non_negative_int)
     save_total_limit: int = option("checkpoints kept", 2, type=non_negative_int)
-    log_every: int = option("log every N optimizer steps", 10, type=positive_int)
-    report_to: Literal["none", "tensorboard"] = option(
-        "also write TensorBoard event files to OUTPUT_DIR/tensorboard", "none"
-    )
-    max_nonfinite_steps: int = option(
-        "stop after this many non-finite losses in a row (each is skipped)", 10, type=positive_int
-    )
     stop_at_step: int | None = option(
         "end right after this step without a final save, as if the run crashed (to try --resume). SIGTERM (SLURM, "
         "Kubernetes, the launchers) instead finishes the step, saves a checkpoint, prints where and exits with code "
@@ -285,7 +298,6 @@ class TrainConfig:
         None,
         type=positive_int,
     )
-    progress: bool = option("progress bar (--no_progress: none)", True)
     deterministic: bool | None = option(
         "deterministic kernels, so the same seed and arguments give bitwise the same weights and a resumed run the "
         "uninterrupted run's (default: on for CPU, off for GPUs). On CPU they cost little; on GPUs they also set "
