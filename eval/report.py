@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eval.common.cli import prepare_output
-from eval.common.jsonfiles import load_json
 from eval.common.options import OutputFolder, command_parser
 from eval.common.reporting import grouped_bar_plot, markdown_table, model_label
 from fgclip.cli import CommandParser, entry_point, option, options_from
 from fgclip.errors import UserError
+from fgclip.json_files import read_json
 
 # Keys of results.json that describe the run rather than measure it.
 METADATA_KEYS = {
@@ -135,9 +135,7 @@ def load_runs(arguments: list[Path], names: list[str] | None) -> list[Run]:
     runs = []
     for label, argument, folder in zip(labels, arguments, folders):
         for path in find_results(argument):
-            result = load_json(path)
-            if not isinstance(result, dict):
-                raise UserError(f"{path} does not hold a results object")
+            result = read_json(path, dict, f"{path} does not hold a results object")
             within = path.parent.relative_to(folder).as_posix()
             runs.append(Run(label, path, result, "" if within == "." else within))
     return runs

@@ -9,7 +9,7 @@ The trainer (`fgclip.train`) and the data engine (`fgclip.pipeline`) are never i
 
 from __future__ import annotations
 
-import importlib
+from fgclip.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -29,14 +29,4 @@ _EXPORTS = {
 
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'fgclip' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value  # resolved once
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

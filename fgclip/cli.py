@@ -72,6 +72,11 @@ def option(
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def output_dir_option(help: str, default: Any = _MISSING, **kwargs) -> Any:
+    """The output folder of a writing command: `--output_dir DIR` everywhere, the old `--out` accepted."""
+    return option(help, default, aliases=["out"], metavar="DIR", **kwargs)
+
+
 # ---------------------------------------------------------------- value parsers
 
 
@@ -178,11 +183,16 @@ def _unwrap_optional(annotation: Any) -> Any:
 
 
 class CommandParser(argparse.ArgumentParser):
-    """An `ArgumentParser` whose options come from config dataclasses and whose errors are one line."""
+    """An `ArgumentParser` whose options come from config dataclasses and whose errors are one line.
 
-    def __init__(self, *args, **kwargs):
+    options: the config dataclasses to add at once (`add_options`), each alone or as `(dataclass, group title)`.
+    """
+
+    def __init__(self, *args, options: Sequence[type | tuple[type, str]] = (), **kwargs):
         kwargs.setdefault("formatter_class", _HelpFormatter)
         super().__init__(*args, **kwargs)
+        for item in options:
+            self.add_options(*(item if isinstance(item, tuple) else (item,)))
 
     def error(self, message: str):  # one line, not argparse's usage block
         for action in self._actions:  # argparse names an option by all its spellings: name it by the one

@@ -1,6 +1,7 @@
 """The one kind of error that means "the user can fix this": a bad option, a missing or malformed input,
 a folder that is not what a command needs. Every command prints its message as one line on stderr and
-exits with code 2, never with a traceback. Subclasses exist only to say where the error arose."""
+exits with code 2, never with a traceback. Raise `UserError` itself; the message says where the error arose.
+Record-level problems that are counted and skipped (`RecordError`, `ImageError`) are not user errors."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fgclip.hf_files import CheckpointError
+from fgclip.errors import UserError
 from fgclip.image_processing import image_processor
 from fgclip.model_card import Provenance, write_model_card
 from fgclip.tokenizer import FGCLIPTokenizer
@@ -35,7 +35,7 @@ def save_with_processors(
     tokenizer = tokenizer or FGCLIPTokenizer()
     ids = tokenizer.special_token_ids
     if ids.eos >= model.config.text_config.vocab_size:
-        raise CheckpointError(
+        raise UserError(
             f"the tokenizer's end-of-text id {ids.eos} is outside the model's "
             f"{model.config.text_config.vocab_size}-token vocabulary"
         )

@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from fgclip.errors import UserError
+from fgclip.json_files import read_json
 
 # Keys of a config.json that describe the file, not the model (dropped when one config is built from another).
 FILE_KEYS = ("model_type", "architectures", "transformers_version", "auto_map", "_name_or_path", "_commit_hash")
@@ -21,14 +22,6 @@ FILE_KEYS = ("model_type", "architectures", "transformers_version", "auto_map", 
 BOS_TOKEN, EOS_TOKEN = "<|startoftext|>", "<|endoftext|>"
 # Files a tokenizer folder may hold; a model folder with none of them gets CLIP's tokenizer.
 TOKENIZER_FILES = ("tokenizer_config.json", "special_tokens_map.json", "tokenizer.json", "vocab.json")
-
-
-class CheckpointError(UserError, ValueError):
-    """A folder that is not a checkpoint this project can load, with a one-line reason.
-
-    Its own type (and a `ValueError`) because loaders catch it apart from other errors: the trainer's
-    `--init` re-raises it as it is and wraps every other failure to load.
-    """
 
 
 @dataclass(frozen=True)
@@ -53,17 +46,11 @@ def model_fields(values: dict) -> dict:
 
 
 def read_config(directory: str | Path) -> dict:
-    """`directory/config.json` as a dict; `CheckpointError` when it is missing or not a JSON object."""
+    """`directory/config.json` as a dict; `UserError` when it is missing or not a JSON object."""
     config_file = Path(directory) / "config.json"
     if not config_file.is_file():
-        raise CheckpointError(f"{directory} has no config.json: not a Hugging Face model folder")
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{config_file} is not valid JSON: {error}") from error
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{config_file} must hold a JSON object, not {type(config).__name__}")
-    return config
+        raise UserError(f"{directory} has no config.json: not a Hugging Face model folder")
+    return read_json(config_file, dict)
 
 
 # ---------------------------------------------------------------- special tokens
@@ -81,7 +68,7 @@ def _read_json(path: Path):
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{path} is not readable JSON: {error}") from error
+        raise UserError(f"{path} is not readable JSON: {error}") from error
 
 
 def _special_token_texts(directory: Path) -> tuple[dict[str, str], Path | None]:
@@ -95,7 +82,7 @@ def _special_token_texts(directory: Path) -> tuple[dict[str, str], Path | None]:
             continue
         values = _read_json(path)
         if not isinstance(values, dict):
-            raise CheckpointError(f"{path} must hold a JSON object")
+            raise UserError(f"{path} must hold a JSON object")
         for role in ("bos", "eos", "pad"):
             text = _token_text(values.get(f"{role}_token"))
             if text is not None:
@@ -141,7 +128,7 @@ def folder_special_token_ids(directory: str | Path, vocab_size: int | None = Non
 
     Never from `config.json`: the Hub's OpenAI CLIP folders keep a legacy `eos_token_id: 2` there, which is
     the id of "#" in CLIP's vocabulary. With `vocab_size` (the model's token-embedding rows), an id outside
-    the model's vocabulary is an error too. Raises `CheckpointError` (one line) when the end-of-text token
+    the model's vocabulary is an error too. Raises `UserError` (one line) when the end-of-text token
     is not in the vocabulary.
     """
     directory = Path(directory)
@@ -152,15 +139,15 @@ def folder_special_token_ids(directory: str | Path, vocab_size: int | None = Non
     eos_text = texts.get("eos", EOS_TOKEN)
     where = eos_source or directory
     if not vocab:
-        raise CheckpointError(f"{directory} has tokenizer files but no vocabulary (vocab.json or tokenizer.json)")
+        raise UserError(f"{directory} has tokenizer files but no vocabulary (vocab.json or tokenizer.json)")
     if eos_text not in vocab:
-        raise CheckpointError(
+        raise UserError(
             f"{where}: the end-of-text token {eos_text!r} is not in the vocabulary "
             f"({vocab_source.name}); text could not be pooled"
         )
     eos = int(vocab[eos_text])
     if vocab_size is not None and not 0 <= eos < vocab_size:
-        raise CheckpointError(
+        raise UserError(
             f"{where}: the end-of-text token {eos_text!r} has id {eos}, outside the model's "
             f"{vocab_size}-token vocabulary; the tokenizer does not belong to this model"
         )

@@ -10,7 +10,7 @@ from fgclip.cli import non_negative_float, option
 
 @dataclass
 class LossWeights:
-    """Weights of the four terms; FG-CLIP's are 1, 1, 0.1, 0.5 (stage 1 uses only the first two)."""
+    """Weights of the four terms; the defaults are FG-CLIP's (stage 1 uses only the first two)."""
 
     long: float = option("global loss, long captions", 1.0, name="long_weight", type=non_negative_float)
     short: float = option("global loss, short captions", 1.0, name="short_weight", type=non_negative_float)

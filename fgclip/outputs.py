@@ -20,10 +20,6 @@ from pathlib import Path
 from fgclip.errors import UserError
 
 
-class OutputError(UserError):
-    """An output folder that cannot be written without destroying something (one-line message)."""
-
-
 def _resolved(path: str | Path) -> Path:
     return Path(path).expanduser().resolve()
 
@@ -48,12 +44,12 @@ def prepare_output_dir(
     """
     output = _resolved(path)
     if output.exists() and not output.is_dir():
-        raise OutputError(f"{option} {path} is a file; give a folder (it is created when missing)")
+        raise UserError(f"{option} {path} is a file; give a folder (it is created when missing)")
     for source in inputs:
         if source is None:
             continue
         if output == _resolved(source):
-            raise OutputError(
+            raise UserError(
                 f"{option} {path} is the input {source}: writing there would overwrite what is being "
                 "read; choose another output folder"
             )
@@ -63,7 +59,7 @@ def prepare_output_dir(
         if foreign and not overwrite:
             shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
             holds = f"{what} ({shown})" if what else shown
-            raise OutputError(
+            raise UserError(
                 f"{option} {path} already holds {holds}, which this command did not write; "
                 f"choose an empty folder or pass {overwrite_flag} to write into it anyway"
             )

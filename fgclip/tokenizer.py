@@ -15,14 +15,8 @@ from pathlib import Path
 import torch
 from transformers import CLIPTokenizer
 
-from fgclip.hf_files import (
-    BOS_TOKEN,
-    EOS_TOKEN,
-    CheckpointError,
-    SpecialTokenIds,
-    folder_special_token_ids,
-    has_tokenizer_files,
-)
+from fgclip.errors import UserError
+from fgclip.hf_files import BOS_TOKEN, EOS_TOKEN, SpecialTokenIds, folder_special_token_ids, has_tokenizer_files
 
 SHORT_LENGTH = 77
 LONG_LENGTH = 248
@@ -71,7 +65,7 @@ class FGCLIPTokenizer:
     @classmethod
     def from_pretrained(cls, directory: str | Path | None = None) -> FGCLIPTokenizer:
         """Load the tokenizer a model folder carries (a Hub CLIP folder's, with its own padding token);
-        build CLIP's when it carries none. `CheckpointError` (one line) for unusable files."""
+        build CLIP's when it carries none. `UserError` (one line) for unusable files."""
         if directory is None or not has_tokenizer_files(directory):
             return cls()
         expected = folder_special_token_ids(directory)
@@ -79,9 +73,9 @@ class FGCLIPTokenizer:
             tokenizer = CLIPTokenizer.from_pretrained(str(directory))
         except (OSError, ValueError, TypeError, KeyError) as error:
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise CheckpointError(f"{directory}: the tokenizer files cannot be loaded: {reason}") from error
+            raise UserError(f"{directory}: the tokenizer files cannot be loaded: {reason}") from error
         if tokenizer.eos_token_id != expected.eos:
-            raise CheckpointError(
+            raise UserError(
                 f"{directory}: the tokenizer's end-of-text id is {tokenizer.eos_token_id}, its files say {expected.eos}"
             )
         return cls(tokenizer)

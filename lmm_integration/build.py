@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from fgclip.cli import CommandParser, entry_point, option, options_from
+from fgclip.cli import CommandParser, entry_point, option, options_from, output_dir_option
 from fgclip.errors import UserError
 from fgclip.outputs import prepare_output_dir
 from fgclip.value_path import DENSE_MODEL_TYPE
@@ -55,10 +55,9 @@ class BuildInputs:
     vision: str = option(
         "FG-CLIP folder (this project's or an official release), stock CLIP folder, or exported CLIPVisionModel folder"
     )
-    output_dir: str = option(
+    output_dir: str = output_dir_option(
         "output folder (created). It may not be an input; a folder holding anything but an "
-        "earlier build is refused unless --overwrite is given",
-        aliases=["out"],
+        "earlier build is refused unless --overwrite is given"
     )
     llm: str | None = option("causal LM folder (e.g. a local vicuna-7b-v1.5); not used with --from_llava", None)
     from_llava: str | None = option("existing LLaVA folder whose tower is swapped (LM and projector kept)", None)
@@ -520,10 +519,8 @@ def swap_vision_tower(
 
 
 def build_parser() -> CommandParser:
-    parser = CommandParser(prog="python -m lmm_integration.build", description=__doc__)
-    parser.add_options(BuildInputs)
-    parser.add_options(BuildOptions, "how the model is assembled")
-    return parser
+    options = (BuildInputs, (BuildOptions, "how the model is assembled"))
+    return CommandParser(prog="python -m lmm_integration.build", description=__doc__, options=options)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

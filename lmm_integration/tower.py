@@ -37,19 +37,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fgclip.cli import CommandParser, entry_point, option, options_from
+from fgclip.cli import CommandParser, entry_point, option, options_from, output_dir_option
+from fgclip.lazy import lazy_exports
 from fgclip.value_path import DENSE_MODEL_TYPE
 from lmm_integration.dense import FEATURE_SOURCES
 from lmm_integration.tower_names import wants_fgclip
 
-
-def __getattr__(name: str):
-    """`FGCLIPVisionTower` loads torch and transformers: imported on first use, so that `--help` stays fast."""
-    if name == "FGCLIPVisionTower":
-        from lmm_integration.llava_tower import FGCLIPVisionTower
-
-        return FGCLIPVisionTower
-    raise AttributeError(f"module 'lmm_integration.tower' has no attribute {name!r}")
+# `FGCLIPVisionTower` loads torch and transformers: imported on first use, so that `--help` stays fast.
+__getattr__, __dir__ = lazy_exports(__name__, {"FGCLIPVisionTower": "lmm_integration.llava_tower"})
 
 
 def register_with_llava() -> None:
@@ -121,9 +116,8 @@ def export_tower(source: str | Path, out: str | Path, features: str = "hidden", 
 @dataclass
 class ExportOptions:
     vision: str = option("FG-CLIP, CLIP or tower folder")
-    output_dir: str = option(
-        "output folder; not the --vision folder, and one holding anything but an earlier export only with --overwrite",
-        aliases=["out"],
+    output_dir: str = output_dir_option(
+        "output folder; not the --vision folder, and one holding anything but an earlier export only with --overwrite"
     )
     overwrite: bool = option("write into an --output_dir folder holding other files", False)
     features: str = option(

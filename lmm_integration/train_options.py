@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from fgclip.cli import fraction, non_negative_int, option, positive_int
+from fgclip.cli import fraction, non_negative_int, option, output_dir_option, positive_int
 from fgclip.errors import UserError
 from fgclip.llava.boxes import ASPECT_MODES
 
@@ -28,7 +28,7 @@ class TrainOptions:
         aliases=["model_name_or_path"],
     )
     data: str = option("LLaVA conversation JSON list or JSONL (data-format.md section 3)", aliases=["data_path"])
-    output_dir: str = option("run folder; the model is written to OUTPUT_DIR/final", aliases=["out"])
+    output_dir: str = output_dir_option("run folder; the model is written to OUTPUT_DIR/final")
     image_root: str | None = option(
         "root of relative image paths (default: the data file's folder)", None, aliases=["image_folder"]
     )

@@ -7,7 +7,6 @@ folders, and plain `CLIPVisionModel` folders (an exported tower, or the tower of
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from safetensors import SafetensorError
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
 
 from fgclip.errors import UserError
+from fgclip.json_files import read_json
 from fgclip.model.dense_tower import FGCLIPDenseVisionModel, to_dense_tower
 from fgclip.model.vision_tower import standalone_vision_tower
 from fgclip.value_path import DENSE_MODEL_TYPE
@@ -60,16 +60,13 @@ def _model_type(directory: Path) -> str | None:
     config_file = directory / "config.json"
     if not config_file.is_file():
         raise UserError(f"{directory} has no config.json: not a Hugging Face model folder")
-    try:
-        return json.loads(config_file.read_text()).get("model_type")
-    except json.JSONDecodeError as error:
-        raise UserError(f"{config_file} is not valid JSON: {error}") from error
+    return read_json(config_file).get("model_type")
 
 
 def vision_source_kind(source: str | Path) -> str:
     """What `source` is (fgclip | official-fgclip | clip | clip_vision_model | fgclip_dense_vision), read from its
     config only; a folder of any other kind is a one-line `UserError`."""
-    from fgclip.model.conversion import CheckpointError, detect_checkpoint_kind
+    from fgclip.model.conversion import detect_checkpoint_kind
 
     directory = Path(source)
     if not directory.is_dir():
@@ -84,7 +81,7 @@ def vision_source_kind(source: str | Path) -> str:
         )
     try:
         return detect_checkpoint_kind(directory)
-    except CheckpointError as error:
+    except UserError as error:
         raise UserError(f"--vision {error}") from error
 
 

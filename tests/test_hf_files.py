@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from fgclip.hf_files import FILE_KEYS, CheckpointError, model_fields, read_config
+from fgclip.errors import UserError
+from fgclip.hf_files import FILE_KEYS, model_fields, read_config
 
 
 def test_model_fields_drop_what_describes_the_file():
@@ -31,7 +32,7 @@ def test_model_fields_drop_what_describes_the_file():
 def test_unusable_config_files_are_one_line_checkpoint_errors(tmp_path, content, message):
     if content is not None:
         (tmp_path / "config.json").write_text(content)
-    with pytest.raises(CheckpointError, match=message):
+    with pytest.raises(UserError, match=message):
         read_config(tmp_path)
 
 

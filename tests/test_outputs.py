@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fgclip.errors import UserError
-from fgclip.outputs import OutputError, prepare_output_dir
+from fgclip.outputs import prepare_output_dir
 
 
 def test_new_and_empty_folders_are_created(tmp_path):
@@ -16,7 +16,7 @@ def test_new_and_empty_folders_are_created(tmp_path):
 
 def test_a_file_is_refused(tmp_path):
     (tmp_path / "f").write_text("x")
-    with pytest.raises(OutputError, match="is a file"):
+    with pytest.raises(UserError, match="is a file"):
         prepare_output_dir(tmp_path / "f")
 
 
@@ -24,7 +24,7 @@ def test_an_input_is_refused_even_with_overwrite(tmp_path):
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text("{}")
-    with pytest.raises(OutputError, match="is the input"):
+    with pytest.raises(UserError, match="is the input"):
         prepare_output_dir(model, inputs=[None, model], overwrite=True)
     with pytest.raises(UserError):  # the same folder spelled differently
         prepare_output_dir(tmp_path / "model" / ".." / "model", inputs=[model])
@@ -36,7 +36,7 @@ def test_foreign_content_needs_the_overwrite_flag(tmp_path):
     (out / "config.json").write_text("{}")
     (out / "model.safetensors").write_text("")
     with pytest.raises(
-        OutputError, match=r"already holds a model \(config.json, model.safetensors\).*--overwrite_output_dir"
+        UserError, match=r"already holds a model \(config.json, model.safetensors\).*--overwrite_output_dir"
     ):
         prepare_output_dir(out, overwrite_flag="--overwrite_output_dir", what="a model")
     assert prepare_output_dir(out, overwrite=True) == out.resolve()
@@ -49,5 +49,5 @@ def test_a_previous_output_of_the_same_command_may_be_written_again(tmp_path):
     (out / "results.md").write_text("")
     assert prepare_output_dir(out, owned={"results.json", "results.md", "plot.png"})
     (out / "notes.txt").write_text("mine")
-    with pytest.raises(OutputError, match="notes.txt"):
+    with pytest.raises(UserError, match="notes.txt"):
         prepare_output_dir(out, owned=lambda entry: entry.name.startswith("results."))

@@ -32,7 +32,7 @@ from fgclip.errors import UserError
 from fgclip.fashion import FashionFINEConfig, FashionFINEModel
 from fgclip.fashion.modeling import model_type_of
 from fgclip.model import FGCLIPModel
-from fgclip.model.conversion import CheckpointError, detect_checkpoint_kind
+from fgclip.model.conversion import detect_checkpoint_kind
 from fgclip.runtime import autocast, autocast_dtype, resolve_device
 from fgclip.tokenizer import LONG_LENGTH, SHORT_LENGTH, FGCLIPTokenizer
 from fgclip.transforms import image_transform
@@ -62,8 +62,6 @@ def load_model(directory: Path, device: torch.device) -> tuple[FGCLIPModel, str]
             return FashionFINEModel.from_pretrained(str(directory)).eval().to(device), "fashion-fine"
         kind = detect_checkpoint_kind(directory)
         model = FGCLIPModel.from_pretrained(str(directory))
-    except CheckpointError:  # already a one-line UserError; not one of the ValueErrors below
-        raise
     except (OSError, ValueError, KeyError) as error:
         raise UserError(f"cannot load a model from {directory}: {error}") from error
     return model.eval().to(device), kind

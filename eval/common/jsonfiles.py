@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fgclip.errors import UserError
+from fgclip.json_files import read_json
 
 
 @dataclass
@@ -20,16 +21,8 @@ class Item:
 
 
 def load_json(path: Path) -> object:
-    """A whole JSON document; a missing or malformed file is a one-line `UserError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path} does not exist")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise UserError(f"{path} is not valid JSON: {error}") from error
-    except UnicodeDecodeError as error:
-        raise UserError(f"{path} is not UTF-8 text: {error}") from error
+    """A whole JSON document; a missing or malformed file is a one-line `UserError` (`fgclip.json_files`' rule)."""
+    return read_json(path)
 
 
 def list_items(path: Path, document: object) -> Iterator[Item]:

@@ -29,10 +29,6 @@ FINEHARD_SHORT_PREFIX = "a photo of "  # what the official loader puts before Fi
 REGION_CHOICES = ("first", "random")
 
 
-class DataError(UserError, RuntimeError):
-    """The data cannot be trained on (too many bad records); the message names examples."""
-
-
 @dataclass
 class Sample:
     """One image and its texts, ready for `collate_records`.
@@ -116,7 +112,7 @@ class FineGrainedDataset(Dataset):
             if isinstance(substitute, Sample):
                 substitute.bad, substitute.first_sighting = bad, first
                 return substitute
-        raise DataError(
+        raise UserError(
             f"{self.max_substitutes} records drawn to replace the bad record {bad.source} were all "
             f"unusable: the data is (almost) all bad, e.g. {bad.source}: {bad.reason}"
         )

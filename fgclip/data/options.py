@@ -7,12 +7,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fgclip.cli import option
+from fgclip.cli import option, output_dir_option
 
 
 @dataclass(kw_only=True)
 class OutputFolderOptions:
-    output_dir: str = option("output folder (created when missing)", aliases=["out"], metavar="DIR")
+    output_dir: str = output_dir_option("output folder (created when missing)")
     overwrite_output_dir: bool = option("write into a folder that holds files this command did not write", False)
     quiet: bool = option("no progress bar", False)
 

@@ -43,12 +43,9 @@ from fgclip.data.schema import (
 )
 from fgclip.errors import UserError
 from fgclip.images import to_rgb
+from fgclip.json_files import read_json
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "ppm", "tif", "tiff", "gif")
-
-
-class DataPathError(UserError, ValueError):
-    """A `--data` path that does not exist or is not a supported kind of file (one-line message)."""
 
 
 class ImageError(ValueError):
@@ -145,13 +142,7 @@ class JsonListSource:
     def __init__(self, path: Path, require_captions: bool = True, images: Path | None = None):
         self.path, self.require_captions = path, require_captions
         self.root = images if images is not None else path.parent
-        try:
-            items = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise DataPathError(f"{path} is not valid JSON: {error}") from error
-        if not isinstance(items, list):
-            raise DataPathError(f"{path}: a .json record file must hold a list of records")
-        self._items = items
+        self._items = items = read_json(path, list, f"{path}: a .json record file must hold a list of records")
         self.identities = np.asarray([_item_identity(item) for item in items], dtype=np.int64)
 
     def __len__(self) -> int:
@@ -230,7 +221,7 @@ def _tar_samples(path: Path):
     try:
         archive = tarfile.open(path, mode="r:")  # plain tar only: compressed tars cannot be seeked
     except (tarfile.TarError, OSError) as error:
-        raise DataPathError(f"{path} is not a readable uncompressed .tar shard: {error}") from error
+        raise UserError(f"{path} is not a readable uncompressed .tar shard: {error}") from error
     current_key, members = None, {}
     with archive:
         try:
@@ -246,7 +237,7 @@ def _tar_samples(path: Path):
                     current_key, members = key, {}
                 members[extension.lower()] = (info.offset_data, info.size)
         except tarfile.TarError as error:
-            raise DataPathError(f"{path} is a damaged tar file: {error}") from error
+            raise UserError(f"{path} is a damaged tar file: {error}") from error
     if current_key is not None:
         yield current_key, members
 
@@ -286,19 +277,19 @@ def expand_data_paths(paths: Sequence[str | Path]) -> list[Path]:
     """The data files `paths` name, in order: files as given, webdataset brace patterns
     (`shard-{000000..000009}.tar`) and glob patterns (`jsonfiles/*.json`) expanded and sorted, folders
     replaced by their .jsonl / .json / .tar files (sorted; not recursive). A pattern or folder that
-    matches nothing is a `DataPathError`; a plain path that does not exist is returned as given."""
+    matches nothing is a `UserError`; a plain path that does not exist is returned as given."""
     expanded: list[Path] = []
     for path in paths:
         for item in expand_urls(str(path)) if "{" in str(path) else [str(path)]:
             if any(character in item for character in GLOB_CHARACTERS) and not Path(item).exists():
                 matches = sorted(glob.glob(item))
                 if not matches:
-                    raise DataPathError(f"--data {item}: no file matches the pattern")
+                    raise UserError(f"--data {item}: no file matches the pattern")
                 expanded.extend(Path(match) for match in matches)
             elif Path(item).is_dir():
                 files = sorted(p for p in Path(item).iterdir() if p.is_file() and p.suffix.lower() in DATA_SUFFIXES)
                 if not files:
-                    raise DataPathError(f"--data {item} is a folder without .jsonl, .json or .tar files")
+                    raise UserError(f"--data {item} is a folder without .jsonl, .json or .tar files")
                 expanded.extend(files)
             else:
                 expanded.append(Path(item))
@@ -308,19 +299,19 @@ def expand_data_paths(paths: Sequence[str | Path]) -> list[Path]:
 def open_sources(
     paths: Sequence[str | Path], require_captions: bool = True, images: str | Path | None = None
 ) -> ConcatSource:
-    """One indexed source over all `--data` paths; `DataPathError` for a path that cannot be used.
+    """One indexed source over all `--data` paths; `UserError` for a path that cannot be used.
 
     images: the root of relative image paths (`--images`); None: the folder of each record file.
     """
     if images is not None:
         images = Path(images)
         if not images.is_dir():
-            raise DataPathError(f"--images {images}: no such folder")
+            raise UserError(f"--images {images}: no such folder")
     sources, shards = [], []
     files = expand_data_paths(paths)
     for path in files:
         if not path.exists():
-            raise DataPathError(f"data path not found: {path}")
+            raise UserError(f"data path not found: {path}")
         suffix = path.suffix.lower()
         if suffix == ".tar":
             shards.append(path)
@@ -329,10 +320,10 @@ def open_sources(
         elif suffix == ".json":
             sources.append(JsonListSource(path, require_captions, images))
         else:
-            raise DataPathError(f"{path}: unsupported data file (expected .jsonl, .json or .tar)")
+            raise UserError(f"{path}: unsupported data file (expected .jsonl, .json or .tar)")
     if shards:
         sources.append(TarShardSource(shards, require_captions))
     source = ConcatSource(sources, files)
     if len(source) == 0:
-        raise DataPathError(f"no records found in {', '.join(str(p) for p in paths)}")
+        raise UserError(f"no records found in {', '.join(str(p) for p in paths)}")
     return source

@@ -57,7 +57,7 @@ def write_shards(
     import webdataset as wds
     from tqdm import tqdm
 
-    from fgclip.data.readers import DataPathError, ImageError, LoadedRecord
+    from fgclip.data.readers import ImageError, LoadedRecord
 
     if shard_size < 1:
         raise ValueError("shard size must be at least 1")
@@ -76,7 +76,7 @@ def write_shards(
         for record_file in record_files:
             record_file = Path(record_file)
             if not record_file.is_file():
-                raise DataPathError(f"record file not found: {record_file}")
+                raise UserError(f"record file not found: {record_file}")
             for item in tqdm(iter_record_file(record_file), desc=f"packing {record_file.name}", disable=not progress):
                 if isinstance(item, BadRecord):
                     summary.skipped.append(item)
@@ -120,9 +120,8 @@ class ShardOptions(OutputFolderOptions):
 
 
 def build_parser() -> CommandParser:
-    parser = CommandParser(prog="python -m fgclip.data.shards", description=textwrap.fill(DESCRIPTION, 110))
-    parser.add_options(ShardOptions)
-    return parser
+    description = textwrap.fill(DESCRIPTION, 110)
+    return CommandParser(prog="python -m fgclip.data.shards", description=description, options=[ShardOptions])
 
 
 def owned_by_shards(path: Path) -> bool:

@@ -292,9 +292,8 @@ class SyntheticOptions(OutputFolderOptions):
 
 
 def build_parser() -> CommandParser:
-    parser = CommandParser(prog="python -m fgclip.data.synthetic", description=textwrap.fill(DESCRIPTION, 110))
-    parser.add_options(SyntheticOptions)
-    return parser
+    description = textwrap.fill(DESCRIPTION, 110)
+    return CommandParser(prog="python -m fgclip.data.synthetic", description=description, options=[SyntheticOptions])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

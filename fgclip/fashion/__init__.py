@@ -10,7 +10,7 @@ public names below load on first use. Using the model (`from fgclip.fashion impo
 
 from __future__ import annotations
 
-import importlib
+from fgclip.lazy import lazy_exports
 
 _EXPORTS = {
     "FashionFINEConfig": "fgclip.fashion.configuration",
@@ -20,14 +20,4 @@ _EXPORTS = {
 
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'fgclip.fashion' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value  # resolved once
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

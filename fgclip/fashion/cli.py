@@ -29,10 +29,7 @@ DESCRIPTION = (
 
 
 def build_parser() -> CommandParser:
-    parser = CommandParser(prog="finetune_fashion.py", description=textwrap.fill(DESCRIPTION, 110))
-    for group, title in OPTION_GROUPS:
-        parser.add_options(group, title)
-    return parser
+    return CommandParser(prog="finetune_fashion.py", description=textwrap.fill(DESCRIPTION, 110), options=OPTION_GROUPS)
 
 
 def validate(config: FinetuneConfig) -> None:

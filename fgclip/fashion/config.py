@@ -11,7 +11,8 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Literal
 
-from fgclip.cli import fraction, non_negative_int, option, positive_float, positive_int
+from fgclip.cli import fraction, non_negative_int, option, output_dir_option, positive_float, positive_int
+from fgclip.train.config import TrainingOptions, format_number, recipe_values
 
 if TYPE_CHECKING:
     from fgclip.fashion.losses import FashionLossConfig
@@ -33,12 +34,17 @@ class FashionRecipe:
     focal_alpha: float
 
 
-# Fashion-FINE's configs: retrieval lr 1e-5 (min 1e-6), wd 0.02, 64 per GPU, 30 epochs, focal + matching;
-# text-guided lr 3e-5 (min 1e-7), wd 0.3, 16 per GPU, 10 epochs, plain contrastive. Warm-up: one epoch.
-RECIPES = {
+# Fashion-FINE's configs (batch size per GPU; min_lr_ratio: the cosine floor over the peak lr): retrieval with focal
+# contrastive + matching, text-guided retrieval with plain contrastive. Warm-up: one epoch.
+RECIPES = {  # values in `FashionRecipe`'s field order
     "retrieval": FashionRecipe(1e-5, 0.02, 64, 30, 0.1, 1.0, 1.0, 2.0, 0.25),
     "tgir": FashionRecipe(3e-5, 0.3, 16, 10, 1e-7 / 3e-5, 1.0, 0.0, 0.0, 1.0),
 }
+
+
+def _recipe(name: str) -> str:
+    """'recipe: <value per task>' for `--help`, quoted from `RECIPES`."""
+    return f"recipe: {recipe_values(RECIPES, name)}"
 
 
 @dataclass(kw_only=True)
@@ -54,10 +60,8 @@ class RunOptions:
         "release folder (Fashion-FINE parts are added), or a Fashion-FINE folder (continued as saved)",
         metavar="DIR",
     )
-    output_dir: str = option(
-        "run folder: metrics.jsonl, validation.jsonl, checkpoints/, best/, final/, summary.json",
-        aliases=["out"],
-        metavar="DIR",
+    output_dir: str = output_dir_option(
+        "run folder: metrics.jsonl, validation.jsonl, checkpoints/, best/, final/, summary.json"
     )
     overwrite_output_dir: bool = option(
         "replace the run in --output_dir, or write into a folder that holds files this command did not write", False
@@ -107,33 +111,36 @@ class FashionModelSettings:
 class RecipeOptions:
     """Unset values take the task's recipe (`RECIPES`)."""
 
-    contrastive_weight: float | None = option("contrastive term (recipe: 1)", None, type=float)
+    contrastive_weight: float | None = option(f"contrastive term ({_recipe('contrastive_weight')})", None, type=float)
     matching_weight: float | None = option(
-        "image-text matching term, retrieval only (recipe: 1 retrieval, 0 tgir)", None, type=float
+        f"image-text matching term, retrieval only ({_recipe('matching_weight')})", None, type=float
     )
-    focal_gamma: float | None = option("focal exponent (recipe: 2 retrieval, 0 tgir)", None, type=float)
-    focal_alpha: float | None = option("focal weight alpha_f (recipe: 0.25 retrieval, 1 tgir)", None, type=float)
-    epochs: int | None = option("passes over the data (recipe: 30 retrieval, 10 tgir)", None, type=positive_int)
+    focal_gamma: float | None = option(f"focal exponent ({_recipe('focal_gamma')})", None, type=float)
+    focal_alpha: float | None = option(f"focal weight alpha_f ({_recipe('focal_alpha')})", None, type=float)
+    epochs: int | None = option(f"passes over the data ({_recipe('epochs')})", None, type=positive_int)
     max_steps: int | None = option("optimizer steps; overrides --epochs", None, type=positive_int)
     batch_size: int | None = option(
-        "products (retrieval) or triplets (tgir) per device per micro-batch (recipe: 64 retrieval, 16 tgir)",
+        f"products (retrieval) or triplets (tgir) per device per micro-batch ({_recipe('batch_size')})",
         None,
         type=positive_int,
     )
-    grad_accum: int = option("micro-batches per optimizer step", 1, type=positive_int)
-    lr: float | None = option("peak learning rate (recipe: 1e-5 retrieval, 3e-5 tgir)", None, type=positive_float)
-    weight_decay: float | None = option("AdamW weight decay (recipe: 0.02 retrieval, 0.3 tgir)", None, type=float)
+    lr: float | None = option(f"peak learning rate ({_recipe('lr')})", None, type=positive_float)
+    weight_decay: float | None = option(f"AdamW weight decay ({_recipe('weight_decay')})", None, type=float)
     warmup_steps: int | None = option(
         "linear warm-up steps (default: one epoch, as Fashion-FINE)", None, type=non_negative_int
     )
     min_lr_ratio: float | None = option(
-        "cosine floor as a share of --lr (recipe: 0.1 retrieval (1e-6), 0.0033 tgir (1e-7))", None, type=fraction
+        f"cosine floor as a share of --lr ({_recipe('min_lr_ratio')}; floors of "
+        + ", ".join(f"{format_number(recipe.lr * recipe.min_lr_ratio)} {task}" for task, recipe in RECIPES.items())
+        + ")",
+        None,
+        type=fraction,
     )
     grad_clip: float = option("gradient-norm clip, 0 for none", 1.0, type=float)
 
 
 @dataclass(kw_only=True)
-class SystemOptions:
+class SystemOptions(TrainingOptions):
     num_workers: int | None = option(
         "data-loader processes per rank (default: 0 with <= 2 cores per rank, else cores - 1, max 8)",
         None,
@@ -146,7 +153,6 @@ class SystemOptions:
         0.01,
         type=fraction,
     )
-    bf16: bool | None = option("bf16 training (default: on with a bf16 GPU, off on CPU)", None)
     deterministic: bool | None = option(
         "deterministic kernels: same seed and arguments, same weights; a resumed run "
         "reaches the uninterrupted one's weights (default: on CPU, off on GPU)",
@@ -172,19 +178,11 @@ class SystemOptions:
         "checkpoint every N optimizer steps; 0: at the end (and at each new best)", 0, type=non_negative_int
     )
     save_total_limit: int = option("checkpoints kept", 2, type=positive_int)
-    log_every: int = option("log every N optimizer steps", 10, type=positive_int)
-    report_to: Literal["none", "tensorboard"] = option(
-        "also write TensorBoard event files to OUTPUT_DIR/tensorboard", "none"
-    )
-    max_nonfinite_steps: int = option(
-        "stop after this many non-finite losses in a row (each is skipped)", 10, type=positive_int
-    )
     stop_at_step: int | None = option(
         "end right after this step without a final save, as if the run crashed (to try --resume)",
         None,
         type=positive_int,
     )
-    progress: bool = option("progress bar (--no_progress: none)", True)
     local_rank: int | None = option("set by the deepspeed launcher; do not set by hand", None)
 
 

@@ -41,6 +41,7 @@ from fgclip.data.readers import ImageError
 from fgclip.data.schema import MISSING_IMAGE, UNREADABLE_IMAGE
 from fgclip.errors import UserError
 from fgclip.images import open_rgb, to_rgb
+from fgclip.json_files import read_json
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 H5_SUFFIXES = (".h5", ".hdf5")
@@ -126,13 +127,6 @@ def _require_file(path: Path) -> Path:
     return path
 
 
-def _load_json(path: Path) -> object:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UserError(f"{path} is not valid JSON: {error}") from error
-
-
 def _image_file(root: Path, name: str) -> Path | None:
     """`name` under `root` (absolute names kept); names without a suffix are tried with the usual ones."""
     path = Path(name) if Path(name).is_absolute() else root / name
@@ -162,7 +156,7 @@ def read_products(paths: Sequence[str | Path], images: str | Path | None = None)
         elif path.suffix == ".jsonl":
             _read_jsonl(path, Path(images) if images else path.parent, products)
         elif path.suffix == ".json":
-            items = _load_json(path)
+            items = read_json(path)
             if not isinstance(items, list) or not items or not isinstance(items[0], dict):
                 raise UserError(
                     f"{path}: expected a JSON list of FashionGen items (FashionSAP info_data.json or "
@@ -346,7 +340,7 @@ def read_triplets(paths: Sequence[str | Path], images: str | Path | None = None)
     split_files = []
     for path in paths:
         path = _require_file(Path(path))
-        items = _load_json(path) if path.suffix == ".json" else None
+        items = read_json(path) if path.suffix == ".json" else None
         if not isinstance(items, list):
             raise UserError(f"{path}: expected a FashionIQ caption file (a JSON list, cap.<category>.<split>.json)")
         parts = fashioniq_name_parts(path)
@@ -405,7 +399,7 @@ def _attach_galleries(triplets: Triplets, split_files: list[tuple[Path, Path]]) 
     if found and len(found) == len(split_files):
         triplets.gallery_source = "image_splits files"
         for path, root in found:
-            names = _load_json(path)
+            names = read_json(path)
             if not isinstance(names, list):
                 raise UserError(f"{path}: expected a JSON list of image names")
             category = fashioniq_name_parts(path)[0]

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field, fields
 import torch
 from torch.utils.data import Dataset
 
-from fgclip.data.dataset import DataError
 from fgclip.data.schema import BadRecord
+from fgclip.errors import UserError
 from fgclip.fashion.data import ImageError, Products, Triplets, load_image
 from fgclip.tokenizer import FGCLIPTokenizer
 from fgclip.transforms import image_transform
@@ -106,7 +106,7 @@ class ProductDataset(Dataset):
                     continue
                 return FashionSample(self.transform(image), row.text, position, skipped=skipped, first_sighting=first)
         examples = "; ".join(f"{bad.source}: {bad.reason}" for bad in skipped[:3])
-        raise DataError(f"{len(skipped)} images in a row from product {index} are unusable ({examples})")
+        raise UserError(f"{len(skipped)} images in a row from product {index} are unusable ({examples})")
 
 
 class TripletDataset(Dataset):
@@ -144,7 +144,7 @@ class TripletDataset(Dataset):
                 first_sighting=first,
             )
         examples = "; ".join(f"{bad.source}: {bad.reason}" for bad in skipped[:3])
-        raise DataError(f"{len(skipped)} triplets in a row from index {index} are unusable ({examples})")
+        raise UserError(f"{len(skipped)} triplets in a row from index {index} are unusable ({examples})")
 
 
 class FashionCollator:

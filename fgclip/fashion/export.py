@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fgclip.cli import CommandParser, entry_point, option, options_from
+from fgclip.cli import CommandParser, entry_point, option, options_from, output_dir_option
 
 OWNED = ("images", "items.jsonl")
 
@@ -27,7 +27,7 @@ class ExportOptions:
     data: list[str] = option(
         "FashionGen .h5, FashionSAP info_data.json, Fashion-FINE annotation .json or .jsonl items", metavar="PATH"
     )
-    output_dir: str = option("output folder: images/ and items.jsonl", aliases=["out"], metavar="DIR")
+    output_dir: str = output_dir_option("output folder: images/ and items.jsonl")
     images: str | None = option(
         "image root for files that name images (default: as the reader finds it)", None, metavar="DIR"
     )
@@ -75,9 +75,7 @@ def export_products(
 
 
 def build_parser() -> CommandParser:
-    parser = CommandParser(prog="python -m fgclip.fashion.export", description=__doc__)
-    parser.add_options(ExportOptions)
-    return parser
+    return CommandParser(prog="python -m fgclip.fashion.export", description=__doc__, options=[ExportOptions])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from fgclip.cli import CommandParser, entry_point, option, options_from, positive_int
+from fgclip.cli import CommandParser, entry_point, option, options_from, output_dir_option, positive_int
 from fgclip.errors import UserError
 from fgclip.outputs import prepare_output_dir
 
@@ -50,15 +50,8 @@ MATERIALS = ("cotton", "denim", "leather", "wool")
 SLEEVES = ("sleeveless", "short sleeves", "long sleeves")
 COLLARS = ("round neck", "v-neck", "shirt collar", "turtleneck")
 DETAILS = ("plain front", "front pockets", "belt")
-SUBCATEGORIES = {
-    "t-shirt": "tops",
-    "shirt": "tops",
-    "sweater": "tops",
-    "dress": "dresses",
-    "skirt": "bottoms",
-    "pants": "bottoms",
-    "shorts": "bottoms",
-}
+CATEGORIES = {"tops": ("t-shirt", "shirt", "sweater"), "dresses": ("dress",), "bottoms": ("skirt", "pants", "shorts")}
+SUBCATEGORIES = {subcategory: category for category, names in CATEGORIES.items() for subcategory in names}
 FASHIONIQ_CATEGORY = {"dress": "dress", "shirt": "shirt", "t-shirt": "toptee", "sweater": "toptee"}
 SPLITS = ("train", "val", "test")
 
@@ -370,7 +363,7 @@ def generate(out: str | Path, settings: SyntheticSettings | None = None, progres
 
 @dataclass
 class SyntheticOptions:
-    output_dir: Path = option("output folder (created; must not hold other files)", aliases=["out"], metavar="DIR")
+    output_dir: Path = output_dir_option("output folder (created; must not hold other files)")
     families: int = option("product families (~4.5 products each)", 240, type=positive_int)
     views: int = option("images per product", 3, type=positive_int)
     image_size: int = option("image side in pixels (at least 16)", 64, type=positive_int)
@@ -379,9 +372,7 @@ class SyntheticOptions:
 
 
 def build_parser() -> CommandParser:
-    parser = CommandParser(prog="python -m fgclip.fashion.synthetic", description=__doc__)
-    parser.add_options(SyntheticOptions)
-    return parser
+    return CommandParser(prog="python -m fgclip.fashion.synthetic", description=__doc__, options=[SyntheticOptions])
 
 
 OWNED = ("images", "fashiongen", "captions", "image_splits", "manifest.json")

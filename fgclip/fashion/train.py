@@ -26,10 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 
 from fgclip.data.accounting import RecordAccounting
-from fgclip.data.dataset import DataError
 from fgclip.data.sampler import EpochBatchSampler, sample_seed
 from fgclip.errors import UserError
 from fgclip.fashion.config import TASKS, FinetuneConfig
@@ -48,7 +46,6 @@ from fgclip.fashion.losses import (
 from fgclip.fashion.modeling import FashionFINEModel, model_type_of
 from fgclip.fashion.validate import validate_composition, validate_retrieval
 from fgclip.folders import save_with_processors
-from fgclip.hf_files import CheckpointError
 from fgclip.model_card import Provenance
 from fgclip.tokenizer import FGCLIPTokenizer
 from fgclip.train import checkpoint as ckpt
@@ -59,18 +56,19 @@ from fgclip.train.distributed import (
     setup_distributed,
 )
 from fgclip.train.engine import build_engine
-from fgclip.train.loop import default_num_workers, resolve_bf16
 from fgclip.train.model_init import describe_model_files
-from fgclip.train.preemption import ignore_termination_in_worker
 from fgclip.train.run_folder import RUN_FILES as PRETRAINING_RUN_FILES
 from fgclip.train.runner import (
     Runner,
+    RunResult,
     RunSettings,
     TrainingError,
     TrainingTask,
     checkpoint_state,
     find_resume,
+    make_loader,
     prepare_run_folder,
+    resolve_bf16,
     start_run,
     write_json,
 )
@@ -89,16 +87,9 @@ _NEGATIVES_STREAM = 0x5EED  # sample_seed(seed, stream, micro-batch): the hard-n
 
 
 @dataclass
-class FinetuneResult:
-    output_dir: Path
-    final_dir: Path | None
-    best_dir: Path | None
-    steps: int
-    seconds: float
-    first_loss: float | None = None
-    last_loss: float | None = None
-    best: dict | None = None
-    stopped_early: bool = False
+class FinetuneResult(RunResult):
+    best_dir: Path | None = None  # the best validation step's model (`best/`); None without validation
+    best: dict | None = None  # best.json: that step and its validation scores
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -110,7 +101,7 @@ def check_read_skips(counts, total_key: str, max_bad_fraction: float, what: str)
         reasons = ", ".join(
             f"{k.removeprefix('skipped_')} {v}" for k, v in counts.items() if k.startswith("skipped_") and v
         )
-        raise DataError(
+        raise UserError(
             f"{skipped} of {total} {what} cannot be used ({skipped / total:.1%} > --max_bad_fraction "
             f"{max_bad_fraction:.1%}): {reasons}"
         )
@@ -189,7 +180,7 @@ def build_fashion_model(config: FinetuneConfig) -> FashionFINEModel:
         raise
     except (OSError, ValueError, RuntimeError, KeyError) as error:
         message = str(error).splitlines()[0] if str(error) else ""
-        raise CheckpointError(f"--init {config.init} cannot be loaded: {type(error).__name__}: {message}") from error
+        raise UserError(f"--init {config.init} cannot be loaded: {type(error).__name__}: {message}") from error
     model = model.float().train()
     if config.task == "tgir":
         model.config.query_composition = "fusion"
@@ -315,12 +306,7 @@ def run_identity(
 ) -> dict:
     """What makes a run the same run (checked when resuming): data, model, task and optimisation values."""
     return {
-        "layout": {
-            "engine": engine_kind,
-            "world_size": world_size,
-            "batch_size": config.batch_size,
-            "grad_accum": config.grad_accum,
-        },
+        "layout": ckpt.run_layout(engine_kind, world_size, config.batch_size, config.grad_accum),
         "task": config.task,
         "model": describe_model_files(config.init),
         "data": [[str(Path(path).resolve()), Path(path).stat().st_size] for path in config.data],
@@ -390,16 +376,7 @@ def finetune(
     resume = find_resume(config.resume, output_dir, identity, config.resume_anyway, say)
 
     tokenizer = FGCLIPTokenizer.from_pretrained(config.init)
-    workers = config.num_workers if config.num_workers is not None else default_num_workers(context.world_size)
-    loader = DataLoader(
-        dataset,
-        batch_sampler=sampler,
-        collate_fn=FashionCollator(tokenizer),
-        num_workers=workers,
-        pin_memory=context.device.type == "cuda",
-        worker_init_fn=ignore_termination_in_worker if workers else None,
-        generator=torch.Generator().manual_seed(config.seed + context.rank),
-    )
+    loader = make_loader(dataset, sampler, FashionCollator(tokenizer), config.num_workers, context, config.seed)
     engine = build_engine(
         model, optim, total_steps, context, config.batch_size, config.grad_accum, bf16, config.deepspeed_config
     )
@@ -429,41 +406,18 @@ def finetune(
     settings = RunSettings.from_config(
         config,
         total_steps,
+        bf16,
+        deterministic,
         description=f"fashion {config.task}",
         optim=optim,
         started=started,
-        summary={
-            "task": config.task,
-            "skipped_at_read": read_counts,
-            "validation": validation,
-            "bf16": bf16,
-            "deterministic": deterministic,
-        },
+        summary={"task": config.task, "skipped_at_read": read_counts, "validation": validation},
     )
-    runner = Runner(
-        engine,
-        loader,
-        sampler,
-        task,
-        RecordAccounting(config.max_bad_fraction),
-        context,
-        output_dir,
-        checkpoint_state(config, identity, f"fashion-{config.task}", len(dataset), total_steps),
-        settings,
-    )
-    outcome = runner.run(resume)
+    state = checkpoint_state(config, identity, f"fashion-{config.task}", len(dataset), total_steps)
+    accounting = RecordAccounting(config.max_bad_fraction)
+    outcome = Runner(engine, loader, sampler, task, accounting, context, output_dir, state, settings).run(resume)
     best_dir = output_dir / BEST_DIR if (output_dir / BEST_DIR).is_dir() else None
-    result = FinetuneResult(
-        output_dir,
-        outcome.final_dir,
-        best_dir,
-        outcome.steps,
-        outcome.seconds,
-        outcome.first_loss,
-        outcome.last_loss,
-        task.best,
-        stopped_early=outcome.stopped_early,
-    )
+    result = FinetuneResult.of(output_dir, outcome, best_dir=best_dir, best=task.best)
     if not outcome.stopped_early:
         summary = outcome.summary
         best_note = f"; best (validation) at step {task.best['step']} in {best_dir}" if task.best else ""

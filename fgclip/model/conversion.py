@@ -9,7 +9,7 @@ imports it. Writing whole folders (tokenizer, image processor, model card) is `f
 
 Folders are read as the Hub has them: the special-token ids come from the folder's tokenizer files, never
 from a config's legacy `eos_token_id: 2`, and every folder is checked (config, whole weight files) before
-use, so a bad one is a one-line `CheckpointError` naming the file.
+use, so a bad one is a one-line `UserError` naming the file.
 """
 
 from __future__ import annotations
@@ -23,21 +23,14 @@ import torch
 from safetensors.torch import load_file
 from transformers import CLIPConfig, CLIPTextConfig
 
-from fgclip.hf_files import (
-    CLIP_SPECIAL_TOKEN_IDS,
-    FILE_KEYS,
-    CheckpointError,
-    SpecialTokenIds,
-    folder_special_token_ids,
-    read_config,
-)
+from fgclip.errors import UserError
+from fgclip.hf_files import CLIP_SPECIAL_TOKEN_IDS, FILE_KEYS, SpecialTokenIds, folder_special_token_ids, read_config
 from fgclip.model.configuration import FGCLIPConfig
 from fgclip.model.positions import stretch_position_table
 
 __all__ = [
     "CHECKPOINT_KINDS",
     "OFFICIAL_KEY_MAP",
-    "CheckpointError",
     "check_weight_files",
     "converted_checkpoint",
     "derived_weights",
@@ -97,7 +90,7 @@ def derived_weights(weights: Mapping[str, torch.Tensor], config: FGCLIPConfig) -
 
 def weight_files(directory: Path) -> list[Path]:
     """The weight files a folder's model is loaded from, in transformers' order of preference: one
-    safetensors file, sharded safetensors, one PyTorch `.bin`, sharded `.bin`. `CheckpointError` when none."""
+    safetensors file, sharded safetensors, one PyTorch `.bin`, sharded `.bin`. `UserError` when none."""
     for single, index_name in (
         ("model.safetensors", "model.safetensors.index.json"),
         ("pytorch_model.bin", "pytorch_model.bin.index.json"),
@@ -110,26 +103,26 @@ def weight_files(directory: Path) -> list[Path]:
                 weight_map = json.loads(index_file.read_text(encoding="utf-8"))["weight_map"]
                 shards = sorted(set(weight_map.values()))
             except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
-                raise CheckpointError(f"{index_file} is not a valid weight index ({error})") from error
+                raise UserError(f"{index_file} is not a valid weight index ({error})") from error
             missing = [name for name in shards if not (directory / name).is_file()]
             if missing:
-                raise CheckpointError(
+                raise UserError(
                     f"{index_file} lists {missing[0]}, which is not in the folder "
                     f"({len(missing)} of {len(shards)} shards missing)"
                 )
             return [directory / name for name in shards]
-    raise CheckpointError(f"{directory} has no model.safetensors or pytorch_model.bin (nor a sharded index)")
+    raise UserError(f"{directory} has no model.safetensors or pytorch_model.bin (nor a sharded index)")
 
 
-def _damaged(path: Path, reason: object) -> CheckpointError:
+def _damaged(path: Path, reason: object) -> UserError:
     text = str(reason).strip()
     text = text.splitlines()[0] if text else type(reason).__name__
-    return CheckpointError(f"{path} is damaged ({text}): an interrupted download or copy? Fetch the file again")
+    return UserError(f"{path} is damaged ({text}): an interrupted download or copy? Fetch the file again")
 
 
 def check_weight_files(directory: Path) -> list[Path]:
     """`weight_files`, each checked to be whole (a safetensors header that covers the file, a complete zip
-    archive for `.bin`) without reading the weights. `CheckpointError` names the damaged file."""
+    archive for `.bin`) without reading the weights. `UserError` names the damaged file."""
     files = weight_files(directory)
     for path in files:
         if path.suffix == ".safetensors":
@@ -189,11 +182,9 @@ def detect_checkpoint_kind(directory: str | Path) -> str:
     """
     directory = Path(directory)
     if directory.is_file():
-        raise CheckpointError(
-            f"{directory} is a file; give the model folder (the one holding config.json and the weights)"
-        )
+        raise UserError(f"{directory} is a file; give the model folder (the one holding config.json and the weights)")
     if not directory.is_dir():
-        raise CheckpointError(f"{directory} is not a folder")
+        raise UserError(f"{directory} is not a folder")
     config = read_config(directory)
     model_type = config.get("model_type")
     config_file = directory / "config.json"
@@ -203,20 +194,20 @@ def detect_checkpoint_kind(directory: str | Path) -> str:
     if model_type == "clip":
         for key in ("text_config", "vision_config"):
             if not isinstance(config.get(key, {}), dict):
-                raise CheckpointError(f"{config_file}: {key} must be a JSON object")
+                raise UserError(f"{config_file}: {key} must be a JSON object")
         check_weight_files(directory)
         official = "FGCLIPModel" in (
             config.get("architectures") or []
         ) or "text_filip_projection.weight" in _weight_names(directory)
         return "official-fgclip" if official else "clip"
     if model_type in ("clip_vision_model", "clip_text_model"):
-        raise CheckpointError(
+        raise UserError(
             f"{config_file}: model_type '{model_type}' is a single CLIP tower (e.g. an exported "
             "vision tower); FG-CLIP needs a dual encoder: a CLIP, FG-CLIP or official FG-CLIP folder"
         )
     if model_type is None:
-        raise CheckpointError(f"{config_file} has no model_type: not a Hugging Face model config")
-    raise CheckpointError(
+        raise UserError(f"{config_file} has no model_type: not a Hugging Face model config")
+    raise UserError(
         f"{config_file} describes a '{model_type}' model, which FG-CLIP does not read; give an "
         "FG-CLIP folder, a CLIP folder (model_type 'clip') or an official FG-CLIP release"
     )
@@ -263,7 +254,7 @@ def converted_checkpoint(directory: str | Path, kind: str) -> tuple[FGCLIPConfig
     needed = (SHORT_POSITIONS, "text_projection.weight", "logit_scale") if kind == "clip" else (SHORT_POSITIONS,)
     for name in needed:
         if name not in state:
-            raise CheckpointError(f"{directory}: the weights have no {name}")
+            raise UserError(f"{directory}: the weights have no {name}")
     if kind == "official-fgclip":
         # The table in the weights decides the short length (the release code sizes its long tables itself).
         text_config = config_dict.get("text_config") or {}

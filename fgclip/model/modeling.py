@@ -24,7 +24,8 @@ from transformers.masking_utils import create_causal_mask
 from transformers.models.clip.modeling_clip import CLIPPreTrainedModel
 from transformers.utils import ModelOutput
 
-from fgclip.hf_files import CheckpointError, folder_special_token_ids
+from fgclip.errors import UserError
+from fgclip.hf_files import folder_special_token_ids
 from fgclip.model import conversion
 from fgclip.model.configuration import FGCLIPConfig
 from fgclip.model.text_groups import length_groups
@@ -165,7 +166,7 @@ class FGCLIPModel(CLIPPreTrainedModel):
         end-of-text id of the tokenizer the folder carries (CLIP's 49407 when it has none), never at a config's
         legacy `eos_token_id: 2`. A local folder that cannot be used (not a model, a missing or damaged weight
         file, weights that do not fit its config, a tokenizer without an end-of-text token) is a one-line
-        `CheckpointError`; a name that is not a local path is looked up on the Hub.
+        `UserError`; a name that is not a local path is looked up on the Hub.
         """
         path = Path(str(pretrained_model_name_or_path)).expanduser()
         if not path.is_dir() and _looks_like_local_path(str(pretrained_model_name_or_path)):
@@ -186,18 +187,18 @@ class FGCLIPModel(CLIPPreTrainedModel):
 
     @classmethod
     def _check_weights_fit(cls, directory: Path, config: FGCLIPConfig, state: dict[str, torch.Tensor]) -> None:
-        """`CheckpointError` unless `state` holds exactly the model's weights in the model's shapes (checked
+        """`UserError` unless `state` holds exactly the model's weights in the model's shapes (checked
         on a model built on the meta device: no memory, no initialisation cost)."""
         with torch.device("meta"):
             expected = {name: tuple(tensor.shape) for name, tensor in cls(config).state_dict().items()}
         missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
         if missing or unexpected:
-            raise CheckpointError(
+            raise UserError(
                 f"{directory}: weights do not fit its config.json (missing {missing[:3]}, unexpected {unexpected[:3]})"
             )
         for name, shape in expected.items():
             if tuple(state[name].shape) != shape:
-                raise CheckpointError(
+                raise UserError(
                     f"{directory}: weights do not fit its config.json: {name} has shape "
                     f"{tuple(state[name].shape)}, the config gives {shape}"
                 )
@@ -279,41 +280,32 @@ class FGCLIPModel(CLIPPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         long: bool = False,
         normalize: bool = True,
+        max_groups: int = 1,
     ) -> torch.Tensor:
         """Text embeddings `(N, D)`. `long=True` uses the 248-slot table and the long projection.
 
-        Sequences longer than the path's limit (77 or 248) are truncated, keeping a final EOS.
+        Sequences longer than the path's limit (77 or 248) are truncated, keeping a final EOS. With `max_groups`
+        above 1 and a right-padded `attention_mask`, the rows are encoded in at most that many length groups,
+        each trimmed to its own longest text: the same embeddings with less padding work.
         """
+        right_padded = attention_mask is not None and bool((attention_mask[:, 1:] <= attention_mask[:, :-1]).all())
+        if max_groups > 1 and right_padded:
+            groups = length_groups(attention_mask, max_groups)
+            parts = [
+                self.encode_text(input_ids[rows, :width], attention_mask[rows, :width], long, normalize)
+                for rows, width in groups
+            ]
+            order = torch.cat([rows for rows, _ in groups])
+            return torch.cat(parts)[torch.argsort(order)]
         pooled = self._text_pooled(input_ids, attention_mask, long)
         projection = self.long_text_projection if long else self.text_projection
         return _maybe_normalize(projection(pooled), normalize)
-
-    def encode_text_grouped(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        long: bool = False,
-        normalize: bool = True,
-        max_groups: int = 4,
-    ) -> torch.Tensor:
-        """`encode_text` run on at most `max_groups` length groups of the rows, each trimmed to its own
-        longest text; the same `(N, D)` embeddings with less padding work. Needs a right-padded
-        `attention_mask` to know the lengths; otherwise, or with `max_groups` 1, it is `encode_text`."""
-        right_padded = attention_mask is not None and bool((attention_mask[:, 1:] <= attention_mask[:, :-1]).all())
-        if max_groups <= 1 or not right_padded:
-            return self.encode_text(input_ids, attention_mask, long, normalize)
-        groups = length_groups(attention_mask, max_groups)
-        parts = [
-            self.encode_text(input_ids[rows, :width], attention_mask[rows, :width], long, normalize)
-            for rows, width in groups
-        ]
-        order = torch.cat([rows for rows, _ in groups])
-        return torch.cat(parts)[torch.argsort(order)]
 
     def encode_text_tokens(
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
+        *,
         long: bool = False,
         normalize: bool = True,
     ) -> torch.Tensor:
@@ -416,7 +408,7 @@ class FGCLIPModel(CLIPPreTrainedModel):
         if long_input_ids is not None:
             output.long_text_embeds = self.encode_text(long_input_ids, long_attention_mask, True, normalize)
         if short_input_ids is not None:
-            output.short_text_embeds = self.encode_text_grouped(
+            output.short_text_embeds = self.encode_text(
                 short_input_ids, short_attention_mask, False, normalize, self.config.short_text_groups
             )
         return output

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fgclip.cli import CommandParser, entry_point, option, options_from
+from fgclip.cli import CommandParser, entry_point, option, options_from, output_dir_option
 from fgclip.outputs import prepare_output_dir
 from fgclip.pipeline.config import PipelineConfig
 from fgclip.pipeline.runner import run_pipeline
@@ -50,10 +50,8 @@ class Source:
 class Output:
     """Where the run writes."""
 
-    output_dir: Path = option(
-        "output folder (data.jsonl, stats, shards/); a folder holding an earlier run of this command resumes it",
-        aliases=["out"],
-        metavar="DIR",
+    output_dir: Path = output_dir_option(
+        "output folder (data.jsonl, stats, shards/); a folder holding an earlier run of this command resumes it"
     )
     overwrite: bool = option(
         "write into --output_dir even when it holds files this command did not write (never when it is an input)", False

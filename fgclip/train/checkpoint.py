@@ -39,10 +39,6 @@ REPLACED_SUFFIX = ".replaced"
 DELETING_SUFFIX = ".deleting"
 
 
-class ResumeError(UserError, ValueError):
-    """`--resume` names nothing usable, or a checkpoint of an incompatible run (one-line message)."""
-
-
 def checkpoint_root(output_dir: str | Path) -> Path:
     return Path(output_dir) / CHECKPOINTS
 
@@ -143,14 +139,14 @@ def resolve_resume(resume: str, output_dir: str | Path) -> Path | None:
     """The checkpoint folder `--resume` names: `latest` (in this run's output) or a path.
 
     A path may be a checkpoint folder, a `checkpoints/` folder, or a run's output folder. `latest` in a
-    folder without any checkpoint is None (a fresh start); a path without one is a `ResumeError`.
+    folder without any checkpoint is None (a fresh start); a path without one is a `UserError`.
     """
     if resume == "latest":
         candidates = [checkpoint_root(output_dir)]
     else:
         path = Path(resume)
         if not path.exists():
-            raise ResumeError(f"--resume {resume}: no such file or folder")
+            raise UserError(f"--resume {resume}: no such file or folder")
         candidates = [path, path / CHECKPOINTS]
     for candidate in candidates:
         if (candidate / STATE_FILE).is_file():
@@ -165,7 +161,7 @@ def resolve_resume(resume: str, output_dir: str | Path) -> Path | None:
             return complete[-1]
     if resume == "latest":
         return None
-    raise ResumeError(f"--resume {resume}: no checkpoint found (looked in {', '.join(str(c) for c in candidates)})")
+    raise UserError(f"--resume {resume}: no checkpoint found (looked in {', '.join(str(c) for c in candidates)})")
 
 
 def read_trainer_state(checkpoint_dir: Path) -> dict:
@@ -215,6 +211,11 @@ def identity_differences(saved: dict, current: dict) -> list[str]:
     return differences
 
 
+def run_layout(engine: str, world_size: int, batch_size: int, grad_accum: int) -> dict:
+    """The part of a run's identity that a resumed run must keep (`LAYOUT_KEYS`), even with --resume_anyway."""
+    return dict(zip(LAYOUT_KEYS, (engine, world_size, batch_size, grad_accum)))
+
+
 def check_compatible(saved: dict, current: dict, resume_anyway: bool = False) -> list[str]:
     """Refuse to resume another run. Returns the differences accepted with `resume_anyway`."""
     saved_identity, current_identity = saved.get("identity") or {}, current.get("identity") or {}
@@ -222,14 +223,14 @@ def check_compatible(saved: dict, current: dict, resume_anyway: bool = False) ->
         before = saved_identity.get("layout", saved).get(key)
         now = current_identity.get("layout", current).get(key)
         if before is not None and before != now:
-            raise ResumeError(
+            raise UserError(
                 f"cannot resume: the checkpoint was made with {key}={before!r}, this run has {now!r} (a resumed run "
                 "must keep the engine, processes, batch size and accumulation; --resume_anyway cannot change them)"
             )
     differences = identity_differences(saved_identity, current_identity)
     if differences and not resume_anyway:
         more = f" (and {len(differences) - 1} more)" if len(differences) > 1 else ""
-        raise ResumeError(
+        raise UserError(
             f"cannot resume: {differences[0]}{more}; pass --resume_anyway to continue with this run's "
             "settings (recorded in train_config.json)"
         )
@@ -239,5 +240,5 @@ def check_compatible(saved: dict, current: dict, resume_anyway: bool = False) ->
 def load_rank_state(checkpoint_dir: Path, rank: int) -> dict:
     path = checkpoint_dir / f"rank_{rank:05d}.pt"
     if not path.is_file():
-        raise ResumeError(f"{checkpoint_dir} has no state for rank {rank}")
+        raise UserError(f"{checkpoint_dir} has no state for rank {rank}")
     return torch.load(path, map_location="cpu", weights_only=False)

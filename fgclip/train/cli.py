@@ -83,10 +83,7 @@ class _Parser(CommandParser):
 
 
 def build_parser() -> CommandParser:
-    parser = _Parser(prog="pretrain_fgclip.py", description=textwrap.fill(DESCRIPTION, 110))
-    for config_type, title in OPTION_GROUPS:
-        parser.add_options(config_type, title)
-    return parser
+    return _Parser(prog="pretrain_fgclip.py", description=textwrap.fill(DESCRIPTION, 110), options=OPTION_GROUPS)
 
 
 def given(args: argparse.Namespace, config_type: type) -> dict:
@@ -162,20 +159,19 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def _precheck_paths(args: argparse.Namespace) -> None:
     """Fail on a missing --data / --init / --images / --deepspeed path, or an --output_dir that is a file,
     before any process group or model is made."""
-    from fgclip.data.readers import DataPathError, expand_data_paths
-    from fgclip.outputs import OutputError
+    from fgclip.data.readers import expand_data_paths
     from fgclip.train.model_init import describe_init
 
     for path in expand_data_paths(args.data):
         if not path.exists():
-            raise DataPathError(f"data path not found: {path}")
+            raise UserError(f"data path not found: {path}")
     describe_init(args.init)
     if args.images is not None and not os.path.isdir(args.images):
-        raise DataPathError(f"--images {args.images}: no such folder")
+        raise UserError(f"--images {args.images}: no such folder")
     if args.deepspeed and not os.path.isfile(args.deepspeed):
         raise UserError(f"DeepSpeed config not found: {args.deepspeed}")
     if args.output_dir and os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
-        raise OutputError(f"--output_dir {args.output_dir} is a file; give a folder (it is created when missing)")
+        raise UserError(f"--output_dir {args.output_dir} is a file; give a folder (it is created when missing)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,21 +1,29 @@
 """Typed configuration of a pretraining run, which is also its command line (`fgclip.cli`, `fgclip.train.cli`),
 and the per-stage recipe defaults. Standard library only, so `--help` answers before torch loads.
 
-Recipes: for a CLIP-size checkpoint the defaults are FG-CLIP's published ones (stage 1: lr 1e-4,
-384 per device; stage 2: lr 1e-6, weight decay 0.001, 200 warm-up steps, 512 per device; cosine;
-AdamW). Stage 1's weight decay and warm-up were not published; we use stage 2's. `--init tiny` and other
-small models need far larger learning rates; their recipe is the one the embedded default experiment was
-tuned with (see benchmarks/default_experiment.py). `fgclip.train.recipes` chooses between them.
+Recipes (`PUBLISHED_RECIPES`, `TINY_RECIPES`, the one place for their numbers; `--help` quotes them): for a
+CLIP-size checkpoint the defaults are FG-CLIP's published ones (cosine, AdamW). `--init tiny` and other small
+models need far larger learning rates; their recipe is the one the embedded default experiment was tuned with
+(see benchmarks/default_experiment.py). `fgclip.train.recipes` chooses between them.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from fgclip.cli import fraction, non_negative_float, non_negative_int, option, positive_float, positive_int
+from fgclip.cli import (
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    option,
+    output_dir_option,
+    positive_float,
+    positive_int,
+)
 from fgclip.loss_weights import LossWeights
 
 SHIPPED_DEEPSPEED_CONFIG = Path(__file__).with_name("zero2.json")  # package data; scripts/zero2.json links to it
@@ -29,6 +37,7 @@ class Recipe:
     batch_size: int
 
 
+# FG-CLIP's published values per stage; stage 1's weight decay and warm-up were not published: stage 2's are used.
 PUBLISHED_RECIPES = {
     1: Recipe(lr=1e-4, weight_decay=0.001, warmup_steps=200, batch_size=384),
     2: Recipe(lr=1e-6, weight_decay=0.001, warmup_steps=200, batch_size=512),
@@ -39,6 +48,32 @@ TINY_RECIPES = {
     1: Recipe(lr=1e-3, weight_decay=0.01, warmup_steps=50, batch_size=32),
     2: Recipe(lr=1e-3, weight_decay=0.01, warmup_steps=20, batch_size=32),
 }
+
+
+def format_number(value: float) -> str:
+    """A recipe value as the papers write it: 1e-4, 0.001, 200."""
+    if isinstance(value, float) and 0 < abs(value) < 1e-3:
+        mantissa, exponent = f"{value:e}".split("e")
+        return f"{float(mantissa):g}e{int(exponent)}"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def recipe_values(recipes: Mapping[str, object], name: str) -> str:
+    """The value of `name` in each recipe of `recipes` for `--help`, e.g. '1e-4 stage 1, 1e-6 stage 2' (one value
+    when all agree), so that a help text quotes the recipe tables instead of restating their numbers."""
+    values = {case: getattr(recipe, name) for case, recipe in recipes.items()}
+    if len(set(values.values())) == 1:
+        return format_number(next(iter(values.values())))
+    return ", ".join(f"{format_number(value)} {case}" for case, value in values.items())
+
+
+def _recipe_help(name: str) -> str:
+    """'default: the recipe's, chosen by --init: <published values>; tiny <tiny values>'."""
+    published, tiny = (
+        recipe_values({f"stage {stage}": recipe for stage, recipe in recipes.items()}, name)
+        for recipes in (PUBLISHED_RECIPES, TINY_RECIPES)
+    )
+    return f"default: the recipe's, chosen by --init: {published}; tiny {tiny}"
 
 
 def stage_loss_weights(stage: int, weights: LossWeights | None = None) -> LossWeights:
@@ -93,7 +128,6 @@ BAD_RECORD_RULE = (
     "above it (so 3 bad of 400 at 1%% completes; 40 of 400 stops at the end of the first pass). A stopping run "
     "saves a checkpoint, prints one line with the counts by reason and examples, and exits with code 2."
 )
-RECIPE_NOTE = "default: the recipe's, chosen by --init"
 
 
 @dataclass
@@ -169,16 +203,16 @@ class OptimConfig:
     """AdamW, linear warm-up then cosine. On the command line lr, weight decay and warm-up come from the recipe
     unless given; the defaults here are the published stage-1 values."""
 
-    lr: float = option(
-        f"peak learning rate ({RECIPE_NOTE}: 1e-4 stage 1, 1e-6 stage 2; tiny 1e-3 / 1e-3)", 1e-4, type=positive_float
-    )
+    lr: float = option(f"peak learning rate ({_recipe_help('lr')})", PUBLISHED_RECIPES[1].lr, type=positive_float)
     weight_decay: float = option(
-        f"AdamW weight decay on matrices ({RECIPE_NOTE}: 0.001; tiny 0.01)", 0.001, type=non_negative_float
+        f"AdamW weight decay on matrices ({_recipe_help('weight_decay')})",
+        PUBLISHED_RECIPES[1].weight_decay,
+        type=non_negative_float,
     )
     warmup_steps: int = option(
-        f"linear warm-up steps ({RECIPE_NOTE}: 200; tiny 50 / 20); a recipe warm-up longer "
-        "than a fifth of the run is shortened to a tenth of it (with a line)",
-        200,
+        f"linear warm-up steps ({_recipe_help('warmup_steps')}); a recipe warm-up longer than a fifth of the run is "
+        "shortened to a tenth of it (with a line)",
+        PUBLISHED_RECIPES[1].warmup_steps,
         type=non_negative_int,
     )
     min_lr_ratio: float = option("cosine floor as a share of --lr", 0.0, type=fraction)
@@ -187,10 +221,27 @@ class OptimConfig:
     grad_clip: float = option("gradient-norm clip, 0 for none", 1.0, type=non_negative_float)
 
 
+@dataclass(kw_only=True)
+class TrainingOptions:
+    """The options every training command has alike (FG-CLIP pretraining, Fashion-FINE finetuning)."""
+
+    grad_accum: int = option("micro-batches per optimizer step", 1, type=positive_int)
+    bf16: bool | None = option("bf16 training (default: on with a bf16 GPU, off on CPU)", None)
+    log_every: int = option("log every N optimizer steps", 10, type=positive_int)
+    report_to: Literal["none", "tensorboard"] = option(
+        "also write TensorBoard event files to OUTPUT_DIR/tensorboard", "none"
+    )
+    max_nonfinite_steps: int = option(
+        "stop after this many non-finite losses in a row (each is skipped)", 10, type=positive_int
+    )
+    progress: bool = option("progress bar (--no_progress: none)", True)
+
+
 @dataclass
-class TrainConfig:
+class TrainConfig(TrainingOptions):
     stage: int = option(
-        "1: global losses (long + short captions); 2: + regional (0.1) and hard-negative (0.5) losses on region data",
+        f"1: global losses (long + short captions); 2: + regional ({LossWeights.region}) and hard-negative "
+        f"({LossWeights.hard}) losses on region data",
         1,
         choices=(1, 2),
         type=int,
@@ -199,13 +250,11 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossWeights = field(default_factory=LossWeights)
-    output_dir: str = option(
+    output_dir: str = output_dir_option(
         "run folder: train_config.json, metrics.jsonl, checkpoints/, final/, summary.json (default: runs/stage<N>, "
         "or runs/default_experiment for the embedded default). A folder holding a run is refused unless --resume "
         "or --overwrite_output_dir",
         "runs/stage1",
-        aliases=["out"],
-        metavar="DIR",
     )
     overwrite_output_dir: bool = option(
         "replace the run in --output_dir: its checkpoints, metrics, TensorBoard events and final/ are removed first "
@@ -217,13 +266,11 @@ class TrainConfig:
         "optimizer steps; overrides --epochs (embedded default: steps of each stage)", None, type=positive_int
     )
     batch_size: int = option(
-        f"images per device per micro-batch ({RECIPE_NOTE}: 384 stage 1, 512 stage 2; tiny "
-        "32); cut (with a line) when it is larger than the data set",
+        f"images per device per micro-batch ({_recipe_help('batch_size')}); cut (with a line) when it is larger "
+        "than the data set",
         32,
         type=positive_int,
     )
-    grad_accum: int = option("micro-batches per optimizer step", 1, type=positive_int)
-    bf16: bool | None = option("bf16 training (default: on with a bf16 GPU, off on CPU)", None)
     seed: int = option("seed of weights (tiny), data order and sampling", 42)
     deepspeed_config: str | None = option(
         "use DeepSpeed even in one process, with this config (alone: the shipped fgclip/train/zero2.json, "
@@ -244,13 +291,6 @@ class TrainConfig:
     )
     save_every: int = option("checkpoint every N optimizer steps; 0: at the end only", 0, type=non_negative_int)
     save_total_limit: int = option("checkpoints kept", 2, type=non_negative_int)
-    log_every: int = option("log every N optimizer steps", 10, type=positive_int)
-    report_to: Literal["none", "tensorboard"] = option(
-        "also write TensorBoard event files to OUTPUT_DIR/tensorboard", "none"
-    )
-    max_nonfinite_steps: int = option(
-        "stop after this many non-finite losses in a row (each is skipped)", 10, type=positive_int
-    )
     stop_at_step: int | None = option(
         "end right after this step without a final save, as if the run crashed (to try --resume). SIGTERM (SLURM, "
         "Kubernetes, the launchers) instead finishes the step, saves a checkpoint, prints where and exits with code "
@@ -258,7 +298,6 @@ class TrainConfig:
         None,
         type=positive_int,
     )
-    progress: bool = option("progress bar (--no_progress: none)", True)
     deterministic: bool | None = option(
         "deterministic kernels, so the same seed and arguments give bitwise the same weights and a resumed run the "
         "uninterrupted run's (default: on for CPU, off for GPUs). On CPU they cost little; on GPUs they also set "

@@ -31,10 +31,6 @@ PLAIN_STATE_FILE = "trainer_state.pt"
 T = TypeVar("T")
 
 
-class ConfigError(UserError, ValueError):
-    """A DeepSpeed config that cannot be used (one-line message)."""
-
-
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """AdamW groups: matrices decay; biases, norms and temperatures (ndim < 2) do not (as CLIP)."""
     decay, no_decay = [], []
@@ -84,12 +80,12 @@ def resolve_deepspeed_config(
     try:
         config = json.loads(path.read_text())
     except FileNotFoundError as error:
-        raise ConfigError(f"DeepSpeed config not found: {path}") from error
+        raise UserError(f"DeepSpeed config not found: {path}") from error
     except json.JSONDecodeError as error:
-        raise ConfigError(f"DeepSpeed config {path} is not valid JSON: {error}") from error
+        raise UserError(f"DeepSpeed config {path} is not valid JSON: {error}") from error
     for section in ("optimizer", "scheduler"):
         if section in config:  # the run builds AdamW + warm-up/cosine itself from --lr etc.
-            raise ConfigError(f"{path} defines '{section}'; remove it (set --lr, --weight_decay, --warmup_steps)")
+            raise UserError(f"{path} defines '{section}'; remove it (set --lr, --weight_decay, --warmup_steps)")
     auto = {
         "train_micro_batch_size_per_gpu": batch_size,
         "gradient_accumulation_steps": grad_accum,
@@ -100,13 +96,13 @@ def resolve_deepspeed_config(
         if config.get(key, "auto") == "auto":
             config[key] = value
         elif config[key] != value:
-            raise ConfigError(f'{path} sets {key}={config[key]} but the run\'s options give {value}; use "auto"')
+            raise UserError(f'{path} sets {key}={config[key]} but the run\'s options give {value}; use "auto"')
     for precision, enabled in (("bf16", bf16), ("fp16", False)):
         section = config.setdefault(precision, {})
         if section.get("enabled", "auto") == "auto":
             section["enabled"] = enabled
     if config["fp16"]["enabled"]:
-        raise ConfigError("fp16 is not supported (FG-CLIP training gave NaNs in fp16); use --bf16")
+        raise UserError("fp16 is not supported (FG-CLIP training gave NaNs in fp16); use --bf16")
     config["bf16"]["enabled"] = bool(config["bf16"]["enabled"])
     if config["bf16"]["enabled"]:
         # DeepSpeed casts parameters only; the frozen long-text position table is a buffer and must follow

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from fgclip.data.accounting import RecordAccounting
 from fgclip.data.collate import Batch, Collator
-from fgclip.data.dataset import DataError, FineGrainedDataset
+from fgclip.data.dataset import FineGrainedDataset
 from fgclip.data.readers import LoadedRecord, expand_data_paths, open_sources
 from fgclip.data.sampler import EpochBatchSampler
+from fgclip.errors import UserError
 from fgclip.folders import save_with_processors
 from fgclip.losses import FGCLIPLoss
 from fgclip.model_card import Provenance
@@ -32,25 +32,27 @@ from fgclip.train import checkpoint as ckpt
 from fgclip.train.config import TrainConfig
 from fgclip.train.distributed import (
     DistributedContext,
-    available_cores,
     setup_distributed,
 )
 from fgclip.train.engine import build_engine
 from fgclip.train.model_init import build_model, describe_model_files
 from fgclip.train.plan import Plan, format_plan, make_plan
-from fgclip.train.preemption import ignore_termination_in_worker
 from fgclip.train.recipes import choose_recipe, write_recipe_record
 from fgclip.train.run_folder import RUN_FILES
 from fgclip.train.runner import (
     FINAL_DIR,
     ResumePoint,
     Runner,
+    RunResult,
     RunSettings,
     TrainingError,
     TrainingTask,
     checkpoint_state,
+    default_num_workers,
     find_resume,
+    make_loader,
     prepare_run_folder,
+    resolve_bf16,
     start_run,
     write_json,
 )
@@ -62,28 +64,9 @@ REGION_CHECK_RECORDS = 1000  # records read at start-up to see whether stage-2 d
 
 
 @dataclass
-class TrainResult:
-    output_dir: Path
-    final_dir: Path | None
-    steps: int
-    seconds: float
-    first_loss: float | None = None
-    last_loss: float | None = None
+class TrainResult(RunResult):
     nonfinite_steps: int = 0
     bad_records: dict = field(default_factory=dict)
-    stopped_early: bool = False
-
-
-def default_num_workers(world_size: int) -> int:
-    """Loader workers per rank: none on small machines, where they would only compete for cores."""
-    per_rank = available_cores() // max(world_size, 1)
-    return 0 if per_rank <= 2 else min(8, per_rank - 1)
-
-
-def resolve_bf16(bf16: bool | None, device: torch.device) -> bool:
-    if bf16 is None:
-        return device.type == "cuda" and torch.cuda.is_bf16_supported()
-    return bf16
 
 
 class StageTask(TrainingTask):
@@ -135,7 +118,7 @@ def require_region_data(source, seed: int, limit: int = REGION_CHECK_RECORDS) ->
             if with_regions:
                 return
     if usable:
-        raise DataError(
+        raise UserError(
             f"stage 2 needs region data, but none of the {usable} records read from --data has regions "
             "(regions / FineHARD bbox_info); train stage 1 on it, or give records with boxes"
         )
@@ -144,12 +127,7 @@ def require_region_data(source, seed: int, limit: int = REGION_CHECK_RECORDS) ->
 def run_identity(config: TrainConfig, plan: Plan, source, engine_kind: str, world_size: int, bf16: bool) -> dict:
     """What makes a run the same run (checked when resuming): data, model, stage and optimisation values."""
     return {
-        "layout": {
-            "engine": engine_kind,
-            "world_size": world_size,
-            "batch_size": config.batch_size,
-            "grad_accum": config.grad_accum,
-        },
+        "layout": ckpt.run_layout(engine_kind, world_size, config.batch_size, config.grad_accum),
         "stage": config.stage,
         "model": describe_model_files(config.model.init),
         "data": [[str(path.resolve()), path.stat().st_size] for path in source.files],
@@ -259,19 +237,7 @@ def train(
         finehard_short_prefix=config.data.finehard_short_prefix,
     )
     sampler = EpochBatchSampler(len(dataset), config.batch_size, config.seed, context.rank, context.world_size)
-    workers = (
-        config.data.num_workers if config.data.num_workers is not None else default_num_workers(context.world_size)
-    )
-    loader = DataLoader(
-        dataset,
-        batch_sampler=sampler,
-        collate_fn=Collator(with_regions=stage2),
-        num_workers=workers,
-        pin_memory=context.device.type == "cuda",
-        worker_init_fn=ignore_termination_in_worker if workers else None,
-        # its own generator: starting an epoch's iterator must not draw from the global RNG
-        generator=torch.Generator().manual_seed(config.seed + context.rank),
-    )
+    loader = make_loader(dataset, sampler, Collator(with_regions=stage2), config.data.num_workers, context, config.seed)
     engine = build_engine(
         model, config.optim, total_steps, context, config.batch_size, config.grad_accum, bf16, config.deepspeed_config
     )
@@ -283,50 +249,25 @@ def train(
     settings = RunSettings.from_config(
         config,
         total_steps,
+        bf16,
+        deterministic,
         description=f"stage {config.stage}",
         optim=config.optim,
         started=started,
-        summary={
-            "duplicate_records": source.duplicate_records,
-            "num_records": len(source),
-            "bf16": bf16,
-            "deterministic": deterministic,
-        },
+        summary={"duplicate_records": source.duplicate_records, "num_records": len(source)},
     )
-    runner = Runner(
-        engine,
-        loader,
-        sampler,
-        StageTask(FGCLIPLoss(config.loss_weights), config.stage, recipe, output_dir),
-        RecordAccounting(config.data.max_bad_fraction),
-        context,
-        output_dir,
-        checkpoint_state(config, identity, config.stage, len(source), total_steps),
-        settings,
-    )
-    outcome = runner.run(resume)
+    task = StageTask(FGCLIPLoss(config.loss_weights), config.stage, recipe, output_dir)
+    state = checkpoint_state(config, identity, config.stage, len(source), total_steps)
+    accounting = RecordAccounting(config.data.max_bad_fraction)
+    outcome = Runner(engine, loader, sampler, task, accounting, context, output_dir, state, settings).run(resume)
     if outcome.stopped_early:
-        return TrainResult(
-            output_dir,
-            None,
-            outcome.steps,
-            outcome.seconds,
-            outcome.first_loss,
-            outcome.last_loss,
-            outcome.nonfinite_steps,
-            {},
-            stopped_early=True,
-        )
+        return TrainResult.of(output_dir, outcome, nonfinite_steps=outcome.nonfinite_steps)
     summary = outcome.summary
-    result = TrainResult(
+    result = TrainResult.of(
         output_dir,
-        outcome.final_dir,
-        outcome.steps,
-        outcome.seconds,
-        outcome.first_loss,
-        outcome.last_loss,
-        outcome.nonfinite_steps,
-        {
+        outcome,
+        nonfinite_steps=outcome.nonfinite_steps,
+        bad_records={
             key: summary[key]
             for key in (
                 "bad_records",

@@ -7,18 +7,19 @@ from pathlib import Path
 
 import torch
 
+from fgclip.errors import UserError
 from fgclip.model import FGCLIPModel
-from fgclip.model.conversion import CheckpointError, detect_checkpoint_kind
+from fgclip.model.conversion import detect_checkpoint_kind
 from fgclip.train.config import ModelInit
 
 
 def describe_init(init: str) -> str:
-    """'tiny', or the checkpoint kind of the folder; `CheckpointError` if it is none we can load."""
+    """'tiny', or the checkpoint kind of the folder; `UserError` if it is none we can load."""
     if init == "tiny":
         return "tiny"
     path = Path(init)
     if not path.exists():
-        raise CheckpointError(f"--init {init}: no such folder (give 'tiny' or a model folder)")
+        raise UserError(f"--init {init}: no such folder (give 'tiny' or a model folder)")
     return detect_checkpoint_kind(path)
 
 
@@ -32,10 +33,8 @@ def build_model(init: ModelInit, stage: int, seed: int) -> FGCLIPModel:
     else:
         try:
             model = FGCLIPModel.from_pretrained(init.init, dtype=torch.float32)
-        except CheckpointError:
-            raise
         except (OSError, ValueError, RuntimeError, KeyError) as error:
-            raise CheckpointError(
+            raise UserError(
                 f"--init {init.init} cannot be loaded: {type(error).__name__}: "
                 f"{str(error).splitlines()[0] if str(error) else ''}"
             ) from error

@@ -23,10 +23,6 @@ WARMUP_SHARE_LIMIT = 0.2  # a warm-up longer than this share of the run is not "
 WARMUP_SHARE_CAPPED = 0.1  # what such a warm-up is shortened to
 
 
-class PlanError(UserError, ValueError):
-    """Data too small for the run's layout (one-line message)."""
-
-
 @dataclass
 class Plan:
     values: dict[str, object]  # name -> value, in print order
@@ -64,7 +60,7 @@ def make_plan(config: TrainConfig, num_samples: int, world_size: int) -> tuple[T
         )
     }
     if num_samples < world_size:
-        raise PlanError(f"{num_samples} records are too few for {world_size} processes (each needs at least one)")
+        raise UserError(f"{num_samples} records are too few for {world_size} processes (each needs at least one)")
     batch_size = config.batch_size
     if batch_size * world_size > num_samples:
         batch_size = num_samples // world_size
@@ -76,7 +72,7 @@ def make_plan(config: TrainConfig, num_samples: int, world_size: int) -> tuple[T
     batches_per_epoch = num_samples // world_size // batch_size
     steps_per_epoch = batches_per_epoch // config.grad_accum
     if steps_per_epoch < 1:
-        raise PlanError(
+        raise UserError(
             f"{batches_per_epoch} batches per epoch are fewer than --grad_accum {config.grad_accum}; "
             "lower --grad_accum or --batch_size"
         )

@@ -16,7 +16,8 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from fgclip.outputs import OutputError, prepare_output_dir
+from fgclip.errors import UserError
+from fgclip.outputs import prepare_output_dir
 
 RUN_FILES = ("train_config.json", "metrics.jsonl", "summary.json", "checkpoints", "final", "tensorboard")
 SUMMARY_FILE = "summary.json"
@@ -75,7 +76,7 @@ def check_run_folder(
         resolved = path.expanduser().resolve()
         for entry in existing:
             if resolved == entry.resolve() or entry.resolve() in resolved.parents:
-                raise OutputError(
+                raise UserError(
                     f"--output_dir {output_dir} holds the input {path} in its {entry.name}/, which "
                     "this run would overwrite; choose another --output_dir"
                 )
@@ -83,7 +84,7 @@ def check_run_folder(
         return []
     if overwrite:
         return existing
-    raise OutputError(
+    raise UserError(
         f"--output_dir {output_dir} holds {describe_run(output, names)}; pass --resume latest to continue it "
         "or --overwrite_output_dir to replace it"
     )

@@ -14,7 +14,7 @@ the model is exported; `Runner.run` does the rest the same way for all:
 * records are counted once, at their first sighting (`fgclip.data.accounting`), and the run stops only on
   evidence that the data is bad;
 * SIGTERM (`fgclip.train.preemption`) finishes the step; a stop, for SIGTERM or bad data, always saves a
-  checkpoint first, writes summary.json with the reason and raises `Terminated` / `DataError`;
+  checkpoint first, writes summary.json with the reason and raises `Terminated` / `UserError`;
 * checkpoints are atomic (`fgclip.train.checkpoint`); exported folders (`final/`, a task's `best/`) are
   written beside their place and renamed into it (`export_folder`), so they are never half written.
 """
@@ -32,18 +32,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch.utils.data import DataLoader
 
 from fgclip.data.accounting import RecordAccounting, RecordTotals, should_stop
-from fgclip.data.dataset import DataError
+from fgclip.errors import UserError
 from fgclip.train import checkpoint as ckpt
 from fgclip.train.determinism import configure_determinism
 from fgclip.train.distributed import (
     DistributedContext,
     all_reduce_sum,
+    available_cores,
     barrier,
     gather_objects,
 )
-from fgclip.train.preemption import Terminated, TerminationRequest
+from fgclip.train.preemption import Terminated, TerminationRequest, ignore_termination_in_worker
 from fgclip.train.reporting import RunReporter
 from fgclip.train.run_folder import (
     RUN_FILES,
@@ -152,6 +154,34 @@ def start_run(context: DistributedContext, deterministic: bool | None, progress:
     return enabled
 
 
+def default_num_workers(world_size: int) -> int:
+    """Loader workers per rank: none on small machines, where they would only compete for cores."""
+    per_rank = available_cores() // max(world_size, 1)
+    return 0 if per_rank <= 2 else min(8, per_rank - 1)
+
+
+def resolve_bf16(bf16: bool | None, device: torch.device) -> bool:
+    if bf16 is None:
+        return device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return bf16
+
+
+def make_loader(dataset, sampler, collate_fn, num_workers: int | None, context: DistributedContext, seed: int):
+    """The run's `DataLoader` over `sampler`'s batches (`--num_workers`, else `default_num_workers`); its workers
+    leave SIGTERM to the main process."""
+    workers = num_workers if num_workers is not None else default_num_workers(context.world_size)
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=collate_fn,
+        num_workers=workers,
+        pin_memory=context.device.type == "cuda",
+        worker_init_fn=ignore_termination_in_worker if workers else None,
+        # its own generator: starting an epoch's iterator must not draw from the global RNG
+        generator=torch.Generator().manual_seed(seed + context.rank),
+    )
+
+
 def prepare_run_folder(
     output_dir: Path,
     inputs: list,
@@ -185,7 +215,7 @@ def find_resume(
     resume: str | None, output_dir: str | Path, identity: dict, resume_anyway: bool, say: Callable[[str], None]
 ) -> ResumePoint | None:
     """The checkpoint `--resume` names, checked against this run's identity before anything heavy is built
-    (`ResumeError` on another run's checkpoint); None for a fresh run."""
+    (`UserError` on another run's checkpoint); None for a fresh run."""
     if not resume:
         return None
     checkpoint_dir = ckpt.resolve_resume(resume, output_dir)
@@ -235,9 +265,11 @@ class RunSettings:
     summary: dict = field(default_factory=dict)  # the command's own entries of summary.json
 
     @classmethod
-    def from_config(cls, config, total_steps: int, **rest) -> RunSettings:
+    def from_config(cls, config, total_steps: int, bf16: bool, deterministic: bool, **rest) -> RunSettings:
         """The settings a training config gives every run (seed, logging, saving, stopping, reporting), plus the
-        command's own `rest` (description, optim, started, summary)."""
+        command's own `rest` (description, optim, started, summary); summary.json also records the precision and
+        whether kernels were deterministic."""
+        rest["summary"] = {**rest.get("summary", {}), "bf16": bf16, "deterministic": deterministic}
         return cls(
             total_steps=total_steps,
             seed=config.seed,
@@ -264,6 +296,25 @@ def checkpoint_state(config, identity: dict, stage: str, num_samples: int, total
         "identity": identity,
         "config": json.loads(config.to_json()),
     }
+
+
+@dataclass
+class RunResult:
+    """What a training command returns: its run folder, the exported model and how the run went."""
+
+    output_dir: Path
+    final_dir: Path | None  # None when the run stopped early (`stop_at_step`)
+    steps: int
+    seconds: float
+    first_loss: float | None = None
+    last_loss: float | None = None
+    stopped_early: bool = False
+
+    @classmethod
+    def of(cls, output_dir: Path, outcome: RunOutcome, **rest):
+        """The result of a run that ended with `outcome`, plus the command's own fields `rest`."""
+        shared = ("final_dir", "steps", "seconds", "first_loss", "last_loss", "stopped_early")
+        return cls(output_dir=output_dir, **{name: getattr(outcome, name) for name in shared}, **rest)
 
 
 @dataclass
@@ -535,7 +586,7 @@ class Runner:
         at = self.save()
         if bad_data:
             self.write_summary("stopped: too many bad records", None)
-            stop = DataError(
+            stop = UserError(
                 f"{bad_data}; checkpoint of step {self.step} saved in {at} (--resume latest continues "
                 "once the data is fixed or --max_bad_fraction raised)"
             )

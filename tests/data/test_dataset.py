@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from fgclip.data.dataset import DataError, FineGrainedDataset
+from fgclip.data.dataset import FineGrainedDataset
 from fgclip.data.readers import ImageError, open_sources
+from fgclip.errors import UserError
 from tests.data.conftest import record, write_image, write_jsonl
 from tests.official_records import finehard_box, finehard_item
 
@@ -63,7 +64,7 @@ def test_a_bad_record_is_reported_with_a_random_usable_substitute(good_set):
 def test_unusable_data_is_a_data_error(tmp_path):
     path = write_jsonl(tmp_path / "d.jsonl", [record(f"missing{i}.png", i) for i in range(5)])
     dataset = FineGrainedDataset(open_sources([path]), image_size=32, with_regions=False, max_substitutes=3)
-    with pytest.raises(DataError, match="3 records drawn to replace the bad record .*d.jsonl:1 were all unusable"):
+    with pytest.raises(UserError, match="3 records drawn to replace the bad record .*d.jsonl:1 were all unusable"):
         dataset[0]
 
 

@@ -7,8 +7,9 @@ import pytest
 import webdataset as wds
 from PIL import Image
 
-from fgclip.data.readers import DataPathError, ImageError, LoadedRecord, expand_data_paths, open_sources
+from fgclip.data.readers import ImageError, LoadedRecord, expand_data_paths, open_sources
 from fgclip.data.schema import BadRecord
+from fgclip.errors import UserError
 from tests.data.conftest import OFFICIAL_JSON_NAMES, official_finehard, record, write_image, write_jsonl
 from tests.official_records import finehard_box, finehard_item
 
@@ -139,21 +140,21 @@ def test_several_files_form_one_index(tmp_path, good_set):
 
 
 def test_bad_data_paths_are_clear_errors(tmp_path):
-    with pytest.raises(DataPathError, match="not found"):
+    with pytest.raises(UserError, match="not found"):
         open_sources([tmp_path / "nope.jsonl"])
-    with pytest.raises(DataPathError, match="folder"):
+    with pytest.raises(UserError, match="folder"):
         open_sources([tmp_path])
     (tmp_path / "data.csv").write_text("a,b\n")
-    with pytest.raises(DataPathError, match="unsupported"):
+    with pytest.raises(UserError, match="unsupported"):
         open_sources([tmp_path / "data.csv"])
     (tmp_path / "empty.jsonl").write_text("\n")
-    with pytest.raises(DataPathError, match="no records"):
+    with pytest.raises(UserError, match="no records"):
         open_sources([tmp_path / "empty.jsonl"])
     (tmp_path / "bad.tar").write_bytes(b"not a tar file at all" * 40)
-    with pytest.raises(DataPathError, match="tar"):
+    with pytest.raises(UserError, match="tar"):
         open_sources([tmp_path / "bad.tar"])
     (tmp_path / "obj.json").write_text('{"image": "x"}')
-    with pytest.raises(DataPathError, match="list"):
+    with pytest.raises(UserError, match="list"):
         open_sources([tmp_path / "obj.json"])
 
 
@@ -189,9 +190,9 @@ def test_a_finehard_image_missing_under_the_root_is_a_missing_image(tmp_path):
     with pytest.raises(ImageError, match="image not found") as error:
         source.load(5).open_image()
     assert error.value.kind == "missing_image"
-    with pytest.raises(DataPathError, match="--images .*no such folder"):
+    with pytest.raises(UserError, match="--images .*no such folder"):
         open_sources([tmp_path / "jsonfiles"], images=tmp_path / "nowhere")
-    with pytest.raises(DataPathError, match="no file matches"):
+    with pytest.raises(UserError, match="no file matches"):
         open_sources([str(tmp_path / "jsonfiles" / "*.jsonl")])
 
 

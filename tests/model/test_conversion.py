@@ -15,14 +15,9 @@ from transformers import AutoConfig, AutoModel, CLIPModel, CLIPVisionModel, Llam
 from fgclip import FGCLIPModel, FGCLIPTokenizer
 from fgclip.cli import run
 from fgclip.convert import main as convert_main
+from fgclip.errors import UserError
 from fgclip.hf_files import CLIP_SPECIAL_TOKEN_IDS
-from fgclip.model.conversion import (
-    OFFICIAL_KEY_MAP,
-    CheckpointError,
-    converted_checkpoint,
-    derived_weights,
-    detect_checkpoint_kind,
-)
+from fgclip.model.conversion import OFFICIAL_KEY_MAP, converted_checkpoint, derived_weights, detect_checkpoint_kind
 from fgclip.model.positions import stretch_position_table
 from fgclip.model.vision_tower import standalone_vision_tower
 from tests.conftest import tiny_config
@@ -131,7 +126,7 @@ def test_folder_of_another_model_type_is_a_clear_error(tmp_path, capsys):
             num_key_value_heads=2,
         )
     ).save_pretrained(tmp_path)
-    with pytest.raises(CheckpointError, match=r"config.json describes a 'llama' model, which FG-CLIP does not read"):
+    with pytest.raises(UserError, match=r"config.json describes a 'llama' model, which FG-CLIP does not read"):
         FGCLIPModel.from_pretrained(tmp_path)
     capsys.readouterr()
     assert run(convert_main, ["export-vision", str(tmp_path), str(tmp_path / "out")]) == 2
@@ -250,11 +245,11 @@ def test_weights_that_do_not_fit_the_config_are_one_line_errors(hub_copy, tmp_pa
     state = load_file(str(folder / "model.safetensors"))
     state["text_projection.weight"] = state["text_projection.weight"][:, :-1].contiguous()
     save_file(state, str(folder / "model.safetensors"))
-    with pytest.raises(CheckpointError, match=r"text_projection.weight has shape \(\d+, \d+\), the config gives"):
+    with pytest.raises(UserError, match=r"text_projection.weight has shape \(\d+, \d+\), the config gives"):
         FGCLIPModel.from_pretrained(folder)
     del state["visual_projection.weight"]
     save_file(state, str(folder / "model.safetensors"))
-    with pytest.raises(CheckpointError, match=r"weights do not fit its config.json \(missing \['visual_projection"):
+    with pytest.raises(UserError, match=r"weights do not fit its config.json \(missing \['visual_projection"):
         FGCLIPModel.from_pretrained(folder)
 
 

@@ -13,8 +13,8 @@ from eval import fgovd
 from fgclip import FGCLIPModel
 from fgclip.cli import run
 from fgclip.convert import main as convert_main
+from fgclip.errors import UserError
 from fgclip.folders import save_with_processors
-from fgclip.model.conversion import CheckpointError
 from fgclip.train.cli import main as train_main
 from tests.conftest import write_one_region_record
 
@@ -109,7 +109,7 @@ def test_a_truncated_model_safetensors_is_one_line_everywhere(kind, fgclip_folde
     line = _one_error_line(capsys)
     assert "model.safetensors is damaged" in line and "download" in line
     assert not (tmp_path / "out").exists()
-    with pytest.raises(CheckpointError, match="model.safetensors is damaged"):
+    with pytest.raises(UserError, match="model.safetensors is damaged"):
         FGCLIPModel.from_pretrained(broken)
     data = write_one_region_record(tmp_path / "regions.jsonl")
     assert (
@@ -151,7 +151,7 @@ def test_a_missing_source_is_not_answered_with_a_hub_message(source, message, tm
 
 
 def test_from_pretrained_on_a_missing_local_path_is_one_line():
-    with pytest.raises(CheckpointError, match="/nonexistent/model is not a folder"):
+    with pytest.raises(UserError, match="/nonexistent/model is not a folder"):
         FGCLIPModel.from_pretrained("/nonexistent/model")
 
 

@@ -11,9 +11,9 @@ from transformers import CLIPModel
 from eval import fgovd
 from fgclip import FGCLIPModel, FGCLIPTokenizer
 from fgclip.cli import run
+from fgclip.errors import UserError
 from fgclip.folders import save_with_processors
 from fgclip.hf_files import CLIP_SPECIAL_TOKEN_IDS, folder_special_token_ids
-from fgclip.model.conversion import CheckpointError
 from tests.conftest import write_one_region_record
 from tests.hub_copies.clip import HUB_FOLDERS, STOCK_CLIP_IDS
 
@@ -99,11 +99,11 @@ def _with_tokenizer_config(source, directory, **changes):
 def test_an_end_of_text_token_missing_from_the_vocabulary_is_a_one_line_error(hub_copy, tmp_path, capsys):
     folder = _with_tokenizer_config(hub_copy("openai/clip-vit-base-patch16"), tmp_path / "clip", eos_token="</s>")
     expected = r"tokenizer_config.json: the end-of-text token '</s>' is not in the vocabulary"
-    with pytest.raises(CheckpointError, match=expected):
+    with pytest.raises(UserError, match=expected):
         folder_special_token_ids(folder)
-    with pytest.raises(CheckpointError, match=expected):
+    with pytest.raises(UserError, match=expected):
         FGCLIPTokenizer.from_pretrained(folder)
-    with pytest.raises(CheckpointError, match=expected):
+    with pytest.raises(UserError, match=expected):
         FGCLIPModel.from_pretrained(folder)
     data = write_one_region_record(tmp_path / "regions.jsonl")
     argv = ["--model", str(folder), "--data", str(data), "--out", str(tmp_path / "eval"), "--no-cache"]
@@ -120,7 +120,7 @@ def test_an_end_of_text_id_outside_the_model_is_an_error(hub_copy, tmp_path):
     config["text_config"]["vocab_size"] = 49000
     config["text_config_dict"] = None
     (folder / "config.json").write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match="has id 49407, outside the model's 49000-token vocabulary"):
+    with pytest.raises(UserError, match="has id 49407, outside the model's 49000-token vocabulary"):
         FGCLIPModel.from_pretrained(folder)
 
 

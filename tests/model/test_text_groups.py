@@ -63,7 +63,7 @@ def test_grouped_encoding_matches_plain_encoding_and_gradients(tiny_model):
     tiny_model.train()
     plain = tiny_model.encode_text(tokens["input_ids"], tokens["attention_mask"])
     plain_grad = torch.autograd.grad(plain.square().sum(), tiny_model.text_projection.weight)[0]
-    grouped = tiny_model.encode_text_grouped(tokens["input_ids"], tokens["attention_mask"], max_groups=3)
+    grouped = tiny_model.encode_text(tokens["input_ids"], tokens["attention_mask"], max_groups=3)
     grouped_grad = torch.autograd.grad(grouped.square().sum(), tiny_model.text_projection.weight)[0]
     torch.testing.assert_close(grouped, plain, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(grouped_grad, plain_grad, atol=1e-5, rtol=1e-5)
@@ -83,6 +83,4 @@ def test_left_padded_texts_fall_back_to_plain_encoding(tiny_model):
     tokens = FGCLIPTokenizer()(["a dog", "a small brown dog"])
     ids, mask = tokens["input_ids"].flip(1), tokens["attention_mask"].flip(1)
     with torch.no_grad():
-        torch.testing.assert_close(
-            tiny_model.encode_text_grouped(ids, mask, max_groups=2), tiny_model.encode_text(ids, mask)
-        )
+        torch.testing.assert_close(tiny_model.encode_text(ids, mask, max_groups=2), tiny_model.encode_text(ids, mask))

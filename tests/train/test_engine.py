@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from fgclip import FGCLIPModel
+from fgclip.errors import UserError
 from fgclip.train.config import SHIPPED_DEEPSPEED_CONFIG, OptimConfig
 from fgclip.train.engine import (
-    ConfigError,
     make_optimizer,
     make_scheduler,
     parameter_groups,
@@ -65,14 +65,14 @@ def test_shipped_zero2_config_is_the_release_one_with_autos_filled():
 def test_deepspeed_config_conflicts_are_errors(tmp_path):
     path = tmp_path / "ds.json"
     path.write_text(json.dumps({"optimizer": {"type": "Adam"}}))
-    with pytest.raises(ConfigError, match="optimizer"):
+    with pytest.raises(UserError, match="optimizer"):
         resolve_deepspeed_config(path, 8, 1, 1, False, 1.0)
     path.write_text(json.dumps({"train_micro_batch_size_per_gpu": 4}))
-    with pytest.raises(ConfigError, match="train_micro_batch_size_per_gpu=4"):
+    with pytest.raises(UserError, match="train_micro_batch_size_per_gpu=4"):
         resolve_deepspeed_config(path, 8, 1, 1, False, 1.0)
     path.write_text(json.dumps({"fp16": {"enabled": True}}))
-    with pytest.raises(ConfigError, match="fp16"):
+    with pytest.raises(UserError, match="fp16"):
         resolve_deepspeed_config(path, 8, 1, 1, False, 1.0)
     path.write_text("{")
-    with pytest.raises(ConfigError, match="not valid JSON"):
+    with pytest.raises(UserError, match="not valid JSON"):
         resolve_deepspeed_config(path, 8, 1, 1, False, 1.0)

@@ -11,6 +11,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from fgclip.errors import UserError
 from fgclip.train import checkpoint as ckpt
 from fgclip.train.engine import PlainEngine, warmup_cosine
 from fgclip.train.loop import train
@@ -94,10 +95,10 @@ def test_resume_refuses_another_run_naming_the_difference(tmp_path, synthetic_se
     config = small_config(data, tiny_init, tmp_path / "run", max_steps=4, save_every=2, stop_at_step=2)
     train(config)
     resumed = replace(config, stop_at_step=None, resume="latest")
-    with pytest.raises(ckpt.ResumeError, match="batch_size=4, this run has 2"):
+    with pytest.raises(UserError, match="batch_size=4, this run has 2"):
         train(replace(resumed, batch_size=2))
     with pytest.raises(
-        ckpt.ResumeError,
+        UserError,
         match=r"optimisation.lr was 0.001 in the checkpoint's run, this run has "
         r"0.002; pass --resume_anyway",
     ):
@@ -106,7 +107,7 @@ def test_resume_refuses_another_run_naming_the_difference(tmp_path, synthetic_se
         handle.write(data.read_text().splitlines()[0] + "\n")
     size = data.stat().st_size
     with pytest.raises(
-        ckpt.ResumeError,
+        UserError,
         match=rf"data file {data} had [0-9,]+ bytes in the checkpoint's run and has "
         rf"{size:,} now",
     ):
