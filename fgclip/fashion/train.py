@@ -58,6 +58,7 @@ from fgclip.train.distributed import (
 from fgclip.train.engine import build_engine
 from fgclip.train.model_init import describe_model_files
 from fgclip.train.run_folder import RUN_FILES as PRETRAINING_RUN_FILES
+from fgclip.train.run_folder import unlock_run_folder
 from fgclip.train.runner import (
     Runner,
     RunResult,
@@ -416,6 +417,7 @@ def finetune(
     state = checkpoint_state(config, identity, f"fashion-{config.task}", len(dataset), total_steps)
     accounting = RecordAccounting(config.max_bad_fraction)
     outcome = Runner(engine, loader, sampler, task, accounting, context, output_dir, state, settings).run(resume)
+    unlock_run_folder(output_dir)  # the run is over: another process may train here now
     best_dir = output_dir / BEST_DIR if (output_dir / BEST_DIR).is_dir() else None
     result = FinetuneResult.of(output_dir, outcome, best_dir=best_dir, best=task.best)
     if not outcome.stopped_early:

@@ -38,7 +38,7 @@ from fgclip.train.engine import build_engine
 from fgclip.train.model_init import build_model, describe_model_files
 from fgclip.train.plan import Plan, format_plan, make_plan
 from fgclip.train.recipes import choose_recipe, write_recipe_record
-from fgclip.train.run_folder import RUN_FILES
+from fgclip.train.run_folder import RUN_FILES, unlock_run_folder
 from fgclip.train.runner import (
     FINAL_DIR,
     ResumePoint,
@@ -260,6 +260,7 @@ def train(
     state = checkpoint_state(config, identity, config.stage, len(source), total_steps)
     accounting = RecordAccounting(config.data.max_bad_fraction)
     outcome = Runner(engine, loader, sampler, task, accounting, context, output_dir, state, settings).run(resume)
+    unlock_run_folder(output_dir)  # the run is over: another process may train here now
     if outcome.stopped_early:
         return TrainResult.of(output_dir, outcome, nonfinite_steps=outcome.nonfinite_steps)
     summary = outcome.summary

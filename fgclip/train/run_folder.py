@@ -7,12 +7,20 @@
   events, final/), so the new run's files never mix with the old one's. Anything else is refused.
 * An input inside the run's files (e.g. `--init OUT/final` with `--output_dir OUT`) is refused: the run
   would overwrite what it reads.
+* One run at a time: the job's rank 0 holds an exclusive lock on `OUTPUT_DIR/.run.lock` while it trains (the
+  kernel drops it when the process ends, however it ends), so a second job started on the same folder, by
+  mistake or by a scheduler's retry while the first still runs, stops with one line naming the holder instead
+  of interleaving checkpoints with it or removing its files.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
+import socket
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -21,6 +29,7 @@ from fgclip.outputs import prepare_output_dir
 
 RUN_FILES = ("train_config.json", "metrics.jsonl", "summary.json", "checkpoints", "final", "tensorboard")
 SUMMARY_FILE = "summary.json"
+LOCK_FILE = ".run.lock"  # the trainer's own (never "a run" by itself: a crash before any other file leaves only it)
 # The files of a command's runs: pretraining's by default; Fashion-FINE finetuning adds its own
 # (fgclip.fashion.train.RUN_FILES).
 
@@ -61,7 +70,7 @@ def check_run_folder(
     (non-empty only with `--overwrite_output_dir`)."""
     inputs = [Path(path) for path in inputs if path is not None]
     continuing = resume and bool(run_files(Path(output_dir), names))  # the user's own notes beside a run may stay
-    owned = (lambda entry: True) if continuing else (lambda entry: is_run_file(entry, names))
+    owned = (lambda entry: True) if continuing else (lambda entry: entry.name == LOCK_FILE or is_run_file(entry, names))
     output = prepare_output_dir(
         output_dir,
         inputs=inputs,
@@ -97,3 +106,37 @@ def remove_run_files(files: list[Path]) -> None:
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)
+
+
+_held_locks: dict[Path, object] = {}  # folder -> the open lock file: held until the process ends or releases it
+
+
+def lock_run_folder(output_dir: str | Path) -> str | None:
+    """Take the run lock of `output_dir` for this process (rank 0 of a job); None when this process holds it,
+    else who does ("pid 1234 on node-7 since 2026-11-24 20:45:02"). Taking it again in the same process is a no-op,
+    so a notebook or a test may run twice in one folder."""
+    folder = Path(output_dir).resolve()
+    if folder in _held_locks:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = (folder / LOCK_FILE).open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        return holder
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    handle.flush()
+    _held_locks[folder] = handle
+    return None
+
+
+def unlock_run_folder(output_dir: str | Path) -> None:
+    """Let another process train in `output_dir` (a finished run, in a process that goes on: a notebook)."""
+    handle = _held_locks.pop(Path(output_dir).resolve(), None)
+    if handle is not None:
+        handle.close()  # closing the only descriptor of the lock file drops the lock

@@ -51,6 +51,7 @@ from fgclip.train.run_folder import (
     RUN_FILES,
     SUMMARY_FILE,
     check_run_folder,
+    lock_run_folder,
     remove_run_files,
 )
 
@@ -190,10 +191,18 @@ def prepare_run_folder(
     context: DistributedContext,
     names: tuple[str, ...] = RUN_FILES,
 ) -> None:
-    """Check `--output_dir` on every rank before anything heavy (`fgclip.train.run_folder`); with
-    `--overwrite_output_dir`, rank 0 then removes the earlier run's files."""
+    """Check `--output_dir` on every rank before anything heavy (`fgclip.train.run_folder`), take the folder's run
+    lock on rank 0 (every rank stops alike when another job holds it); with `--overwrite_output_dir`, rank 0 then
+    removes the earlier run's files."""
     replaced = check_run_folder(output_dir, inputs, resume=resume, overwrite=overwrite, names=names)
-    barrier()
+    holder = gather_objects(lock_run_folder(output_dir) if context.is_main else None)[0]
+    if holder is not None:
+        stop = UserError(
+            f"--output_dir {output_dir} is in use by another run ({holder}); wait for it to end or choose another "
+            "--output_dir"
+        )
+        stop.every_rank = True  # the command line prints it once
+        raise stop
     if context.is_main and replaced:
         remove_run_files(replaced)
         print(

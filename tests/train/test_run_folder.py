@@ -2,10 +2,14 @@
 mixed; files the trainer did not write and its own inputs are never destroyed."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
 from fgclip.train.cli import main
+from fgclip.train.run_folder import LOCK_FILE, lock_run_folder, unlock_run_folder
 from tests.train.conftest import read_metrics, run_argv
 
 
@@ -73,3 +77,43 @@ def test_an_input_inside_the_run_folder_is_refused(finished_run, capsys):
         )
     ]
     assert (out / "final" / "model.safetensors").is_file()
+
+
+def ask_for_the_lock(folder) -> str:
+    """What another process gets when it asks for the run lock of `folder` ("None" when it gets it)."""
+    code = "import sys; from fgclip.train.run_folder import lock_run_folder; print(lock_run_folder(sys.argv[1]))"
+    return subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True).stdout.strip()
+
+
+def test_the_run_lock_is_one_process_at_a_time(tmp_path):
+    assert lock_run_folder(tmp_path) is None and lock_run_folder(tmp_path) is None  # again in one process: a no-op
+    try:
+        assert ask_for_the_lock(tmp_path).startswith(f"pid {os.getpid()} on ")
+    finally:
+        unlock_run_folder(tmp_path)
+    assert ask_for_the_lock(tmp_path) == "None"  # given back (and a process that ends gives it back too)
+
+
+def test_a_second_job_on_a_folder_in_use_stops_and_touches_nothing(finished_run, capsys):
+    """A scheduler's retry (or a second launch by mistake) while the first job still trains in the folder: one line
+    naming the holder, exit 2, nothing removed, even with --overwrite_output_dir."""
+    out, argv = finished_run
+    files = sorted((path.relative_to(out), path.stat().st_mtime_ns) for path in out.rglob("*") if path.is_file())
+    hold = "import sys, time; from fgclip.train.run_folder import lock_run_folder as lock; print(lock(sys.argv[1]))"
+    hold += "; sys.stdout.flush(); time.sleep(600)"
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "None"
+        capsys.readouterr()
+        assert main(argv + ["--max_steps", "2", "--overwrite_output_dir"]) == 2
+        [line] = error_lines(capsys)
+        assert line.startswith(f"error: --output_dir {out} is in use by another run (pid {holder.pid} on ")
+        assert line.endswith("wait for it to end or choose another --output_dir")
+        after = sorted((path.relative_to(out), path.stat().st_mtime_ns) for path in out.rglob("*") if path.is_file())
+        assert [entry for entry in after if entry[0].name != LOCK_FILE] == [
+            entry for entry in files if entry[0].name != LOCK_FILE
+        ]
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main(argv + ["--max_steps", "2", "--overwrite_output_dir"]) == 0  # a killed holder's lock is gone with it
