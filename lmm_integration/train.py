@@ -58,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = options_from(build_parser().parse_args(argv), TrainOptions)
     options.validate()  # before torch loads: a bad option is one line at once
     from fgclip.train.distributed import cleanup_quietly, release_deepspeed_shared_memory
+    from fgclip.train.run_folder import unlock_run_folder
     from lmm_integration.trainer import Preempted, is_main_process
 
     try:
@@ -73,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return EXIT_CODE
     finally:
+        unlock_run_folder(options.output_dir)  # the stage is over: another process may train in the folder now
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched: a group left to interpreter exit can hang there
             cleanup_quietly()
         else:  # in-process runs share the Trainer's group state; only the DeepSpeed buffer is ours to remove

@@ -7,10 +7,12 @@ import torch
 from transformers import AutoProcessor, LlavaForConditionalGeneration
 
 from fgclip.cli import run
+from fgclip.train.run_folder import LOCK_FILE
 from lmm_integration.lora import quantization_config
 from lmm_integration.train import TrainOptions, main
 from lmm_integration.trainer import load_model
 from tests.lmm_integration.conftest import FAST, stage_argv
+from tests.run_lock import another_job_holding, files_of
 
 SMALL_LORA = ["--lora-r", "4", "--lora-alpha", "8"]
 
@@ -233,3 +235,15 @@ def test_overwrite_output_dir_starts_again_and_foreign_folders_are_refused(llava
     assert "holiday.jpg" in capsys.readouterr().err
     assert run(main, [*base[: -len(FAST) - 2], "--output-dir", str(llava_dir), *FAST]) == 2
     assert "is the input" in capsys.readouterr().err
+
+
+def test_a_second_job_on_a_folder_in_use_stops_and_touches_nothing(stage_a, llava_dir, colour_data, capsys):
+    """The same run lock as pretraining's: a job started on a folder another job trains in stops with one line,
+    before it removes anything (even with --overwrite_output_dir)."""
+    before = files_of(stage_a, but=LOCK_FILE)
+    with another_job_holding(stage_a) as holder:
+        capsys.readouterr()
+        assert run(main, [*stage_argv("A", llava_dir, colour_data, stage_a), "--overwrite-output-dir"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"is in use by another run (pid {holder.pid} on " in err[0]
+        assert files_of(stage_a, but=LOCK_FILE) == before

@@ -10,6 +10,7 @@ import pytest
 
 from fgclip.train.cli import main
 from fgclip.train.run_folder import LOCK_FILE, lock_run_folder, unlock_run_folder
+from tests.run_lock import another_job_holding, files_of
 from tests.train.conftest import read_metrics, run_argv
 
 
@@ -98,22 +99,12 @@ def test_a_second_job_on_a_folder_in_use_stops_and_touches_nothing(finished_run,
     """A scheduler's retry (or a second launch by mistake) while the first job still trains in the folder: one line
     naming the holder, exit 2, nothing removed, even with --overwrite_output_dir."""
     out, argv = finished_run
-    files = sorted((path.relative_to(out), path.stat().st_mtime_ns) for path in out.rglob("*") if path.is_file())
-    hold = "import sys, time; from fgclip.train.run_folder import lock_run_folder as lock; print(lock(sys.argv[1]))"
-    hold += "; sys.stdout.flush(); time.sleep(600)"
-    holder = subprocess.Popen([sys.executable, "-c", hold, str(out)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "None"
+    before = files_of(out, but=LOCK_FILE)
+    with another_job_holding(out) as holder:
         capsys.readouterr()
         assert main(argv + ["--max_steps", "2", "--overwrite_output_dir"]) == 2
         [line] = error_lines(capsys)
         assert line.startswith(f"error: --output_dir {out} is in use by another run (pid {holder.pid} on ")
         assert line.endswith("wait for it to end or choose another --output_dir")
-        after = sorted((path.relative_to(out), path.stat().st_mtime_ns) for path in out.rglob("*") if path.is_file())
-        assert [entry for entry in after if entry[0].name != LOCK_FILE] == [
-            entry for entry in files if entry[0].name != LOCK_FILE
-        ]
-    finally:
-        holder.kill()
-        holder.wait()
+        assert files_of(out, but=LOCK_FILE) == before
     assert main(argv + ["--max_steps", "2", "--overwrite_output_dir"]) == 0  # a killed holder's lock is gone with it
