@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -127,6 +128,14 @@ def lock_run_folder(output_dir: str | Path) -> str | None:
         holder = handle.read().strip() or "another process"
         handle.close()
         return holder
+    except OSError as error:  # a file system without locks (some NFS and Lustre mounts): train, and say so
+        handle.close()
+        print(
+            f"warning: {folder} does not support file locks ({error.strerror}); nothing keeps a second job "
+            "started on this --output_dir from mixing with this one",
+            file=sys.stderr,
+        )
+        return None
     handle.seek(0)
     handle.truncate()
     handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")

@@ -95,6 +95,20 @@ def test_the_run_lock_is_one_process_at_a_time(tmp_path):
     assert ask_for_the_lock(tmp_path) == "None"  # given back (and a process that ends gives it back too)
 
 
+def test_a_file_system_without_locks_trains_and_says_so(tmp_path, monkeypatch, capsys):
+    """Some NFS and Lustre mounts refuse flock (ENOLCK): the run goes on, with one warning line."""
+    import errno
+    import fcntl
+
+    def no_locks(handle, operation):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    assert lock_run_folder(tmp_path) is None
+    [warning] = capsys.readouterr().err.splitlines()
+    assert warning.startswith(f"warning: {tmp_path.resolve()} does not support file locks (No locks available)")
+
+
 def test_a_second_job_on_a_folder_in_use_stops_and_touches_nothing(finished_run, capsys):
     """A scheduler's retry (or a second launch by mistake) while the first job still trains in the folder: one line
     naming the holder, exit 2, nothing removed, even with --overwrite_output_dir."""
