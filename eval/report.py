@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eval.common.cli import prepare_output
-from eval.common.options import OutputFolder, command_parser
+from eval.common.options import OutputFolder
 from eval.common.reporting import grouped_bar_plot, markdown_table, model_label
 from fgclip.cli import CommandParser, entry_point, option, options_from
 from fgclip.errors import UserError
@@ -241,7 +241,9 @@ def is_report_file(entry: Path) -> bool:
 
 
 def build_parser() -> CommandParser:
-    return command_parser("python -m eval.report", __doc__, ReportOptions, (ReportOutput, "output"))
+    return CommandParser(
+        prog="python -m eval.report", description=__doc__, options=[ReportOptions, (ReportOutput, "output")]
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

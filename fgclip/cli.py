@@ -182,17 +182,26 @@ def _unwrap_optional(annotation: Any) -> Any:
     return annotation
 
 
+OptionGroup = type | tuple[type, str]  # an option dataclass, alone or with the title of its --help group
+
+
 class CommandParser(argparse.ArgumentParser):
     """An `ArgumentParser` whose options come from config dataclasses and whose errors are one line.
 
-    options: the config dataclasses to add at once (`add_options`), each alone or as `(dataclass, group title)`.
+    options: the config dataclasses to add at once (`add_options`), in order, each alone or as
+        `(dataclass, group title)`; dataclasses given the same title share one group.
     """
 
-    def __init__(self, *args, options: Sequence[type | tuple[type, str]] = (), **kwargs):
+    def __init__(self, *args, options: Sequence[OptionGroup] = (), **kwargs):
         kwargs.setdefault("formatter_class", _HelpFormatter)
         super().__init__(*args, **kwargs)
+        titled = {}  # group title -> the argparse group made for it
         for item in options:
-            self.add_options(*(item if isinstance(item, tuple) else (item,)))
+            config_type, title = item if isinstance(item, tuple) else (item, None)
+            if title is None:
+                self.add_options(config_type)
+            else:
+                titled[title] = self.add_options(config_type, titled.get(title, title))
 
     def error(self, message: str):  # one line, not argparse's usage block
         for action in self._actions:  # argparse names an option by all its spellings: name it by the one

@@ -76,6 +76,19 @@ def test_an_option_named_apart_from_its_field_and_a_flag_turned_off_with_no():
     assert "--no-cross" not in text and "--across" not in text and "--model" not in text
 
 
+def test_option_dataclasses_given_one_title_share_one_help_group():
+    parser = CommandParser(prog="demo", options=[_Options, (_StepOptions, "training"), (_Extra, "training")])
+    groups = {group.title: [action.dest for action in group._group_actions] for group in parser._action_groups}
+    assert groups["training"] == ["caption_model", "cross_nms", "seed"]  # in the order given, one group
+    assert parser.format_help().count("training:") == 1
+    assert options_from(parser.parse_args(["x", "--seed", "3"]), _Extra).seed == 3
+
+
+@dataclass
+class _Extra:
+    seed: int = option("random seed", 0)
+
+
 def test_an_appending_list_takes_one_value_per_occurrence():
     @dataclass
     class Texts:

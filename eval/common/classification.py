@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 
 from eval.common.cli import owned_outputs, wrapped
 from eval.common.command import EncoderRun
-from eval.common.options import OptionGroup, encoder_parser
+from eval.common.options import encoder_parser
 from eval.common.prompts import TEMPLATES_HELP, class_text_embeddings, load_templates
 from eval.common.reporting import bar_plot, markdown_table, model_label
-from fgclip.cli import CommandParser, option, options_from
+from fgclip.cli import CommandParser, OptionGroup, option, options_from
 
 if TYPE_CHECKING:
     import argparse

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from fgclip.cli import CommandParser, non_negative_int, option, positive_int
+from fgclip.cli import CommandParser, OptionGroup, non_negative_int, option, positive_int
 
 
 @dataclass
@@ -76,26 +76,6 @@ class OutputOptions(OutputFolder):
     )
 
 
-OptionGroup = type | tuple[type, str]
-"""An option dataclass of a command: alone (its options join the command's own list) or with a group title."""
-
-
-def command_parser(
-    prog: str, description: str | None, *groups: OptionGroup, epilog: str | None = None
-) -> CommandParser:
-    """A command's parser derived from its option dataclasses, in order; dataclasses given the same group title
-    share one group."""
-    parser = CommandParser(prog=prog, description=description, epilog=epilog)
-    titled = {}  # group title -> the argparse group made for it
-    for group in groups:
-        config_type, title = group if isinstance(group, tuple) else (group, None)
-        if title is None:
-            parser.add_options(config_type)
-        else:
-            titled[title] = parser.add_options(config_type, titled.get(title, title))
-    return parser
-
-
 def encoder_parser(
     prog: str,
     description: str | None,
@@ -109,4 +89,5 @@ def encoder_parser(
     False) and the output (`output`)."""
     shared = [(ModelOption, "model and compute"), (EncoderConfig, "model and compute")]
     shared += [(CacheOptions, "embedding cache")] if cache else []
-    return command_parser(prog, description, *groups, *shared, (output, "output"), epilog=epilog)
+    options = [*groups, *shared, (output, "output")]
+    return CommandParser(prog=prog, description=description, epilog=epilog, options=options)

@@ -8,8 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from eval.common.options import OptionGroup, command_parser
-from fgclip.cli import CommandParser, option
+from fgclip.cli import CommandParser, OptionGroup, option
 from fgclip.errors import UserError
 from fgclip.llava.settings import GenerationSettings
 
@@ -25,9 +24,8 @@ def generation_parser(prog: str, description: str | None, *groups: OptionGroup, 
     """The command line of an LMM evaluation: its own `groups`, then --model and the `GenerationSettings` options,
     with this command's answer length as the default."""
     model_group = "running a model (--model)"
-    parser = command_parser(
-        prog, description, *groups, (LMMModelOption, model_group), (GenerationSettings, model_group)
-    )
+    options = [*groups, (LMMModelOption, model_group), (GenerationSettings, model_group)]
+    parser = CommandParser(prog=prog, description=description, options=options)
     parser.set_defaults(max_new_tokens=max_new_tokens)
     return parser
 
