@@ -81,7 +81,7 @@ def test_option_dataclasses_given_one_title_share_one_help_group():
     groups = {group.title: [action.dest for action in group._group_actions] for group in parser._action_groups}
     assert groups["training"] == ["caption_model", "cross_nms", "seed"]  # in the order given, one group
     assert parser.format_help().count("training:") == 1
-    assert options_from(parser.parse_args(["x", "--seed", "3"]), _Extra).seed == 3
+    assert options_from(parser.parse_args(["x", "--data", "a", "--seed", "3"]), _Extra).seed == 3
 
 
 @dataclass
