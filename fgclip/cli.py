@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from fgclip.errors import UserError
+from fgclip.errors import UserError, reported_here
 
 _MISSING = dataclasses.MISSING
 
@@ -306,7 +306,8 @@ def run(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | No
     try:
         result = main(argv)
     except UserError as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
+        if reported_here(error):
+            print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

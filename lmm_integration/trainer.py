@@ -362,7 +362,8 @@ def train_stage(options: TrainOptions) -> Path:
     if holder is not None:
         raise UserError(
             f"--output_dir {output_dir} is in use by another run ({holder}); wait for it to end or choose another "
-            "--output_dir"
+            "--output_dir",
+            every_rank=True,
         )
     if mode == "fresh" and options.overwrite_output_dir:
         _clear_run(output_dir)

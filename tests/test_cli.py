@@ -129,6 +129,18 @@ def test_runner_turns_user_errors_into_one_line(capsys):
     assert run(lambda argv: 3, []) == 3
 
 
+@pytest.mark.parametrize("rank, printed", [("0", True), ("1", False)])
+def test_an_error_every_rank_raises_is_printed_by_rank_0_only(rank, printed, monkeypatch, capsys):
+    def main(argv):
+        raise UserError("--output_dir o is in use by another run", every_rank=True)
+
+    monkeypatch.setenv("RANK", rank)
+    assert run(main, []) == 2  # every rank exits 2; the job's log holds the line once
+    assert capsys.readouterr().err == ("error: --output_dir o is in use by another run\n" if printed else "")
+    assert run(lambda argv: (_ for _ in ()).throw(UserError("a rank's own problem")), []) == 2
+    assert capsys.readouterr().err == "error: a rank's own problem\n"  # one rank's own error: always printed
+
+
 def test_the_module_imports_no_torch():
     code = "import sys, fgclip.cli; print('torch' in sys.modules, 'transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -22,7 +22,6 @@ the model is exported; `Runner.run` does the rest the same way for all:
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import time
@@ -35,7 +34,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from fgclip.data.accounting import RecordAccounting, RecordTotals, should_stop
-from fgclip.errors import UserError
+from fgclip.errors import UserError, reported_here
 from fgclip.train import checkpoint as ckpt
 from fgclip.train.determinism import configure_determinism
 from fgclip.train.distributed import (
@@ -62,18 +61,11 @@ class TrainingError(RuntimeError):
     """The run cannot go on (e.g. repeated non-finite losses); the message says why."""
 
 
-def reported_here(error: BaseException) -> bool:
-    """Whether this rank prints `error`: a stop every rank raises alike (`every_rank`, set by the runner) is
-    printed by rank 0 only."""
-    return not getattr(error, "every_rank", False) or os.environ.get("RANK", "0") == "0"
-
-
 def training_exit_code(start: Callable[[], object]) -> int:
     """Run a training command's work and map how it ended to the exit code: 0 done; 2 a `UserError` (one line on
     stderr; a stop every rank raises alike, printed by rank 0 only); 1 a `TrainingError`; 143 stopped by SIGTERM
     after saving a checkpoint. The process group is left quietly in every case."""
     from fgclip.cli import one_line
-    from fgclip.errors import UserError
     from fgclip.train.distributed import cleanup_quietly
     from fgclip.train.preemption import EXIT_CODE
 
@@ -197,12 +189,11 @@ def prepare_run_folder(
     replaced = check_run_folder(output_dir, inputs, resume=resume, overwrite=overwrite, names=names)
     holder = gather_objects(lock_run_folder(output_dir) if context.is_main else None)[0]
     if holder is not None:
-        stop = UserError(
+        raise UserError(
             f"--output_dir {output_dir} is in use by another run ({holder}); wait for it to end or choose another "
-            "--output_dir"
+            "--output_dir",
+            every_rank=True,
         )
-        stop.every_rank = True  # the command line prints it once
-        raise stop
     if context.is_main and replaced:
         remove_run_files(replaced)
         print(
