@@ -95,11 +95,6 @@ def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
     return tensor.tolist()
 
 
-def any_rank(flag: bool, device: torch.device) -> bool:
-    """True when `flag` is true on at least one rank (so every rank takes the same branch)."""
-    return all_reduce_sum([1.0 if flag else 0.0], device)[0] > 0
-
-
 def gather_objects(value) -> list:
     """`value` of every rank, in rank order (rare, small things: examples of bad records)."""
     if not is_initialized() or dist.get_world_size() == 1:

@@ -13,6 +13,7 @@ import contextlib
 import copy
 import json
 import math
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -156,8 +157,13 @@ class PlainEngine:
         norm = torch.nn.utils.clip_grad_norm_(parameters, self.grad_clip if self.grad_clip else float("inf"))
         if torch.isfinite(norm):
             self.optimizer.step()
-        else:
+        else:  # a finite loss with inf/nan gradients (an overflow in backward): no update, and say so
             self.skipped_nonfinite_grads += 1
+            print(
+                f"non-finite gradient norm at optimizer step {self.micro_steps // self.grad_accum}: update skipped "
+                f"({self.skipped_nonfinite_grads} so far in this process)",
+                file=sys.stderr,
+            )
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return True

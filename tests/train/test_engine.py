@@ -9,6 +9,7 @@ from fgclip import FGCLIPModel
 from fgclip.errors import UserError
 from fgclip.train.config import SHIPPED_DEEPSPEED_CONFIG, OptimConfig
 from fgclip.train.engine import (
+    PlainEngine,
     make_optimizer,
     make_scheduler,
     parameter_groups,
@@ -76,3 +77,18 @@ def test_deepspeed_config_conflicts_are_errors(tmp_path):
     path.write_text("{")
     with pytest.raises(UserError, match="not valid JSON"):
         resolve_deepspeed_config(path, 8, 1, 1, False, 1.0)
+
+
+def test_the_plain_engine_skips_an_update_with_non_finite_gradients_and_says_so(capsys):
+    model = torch.nn.Linear(4, 2)
+    engine = PlainEngine(model, OptimConfig(lr=0.1, warmup_steps=0), 10, 1, torch.device("cpu"), False)
+    before = model.weight.detach().clone()
+    engine.backward(model(torch.ones(1, 4)).sum())  # a finite loss ...
+    model.weight.grad[0, 0] = float("inf")  # ... whose backward overflowed
+    assert engine.step() is True  # an optimizer step was due: it is counted, not applied
+    assert torch.equal(model.weight, before) and engine.skipped_nonfinite_grads == 1
+    assert capsys.readouterr().err == (
+        "non-finite gradient norm at optimizer step 1: update skipped (1 so far in this process)\n"
+    )
+    engine.backward(model(torch.ones(1, 4)).sum())
+    assert engine.step() is True and not torch.equal(model.weight, before)  # the next finite step updates
