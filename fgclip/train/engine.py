@@ -161,7 +161,7 @@ class PlainEngine:
             self.skipped_nonfinite_grads += 1
             print(
                 f"non-finite gradient norm at optimizer step {self.micro_steps // self.grad_accum}: update skipped "
-                f"({self.skipped_nonfinite_grads} so far in this process)",
+                f"({self.skipped_nonfinite_grads} in this run)",
                 file=sys.stderr,
             )
         self.scheduler.step()
@@ -180,6 +180,7 @@ class PlainEngine:
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "micro_steps": self.micro_steps,
+                "skipped_nonfinite_grads": self.skipped_nonfinite_grads,
                 "client_state": client_state,
             },
             directory / PLAIN_STATE_FILE,
@@ -191,6 +192,7 @@ class PlainEngine:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.micro_steps = state["micro_steps"]
+        self.skipped_nonfinite_grads = state.get("skipped_nonfinite_grads", 0)  # absent from older checkpoints
         return state["client_state"]
 
     def apply_optimisation(self, optim: OptimConfig) -> None:

@@ -462,6 +462,8 @@ class Runner:
             "first_logged_loss": self.first_loss,
             "last_logged_loss": self.last_loss,
             "nonfinite_steps": self.nonfinite,
+            # updates the plain engine skipped for inf/nan gradients (None: DeepSpeed's engine decides those)
+            "skipped_nonfinite_updates": getattr(self.engine, "skipped_nonfinite_grads", None),
             **self.accounting.summary(totals, examples[: self.accounting.keep_examples]),
             **self.settings.summary,
             **self.task.summary(),

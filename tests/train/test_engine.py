@@ -79,7 +79,7 @@ def test_deepspeed_config_conflicts_are_errors(tmp_path):
         resolve_deepspeed_config(path, 8, 1, 1, False, 1.0)
 
 
-def test_the_plain_engine_skips_an_update_with_non_finite_gradients_and_says_so(capsys):
+def test_the_plain_engine_skips_an_update_with_non_finite_gradients_and_says_so(tmp_path, capsys):
     model = torch.nn.Linear(4, 2)
     engine = PlainEngine(model, OptimConfig(lr=0.1, warmup_steps=0), 10, 1, torch.device("cpu"), False)
     before = model.weight.detach().clone()
@@ -87,8 +87,10 @@ def test_the_plain_engine_skips_an_update_with_non_finite_gradients_and_says_so(
     model.weight.grad[0, 0] = float("inf")  # ... whose backward overflowed
     assert engine.step() is True  # an optimizer step was due: it is counted, not applied
     assert torch.equal(model.weight, before) and engine.skipped_nonfinite_grads == 1
-    assert capsys.readouterr().err == (
-        "non-finite gradient norm at optimizer step 1: update skipped (1 so far in this process)\n"
-    )
+    assert capsys.readouterr().err == "non-finite gradient norm at optimizer step 1: update skipped (1 in this run)\n"
     engine.backward(model(torch.ones(1, 4)).sum())
     assert engine.step() is True and not torch.equal(model.weight, before)  # the next finite step updates
+    engine.save(tmp_path / "checkpoint", {})
+    resumed = PlainEngine(torch.nn.Linear(4, 2), OptimConfig(lr=0.1, warmup_steps=0), 10, 1, torch.device("cpu"), False)
+    resumed.load(tmp_path / "checkpoint")
+    assert resumed.skipped_nonfinite_grads == 1  # the count travels with the checkpoint

@@ -29,6 +29,7 @@ def test_stage_runs_write_metrics_checkpoint_and_a_loadable_final(tmp_path, synt
     assert (tmp_path / "s1" / "checkpoints" / "latest").read_text().strip() == "step-00000012"
     summary = json.loads((tmp_path / "s1" / "summary.json").read_text())
     assert summary["steps"] == 12 and summary["engine"] == "plain" and summary["bad_records"] == 0
+    assert summary["skipped_nonfinite_updates"] == 0
     model = FGCLIPModel.from_pretrained(result.final_dir)
     # stage 1 does not train the regional / hard temperatures; they leave it equal to the global one
     assert model.logit_scale_region.item() == model.logit_scale_hard.item() == model.logit_scale.item()
