@@ -24,9 +24,8 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from fgclip.errors import UserError
 from fgclip.outputs import prepare_output_dir
-from fgclip.train.distributed import gather_objects
 from fgclip.train.preemption import TerminationRequest, ignore_stop_signals_in_worker
-from fgclip.train.run_folder import LOCK_FILE, lock_run_folder
+from fgclip.train.run_folder import LOCK_FILE, claim_run_folder
 from lmm_integration.data import ConversationCollator, ConversationDataset, image_token_count
 from lmm_integration.lora import PROJECTOR, LoraOptions, add_lora, merge_adapter, quantization_config
 from lmm_integration.train_options import TrainOptions
@@ -356,15 +355,8 @@ def train_stage(options: TrainOptions) -> Path:
             print(f"stage {options.stage} already finished with these options: {final}")
         return final
     arguments = training_arguments(options)  # sets up torch.distributed under a launcher
-    # one job at a time in the folder (fgclip.train.run_folder); every process reads the main one's answer, which
-    # also means every process has read the run folder before the main process changes it
-    holder = gather_objects(lock_run_folder(output_dir) if is_main_process() else None)[0]
-    if holder is not None:
-        raise UserError(
-            f"--output_dir {output_dir} is in use by another run ({holder}); wait for it to end or choose another "
-            "--output_dir",
-            every_rank=True,
-        )
+    # one job at a time; every process passes here after reading the folder, before the main process changes it
+    claim_run_folder(output_dir, is_main_process())
     if mode == "fresh" and options.overwrite_output_dir:
         _clear_run(output_dir)
     if mode == "resume":

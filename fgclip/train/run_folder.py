@@ -149,3 +149,17 @@ def unlock_run_folder(output_dir: str | Path) -> None:
     handle = _held_locks.pop(Path(output_dir).resolve(), None)
     if handle is not None:
         handle.close()  # closing the only descriptor of the lock file drops the lock
+
+
+def claim_run_folder(output_dir: str | Path, is_main: bool) -> None:
+    """Every rank of a job: rank 0 takes the folder's run lock, and every rank reads its answer (so all stop alike,
+    with one line, when another job holds it). Also a point every rank passes before rank 0 changes the folder."""
+    from fgclip.train.distributed import gather_objects  # torch: only for a job that trains anyway
+
+    holder = gather_objects(lock_run_folder(output_dir) if is_main else None)[0]
+    if holder is not None:
+        raise UserError(
+            f"--output_dir {output_dir} is in use by another run ({holder}); wait for it to end or choose another "
+            "--output_dir",
+            every_rank=True,
+        )

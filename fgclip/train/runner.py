@@ -50,7 +50,7 @@ from fgclip.train.run_folder import (
     RUN_FILES,
     SUMMARY_FILE,
     check_run_folder,
-    lock_run_folder,
+    claim_run_folder,
     remove_run_files,
 )
 
@@ -187,13 +187,7 @@ def prepare_run_folder(
     lock on rank 0 (every rank stops alike when another job holds it); with `--overwrite_output_dir`, rank 0 then
     removes the earlier run's files."""
     replaced = check_run_folder(output_dir, inputs, resume=resume, overwrite=overwrite, names=names)
-    holder = gather_objects(lock_run_folder(output_dir) if context.is_main else None)[0]
-    if holder is not None:
-        raise UserError(
-            f"--output_dir {output_dir} is in use by another run ({holder}); wait for it to end or choose another "
-            "--output_dir",
-            every_rank=True,
-        )
+    claim_run_folder(output_dir, context.is_main)
     if context.is_main and replaced:
         remove_run_files(replaced)
         print(

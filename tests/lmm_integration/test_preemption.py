@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.lmm_integration.conftest import free_port, write_colour_set
+from tests.processes import is_zombie
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -118,7 +119,7 @@ def test_the_script_does_not_wait_for_a_zombie_of_the_stopped_run():
         os._exit(0)
     try:
         deadline = time.monotonic() + 10
-        while not _is_zombie(child):
+        while not is_zombie(child):
             assert time.monotonic() < deadline
             time.sleep(0.01)
         ask = function + 'group_alive "$1"'
@@ -127,7 +128,3 @@ def test_the_script_does_not_wait_for_a_zombie_of_the_stopped_run():
         assert subprocess.run(["bash", "-c", ask, "-", str(os.getpgid(0))]).returncode == 0  # this test's own group
     finally:
         os.waitpid(child, 0)
-
-
-def _is_zombie(pid: int) -> bool:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"

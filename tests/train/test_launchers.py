@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from fgclip import FGCLIPModel
+from tests.processes import group_runs
 from tests.train.conftest import final_weights, max_difference, read_metrics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,19 +75,6 @@ def mean_loss(metrics: list[dict], part: slice) -> float:
 
 
 STAGE1_STEPS = 8
-
-
-def group_runs(group: int) -> bool:
-    """Whether a process of `group` still runs; zombies do not count (`os.killpg(group, 0)` would count them, and
-    where PID 1 is slow to reap orphans a data-loader worker's zombie outlives its parent)."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # ended while we looked
-            continue
-        if int(fields[2]) == group and fields[0] != "Z":
-            return True
-    return False
 
 
 @pytest.fixture(scope="module")
