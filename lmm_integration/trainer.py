@@ -178,6 +178,11 @@ class LlavaTrainer(Trainer):
         loader = super().get_train_dataloader()
         torch_loader = getattr(loader, "base_dataloader", loader)  # accelerate wraps the torch DataLoader
         torch_loader.worker_init_fn = _WorkerInit(torch_loader.worker_init_fn)
+        if torch_loader.num_workers and dist.is_available() and dist.is_initialized():
+            # Forking a process that runs gloo/NCCL threads can copy a lock another thread holds into the worker,
+            # which then hangs before its first batch and the rank waits for it forever (seen here: a 2-process
+            # CPU run stuck at the first batch of an epoch). Workers come from a clean forkserver process instead.
+            torch_loader.multiprocessing_context = "forkserver"
         return loader
 
     def create_optimizer(self, model=None):
